@@ -1,0 +1,296 @@
+"""Pure encoding and decoding of protocol events to and from frames.
+
+Frame 0 is a msgpack map ``{"v": 1, "t": TYPE, <fields>}``; a :class:`Chunk`
+and an inline :class:`Put` add frame 1, the raw file bytes.  Decoding checks
+every field's type and range and raises :class:`RemoteProtocolError` naming
+what was wrong; unknown fields are ignored (docs/protocol.md, "Versions").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgpack
+
+from .errors import ErrorCode, RemoteProtocolError
+from .events import (
+    EVENT_TYPES,
+    Buffer,
+    Chunk,
+    Entry,
+    Event,
+    ListPage,
+    Put,
+)
+
+PROTOCOL_VERSION = 1
+
+#: Largest frame 0 accepted, in bytes; a page of 1,000 entries fits easily.
+MAX_HEADER_BYTES = 4 << 20
+#: Longest name the codec passes on, in bytes of UTF-8; the store applies
+#: its own (smaller, configurable) limit.
+MAX_WIRE_NAME_BYTES = 65536
+MAX_DIGEST_BYTES = 64
+_U63 = (1 << 63) - 1
+
+Check = Callable[[Any], Any]
+
+
+def _int_range(lo: int, hi: int) -> Check:
+    def check(value: Any) -> int:
+        # bool is an int subclass; a true/false where a number belongs is malformed
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"must be an integer, not {type(value).__name__}")
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo} and {hi}, not {value}")
+        return value
+
+    return check
+
+
+def _str(max_bytes: int) -> Check:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, not {type(value).__name__}")
+        if len(value.encode("utf-8", "surrogatepass")) > max_bytes:
+            raise ValueError(f"must be at most {max_bytes} bytes")
+        return value
+
+    return check
+
+
+def _bin(max_bytes: int) -> Check:
+    def check(value: Any) -> bytes:
+        if not isinstance(value, bytes):
+            raise ValueError(f"must be binary, not {type(value).__name__}")
+        if not 1 <= len(value) <= max_bytes:
+            raise ValueError(f"must be 1 to {max_bytes} bytes long")
+        return value
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, not {type(value).__name__}")
+    return value
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be a number, not {type(value).__name__}")
+    return float(value)
+
+
+_ID = _int_range(0, _U63)
+_COUNT = _int_range(0, _U63)
+_POSITIVE = _int_range(1, _U63)
+_MTIME = _int_range(-(1 << 63), _U63)
+_MODE = _int_range(0, 0o7777)
+_NAME = _str(MAX_WIRE_NAME_BYTES)
+_SHORT = _str(64)
+_DIGEST = _bin(MAX_DIGEST_BYTES)
+_TEXT = _str(4096)
+
+
+def _entries(value: Any) -> tuple[Entry, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, not {type(value).__name__}")
+    return tuple(Entry(**_fields(item, _ENTRY_SCHEMA, "entry")) for item in value)
+
+
+_REQUIRED = object()
+
+# field -> (check, default); _REQUIRED marks a field that must be present
+_ENTRY_SCHEMA: dict[str, tuple[Check, Any]] = {
+    "name": (_NAME, _REQUIRED),
+    "size": (_COUNT, _REQUIRED),
+    "mtime_ns": (_MTIME, _REQUIRED),
+    "mode": (_MODE, _REQUIRED),
+    "algo": (_SHORT, _REQUIRED),
+    "digest": (_DIGEST, _REQUIRED),
+    "received": (_float, _REQUIRED),
+    "id": (_SHORT, ""),
+    "peer": (_TEXT, ""),
+}
+
+_SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
+    "PUT": {
+        "id": (_ID, _REQUIRED),
+        "name": (_NAME, _REQUIRED),
+        "size": (_COUNT, _REQUIRED),
+        "mtime_ns": (_MTIME, _REQUIRED),
+        "mode": (_MODE, _REQUIRED),
+        "algo": (_SHORT, _REQUIRED),
+        "clobber": (_bool, True),
+        "digest": (_DIGEST, None),
+    },
+    "PUT-READY": {
+        "id": (_ID, _REQUIRED),
+        "transfer": (_SHORT, _REQUIRED),
+        "offset": (_COUNT, _REQUIRED),
+        "credit": (_COUNT, _REQUIRED),
+    },
+    "CHUNK": {"id": (_ID, _REQUIRED), "offset": (_COUNT, _REQUIRED)},
+    "CREDIT": {"id": (_ID, _REQUIRED), "credit": (_POSITIVE, _REQUIRED)},
+    "PUT-END": {"id": (_ID, _REQUIRED), "digest": (_DIGEST, _REQUIRED)},
+    "PUT-OK": {"id": (_ID, _REQUIRED), "size": (_COUNT, _REQUIRED), "digest": (_DIGEST, _REQUIRED)},
+    "GET": {
+        "id": (_ID, _REQUIRED),
+        "name": (_NAME, _REQUIRED),
+        "credit": (_POSITIVE, _REQUIRED),
+        "offset": (_COUNT, 0),
+        "digest": (_DIGEST, None),
+    },
+    "GET-META": {
+        "id": (_ID, _REQUIRED),
+        "name": (_NAME, _REQUIRED),
+        "size": (_COUNT, _REQUIRED),
+        "mtime_ns": (_MTIME, _REQUIRED),
+        "mode": (_MODE, _REQUIRED),
+        "algo": (_SHORT, _REQUIRED),
+        "digest": (_DIGEST, _REQUIRED),
+        "offset": (_COUNT, _REQUIRED),
+    },
+    "LIST": {
+        "id": (_ID, _REQUIRED),
+        "prefix": (_NAME, ""),
+        "after": (_NAME, ""),
+        "limit": (_int_range(1, 10_000), 1000),
+    },
+    "LIST-PAGE": {
+        "id": (_ID, _REQUIRED),
+        "entries": (_entries, _REQUIRED),
+        "more": (_bool, _REQUIRED),
+    },
+    "CANCEL": {"id": (_ID, _REQUIRED)},
+    "ERROR": {
+        "id": (_int_range(-1, _U63), _REQUIRED),
+        "code": (_SHORT, _REQUIRED),
+        "message": (_TEXT, _REQUIRED),
+    },
+}
+
+_DATA_TYPES = frozenset({"CHUNK", "PUT"})
+
+
+def _fields(raw: Any, schema: dict[str, tuple[Check, Any]], what: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise RemoteProtocolError(f"{what} must be a map, not {type(raw).__name__}")
+    out: dict[str, Any] = {}
+    for key, (check, default) in schema.items():
+        if key not in raw or raw[key] is None:
+            if default is _REQUIRED:
+                raise RemoteProtocolError(f"{what} lacks field {key!r}")
+            out[key] = default
+            continue
+        try:
+            out[key] = check(raw[key])
+        except ValueError as exc:
+            raise RemoteProtocolError(f"{what} field {key!r} {exc}") from None
+        except RemoteProtocolError as exc:
+            raise RemoteProtocolError(f"{what} field {key!r}: {exc}") from None
+    return out
+
+
+def _header_id(header: Any) -> int | None:
+    if isinstance(header, dict):
+        value = header.get("id")
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U63:
+            return value
+    return None
+
+
+def decode(frames: Sequence[Buffer]) -> Event:
+    """Decode one multipart message (a sequence of frames) into an event.
+
+    Raises :class:`RemoteProtocolError` (code ``bad-request``, or
+    ``unsupported-version`` for another protocol version) saying what was
+    wrong; ``transfer_id`` is set when the message's id could be read.
+    """
+    if not frames:
+        raise RemoteProtocolError("empty message")
+    head = frames[0]
+    if len(head) > MAX_HEADER_BYTES:
+        raise RemoteProtocolError(f"header frame is {len(head)} bytes, over {MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(head, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise RemoteProtocolError(f"header frame is not valid msgpack ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise RemoteProtocolError(f"header frame must be a msgpack map, not {type(header).__name__}")
+    tid = _header_id(header)
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        raise RemoteProtocolError(
+            f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION})",
+            code=ErrorCode.UNSUPPORTED_VERSION,
+            transfer_id=tid,
+        )
+    kind = header.get("t")
+    cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise RemoteProtocolError(f"unknown message type {kind!r}", transfer_id=tid)
+    try:
+        fields = _fields(header, _SCHEMAS[kind], kind)
+    except RemoteProtocolError as exc:
+        exc.transfer_id = tid
+        raise
+    n_frames = len(frames)
+    if kind == "CHUNK":
+        if n_frames != 2:
+            raise RemoteProtocolError(f"CHUNK needs 2 frames, got {n_frames}", transfer_id=tid)
+        if len(frames[1]) == 0:
+            raise RemoteProtocolError("CHUNK carries no bytes", transfer_id=tid)
+        return Chunk(data=frames[1], **fields)
+    if kind == "PUT" and n_frames == 2:
+        data = frames[1]
+        if fields["digest"] is None:
+            raise RemoteProtocolError("inline PUT lacks field 'digest'", transfer_id=tid)
+        if len(data) != fields["size"]:
+            raise RemoteProtocolError(
+                f"inline PUT declares {fields['size']} bytes but carries {len(data)}",
+                transfer_id=tid,
+            )
+        return Put(data=data, **fields)
+    if n_frames != 1:
+        raise RemoteProtocolError(f"{kind} needs 1 frame, got {n_frames}", transfer_id=tid)
+    return cls(**fields)
+
+
+def _entry_map(entry: Entry) -> dict[str, Any]:
+    return {
+        "name": entry.name,
+        "size": entry.size,
+        "mtime_ns": entry.mtime_ns,
+        "mode": entry.mode,
+        "algo": entry.algo,
+        "digest": entry.digest,
+        "received": entry.received,
+        "id": entry.id,
+        "peer": entry.peer,
+    }
+
+
+def encode(event: Event) -> list[Buffer]:
+    """Encode an event as the frames of one multipart message.
+
+    The data frame, when there is one, is the caller's buffer itself (no
+    copy), so it can be sent zero-copy.
+    """
+    kind = event.TYPE
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "t": kind}
+    for key in _SCHEMAS[kind]:
+        value = getattr(event, key)
+        if value is None:
+            continue
+        if isinstance(event, ListPage) and key == "entries":
+            value = [_entry_map(e) for e in value]
+        header[key] = value
+    frames: list[Buffer] = [msgpack.packb(header, use_bin_type=True)]
+    if kind in _DATA_TYPES:
+        data = event.data  # type: ignore[union-attr]
+        if data is not None:
+            frames.append(data)
+    return frames

@@ -1,0 +1,139 @@
+"""zfile's error hierarchy.
+
+Every failure a caller of zfile can see is a :class:`ZfileError`.  Foreign
+exceptions (``zmq.ZMQError``, msgpack's errors, ``OSError``) are translated at
+the boundary that meets them (``zfile.transport`` for sockets and frames,
+``zfile.store`` for the file system), in the manner of httpcore's exception
+mapping.
+
+Each error carries an :class:`ErrorCode`, the same code that travels in an
+``ERROR`` message on the wire (see docs/protocol.md), and a sentence fit to
+show a person.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Wire codes of the ``ERROR`` message (docs/protocol.md, "Error codes")."""
+
+    NOT_FOUND = "not-found"
+    EXISTS = "exists"
+    BAD_REQUEST = "bad-request"
+    UNSUPPORTED_VERSION = "unsupported-version"
+    TOO_LARGE = "too-large"
+    NO_SPACE = "no-space"
+    BUSY = "busy"
+    INTERNAL = "internal"
+
+
+class ZfileError(Exception):
+    """Base of every error zfile raises.
+
+    ``str(err)`` is a one-line sentence for a person; ``err.code`` is the
+    :class:`ErrorCode` that describes it on the wire.
+    """
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+# -- protocol ---------------------------------------------------------------
+
+
+class ProtocolError(ZfileError):
+    """A message broke the zfile protocol (malformed, out of order, over credit).
+
+    ``transfer_id`` names the transfer the message belonged to when it could be
+    read, so a server can answer that transfer with an ``ERROR``; it is
+    ``None`` when even the id was unreadable.
+    """
+
+    code = ErrorCode.BAD_REQUEST
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: ErrorCode | None = None,
+        transfer_id: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.transfer_id = transfer_id
+
+
+class LocalProtocolError(ProtocolError):
+    """We were about to send something the protocol forbids (a bug on our side)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol forbids."""
+
+
+# -- transport --------------------------------------------------------------
+
+
+class TransportError(ZfileError):
+    """A socket could not be bound, connected, written or read."""
+
+
+class PeerTimeout(TransportError):
+    """The peer did not answer within the configured time (seconds)."""
+
+
+# -- store and transfers ----------------------------------------------------
+
+
+class StoreError(ZfileError):
+    """The store refused or failed an operation."""
+
+
+class BadName(StoreError):
+    """A file name is absolute, contains ``..``, NUL or control characters,
+    is too long, or resolves outside the store's root."""
+
+    code = ErrorCode.BAD_REQUEST
+
+
+class NotFound(StoreError):
+    code = ErrorCode.NOT_FOUND
+
+
+class Exists(StoreError):
+    code = ErrorCode.EXISTS
+
+
+class TooLarge(StoreError):
+    code = ErrorCode.TOO_LARGE
+
+
+class NoSpace(StoreError):
+    code = ErrorCode.NO_SPACE
+
+
+class Busy(ZfileError):
+    code = ErrorCode.BUSY
+
+
+class IntegrityError(ZfileError):
+    """Received bytes do not match the declared size or whole-file digest."""
+
+    code = ErrorCode.BAD_REQUEST
+
+
+class RemoteError(ZfileError):
+    """The peer answered with an ``ERROR`` message; ``code`` is its wire code."""
+
+
+class LocalFileError(ZfileError):
+    """A local file or directory (the client's side) could not be read or written."""

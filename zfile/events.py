@@ -1,0 +1,232 @@
+"""Protocol events: one frozen dataclass per message type.
+
+An event is what one multipart ZeroMQ message says.  Frame 0 of every message
+is a msgpack map holding the protocol version, the type name and the event's
+fields; :class:`Chunk`, and a :class:`Put` that carries its file inline, add a
+second frame of raw file bytes.  docs/protocol.md is the reference; units are:
+sizes, offsets and credit in bytes (offsets from the start of the file), times
+in nanoseconds since the Unix epoch (``mtime_ns``) or seconds (``received``).
+
+This module imports no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+#: Bytes-like payload of a data frame: ``bytes`` or a ``memoryview`` of a
+#: received frame (kept zero-copy; never mutate a buffer handed to a send).
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    """Client asks to upload ``name`` (client -> server).
+
+    ``size`` is the file's length in bytes, ``mtime_ns`` its modification time
+    (ns since the epoch), ``mode`` its permission bits (``st_mode & 0o7777``),
+    ``algo`` the whole-file digest algorithm.  ``clobber=False`` asks for an
+    ``exists`` error rather than replacing a stored file of the same name.
+
+    A file of at most one chunk may travel inline: ``data`` then holds all of
+    it and ``digest`` its whole-file digest; the server answers :class:`PutOk`
+    directly.
+    """
+
+    TYPE: ClassVar[str] = "PUT"
+    id: int
+    name: str
+    size: int
+    mtime_ns: int
+    mode: int
+    algo: str
+    clobber: bool = True
+    data: Buffer | None = field(default=None, repr=False)
+    digest: bytes | None = None
+
+    @property
+    def inline(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PutReady:
+    """Server accepts an upload (server -> client).
+
+    ``transfer`` is the server's stable name for this upload (the same when it
+    resumes), ``offset`` the byte offset the client must continue from (0 for a
+    fresh upload, more when resuming a partial), ``credit`` the bytes the
+    client may send before waiting for :class:`Credit`.
+    """
+
+    TYPE: ClassVar[str] = "PUT-READY"
+    id: int
+    transfer: str
+    offset: int
+    credit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """``data`` holds the file's bytes from ``offset`` (either direction)."""
+
+    TYPE: ClassVar[str] = "CHUNK"
+    id: int
+    offset: int
+    data: Buffer = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """The receiver of a stream grants ``credit`` more bytes (either direction).
+
+    Credit is cumulative, FileMQ's NOM (RFC 35): the sender may have at most
+    the sum of all grants minus the bytes it has sent outstanding.
+    """
+
+    TYPE: ClassVar[str] = "CREDIT"
+    id: int
+    credit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutEnd:
+    """Client has sent every byte; ``digest`` is the whole-file digest."""
+
+    TYPE: ClassVar[str] = "PUT-END"
+    id: int
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PutOk:
+    """Server committed the upload under its final name (server -> client)."""
+
+    TYPE: ClassVar[str] = "PUT-OK"
+    id: int
+    size: int
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    """Client asks to download ``name`` (client -> server).
+
+    ``offset`` > 0 resumes a partial download whose source had digest
+    ``digest``; the server honours it only while the stored file still has
+    that digest.  ``credit`` is the client's first grant, in bytes.
+    """
+
+    TYPE: ClassVar[str] = "GET"
+    id: int
+    name: str
+    credit: int
+    offset: int = 0
+    digest: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetMeta:
+    """Server describes the file it is about to stream (server -> client).
+
+    Chunks follow from ``offset`` (0, or the resume offset the client asked
+    for when the file is unchanged) up to ``size``.  A file is complete when
+    ``size`` bytes have arrived; there is no end message.
+    """
+
+    TYPE: ClassVar[str] = "GET-META"
+    id: int
+    name: str
+    size: int
+    mtime_ns: int
+    mode: int
+    algo: str
+    digest: bytes
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One catalog entry, as ``ls`` shows it.
+
+    ``received`` is when the store committed it, in seconds since the epoch;
+    ``peer`` who sent it (their key or address, "" when unknown).
+    """
+
+    name: str
+    size: int
+    mtime_ns: int
+    mode: int
+    algo: str
+    digest: bytes
+    received: float
+    id: str = ""
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """Client asks for up to ``limit`` entries whose names start with
+    ``prefix`` and sort after ``after`` (paging cursor; "" for the first page)."""
+
+    TYPE: ClassVar[str] = "LIST"
+    id: int
+    prefix: str = ""
+    after: str = ""
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of catalog entries, sorted by name; ``more`` says whether
+    the client may ask for the next page (with ``after`` = last name)."""
+
+    TYPE: ClassVar[str] = "LIST-PAGE"
+    id: int
+    entries: tuple[Entry, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Client abandons transfer ``id``; the server keeps an upload's partial
+    so it can be resumed."""
+
+    TYPE: ClassVar[str] = "CANCEL"
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Server ends transfer ``id`` with an error code (errors.ErrorCode value)
+    and a sentence for a person.  ``id`` is -1 when the offending message's
+    id could not be read."""
+
+    TYPE: ClassVar[str] = "ERROR"
+    id: int
+    code: str
+    message: str
+
+
+Event = (
+    Put | PutReady | Chunk | Credit | PutEnd | PutOk | Get | GetMeta | ListRequest | ListPage | Cancel | Error
+)
+
+EVENT_TYPES: dict[str, type] = {
+    cls.TYPE: cls
+    for cls in (
+        Put,
+        PutReady,
+        Chunk,
+        Credit,
+        PutEnd,
+        PutOk,
+        Get,
+        GetMeta,
+        ListRequest,
+        ListPage,
+        Cancel,
+        Error,
+    )
+}

@@ -1,0 +1,246 @@
+"""The zfile protocol, sans I/O.
+
+zfile speaks in multipart ZeroMQ messages between a DEALER client and a ROUTER
+server (docs/protocol.md).  This module holds the whole protocol and no I/O:
+it imports neither zmq, asyncio nor the file system, in the manner of h11.
+
+- :mod:`zfile.events` defines the events (one frozen dataclass per message);
+- :func:`encode` / :func:`decode` turn events into frames and back;
+- :class:`Transfer` is the state machine of one transfer (an upload, a
+  download or a listing), identified by the client-chosen ``id`` that every
+  message carries.  Both ends run one: ``send()`` checks an event we emit
+  (raising :class:`LocalProtocolError`), ``receive()`` one the peer emitted
+  (raising :class:`RemoteProtocolError`).  It enforces message order, resume
+  offsets, contiguous chunks, declared sizes and credit (FileMQ's NOM,
+  RFC 35; ZeroMQ Guide chapter 7's credit-based flow control).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from ._codec import MAX_DIGEST_BYTES, PROTOCOL_VERSION, decode, encode
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .events import (
+    Cancel,
+    Chunk,
+    Credit,
+    Entry,
+    Error,
+    Event,
+    Get,
+    GetMeta,
+    ListPage,
+    ListRequest,
+    Put,
+    PutEnd,
+    PutOk,
+    PutReady,
+)
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MAX_DIGEST_BYTES",
+    "DEFAULT_CHUNK_SIZE",
+    "Role",
+    "State",
+    "Transfer",
+    "decode",
+    "encode",
+    "Cancel",
+    "Chunk",
+    "Credit",
+    "Entry",
+    "Error",
+    "Event",
+    "Get",
+    "GetMeta",
+    "ListPage",
+    "ListRequest",
+    "Put",
+    "PutEnd",
+    "PutOk",
+    "PutReady",
+]
+
+#: Default chunk size in bytes: large enough that zero-copy sends pay off
+#: (pyzmq's COPY_THRESHOLD is 64 KiB) and per-message overhead is small.
+DEFAULT_CHUNK_SIZE = 1 << 20
+
+
+class Role(Enum):
+    CLIENT = "client"
+    SERVER = "server"
+
+
+class State(Enum):
+    IDLE = "idle"
+    PUT_OPENING = "put-opening"  # PUT sent, waiting for PUT-READY
+    PUT_SENDING = "put-sending"  # chunks flow client -> server under credit
+    PUT_CLOSING = "put-closing"  # PUT-END (or inline PUT) sent, waiting for PUT-OK
+    GET_OPENING = "get-opening"  # GET sent, waiting for GET-META
+    GET_RECEIVING = "get-receiving"  # chunks flow server -> client under credit
+    LIST_WAITING = "list-waiting"  # LIST sent, waiting for LIST-PAGE
+    LIST_PAGED = "list-paged"  # a page arrived and more may be asked for
+    DONE = "done"
+    FAILED = "failed"
+
+
+C, S = Role.CLIENT, Role.SERVER
+
+# The one table of state rules: (state, sender, message type) -> next state.
+# Rules that also depend on counters (chunk offsets, credit, completion) are
+# applied in Transfer._apply after this table allowed the message.
+_TRANSITIONS: dict[tuple[State, Role, str], State] = {
+    (State.IDLE, C, "PUT"): State.PUT_OPENING,
+    (State.IDLE, C, "PUT+DATA"): State.PUT_CLOSING,
+    (State.IDLE, C, "GET"): State.GET_OPENING,
+    (State.IDLE, C, "LIST"): State.LIST_WAITING,
+    (State.PUT_OPENING, S, "PUT-READY"): State.PUT_SENDING,
+    (State.PUT_SENDING, C, "CHUNK"): State.PUT_SENDING,
+    (State.PUT_SENDING, S, "CREDIT"): State.PUT_SENDING,
+    (State.PUT_SENDING, C, "PUT-END"): State.PUT_CLOSING,
+    (State.PUT_CLOSING, S, "CREDIT"): State.PUT_CLOSING,
+    (State.PUT_CLOSING, S, "PUT-OK"): State.DONE,
+    (State.GET_OPENING, S, "GET-META"): State.GET_RECEIVING,
+    (State.GET_RECEIVING, S, "CHUNK"): State.GET_RECEIVING,
+    (State.GET_RECEIVING, C, "CREDIT"): State.GET_RECEIVING,
+    (State.LIST_WAITING, S, "LIST-PAGE"): State.LIST_PAGED,
+    (State.LIST_PAGED, C, "LIST"): State.LIST_WAITING,
+}
+_OPEN_STATES = frozenset(s for s in State if s not in (State.IDLE, State.DONE, State.FAILED))
+# From any open state the server may fail a transfer and the client abandon it.
+for _state in _OPEN_STATES:
+    _TRANSITIONS[(_state, S, "ERROR")] = State.FAILED
+    _TRANSITIONS[(_state, C, "CANCEL")] = State.FAILED
+# A download the server finished (DONE on its side) may still see credit the
+# client granted before the last chunk arrived; it changes nothing.
+_TRANSITIONS[(State.DONE, C, "CREDIT")] = State.DONE
+# A server may refuse a request it cannot even start (busy, bad name).
+_TRANSITIONS[(State.IDLE, S, "ERROR")] = State.FAILED
+
+
+def _kind(event: Event) -> str:
+    if isinstance(event, Put) and event.inline:
+        return "PUT+DATA"
+    return event.TYPE
+
+
+class Transfer:
+    """State machine of one transfer as seen from ``role``'s end.
+
+    Attributes (all bytes): ``size`` the file's declared length, ``offset`` the
+    next byte expected in the stream (equal to ``size`` once complete),
+    ``credit`` how many more bytes the data sender may send now.  ``state`` is
+    a :class:`State`.
+    """
+
+    def __init__(self, role: Role, id: int) -> None:
+        self.role = role
+        self.id = id
+        self.state = State.IDLE
+        self.size = 0
+        self.offset = 0
+        self.credit = 0
+        self.resume_offset = 0
+        self.more = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Transfer({self.role.value}, id={self.id}, {self.state.value}, "
+            f"offset={self.offset}/{self.size}, credit={self.credit})"
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (State.DONE, State.FAILED)
+
+    def send(self, event: Event) -> None:
+        """Check and apply an event this end is about to send.
+
+        Raises :class:`LocalProtocolError` if the protocol forbids it now.
+        """
+        self._process(self.role, event, LocalProtocolError)
+
+    def receive(self, event: Event) -> None:
+        """Check and apply an event the peer sent.
+
+        Raises :class:`RemoteProtocolError` (code ``bad-request``) if the
+        protocol forbids it now; the transfer is then FAILED.
+        """
+        peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
+        self._process(peer, event, RemoteProtocolError)
+
+    def _process(self, sender: Role, event: Event, exc: type[ProtocolError]) -> None:
+        if event.id != self.id:
+            raise exc(f"message for transfer {event.id} given to transfer {self.id}", transfer_id=self.id)
+        kind = _kind(event)
+        key = (self.state, sender, kind)
+        nxt = _TRANSITIONS.get(key)
+        if nxt is None:
+            if exc is RemoteProtocolError:
+                self.state = State.FAILED
+            raise exc(
+                f"{kind} from the {sender.value} is not allowed while transfer {self.id} "
+                f"is {self.state.value}",
+                transfer_id=self.id,
+            )
+        try:
+            nxt = self._apply(event, nxt)
+        except ValueError as err:
+            if exc is RemoteProtocolError:
+                self.state = State.FAILED
+            raise exc(f"transfer {self.id}: {err}", transfer_id=self.id) from None
+        self.state = nxt
+
+    def _apply(self, event: Event, nxt: State) -> State:
+        """Counter rules; raise ValueError with the reason to refuse."""
+        if isinstance(event, Put):
+            self.size = event.size
+            if event.inline:
+                self.offset = event.size
+        elif isinstance(event, PutReady):
+            if event.offset > self.size:
+                raise ValueError(f"resume offset {event.offset} is past the size {self.size}")
+            self.offset = self.resume_offset = event.offset
+            self.credit = event.credit
+        elif isinstance(event, Get):
+            if event.offset and event.digest is None:
+                raise ValueError("a resumed GET needs the digest of the partial's source")
+            self.resume_offset = event.offset
+            self.credit = event.credit
+        elif isinstance(event, GetMeta):
+            if event.offset not in (0, self.resume_offset):
+                raise ValueError(f"GET-META offset {event.offset} is neither 0 nor the one asked for")
+            if event.offset > event.size:
+                raise ValueError(f"GET-META offset {event.offset} is past the size {event.size}")
+            self.size = event.size
+            self.offset = event.offset
+            if self.offset == self.size:
+                return State.DONE
+        elif isinstance(event, Chunk):
+            n = len(event.data)
+            if event.offset != self.offset:
+                raise ValueError(f"chunk at offset {event.offset}, expected {self.offset}")
+            if event.offset + n > self.size:
+                raise ValueError(f"chunk ends at {event.offset + n}, past the declared size {self.size}")
+            if n > self.credit:
+                raise ValueError(f"chunk of {n} bytes exceeds the credit of {self.credit}")
+            self.offset += n
+            self.credit -= n
+            if nxt is State.GET_RECEIVING and self.offset == self.size:
+                return State.DONE
+        elif isinstance(event, Credit):
+            if nxt is not State.DONE:
+                self.credit += event.credit
+        elif isinstance(event, PutEnd):
+            if self.offset != self.size:
+                raise ValueError(f"PUT-END after {self.offset} of {self.size} bytes")
+        elif isinstance(event, PutOk):
+            if event.size != self.size:
+                raise ValueError(f"PUT-OK for {event.size} bytes, sent {self.size}")
+        elif isinstance(event, ListPage):
+            self.more = event.more
+            if not event.more:
+                return State.DONE
+        return nxt
