@@ -1,0 +1,212 @@
+"""The store's catalog: one SQLite row per committed file.
+
+The database lives at ``<root>/.zfile/catalog.db`` in WAL mode with
+``synchronous=FULL``, so a row the store has reported committed survives a
+power cut.  sqlite3 blocks, so every call runs on one dedicated thread: a
+single thread serialises writers without SQLite busy errors and keeps the
+connection on the thread that made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import StoreError
+from .events import Entry
+from .names import quote_name
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY,
+    name TEXT UNIQUE NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    mode INTEGER,
+    algo TEXT,
+    digest BLOB,
+    received REAL,
+    peer TEXT
+)
+"""
+_COLUMNS = "name, size, mtime_ns, mode, algo, digest, received, id, peer"
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    name, size, mtime_ns, mode, algo, digest, received, id_, peer = row
+    return Entry(
+        name=name,
+        size=size,
+        mtime_ns=mtime_ns,
+        mode=mode,
+        algo=algo,
+        digest=bytes(digest),
+        received=received,
+        id=id_,
+        peer=peer or "",
+    )
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """Smallest string greater than every string starting with ``prefix``
+    (code point order, which is also SQLite's BINARY order on UTF-8), or None
+    when no such bound exists.  A range query uses the name index; LIKE would
+    need ``%`` and ``_`` escaped and would not."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop()) + 1
+        if last == 0xD800:
+            # Surrogates cannot be encoded as UTF-8, and nothing sorts between them in UTF-8 anyway.
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return "".join(chars) + chr(last)
+    return None
+
+
+class Catalog:
+    """SQLite catalog of committed files at ``path``.
+
+    Methods raise :class:`~zfile.errors.StoreError` (code ``internal``) when
+    SQLite fails, and when the catalog is used before :meth:`open` or after
+    :meth:`close`.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def _run(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise StoreError(f"the catalog {self.path} is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the catalog {self.path} could not {doing}: {exc}") from exc
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the catalog {self.path} is not open")
+        return self._conn
+
+    def _connect(self) -> None:
+        os.makedirs(self.path.parent, exist_ok=True)
+        # isolation_level=None: every statement below is atomic on its own, so
+        # the module's implicit transactions would only add a commit to forget.
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"journal_mode is {mode!r}, WAL could not be enabled")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def open(self) -> None:
+        """Create or open the database; a no-op when already open.
+
+        Raises StoreError when the file cannot be created or opened, or WAL
+        mode cannot be enabled.
+        """
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zfile-catalog")
+        try:
+            await self._run("be opened", self._connect)
+        except OSError as exc:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise StoreError(f"the catalog {self.path} could not be created: {exc.strerror or exc}") from exc
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        """Close the database and stop its thread; a no-op when not open."""
+        if self._executor is None:
+            return
+
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        try:
+            await self._run("be closed", close)
+        finally:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    async def put(self, entry: Entry) -> None:
+        """Insert ``entry``, atomically replacing any row with the same name."""
+
+        def put() -> None:
+            self._db().execute(
+                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.name,
+                    entry.size,
+                    entry.mtime_ns,
+                    entry.mode,
+                    entry.algo,
+                    bytes(entry.digest),
+                    entry.received,
+                    entry.id,
+                    entry.peer,
+                ),
+            )
+
+        await self._run(f"record {quote_name(entry.name)}", put)
+
+    async def get(self, name: str) -> Entry | None:
+        """Return the entry named ``name``, or None when there is none."""
+
+        def get() -> Entry | None:
+            row = self._db().execute(f"SELECT {_COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
+            return None if row is None else _entry(row)
+
+        return await self._run(f"look up {quote_name(name)}", get)
+
+    async def delete(self, name: str) -> None:
+        """Remove the entry named ``name``; a no-op when there is none."""
+        await self._run(
+            f"delete {quote_name(name)}", lambda: self._db().execute("DELETE FROM files WHERE name = ?", (name,))
+        )
+
+    async def list(self, prefix: str, after: str, limit: int) -> list[Entry]:
+        """Return up to ``limit`` entries whose names start with ``prefix``
+        and sort after ``after`` ("" for the first page), ordered by name.
+        ``limit`` < 1 returns an empty list."""
+        if limit < 1:
+            return []
+        clauses, params = ["name >= ?", "name > ?"], [prefix, after]
+        end = _prefix_end(prefix)
+        if end is not None:
+            clauses.append("name < ?")
+            params.append(end)
+        sql = f"SELECT {_COLUMNS} FROM files WHERE {' AND '.join(clauses)} ORDER BY name LIMIT ?"
+
+        def list_() -> list[Entry]:
+            return [_entry(row) for row in self._db().execute(sql, (*params, limit))]
+
+        return await self._run(f"list names starting with {quote_name(prefix)}", list_)
+
+    async def all_entries(self) -> list[Entry]:
+        """Return every entry, ordered by name."""
+
+        def all_() -> list[Entry]:
+            return [_entry(row) for row in self._db().execute(f"SELECT {_COLUMNS} FROM files ORDER BY name")]
+
+        return await self._run("list all entries", all_)

@@ -1,0 +1,87 @@
+"""Validation of the file names clients send to the store.
+
+A stored file's name is a relative POSIX path, ``/``-separated, that the store
+joins to its root.  Every rule here exists so that joining can never land
+outside the root or in the store's private directory (``.zfile``), and so that
+a name survives the round trip through UTF-8 (the catalog and the wire both
+carry UTF-8).  Symbolic links inside the root are the store's concern
+(``zfile.store``); this module looks only at the string.
+"""
+
+from __future__ import annotations
+
+from .errors import BadName
+
+#: The store's private directory under its root (catalog, partial uploads).
+PRIVATE_DIR = ".zfile"
+
+_QUOTE_CHARS = 60
+
+
+def quote_name(name: str) -> str:
+    """Return ``repr(name)``, cut to about 60 characters so an error message
+    about a hostile 100 KiB name stays one readable line."""
+    if len(name) <= _QUOTE_CHARS:
+        return repr(name)
+    return f"{name[:_QUOTE_CHARS]!r}... ({len(name)} characters)"
+
+
+def _check(name: str, max_bytes: int, what: str) -> None:
+    if not isinstance(name, str):
+        raise BadName(f"a {what} must be a string, not {type(name).__name__}")
+    if not name:
+        raise BadName(f"the {what} is empty")
+    q = quote_name(name)
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadName(f"the {what} {q} cannot be encoded as UTF-8 (it holds a lone surrogate)")
+    if len(encoded) > max_bytes:
+        raise BadName(f"the {what} {q} is {len(encoded)} bytes long in UTF-8; the limit is {max_bytes} bytes")
+    for char in name:
+        if ord(char) < 32 or ord(char) == 127:
+            raise BadName(f"the {what} {q} contains the control character {char!r}")
+    if name.startswith("/"):
+        raise BadName(f"the {what} {q} is absolute; names are relative to the store")
+    parts = name.split("/")
+    for part in parts:
+        if part == "":
+            raise BadName(f"the {what} {q} has an empty component ('//' or a trailing '/')")
+        if part in (".", ".."):
+            raise BadName(f"the {what} {q} has a {part!r} component")
+    if parts[0] == PRIVATE_DIR:
+        raise BadName(f"the {what} {q} is inside the store's private directory {PRIVATE_DIR!r}")
+
+
+def check_name(name: str, max_bytes: int = 4096) -> str:
+    """Validate a client-supplied relative file name and return it unchanged.
+
+    Raises :class:`~zfile.errors.BadName` (message quoting the name with
+    ``!r``, shortened when long) when ``name`` is not a string, is empty, is
+    not encodable as UTF-8 (lone surrogates), is longer than ``max_bytes``
+    bytes in UTF-8, contains NUL or another control character (code point
+    < 32 or 127), is absolute, has an empty (``a//b``, trailing ``/``), ``.``
+    or ``..`` component, or starts with the private ``.zfile`` component.
+    A backslash is an ordinary POSIX file name character and is allowed.
+    """
+    _check(name, max_bytes, "file name")
+    return name
+
+
+def check_prefix(prefix: str, max_bytes: int = 4096) -> str:
+    """Validate a name prefix for listing and return it unchanged.
+
+    ``""`` (everything) and one trailing ``/`` (a directory's contents) are
+    allowed; otherwise the rules, and the :class:`~zfile.errors.BadName`
+    raised, are those of :func:`check_name`.  ``max_bytes`` counts UTF-8
+    bytes of the whole prefix.
+    """
+    if prefix == "":
+        return prefix
+    if isinstance(prefix, str) and len(prefix.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise BadName(f"the prefix {quote_name(prefix)} is longer than {max_bytes} bytes in UTF-8")
+    body = prefix[:-1] if isinstance(prefix, str) and prefix.endswith("/") else prefix
+    if body == "":
+        raise BadName("the prefix '/' is absolute; names are relative to the store")
+    _check(body, max_bytes, "prefix")
+    return prefix
