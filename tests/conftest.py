@@ -1,0 +1,77 @@
+"""Shared fixtures: a real ``zfile serve`` subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Daemon:
+    """A running daemon: its endpoint, store root, process and log file."""
+
+    endpoint: str
+    root: Path
+    proc: subprocess.Popen
+    log: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_daemon(root: Path, log: Path, *extra: str, endpoint: str | None = None) -> Daemon:
+    endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
+    cmd = [sys.executable, "-m", "zfile", "serve", "--bind", endpoint, "--root", str(root), *extra]
+    with open(log, "ab") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if "listening on" in log.read_text(errors="replace"):
+            return Daemon(endpoint, root, proc, log)
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {proc.returncode}:\n{log.read_text()}")
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"daemon did not start:\n{log.read_text()}")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    yield d
+    code = d.stop()
+    assert code == 0, d.log_text()
+
+
+def zfile_cli(*args: str, check: bool = True, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    """Run the ``zfile`` CLI as a user would; returns the completed process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "zfile", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        **kw,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"zfile {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,196 @@
+"""End to end: the CLI and the library against a real daemon subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import blake3
+import pytest
+
+from zfile.client import Client
+from zfile.errors import ErrorCode, RemoteError
+from zfile.protocol import DEFAULT_CHUNK_SIZE
+
+from .conftest import zfile_cli
+
+MiB = 1 << 20
+
+SIZES = {
+    "empty.bin": 0,
+    "one.bin": 1,
+    "inline-max.bin": 256 << 10,
+    "inline-max-plus-one.bin": (256 << 10) + 1,
+    "one-chunk.bin": DEFAULT_CHUNK_SIZE,
+    "one-chunk-plus-one.bin": DEFAULT_CHUNK_SIZE + 1,
+    "fifty-mib.bin": 50 * MiB,
+}
+
+
+def digest_of(path: Path) -> str:
+    return blake3.blake3().update_mmap(str(path)).hexdigest()
+
+
+def make_file(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(os.urandom(size))
+    os.utime(path, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    path.chmod(0o640)
+    return path
+
+
+def same_tree(a: Path, b: Path) -> None:
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def test_sizes_round_trip_through_the_cli(daemon, tmp_path):
+    src = tmp_path / "src"
+    for name, size in SIZES.items():
+        make_file(src / name, size)
+    files = [str(src / n) for n in SIZES]
+    zfile_cli("send", *files, "--to", daemon.endpoint)
+    back = tmp_path / "back"
+    zfile_cli("get", *SIZES, "--from", daemon.endpoint, "-o", str(back))
+    for name, size in SIZES.items():
+        got = back / name
+        assert got.stat().st_size == size
+        assert got.read_bytes() == (src / name).read_bytes(), name
+        assert got.stat().st_mtime_ns == 1_600_000_000_123_456_789
+        assert got.stat().st_mode & 0o777 == 0o640
+        stored = daemon.root / name
+        assert stored.read_bytes() == (src / name).read_bytes()
+
+    listing = json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout)
+    by_name = {e["name"]: e for e in listing}
+    assert set(by_name) == set(SIZES)
+    for name, size in SIZES.items():
+        assert by_name[name]["size"] == size
+        assert by_name[name]["digest"] == digest_of(src / name)
+        assert by_name[name]["algo"] == "blake3"
+    # no temp files left beside the destinations
+    assert sorted(p.name for p in back.iterdir()) == sorted(SIZES)
+
+
+def test_odd_names_and_nested_directories(daemon, tmp_path):
+    tree = tmp_path / "photos"
+    make_file(tree / "with space.jpg", 1000)
+    make_file(tree / "naïve café" / "ünïcödé 名前.txt", 5000)
+    make_file(tree / "a" / "b" / "c" / "deep.bin", 3 * MiB + 7)
+    make_file(tree / "a" / "empty", 0)
+    single = make_file(tmp_path / "top level.bin", 12345)
+    zfile_cli("send", str(tree), str(single), "--to", daemon.endpoint)
+
+    names = {e["name"] for e in json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout)}
+    assert names == {
+        "photos/with space.jpg",
+        "photos/naïve café/ünïcödé 名前.txt",
+        "photos/a/b/c/deep.bin",
+        "photos/a/empty",
+        "top level.bin",
+    }
+    back = tmp_path / "back"
+    zfile_cli("get", "photos/", "top level.bin", "--from", daemon.endpoint, "-o", str(back))
+    same_tree(tree, back / "photos")
+    assert (back / "top level.bin").read_bytes() == single.read_bytes()
+
+    # a prefix without the trailing slash means the same directory
+    back2 = tmp_path / "back2"
+    zfile_cli("get", "photos/a", "--from", daemon.endpoint, "-o", str(back2))
+    same_tree(tree / "a", back2 / "a")
+
+
+def test_two_thousand_small_files(daemon, tmp_path):
+    tree = tmp_path / "many"
+    expected = {}
+    for i in range(2000):
+        data = os.urandom(i % 5000)
+        path = tree / f"d{i % 20:02d}" / f"f{i:04d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        expected[f"many/d{i % 20:02d}/f{i:04d}.bin"] = blake3.blake3(data).hexdigest()
+    out = zfile_cli("send", str(tree), "--to", daemon.endpoint)
+    assert "sent 2000 file(s)" in out.stdout
+    listing = json.loads(zfile_cli("ls", "many/", "--from", daemon.endpoint, "--json").stdout)
+    assert {e["name"]: e["digest"] for e in listing} == expected
+    back = tmp_path / "back"
+    zfile_cli("get", "many/", "--from", daemon.endpoint, "-o", str(back), "-q")
+    same_tree(tree, back / "many")
+
+
+def test_no_clobber_gets_exists(daemon, tmp_path):
+    f = make_file(tmp_path / "x.bin", 10)
+    zfile_cli("send", str(f), "--to", daemon.endpoint)
+    again = zfile_cli("send", str(f), "--to", daemon.endpoint, "--no-clobber", check=False)
+    assert again.returncode == 1
+    assert "zfile: error:" in again.stderr and "exists" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+def test_replace_by_name(daemon, tmp_path):
+    f = tmp_path / "v.bin"
+    f.write_bytes(b"one" * 100_000)
+    zfile_cli("send", str(f), "--to", daemon.endpoint)
+    f.write_bytes(b"two" * 200_000)
+    zfile_cli("send", str(f), "--to", daemon.endpoint)
+    listing = json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout)
+    assert [(e["name"], e["size"]) for e in listing] == [("v.bin", 600_000)]
+    assert (daemon.root / "v.bin").read_bytes() == b"two" * 200_000
+
+
+def test_missing_file_is_a_clean_error(daemon, tmp_path):
+    res = zfile_cli("get", "nope.bin", "--from", daemon.endpoint, "-o", str(tmp_path), check=False)
+    assert res.returncode == 1
+    assert res.stderr.startswith("zfile: error:") and "nope.bin" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unreachable_daemon_times_out_cleanly(tmp_path):
+    f = make_file(tmp_path / "x.bin", 10)
+    from .conftest import free_port
+
+    res = zfile_cli("send", str(f), "--to", f"127.0.0.1:{free_port()}", "--timeout", "1", check=False)
+    assert res.returncode == 1
+    assert "no answer" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_usage_error_exits_2(tmp_path):
+    res = zfile_cli("send", check=False)
+    assert res.returncode == 2
+    res = zfile_cli("ls", "--from", "ftp://x", check=False)
+    assert res.returncode == 2
+
+
+async def test_library_put_get_list(daemon, tmp_path):
+    src = make_file(tmp_path / "lib.bin", 3 * MiB + 5)
+    async with Client(daemon.endpoint) as client:
+        put = await client.put(src, "dir/lib.bin")
+        assert put.size == src.stat().st_size
+        assert put.digest.hex() == digest_of(src)
+        got = await client.get("dir/lib.bin", tmp_path / "out" / "lib.bin")
+        assert got.path.read_bytes() == src.read_bytes()
+        entries = [e async for e in client.list("dir/")]
+        assert [(e.name, e.size, e.digest) for e in entries] == [("dir/lib.bin", put.size, put.digest)]
+        with pytest.raises(RemoteError) as info:
+            await client.put(src, "../escape.bin")
+        assert info.value.code is ErrorCode.BAD_REQUEST
+        assert not (daemon.root.parent / "escape.bin").exists()
+
+
+async def test_listing_pages(daemon, tmp_path):
+    async with Client(daemon.endpoint) as client:
+        for i in range(25):
+            f = tmp_path / f"p{i:02d}"
+            f.write_bytes(bytes([i]))
+            await client.put(f)
+        names = [e.name async for e in client.list("", page_size=4)]
+        assert names == [f"p{i:02d}" for i in range(25)]
+
+
+def test_sigterm_exits_zero(daemon):
+    assert daemon.stop() == 0
+    assert "stopped" in daemon.log_text()

@@ -1,0 +1,149 @@
+"""Many files at once: planning names for paths and prefixes, and running
+transfers concurrently over one :class:`~zfile.client.Client`.
+
+Naming follows ``scp -r``: ``send photos/`` stores ``photos/<relative
+path>``; ``get photos/`` writes ``OUT/photos/<relative path>``; ``get
+a/b.bin`` writes ``OUT/b.bin``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .client import Client, Progress, Result, _noop
+from .errors import BadName, LocalFileError, RemoteError, ZfileError
+from .events import Entry
+from .names import check_name
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one file: ``result`` on success, else ``error``."""
+
+    name: str
+    result: Result | None = None
+    error: ZfileError | None = None
+
+
+def plan_upload(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, str, int]]:
+    """Expand files and directories into (local path, stored name, size bytes).
+
+    A directory contributes every regular file below it (symlinked files are
+    followed, symlinked directories are not, to avoid loops), named
+    ``<dir's basename>/<relative path>`` with ``/`` separators.  Raises
+    :class:`LocalFileError` for a path that does not exist or is neither a
+    file nor a directory.
+    """
+    plan: list[tuple[Path, str, int]] = []
+    for raw in paths:
+        path = Path(raw)
+        try:
+            if path.is_file():
+                plan.append((path, path.name, path.stat().st_size))
+            elif path.is_dir():
+                base = path.resolve().name
+                for dirpath, dirnames, filenames in os.walk(path):
+                    dirnames.sort()
+                    rel_dir = PurePosixPath(*Path(dirpath).relative_to(path).parts)
+                    for fname in sorted(filenames):
+                        fpath = Path(dirpath, fname)
+                        if fpath.is_file():
+                            name = str(PurePosixPath(base) / rel_dir / fname)
+                            plan.append((fpath, name, fpath.stat().st_size))
+            else:
+                raise LocalFileError(f"{path}: no such file or directory")
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
+    return plan
+
+
+async def plan_download(client: Client, specs: Sequence[str], out: Path) -> list[tuple[Entry, Path]]:
+    """Resolve names and prefixes on the daemon into (entry, local path).
+
+    ``spec`` naming a stored file maps to ``out/<basename>``; ``spec`` ending
+    in ``/`` or naming a directory maps everything under it to
+    ``out/<last component>/<relative path>``.  Raises :class:`RemoteError`
+    (code not-found) when a spec matches nothing and :class:`BadName` when the
+    daemon returns a name that would escape ``out``.
+    """
+    plan: list[tuple[Entry, Path]] = []
+    for spec in specs:
+        stem = spec.rstrip("/")
+        found = False
+        async for entry in client.list(stem):
+            if entry.name == stem and not spec.endswith("/"):
+                rel = PurePosixPath(stem).name
+            elif entry.name.startswith(stem + "/") or not stem:
+                below = entry.name[len(stem) + 1 :] if stem else entry.name
+                rel = str(PurePosixPath(PurePosixPath(stem).name, below)) if stem else below
+            else:
+                continue
+            # The daemon's names are input too: never write outside `out`.
+            check_name(rel)
+            check_name(entry.name)
+            plan.append((entry, out.joinpath(*PurePosixPath(rel).parts)))
+            found = True
+        if not found:
+            from .errors import ErrorCode
+
+            raise RemoteError(f"{spec}: no such file or directory on the daemon", code=ErrorCode.NOT_FOUND)
+    return plan
+
+
+async def run_all(jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]], concurrency: int) -> list[Outcome]:
+    """Run ``(name, job)`` pairs with at most ``concurrency`` at once.
+
+    Errors are collected per file (a failed file does not stop the others);
+    the order of outcomes is the order of jobs.
+    """
+    items = list(jobs)
+    outcomes: list[Outcome | None] = [None] * len(items)
+    queue = iter(enumerate(items))
+
+    async def worker() -> None:
+        for index, (name, job) in queue:
+            try:
+                outcomes[index] = Outcome(name, result=await job())
+            except ZfileError as exc:
+                outcomes[index] = Outcome(name, error=exc)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(items))))))
+    return [o for o in outcomes if o is not None]
+
+
+async def send_paths(
+    client: Client,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    clobber: bool = True,
+    progress: Progress = _noop,
+    plan: list[tuple[Path, str, int]] | None = None,
+) -> list[Outcome]:
+    """Upload files and directories; see :func:`plan_upload` for naming."""
+    plan = plan_upload(paths) if plan is None else plan
+
+    def job(path: Path, name: str) -> Callable[[], Awaitable[Result]]:
+        return lambda: client.put(path, name, clobber=clobber, progress=progress)
+
+    return await run_all(((name, job(path, name)) for path, name, _ in plan), client.concurrency)
+
+
+async def fetch(
+    client: Client,
+    plan: list[tuple[Entry, Path]],
+    *,
+    progress: Progress = _noop,
+) -> list[Outcome]:
+    """Download a plan made by :func:`plan_download`."""
+
+    def job(entry: Entry, dest: Path) -> Callable[[], Awaitable[Result]]:
+        return lambda: client.get(entry.name, dest, progress=progress)
+
+    return await run_all(((e.name, job(e, d)) for e, d in plan), client.concurrency)
+
+
+__all__ = ["Outcome", "plan_upload", "plan_download", "run_all", "send_paths", "fetch", "BadName"]

@@ -1,0 +1,420 @@
+"""The client library: upload, download and list over one DEALER socket.
+
+``async with Client(endpoint) as c:`` then :meth:`Client.put`,
+:meth:`Client.get`, :meth:`Client.list`, or the batch helpers in
+:mod:`zfile.batch`.  Many transfers share the socket at once; each waits on
+its own inbox, fed by one receive task, so no ``recv`` is ever cancelled by a
+timeout (a cancelled zmq.asyncio ``recv`` can lose a message, pyzmq #1925).
+
+Uploads stream chunks under the daemon's credit and hash while reading;
+downloads are written to a temp file beside the destination
+(``.NAME.zfile-part``), hashed while writing, checked for size and digest,
+then renamed into place (magic-wormhole's and rsync's way).  An interrupted
+download keeps its temp file and resumes from it next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiofiles
+
+from . import protocol
+from .digest import DEFAULT_ALGO, hash_file_prefix, new_hasher
+from .endpoint import DEFAULT_ENDPOINT, parse_endpoint
+from .errors import (
+    IntegrityError,
+    LocalFileError,
+    PeerTimeout,
+    RemoteError,
+    RemoteProtocolError,
+    TransportError,
+    ZfileError,
+)
+from .events import (
+    Cancel,
+    Chunk,
+    Credit,
+    Entry,
+    Error,
+    Event,
+    Get,
+    GetMeta,
+    ListPage,
+    ListRequest,
+    Put,
+    PutEnd,
+    PutOk,
+    PutReady,
+)
+from .protocol import DEFAULT_CHUNK_SIZE, Role, State, Transfer
+from .transport import ClientSocket
+
+#: Called with the number of bytes newly transferred.
+Progress = Callable[[int], None]
+
+PART_SUFFIX = ".zfile-part"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A finished transfer: the stored ``name``, ``size`` in bytes, whole-file
+    ``digest``, and for downloads the local ``path`` written."""
+
+    name: str
+    size: int
+    digest: bytes
+    path: Path | None = None
+
+
+def part_paths(dest: Path) -> tuple[Path, Path]:
+    """The temp file and its state file for a download to ``dest``."""
+    part = dest.with_name(f".{dest.name}{PART_SUFFIX}")
+    return part, part.with_name(part.name + ".json")
+
+
+def _noop(_: int) -> None:
+    pass
+
+
+class Client:
+    """A connection to one zfile daemon.
+
+    ``timeout`` is how long (seconds) to wait for any answer before raising
+    :class:`PeerTimeout`; ``window`` the credit (bytes) a download grants;
+    files of at most ``inline_max`` bytes travel inside their PUT.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        *,
+        timeout: float = 15.0,
+        window: int = 8 << 20,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        inline_max: int = 256 << 10,
+        concurrency: int = 32,
+    ) -> None:
+        self.endpoint = parse_endpoint(endpoint)
+        self.timeout = timeout
+        self.window = window
+        self.chunk_size = chunk_size
+        self.inline_max = inline_max
+        self.concurrency = concurrency
+        self._sock: ClientSocket | None = None
+        self._recv_task: asyncio.Task[None] | None = None
+        self._inboxes: dict[int, asyncio.Queue[Event | BaseException]] = {}
+        self._ids = itertools.count(1)
+        self._failure: TransportError | None = None
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect the socket (inside the running loop, pyzmq #1760)."""
+        self._sock = await ClientSocket.connect(self.endpoint)
+        self._recv_task = asyncio.create_task(self._receive_loop(), name="zfile-client-receive")
+
+    async def close(self) -> None:
+        if self._recv_task is not None:
+            self._recv_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recv_task
+            self._recv_task = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    # -- plumbing ----------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        assert self._sock is not None
+        while True:
+            try:
+                event: Event | BaseException = await self._sock.recv()
+            except RemoteProtocolError as exc:
+                if exc.transfer_id is None:
+                    continue  # unattributable garbage; the waits time out if it mattered
+                event = exc
+                tid = exc.transfer_id
+            except TransportError as exc:
+                self._failure = exc
+                for inbox in self._inboxes.values():
+                    inbox.put_nowait(exc)
+                return
+            else:
+                tid = event.id
+            inbox = self._inboxes.get(tid)
+            if inbox is not None:
+                inbox.put_nowait(event)
+
+    def _open(self) -> tuple[Transfer, asyncio.Queue[Event | BaseException]]:
+        if self._sock is None:
+            raise TransportError("the client is not connected")
+        if self._failure is not None:
+            raise self._failure
+        tid = next(self._ids)
+        inbox: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._inboxes[tid] = inbox
+        return Transfer(Role.CLIENT, tid), inbox
+
+    async def _send(self, transfer: Transfer, event: Event) -> None:
+        assert self._sock is not None
+        transfer.send(event)
+        # With IMMEDIATE set a send waits for a live connection; bound that wait.
+        try:
+            await asyncio.wait_for(self._sock.send(event), self.timeout)
+        except TimeoutError:
+            raise self._timeout() from None
+
+    def _timeout(self) -> PeerTimeout:
+        return PeerTimeout(
+            f"no answer from {self.endpoint} within {self.timeout:g} s (is `zfile serve` running there?)"
+        )
+
+    def _accept(self, transfer: Transfer, item: Event | BaseException) -> Event:
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, Error):
+            transfer.receive(item)
+            raise RemoteError(item.message, code=_code(item.code))
+        transfer.receive(item)
+        return item
+
+    async def _next(self, transfer: Transfer, inbox: asyncio.Queue[Event | BaseException]) -> Event:
+        """The transfer's next event from the daemon; raises RemoteError for an
+        ERROR, PeerTimeout after ``timeout`` seconds of silence."""
+        try:
+            item = await asyncio.wait_for(inbox.get(), self.timeout)
+        except TimeoutError:
+            raise self._timeout() from None
+        return self._accept(transfer, item)
+
+    def _pending(self, transfer: Transfer, inbox: asyncio.Queue[Event | BaseException]) -> None:
+        """Apply what already arrived without waiting (credit, or an ERROR)."""
+        while not inbox.empty():
+            self._accept(transfer, inbox.get_nowait())
+
+    async def _close(self, transfer: Transfer) -> None:
+        self._inboxes.pop(transfer.id, None)
+        if not transfer.finished and self._sock is not None and self._failure is None:
+            # Tell the daemon to stop now rather than after its idle timeout.
+            cancel = Cancel(transfer.id)
+            with contextlib.suppress(ZfileError, TimeoutError):
+                transfer.send(cancel)
+                await asyncio.wait_for(self._sock.send(cancel), 1.0)
+
+    # -- upload ------------------------------------------------------------------
+
+    async def put(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        clobber: bool = True,
+        progress: Progress = _noop,
+    ) -> Result:
+        """Upload the file at ``path`` as ``name`` (default: its basename).
+
+        Resumes from the daemon's partial when one exists for the same name,
+        size and mtime.  Raises :class:`LocalFileError` (cannot read, changed
+        while sending), :class:`RemoteError` (the daemon refused: exists, too
+        large, no space...), :class:`IntegrityError`, :class:`TransportError`.
+        """
+        path = Path(path)
+        name = path.name if name is None else name
+        try:
+            st = path.stat()
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
+        if not path.is_file():
+            raise LocalFileError(f"{path} is not a regular file")
+        transfer, inbox = self._open()
+        try:
+            meta = dict(name=name, size=st.st_size, mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
+            if st.st_size <= self.inline_max:
+                return await self._put_inline(transfer, inbox, path, meta, clobber, progress)
+            return await self._put_stream(transfer, inbox, path, st, meta, clobber, progress)
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
+        finally:
+            await self._close(transfer)
+
+    async def _put_inline(self, transfer, inbox, path: Path, meta: dict, clobber: bool, progress: Progress):
+        async with aiofiles.open(path, "rb") as f:
+            data = await f.read(meta["size"] + 1)
+        if len(data) != meta["size"]:
+            raise LocalFileError(f"{path} changed while being sent")
+        hasher = new_hasher(DEFAULT_ALGO)
+        hasher.update(data)
+        digest = hasher.digest()
+        await self._send(
+            transfer, Put(transfer.id, algo=DEFAULT_ALGO, clobber=clobber, data=data, digest=digest, **meta)
+        )
+        ok = await self._next(transfer, inbox)
+        assert isinstance(ok, PutOk)
+        if ok.digest != digest:
+            raise IntegrityError(f"the daemon stored {meta['name']} with another digest")
+        progress(meta["size"])
+        return Result(meta["name"], meta["size"], digest)
+
+    async def _put_stream(self, transfer, inbox, path: Path, st: os.stat_result, meta, clobber, progress):
+        await self._send(transfer, Put(transfer.id, algo=DEFAULT_ALGO, clobber=clobber, **meta))
+        ready = await self._next(transfer, inbox)
+        assert isinstance(ready, PutReady)
+        if ready.offset:
+            hasher = await asyncio.to_thread(hash_file_prefix, str(path), ready.offset, DEFAULT_ALGO)
+            progress(ready.offset)
+        else:
+            hasher = new_hasher(DEFAULT_ALGO)
+        async with aiofiles.open(path, "rb") as f:
+            await f.seek(ready.offset)
+            while transfer.offset < transfer.size:
+                self._pending(transfer, inbox)
+                while transfer.credit == 0:
+                    event = await self._next(transfer, inbox)
+                    assert isinstance(event, Credit)
+                n = min(self.chunk_size, transfer.credit, transfer.size - transfer.offset)
+                data = await f.read(n)
+                if len(data) != n:
+                    raise LocalFileError(f"{path} changed while being sent (shorter than {transfer.size} bytes)")
+                hasher.update(data)
+                await self._send(transfer, Chunk(transfer.id, transfer.offset, data))
+                progress(n)
+                # zmq.asyncio sends rarely yield (pyzmq #1259); let receives run.
+                await asyncio.sleep(0)
+            now = os.fstat(f.fileno())
+        if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+            raise LocalFileError(f"{path} changed while being sent")
+        digest = hasher.digest()
+        await self._send(transfer, PutEnd(transfer.id, digest))
+        while True:
+            event = await self._next(transfer, inbox)
+            if isinstance(event, PutOk):
+                break
+        if event.digest != digest:
+            raise IntegrityError(f"the daemon stored {meta['name']} with another digest")
+        return Result(meta["name"], meta["size"], digest)
+
+    # -- download ----------------------------------------------------------------
+
+    async def get(self, name: str, dest: str | os.PathLike[str], *, progress: Progress = _noop) -> Result:
+        """Download ``name`` to the local path ``dest``.
+
+        Bytes go to ``.DEST.zfile-part`` beside ``dest``; size and digest are
+        checked, mode and mtime set, then the temp file is renamed to ``dest``.
+        A temp file left by an interrupted download of the same source is
+        resumed.  Raises :class:`RemoteError` (not found...),
+        :class:`IntegrityError` (the temp file is then discarded),
+        :class:`LocalFileError`, :class:`TransportError`.
+        """
+        dest = Path(dest)
+        part, state = part_paths(dest)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            offset, digest = _resume_point(part, state, name)
+        except OSError as exc:
+            raise LocalFileError(f"cannot write {dest}: {exc.strerror}") from None
+        transfer, inbox = self._open()
+        try:
+            await self._send(transfer, Get(transfer.id, name, self.window, offset, digest))
+            meta = await self._next(transfer, inbox)
+            assert isinstance(meta, GetMeta)
+            return await self._receive_file(transfer, inbox, meta, dest, part, state, progress)
+        except OSError as exc:
+            raise LocalFileError(f"cannot write {dest}: {exc.strerror}") from None
+        finally:
+            await self._close(transfer)
+
+    async def _receive_file(self, transfer, inbox, meta: GetMeta, dest, part: Path, state: Path, progress):
+        if meta.offset:
+            hasher = await asyncio.to_thread(hash_file_prefix, str(part), meta.offset, meta.algo)
+            progress(meta.offset)
+        else:
+            hasher = new_hasher(meta.algo)
+            state.write_text(json.dumps({"name": meta.name, "size": meta.size, "digest": meta.digest.hex()}))
+        granted_end = meta.offset + self.window
+        async with aiofiles.open(part, "r+b" if meta.offset else "wb") as f:
+            await f.truncate(meta.offset)
+            await f.seek(meta.offset)
+            while transfer.state is State.GET_RECEIVING:
+                chunk = await self._next(transfer, inbox)
+                assert isinstance(chunk, Chunk)
+                await f.write(chunk.data)
+                hasher.update(chunk.data)
+                progress(len(chunk.data))
+                new_end = min(meta.size, transfer.offset + self.window)
+                step = new_end - granted_end
+                if step >= self.chunk_size or (step > 0 and new_end == meta.size):
+                    await self._send(transfer, Credit(transfer.id, step))
+                    granted_end = new_end
+            await f.flush()
+            await asyncio.to_thread(os.fsync, f.fileno())
+        if hasher.digest() != meta.digest:
+            # Never splice: a temp file that fails verification is discarded.
+            part.unlink(missing_ok=True)
+            state.unlink(missing_ok=True)
+            raise IntegrityError(f"{meta.name}: digest mismatch after download; the partial was discarded")
+        os.chmod(part, meta.mode)
+        os.utime(part, ns=(meta.mtime_ns, meta.mtime_ns))
+        os.replace(part, dest)
+        state.unlink(missing_ok=True)
+        return Result(meta.name, meta.size, meta.digest, dest)
+
+    # -- listing -----------------------------------------------------------------
+
+    async def list(self, prefix: str = "", *, page_size: int = 1000) -> AsyncIterator[Entry]:
+        """Yield catalog entries whose names start with ``prefix``, by name,
+        fetched ``page_size`` at a time."""
+        transfer, inbox = self._open()
+        try:
+            request = ListRequest(transfer.id, prefix, "", page_size)
+            while True:
+                await self._send(transfer, request)
+                page = await self._next(transfer, inbox)
+                assert isinstance(page, ListPage)
+                for entry in page.entries:
+                    yield entry
+                if not page.more or not page.entries:
+                    return
+                request = ListRequest(transfer.id, prefix, page.entries[-1].name, page_size)
+        finally:
+            await self._close(transfer)
+
+
+def _code(text: str):
+    from .errors import ErrorCode
+
+    try:
+        return ErrorCode(text)
+    except ValueError:
+        return ErrorCode.INTERNAL
+
+
+def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None]:
+    """Offset and source digest of a resumable temp file, or (0, None)."""
+    try:
+        info = json.loads(state.read_text())
+        size = part.stat().st_size
+    except (OSError, ValueError):
+        return 0, None
+    if not isinstance(info, dict) or info.get("name") != name or size > info.get("size", -1):
+        return 0, None
+    try:
+        return size, bytes.fromhex(info["digest"])
+    except (KeyError, TypeError, ValueError):
+        return 0, None
+
+
+__all__ = ["Client", "Progress", "Result", "part_paths", "protocol"]

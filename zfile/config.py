@@ -1,0 +1,40 @@
+"""Plain configuration values for the daemon (uvicorn's ``Config`` idea).
+
+The CLI builds a :class:`ServerConfig` from flags and ``ZFILE_*`` environment
+variables; :class:`zfile.server.Server` only reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .endpoint import DEFAULT_ENDPOINT
+from .protocol import DEFAULT_CHUNK_SIZE
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``zfile serve`` needs; sizes in bytes, times in seconds."""
+
+    bind: str = DEFAULT_ENDPOINT
+    root: str = "./zfile-data"
+    #: Largest chunk the daemon sends in a download.
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    #: Credit window per transfer: bytes a sender may have unacknowledged.
+    #: Bounds the memory one transfer can hold, whatever the file size.
+    window: int = 8 * MiB
+    #: Uploads larger than this are refused with ``too-large``.
+    max_file_size: int = 1 << 40
+    #: Transfers running at once; a request over the limit gets ``busy``.
+    max_transfers: int = 256
+    #: A transfer that hears nothing from its peer for this long is ended
+    #: (an upload keeps its partial for resume).
+    idle_timeout: float = 60.0
+    #: On SIGINT/SIGTERM, running transfers get this long to finish.
+    grace_period: float = 30.0
+    max_name_bytes: int = 4096
+    #: Partials unused for this long are swept.
+    partial_ttl: float = 24 * 3600.0
+    log_level: str = "INFO"
