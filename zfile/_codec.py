@@ -222,7 +222,8 @@ def decode(frames: Sequence[Buffer]) -> Event:
         raise RemoteProtocolError(f"header frame must be a msgpack map, not {type(header).__name__}")
     tid = _header_id(header)
     version = header.get("v")
-    if version != PROTOCOL_VERSION:
+    # type() and not ==: true and 1.0 compare equal to 1 but are not version 1
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise RemoteProtocolError(
             f"protocol version {version!r} is not supported (this side speaks {PROTOCOL_VERSION})",
             code=ErrorCode.UNSUPPORTED_VERSION,

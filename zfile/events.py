@@ -209,9 +209,7 @@ class Error:
     message: str
 
 
-Event = (
-    Put | PutReady | Chunk | Credit | PutEnd | PutOk | Get | GetMeta | ListRequest | ListPage | Cancel | Error
-)
+Event = Put | PutReady | Chunk | Credit | PutEnd | PutOk | Get | GetMeta | ListRequest | ListPage | Cancel | Error
 
 EVENT_TYPES: dict[str, type] = {
     cls.TYPE: cls

@@ -143,6 +143,8 @@ class Transfer:
         self.offset = 0
         self.credit = 0
         self.resume_offset = 0
+        self.resume_digest: bytes | None = None
+        self.kind = ""  # "put", "get" or "list", from the opening message
         self.more = False
 
     def __repr__(self) -> str:
@@ -178,13 +180,13 @@ class Transfer:
         key = (self.state, sender, kind)
         nxt = _TRANSITIONS.get(key)
         if nxt is None:
-            if exc is RemoteProtocolError:
-                self.state = State.FAILED
-            raise exc(
-                f"{kind} from the {sender.value} is not allowed while transfer {self.id} "
-                f"is {self.state.value}",
+            error = exc(
+                f"{kind} from the {sender.value} is not allowed while transfer {self.id} is {self.state.value}",
                 transfer_id=self.id,
             )
+            if exc is RemoteProtocolError:
+                self.state = State.FAILED
+            raise error
         try:
             nxt = self._apply(event, nxt)
         except ValueError as err:
@@ -196,8 +198,13 @@ class Transfer:
     def _apply(self, event: Event, nxt: State) -> State:
         """Counter rules; raise ValueError with the reason to refuse."""
         if isinstance(event, Put):
+            self.kind = "put"
             self.size = event.size
             if event.inline:
+                if event.digest is None:
+                    raise ValueError("an inline PUT needs the whole-file digest")
+                if len(event.data) != event.size:
+                    raise ValueError(f"inline PUT declares {event.size} bytes but carries {len(event.data)}")
                 self.offset = event.size
         elif isinstance(event, PutReady):
             if event.offset > self.size:
@@ -205,21 +212,28 @@ class Transfer:
             self.offset = self.resume_offset = event.offset
             self.credit = event.credit
         elif isinstance(event, Get):
+            self.kind = "get"
             if event.offset and event.digest is None:
                 raise ValueError("a resumed GET needs the digest of the partial's source")
             self.resume_offset = event.offset
+            self.resume_digest = event.digest
             self.credit = event.credit
         elif isinstance(event, GetMeta):
             if event.offset not in (0, self.resume_offset):
                 raise ValueError(f"GET-META offset {event.offset} is neither 0 nor the one asked for")
             if event.offset > event.size:
                 raise ValueError(f"GET-META offset {event.offset} is past the size {event.size}")
+            if event.offset and event.digest != self.resume_digest:
+                # Resuming onto another file's partial would splice two files.
+                raise ValueError("GET-META resumes a partial whose source had another digest")
             self.size = event.size
             self.offset = event.offset
             if self.offset == self.size:
                 return State.DONE
         elif isinstance(event, Chunk):
             n = len(event.data)
+            if n == 0:
+                raise ValueError("a chunk must carry at least one byte")
             if event.offset != self.offset:
                 raise ValueError(f"chunk at offset {event.offset}, expected {self.offset}")
             if event.offset + n > self.size:
@@ -231,7 +245,12 @@ class Transfer:
             if nxt is State.GET_RECEIVING and self.offset == self.size:
                 return State.DONE
         elif isinstance(event, Credit):
-            if nxt is not State.DONE:
+            if nxt is State.DONE:
+                # Only a server's finished download may see (and ignore) credit
+                # the client granted before the last chunk reached it.
+                if self.kind != "get" or self.role is not Role.SERVER:
+                    raise ValueError("CREDIT after the transfer is done")
+            else:
                 self.credit += event.credit
         elif isinstance(event, PutEnd):
             if self.offset != self.size:
@@ -239,6 +258,8 @@ class Transfer:
         elif isinstance(event, PutOk):
             if event.size != self.size:
                 raise ValueError(f"PUT-OK for {event.size} bytes, sent {self.size}")
+        elif isinstance(event, ListRequest):
+            self.kind = "list"
         elif isinstance(event, ListPage):
             self.more = event.more
             if not event.more:
