@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .client import Client, Progress, Result, _noop
-from .errors import BadName, LocalFileError, RemoteError, ZfileError
+from .errors import BadName, ErrorCode, LocalFileError, RemoteError, ZfileError
 from .events import Entry
 from .names import check_name
 
@@ -88,8 +88,6 @@ async def plan_download(client: Client, specs: Sequence[str], out: Path) -> list
             plan.append((entry, out.joinpath(*PurePosixPath(rel).parts)))
             found = True
         if not found:
-            from .errors import ErrorCode
-
             raise RemoteError(f"{spec}: no such file or directory on the daemon", code=ErrorCode.NOT_FOUND)
     return plan
 

@@ -30,6 +30,7 @@ from . import protocol
 from .digest import DEFAULT_ALGO, hash_file_prefix, new_hasher
 from .endpoint import DEFAULT_ENDPOINT, parse_endpoint
 from .errors import (
+    ErrorCode,
     IntegrityError,
     LocalFileError,
     PeerTimeout,
@@ -393,9 +394,7 @@ class Client:
             await self._close(transfer)
 
 
-def _code(text: str):
-    from .errors import ErrorCode
-
+def _code(text: str) -> ErrorCode:
     try:
         return ErrorCode(text)
     except ValueError:
