@@ -41,17 +41,26 @@ class Daemon:
 def start_daemon(root: Path, log: Path, *extra: str, endpoint: str | None = None) -> Daemon:
     endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "zfile", "serve", "--bind", endpoint, "--root", str(root), *extra]
+    # A log may be shared by successive daemons: only this one's lines count.
+    start = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if "listening on" in log.read_text(errors="replace"):
+        if "listening on" in log.read_bytes()[start:].decode(errors="replace"):
             return Daemon(endpoint, root, proc, log)
         if proc.poll() is not None:
             raise RuntimeError(f"daemon exited with {proc.returncode}:\n{log.read_text()}")
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"daemon did not start:\n{log.read_text()}")
+
+
+@pytest.fixture(autouse=True)
+def _no_machine_config(monkeypatch):
+    """Daemons and clients started by tests read no /etc/zfile/zfile.toml this
+    machine may have: an explicit empty config file stands in for it."""
+    monkeypatch.setenv("ZFILE_CONFIG", os.devnull)
 
 
 @pytest.fixture

@@ -8,8 +8,10 @@ in :func:`_fail`; no traceback reaches the user.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
-import logging
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,15 +20,17 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
+from click.core import ParameterSource
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, auth, settings
 from .batch import Outcome, fetch, plan_download, plan_upload, send_paths
 from .client import Client
 from .config import ServerConfig
 from .endpoint import DEFAULT_ENDPOINT, EndpointError, parse_endpoint
-from .errors import ZfileError
+from .errors import ConfigError, ZfileError
 from .events import Entry
+from .transport import ClientCurve
 
 T = TypeVar("T")
 _DEFAULTS = ServerConfig()
@@ -82,16 +86,73 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool) -
         sys.exit(1)
 
 
-endpoint_option = click.option(
-    "--to",
-    "--from",
-    "endpoint",
-    envvar="ZFILE_SERVER",
-    default=DEFAULT_ENDPOINT,
-    show_default=True,
-    callback=_endpoint,
-    help="Daemon endpoint: tcp://HOST:PORT, HOST:PORT, HOST (port 5555) or ipc://PATH [env ZFILE_SERVER].",
+@dataclasses.dataclass(frozen=True, slots=True)
+class Connection:
+    """Where and how a client command reaches the daemon."""
+
+    endpoint: str
+    curve: ClientCurve | None = None
+
+    def client(self, timeout: float) -> Client:
+        return Client(self.endpoint, timeout=timeout, curve=self.curve)
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=f"TOML config file [env ZFILE_CONFIG; default {settings.DEFAULT_CONFIG_PATH} if it exists].",
 )
+_CONNECTION_OPTIONS = (
+    click.option(
+        "--to",
+        "--from",
+        "server",
+        default=None,
+        help="Daemon endpoint: tcp://HOST:PORT, HOST:PORT, HOST (port 5555) or ipc://PATH "
+        f"[env ZFILE_SERVER; default {DEFAULT_ENDPOINT}].",
+    ),
+    click.option(
+        "--server-key",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="The daemon's CURVE public key file (.key); turns CURVE on [env ZFILE_SERVER_KEY].",
+    ),
+    click.option(
+        "--client-key",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="This client's CURVE key pair (.key_secret, from `zfile keygen`) [env ZFILE_CLIENT_KEY].",
+    ),
+    config_option,
+)
+
+
+def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options that say how to reach the daemon; the command gets
+    ``conn``, a :class:`Connection` resolved as flags > env > config file."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, server: str | None, server_key: str | None, client_key: str | None, config_path, **kw):
+        flags = {"server": server, "server_key": server_key, "client_key": client_key}
+        try:
+            resolved = settings.client_settings(flags, config_path)
+            curve = None
+            if resolved.server_key is not None and resolved.client_key is not None:
+                curve = ClientCurve(
+                    auth.load_public_key(settings.resolve_path(resolved.server_key)),
+                    auth.load_keypair(settings.resolve_path(resolved.client_key)),
+                )
+        except ConfigError as exc:
+            _fail(str(exc), 2)
+        return command(*args, conn=Connection(resolved.server, curve), **kw)
+
+    for option in reversed(_CONNECTION_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 timeout_option = click.option(
     "--timeout",
@@ -111,15 +172,13 @@ def main() -> None:
 @main.command()
 @click.option(
     "--bind",
-    envvar="ZFILE_BIND",
     default=DEFAULT_ENDPOINT,
     show_default=True,
     callback=_endpoint,
-    help="Endpoint to bind [env ZFILE_BIND].",
+    help="Endpoint to bind; other than loopback only with CURVE or --insecure [env ZFILE_BIND].",
 )
 @click.option(
     "--root",
-    envvar="ZFILE_ROOT",
     default="./zfile-data",
     show_default=True,
     type=click.Path(file_okay=False),
@@ -154,39 +213,99 @@ def main() -> None:
     help="Seconds running transfers get to finish on SIGTERM.",
 )
 @click.option(
+    "--max-name-bytes",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.max_name_bytes,
+    show_default=True,
+    help="Longest stored name accepted, in bytes of UTF-8.",
+)
+@click.option(
+    "--partial-ttl",
+    type=click.FloatRange(min=0),
+    default=_DEFAULTS.partial_ttl,
+    show_default=True,
+    help="Seconds an interrupted upload's partial is kept for resume.",
+)
+@click.option(
+    "--secret-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The daemon's CURVE key pair (.key_secret, from `zfile keygen`); with --authorized-keys turns CURVE on.",
+)
+@click.option(
+    "--authorized-keys",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory of client public keys (*.key) allowed in; re-read on SIGHUP.",
+)
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --bind without CURVE (anyone may connect).")
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    type=click.Choice(settings.LOG_LEVELS, case_sensitive=False),
 )
-def serve(
-    bind: str,
-    root: str,
-    max_file_size: int,
-    max_transfers: int,
-    idle_timeout: float,
-    grace_period: float,
-    log_level: str,
-) -> None:
-    """Run the daemon: receive and serve files under ROOT."""
-    from .server import Server
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(settings.LOG_FORMATS))
+@config_option
+@click.option("--check-config", is_flag=True, help="Validate and print the effective config as TOML, then exit.")
+def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
+    """Run the daemon: receive and serve files under ROOT.
 
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    config = ServerConfig(
-        bind=bind,
-        root=root,
-        max_file_size=max_file_size,
-        max_transfers=max_transfers,
-        idle_timeout=idle_timeout,
-        grace_period=grace_period,
-        log_level=log_level.upper(),
-    )
+    Each setting comes from its flag, else its ZFILE_* environment variable
+    (ZFILE_BIND, ZFILE_MAX_TRANSFERS, ...), else the [server] table of the
+    config file, else its default.  SIGHUP re-reads the authorized keys.
+    """
+    from .logs import setup_logging
+    from .server import Server, check_bind
+
+    ctx = click.get_current_context()
+    fields = {f.name for f in dataclasses.fields(ServerConfig)}
+    given = {
+        name: value
+        for name, value in flags.items()
+        if name in fields and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    }
+    try:
+        config = settings.server_config(given, config_path)
+        if check_config:
+            if config.secret_key is None or config.authorized_keys is None:
+                check_bind(config)
+            else:
+                auth.load_keypair(config.secret_key)
+                auth.load_authorized_keys(config.authorized_keys)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    if check_config:
+        click.echo(settings.dump("server", config), nl=False)
+        return
+    setup_logging(config.log_level, config.log_format)
     try:
         sys.exit(Server(config).run())
+    except ConfigError as exc:
+        _fail(str(exc), 2)
     except ZfileError as exc:
         _fail(str(exc))
+
+
+@main.command()
+@click.option(
+    "--out",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write NAME.key and NAME.key_secret into.",
+)
+@click.option("--name", default=None, help="File name stem [default: this host's name].")
+def keygen(out: str, name: str | None) -> None:
+    """Write a new CURVE key pair: NAME.key, the public key to hand to peers, and
+    NAME.key_secret (mode 0600), the pair to keep.  Never overwrites a key."""
+    name = name or socket.gethostname() or "zfile"
+    try:
+        public, secret = auth.generate_keypair(out, name)
+        key = auth.load_public_key(public).decode()
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(f"public key  {public}\nkey pair    {secret}\n{key}")
 
 
 @main.command()
@@ -195,7 +314,7 @@ def serve(
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
 @quiet_option
 @timeout_option
-def send(paths: tuple[str, ...], endpoint: str, no_clobber: bool, quiet: bool, timeout: float) -> None:
+def send(paths: tuple[str, ...], conn: Connection, no_clobber: bool, quiet: bool, timeout: float) -> None:
     """Send files and directories (recursively) to the daemon."""
     try:
         plan = plan_upload(paths)
@@ -204,7 +323,7 @@ def send(paths: tuple[str, ...], endpoint: str, no_clobber: bool, quiet: bool, t
 
     async def go() -> list[Outcome]:
         with _progress_bar(sum(size for *_, size in plan), quiet, "send") as bar:
-            async with Client(endpoint, timeout=timeout) as client:
+            async with conn.client(timeout) as client:
                 return await send_paths(client, paths, clobber=not no_clobber, progress=bar.update, plan=plan)
 
     began = time.monotonic()
@@ -225,11 +344,11 @@ def send(paths: tuple[str, ...], endpoint: str, no_clobber: bool, quiet: bool, t
 )
 @quiet_option
 @timeout_option
-def get(names: tuple[str, ...], endpoint: str, out: str, quiet: bool, timeout: float) -> None:
+def get(names: tuple[str, ...], conn: Connection, out: str, quiet: bool, timeout: float) -> None:
     """Fetch files, or everything under a prefix such as photos/, into OUT."""
 
     async def go() -> list[Outcome]:
-        async with Client(endpoint, timeout=timeout) as client:
+        async with conn.client(timeout) as client:
             plan = await plan_download(client, names, Path(out))
             with _progress_bar(sum(e.size for e, _ in plan), quiet, "get") as bar:
                 return await fetch(client, plan, progress=bar.update)
@@ -257,12 +376,12 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of entries.")
 @timeout_option
-def ls(prefix: str, endpoint: str, as_json: bool, timeout: float) -> None:
+def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
     """List stored files (those under PREFIX), streamed page by page."""
 
     async def go() -> None:
         first = True
-        async with Client(endpoint, timeout=timeout) as client:
+        async with conn.client(timeout) as client:
             if as_json:
                 click.echo("[", nl=False)
             async for entry in client.list(prefix):

@@ -20,11 +20,12 @@ import contextlib
 import itertools
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiofiles
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from . import protocol
 from .digest import DEFAULT_ALGO, hash_file_prefix, new_hasher
@@ -56,7 +57,8 @@ from .events import (
     PutReady,
 )
 from .protocol import DEFAULT_CHUNK_SIZE, Role, State, Transfer
-from .transport import ClientSocket
+from .transport import ClientCurve, ClientSocket
+from .writeback import Writeback
 
 #: Called with the number of bytes newly transferred.
 Progress = Callable[[int], None]
@@ -90,7 +92,15 @@ class Client:
 
     ``timeout`` is how long (seconds) to wait for any answer before raising
     :class:`PeerTimeout`; ``window`` the credit (bytes) a download grants;
-    files of at most ``inline_max`` bytes travel inside their PUT.
+    files of at most ``inline_max`` bytes travel inside their PUT.  A put or
+    get answered ``busy`` is retried ``busy_retries`` times with exponential
+    backoff from ``busy_backoff`` up to ``busy_backoff_max`` seconds
+    (:meth:`_retry_busy`; about 12 s in all with the defaults).
+
+    ``curve`` turns on CurveZMQ: the daemon's public key and this client's
+    key pair (:func:`zfile.auth.load_public_key`, :func:`zfile.auth.load_keypair`).
+    A daemon that refuses the key shows as :class:`~zfile.errors.AuthFailed`
+    where a silent daemon would show as :class:`PeerTimeout`.
     """
 
     def __init__(
@@ -102,6 +112,10 @@ class Client:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         inline_max: int = 256 << 10,
         concurrency: int = 32,
+        busy_retries: int = 6,
+        busy_backoff: float = 0.2,
+        busy_backoff_max: float = 5.0,
+        curve: ClientCurve | None = None,
     ) -> None:
         self.endpoint = parse_endpoint(endpoint)
         self.timeout = timeout
@@ -109,6 +123,10 @@ class Client:
         self.chunk_size = chunk_size
         self.inline_max = inline_max
         self.concurrency = concurrency
+        self.busy_retries = busy_retries
+        self.busy_backoff = busy_backoff
+        self.busy_backoff_max = busy_backoff_max
+        self.curve = curve
         self._sock: ClientSocket | None = None
         self._recv_task: asyncio.Task[None] | None = None
         self._inboxes: dict[int, asyncio.Queue[Event | BaseException]] = {}
@@ -124,7 +142,7 @@ class Client:
 
     async def connect(self) -> None:
         """Connect the socket (inside the running loop, pyzmq #1760)."""
-        self._sock = await ClientSocket.connect(self.endpoint)
+        self._sock = await ClientSocket.connect(self.endpoint, curve=self.curve)
         self._recv_task = asyncio.create_task(self._receive_loop(), name="zfile-client-receive")
 
     async def close(self) -> None:
@@ -179,7 +197,10 @@ class Client:
         except TimeoutError:
             raise self._timeout() from None
 
-    def _timeout(self) -> PeerTimeout:
+    def _timeout(self) -> TransportError:
+        refused = self._sock.handshake_failure() if self._sock is not None else None
+        if refused is not None:
+            return refused
         return PeerTimeout(
             f"no answer from {self.endpoint} within {self.timeout:g} s (is `zfile serve` running there?)"
         )
@@ -201,6 +222,26 @@ class Client:
         except TimeoutError:
             raise self._timeout() from None
         return self._accept(transfer, item)
+
+    async def _retry_busy(self, attempt: Callable[[], Awaitable[Result]]) -> Result:
+        """Run ``attempt``; while the daemon answers ``busy`` (all transfer
+        slots taken, shutting down, the same upload still live), run it again
+        up to ``busy_retries`` times after an exponential backoff with jitter
+        (``busy_backoff`` seconds doubling, at most ``busy_backoff_max``; the
+        AWS "exponential backoff and jitter" policy, via tenacity).  The last
+        ``busy`` is raised as :class:`RemoteError`."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_is_busy),
+            stop=stop_after_attempt(self.busy_retries + 1),
+            wait=wait_exponential_jitter(
+                multiplier=self.busy_backoff, max=self.busy_backoff_max, jitter=self.busy_backoff
+            ),
+            reraise=True,
+        )
+        async for try_ in retrying:
+            with try_:
+                return await attempt()
+        raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _pending(self, transfer: Transfer, inbox: asyncio.Queue[Event | BaseException]) -> None:
         """Apply what already arrived without waiting (credit, or an ERROR)."""
@@ -241,6 +282,9 @@ class Client:
             raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
         if not path.is_file():
             raise LocalFileError(f"{path} is not a regular file")
+        return await self._retry_busy(lambda: self._put_once(path, name, st, clobber, progress))
+
+    async def _put_once(self, path: Path, name: str, st: os.stat_result, clobber: bool, progress: Progress):
         transfer, inbox = self._open()
         try:
             meta = dict(name=name, size=st.st_size, mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
@@ -253,8 +297,8 @@ class Client:
             await self._close(transfer)
 
     async def _put_inline(self, transfer, inbox, path: Path, meta: dict, clobber: bool, progress: Progress):
-        async with aiofiles.open(path, "rb") as f:
-            data = await f.read(meta["size"] + 1)
+        # One worker-thread hop for open, read and close: a small file's cost is its hops.
+        data = await asyncio.to_thread(_read_at_most, path, meta["size"] + 1)
         if len(data) != meta["size"]:
             raise LocalFileError(f"{path} changed while being sent")
         hasher = new_hasher(DEFAULT_ALGO)
@@ -327,6 +371,9 @@ class Client:
             offset, digest = _resume_point(part, state, name)
         except OSError as exc:
             raise LocalFileError(f"cannot write {dest}: {exc.strerror}") from None
+        return await self._retry_busy(lambda: self._get_once(name, dest, part, state, offset, digest, progress))
+
+    async def _get_once(self, name: str, dest: Path, part: Path, state: Path, offset: int, digest, progress):
         transfer, inbox = self._open()
         try:
             await self._send(transfer, Get(transfer.id, name, self.window, offset, digest))
@@ -346,6 +393,7 @@ class Client:
             hasher = new_hasher(meta.algo)
             state.write_text(json.dumps({"name": meta.name, "size": meta.size, "digest": meta.digest.hex()}))
         granted_end = meta.offset + self.window
+        writeback = Writeback(meta.offset)
         async with aiofiles.open(part, "r+b" if meta.offset else "wb") as f:
             await f.truncate(meta.offset)
             await f.seek(meta.offset)
@@ -353,6 +401,9 @@ class Client:
                 chunk = await self._next(transfer, inbox)
                 assert isinstance(chunk, Chunk)
                 await f.write(chunk.data)
+                if writeback.due(transfer.offset):
+                    # Overlap disk writes with the transfer: the fsync below has only the tail left.
+                    await asyncio.to_thread(writeback.kick, f.fileno(), transfer.offset)
                 hasher.update(chunk.data)
                 progress(len(chunk.data))
                 new_end = min(meta.size, transfer.offset + self.window)
@@ -394,11 +445,21 @@ class Client:
             await self._close(transfer)
 
 
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, RemoteError) and exc.code is ErrorCode.BUSY
+
+
 def _code(text: str) -> ErrorCode:
     try:
         return ErrorCode(text)
     except ValueError:
         return ErrorCode.INTERNAL
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes from the start of the file at ``path``; OSError."""
+    with open(path, "rb", buffering=0) as f:
+        return f.read(limit)
 
 
 def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None]:

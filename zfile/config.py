@@ -1,7 +1,8 @@
 """Plain configuration values for the daemon (uvicorn's ``Config`` idea).
 
-The CLI builds a :class:`ServerConfig` from flags and ``ZFILE_*`` environment
-variables; :class:`zfile.server.Server` only reads it.
+:mod:`zfile.settings` builds a :class:`ServerConfig` from flags, ``ZFILE_*``
+environment variables and the TOML config file; :class:`zfile.server.Server`
+only reads it.
 """
 
 from __future__ import annotations
@@ -37,4 +38,14 @@ class ServerConfig:
     max_name_bytes: int = 4096
     #: Partials unused for this long are swept.
     partial_ttl: float = 24 * 3600.0
+    #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
+    #: "text" (one line a record) or "json" (one JSON object a line).
+    log_format: str = "text"
+    #: The daemon's CURVE key pair, a pyzmq ``.key_secret`` file; set together
+    #: with ``authorized_keys`` to turn CurveZMQ on.
+    secret_key: str | None = None
+    #: Directory of authorized client public keys (``*.key`` files).
+    authorized_keys: str | None = None
+    #: Allow binding a non-loopback address without CURVE.
+    insecure: bool = False

@@ -137,3 +137,14 @@ class RemoteError(ZfileError):
 
 class LocalFileError(ZfileError):
     """A local file or directory (the client's side) could not be read or written."""
+
+
+class ConfigError(ZfileError):
+    """Configuration is invalid: an unknown key, a value of the wrong type, a key
+    file that cannot be read, or settings that may not go together.  The message
+    names the key, variable or file at fault."""
+
+
+class AuthFailed(TransportError):
+    """The CURVE handshake with the daemon failed: it did not accept this
+    client's key, or one side uses CURVE and the other does not."""

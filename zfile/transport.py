@@ -13,21 +13,31 @@ Two traps are designed out here (ZeroMQ Guide chapter 7; libzmq #2037):
   peer raises :class:`PeerGone`; one slow peer never stalls the server;
 - ``zmq.asyncio`` sockets must be created inside the running event loop
   (pyzmq #1760): both sockets are made by async factory functions.
+
+With CurveZMQ (RFC 26) the server socket sets ``CURVE_SERVER`` before it
+binds and runs a ZAP handler (RFC 27, pyzmq's ``AsyncioAuthenticator``) on its
+own context, where the handler's ``inproc://zeromq.zap.01`` endpoint must live;
+the handler lets in only the keys of :class:`zfile.auth.AuthorizedKeys`.  Each
+received message carries the authenticated key as its ``User-Id`` property.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
+from zmq.auth.asyncio import AsyncioAuthenticator
+from zmq.utils.monitor import parse_monitor_message
 
 from . import protocol
-from .errors import PeerTimeout, RemoteProtocolError, TransportError
+from .auth import AuthorizedKeys, KeyPair
+from .errors import AuthFailed, PeerTimeout, RemoteProtocolError, TransportError
 from .events import Event
 
-__all__ = ["ClientSocket", "Incoming", "PeerGone", "ServerSocket", "PeerTimeout"]
+__all__ = ["ClientCurve", "ClientSocket", "Incoming", "PeerGone", "ServerCurve", "ServerSocket", "PeerTimeout"]
 
 # ZMTP heartbeats (libzmq 4.2+) let a connection notice a dead peer; the
 # application keeps its own idle timeout per transfer as well.
@@ -36,6 +46,16 @@ _HEARTBEAT_TIMEOUT_MS = 15_000
 # High-water marks in messages.  Credit bounds what is in flight per
 # transfer, so these only need to exceed (transfers x window / chunk).
 _HWM = 100_000
+# The daemon's send pipe to one peer, in messages.  A client that grants a
+# large credit and then stops reading (its receive pipe full) leaves the
+# daemon's messages queued here; this bounds that memory to about
+# _SERVER_SNDHWM x chunk size per peer.  An honest client's own receive
+# pipe (_HWM) absorbs what credit lets through, so this pipe stays near empty.
+_SERVER_SNDHWM = 32
+# Monitor events that mean the daemon will not talk to this client as it is.
+_HANDSHAKE_FAILED = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 
 
 class PeerGone(TransportError):
@@ -52,34 +72,73 @@ class Incoming:
 
     ``identity`` is the ROUTER's routing id for the peer; ``peer`` its address
     as libzmq reports it ("" when unknown); ``event`` the decoded event, or
-    ``error`` the :class:`RemoteProtocolError` that decoding raised.
+    ``error`` the :class:`RemoteProtocolError` that decoding raised;
+    ``peer_key`` the Z85 public key the peer authenticated with under CURVE
+    ("" without CURVE).
     """
 
     identity: bytes
     peer: str
     event: Event | None
     error: RemoteProtocolError | None
+    peer_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCurve:
+    """CURVE for the daemon: its own key pair and the client keys it serves."""
+
+    keypair: KeyPair
+    authorized: AuthorizedKeys
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCurve:
+    """CURVE for a client: the daemon's Z85 public key and the client's key pair."""
+
+    server_key: bytes
+    keypair: KeyPair
 
 
 class ServerSocket:
     """A bound ROUTER socket speaking zfile events.  Make with :meth:`bind`."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket, endpoint: str) -> None:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        sock: zmq.asyncio.Socket,
+        endpoint: str,
+        authenticator: AsyncioAuthenticator | None = None,
+    ) -> None:
         self._ctx = ctx
         self._sock = sock
+        self._authenticator = authenticator
         self.endpoint = endpoint
 
     @classmethod
-    async def bind(cls, endpoint: str) -> ServerSocket:
+    async def bind(cls, endpoint: str, *, curve: ServerCurve | None = None) -> ServerSocket:
         """Bind a ROUTER socket to ``endpoint``; ``tcp://host:*`` picks a free port.
 
-        Raises :class:`TransportError` when the address is in use or invalid.
+        With ``curve`` the socket is a CURVE server that serves only clients
+        whose key is in ``curve.authorized`` (consulted at each handshake, so
+        replacing its keys takes effect for the next connection).  Raises
+        :class:`TransportError` when the address is in use or invalid.
         """
         ctx = zmq.asyncio.Context()
         sock = ctx.socket(zmq.ROUTER)
+        authenticator = None
         try:
+            if curve is not None:
+                authenticator = AsyncioAuthenticator(ctx)
+                authenticator.start()
+                authenticator.configure_curve_callback("*", curve.authorized)
+                # Must be set before bind: the option applies to connections
+                # accepted afterwards (zmq_curve(7)).
+                sock.curve_secretkey = curve.keypair.secret
+                sock.curve_publickey = curve.keypair.public
+                sock.curve_server = True
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            sock.setsockopt(zmq.SNDHWM, _HWM)
+            sock.setsockopt(zmq.SNDHWM, _SERVER_SNDHWM)
             sock.setsockopt(zmq.RCVHWM, _HWM)
             sock.setsockopt(zmq.HEARTBEAT_IVL, _HEARTBEAT_IVL_MS)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _HEARTBEAT_TIMEOUT_MS)
@@ -87,9 +146,11 @@ class ServerSocket:
             bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
+            if authenticator is not None:
+                authenticator.stop()
             ctx.term()
             raise _transport_error(f"cannot bind {endpoint}", exc) from None
-        return cls(ctx, sock, bound)
+        return cls(ctx, sock, bound, authenticator)
 
     async def recv(self) -> Incoming:
         """Wait for the next message from any peer.
@@ -106,13 +167,19 @@ class ServerSocket:
             peer = frames[0].get("Peer-Address") or ""
         except zmq.ZMQError:
             peer = ""
+        peer_key = ""
+        if self._authenticator is not None:
+            try:
+                peer_key = frames[0].get("User-Id") or ""
+            except zmq.ZMQError:
+                pass
         # Small frames are copied into bytes (cheaper than a memoryview's
         # bookkeeping); large ones stay zero-copy views of libzmq's buffer.
         body = [f.bytes if len(f) < zmq.COPY_THRESHOLD else f.buffer for f in frames[1:]]
         try:
-            return Incoming(identity, peer, protocol.decode(body), None)
+            return Incoming(identity, peer, protocol.decode(body), None, peer_key)
         except RemoteProtocolError as exc:
-            return Incoming(identity, peer, None, exc)
+            return Incoming(identity, peer, None, exc, peer_key)
 
     def send(self, identity: bytes, event: Event) -> bool:
         """Send ``event`` to the peer ``identity`` without blocking.
@@ -123,7 +190,13 @@ class ServerSocket:
         """
         frames = [identity, *protocol.encode(event)]
         try:
-            self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            sent = self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            # A zmq.asyncio NOBLOCK send does not raise: it returns a Future that
+            # already holds EAGAIN or EHOSTUNREACH.  Unread, that error would be
+            # lost and the message silently dropped.
+            failure = sent.exception() if sent.done() else None
+            if failure is not None:
+                raise failure
         except zmq.Again:
             return False
         except zmq.ZMQError as exc:
@@ -135,25 +208,47 @@ class ServerSocket:
     def close(self, linger_s: float = 1.0) -> None:
         """Close the socket, giving queued replies ``linger_s`` seconds to leave."""
         self._sock.close(linger=int(linger_s * 1000))
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._ctx.term()
 
 
 class ClientSocket:
     """A DEALER socket connected to a zfile daemon.  Make with :meth:`connect`."""
 
-    def __init__(self, ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket, endpoint: str) -> None:
+    def __init__(
+        self,
+        ctx: zmq.asyncio.Context,
+        sock: zmq.asyncio.Socket,
+        endpoint: str,
+        monitor: zmq.asyncio.Socket | None = None,
+        curve: bool = False,
+    ) -> None:
         self._ctx = ctx
         self._sock = sock
+        self._monitor = monitor
+        self._curve = curve
         self.endpoint = endpoint
+        self._refused: asyncio.Future[AuthFailed] = asyncio.get_running_loop().create_future()
+        self._watcher = asyncio.create_task(self._watch(), name="zfile-handshake") if monitor is not None else None
 
     @classmethod
-    async def connect(cls, endpoint: str) -> ClientSocket:
+    async def connect(cls, endpoint: str, *, curve: ClientCurve | None = None) -> ClientSocket:
         """Connect a DEALER to ``endpoint`` (the connection completes in the
         background; a daemon that is not there shows as a :class:`PeerTimeout`
-        on the first answer awaited).  Raises :class:`TransportError`."""
+        on the first answer awaited, one that refuses the handshake as
+        :class:`AuthFailed` from :meth:`send`).  With ``curve`` the connection
+        is CurveZMQ-encrypted and authenticated with ``curve.keypair``; the
+        daemon must hold ``curve.server_key``.  Raises :class:`TransportError`."""
         ctx = zmq.asyncio.Context()
         sock = ctx.socket(zmq.DEALER)
+        monitor = None
         try:
+            if curve is not None:
+                sock.curve_serverkey = curve.server_key
+                sock.curve_publickey = curve.keypair.public
+                sock.curve_secretkey = curve.keypair.secret
+            monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
             # Queue nothing on a pipe that is not connected: messages sent
             # into a half-made connection can be lost (docs/protocol.md).
             sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -163,20 +258,67 @@ class ClientSocket:
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _HEARTBEAT_TIMEOUT_MS)
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
+            if monitor is not None:
+                monitor.close(linger=0)
             sock.close(linger=0)
             ctx.term()
             raise _transport_error(f"cannot connect to {endpoint}", exc) from None
-        return cls(ctx, sock, endpoint)
+        return cls(ctx, sock, endpoint, monitor, curve is not None)
+
+    async def _watch(self) -> None:
+        """Wait for the daemon to refuse the ZMTP handshake and record why.
+
+        libzmq reports a refused CURVE key as ``HANDSHAKE_FAILED_AUTH`` and a
+        mechanism mismatch (CURVE on one side only) or a wrong server key as
+        ``HANDSHAKE_FAILED_PROTOCOL`` / ``_NO_DETAIL`` (zmq_socket_monitor(3)).
+        The DEALER itself only goes on retrying, so the monitor is the way to
+        tell a refusal from a daemon that is not there.
+        """
+        assert self._monitor is not None
+        try:
+            event = parse_monitor_message(await self._monitor.recv_multipart())
+        except zmq.ZMQError:
+            return
+        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            why = f"{self.endpoint} refused this client's CURVE key (not among the daemon's authorized keys)"
+        elif self._curve:
+            why = (
+                f"the CURVE handshake with {self.endpoint} failed: check the daemon's public key "
+                "(--server-key), and that the daemon uses CURVE"
+            )
+        else:
+            why = (
+                f"the ZMTP handshake with {self.endpoint} failed: the daemon requires CURVE "
+                "(--server-key and --client-key), or this is not a zfile daemon"
+            )
+        self._refused.set_result(AuthFailed(why))
+
+    def handshake_failure(self) -> AuthFailed | None:
+        """Why the daemon refused the handshake, or None if it has not."""
+        return self._refused.result() if self._refused.done() else None
 
     async def send(self, event: Event) -> None:
         """Send ``event``; a data frame goes zero-copy (do not mutate it after).
 
         Waits while the pipe is full or not yet connected.  Raises
-        :class:`TransportError`.
+        :class:`AuthFailed` as soon as the daemon refuses the handshake, and
+        :class:`TransportError` when the socket fails.
         """
         frames = protocol.encode(event)
+        # pyzmq tries the send at once and returns a finished future when it
+        # went; only a send that must wait (no connection yet, or a full pipe)
+        # also watches for a refused handshake, which would block it for good.
+        sending = self._sock.send_multipart(frames, copy=len(frames) == 1)
+        if not sending.done():
+            try:
+                await asyncio.wait((sending, self._refused), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not sending.done():
+                    sending.cancel()
+            if sending.cancelled():
+                raise self._refused.result()
         try:
-            await self._sock.send_multipart(frames, copy=len(frames) == 1)
+            sending.result()
         except zmq.ZMQError as exc:
             raise _transport_error(f"send to {self.endpoint} failed", exc) from None
 
@@ -194,5 +336,12 @@ class ClientSocket:
         return protocol.decode(body)
 
     def close(self, linger_s: float = 1.0) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if self._monitor is not None:
+            self._sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
         self._sock.close(linger=int(linger_s * 1000))
         self._ctx.term()

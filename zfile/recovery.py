@@ -1,0 +1,195 @@
+"""Startup reconciliation: make the catalog agree with the files on disk.
+
+The store publishes a file in two steps, ``os.replace`` of the verified temp
+file and then the catalog row (``zfile.store``), and a file can be changed by
+hand while the daemon is down.  So at startup, before any transfer, the store
+runs :func:`reconcile`, which settles every way the two can disagree:
+
+1. **A commit cut short** (``kill -9`` or power loss between the rename and
+   the catalog write).  ``Upload.commit`` first records its verified digest in
+   the partial's state file (a *commit intent*).  An intent whose temp file is
+   gone, and whose final file has the intent's size and mtime, was published:
+   its row is written now.  An intent whose temp file is still there was not
+   published and stays a resumable partial (a ``clobber=False`` commit cut
+   between ``link`` and ``unlink`` has both names on one inode: the temp name
+   is dropped and the row written).
+2. **A row whose file is missing**, or is no longer a regular file (a
+   directory, a symlink, a FIFO put there by hand): the row is deleted, since
+   the file cannot be served.
+3. **A file replaced behind the catalog's back**: its size or mtime (ns)
+   differs from the row's.  The disk is the truth: the file is re-hashed with
+   the row's algorithm and the row updated (size, mtime, mode, digest,
+   ``received`` = now, ``peer`` = ""), so a download is verified against the
+   bytes actually served.  A change that keeps both size and mtime is not
+   detected; zfile itself never makes one (it sets mtime on every commit).
+
+Files under the root that no row names and no intent explains are left alone
+and not served: the catalog, not the directory, says what the store holds.
+
+Cost: one ``lstat`` per row (read in pages of 1000), plus a hash of each
+replaced file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import stat
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .digest import hash_file_prefix
+from .errors import StoreError, ZfileError
+from .events import Entry
+from .names import check_name, quote_name
+
+if TYPE_CHECKING:
+    from .store import Store
+
+log = logging.getLogger("zfile.store")
+
+_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What :func:`reconcile` changed: rows ``recorded`` from commit intents,
+    rows ``dropped`` (file missing or not a regular file), rows ``rehashed``
+    (file replaced behind the catalog's back)."""
+
+    recorded: int = 0
+    dropped: int = 0
+    rehashed: int = 0
+
+
+async def reconcile(store: Store) -> Reconciled:
+    """Settle the catalog of the open ``store`` against its files (module
+    docstring).  Call only while no upload is live.  Raises StoreError when
+    the catalog cannot be read or written.  A file that cannot be inspected
+    (``lstat`` fails other than "not there") is logged and its row left as
+    it was; a replaced file that cannot be re-hashed is logged and dropped,
+    since its row's digest would fail every download."""
+    recorded = await _finish_commits(store)
+    dropped = rehashed = 0
+    after = ""
+    while True:
+        page = await store._catalog.list("", after, _PAGE)
+        for entry in page:
+            verdict = await asyncio.to_thread(_examine, store, entry)
+            if verdict == "drop":
+                log.warning(
+                    "catalog: %s is missing from the disk (or not a regular file); forgetting it",
+                    quote_name(entry.name),
+                )
+                await store._catalog.delete(entry.name)
+                dropped += 1
+            elif isinstance(verdict, Entry):
+                log.warning("catalog: %s was changed on disk; re-hashed it", quote_name(entry.name))
+                await store._catalog.put(verdict)
+                rehashed += 1
+        if len(page) < _PAGE:
+            break
+        after = page[-1].name
+    return Reconciled(recorded, dropped, rehashed)
+
+
+def _examine(store: Store, entry: Entry) -> str | Entry | None:
+    """Return "drop", a replacement Entry, or None when the row is right."""
+    try:
+        path = store._check_path(entry.name, False)
+        st = path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return "drop"
+    except ZfileError:
+        return "drop"  # resolves outside the root now: it cannot be served
+    except OSError as exc:
+        log.error("catalog: cannot inspect %s: %s", quote_name(entry.name), exc.strerror or exc)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "drop"
+    if (st.st_size, st.st_mtime_ns) == (entry.size, entry.mtime_ns):
+        return None
+    try:
+        digest = hash_file_prefix(str(path), st.st_size, entry.algo).digest()
+    except (OSError, EOFError, ZfileError) as exc:
+        log.error("catalog: cannot re-hash %s: %s", quote_name(entry.name), exc)
+        return "drop"
+    return Entry(
+        name=entry.name,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        mode=stat.S_IMODE(st.st_mode),
+        algo=entry.algo,
+        digest=digest,
+        received=time.time(),
+        id=uuid.uuid4().hex,
+        peer="",
+    )
+
+
+async def _finish_commits(store: Store) -> int:
+    try:
+        intents = await asyncio.to_thread(_read_intents, store._tmp)
+    except OSError as exc:
+        raise StoreError(f"could not list partial uploads in {store._tmp}: {exc.strerror or exc}") from exc
+    recorded = 0
+    for state_path, state in intents:
+        entry = await asyncio.to_thread(_published, store, state_path, state)
+        if entry is not None:
+            old = await store._catalog.get(entry.name)
+            if old is not None and old.digest == entry.digest:
+                entry = None  # the row was written; only the state file's removal was cut short
+        if entry is not None:
+            await store._catalog.put(entry)
+            recorded += 1
+            log.warning("catalog: recorded %s, whose commit was cut short", quote_name(entry.name))
+        if not state_path.with_suffix(".part").exists():
+            with contextlib.suppress(OSError):
+                state_path.unlink()
+    return recorded
+
+
+def _read_intents(tmp: Path) -> list[tuple[Path, dict]]:
+    intents = []
+    for path in tmp.iterdir():
+        if path.suffix != ".json":
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads(path.read_text())
+            if isinstance(state, dict) and isinstance(state.get("digest"), str):
+                intents.append((path, state))
+    return intents
+
+
+def _published(store: Store, state_path: Path, state: dict) -> Entry | None:
+    """The entry to record for a commit intent whose file reached its name."""
+    try:
+        name = check_name(state["name"], store.max_name_bytes)
+        final = store._check_path(name, False)
+        fst = final.lstat()
+        part = state_path.with_suffix(".part")
+        if part.exists():
+            if not os.path.samefile(part, final):
+                return None  # not published: the partial stays resumable
+            part.unlink()  # link() done, unlink() cut short
+        if not stat.S_ISREG(fst.st_mode) or (fst.st_size, fst.st_mtime_ns) != (state["size"], state["mtime_ns"]):
+            return None
+        return Entry(
+            name=name,
+            size=state["size"],
+            mtime_ns=state["mtime_ns"],
+            mode=state["mode"],
+            algo=state["algo"],
+            digest=bytes.fromhex(state["digest"]),
+            received=time.time(),
+            id=uuid.uuid4().hex,
+            peer=state.get("peer", ""),
+        )
+    except (OSError, KeyError, TypeError, ValueError, ZfileError):
+        return None
