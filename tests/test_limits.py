@@ -1,0 +1,208 @@
+"""Limits and resources: sizes, names, slots (busy and the client's backoff),
+free space, and a disk that fills mid-transfer."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from zfile.client import Client
+from zfile.config import ServerConfig
+from zfile.errors import ErrorCode, RemoteError
+from zfile.events import Cancel, Put, PutReady
+from zfile.server import Server
+from zfile.store import Upload
+
+from .conftest import free_port, start_daemon, zfile_cli
+from .rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 16 MiB tmpfs mounted for this test (root is needed), or None."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True)
+    if res.returncode != 0:
+        yield None
+        return
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_max_file_size_flag(tmp_path):
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-file-size", str(MiB))
+    try:
+        ok = make_file(tmp_path / "ok.bin", MiB)
+        big = make_file(tmp_path / "big.bin", MiB + 1)
+        zfile_cli("send", str(ok), "--to", d.endpoint)
+        res = zfile_cli("send", str(big), "--to", d.endpoint, check=False)
+        assert res.returncode == 1 and "accepts at most 1048576 bytes" in res.stderr
+        assert not (d.root / "big.bin").exists() and partials(d.root) == {}
+    finally:
+        assert d.stop() == 0
+
+
+def test_max_name_bytes_flag(tmp_path):
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-name-bytes", "40")
+    try:
+        src = make_file(tmp_path / "x.bin", 10)
+        zfile_cli("send", str(src), "--to", d.endpoint)
+        with RawPeer(d.endpoint) as peer:
+            peer.send_event(Put(2, "n" * 41, 10, MTIME_NS, 0o644, "blake3"))
+            err = peer.expect_error(2, "bad-request")
+            assert "the limit is 40 bytes" in err.message
+            peer.send_event(Put(3, "n" * 40, 300_000, MTIME_NS, 0o644, "blake3"))
+            assert isinstance(peer.expect(3, PutReady), PutReady)
+            peer.send_event(Cancel(3))
+    finally:
+        assert d.stop() == 0
+
+
+async def test_busy_then_backoff_gets_through(tmp_path):
+    """--max-transfers 1: while a raw peer holds the one slot, a put answered
+    busy retries with backoff and gets through once the slot is released;
+    with retries off it fails with busy."""
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-transfers", "1", "--grace-period", "1")
+    src = make_file(tmp_path / "x.bin", 2 * MiB)
+    try:
+        with RawPeer(d.endpoint) as holder:
+            holder.send_event(Put(1, "held.bin", 10 * MiB, MTIME_NS, 0o644, "blake3"))
+            holder.expect(1, PutReady)
+            async with Client(d.endpoint, busy_retries=0) as client:
+                with pytest.raises(RemoteError) as info:
+                    await client.put(src, "x.bin")
+                assert info.value.code is ErrorCode.BUSY and "try again" in str(info.value)
+            async with Client(d.endpoint, busy_retries=10, busy_backoff=0.05, busy_backoff_max=0.5) as client:
+                put = asyncio.create_task(client.put(src, "x.bin"))
+                await asyncio.sleep(0.5)
+                assert not put.done()  # still backing off
+                holder.send_event(Cancel(1))
+                done = await put
+        assert done.digest == digest_of(src) == digest_of(d.root / "x.bin")
+    finally:
+        assert d.stop() == 0
+
+
+async def test_busy_retries_are_bounded(tmp_path):
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-transfers", "1", "--grace-period", "1")
+    src = make_file(tmp_path / "x.bin", 2 * MiB)
+    try:
+        with RawPeer(d.endpoint) as holder:
+            holder.send_event(Put(1, "held.bin", 10 * MiB, MTIME_NS, 0o644, "blake3"))
+            holder.expect(1, PutReady)
+            tries = 0
+            async with Client(d.endpoint, busy_retries=3, busy_backoff=0.01, busy_backoff_max=0.02) as client:
+                real = client._put_once
+
+                async def counted(*args):
+                    nonlocal tries
+                    tries += 1
+                    return await real(*args)
+
+                client._put_once = counted
+                with pytest.raises(RemoteError) as info:
+                    await client.put(src, "x.bin")
+            assert info.value.code is ErrorCode.BUSY
+            assert tries == 4  # the first attempt and three retries
+    finally:
+        assert d.stop() == 0
+
+
+def test_free_space_checked_before_accepting(tmp_path, small_fs):
+    if small_fs is None:
+        pytest.skip("cannot mount a tmpfs here; the injected-error tests cover the write path")
+    d = start_daemon(small_fs / "store", tmp_path / "daemon.log")
+    try:
+        with RawPeer(d.endpoint) as peer:
+            peer.send_event(Put(1, "too-big.bin", 64 * MiB, MTIME_NS, 0o644, "blake3"))
+            err = peer.expect_error(1, "no-space")
+            assert "more bytes" in err.message
+        assert partials(d.root) == {}
+    finally:
+        assert d.stop() == 0
+
+
+async def test_disk_fills_mid_transfer_on_real_filesystem(tmp_path, small_fs):
+    """16 MiB tmpfs: a committed file, then an upload accepted with room to
+    spare, then the disk filled by someone else: that upload ends with
+    no-space, the committed file stays, the daemon serves on."""
+    if small_fs is None:
+        pytest.skip("cannot mount a tmpfs here; the injected-error tests cover the write path")
+    d = start_daemon(small_fs / "store", tmp_path / "daemon.log")
+    kept = make_file(tmp_path / "kept.bin", MiB)
+    data = os.urandom(8 * MiB)
+    try:
+        async with Client(d.endpoint) as client:
+            await client.put(kept, "kept.bin")
+        with RawPeer(d.endpoint) as peer:
+            peer.send_event(Put(1, "big.bin", len(data), MTIME_NS, 0o644, "blake3"))
+            ready = peer.expect(1, PutReady)
+            credit = peer.send_range(1, data, 0, 2 * MiB, ready.credit)
+            while max(partials(d.root).values(), default=0) < 2 * MiB:
+                await asyncio.sleep(0.01)
+            filler = small_fs / "filler"
+            with open(filler, "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * MiB)
+                        f.flush()
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+            peer.send_range(1, data, 2 * MiB, 2 * MiB + credit, credit)
+            err = peer.expect_error(1, "no-space")
+            assert "no space left" in err.message
+        assert d.proc.poll() is None
+        assert not (d.root / "big.bin").exists()
+        async with Client(d.endpoint) as client:
+            got = await client.get("kept.bin", tmp_path / "back" / "kept.bin")
+            assert got.path.read_bytes() == kept.read_bytes() == (d.root / "kept.bin").read_bytes()
+            assert [e.name async for e in client.list("")] == ["kept.bin"]
+            filler.unlink()
+            src = tmp_path / "big.bin"
+            src.write_bytes(data)
+            assert (await client.put(src, "big.bin")).digest == digest_of(src)
+    finally:
+        assert d.stop() == 0, d.log_text()
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EDQUOT, errno.EFBIG], ids=["ENOSPC", "EDQUOT", "EFBIG"])
+async def test_write_error_mid_transfer_is_no_space(tmp_path, monkeypatch, err):
+    """The write path failing with ENOSPC, EDQUOT or EFBIG (injected: a quota
+    or a file size limit cannot be set up here) ends that upload with
+    no-space; the committed file stays and the daemon serves on."""
+    server = Server(ServerConfig(bind=f"tcp://127.0.0.1:{free_port()}", root=str(tmp_path / "store")))
+    await server.startup()
+    kept = make_file(tmp_path / "kept.bin", MiB)
+    big = make_file(tmp_path / "big.bin", 6 * MiB)
+    try:
+        async with Client(server.endpoint) as client:
+            await client.put(kept, "kept.bin")
+            writes = 0
+            real = Upload._write_raw
+
+            async def failing(self: Upload, data) -> None:
+                nonlocal writes
+                writes += 1
+                if writes == 3:
+                    raise OSError(err, os.strerror(err))
+                await real(self, data)
+
+            monkeypatch.setattr(Upload, "_write_raw", failing)
+            with pytest.raises(RemoteError) as info:
+                await client.put(big, "big.bin")
+            assert info.value.code is ErrorCode.NO_SPACE
+            monkeypatch.undo()
+            assert not (Path(server.store.root) / "big.bin").exists()
+            assert (Path(server.store.root) / "kept.bin").read_bytes() == kept.read_bytes()
+            assert (await client.put(big, "big.bin")).digest == digest_of(big)
+            assert sorted([e.name async for e in client.list("")]) == ["big.bin", "kept.bin"]
+    finally:
+        await server.shutdown()
