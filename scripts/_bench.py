@@ -1,0 +1,778 @@
+"""The benchmark behind ``scripts/bench``: zfile against rsync, scp and socat.
+
+Everything runs on 127.0.0.1.  Every server is started for one run under
+``/usr/bin/time -v`` (peak RSS and CPU seconds of each side), stopped after
+it, and its destination deleted; runs alternate between tools (A B C D A B C D
+...).  Nothing is tuned against a guarantee: zfile fsyncs and verifies every
+file as in production.  After every run the destination is compared with the
+source (size, and BLAKE3 for the large case) outside the timed interval.
+
+Cases (``--quick`` sizes in brackets):
+
+- large: one 1 GiB [256 MiB] random file to a new destination file:
+  ``zfile send``, ``rsync -W`` to an ``rsync --daemon`` module, ``scp`` to an
+  sshd on a high port (aes128-gcm), and ``socat -b 262144`` (the raw pipe);
+- small: 10,000 [2,000] files of 4 KiB into a fresh directory: ``zfile send
+  DIR``, ``rsync -a -W``, ``scp -r``;
+- concurrent: 100 clients x 10 MiB [2 MiB] at once against one daemon;
+- memory: zfile's peak RSS of each side for 1 GiB and 8 GiB [256 MiB, 1 GiB]
+  (send and get);
+- encrypted: zfile with CURVE against scp, when this zfile has CURVE
+  (``zfile keygen``); skipped with a line saying so otherwise.
+
+Wall time is the client command's (for socat: until the receiving socat has
+exited, as it alone writes the file).  MB/s are 10**6 bytes per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import blake3
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+ZFILE = str(VENV_BIN / "zfile")
+TIME = "/usr/bin/time"
+SSHD = "/usr/sbin/sshd"
+MiB = 1 << 20
+GiB = 1 << 30
+SOCAT_BLOCK = 262144
+
+
+# -- measuring ------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    """What ``/usr/bin/time -v`` reports for one process (and its reaped children)."""
+
+    wall: float = 0.0  # seconds
+    cpu: float = 0.0  # user + system seconds
+    rss_kib: int = 0  # peak resident set size, KiB
+
+
+def parse_time_v(path: Path) -> Usage:
+    usage = Usage()
+    for line in path.read_text(errors="replace").splitlines():
+        key, _, value = line.strip().rpartition(": ")
+        if key in ("User time (seconds)", "System time (seconds)"):
+            usage.cpu += float(value)
+        elif key == "Maximum resident set size (kbytes)":
+            usage.rss_kib = int(value)
+        elif key.startswith("Elapsed (wall clock) time"):
+            parts = [float(p) for p in value.split(":")]
+            usage.wall = sum(p * 60**i for i, p in enumerate(reversed(parts)))
+    return usage
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    """True when something listens on 127.0.0.1:port (read from /proc, so no
+    probe connection is spent: socat accepts exactly one)."""
+    want = f"0100007F:{port:04X}"
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(f.split()[1] == want and f.split()[3] == "0A" for f in lines)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class Timed:
+    """A process run under ``/usr/bin/time -v``.  Stopping signals the measured
+    process itself: killing ``time`` would lose its report."""
+
+    def __init__(self, cmd: list[str], report: Path, log: Path, **kw) -> None:
+        self.report = report
+        self.log = log
+        self.started = time.monotonic()
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [TIME, "-v", "-o", str(report), *cmd], stdout=out, stderr=subprocess.STDOUT, **kw
+            )
+
+    def child(self) -> int | None:
+        kids = children(self.proc.pid)
+        return kids[0] if kids else None
+
+    def wait(self, timeout: float | None = None) -> Usage:
+        self.proc.wait(timeout=timeout)
+        usage = parse_time_v(self.report)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"{self.log.name}: exit {self.proc.returncode}\n{self.log.read_text(errors='replace')}")
+        return usage
+
+    def stop(self, timeout: float = 30.0) -> Usage:
+        """SIGTERM the measured process, after its forked session children
+        (sshd, rsync daemon) have finished, so their peak RSS is counted."""
+        pid = self.child()
+        if pid is not None:
+            deadline = time.monotonic() + 5
+            while children(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(pid, signal.SIGTERM)
+        self.proc.wait(timeout=timeout)
+        return parse_time_v(self.report)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            pid = self.child()
+            os.kill(pid if pid is not None else self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def wait_until(check: Callable[[], bool], what: str, proc: Timed, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc.proc.poll() is not None:
+            raise RuntimeError(f"{what} exited {proc.proc.returncode}:\n{proc.log.read_text(errors='replace')}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{proc.log.read_text(errors='replace')}")
+        time.sleep(0.02)
+
+
+def sync() -> None:
+    # Dirty pages of the previous run must not be flushed on the next one's time.
+    os.sync()
+
+
+def digest_of(path: Path) -> str:
+    return blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(str(path)).hexdigest()
+
+
+@dataclass
+class Run:
+    tool: str
+    case: str
+    nbytes: int
+    nfiles: int
+    wall: float
+    client: Usage
+    server: Usage
+
+
+# -- the tools --------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, work: Path, out: Path) -> None:
+        self.work = work
+        self.out = out
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.live: list[Timed] = []
+        self.seq = 0
+        self._ssh: dict[str, Path] | None = None
+        self.baseline: str | None = None
+
+    def _paths(self, label: str) -> tuple[Path, Path]:
+        self.seq += 1
+        return self.logs / f"{self.seq:04d}-{label}.time", self.logs / f"{self.seq:04d}-{label}.log"
+
+    def serve(self, label: str, cmd: list[str], ready: Callable[[Timed], bool], **kw) -> Timed:
+        report, log = self._paths(label + "-server")
+        proc = Timed(cmd, report, log, **kw)
+        self.live.append(proc)
+        wait_until(lambda: ready(proc), label, proc)
+        return proc
+
+    def client(self, label: str, cmd: list[str], **kw) -> tuple[float, Usage]:
+        report, log = self._paths(label + "-client")
+        began = time.monotonic()
+        usage = Timed(cmd, report, log, **kw).wait(timeout=3600)
+        return time.monotonic() - began, usage
+
+    def retire(self, proc: Timed) -> Usage:
+        usage = proc.stop()
+        self.live.remove(proc)
+        return usage
+
+    def cleanup(self) -> None:
+        for proc in self.live:
+            try:
+                proc.kill()
+            except (OSError, subprocess.SubprocessError):
+                pass
+        self.live.clear()
+
+    # zfile -------------------------------------------------------------------------
+
+    def zfile_daemon(self, root: Path, *extra: str, exe: str = ZFILE) -> tuple[Timed, str]:
+        port = free_port()
+        endpoint = f"tcp://127.0.0.1:{port}"
+        cmd = [exe, "serve", "--bind", endpoint, "--root", str(root), *extra]
+        proc = self.serve("zfile", cmd, lambda p: "listening on" in p.log.read_text(errors="replace"))
+        return proc, endpoint
+
+    def run_zfile(
+        self, case: str, src: Path, nbytes: int, nfiles: int, *, daemon_extra=(), client_extra=(), exe: str = ZFILE
+    ) -> Run:
+        root = self.work / "zstore"
+        shutil.rmtree(root, ignore_errors=True)
+        daemon, endpoint = self.zfile_daemon(root, *daemon_extra, exe=exe)
+        try:
+            sync()
+            wall, cu = self.client("zfile", [exe, "send", str(src), "--to", endpoint, "--quiet", *client_extra])
+        finally:
+            su = self.retire(daemon)
+        check_copy(src, root / src.name, case)
+        shutil.rmtree(root, ignore_errors=True)
+        return Run("zfile" if exe == ZFILE else "zfile (baseline)", case, nbytes, nfiles, wall, cu, su)
+
+    def run_baseline(self, case: str, src: Path, nbytes: int, nfiles: int) -> Run:
+        assert self.baseline is not None
+        return self.run_zfile(case, src, nbytes, nfiles, exe=self.baseline)
+
+    def zfile_tools(self) -> list[Callable[[str, Path, int, int], Run]]:
+        return [self.run_zfile] + ([self.run_baseline] if self.baseline else [])
+
+    # rsync daemon ------------------------------------------------------------------
+
+    def run_rsync(self, case: str, src: Path, nbytes: int, nfiles: int) -> Run:
+        dest = self.work / "rsync-dest"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir()
+        port = free_port()
+        conf = self.work / "rsyncd.conf"
+        user = "uid = root\ngid = root\n" if os.geteuid() == 0 else ""
+        conf.write_text(
+            f"use chroot = no\n{user}pid file = {self.work}/rsyncd.pid\n"
+            f"[bench]\n    path = {dest}\n    read only = no\n"
+        )
+        cmd = ["rsync", "--daemon", "--no-detach", f"--config={conf}", f"--port={port}", "--address=127.0.0.1"]
+        daemon = self.serve("rsync", cmd, lambda p: listening(port))
+        try:
+            sync()
+            args = ["-a", "-W"] if src.is_dir() else ["-W"]
+            wall, cu = self.client("rsync", ["rsync", *args, str(src), f"rsync://127.0.0.1:{port}/bench/"])
+        finally:
+            su = self.retire(daemon)
+        check_copy(src, dest / src.name, case)
+        shutil.rmtree(dest, ignore_errors=True)
+        return Run("rsync", case, nbytes, nfiles, wall, cu, su)
+
+    # scp to a private sshd ----------------------------------------------------------
+
+    def ssh_setup(self) -> dict[str, Path]:
+        if self._ssh is not None:
+            return self._ssh
+        d = self.work / "ssh"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(mode=0o700)
+        for key in ("host_key", "client_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True)
+        shutil.copy(d / "client_key.pub", d / "authorized_keys")
+        Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
+        self._ssh = {"dir": d}
+        return self._ssh
+
+    def sshd(self) -> tuple[Timed, int]:
+        d = self.ssh_setup()["dir"]
+        port = free_port()
+        conf = d / "sshd_config"
+        conf.write_text(
+            f"ListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n"
+            f"AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin yes\nPasswordAuthentication no\n"
+            "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+            "Subsystem sftp internal-sftp\n"
+        )
+        proc = self.serve("sshd", [SSHD, "-D", "-e", "-f", str(conf), "-p", str(port)], lambda p: listening(port))
+        return proc, port
+
+    def scp_cmd(self, port: int) -> list[str]:
+        d = self.ssh_setup()["dir"]
+        return [
+            "scp", "-q", "-P", str(port), "-i", str(d / "client_key"), "-c", "aes128-gcm@openssh.com",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+            "-o", "LogLevel=ERROR",
+        ]  # fmt: skip
+
+    def run_scp(self, case: str, src: Path, nbytes: int, nfiles: int) -> Run:
+        dest = self.work / "scp-dest"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir()
+        daemon, port = self.sshd()
+        try:
+            sync()
+            args = ["-r"] if src.is_dir() else []
+            wall, cu = self.client("scp", [*self.scp_cmd(port), *args, str(src), f"root@127.0.0.1:{dest}/"])
+        finally:
+            su = self.retire(daemon)
+        check_copy(src, dest / src.name, case)
+        shutil.rmtree(dest, ignore_errors=True)
+        return Run("scp", case, nbytes, nfiles, wall, cu, su)
+
+    # socat: the raw pipe --------------------------------------------------------------
+
+    def run_socat(self, case: str, src: Path, nbytes: int, nfiles: int) -> Run:
+        dest = self.work / "socat-dest"
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir()
+        port = free_port()
+        b = str(SOCAT_BLOCK)
+        server_cmd = ["socat", "-u", "-b", b, f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr",
+                      f"OPEN:{dest / src.name},creat,trunc,wronly"]  # fmt: skip
+        server = self.serve("socat", server_cmd, lambda p: listening(port))
+        try:
+            sync()
+            began = time.monotonic()
+            _, cu = self.client("socat", ["socat", "-u", "-b", b, f"OPEN:{src},rdonly", f"TCP:127.0.0.1:{port}"])
+            su = server.wait(timeout=600)
+            wall = time.monotonic() - began
+            self.live.remove(server)
+        except BaseException:
+            self.cleanup()
+            raise
+        check_copy(src, dest / src.name, case)
+        shutil.rmtree(dest, ignore_errors=True)
+        return Run("socat", case, nbytes, nfiles, wall, cu, su)
+
+
+def check_copy(src: Path, dest: Path, case: str) -> None:
+    """The run counts only if the destination holds the source's bytes."""
+    if src.is_dir():
+        want = sorted((p.relative_to(src), p.stat().st_size) for p in src.rglob("*") if p.is_file())
+        got = sorted((p.relative_to(dest), p.stat().st_size) for p in dest.rglob("*") if p.is_file())
+        if want != got:
+            raise RuntimeError(f"{case}: {dest} does not match {src} ({len(got)} of {len(want)} files)")
+        return
+    if not dest.is_file() or dest.stat().st_size != src.stat().st_size:
+        raise RuntimeError(f"{case}: {dest} is missing or has the wrong size")
+    if digest_of(dest) != digest_of(src):
+        raise RuntimeError(f"{case}: {dest} differs from {src}")
+
+
+# -- the data -------------------------------------------------------------------------
+
+
+def make_random(path: Path, size: int) -> Path:
+    if not path.exists() or path.stat().st_size != size:
+        with open(path, "wb") as f:
+            left = size
+            while left:
+                n = min(left, 64 * MiB)
+                f.write(os.urandom(n))
+                left -= n
+    return path
+
+
+def make_repeated(path: Path, block: Path, size: int) -> Path:
+    """A large file made of copies of ``block`` (cheap to create; zfile neither
+    compresses nor deduplicates, so repeated content costs it the same)."""
+    if not path.exists() or path.stat().st_size != size:
+        chunk = block.stat().st_size
+        with open(path, "wb") as out, open(block, "rb") as src:
+            for _ in range(size // chunk):
+                src.seek(0)
+                shutil.copyfileobj(src, out, 16 * MiB)
+    return path
+
+
+def make_small(path: Path, count: int, size: int) -> Path:
+    if not path.is_dir() or len(list(path.iterdir())) != count:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        for i in range(count):
+            (path / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+    return path
+
+
+# -- the cases ----------------------------------------------------------------------------
+
+
+def case_large(b: Bench, src: Path, runs: int, results: list[Run]) -> None:
+    size = src.stat().st_size
+    tools = [*b.zfile_tools(), b.run_rsync, b.run_scp, b.run_socat]
+    for i in range(runs):
+        for tool in tools:
+            r = tool("large", src, size, 1)
+            results.append(r)
+            print(f"  large run {i + 1}/{runs} {r.tool:6s} {size / r.wall / 1e6:7.1f} MB/s", file=sys.stderr)
+
+
+def case_small(b: Bench, src: Path, runs: int, results: list[Run]) -> None:
+    files = [p for p in src.iterdir() if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    for i in range(runs):
+        for tool in (*b.zfile_tools(), b.run_rsync, b.run_scp):
+            r = tool("small", src, size, len(files))
+            results.append(r)
+            print(f"  small run {i + 1}/{runs} {r.tool:6s} {len(files) / r.wall:9.0f} files/s", file=sys.stderr)
+
+
+def case_concurrent(b: Bench, src: Path, clients: int, results: list[Run]) -> None:
+    size = src.stat().st_size
+    root = b.work / "zstore"
+    shutil.rmtree(root, ignore_errors=True)
+    daemon, endpoint = b.zfile_daemon(root)
+    try:
+        sync()
+        cmd = [sys.executable, __file__, "_clients", endpoint, str(src), str(clients)]
+        wall, cu = b.client("zfile-concurrent", cmd)
+    finally:
+        su = b.retire(daemon)
+    for i in range(clients):
+        if (root / f"c{i:03d}-{src.name}").stat().st_size != size:
+            raise RuntimeError(f"concurrent: client {i}'s file has the wrong size")
+    shutil.rmtree(root, ignore_errors=True)
+    results.append(Run("zfile", "concurrent", size * clients, clients, wall, cu, su))
+    print(f"  concurrent {clients} x {size // MiB} MiB {size * clients / wall / 1e6:7.1f} MB/s", file=sys.stderr)
+
+
+async def _clients(endpoint: str, src: str, count: int) -> None:
+    """``count`` clients, each on its own connection, each sending ``src`` under
+    its own name at once; then every stored digest is checked against the source's."""
+    sys.path.insert(0, str(ROOT))
+    from zfile.client import Client
+
+    want = bytes.fromhex(digest_of(Path(src)))
+
+    async def one(i: int) -> bytes:
+        async with Client(endpoint, timeout=120) as c:
+            return (await c.put(src, f"c{i:03d}-{Path(src).name}")).digest
+
+    digests = await asyncio.gather(*(one(i) for i in range(count)))
+    async with Client(endpoint) as c:
+        stored = {e.name: e.digest async for e in c.list("c")}
+    bad = [i for i, d in enumerate(digests) if d != want]
+    bad += [i for i in range(count) if stored.get(f"c{i:03d}-{Path(src).name}") != want]
+    if bad:
+        raise SystemExit(f"concurrent: {len(bad)} of {count} transfers not verified")
+
+
+def case_memory(b: Bench, sizes: list[tuple[str, Path]], results: list[Run]) -> None:
+    for label, src in sizes:
+        size = src.stat().st_size
+        root = b.work / "zstore"
+        back = b.work / "back"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(back, ignore_errors=True)
+        daemon, endpoint = b.zfile_daemon(root)
+        try:
+            sync()
+            wall_put, cu_put = b.client("zfile-send", [ZFILE, "send", str(src), "--to", endpoint, "--quiet"])
+            sync()
+            get = [ZFILE, "get", src.name, "--from", endpoint, "-o", str(back), "--quiet"]
+            wall_get, cu_get = b.client("zfile-get", get)
+        finally:
+            su = b.retire(daemon)
+        if (back / src.name).stat().st_size != size:
+            raise RuntimeError(f"memory: {label} came back with the wrong size")
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(back, ignore_errors=True)
+        results.append(Run("zfile send", f"memory {label}", size, 1, wall_put, cu_put, su))
+        results.append(Run("zfile get", f"memory {label}", size, 1, wall_get, cu_get, su))
+        print(f"  memory {label}: daemon {su.rss_kib // 1024} MiB, send {cu_put.rss_kib // 1024} MiB, "
+              f"get {cu_get.rss_kib // 1024} MiB", file=sys.stderr)  # fmt: skip
+
+
+def curve_supported() -> bool:
+    try:
+        return subprocess.run([ZFILE, "keygen", "--help"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def case_encrypted(b: Bench, src: Path, runs: int, results: list[Run]) -> str:
+    if not curve_supported():
+        return "encrypted: skipped: this zfile has no CURVE support yet (`zfile keygen --help` fails)"
+    keys = b.work / "keys"
+    shutil.rmtree(keys, ignore_errors=True)
+    (keys / "allowed").mkdir(parents=True)
+    try:
+        for name in ("server", "client"):
+            cmd = [ZFILE, "keygen", "--out", str(keys), "--name", name]
+            subprocess.run(cmd, check=True, capture_output=True)
+    except subprocess.CalledProcessError as exc:
+        return f"encrypted: skipped: `zfile keygen` failed ({exc.stderr.decode(errors='replace').strip()})"
+    shutil.copy(keys / "client.key", keys / "allowed" / "client.key")
+    serve = subprocess.run([ZFILE, "serve", "--help"], capture_output=True, text=True).stdout
+    send = subprocess.run([ZFILE, "send", "--help"], capture_output=True, text=True).stdout
+    if not all(o in serve for o in ("--secret-key", "--authorized-keys")) or "--server-key" not in send:
+        return "encrypted: skipped: `zfile serve` / `zfile send` lack the CURVE options this benchmark uses"
+    daemon_extra = ["--secret-key", str(keys / "server.key_secret"), "--authorized-keys", str(keys / "allowed")]
+    client_extra = ["--server-key", str(keys / "server.key"), "--client-key", str(keys / "client.key_secret")]
+    size = src.stat().st_size
+    for i in range(runs):
+        r = b.run_zfile("encrypted", src, size, 1, daemon_extra=daemon_extra, client_extra=client_extra)
+        r.tool = "zfile+CURVE"
+        results.append(r)
+        results.append(b.run_scp("encrypted", src, size, 1))
+        print(f"  encrypted run {i + 1}/{runs} zfile+CURVE {size / r.wall / 1e6:7.1f} MB/s, "
+              f"scp {size / results[-1].wall / 1e6:7.1f} MB/s", file=sys.stderr)  # fmt: skip
+    return ""
+
+
+# -- reporting ----------------------------------------------------------------------------
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def span(values: list[float], fmt: str) -> str:
+    return f"{format(med(values), fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
+def summarize(results: list[Run]) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in results:
+        out.setdefault(r.case, {}).setdefault(r.tool, {})
+    for case, tools in out.items():
+        for tool in tools:
+            rs = [r for r in results if r.case == case and r.tool == tool]
+            tools[tool] = {
+                "runs": len(rs),
+                "wall": med([r.wall for r in rs]),
+                "mbps": med([r.nbytes / r.wall / 1e6 for r in rs]),
+                "fps": med([r.nfiles / r.wall for r in rs]),
+                "client_rss_mib": med([r.client.rss_kib / 1024 for r in rs]),
+                "server_rss_mib": med([r.server.rss_kib / 1024 for r in rs]),
+            }
+    return out
+
+
+def table_rows(results: list[Run], case: str, per_file: bool) -> list[str]:
+    tools = list(dict.fromkeys(r.tool for r in results if r.case == case))
+    rows = []
+    base = {t: med([r.wall for r in results if r.case == case and r.tool == t]) for t in tools}
+    for tool in tools:
+        rs = [r for r in results if r.case == case and r.tool == tool]
+        walls = [r.wall for r in rs]
+        rate = [r.nfiles / r.wall for r in rs] if per_file else [r.nbytes / r.wall / 1e6 for r in rs]
+        first = next(iter(base.values()))
+        ratio = "" if tool.startswith("zfile") and tool != "zfile (baseline)" else f"{first / base[tool]:.2f}"
+        rows.append(
+            f"| {case} | {tool} | {len(rs)} | {span(walls, '.2f')} | {span(rate, ',.0f' if per_file else '.0f')} "
+            f"| {span([r.client.cpu for r in rs], '.2f')} | {span([r.server.cpu for r in rs], '.2f')} "
+            f"| {span([r.client.rss_kib / 1024 for r in rs], '.0f')} "
+            f"| {span([r.server.rss_kib / 1024 for r in rs], '.0f')} | {ratio} |"
+        )
+    return rows
+
+
+def markdown(results: list[Run], notes: list[str], header: str) -> str:
+    lines = [
+        header,
+        "",
+        "Medians, (min–max) over the runs.  MB/s = 10^6 bytes/s; CPU = user + system seconds; "
+        "RSS = peak resident set size (MiB) from `/usr/bin/time -v`.  "
+        '"zfile wall ÷ peer" < 1 means zfile was faster.',
+        "",
+        "| case | tool | runs | wall s | MB/s or files/s | client CPU s | server CPU s "
+        "| client RSS MiB | server RSS MiB | zfile wall ÷ peer |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in dict.fromkeys(r.case for r in results):
+        lines += table_rows(results, case, per_file=case == "small")
+    lines.append("")
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def charts(results: list[Run], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    summary = summarize(results)
+
+    def bar(name: str, title: str, ylabel: str, values: dict[str, float]) -> None:
+        if not values:
+            return
+        fig, ax = plt.subplots(figsize=(7.5, 3.2), dpi=80)
+        values = {k.replace("zfile (baseline)", "baseline"): v for k, v in values.items()}
+        labels = list(values)
+        colors = [
+            "#1f77b4" if k.startswith("zfile") else "#9ecae1" if k.startswith("baseline") else "#999999" for k in labels
+        ]
+        ax.bar(labels, [values[k] for k in labels], color=colors)
+        for i, k in enumerate(labels):
+            ax.text(i, values[k], f"{values[k]:,.0f}", ha="center", va="bottom", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(ylabel)
+        ax.tick_params(axis="x", labelsize=8)
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        made.append(path)
+
+    large = summary.get("large", {})
+    bar("large-mbps", "large file: MB/s (median, higher is better)", "MB/s", {k: v["mbps"] for k, v in large.items()})
+    rss = {f"{k}\nclient": v["client_rss_mib"] for k, v in large.items()}
+    rss.update({f"{k}\nserver": v["server_rss_mib"] for k, v in large.items()})
+    bar("large-rss", "large file: peak RSS per side (MiB, lower is better)", "MiB", dict(sorted(rss.items())))
+    small = summary.get("small", {})
+    bar(
+        "small-fps",
+        "4 KiB files: files/s (median, higher is better)",
+        "files/s",
+        {k: v["fps"] for k, v in small.items()},
+    )
+    mem = {}
+    for case, tools in summary.items():
+        if case.startswith("memory"):
+            size = case.split(" ", 1)[1]
+            mem[f"daemon\n{size}"] = tools["zfile send"]["server_rss_mib"]
+            mem[f"send\n{size}"] = tools["zfile send"]["client_rss_mib"]
+            mem[f"get\n{size}"] = tools["zfile get"]["client_rss_mib"]
+    bar("memory", "zfile peak RSS by file size (MiB)", "MiB", mem)
+    return made
+
+
+def goals(results: list[Run], quick: bool) -> list[str]:
+    s = summarize(results)
+    lines = []
+    large = s.get("large", {})
+    if {"zfile", "rsync", "socat"} <= large.keys():
+        z = large["zfile"]["wall"]
+        lines.append(f"large: zfile wall ÷ rsync = {z / large['rsync']['wall']:.2f} (goal ≤ 0.90); "
+                     f"÷ socat = {z / large['socat']['wall']:.2f} (goal ≤ 1.20)")  # fmt: skip
+    small = s.get("small", {})
+    if {"zfile", "rsync"} <= small.keys():
+        lines.append(f"small: zfile files/s ÷ rsync = {small['zfile']['fps'] / small['rsync']['fps']:.2f} "
+                     "(goal ≥ 1.50)")  # fmt: skip
+    peaks = [(r.case, r.tool, max(r.client.rss_kib, r.server.rss_kib) / 1024) for r in results
+             if r.tool.startswith("zfile") and r.case != "concurrent"]  # fmt: skip
+    if peaks:
+        worst = max(peaks, key=lambda p: p[2])
+        lines.append(f"memory: largest zfile peak RSS of one side {worst[2]:.0f} MiB ({worst[0]}, {worst[1]}) "
+                     "(goal ≤ 64 MiB)")  # fmt: skip
+    conc = s.get("concurrent", {}).get("zfile")
+    if conc and "zfile" in large:
+        lines.append(f"concurrent: {conc['runs'] and 'all verified'}; aggregate {conc['mbps']:.0f} MB/s = "
+                     f"{conc['mbps'] / large['zfile']['mbps']:.0%} of single-stream (goal ≥ 80%), "
+                     f"daemon peak RSS {conc['server_rss_mib']:.0f} MiB")  # fmt: skip
+    enc = s.get("encrypted", {})
+    if {"zfile+CURVE", "scp"} <= enc.keys():
+        lines.append(f"encrypted: zfile+CURVE MB/s ÷ scp = {enc['zfile+CURVE']['mbps'] / enc['scp']['mbps']:.2f} "
+                     "(goal ≥ 2.00)")  # fmt: skip
+    return lines
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "_clients":
+        asyncio.run(_clients(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        return 0
+    ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="256 MiB / 2,000 files, fewer runs (under 2 minutes)")
+    ap.add_argument("--runs", type=int, help="runs per tool of the large case (default 5, quick 3)")
+    ap.add_argument("--cases", default="large,small,concurrent,memory,encrypted", help="comma-separated subset")
+    ap.add_argument("--out", default=str(ROOT / "bench-results"), help="where the table and charts go")
+    ap.add_argument("--workdir", help="scratch directory for data (default: a new one under /var/tmp)")
+    ap.add_argument(
+        "--baseline",
+        metavar="EXE",
+        help="another zfile executable (e.g. an older build) to run as one more tool in the large and small cases",
+    )
+    args = ap.parse_args()
+    cases = set(args.cases.split(","))
+    quick = args.quick
+    runs = args.runs or (3 if quick else 5)
+    small_runs = 1 if quick else 3
+    large_size = 256 * MiB if quick else GiB
+    small_count = 2_000 if quick else 10_000
+    conc_size = 2 * MiB if quick else 10 * MiB
+    mem_sizes = [("256 MiB", 256 * MiB), ("1 GiB", GiB)] if quick else [("1 GiB", GiB), ("8 GiB", 8 * GiB)]
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="zfile-bench-", dir="/var/tmp"))
+    data = work / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    b = Bench(work, out)
+    b.baseline = args.baseline
+    results: list[Run] = []
+    notes: list[str] = []
+    began = time.monotonic()
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        print(f"bench: data in {data}", file=sys.stderr)
+        large = make_random(data / f"random-{large_size // MiB}MiB.bin", large_size)
+        if "large" in cases:
+            print(f"bench: large ({large_size // MiB} MiB, {runs} runs per tool)", file=sys.stderr)
+            case_large(b, large, runs, results)
+        if "small" in cases:
+            print(f"bench: small ({small_count} x 4 KiB)", file=sys.stderr)
+            case_small(b, make_small(data / f"small-{small_count}", small_count, 4096), small_runs, results)
+        if "concurrent" in cases:
+            print(f"bench: concurrent (100 x {conc_size // MiB} MiB)", file=sys.stderr)
+            case_concurrent(b, make_random(data / f"random-{conc_size // MiB}MiB.bin", conc_size), 100, results)
+        if "memory" in cases:
+            print("bench: memory scaling", file=sys.stderr)
+            files = []
+            for label, size in mem_sizes:
+                path = data / f"mem-{size // MiB}MiB.bin"
+                files.append((label, large if size == large_size else make_repeated(path, large, size)))
+            case_memory(b, files, results)
+            for _, size in mem_sizes:
+                (data / f"mem-{size // MiB}MiB.bin").unlink(missing_ok=True)
+        if "encrypted" in cases:
+            print("bench: encrypted", file=sys.stderr)
+            note = case_encrypted(b, large, max(1, runs // 2 + 1) if not quick else 1, results)
+            if note:
+                notes.append(note)
+                print(f"bench: {note}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("bench: interrupted; reporting what finished", file=sys.stderr)
+        notes.append("interrupted before every case finished")
+    finally:
+        b.cleanup()
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+    cpu = os.cpu_count()
+    header = (
+        f"## zfile benchmark ({'quick' if quick else 'full'}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+        f"`scripts/bench{' --quick' if quick else ''}` on {cpu} CPUs, loopback; "
+        f"large = {large_size // MiB} MiB, small = {small_count:,} x 4 KiB, concurrent = 100 x {conc_size // MiB} MiB; "
+        f"took {time.monotonic() - began:.0f} s."
+    )
+    notes = goals(results, quick) + notes
+    text = markdown(results, notes, header)
+    (out / "results.md").write_text(text)
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    made = charts(results, out) if results else []
+    print(text)
+    print(f"bench: wrote {out / 'results.md'}, results.json and {len(made)} chart(s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
