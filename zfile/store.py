@@ -1,10 +1,20 @@
 """The daemon's file store: files under a root directory, listed in a catalog.
 
-An upload streams into ``<root>/.zfile/tmp/<transfer>.part`` (its parameters
-in ``<transfer>.json``, so an interrupted upload can resume) while its digest
-is computed from the same buffers.  Bytes reach the final name only through
-``os.replace`` of a complete, verified, fsynced temporary file, so a reader
-sees the old file or the new one, never a mixture; the catalog row follows.
+:class:`Store` checks names and paths, starts uploads and opens downloads,
+lists the catalog, sweeps expired partials, and publishes committed uploads
+(group commit: the renames into place, then the catalog rows).  Bytes reach
+the final name only through ``os.replace`` of a complete, verified, fsynced
+temporary file, so a reader sees the old file or the new one, never a
+mixture; the catalog row follows.  The parts it delegates:
+
+- :mod:`zfile.upload`: an upload in progress (:class:`Upload`): the partial
+  file under ``<root>/.zfile/tmp``, resume, the commit intent;
+- :mod:`zfile.download`: reading a stored file (:class:`Download`);
+- :mod:`zfile.disk`: the ``OSError`` mapping and the fsync and unlink helpers;
+- :mod:`zfile.catalog`, :mod:`zfile.names`, :mod:`zfile.recovery`: the SQLite
+  catalog, the name rules, and the reconciliation at startup.
+
+``Upload``, ``Download`` and ``transfer_id`` are importable from here too.
 
 ``OSError`` never escapes: ENOSPC, EDQUOT and EFBIG become
 :class:`~zfile.errors.NoSpace`, anything else a
@@ -17,22 +27,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hmac
-import json
 import os
 import stat
 import time
-import uuid
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import aiofiles
 import aiofiles.os
-import blake3
 
 from . import digest as digests
 from .catalog import Catalog
+from .disk import fsync_dir, store_error, unlink_all
+from .download import Download
 from .errors import (
     BadName,
     Busy,
@@ -48,53 +54,12 @@ from .errors import (
 from .events import Buffer, Entry
 from .names import PRIVATE_DIR, check_name, check_prefix, quote_name
 from .recovery import Reconciled, reconcile
-from .writeback import Writeback
+from .upload import Upload, probe_partial, transfer_id
 
-_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
+__all__ = ["Download", "Store", "Upload", "transfer_id"]
+
 # A peer decides permission bits, not setuid/setgid/sticky on the daemon's disk.
 _MODE_MASK = 0o777
-
-
-def transfer_id(name: str, size: int, mtime_ns: int) -> str:
-    """Stable id of the partial for this (name, size, mtime_ns): 32 hex digits."""
-    return blake3.blake3(f"{name}\0{size}\0{mtime_ns}".encode()).digest()[:16].hex()
-
-
-def _os_error(exc: OSError, name: str, doing: str) -> StoreError:
-    if exc.errno in _NO_SPACE:
-        return NoSpace(f"no space left on the store's disk while writing {quote_name(name)}")
-    return StoreError(f"could not {doing} {quote_name(name)}: {exc.strerror or exc}")
-
-
-def _fsync_dir(path: Path | str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(*paths: Path) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
-
-
-async def _uninterrupted(cleanup: Coroutine[Any, Any, None]) -> None:
-    """Await ``cleanup`` to its end even if the awaiting task is cancelled
-    meanwhile, then raise that cancellation."""
-    task = asyncio.ensure_future(cleanup)
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 def _open_nofollow(path: str, flags: int) -> int:
@@ -196,19 +161,7 @@ class Store:
         try:
             return await asyncio.to_thread(self._check_path, name, for_write)
         except OSError as exc:
-            raise _os_error(exc, name, "inspect the path of") from exc
-
-    def _probe_partial(self, transfer: str, state: dict[str, object]) -> int:
-        """Bytes a matching partial already holds (at most size), else 0."""
-        try:
-            saved = json.loads((self._tmp / f"{transfer}.json").read_text())
-            length = os.stat(self._tmp / f"{transfer}.part").st_size
-        except (OSError, ValueError):
-            return 0
-        keys = ("name", "size", "mtime_ns", "algo")
-        if not isinstance(saved, dict) or any(saved.get(k) != state[k] for k in keys):
-            return 0
-        return min(length, int(state["size"]))  # type: ignore[call-overload]
+            raise store_error(exc, name, "inspect the path of") from exc
 
     async def begin_upload(
         self, *, name: str, size: int, mtime_ns: int, mode: int, algo: str, clobber: bool, peer: str
@@ -255,12 +208,12 @@ class Store:
             raise Exists(f"{q} already exists in the store")
         transfer = transfer_id(name, size, mtime_ns)
         state = dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
-        held = await asyncio.to_thread(self._probe_partial, transfer, state) if resume else 0
+        held = await asyncio.to_thread(probe_partial, self._tmp, transfer, state) if resume else 0
         if size - held > 0:
             try:
                 fs = await asyncio.to_thread(os.statvfs, self.root)
             except OSError as exc:
-                raise _os_error(exc, name, "measure free space for") from exc
+                raise store_error(exc, name, "measure free space for") from exc
             if (free := fs.f_bavail * fs.f_frsize) < size - held:
                 raise NoSpace(f"{q} needs {size - held} more bytes; the store's disk has {free} free")
         if transfer in self._active:
@@ -360,7 +313,7 @@ class Store:
             try:
                 final = self._check_path(name, True)
             except OSError as exc:
-                outcomes.append(_os_error(exc, name, "inspect the path of"))
+                outcomes.append(store_error(exc, name, "inspect the path of"))
                 continue
             except ZfileError as exc:
                 outcomes.append(exc)
@@ -372,7 +325,7 @@ class Store:
                 outcomes.append(exc)
         try:
             for directory in dirs:
-                _fsync_dir(directory)
+                fsync_dir(directory)
         except OSError as exc:
             outcomes = [exc if o is None else o for o in outcomes]
         return outcomes
@@ -409,7 +362,7 @@ class Store:
                     raise BadName(f"{q} is a symbolic link in the store") from exc
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
                     raise NotFound(f"{q} is in the catalog but missing from the disk") from exc
-                raise _os_error(exc, name, "open") from exc
+                raise store_error(exc, name, "open") from exc
         if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
             await file.close()
             raise NotFound(f"{q} is in the catalog but is not a regular file on the disk")
@@ -456,302 +409,10 @@ class Store:
                 continue
             self._active[transfer] = None  # a begin_upload racing the deletion gets Busy
             try:
-                await asyncio.to_thread(_unlink, self._tmp / f"{transfer}.part", self._tmp / f"{transfer}.json")
+                await asyncio.to_thread(unlink_all, self._tmp / f"{transfer}.part", self._tmp / f"{transfer}.json")
                 swept += 1
             except OSError:
                 pass  # left for the next sweep
             finally:
                 del self._active[transfer]
         return swept
-
-
-class Upload:
-    """One upload in progress; made by :meth:`Store.begin_upload`.
-
-    ``transfer`` is the stable id of its partial, ``offset`` the number of
-    bytes held so far (where the next write starts), ``size`` the declared
-    length in bytes.  Once :meth:`commit`, :meth:`suspend` or :meth:`abort`
-    has returned or raised, the upload is finished and releases its partial.
-    """
-
-    def __init__(self, store: Store, transfer: str, state: dict, clobber: bool, hasher: digests.Hasher):
-        self._store = store
-        self.transfer = transfer
-        self.name: str = state["name"]
-        self.size: int = state["size"]
-        self.mtime_ns: int = state["mtime_ns"]
-        self.mode: int = state["mode"]
-        self.algo: str = state["algo"]
-        self.peer: str = state["peer"]
-        self.clobber = clobber
-        self.offset = 0
-        self._state = state
-        self._hasher = hasher
-        self._part = store._tmp / f"{transfer}.part"
-        self._state_path = store._tmp / f"{transfer}.json"
-        self._file = None
-        self._live = True
-        # Set while bytes may be on disk that the hasher has not seen (a write
-        # was cancelled mid-flight); committing then could publish unverified bytes.
-        self._torn = False
-        self._lock = asyncio.Lock()
-        self._writeback = Writeback()
-
-    async def _prepare(self, resume: bool) -> None:
-        try:
-            offset = 0
-            if resume:
-                offset = await asyncio.to_thread(self._store._probe_partial, self.transfer, self._state)
-            if offset:
-                await asyncio.to_thread(os.truncate, self._part, offset)
-                prime = digests.hash_file_prefix
-                try:
-                    self._hasher = await asyncio.to_thread(prime, str(self._part), offset, self.algo)
-                except EOFError:  # the partial shrank under us: start afresh
-                    offset = 0
-            if offset:
-                self._file = await aiofiles.open(self._part, "ab")
-            else:
-                # State file goes first so a crash can never pair it with another upload's bytes.
-                await asyncio.to_thread(self._state_path.unlink, missing_ok=True)
-                self._file = await aiofiles.open(self._part, "wb")
-                async with aiofiles.open(self._state_path, "w") as f:
-                    await f.write(json.dumps({**self._state, "created": time.time()}))
-        except OSError as exc:
-            raise _os_error(exc, self.name, "prepare the partial file of") from exc
-        self.offset = offset
-        self._writeback = Writeback(offset)
-
-    def _check_writable(self) -> None:
-        if not self._live:
-            raise StoreError(f"the upload of {quote_name(self.name)} is already finished")
-        if self._torn:
-            raise StoreError(f"a write to {quote_name(self.name)} was interrupted; suspend it and resume")
-
-    async def _write_raw(self, data: Buffer) -> None:
-        await self._file.write(data)
-        # Overlap the disk writes with the transfer so commit's fsync has only the tail left.
-        end = self.offset + memoryview(data).nbytes
-        if self._writeback.due(end):
-            await asyncio.to_thread(self._writeback.kick, self._file.fileno(), end)
-
-    async def write(self, offset: int, data: Buffer) -> None:
-        """Append ``data`` at byte ``offset``, which must equal :attr:`offset`.
-
-        Raises IntegrityError (upload stays live) when ``offset`` is not the
-        current end or the data would run past ``size``; NoSpace when the disk
-        is full (the partial is deleted: the upload cannot complete);
-        StoreError for other write failures (the partial is kept for resume)
-        or when the upload is finished.
-        """
-        async with self._lock:
-            self._check_writable()
-            length = memoryview(data).nbytes
-            q = quote_name(self.name)
-            if offset != self.offset:
-                raise IntegrityError(f"data for {q} starts at byte {offset}; the next byte is {self.offset}")
-            if offset + length > self.size:
-                raise IntegrityError(f"data for {q} runs to byte {offset + length}, past its {self.size} bytes")
-            if not length:
-                return
-            self._torn = True
-            try:
-                await self._write_raw(data)
-            except OSError as exc:
-                err = _os_error(exc, self.name, "write the partial file of")
-                await self._release(keep=not isinstance(err, NoSpace))
-                raise err from exc
-            self._hasher.update(data)
-            self.offset += length
-            self._torn = False
-
-    async def commit(self, digest: bytes) -> Entry:
-        """Verify, publish under the final name, record, and return the entry.
-
-        Raises IntegrityError when fewer than ``size`` bytes were written
-        (partial kept for resume) or ``digest`` differs from the digest of the
-        bytes written (partial deleted); BadName or Exists when the final path
-        became unusable meanwhile; NoSpace / StoreError on OS failures.
-        """
-        async with self._lock:
-            self._check_writable()
-            q = quote_name(self.name)
-            if self.offset != self.size:
-                await self.suspend()
-                raise IntegrityError(f"the upload of {q} ended after {self.offset} of {self.size} bytes")
-            actual = self._hasher.digest()
-            if not hmac.compare_digest(actual, bytes(digest)):
-                await self.abort()
-                raise IntegrityError(f"the digest of {q} does not match the bytes received; discarded them")
-            store = self._store
-            try:
-                await self._file.flush()
-                await asyncio.to_thread(self._write_intent, actual)
-                await asyncio.to_thread(self._seal, self._file.fileno())
-                await self._file.close()
-                self._file = None
-                fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
-                entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
-                await store._publish_entry(self, entry)
-            except OSError as exc:
-                err = _os_error(exc, self.name, "store")
-                await self._release(keep=not isinstance(err, NoSpace))
-                raise err from exc
-            except BaseException:
-                await self._release(keep=True)
-                raise
-            await self._release(keep=False)
-            return entry
-
-    async def _commit_whole(self, data: Buffer, digest: bytes) -> Entry:
-        """Commit a whole file held in memory (an inline PUT) with the checks
-        and steps of :meth:`write` then :meth:`commit`, but in one worker-thread
-        hop (write, intent, fsync) before the group publish instead of a dozen:
-        small files are bound by per-file overhead.  Errors as :meth:`commit`;
-        the caller aborts the upload on any of them."""
-        self._hasher.update(data)
-        actual = self._hasher.digest()
-        if not hmac.compare_digest(actual, bytes(digest)):
-            raise IntegrityError(f"the digest of {quote_name(self.name)} does not match the bytes received")
-        try:
-            await asyncio.to_thread(self._write_sealed, data, actual)
-            self.offset = self.size
-            fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
-            entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
-            await self._store._publish_entry(self, entry)
-        except OSError as exc:
-            raise _os_error(exc, self.name, "store") from exc
-        await self._release(keep=False)
-        return entry
-
-    def _write_sealed(self, data: Buffer, digest: bytes) -> None:
-        # _prepare's and commit's order: no stale state file beside new bytes;
-        # the intent before the fsync, and both before the rename.
-        self._state_path.unlink(missing_ok=True)
-        fd = os.open(self._part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        try:
-            view = memoryview(data).cast("B")
-            while view:
-                view = view[os.write(fd, view) :]
-            self._write_intent(digest)
-            self._seal(fd)
-        finally:
-            os.close(fd)
-
-    def _write_intent(self, digest: bytes) -> None:
-        # The verified digest goes into the state file (a commit intent) before
-        # the rename, so a crash between rename and catalog write is finished at
-        # the next start (zfile.recovery).  Rewritten in place: a state file
-        # torn by a crash here only costs the partial its resume.
-        self._state_path.write_text(json.dumps({**self._state, "created": time.time(), "digest": digest.hex()}))
-
-    def _seal(self, fd: int) -> None:
-        os.fchmod(fd, self.mode)
-        os.utime(fd if os.utime in os.supports_fd else self._part, ns=(self.mtime_ns, self.mtime_ns))
-        os.fsync(fd)
-
-    def _install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
-        """Move the sealed partial to ``final``; return the directories whose
-        entries changed, after fsyncing them unless ``sync_dirs`` is False
-        (the caller then fsyncs them, once for a whole batch)."""
-        created = []
-        parent = final.parent
-        while not parent.is_dir():
-            created.append(parent)
-            parent = parent.parent
-        os.makedirs(final.parent, exist_ok=True)
-        if self.clobber:
-            os.replace(self._part, final)
-        else:
-            # link() refuses an existing name atomically, unlike an exists-check then replace().
-            try:
-                os.link(self._part, final)
-                os.unlink(self._part)
-            except FileExistsError:
-                raise Exists(f"{quote_name(self.name)} already exists in the store") from None
-            except OSError as exc:
-                if exc.errno not in _NO_HARD_LINKS or os.path.lexists(final):
-                    raise
-                os.replace(self._part, final)
-        dirs = {final.parent, *(d.parent for d in created)}
-        if sync_dirs:
-            for directory in dirs:
-                _fsync_dir(directory)
-        return dirs
-
-    async def suspend(self) -> None:
-        """Keep the bytes written so far for a later :meth:`Store.begin_upload`
-        to resume: flush and fsync the partial and release it.  A no-op when
-        finished.  NoSpace (partial deleted) or StoreError if the flush fails.
-        Runs to the end even when the caller is cancelled meanwhile (the
-        cancellation is raised after): a suspend cut short would leave the
-        partial claimed, and every resume of it busy, until a restart."""
-        if self._live:
-            await _uninterrupted(self._suspend())
-
-    async def _suspend(self) -> None:
-        if not self._live:
-            return
-        try:
-            if self._file is not None:
-                await self._file.flush()
-                await asyncio.to_thread(os.fsync, self._file.fileno())
-            # The TTL of sweep_partials counts from the last activity, not from creation.
-            await asyncio.to_thread(os.utime, self._state_path)
-        except OSError as exc:
-            err = _os_error(exc, self.name, "save the partial file of")
-            await self._release(keep=not isinstance(err, NoSpace))
-            raise err from exc
-        await self._release(keep=True)
-
-    async def abort(self) -> None:
-        """Delete the partial and its state file; a no-op when finished."""
-        if self._live:
-            await self._release(keep=False)
-
-    async def _release(self, *, keep: bool) -> None:
-        # Best effort: whatever cannot be closed or removed here, sweep_partials removes later.
-        self._live = False
-        try:
-            if self._file is not None:
-                file, self._file = self._file, None
-                with contextlib.suppress(OSError):
-                    await file.close()
-            if not keep:
-                with contextlib.suppress(OSError):
-                    await asyncio.to_thread(_unlink, self._part, self._state_path)
-        finally:
-            if self._store._active.get(self.transfer) is self:
-                del self._store._active[self.transfer]
-
-
-class Download:
-    """An open stored file; ``entry`` is its catalog entry."""
-
-    def __init__(self, entry: Entry, file) -> None:
-        self.entry = entry
-        self._file = file
-        self._lock = asyncio.Lock()  # a seek and its read must not interleave with another read's
-
-    async def read(self, offset: int, length: int) -> bytes:
-        """Return at most ``length`` bytes from byte ``offset`` of the file;
-        b"" at or past the end.  ZfileError (bad-request) for a negative
-        argument, StoreError when closed or when reading fails."""
-        q = quote_name(self.entry.name)
-        if offset < 0 or length < 0:
-            raise ZfileError(f"cannot read {length} bytes at offset {offset} of {q}", code=ErrorCode.BAD_REQUEST)
-        async with self._lock:
-            if self._file is None:
-                raise StoreError(f"the download of {q} is closed")
-            try:
-                await self._file.seek(offset)
-                return await self._file.read(length)
-            except OSError as exc:
-                raise _os_error(exc, self.entry.name, "read") from exc
-
-    async def close(self) -> None:
-        """Close the file; a no-op when already closed."""
-        if self._file is not None:
-            file, self._file = self._file, None
-            with contextlib.suppress(OSError):
-                await file.close()

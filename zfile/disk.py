@@ -1,0 +1,41 @@
+"""File-system helpers shared by the store and its uploads and downloads.
+
+:func:`store_error` is the one place an ``OSError`` becomes a zfile error:
+ENOSPC, EDQUOT and EFBIG become :class:`~zfile.errors.NoSpace`, anything else
+a :class:`~zfile.errors.StoreError` naming the file.  The rest are the
+blocking system calls that make a rename durable (:func:`fsync_dir`) and
+clean up partials (:func:`unlink_all`); run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from .errors import NoSpace, StoreError
+from .names import quote_name
+
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def store_error(exc: OSError, name: str, doing: str) -> StoreError:
+    """The error to raise for ``exc``, met while trying to ``doing`` ``name``."""
+    if exc.errno in _NO_SPACE:
+        return NoSpace(f"no space left on the store's disk while writing {quote_name(name)}")
+    return StoreError(f"could not {doing} {quote_name(name)}: {exc.strerror or exc}")
+
+
+def fsync_dir(path: Path | str) -> None:
+    """Fsync the directory ``path``, so the entries renamed into it survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unlink_all(*paths: Path) -> None:
+    """Delete ``paths``; one already gone is no error, any other OSError is raised."""
+    for path in paths:
+        path.unlink(missing_ok=True)

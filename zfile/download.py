@@ -1,0 +1,47 @@
+"""Reading a stored file: :class:`Download`, made by :meth:`zfile.store.Store.open_download`.
+
+Offsets and lengths are bytes.  ``OSError`` becomes NoSpace or StoreError
+(:func:`zfile.disk.store_error`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from .disk import store_error
+from .errors import ErrorCode, StoreError, ZfileError
+from .events import Entry
+from .names import quote_name
+
+
+class Download:
+    """An open stored file; ``entry`` is its catalog entry."""
+
+    def __init__(self, entry: Entry, file) -> None:
+        self.entry = entry
+        self._file = file
+        self._lock = asyncio.Lock()  # a seek and its read must not interleave with another read's
+
+    async def read(self, offset: int, length: int) -> bytes:
+        """Return at most ``length`` bytes from byte ``offset`` of the file;
+        b"" at or past the end.  ZfileError (bad-request) for a negative
+        argument, StoreError when closed or when reading fails."""
+        q = quote_name(self.entry.name)
+        if offset < 0 or length < 0:
+            raise ZfileError(f"cannot read {length} bytes at offset {offset} of {q}", code=ErrorCode.BAD_REQUEST)
+        async with self._lock:
+            if self._file is None:
+                raise StoreError(f"the download of {q} is closed")
+            try:
+                await self._file.seek(offset)
+                return await self._file.read(length)
+            except OSError as exc:
+                raise store_error(exc, self.entry.name, "read") from exc
+
+    async def close(self) -> None:
+        """Close the file; a no-op when already closed."""
+        if self._file is not None:
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                await file.close()

@@ -1,0 +1,342 @@
+"""An upload in progress: its partial file, state file, resume and commit.
+
+An upload streams into ``<root>/.zfile/tmp/<transfer>.part`` (its parameters
+in ``<transfer>.json``, so an interrupted upload can resume) while its digest
+is computed from the same buffers.  A commit verifies the digest, records it
+in the state file (the commit intent :mod:`zfile.recovery` finishes after a
+crash), fsyncs the partial and hands it to the store's group commit
+(:meth:`zfile.store.Store._publish_entry`), which moves it to its final name
+with ``os.replace`` (or ``link`` when it must not clobber) and writes the
+catalog row.
+
+:func:`transfer_id` names a partial, :func:`probe_partial` says how much of
+one can be resumed, and :class:`Upload`, made by
+:meth:`zfile.store.Store.begin_upload`, writes, commits, suspends or aborts
+it.  ``OSError`` becomes NoSpace or StoreError
+(:func:`zfile.disk.store_error`).  Sizes and offsets are bytes, ``mtime_ns``
+nanoseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hmac
+import json
+import os
+import time
+import uuid
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiofiles
+import blake3
+
+from . import digest as digests
+from .disk import fsync_dir, store_error, unlink_all
+from .errors import Exists, IntegrityError, NoSpace, StoreError
+from .events import Buffer, Entry
+from .names import quote_name
+from .writeback import Writeback
+
+if TYPE_CHECKING:
+    from .store import Store
+
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
+
+
+def transfer_id(name: str, size: int, mtime_ns: int) -> str:
+    """Stable id of the partial for this (name, size, mtime_ns): 32 hex digits."""
+    return blake3.blake3(f"{name}\0{size}\0{mtime_ns}".encode()).digest()[:16].hex()
+
+
+def probe_partial(tmp: Path, transfer: str, state: dict[str, object]) -> int:
+    """Bytes a matching partial in ``tmp`` already holds (at most size), else 0."""
+    try:
+        saved = json.loads((tmp / f"{transfer}.json").read_text())
+        length = os.stat(tmp / f"{transfer}.part").st_size
+    except (OSError, ValueError):
+        return 0
+    keys = ("name", "size", "mtime_ns", "algo")
+    if not isinstance(saved, dict) or any(saved.get(k) != state[k] for k in keys):
+        return 0
+    return min(length, int(state["size"]))  # type: ignore[call-overload]
+
+
+async def _uninterrupted(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Await ``cleanup`` to its end even if the awaiting task is cancelled
+    meanwhile, then raise that cancellation."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+class Upload:
+    """One upload in progress; made by :meth:`Store.begin_upload`.
+
+    ``transfer`` is the stable id of its partial, ``offset`` the number of
+    bytes held so far (where the next write starts), ``size`` the declared
+    length in bytes.  Once :meth:`commit`, :meth:`suspend` or :meth:`abort`
+    has returned or raised, the upload is finished and releases its partial.
+    """
+
+    def __init__(self, store: Store, transfer: str, state: dict, clobber: bool, hasher: digests.Hasher):
+        self._store = store
+        self.transfer = transfer
+        self.name: str = state["name"]
+        self.size: int = state["size"]
+        self.mtime_ns: int = state["mtime_ns"]
+        self.mode: int = state["mode"]
+        self.algo: str = state["algo"]
+        self.peer: str = state["peer"]
+        self.clobber = clobber
+        self.offset = 0
+        self._state = state
+        self._hasher = hasher
+        self._part = store._tmp / f"{transfer}.part"
+        self._state_path = store._tmp / f"{transfer}.json"
+        self._file = None
+        self._live = True
+        # Set while bytes may be on disk that the hasher has not seen (a write
+        # was cancelled mid-flight); committing then could publish unverified bytes.
+        self._torn = False
+        self._lock = asyncio.Lock()
+        self._writeback = Writeback()
+
+    async def _prepare(self, resume: bool) -> None:
+        try:
+            offset = 0
+            if resume:
+                offset = await asyncio.to_thread(probe_partial, self._store._tmp, self.transfer, self._state)
+            if offset:
+                await asyncio.to_thread(os.truncate, self._part, offset)
+                prime = digests.hash_file_prefix
+                try:
+                    self._hasher = await asyncio.to_thread(prime, str(self._part), offset, self.algo)
+                except EOFError:  # the partial shrank under us: start afresh
+                    offset = 0
+            if offset:
+                self._file = await aiofiles.open(self._part, "ab")
+            else:
+                # State file goes first so a crash can never pair it with another upload's bytes.
+                await asyncio.to_thread(self._state_path.unlink, missing_ok=True)
+                self._file = await aiofiles.open(self._part, "wb")
+                async with aiofiles.open(self._state_path, "w") as f:
+                    await f.write(json.dumps({**self._state, "created": time.time()}))
+        except OSError as exc:
+            raise store_error(exc, self.name, "prepare the partial file of") from exc
+        self.offset = offset
+        self._writeback = Writeback(offset)
+
+    def _check_writable(self) -> None:
+        if not self._live:
+            raise StoreError(f"the upload of {quote_name(self.name)} is already finished")
+        if self._torn:
+            raise StoreError(f"a write to {quote_name(self.name)} was interrupted; suspend it and resume")
+
+    async def _write_raw(self, data: Buffer) -> None:
+        await self._file.write(data)
+        # Overlap the disk writes with the transfer so commit's fsync has only the tail left.
+        end = self.offset + memoryview(data).nbytes
+        if self._writeback.due(end):
+            await asyncio.to_thread(self._writeback.kick, self._file.fileno(), end)
+
+    async def write(self, offset: int, data: Buffer) -> None:
+        """Append ``data`` at byte ``offset``, which must equal :attr:`offset`.
+
+        Raises IntegrityError (upload stays live) when ``offset`` is not the
+        current end or the data would run past ``size``; NoSpace when the disk
+        is full (the partial is deleted: the upload cannot complete);
+        StoreError for other write failures (the partial is kept for resume)
+        or when the upload is finished.
+        """
+        async with self._lock:
+            self._check_writable()
+            length = memoryview(data).nbytes
+            q = quote_name(self.name)
+            if offset != self.offset:
+                raise IntegrityError(f"data for {q} starts at byte {offset}; the next byte is {self.offset}")
+            if offset + length > self.size:
+                raise IntegrityError(f"data for {q} runs to byte {offset + length}, past its {self.size} bytes")
+            if not length:
+                return
+            self._torn = True
+            try:
+                await self._write_raw(data)
+            except OSError as exc:
+                err = store_error(exc, self.name, "write the partial file of")
+                await self._release(keep=not isinstance(err, NoSpace))
+                raise err from exc
+            self._hasher.update(data)
+            self.offset += length
+            self._torn = False
+
+    async def commit(self, digest: bytes) -> Entry:
+        """Verify, publish under the final name, record, and return the entry.
+
+        Raises IntegrityError when fewer than ``size`` bytes were written
+        (partial kept for resume) or ``digest`` differs from the digest of the
+        bytes written (partial deleted); BadName or Exists when the final path
+        became unusable meanwhile; NoSpace / StoreError on OS failures.
+        """
+        async with self._lock:
+            self._check_writable()
+            q = quote_name(self.name)
+            if self.offset != self.size:
+                await self.suspend()
+                raise IntegrityError(f"the upload of {q} ended after {self.offset} of {self.size} bytes")
+            actual = self._hasher.digest()
+            if not hmac.compare_digest(actual, bytes(digest)):
+                await self.abort()
+                raise IntegrityError(f"the digest of {q} does not match the bytes received; discarded them")
+            store = self._store
+            try:
+                await self._file.flush()
+                await asyncio.to_thread(self._write_intent, actual)
+                await asyncio.to_thread(self._seal, self._file.fileno())
+                await self._file.close()
+                self._file = None
+                fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
+                entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
+                await store._publish_entry(self, entry)
+            except OSError as exc:
+                err = store_error(exc, self.name, "store")
+                await self._release(keep=not isinstance(err, NoSpace))
+                raise err from exc
+            except BaseException:
+                await self._release(keep=True)
+                raise
+            await self._release(keep=False)
+            return entry
+
+    async def _commit_whole(self, data: Buffer, digest: bytes) -> Entry:
+        """Commit a whole file held in memory (an inline PUT) with the checks
+        and steps of :meth:`write` then :meth:`commit`, but in one worker-thread
+        hop (write, intent, fsync) before the group publish instead of a dozen:
+        small files are bound by per-file overhead.  Errors as :meth:`commit`;
+        the caller aborts the upload on any of them."""
+        self._hasher.update(data)
+        actual = self._hasher.digest()
+        if not hmac.compare_digest(actual, bytes(digest)):
+            raise IntegrityError(f"the digest of {quote_name(self.name)} does not match the bytes received")
+        try:
+            await asyncio.to_thread(self._write_sealed, data, actual)
+            self.offset = self.size
+            fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
+            entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
+            await self._store._publish_entry(self, entry)
+        except OSError as exc:
+            raise store_error(exc, self.name, "store") from exc
+        await self._release(keep=False)
+        return entry
+
+    def _write_sealed(self, data: Buffer, digest: bytes) -> None:
+        # _prepare's and commit's order: no stale state file beside new bytes;
+        # the intent before the fsync, and both before the rename.
+        self._state_path.unlink(missing_ok=True)
+        fd = os.open(self._part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
+            self._write_intent(digest)
+            self._seal(fd)
+        finally:
+            os.close(fd)
+
+    def _write_intent(self, digest: bytes) -> None:
+        # The verified digest goes into the state file (a commit intent) before
+        # the rename, so a crash between rename and catalog write is finished at
+        # the next start (zfile.recovery).  Rewritten in place: a state file
+        # torn by a crash here only costs the partial its resume.
+        self._state_path.write_text(json.dumps({**self._state, "created": time.time(), "digest": digest.hex()}))
+
+    def _seal(self, fd: int) -> None:
+        os.fchmod(fd, self.mode)
+        os.utime(fd if os.utime in os.supports_fd else self._part, ns=(self.mtime_ns, self.mtime_ns))
+        os.fsync(fd)
+
+    def _install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
+        """Move the sealed partial to ``final``; return the directories whose
+        entries changed, after fsyncing them unless ``sync_dirs`` is False
+        (the caller then fsyncs them, once for a whole batch)."""
+        created = []
+        parent = final.parent
+        while not parent.is_dir():
+            created.append(parent)
+            parent = parent.parent
+        os.makedirs(final.parent, exist_ok=True)
+        if self.clobber:
+            os.replace(self._part, final)
+        else:
+            # link() refuses an existing name atomically, unlike an exists-check then replace().
+            try:
+                os.link(self._part, final)
+                os.unlink(self._part)
+            except FileExistsError:
+                raise Exists(f"{quote_name(self.name)} already exists in the store") from None
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS or os.path.lexists(final):
+                    raise
+                os.replace(self._part, final)
+        dirs = {final.parent, *(d.parent for d in created)}
+        if sync_dirs:
+            for directory in dirs:
+                fsync_dir(directory)
+        return dirs
+
+    async def suspend(self) -> None:
+        """Keep the bytes written so far for a later :meth:`Store.begin_upload`
+        to resume: flush and fsync the partial and release it.  A no-op when
+        finished.  NoSpace (partial deleted) or StoreError if the flush fails.
+        Runs to the end even when the caller is cancelled meanwhile (the
+        cancellation is raised after): a suspend cut short would leave the
+        partial claimed, and every resume of it busy, until a restart."""
+        if self._live:
+            await _uninterrupted(self._suspend())
+
+    async def _suspend(self) -> None:
+        if not self._live:
+            return
+        try:
+            if self._file is not None:
+                await self._file.flush()
+                await asyncio.to_thread(os.fsync, self._file.fileno())
+            # The TTL of sweep_partials counts from the last activity, not from creation.
+            await asyncio.to_thread(os.utime, self._state_path)
+        except OSError as exc:
+            err = store_error(exc, self.name, "save the partial file of")
+            await self._release(keep=not isinstance(err, NoSpace))
+            raise err from exc
+        await self._release(keep=True)
+
+    async def abort(self) -> None:
+        """Delete the partial and its state file; a no-op when finished."""
+        if self._live:
+            await self._release(keep=False)
+
+    async def _release(self, *, keep: bool) -> None:
+        # Best effort: whatever cannot be closed or removed here, sweep_partials removes later.
+        self._live = False
+        try:
+            if self._file is not None:
+                file, self._file = self._file, None
+                with contextlib.suppress(OSError):
+                    await file.close()
+            if not keep:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(unlink_all, self._part, self._state_path)
+        finally:
+            if self._store._active.get(self.transfer) is self:
+                del self._store._active[self.transfer]
