@@ -1,0 +1,366 @@
+"""The transfers in flight: one :class:`Session` each, and the task that runs it.
+
+Each transfer is a :class:`zfile.protocol.Transfer` keyed by (peer identity,
+transfer id); uploads and downloads run as tasks so one slow disk or peer
+never holds up the receive loop.  Memory per transfer is bounded by its credit
+window: a peer cannot send more than it was granted (the protocol refuses
+it), and the daemon sends a downloader no more than it granted.
+
+:class:`zfile.server.Server` owns one :class:`Transfers`: it decides which
+requests to admit and feeds each session the events its peer sends; this
+module does the work of each transfer (upload, inline upload, download, list
+pages), sends its replies, and logs it when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from . import protocol
+from .config import ServerConfig
+from .errors import ErrorCode, StoreError, TransportError, ZfileError
+from .events import (
+    Chunk,
+    Credit,
+    Error,
+    Event,
+    Get,
+    GetMeta,
+    ListPage,
+    ListRequest,
+    Put,
+    PutEnd,
+    PutOk,
+    PutReady,
+)
+from .store import Store
+from .transport import Incoming, ServerSocket
+
+# The daemon's records keep one logger name whichever module writes them: the
+# text line's name and the JSON "logger" key are what operators filter on.
+log = logging.getLogger("zfile.server")
+
+# Received-but-unwritten upload data the daemon may hold, in credit windows,
+# across all uploads (see Transfers._upload_window).
+_UPLOAD_BUFFER_WINDOWS = 16
+
+
+class PeerStalled(TransportError):
+    """The peer's pipe is full: it is not reading, and we will not buffer for it."""
+
+
+@dataclass(eq=False)
+class Session:
+    identity: bytes
+    peer: str
+    transfer: protocol.Transfer
+    name: str = ""
+    #: The CURVE public key the peer authenticated with ("" without CURVE).
+    peer_key: str = ""
+    last_heard: float = field(default_factory=time.monotonic)
+    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
+    credit_arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> tuple[bytes, int]:
+        return (self.identity, self.transfer.id)
+
+    @property
+    def who(self) -> str:
+        """The peer as recorded in the catalog and logs: its CURVE key, else its address."""
+        return self.peer_key or self.peer or "?"
+
+    def waits_on_peer(self) -> bool:
+        t = self.transfer
+        if t.state is protocol.State.PUT_SENDING:
+            return self.queue.empty()
+        if t.state is protocol.State.GET_RECEIVING:
+            return t.credit == 0
+        return t.state is protocol.State.LIST_PAGED
+
+
+class Transfers:
+    """The sessions in flight and the work of each.
+
+    ``sock`` is set by the server once it has bound its socket.
+    """
+
+    def __init__(self, config: ServerConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.sock: ServerSocket | None = None
+        self.sessions: dict[tuple[bytes, int], Session] = {}
+        # Streaming uploads running, which share the upload buffer (_upload_window).
+        self._streaming = 0
+
+    # -- the session table -------------------------------------------------------
+
+    def start(self, inc: Incoming, transfer: protocol.Transfer, event: Put | Get | ListRequest) -> None:
+        """Record a session for an admitted request and start its task."""
+        session = Session(inc.identity, inc.peer, transfer, name=getattr(event, "name", ""), peer_key=inc.peer_key)
+        self.sessions[session.key] = session
+        if isinstance(event, Put):
+            work = self._inline_upload(session, event) if event.inline else self._upload(session, event)
+        elif isinstance(event, Get):
+            work = self._download(session, event)
+        else:
+            work = self._list_page(session, event)
+        session.task = asyncio.create_task(work)
+
+    def next_page(self, session: Session, req: ListRequest) -> None:
+        """Send the next page of a listing the peer asked to go on with."""
+        session.task = asyncio.create_task(self._list_page(session, req))
+
+    def active(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.task is not None and not s.task.done())
+
+    def cancel_all(self) -> list[asyncio.Task[None]]:
+        tasks = [s.task for s in self.sessions.values() if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+    def fail(self, session: Session, exc: ZfileError) -> None:
+        """End a transfer with an ERROR to its peer (remote protocol violations)."""
+        log.info("transfer %d from %s refused: %s", session.transfer.id, session.peer or "?", exc)
+        self.reply(session.identity, Error(session.transfer.id, exc.code.value, str(exc)))
+        self.end(session)
+
+    def end(self, session: Session) -> None:
+        self.sessions.pop(session.key, None)
+        if session.task is not None and not session.task.done():
+            session.task.cancel()
+
+    def _finish(self, session: Session, exc: BaseException | None) -> None:
+        """Common ending of a transfer task: report a failure, forget the session."""
+        if isinstance(exc, ZfileError) and not isinstance(exc, TransportError):
+            self.reply(session.identity, Error(session.transfer.id, exc.code.value, str(exc)))
+        elif exc is not None and not isinstance(exc, TransportError):
+            log.error("internal error in transfer %d", session.transfer.id, exc_info=exc)
+            self.reply(session.identity, Error(session.transfer.id, ErrorCode.INTERNAL.value, "internal error"))
+        if self.sessions.get(session.key) is session:
+            del self.sessions[session.key]
+
+    # -- replying ----------------------------------------------------------------
+
+    def reply(self, identity: bytes, event: Event) -> None:
+        """Best-effort send outside any transfer (refusals)."""
+        assert self.sock is not None
+        with contextlib.suppress(TransportError):
+            self.sock.send(identity, event)
+
+    async def _send(self, session: Session, event: Event) -> None:
+        """Send an event within a transfer, waiting while the peer's pipe is full.
+
+        The per-peer pipe's high-water mark is small (zfile.transport), so a
+        peer that stops reading fills it soon, and one client's many small
+        transfers can fill it with bursts of replies.  ROUTER offers no
+        per-peer writability event, so the daemon holds just this one message
+        and retries, backing off from 1 ms to 100 ms, for up to
+        ``idle_timeout`` seconds; then it ends the transfer with
+        PeerStalled.  Raises PeerGone when the peer has disconnected.
+        """
+        assert self.sock is not None
+        session.transfer.send(event)
+        deadline = time.monotonic() + self.config.idle_timeout
+        delay = 0.001
+        while not self.sock.send(session.identity, event):
+            if time.monotonic() >= deadline:
+                raise PeerStalled(f"peer {session.peer or '?'} read nothing for {self.config.idle_timeout:g} s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    def _log_transfer(self, session: Session, direction: str, nbytes: int, began: float, digest: bytes, result: str):
+        """The one log line per finished or failed transfer; with ``--log-format
+        json`` its fields are also keys of the JSON object."""
+        seconds = max(time.monotonic() - began, 1e-9)
+        fields = {
+            "peer": session.who,
+            "addr": session.peer,
+            "direction": direction,
+            "file": session.name,
+            "bytes": nbytes,
+            "seconds": round(seconds, 3),
+            "mb_per_s": round(nbytes / seconds / 1e6, 1),
+            "digest": digest.hex(),
+            "result": result,
+        }
+        log.info(
+            "peer=%s addr=%s dir=%s name=%r bytes=%d seconds=%.3f MB/s=%.1f digest=%s result=%s",
+            session.who,
+            session.peer or "?",
+            direction,
+            session.name,
+            nbytes,
+            seconds,
+            nbytes / seconds / 1e6,
+            digest.hex()[:16],
+            result,
+            extra=fields,
+        )
+
+    # -- transfers ---------------------------------------------------------------
+
+    async def _inline_upload(self, session: Session, put: Put) -> None:
+        began = time.monotonic()
+        exc: BaseException | None = None
+        try:
+            assert put.data is not None and put.digest is not None
+            entry = await self.store.put_inline(
+                name=put.name,
+                size=put.size,
+                mtime_ns=put.mtime_ns,
+                mode=put.mode,
+                algo=put.algo,
+                clobber=put.clobber,
+                peer=session.peer_key or session.peer,
+                data=put.data,
+                digest=put.digest,
+            )
+            await self._send(session, PutOk(put.id, entry.size, entry.digest))
+            self._log_transfer(session, "in", put.size, began, entry.digest, "ok")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            exc = e
+            self._log_transfer(session, "in", 0, began, b"", f"failed: {e}")
+        finally:
+            self._finish(session, exc)
+
+    def _upload_window(self) -> int:
+        """Bytes one upload may have granted and not yet written: ``window``,
+        shrunk while many uploads run so that together they hold at most
+        _UPLOAD_BUFFER_WINDOWS windows (128 MiB by default) whatever their
+        number, but never under one chunk, so every upload keeps moving.  A
+        smaller window only delays grants: credit already given stays valid."""
+        share = self.config.window * _UPLOAD_BUFFER_WINDOWS // max(1, self._streaming)
+        return max(self.config.chunk_size, min(self.config.window, share))
+
+    async def _upload(self, session: Session, put: Put) -> None:
+        began = time.monotonic()
+        exc: BaseException | None = None
+        upload = None
+        streaming = False
+        try:
+            upload = await self.store.begin_upload(
+                name=put.name,
+                size=put.size,
+                mtime_ns=put.mtime_ns,
+                mode=put.mode,
+                algo=put.algo,
+                clobber=put.clobber,
+                peer=session.peer_key or session.peer,
+            )
+            if upload.offset:
+                log.info("resuming upload of %r at byte %d of %d", put.name, upload.offset, put.size)
+            self._streaming += 1
+            streaming = True
+            granted_end = min(put.size, upload.offset + self._upload_window())
+            ready = PutReady(put.id, upload.transfer, upload.offset, granted_end - upload.offset)
+            await self._send(session, ready)
+            written = upload.offset
+            while True:
+                event = await session.queue.get()
+                if isinstance(event, Chunk):
+                    await upload.write(event.offset, event.data)
+                    written += len(event.data)
+                    # Grant back what was written, in steps of at least a chunk,
+                    # never past the declared size.
+                    new_end = min(put.size, written + self._upload_window())
+                    step = new_end - granted_end
+                    if step > 0 and (step >= self.config.chunk_size or new_end == put.size):
+                        await self._send(session, Credit(put.id, step))
+                        granted_end = new_end
+                else:
+                    assert isinstance(event, PutEnd)
+                    entry = await upload.commit(event.digest)
+                    upload = None
+                    await self._send(session, PutOk(put.id, entry.size, entry.digest))
+                    self._log_transfer(session, "in", put.size, began, entry.digest, "ok")
+                    return
+        except asyncio.CancelledError:
+            if upload is not None:
+                try:
+                    await upload.suspend()
+                finally:  # logged even when cancelled again while suspending
+                    self._log_transfer(session, "in", 0, began, b"", "suspended")
+            raise
+        except Exception as e:
+            exc = e
+            try:
+                if upload is not None:
+                    # Keep the partial of an interrupted upload for resume; the
+                    # store already dropped partials that cannot complete.
+                    with contextlib.suppress(StoreError):
+                        await upload.suspend()
+            finally:  # (the peer's CANCEL can cancel this task while it suspends)
+                self._log_transfer(session, "in", 0, began, b"", f"failed: {e}")
+        finally:
+            if streaming:
+                self._streaming -= 1
+            self._finish(session, exc)
+
+    async def _download(self, session: Session, get: Get) -> None:
+        began = time.monotonic()
+        exc: BaseException | None = None
+        download = None
+        try:
+            download = await self.store.open_download(get.name)
+            entry = download.entry
+            resume = get.offset if get.digest == entry.digest and get.offset <= entry.size else 0
+            await self._send(
+                session,
+                GetMeta(
+                    get.id,
+                    entry.name,
+                    entry.size,
+                    entry.mtime_ns,
+                    entry.mode,
+                    entry.algo,
+                    entry.digest,
+                    resume,
+                ),
+            )
+            t = session.transfer
+            while t.offset < t.size:
+                if t.credit == 0:
+                    session.credit_arrived.clear()
+                    await session.credit_arrived.wait()
+                    continue
+                n = min(self.config.chunk_size, t.credit, t.size - t.offset)
+                data = await download.read(t.offset, n)
+                if len(data) != n:
+                    raise StoreError(f"{entry.name} changed on disk while being sent")
+                await self._send(session, Chunk(get.id, t.offset, data))
+            self._log_transfer(session, "out", entry.size - resume, began, entry.digest, "ok")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            exc = e
+            self._log_transfer(session, "out", 0, began, b"", f"failed: {e}")
+        finally:
+            if download is not None:
+                await download.close()
+            self._finish(session, exc)
+
+    async def _list_page(self, session: Session, req: ListRequest) -> None:
+        exc: BaseException | None = None
+        try:
+            entries = await self.store.list(req.prefix, req.after, req.limit + 1)
+            more = len(entries) > req.limit
+            await self._send(session, ListPage(req.id, tuple(entries[: req.limit]), more))
+            if more:
+                return  # the session waits for the client to ask for the next page
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            exc = e
+        self._finish(session, exc)
+
+
+__all__ = ["PeerStalled", "Session", "Transfers"]
