@@ -185,6 +185,71 @@ async def test_kill9_at_commit(tmp_path, point):
         assert d.stop() == 0
 
 
+INLINE_CRASH_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from pathlib import Path
+    import blake3
+    from zfile.store import Store, Upload
+
+    root, src, point = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    die = lambda *a, **k: os._exit(9)
+    if point == "before-rename":
+        Upload._install = die
+    elif point == "after-link":
+        def half_install(self, final, *args, **kwargs):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(self._part, final)
+            os._exit(9)
+        Upload._install = half_install
+
+    async def main():
+        store = Store(root)
+        await store.open()
+        if point == "after-rename":
+            store._catalog.put = store._catalog.put_many = die
+        st = src.stat()
+        data = src.read_bytes()
+        await store.put_inline(name="f.bin", size=st.st_size, mtime_ns=st.st_mtime_ns, mode=0o644, algo="blake3",
+                               clobber=point != "after-link", peer="t", data=data, digest=blake3.blake3(data).digest())
+        print("committed without crashing")
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("point", ["before-rename", "after-rename", "after-link"])
+async def test_kill9_at_inline_commit(tmp_path, point):
+    """A crash inside an inline PUT's commit, whose intent is a catalog row
+    rather than a state file: before the rename the file is not published
+    and its partial is removed; after the rename (or a no-clobber link) but
+    before the catalog row, the next start records it."""
+    root, logs = tmp_path / "store", tmp_path / "logs"
+    src = make_file(tmp_path / "f.bin", 4096 + 7)
+    proc = subprocess.run([sys.executable, "-c", INLINE_CRASH_SCRIPT, str(root), str(src), point], capture_output=True)
+    assert proc.returncode == 9, proc.stderr.decode()
+
+    d = restart(root, logs)
+    try:
+        if point == "before-rename":
+            assert not (root / "f.bin").exists()
+            assert await catalog_agrees(d.endpoint, root) == {}
+            assert partials(root) == {}
+            async with Client(d.endpoint) as client:
+                done = await client.put(src, "f.bin")
+            assert done.digest == digest_of(src)
+        else:
+            assert "commit was cut short" in all_logs(logs)
+        assert await catalog_agrees(d.endpoint, root) == {"f.bin": digest_of(src)}
+        assert partials(root) == {}
+        async with Client(d.endpoint) as client:
+            got = await client.get("f.bin", tmp_path / "back.bin")
+        assert got.path.read_bytes() == src.read_bytes()
+    finally:
+        assert d.stop() == 0
+
+
 async def test_reconcile_missing_and_replaced_files(tmp_path):
     """Rows whose file vanished are dropped; a file replaced behind the
     catalog's back is re-hashed, so downloads verify against what is served."""

@@ -2,7 +2,10 @@
 
 The database lives at ``<root>/.zfile/catalog.db`` in WAL mode with
 ``synchronous=FULL``, so a row the store has reported committed survives a
-power cut.  sqlite3 blocks, so every call runs on one dedicated thread: a
+power cut.  A second table holds commit intents: the entry of a file about to
+be renamed into place, keyed by its transfer id, written before the rename
+and removed in the transaction that records the file (:mod:`zfile.recovery`
+finishes what a crash left in between).  sqlite3 blocks, so every call runs on one dedicated thread: a
 single thread serialises writers without SQLite busy errors and keeps the
 connection on the thread that made it.
 """
@@ -36,7 +39,26 @@ CREATE TABLE IF NOT EXISTS files (
     peer TEXT
 )
 """
+_INTENTS = """
+CREATE TABLE IF NOT EXISTS intents (
+    transfer TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    mode INTEGER,
+    algo TEXT,
+    digest BLOB,
+    received REAL,
+    id TEXT,
+    peer TEXT
+)
+"""
 _COLUMNS = "name, size, mtime_ns, mode, algo, digest, received, id, peer"
+_INSERT = f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _row(e: Entry) -> tuple[Any, ...]:
+    return (e.name, e.size, e.mtime_ns, e.mode, e.algo, bytes(e.digest), e.received, e.id, e.peer)
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
@@ -108,6 +130,7 @@ class Catalog:
                 raise sqlite3.OperationalError(f"journal_mode is {mode!r}, WAL could not be enabled")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(_SCHEMA)
+            conn.execute(_INTENTS)
         except BaseException:
             conn.close()
             raise
@@ -153,47 +176,69 @@ class Catalog:
         """Insert ``entry``, atomically replacing any row with the same name."""
 
         def put() -> None:
-            self._db().execute(
-                f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.name,
-                    entry.size,
-                    entry.mtime_ns,
-                    entry.mode,
-                    entry.algo,
-                    bytes(entry.digest),
-                    entry.received,
-                    entry.id,
-                    entry.peer,
-                ),
-            )
+            self._db().execute(_INSERT, _row(entry))
 
         await self._run(f"record {quote_name(entry.name)}", put)
 
-    async def put_many(self, entries: Sequence[Entry]) -> None:
+    async def put_many(self, entries: Sequence[Entry], done: Sequence[str] = ()) -> None:
         """Insert ``entries`` in one transaction: all rows or none, each
         atomically replacing any row with the same name (a later entry of the
-        same name wins).  One journal flush for the lot is what lets the store
-        commit many small files per second (group commit)."""
+        same name wins), and remove the commit intents of the transfers
+        ``done`` in the same transaction.  One journal flush for the lot is
+        what lets the store commit many small files per second (group
+        commit)."""
 
         def put_many() -> None:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
+                db.executemany(_INSERT, [_row(e) for e in entries])
+                db.executemany("DELETE FROM intents WHERE transfer = ?", [(t,) for t in done])
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        if entries or done:
+            await self._run(f"record {len(entries)} entries", put_many)
+
+    async def add_intents(self, intents: Sequence[tuple[str, Entry]]) -> None:
+        """Record, in one transaction, the commit intents ``(transfer,
+        entry)`` of files about to be renamed into place."""
+
+        def add() -> None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
                 db.executemany(
-                    f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (e.name, e.size, e.mtime_ns, e.mode, e.algo, bytes(e.digest), e.received, e.id, e.peer)
-                        for e in entries
-                    ],
+                    f"INSERT OR REPLACE INTO intents (transfer, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(t, *_row(e)) for t, e in intents],
                 )
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
-        if entries:
-            await self._run(f"record {len(entries)} entries", put_many)
+        if intents:
+            await self._run(f"record {len(intents)} commit intents", add)
+
+    async def intents(self) -> list[tuple[str, Entry]]:
+        """Every recorded commit intent as ``(transfer, entry)``."""
+
+        def intents() -> list[tuple[str, Entry]]:
+            rows = self._db().execute(f"SELECT transfer, {_COLUMNS} FROM intents ORDER BY transfer")
+            return [(row[0], _entry(row[1:])) for row in rows]
+
+        return await self._run("list commit intents", intents)
+
+    async def drop_intents(self, transfers: Sequence[str]) -> None:
+        """Remove the commit intents of ``transfers``."""
+
+        def drop() -> None:
+            self._db().executemany("DELETE FROM intents WHERE transfer = ?", [(t,) for t in transfers])
+
+        if transfers:
+            await self._run("drop commit intents", drop)
 
     async def get(self, name: str) -> Entry | None:
         """Return the entry named ``name``, or None when there is none."""

@@ -12,7 +12,10 @@ runs :func:`reconcile`, which settles every way the two can disagree:
    its row is written now.  An intent whose temp file is still there was not
    published and stays a resumable partial (a ``clobber=False`` commit cut
    between ``link`` and ``unlink`` has both names on one inode: the temp name
-   is dropped and the row written).
+   is dropped and the row written).  An inline upload records the same
+   intent as a row of the catalog's ``intents`` table instead of a state
+   file, and its file is recorded only when its bytes also hash to the
+   intent's digest.
 2. **A row whose file is missing**, or is no longer a regular file (a
    directory, a symlink, a FIFO put there by hand): the row is deleted, since
    the file cannot be served.
@@ -139,6 +142,28 @@ async def _finish_commits(store: Store) -> int:
     except OSError as exc:
         raise StoreError(f"could not list partial uploads in {store._tmp}: {exc.strerror or exc}") from exc
     recorded = 0
+    listed = await store._catalog.intents()
+    for transfer, intent in listed:
+        state = dict(
+            name=intent.name,
+            size=intent.size,
+            mtime_ns=intent.mtime_ns,
+            mode=intent.mode,
+            algo=intent.algo,
+            digest=intent.digest.hex(),
+            peer=intent.peer,
+        )
+        entry = await asyncio.to_thread(_published, store, store._tmp / f"{transfer}.json", state, True)
+        if entry is None:
+            # Not published: an inline upload's partial, which has no state file, cannot be resumed.
+            await asyncio.to_thread(_drop_orphan, store._tmp / f"{transfer}.part")
+        else:
+            old = await store._catalog.get(entry.name)
+            if old is None or old.digest != entry.digest:
+                await store._catalog.put(entry)
+                recorded += 1
+                log.warning("catalog: recorded %s, whose commit was cut short", quote_name(entry.name))
+    await store._catalog.drop_intents([transfer for transfer, _ in listed])
     for state_path, state in intents:
         entry = await asyncio.to_thread(_published, store, state_path, state)
         if entry is not None:
@@ -155,6 +180,12 @@ async def _finish_commits(store: Store) -> int:
     return recorded
 
 
+def _drop_orphan(part: Path) -> None:
+    if not part.with_suffix(".json").exists():
+        with contextlib.suppress(OSError):
+            part.unlink()
+
+
 def _read_intents(tmp: Path) -> list[tuple[Path, dict]]:
     intents = []
     for path in tmp.iterdir():
@@ -167,8 +198,9 @@ def _read_intents(tmp: Path) -> list[tuple[Path, dict]]:
     return intents
 
 
-def _published(store: Store, state_path: Path, state: dict) -> Entry | None:
-    """The entry to record for a commit intent whose file reached its name."""
+def _published(store: Store, state_path: Path, state: dict, rehash: bool = False) -> Entry | None:
+    """The entry to record for a commit intent whose file reached its name;
+    with ``rehash``, only when the file's bytes have the intent's digest."""
     try:
         name = check_name(state["name"], store.max_name_bytes)
         final = store._check_path(name, False)
@@ -180,16 +212,19 @@ def _published(store: Store, state_path: Path, state: dict) -> Entry | None:
             part.unlink()  # link() done, unlink() cut short
         if not stat.S_ISREG(fst.st_mode) or (fst.st_size, fst.st_mtime_ns) != (state["size"], state["mtime_ns"]):
             return None
+        digest = bytes.fromhex(state["digest"])
+        if rehash and hash_file_prefix(str(final), fst.st_size, state["algo"]).digest() != digest:
+            return None
         return Entry(
             name=name,
             size=state["size"],
             mtime_ns=state["mtime_ns"],
             mode=state["mode"],
             algo=state["algo"],
-            digest=bytes.fromhex(state["digest"]),
+            digest=digest,
             received=time.time(),
             id=uuid.uuid4().hex,
             peer=state.get("peer", ""),
         )
-    except (OSError, KeyError, TypeError, ValueError, ZfileError):
+    except (OSError, EOFError, KeyError, TypeError, ValueError, ZfileError):
         return None

@@ -44,7 +44,6 @@ from .errors import (
     Busy,
     ErrorCode,
     Exists,
-    IntegrityError,
     NoSpace,
     NotFound,
     StoreError,
@@ -249,15 +248,45 @@ class Store:
         apply; IntegrityError also when ``data`` is not ``size`` bytes.  Any
         partial of the same file is discarded rather than resumed.
         """
-        upload = await self._begin(name, size, mtime_ns, mode, algo, clobber, peer, resume=False, prepare=False)
+        # The checks of _begin that need no disk, then one worker-thread hop
+        # for the rest and the write (Upload._commit_whole).
+        self._check_open()
+        check_name(name, self.max_name_bytes)
+        hasher = digests.new_hasher(algo)
+        q = quote_name(name)
+        if size < 0:
+            raise ZfileError(f"the size of {q} is negative ({size} bytes)", code=ErrorCode.BAD_REQUEST)
+        if size > self.max_file_size:
+            raise TooLarge(f"{q} is {size} bytes; the store accepts at most {self.max_file_size} bytes")
+        listed = not clobber and await self._catalog.get(name) is not None
+        transfer = transfer_id(name, size, mtime_ns)
+        if transfer in self._active:
+            raise Busy(f"an upload of {q} is already in progress")
+        state = dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
+        upload = Upload(self, transfer, state, clobber, hasher)
+        self._active[transfer] = upload  # claimed before the next await, so a racing begin sees it
         try:
-            length = memoryview(data).nbytes
-            if length != size:
-                raise IntegrityError(f"{quote_name(name)} was declared {size} bytes but {length} arrived")
-            return await upload._commit_whole(data, digest)
+            return await upload._commit_whole(data, digest, listed)
         finally:
             if upload._live:
                 await upload.abort()
+
+    def _check_inline(self, name: str, size: int, clobber: bool, listed: bool) -> Path:
+        """The disk checks of :meth:`_begin` for an inline PUT, in its order
+        (path, existing name, free space); run in the write's worker thread."""
+        try:
+            final = self._check_path(name, True)
+            if not clobber and (listed or os.path.lexists(final)):
+                raise Exists(f"{quote_name(name)} already exists in the store")
+        except OSError as exc:
+            raise store_error(exc, name, "inspect the path of") from exc
+        try:
+            fs = os.statvfs(self.root) if size else None
+        except OSError as exc:
+            raise store_error(exc, name, "measure free space for") from exc
+        if fs is not None and (free := fs.f_bavail * fs.f_frsize) < size:
+            raise NoSpace(f"{quote_name(name)} needs {size} more bytes; the store's disk has {free} free")
+        return final
 
     async def _publish_entry(self, upload: Upload, entry: Entry) -> None:
         """Move ``upload``'s sealed partial to its final name and record ``entry``.
@@ -266,7 +295,9 @@ class Store:
         wait and go together in the next one.  A batch is renamed into place
         in one worker-thread hop, each directory it touched is fsynced once
         after all its renames, and the catalog records it in one transaction
-        (one journal flush); every file was fsynced on its own before.  All
+        (one journal flush); every file was fsynced on its own before.  An
+        inline upload's commit intent is recorded in the catalog before the
+        renames (one more transaction per batch) and removed with its row.  All
         under ``_publish``, so a download still never pairs one version's
         entry with another's bytes.  Raises, for this upload only, what
         :meth:`_check_path` and :meth:`Upload._install` raise (BadName,
@@ -286,10 +317,20 @@ class Store:
                     # Taken under the lock: a commit cancelled while it waited is not published.
                     batch = [item for item in self._to_publish if not item[2].done()]
                     self._to_publish = []
+                    # Inline uploads keep their commit intent in the catalog, not in a state file.
+                    intents = [(u.transfer, e) for u, e, _ in batch if u._intent_in_catalog]
+                    try:
+                        await self._catalog.add_intents(intents)
+                    except StoreError as exc:
+                        batch, failed = [i for i in batch if not i[0]._intent_in_catalog], batch
+                        for u, _, done in failed:
+                            if u._intent_in_catalog and not done.done():
+                                done.set_exception(exc)
+                        intents = []
                     outcomes = await asyncio.to_thread(self._install_batch, [(u, e.name) for u, e, _ in batch])
                     installed = [e for (_, e, _), exc in zip(batch, outcomes, strict=True) if exc is None]
                     try:
-                        await self._catalog.put_many(installed)
+                        await self._catalog.put_many(installed, [t for t, _ in intents])
                     except StoreError as exc:
                         outcomes = [exc if o is None else o for o in outcomes]
             except BaseException as exc:

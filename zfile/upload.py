@@ -7,7 +7,9 @@ in the state file (the commit intent :mod:`zfile.recovery` finishes after a
 crash), fsyncs the partial and hands it to the store's group commit
 (:meth:`zfile.store.Store._publish_entry`), which moves it to its final name
 with ``os.replace`` (or ``link`` when it must not clobber) and writes the
-catalog row.
+catalog row.  A whole file sent inside its PUT (:meth:`Upload._commit_whole`)
+writes no state file: its commit intent is a catalog row, recorded by the
+group commit before the rename.
 
 :func:`transfer_id` names a partial, :func:`probe_partial` says how much of
 one can be resumed, and :class:`Upload`, made by
@@ -113,6 +115,9 @@ class Upload:
         self._torn = False
         self._lock = asyncio.Lock()
         self._writeback = Writeback()
+        # Set for an inline PUT: its commit intent goes into the catalog
+        # (Store._publish_batches), not into a state file.
+        self._intent_in_catalog = False
 
     async def _prepare(self, resume: bool) -> None:
         try:
@@ -220,40 +225,55 @@ class Upload:
             await self._release(keep=False)
             return entry
 
-    async def _commit_whole(self, data: Buffer, digest: bytes) -> Entry:
+    async def _commit_whole(self, data: Buffer, digest: bytes, listed: bool) -> Entry:
         """Commit a whole file held in memory (an inline PUT) with the checks
-        and steps of :meth:`write` then :meth:`commit`, but in one worker-thread
-        hop (write, intent, fsync) before the group publish instead of a dozen:
-        small files are bound by per-file overhead.  Errors as :meth:`commit`;
-        the caller aborts the upload on any of them."""
-        self._hasher.update(data)
-        actual = self._hasher.digest()
-        if not hmac.compare_digest(actual, bytes(digest)):
-            raise IntegrityError(f"the digest of {quote_name(self.name)} does not match the bytes received")
+        and steps of :meth:`Store.begin_upload`, :meth:`write` then
+        :meth:`commit`, in one worker-thread hop (path and space checks,
+        length and digest, write, mode, mtime, fsync) before the group
+        publish: small files are bound by per-file overhead.  ``listed``
+        says the catalog already holds the name (Exists unless clobbering).
+        No state file: the commit intent is recorded in the catalog with the
+        batch.  Errors as :meth:`commit`; the caller aborts the upload on any
+        of them."""
+        self._intent_in_catalog = True
+        actual = await asyncio.to_thread(self._write_whole, data, digest, listed)
+        fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
+        entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
         try:
-            await asyncio.to_thread(self._write_sealed, data, actual)
-            self.offset = self.size
-            fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
-            entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
             await self._store._publish_entry(self, entry)
         except OSError as exc:
             raise store_error(exc, self.name, "store") from exc
-        await self._release(keep=False)
+        # Published: the partial was renamed (or linked and unlinked) into
+        # place and no state file was written, so there is nothing to delete.
+        self._live = False
+        if self._store._active.get(self.transfer) is self:
+            del self._store._active[self.transfer]
         return entry
 
-    def _write_sealed(self, data: Buffer, digest: bytes) -> None:
-        # _prepare's and commit's order: no stale state file beside new bytes;
-        # the intent before the fsync, and both before the rename.
-        self._state_path.unlink(missing_ok=True)
-        fd = os.open(self._part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    def _write_whole(self, data: Buffer, digest: bytes, listed: bool) -> bytes:
+        self._store._check_inline(self.name, self.size, self.clobber, listed)
+        q = quote_name(self.name)
+        view = memoryview(data).cast("B")
+        if view.nbytes != self.size:
+            raise IntegrityError(f"{q} was declared {self.size} bytes but {view.nbytes} arrived")
+        self._hasher.update(view)
+        actual = self._hasher.digest()
+        if not hmac.compare_digest(actual, bytes(digest)):
+            raise IntegrityError(f"the digest of {q} does not match the bytes received")
         try:
-            view = memoryview(data).cast("B")
-            while view:
-                view = view[os.write(fd, view) :]
-            self._write_intent(digest)
-            self._seal(fd)
-        finally:
-            os.close(fd)
+            # No stale state file of a streamed partial may be left beside the new bytes.
+            self._state_path.unlink(missing_ok=True)
+            fd = os.open(self._part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                while view:
+                    view = view[os.write(fd, view) :]
+                self._seal(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise store_error(exc, self.name, "store") from exc
+        self.offset = self.size
+        return actual
 
     def _write_intent(self, digest: bytes) -> None:
         # The verified digest goes into the state file (a commit intent) before
