@@ -66,6 +66,11 @@ def _open_nofollow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
+def _state(name: str, size: int, mtime_ns: int, mode: int, algo: str, peer: str) -> dict:
+    """What an upload's state file records (mode masked: no setuid, setgid or sticky bits from a peer)."""
+    return dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
+
+
 class Store:
     """Files under ``root``; see the module docstring.
 
@@ -190,37 +195,19 @@ class Store:
         peer: str,
         *,
         resume: bool,
-        prepare: bool = True,
     ) -> Upload:
-        self._check_open()
-        check_name(name, self.max_name_bytes)
-        hasher = digests.new_hasher(algo)
-        q = quote_name(name)
-        if size < 0:
-            raise ZfileError(f"the size of {q} is negative ({size} bytes)", code=ErrorCode.BAD_REQUEST)
-        if size > self.max_file_size:
-            raise TooLarge(f"{q} is {size} bytes; the store accepts at most {self.max_file_size} bytes")
+        hasher = self._admit(name, size, algo)
         final = await self._resolve(name, True)
         if not clobber and (
             await self._catalog.get(name) is not None or await asyncio.to_thread(os.path.lexists, final)
         ):
-            raise Exists(f"{q} already exists in the store")
+            raise self._exists(name)
         transfer = transfer_id(name, size, mtime_ns)
-        state = dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
+        state = _state(name, size, mtime_ns, mode, algo, peer)
         held = await asyncio.to_thread(probe_partial, self._tmp, transfer, state) if resume else 0
         if size - held > 0:
-            try:
-                fs = await asyncio.to_thread(os.statvfs, self.root)
-            except OSError as exc:
-                raise store_error(exc, name, "measure free space for") from exc
-            if (free := fs.f_bavail * fs.f_frsize) < size - held:
-                raise NoSpace(f"{q} needs {size - held} more bytes; the store's disk has {free} free")
-        if transfer in self._active:
-            raise Busy(f"an upload of {q} is already in progress")
-        upload = Upload(self, transfer, state, clobber, hasher)
-        self._active[transfer] = upload  # claimed before the next await, so a racing begin sees it
-        if not prepare:
-            return upload
+            await asyncio.to_thread(self._check_space, name, size - held)
+        upload = self._claim(transfer, state, clobber, hasher)
         try:
             await upload._prepare(resume)
         except BaseException:
@@ -250,21 +237,10 @@ class Store:
         """
         # The checks of _begin that need no disk, then one worker-thread hop
         # for the rest and the write (Upload._commit_whole).
-        self._check_open()
-        check_name(name, self.max_name_bytes)
-        hasher = digests.new_hasher(algo)
-        q = quote_name(name)
-        if size < 0:
-            raise ZfileError(f"the size of {q} is negative ({size} bytes)", code=ErrorCode.BAD_REQUEST)
-        if size > self.max_file_size:
-            raise TooLarge(f"{q} is {size} bytes; the store accepts at most {self.max_file_size} bytes")
+        hasher = self._admit(name, size, algo)
         listed = not clobber and await self._catalog.get(name) is not None
         transfer = transfer_id(name, size, mtime_ns)
-        if transfer in self._active:
-            raise Busy(f"an upload of {q} is already in progress")
-        state = dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
-        upload = Upload(self, transfer, state, clobber, hasher)
-        self._active[transfer] = upload  # claimed before the next await, so a racing begin sees it
+        upload = self._claim(transfer, _state(name, size, mtime_ns, mode, algo, peer), clobber, hasher)
         try:
             return await upload._commit_whole(data, digest, listed)
         finally:
@@ -277,16 +253,50 @@ class Store:
         try:
             final = self._check_path(name, True)
             if not clobber and (listed or os.path.lexists(final)):
-                raise Exists(f"{quote_name(name)} already exists in the store")
+                raise self._exists(name)
         except OSError as exc:
             raise store_error(exc, name, "inspect the path of") from exc
+        if size:
+            self._check_space(name, size)
+        return final
+
+    def _admit(self, name: str, size: int, algo: str) -> digests.Hasher:
+        """The checks of an upload that need no disk, in order: store open,
+        name (BadName), algorithm (bad-request), size negative (bad-request)
+        or over ``max_file_size`` (TooLarge).  Returns a fresh hasher."""
+        self._check_open()
+        check_name(name, self.max_name_bytes)
+        hasher = digests.new_hasher(algo)
+        if size < 0:
+            raise ZfileError(f"the size of {quote_name(name)} is negative ({size} bytes)", code=ErrorCode.BAD_REQUEST)
+        if size > self.max_file_size:
+            raise TooLarge(f"{quote_name(name)} is {size} bytes; the store accepts at most {self.max_file_size} bytes")
+        return hasher
+
+    @staticmethod
+    def _exists(name: str) -> Exists:
+        return Exists(f"{quote_name(name)} already exists in the store")
+
+    def _check_space(self, name: str, need: int) -> None:
+        """Raise NoSpace when the store's disk has fewer than ``need`` bytes
+        free for unprivileged writers (statvfs f_bavail); blocks, so callers
+        run it in a worker thread."""
         try:
-            fs = os.statvfs(self.root) if size else None
+            fs = os.statvfs(self.root)
         except OSError as exc:
             raise store_error(exc, name, "measure free space for") from exc
-        if fs is not None and (free := fs.f_bavail * fs.f_frsize) < size:
-            raise NoSpace(f"{quote_name(name)} needs {size} more bytes; the store's disk has {free} free")
-        return final
+        if (free := fs.f_bavail * fs.f_frsize) < need:
+            raise NoSpace(f"{quote_name(name)} needs {need} more bytes; the store's disk has {free} free")
+
+    def _claim(self, transfer: str, state: dict, clobber: bool, hasher: digests.Hasher) -> Upload:
+        """Make the Upload of ``transfer`` and claim its partial, or raise
+        Busy when another live upload holds it.  No await between the check
+        and the claim, so a racing begin sees it."""
+        if transfer in self._active:
+            raise Busy(f"an upload of {quote_name(state['name'])} is already in progress")
+        upload = Upload(self, transfer, state, clobber, hasher)
+        self._active[transfer] = upload
+        return upload
 
     async def _publish_entry(self, upload: Upload, entry: Entry) -> None:
         """Move ``upload``'s sealed partial to its final name and record ``entry``.
