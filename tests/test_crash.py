@@ -119,9 +119,10 @@ CRASH_SCRIPT = textwrap.dedent(
     """
     import asyncio, os, sys
     from pathlib import Path
+    import blake3
     from zfile.store import Store, Upload
 
-    root, src, point = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+    root, src, point, how = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     die = lambda *a, **k: os._exit(9)
     if point == "before-rename":
         Upload._install = die
@@ -139,11 +140,14 @@ CRASH_SCRIPT = textwrap.dedent(
             store._catalog.put = store._catalog.put_many = die
         st = src.stat()
         data = src.read_bytes()
-        upload = await store.begin_upload(name="f.bin", size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                          mode=0o644, algo="blake3", clobber=point != "after-link", peer="t")
-        await upload.write(0, data)
-        import blake3
-        await upload.commit(blake3.blake3(data).digest())
+        meta = dict(name="f.bin", size=st.st_size, mtime_ns=st.st_mtime_ns, mode=0o644, algo="blake3",
+                    clobber=point != "after-link", peer="t")
+        if how == "inline":
+            await store.put_inline(**meta, data=data, digest=blake3.blake3(data).digest())
+        else:
+            upload = await store.begin_upload(**meta)
+            await upload.write(0, data)
+            await upload.commit(blake3.blake3(data).digest())
         print("committed without crashing")
 
     asyncio.run(main())
@@ -158,7 +162,9 @@ async def test_kill9_at_commit(tmp_path, point):
     no-clobber link) but before the catalog row, the next start records it."""
     root, logs = tmp_path / "store", tmp_path / "logs"
     src = make_file(tmp_path / "f.bin", 3 * MiB + 11)
-    proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(root), str(src), point], capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(root), str(src), point, "streamed"], capture_output=True
+    )
     assert proc.returncode == 9, proc.stderr.decode()
 
     d = restart(root, logs)
@@ -185,40 +191,6 @@ async def test_kill9_at_commit(tmp_path, point):
         assert d.stop() == 0
 
 
-INLINE_CRASH_SCRIPT = textwrap.dedent(
-    """
-    import asyncio, os, sys
-    from pathlib import Path
-    import blake3
-    from zfile.store import Store, Upload
-
-    root, src, point = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    die = lambda *a, **k: os._exit(9)
-    if point == "before-rename":
-        Upload._install = die
-    elif point == "after-link":
-        def half_install(self, final, *args, **kwargs):
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.link(self._part, final)
-            os._exit(9)
-        Upload._install = half_install
-
-    async def main():
-        store = Store(root)
-        await store.open()
-        if point == "after-rename":
-            store._catalog.put = store._catalog.put_many = die
-        st = src.stat()
-        data = src.read_bytes()
-        await store.put_inline(name="f.bin", size=st.st_size, mtime_ns=st.st_mtime_ns, mode=0o644, algo="blake3",
-                               clobber=point != "after-link", peer="t", data=data, digest=blake3.blake3(data).digest())
-        print("committed without crashing")
-
-    asyncio.run(main())
-    """
-)
-
-
 @pytest.mark.parametrize("point", ["before-rename", "after-rename", "after-link"])
 async def test_kill9_at_inline_commit(tmp_path, point):
     """A crash inside an inline PUT's commit, whose intent is a catalog row
@@ -227,7 +199,9 @@ async def test_kill9_at_inline_commit(tmp_path, point):
     before the catalog row, the next start records it."""
     root, logs = tmp_path / "store", tmp_path / "logs"
     src = make_file(tmp_path / "f.bin", 4096 + 7)
-    proc = subprocess.run([sys.executable, "-c", INLINE_CRASH_SCRIPT, str(root), str(src), point], capture_output=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(root), str(src), point, "inline"], capture_output=True
+    )
     assert proc.returncode == 9, proc.stderr.decode()
 
     d = restart(root, logs)
