@@ -23,7 +23,22 @@ from hypothesis import strategies as st
 from zfile._codec import decode, encode
 from zfile.client import Client
 from zfile.errors import ErrorCode, RemoteError, RemoteProtocolError
-from zfile.events import Cancel, Chunk, Credit, Error, Get, GetMeta, ListRequest, Put, PutEnd, PutOk, PutReady
+from zfile.events import (
+    Cancel,
+    Chunk,
+    Credit,
+    Error,
+    Get,
+    GetMeta,
+    ListRequest,
+    Put,
+    PutEnd,
+    PutFile,
+    PutMany,
+    PutManyOk,
+    PutOk,
+    PutReady,
+)
 
 from .conftest import start_daemon
 from .rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, rss_mib, snapshot
@@ -63,10 +78,11 @@ def outside(hostile):
 
 
 def header(**fields) -> bytes:
-    return msgpack.packb({"v": 1, **fields})
+    return msgpack.packb({"v": 2, **fields})
 
 
 PUT_FIELDS = dict(t="PUT", name="x.bin", size=10, mtime_ns=MTIME_NS, mode=0o644, algo="blake3")
+MANY_FILE = dict(name="x.bin", size=10, mtime_ns=MTIME_NS, mode=0o644, digest=b"d" * 32)
 
 
 # -- malformed messages --------------------------------------------------------------
@@ -83,7 +99,7 @@ MALFORMED = {
     "missing-required-field": ([header(t="PUT", id=17, name="x.bin")], 17, BAD),
     "unknown-message-type": ([header(t="HELLO", id=18)], 18, BAD),
     "type-not-a-string": ([header(t=7, id=19)], 19, BAD),
-    "other-protocol-version": ([msgpack.packb({"v": 2, "t": "LIST", "id": 20})], 20, "unsupported-version"),
+    "other-protocol-version": ([msgpack.packb({"v": 1, "t": "LIST", "id": 20})], 20, "unsupported-version"),
     "no-version": ([msgpack.packb({"t": "LIST", "id": 21})], 21, "unsupported-version"),
     "extra-frame": ([header(t="LIST", id=22), b"surplus"], 22, BAD),
     "chunk-extra-frame": ([header(t="CHUNK", id=23, offset=0), b"a", b"b"], 23, BAD),
@@ -98,6 +114,16 @@ MALFORMED = {
         30,
         BAD,
     ),
+    "put-many-missing-frame": ([header(t="PUT-MANY", id=31, algo="blake3", files=[MANY_FILE, MANY_FILE])], 31, BAD),
+    "put-many-size-lies": ([header(t="PUT-MANY", id=32, algo="blake3", files=[MANY_FILE]), b"0123456789AB"], 32, BAD),
+    "put-many-no-files": ([header(t="PUT-MANY", id=33, algo="blake3", files=[])], 33, BAD),
+    "put-many-file-not-a-map": ([header(t="PUT-MANY", id=34, algo="blake3", files=["x.bin"]), b""], 34, BAD),
+    "put-many-over-byte-limit": (
+        [header(t="PUT-MANY", id=35, algo="blake3", files=[{**MANY_FILE, "size": 5 * MiB}]), b"\0" * (5 * MiB)],
+        35,
+        BAD,
+    ),
+    "put-many-ok-from-client": ([header(t="PUT-MANY-OK", id=36, results=[{}])], 36, BAD),
 }
 
 
@@ -130,6 +156,22 @@ def test_hostile_name_refused(hostile, peer, outside, name):
     peer.expect_error(40, BAD)
     peer.send([header(t="GET", id=41, name=name, credit=MiB)])
     peer.expect_error(41, BAD)
+    assert not Path("/tmp/zfile-hostile-absolute.bin").exists()
+
+
+def test_hostile_names_in_a_put_many_are_refused_alone(hostile, peer, outside):
+    good = b"good bytes"
+    files = [PutFile("many/ok-1.bin", len(good), MTIME_NS, 0o644, blake3.blake3(good).digest(), data=good)]
+    # A name over the wire limit makes the whole message malformed (test_malformed_message_gets_error).
+    names = [name for key, name in HOSTILE_NAMES.items() if key != "over-wire-limit"]
+    files += [PutFile(name, 3, MTIME_NS, 0o644, blake3.blake3(b"bad").digest(), data=b"bad") for name in names]
+    files.append(PutFile("many/ok-2.bin", len(good), MTIME_NS, 0o644, blake3.blake3(good).digest(), data=good))
+    peer.send_event(PutMany(42, "blake3", tuple(files)))
+    reply = peer.expect(42, PutManyOk)
+    assert [r.ok for r in reply.results] == [True] + [False] * len(names) + [True]
+    assert {r.code for r in reply.results[1:-1]} == {BAD}
+    for name in ("ok-1.bin", "ok-2.bin"):
+        assert (hostile.root / "many" / name).read_bytes() == good
     assert not Path("/tmp/zfile-hostile-absolute.bin").exists()
 
 

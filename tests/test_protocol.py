@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zfile._codec import MAX_HEADER_BYTES, MAX_WIRE_NAME_BYTES
+from zfile._codec import MAX_HEADER_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, MAX_WIRE_NAME_BYTES
 from zfile.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from zfile.events import EVENT_TYPES
 from zfile.protocol import (
@@ -36,12 +36,16 @@ from zfile.protocol import (
     Entry,
     Error,
     Event,
+    FileResult,
     Get,
     GetMeta,
     ListPage,
     ListRequest,
     Put,
     PutEnd,
+    PutFile,
+    PutMany,
+    PutManyOk,
     PutOk,
     PutReady,
     Role,
@@ -188,6 +192,10 @@ EXAMPLES: list[Event] = [
     PutEnd(ID, D1),
     PutEnd(ID, b"\xff" * MAX_DIGEST_BYTES),
     PutOk(ID, 12345, D1),
+    PutMany(ID, "blake3", (PutFile("a/1.txt", 3, MTIME, 0o644, D1, data=b"one"), PutFile("a/empty", 0, 0, 0, D2))),
+    PutMany(U63, "b" * 64, (PutFile("x" * MAX_WIRE_NAME_BYTES, 5, -1, 0o7777, D1, clobber=False, data=b"\0" * 5),)),
+    PutManyOk(ID, (FileResult(digest=D1), FileResult(ErrorCode.EXISTS.value, "a/empty already exists"))),
+    PutManyOk(ID, (FileResult(),)),
     Get(ID, "logs/app.log", 8 << 20),
     Get(ID, "logs/app.log", 1, offset=4096, digest=D2),
     GetMeta(ID, "logs/app.log", 10_000, MTIME, 0o644, "blake3", D1, 0),
@@ -209,6 +217,8 @@ BASE: dict[str, Event] = {
     "CREDIT": Credit(ID, 4),
     "PUT-END": PutEnd(ID, D1),
     "PUT-OK": PutOk(ID, 5, D1),
+    "PUT-MANY": PutMany(ID, "blake3", (PutFile("f.bin", 3, MTIME, 0o644, D1, data=b"abc"),)),
+    "PUT-MANY-OK": PutManyOk(ID, (FileResult(digest=D1),)),
     "GET": Get(ID, "f.bin", 4, 2, D1),
     "GET-META": GetMeta(ID, "f.bin", 5, MTIME, 0o644, "blake3", D1, 0),
     "LIST": ListRequest(ID, "a/", "a/b", 10),
@@ -225,6 +235,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "CREDIT": ("id", "credit"),
     "PUT-END": ("id", "digest"),
     "PUT-OK": ("id", "size", "digest"),
+    "PUT-MANY": ("id", "algo", "files"),
+    "PUT-MANY-OK": ("id", "results"),
     "GET": ("id", "name", "credit"),
     "GET-META": ("id", "name", "size", "mtime_ns", "mode", "algo", "digest", "offset"),
     "LIST": ("id",),
@@ -250,6 +262,8 @@ KINDS: dict[str, dict[str, str]] = {
     "CREDIT": {"id": "id", "credit": "positive"},
     "PUT-END": {"id": "id", "digest": "digest"},
     "PUT-OK": {"id": "id", "size": "count", "digest": "digest"},
+    "PUT-MANY": {"id": "id", "algo": "short", "files": "files"},
+    "PUT-MANY-OK": {"id": "id", "results": "results"},
     "GET": {"id": "id", "name": "name", "credit": "positive", "offset": "count", "digest": "digest"},
     "GET-META": {
         "id": "id",
@@ -276,6 +290,8 @@ _ENTRY_MAP = {
     "digest": D1,
     "received": 1.5,
 }
+
+_FILE_MAP = {"name": "f.bin", "size": 3, "mtime_ns": MTIME, "mode": 0o644, "digest": D1}
 
 #: kind -> values of a wrong type or out of range.
 BAD: dict[str, list[Any]] = {
@@ -304,6 +320,20 @@ BAD: dict[str, list[Any]] = {
         [{**_ENTRY_MAP, "digest": b""}],
         [{k: v for k, v in _ENTRY_MAP.items() if k != "name"}],
     ],
+    "files": [
+        {},
+        "x",
+        [],
+        [1],
+        [{}],
+        [{**_FILE_MAP, "size": "3"}],
+        [{**_FILE_MAP, "name": b"f.bin"}],
+        [{**_FILE_MAP, "digest": b""}],
+        [{**_FILE_MAP, "clobber": 1}],
+        [{k: v for k, v in _FILE_MAP.items() if k != "digest"}],
+        [_FILE_MAP] * (MAX_MANY_FILES + 1),
+    ],
+    "results": [{}, "x", [], [1], [{"code": 1}], [{"message": b"m"}], [{"digest": b""}], [{}] * (MAX_MANY_FILES + 1)],
 }
 
 #: kind -> values at the edges of the range, which must be accepted.
@@ -321,6 +351,8 @@ EDGES: dict[str, list[Any]] = {
     "digest": [b"\x00", b"\xff" * MAX_DIGEST_BYTES],
     "bool": [True, False],
     "entries": [[], [_ENTRY_MAP, {**_ENTRY_MAP, "name": "b", "received": 3}]],
+    "files": [[_FILE_MAP], [{**_FILE_MAP, "clobber": False, "x-future": 1}]],
+    "results": [[{}], [{"code": "exists", "message": "m"}], [{"digest": D1, "x-future": 1}]],
 }
 
 FIELD_CASES = [(kind, key) for kind, fields in KINDS.items() for key in fields]
@@ -385,6 +417,34 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
     "CREDIT": st.builds(Credit, id=ids, credit=positives),
     "PUT-END": st.builds(PutEnd, id=ids, digest=digests),
     "PUT-OK": st.builds(PutOk, id=ids, size=counts, digest=digests),
+    "PUT-MANY": st.builds(
+        PutMany,
+        id=ids,
+        algo=shorts,
+        files=st.lists(
+            st.binary(max_size=64).flatmap(
+                lambda data: st.builds(
+                    PutFile,
+                    name=names,
+                    size=st.just(len(data)),
+                    mtime_ns=mtimes,
+                    mode=modes,
+                    digest=digests,
+                    clobber=st.booleans(),
+                    data=st.just(data),
+                )
+            ),
+            min_size=1,
+            max_size=4,
+        ).map(tuple),
+    ),
+    "PUT-MANY-OK": st.builds(
+        PutManyOk,
+        id=ids,
+        results=st.lists(
+            st.builds(FileResult, code=shorts, message=texts, digest=st.none() | digests), min_size=1, max_size=4
+        ).map(tuple),
+    ),
     "GET": st.builds(Get, id=ids, name=names, credit=positives, offset=counts, digest=st.none() | digests),
     "GET-META": st.builds(
         GetMeta,
@@ -434,9 +494,14 @@ def test_round_trip_examples(event, buffer):
 def test_frame_layout(event):
     frames = encode(event)
     header = msgpack.unpackb(frames[0], raw=False)
-    assert header["v"] == PROTOCOL_VERSION == 1
+    assert header["v"] == PROTOCOL_VERSION == 2
     assert header["t"] == event.TYPE
     assert header["id"] == event.id
+    if isinstance(event, PutMany):
+        assert len(frames) == 1 + len(event.files)
+        assert all(frame is f.data for frame, f in zip(frames[1:], event.files, strict=True))
+        assert all("data" not in f for f in header["files"])
+        return
     has_data = isinstance(event, Chunk) or (isinstance(event, Put) and event.inline)
     assert len(frames) == (2 if has_data else 1)
     if has_data:
@@ -452,23 +517,23 @@ def test_decoded_data_is_the_received_frame():
 
 def test_optional_fields_take_their_defaults():
     assert decode(
-        [pack({"v": 1, "t": "PUT", "id": 1, "name": "n", "size": 0, "mtime_ns": 0, "mode": 0, "algo": "a"})]
+        [pack({"v": 2, "t": "PUT", "id": 1, "name": "n", "size": 0, "mtime_ns": 0, "mode": 0, "algo": "a"})]
     ) == Put(1, "n", 0, 0, 0, "a", clobber=True, data=None, digest=None)
-    assert decode([pack({"v": 1, "t": "GET", "id": 1, "name": "n", "credit": 5})]) == Get(1, "n", 5, 0, None)
-    assert decode([pack({"v": 1, "t": "LIST", "id": 1})]) == ListRequest(1, "", "", 1000)
-    page = decode([pack({"v": 1, "t": "LIST-PAGE", "id": 1, "entries": [_ENTRY_MAP], "more": False})])
+    assert decode([pack({"v": 2, "t": "GET", "id": 1, "name": "n", "credit": 5})]) == Get(1, "n", 5, 0, None)
+    assert decode([pack({"v": 2, "t": "LIST", "id": 1})]) == ListRequest(1, "", "", 1000)
+    page = decode([pack({"v": 2, "t": "LIST-PAGE", "id": 1, "entries": [_ENTRY_MAP], "more": False})])
     assert page.entries[0].id == "" and page.entries[0].peer == ""
 
 
 def test_nil_counts_as_absent():
-    assert decode([pack({"v": 1, "t": "LIST", "id": 1, "prefix": None, "limit": None})]) == ListRequest(1)
+    assert decode([pack({"v": 2, "t": "LIST", "id": 1, "prefix": None, "limit": None})]) == ListRequest(1)
     h = header_of(BASE["PUT"]) | {"clobber": None, "digest": None}
     assert decode([pack(h)]) == Put(ID, "f.bin", 5, MTIME, 0o644, "blake3")
 
 
 def test_entry_received_accepts_an_integer_number_of_seconds():
     page = decode(
-        [pack({"v": 1, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "received": 5}], "more": False})]
+        [pack({"v": 2, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "received": 5}], "more": False})]
     )
     assert page.entries[0].received == 5.0 and isinstance(page.entries[0].received, float)
 
@@ -480,7 +545,7 @@ def test_unknown_fields_are_ignored(event):
 
 
 def test_unknown_entry_fields_are_ignored():
-    h = {"v": 1, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "owner": "root"}], "more": False}
+    h = {"v": 2, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "owner": "root"}], "more": False}
     assert decode([pack(h)]).entries[0].name == "a"
 
 
@@ -488,8 +553,8 @@ def test_unknown_entry_fields_are_ignored():
 def test_values_at_the_edges_of_each_range_are_accepted(kind, key):
     for value in EDGES[KINDS[kind][key]]:
         event = decode(frames_of(header_of(BASE[kind]) | {key: value}, BASE[kind]))
-        if key == "entries":
-            assert len(event.entries) == len(value)
+        if key in ("entries", "files", "results"):
+            assert len(getattr(event, key)) == len(value)
         else:
             assert getattr(event, key) == value
 
@@ -527,7 +592,7 @@ def test_trailing_bytes_after_the_header_map():
 def test_header_that_is_not_msgpack_at_all():
     reject([b"\xc1"], "not valid msgpack")  # 0xc1 is never used
     reject([b"\x82\xa1v\x01\xa1t\xa6CANCEL\xff"], "not valid msgpack")
-    reject([pack({"v": 1, "t": "CANCEL", "id": 1})[:-1] + b"\xc1"], "not valid msgpack")
+    reject([pack({"v": 2, "t": "CANCEL", "id": 1})[:-1] + b"\xc1"], "not valid msgpack")
 
 
 def test_header_with_invalid_utf8_string():
@@ -535,7 +600,7 @@ def test_header_with_invalid_utf8_string():
 
 
 def test_header_with_non_string_keys():
-    reject([pack({1: 1, "v": 1, "t": "CANCEL", "id": 1})], "not valid msgpack")
+    reject([pack({1: 1, "v": 2, "t": "CANCEL", "id": 1})], "not valid msgpack")
 
 
 @pytest.mark.parametrize("value", [[1, 2], ["CANCEL"], 5, -1, "CANCEL", b"CANCEL", None, True, 1.5])
@@ -546,7 +611,7 @@ def test_header_that_is_not_a_map(value):
 
 def test_header_over_the_limit():
     def padded(total: int) -> bytes:
-        header = {"v": 1, "t": "CANCEL", "id": ID, "pad": ""}
+        header = {"v": 2, "t": "CANCEL", "id": ID, "pad": ""}
         base = len(pack(header))
         header["pad"] = "x" * (total - base - 4)  # str32: 5 header bytes instead of 1
         frame = pack(header)
@@ -559,7 +624,7 @@ def test_header_over_the_limit():
     reject([memoryview(b"\x00" * (MAX_HEADER_BYTES + 1))], "over")
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, -1, "1", b"\x01", [1], {"major": 1}])
+@pytest.mark.parametrize("version", [0, 1, 3, 99, -1, "2", b"\x02", [2], {"major": 2}])
 def test_other_versions(version):
     header = header_of(BASE["GET"]) | {"v": version}
     exc = reject([pack(header)], "version", code=ErrorCode.UNSUPPORTED_VERSION)
@@ -575,16 +640,16 @@ def test_missing_version():
 
 def test_version_is_checked_before_anything_else():
     # a later version may add types, frames and fields: none of that is judged
-    h = {"v": 2, "t": "RENAME", "id": ID, "from": "a", "to": "b"}
-    exc = reject([pack(h), b"x", b"y"], "version 2", code=ErrorCode.UNSUPPORTED_VERSION)
+    h = {"v": 3, "t": "RENAME", "id": ID, "from": "a", "to": "b"}
+    exc = reject([pack(h), b"x", b"y"], "version 3", code=ErrorCode.UNSUPPORTED_VERSION)
     assert exc.transfer_id == ID
-    exc = reject([pack({"v": 2, "t": "RENAME", "id": "x"})], code=ErrorCode.UNSUPPORTED_VERSION)
+    exc = reject([pack({"v": 3, "t": "RENAME", "id": "x"})], code=ErrorCode.UNSUPPORTED_VERSION)
     assert exc.transfer_id is None  # id unreadable
 
 
 @pytest.mark.parametrize("kind", ["NOPE", "put", "PUT ", "", 5, None, b"PUT", ["PUT"]])
 def test_unknown_type(kind):
-    header = {"v": 1, "id": ID} if kind is None else {"v": 1, "t": kind, "id": ID}
+    header = {"v": 2, "id": ID} if kind is None else {"v": 2, "t": kind, "id": ID}
     exc = reject([pack(header)], "unknown message type")
     assert exc.transfer_id == ID
 
@@ -629,7 +694,7 @@ def test_specific_wrong_values_are_named():
     assert decode([pack(header_of(BASE["PUT-READY"]) | {"credit": 0})]).credit == 0
 
 
-@pytest.mark.parametrize("kind", [k for k in EVENT_TYPES if k not in ("CHUNK", "PUT")])
+@pytest.mark.parametrize("kind", [k for k in EVENT_TYPES if k not in ("CHUNK", "PUT", "PUT-MANY")])
 def test_extra_frame_on_a_header_only_message(kind):
     exc = reject([*encode(BASE[kind]), b"data"], f"{kind} needs 1 frame, got 2")
     assert exc.transfer_id == ID
@@ -673,6 +738,33 @@ def test_put_with_digest_but_no_data_is_not_inline():
     assert put.digest == D1 and put.data is None and not put.inline
 
 
+def test_put_many_needs_one_frame_per_file():
+    frames = encode(MANY2)
+    reject(frames[:-1], "PUT-MANY lists 2 files and needs 3 frames, got 2")
+    reject([*frames, b"x"], "needs 3 frames, got 4")
+    reject(frames[:1], "needs 3 frames, got 1")
+
+
+def test_put_many_file_whose_data_differs_from_its_size():
+    frames = encode(MANY2)
+    reject([frames[0], frames[1], b"cd"], "PUT-MANY file 1 declares 1 bytes but carries 2")
+    reject([frames[0], b"", frames[2]], "PUT-MANY file 0 declares 2 bytes but carries 0")
+
+
+def test_put_many_over_the_byte_limit():
+    size = MAX_MANY_BYTES // 2 + 1
+    big = PutMany(ID, "blake3", tuple(PutFile(f"f{i}", size, MTIME, 0o644, D1, data=b"x" * size) for i in range(2)))
+    exc = reject(encode(big), "PUT-MANY carries", f"over {MAX_MANY_BYTES}")
+    assert exc.transfer_id == ID
+    fits = PutMany(ID, "blake3", (PutFile("f", MAX_MANY_BYTES, MTIME, 0o644, D1, data=b"x" * MAX_MANY_BYTES),))
+    assert decode(encode(fits)) == fits
+
+
+def test_put_many_at_the_file_count_limit():
+    files = tuple(PutFile(f"f{i}", 0, MTIME, 0o644, D1) for i in range(MAX_MANY_FILES))
+    assert len(decode(encode(PutMany(ID, "blake3", files))).files) == MAX_MANY_FILES
+
+
 @pytest.mark.parametrize(
     "entries",
     BAD["entries"][3:],
@@ -685,10 +777,10 @@ def test_list_page_with_a_malformed_entry(entries):
 
 
 def test_error_with_unreadable_id():
-    exc = reject([pack({"v": 1, "t": "CANCEL", "id": -1})], "'id'")
+    exc = reject([pack({"v": 2, "t": "CANCEL", "id": -1})], "'id'")
     assert exc.transfer_id is None
     # -1 is only valid in ERROR, and even there it names no transfer
-    assert decode([pack({"v": 1, "t": "ERROR", "id": -1, "code": "busy", "message": ""})]).id == -1
+    assert decode([pack({"v": 2, "t": "ERROR", "id": -1, "code": "busy", "message": ""})]).id == -1
 
 
 @FAST
@@ -724,7 +816,7 @@ _values = st.recursive(
 @FAST
 @given(
     header=st.dictionaries(st.sampled_from(_FIELD_NAMES), _values, max_size=9),
-    version=st.sampled_from([1, 1, 1, 2, None]),
+    version=st.sampled_from([2, 2, 2, 1, None]),
     kind=st.sampled_from(sorted(EVENT_TYPES)),
     extra=st.lists(st.binary(max_size=8), max_size=2),
 )
@@ -769,6 +861,7 @@ _OPEN = [
 EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.IDLE, C, "PUT"): State.PUT_OPENING,
     (State.IDLE, C, "PUT+DATA"): State.PUT_CLOSING,
+    (State.IDLE, C, "PUT-MANY"): State.PUT_CLOSING,
     (State.IDLE, C, "GET"): State.GET_OPENING,
     (State.IDLE, C, "LIST"): State.LIST_WAITING,
     (State.IDLE, S, "ERROR"): State.FAILED,
@@ -778,6 +871,7 @@ EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.PUT_SENDING, C, "PUT-END"): State.PUT_CLOSING,
     (State.PUT_CLOSING, S, "CREDIT"): State.PUT_CLOSING,
     (State.PUT_CLOSING, S, "PUT-OK"): State.DONE,
+    (State.PUT_CLOSING, S, "PUT-MANY-OK"): State.DONE,
     (State.GET_OPENING, S, "GET-META"): State.GET_RECEIVING,
     (State.GET_RECEIVING, S, "CHUNK"): State.GET_RECEIVING,
     (State.GET_RECEIVING, C, "CREDIT"): State.GET_RECEIVING,
@@ -807,6 +901,11 @@ S_PUT_CLOSING = [
 ]
 S_UPLOAD_DONE = [*S_PUT_CLOSING, (S, PutOk(ID, 8, D1))]
 S_INLINE_DONE = [(C, Put(ID, "s.txt", 3, MTIME, 0o600, "blake3", data=b"abc", digest=D1)), (S, PutOk(ID, 3, D1))]
+MANY2 = PutMany(
+    ID, "blake3", (PutFile("a", 2, MTIME, 0o644, D1, data=b"ab"), PutFile("b", 1, MTIME, 0o600, D2, data=b"c"))
+)
+S_MANY_SENT = [(C, MANY2)]
+S_MANY_DONE = [*S_MANY_SENT, (S, PutManyOk(ID, (FileResult(digest=D1), FileResult("exists", "b already exists"))))]
 S_GET_OPENING = [(C, Get(ID, "f.bin", 4))]
 S_GET_RECEIVING = [*S_GET_OPENING, (S, META8)]
 S_DOWNLOAD_DONE = [*S_GET_RECEIVING, (S, Chunk(ID, 0, b"0123")), (C, Credit(ID, 4)), (S, Chunk(ID, 4, b"4567"))]
@@ -824,6 +923,8 @@ STEPS: dict[str, list[tuple[Role, Event]]] = {
     "put-closing": S_PUT_CLOSING,
     "upload-done": S_UPLOAD_DONE,
     "inline-done": S_INLINE_DONE,
+    "many-sent": S_MANY_SENT,
+    "many-done": S_MANY_DONE,
     "get-opening": S_GET_OPENING,
     "get-receiving": S_GET_RECEIVING,
     "download-done": S_DOWNLOAD_DONE,
@@ -834,7 +935,16 @@ STEPS: dict[str, list[tuple[Role, Event]]] = {
     "cancelled": S_CANCELLED,
     "refused": S_REFUSED,
 }
-FINISHED = ["upload-done", "inline-done", "download-done", "empty-download-done", "list-done", "cancelled", "refused"]
+FINISHED = [
+    "upload-done",
+    "inline-done",
+    "many-done",
+    "download-done",
+    "empty-download-done",
+    "list-done",
+    "cancelled",
+    "refused",
+]
 
 #: One wire-valid event of every kind (PUT and inline PUT are different kinds).
 PROBES: list[Event] = [
@@ -845,6 +955,8 @@ PROBES: list[Event] = [
     Credit(ID, 4),
     PutEnd(ID, D1),
     PutOk(ID, 8, D1),
+    MANY2,
+    PutManyOk(ID, (FileResult(digest=D1), FileResult(digest=D2))),
     Get(ID, "f.bin", 4),
     META8,
     ListRequest(ID),
@@ -943,6 +1055,34 @@ def test_inline_upload_gets_no_put_ready_and_sends_no_chunk():
     pair_after(steps).refuse(S, PutReady(ID, "u-7", 0, 4))
     pair_after(steps).refuse(C, Chunk(ID, 0, b"h"))
     pair_after(steps).refuse(C, PutEnd(ID, D1))
+
+
+def test_put_many_is_one_round_trip():
+    p = Pair()
+    p.c(MANY2)
+    assert p.state() is State.PUT_CLOSING
+    assert (p.client.files, p.client.size) == (2, 3)
+    p.s(PutManyOk(ID, (FileResult(digest=D1), FileResult("exists", "b already exists"))))
+    assert p.state() is State.DONE
+
+
+def test_put_many_ok_needs_one_result_per_file():
+    pair_after(S_MANY_SENT).refuse(S, PutManyOk(ID, (FileResult(digest=D1),)), "1 results for 2 files")
+    three = PutManyOk(ID, (FileResult(),) * 3)
+    pair_after(S_MANY_SENT).refuse(S, three, "3 results for 2 files")
+
+
+def test_put_many_and_put_answers_are_not_interchangeable():
+    pair_after(S_MANY_SENT).refuse(S, PutOk(ID, 3, D1), "PUT-OK answers a PUT, not a PUT-MANY")
+    inline = [(C, Put(ID, "s.txt", 3, MTIME, 0o600, "blake3", data=b"abc", digest=D1))]
+    pair_after(inline).refuse(S, PutManyOk(ID, (FileResult(),)), "PUT-MANY-OK answers a PUT-MANY")
+    pair_after(S_MANY_SENT).refuse(S, PutReady(ID, "u-7", 0, 4))
+    pair_after(S_MANY_SENT).refuse(C, Chunk(ID, 0, b"a"))
+
+
+def test_put_many_whose_data_differs_from_its_size_is_refused_by_both_ends():
+    lying = PutMany(ID, "blake3", (PutFile("a", 3, MTIME, 0o644, D1, data=b"ab"),))
+    Pair().refuse(C, lying, "PUT-MANY file 0 declares 3 bytes but carries 2")
 
 
 def test_resumed_upload():
@@ -1343,6 +1483,14 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Transfer) -> Event:
     if kind == "PUT+DATA":
         data = draw(st.binary(max_size=8))
         return Put(ID, "f", len(data), MTIME, 0o644, "blake3", data=data, digest=D1)
+    if kind == "PUT-MANY":
+        datas = draw(st.lists(st.binary(max_size=8), min_size=1, max_size=3))
+        return PutMany(
+            ID, "blake3", tuple(PutFile(f"f{i}", len(d), MTIME, 0o644, D1, data=d) for i, d in enumerate(datas))
+        )
+    if kind == "PUT-MANY-OK":
+        n = draw(st.just(t.files) | st.integers(1, 3)) or 1
+        return PutManyOk(ID, tuple(FileResult(digest=D1) for _ in range(n)))
     if kind == "PUT-READY":
         return PutReady(ID, "u", offset, draw(st.integers(0, 16)))
     if kind == "CHUNK":

@@ -1,7 +1,8 @@
 """Pure encoding and decoding of protocol events to and from frames.
 
-Frame 0 is a msgpack map ``{"v": 1, "t": TYPE, <fields>}``; a :class:`Chunk`
-and an inline :class:`Put` add frame 1, the raw file bytes.  Decoding checks
+Frame 0 is a msgpack map ``{"v": 2, "t": TYPE, <fields>}``; a :class:`Chunk`
+and an inline :class:`Put` add frame 1, the raw file bytes; a :class:`PutMany`
+adds one frame per file, in the order of its ``files``.  Decoding checks
 every field's type and range and raises :class:`RemoteProtocolError` naming
 what was wrong; unknown fields are ignored (docs/protocol.md, "Versions").
 """
@@ -20,11 +21,15 @@ from .events import (
     Chunk,
     Entry,
     Event,
+    FileResult,
     ListPage,
     Put,
+    PutFile,
+    PutMany,
+    PutManyOk,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Largest frame 0 accepted, in bytes; a page of 1,000 entries fits easily.
 MAX_HEADER_BYTES = 4 << 20
@@ -32,6 +37,9 @@ MAX_HEADER_BYTES = 4 << 20
 #: its own (smaller, configurable) limit.
 MAX_WIRE_NAME_BYTES = 65536
 MAX_DIGEST_BYTES = 64
+#: Most files one PUT-MANY may carry, and most bytes of file data in all.
+MAX_MANY_FILES = 1024
+MAX_MANY_BYTES = 4 << 20
 _U63 = (1 << 63) - 1
 
 Check = Callable[[Any], Any]
@@ -100,6 +108,17 @@ def _entries(value: Any) -> tuple[Entry, ...]:
     return tuple(Entry(**_fields(item, _ENTRY_SCHEMA, "entry")) for item in value)
 
 
+def _list_of(schema: dict[str, tuple[Check, Any]], what: str, most: int) -> Check:
+    def check(value: Any) -> tuple[dict[str, Any], ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list, not {type(value).__name__}")
+        if not 1 <= len(value) <= most:
+            raise ValueError(f"must hold 1 to {most} items, not {len(value)}")
+        return tuple(_fields(item, schema, what) for item in value)
+
+    return check
+
+
 _REQUIRED = object()
 
 # field -> (check, default); _REQUIRED marks a field that must be present
@@ -115,6 +134,21 @@ _ENTRY_SCHEMA: dict[str, tuple[Check, Any]] = {
     "peer": (_TEXT, ""),
 }
 
+_PUT_FILE_SCHEMA: dict[str, tuple[Check, Any]] = {
+    "name": (_NAME, _REQUIRED),
+    "size": (_COUNT, _REQUIRED),
+    "mtime_ns": (_MTIME, _REQUIRED),
+    "mode": (_MODE, _REQUIRED),
+    "digest": (_DIGEST, _REQUIRED),
+    "clobber": (_bool, True),
+}
+
+_RESULT_SCHEMA: dict[str, tuple[Check, Any]] = {
+    "code": (_SHORT, ""),
+    "message": (_TEXT, ""),
+    "digest": (_DIGEST, None),
+}
+
 _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
     "PUT": {
         "id": (_ID, _REQUIRED),
@@ -125,6 +159,15 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "algo": (_SHORT, _REQUIRED),
         "clobber": (_bool, True),
         "digest": (_DIGEST, None),
+    },
+    "PUT-MANY": {
+        "id": (_ID, _REQUIRED),
+        "algo": (_SHORT, _REQUIRED),
+        "files": (_list_of(_PUT_FILE_SCHEMA, "file", MAX_MANY_FILES), _REQUIRED),
+    },
+    "PUT-MANY-OK": {
+        "id": (_ID, _REQUIRED),
+        "results": (_list_of(_RESULT_SCHEMA, "result", MAX_MANY_FILES), _REQUIRED),
     },
     "PUT-READY": {
         "id": (_ID, _REQUIRED),
@@ -239,6 +282,8 @@ def decode(frames: Sequence[Buffer]) -> Event:
         exc.transfer_id = tid
         raise
     n_frames = len(frames)
+    if kind == "PUT-MANY":
+        return _put_many(fields, frames, tid)
     if kind == "CHUNK":
         if n_frames != 2:
             raise RemoteProtocolError(f"CHUNK needs 2 frames, got {n_frames}", transfer_id=tid)
@@ -257,7 +302,47 @@ def decode(frames: Sequence[Buffer]) -> Event:
         return Put(data=data, **fields)
     if n_frames != 1:
         raise RemoteProtocolError(f"{kind} needs 1 frame, got {n_frames}", transfer_id=tid)
+    if kind == "PUT-MANY-OK":
+        return PutManyOk(fields["id"], tuple(FileResult(**r) for r in fields["results"]))
     return cls(**fields)
+
+
+def _put_many(fields: dict[str, Any], frames: Sequence[Buffer], tid: int | None) -> PutMany:
+    heads = fields["files"]
+    if len(frames) != 1 + len(heads):
+        raise RemoteProtocolError(
+            f"PUT-MANY lists {len(heads)} files and needs {1 + len(heads)} frames, got {len(frames)}",
+            transfer_id=tid,
+        )
+    total = 0
+    for i, (head, data) in enumerate(zip(heads, frames[1:], strict=True)):
+        if len(data) != head["size"]:
+            raise RemoteProtocolError(
+                f"PUT-MANY file {i} declares {head['size']} bytes but carries {len(data)}", transfer_id=tid
+            )
+        total += len(data)
+    if total > MAX_MANY_BYTES:
+        raise RemoteProtocolError(f"PUT-MANY carries {total} bytes, over {MAX_MANY_BYTES}", transfer_id=tid)
+    files = tuple(PutFile(data=data, **head) for head, data in zip(heads, frames[1:], strict=True))
+    return PutMany(fields["id"], fields["algo"], files)
+
+
+def _file_map(f: PutFile) -> dict[str, Any]:
+    return {
+        "name": f.name,
+        "size": f.size,
+        "mtime_ns": f.mtime_ns,
+        "mode": f.mode,
+        "digest": f.digest,
+        "clobber": f.clobber,
+    }
+
+
+def _result_map(r: FileResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"code": r.code, "message": r.message}
+    if r.digest is not None:
+        out["digest"] = r.digest
+    return out
 
 
 def _entry_map(entry: Entry) -> dict[str, Any]:
@@ -288,8 +373,14 @@ def encode(event: Event) -> list[Buffer]:
             continue
         if isinstance(event, ListPage) and key == "entries":
             value = [_entry_map(e) for e in value]
+        elif isinstance(event, PutMany) and key == "files":
+            value = [_file_map(f) for f in value]
+        elif isinstance(event, PutManyOk) and key == "results":
+            value = [_result_map(r) for r in value]
         header[key] = value
     frames: list[Buffer] = [msgpack.packb(header, use_bin_type=True)]
+    if isinstance(event, PutMany):
+        frames.extend(f.data for f in event.files)
     if kind in _DATA_TYPES:
         data = event.data  # type: ignore[union-attr]
         if data is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -121,13 +121,66 @@ async def send_paths(
     progress: Progress = _noop,
     plan: list[tuple[Path, str, int]] | None = None,
 ) -> list[Outcome]:
-    """Upload files and directories; see :func:`plan_upload` for naming."""
+    """Upload files and directories; see :func:`plan_upload` for naming.
+
+    Files of at most ``client.inline_max`` bytes go many to a message
+    (:meth:`Client.put_many`, up to ``client.many_bytes`` and
+    :data:`MANY_FILES` files each, :data:`MANY_IN_FLIGHT` messages at once);
+    larger ones stream on their own, ``client.concurrency`` at once.  The
+    order of outcomes is the order of the plan.
+    """
     plan = plan_upload(paths) if plan is None else plan
+    outcomes: list[Outcome | None] = [None] * len(plan)
+    small = [k for k, (_, _, size) in enumerate(plan) if size <= client.inline_max]
+    large = [k for k, (_, _, size) in enumerate(plan) if size > client.inline_max]
 
     def job(path: Path, name: str) -> Callable[[], Awaitable[Result]]:
         return lambda: client.put(path, name, clobber=clobber, progress=progress)
 
-    return await run_all(((name, job(path, name)) for path, name, _ in plan), client.concurrency)
+    async def singles() -> None:
+        done = await run_all(((plan[k][1], job(plan[k][0], plan[k][1])) for k in large), client.concurrency)
+        for k, outcome in zip(large, done, strict=True):
+            outcomes[k] = outcome
+
+    batches = iter(_batches(plan, small, client.many_bytes))
+
+    async def sender() -> None:
+        for ks in batches:
+            files = [(plan[k][0], plan[k][1]) for k in ks]
+            try:
+                results: list[Result | ZfileError] = await client.put_many(files, clobber=clobber, progress=progress)
+            except ZfileError as exc:
+                results = [exc] * len(ks)
+            for k, r in zip(ks, results, strict=True):
+                outcomes[k] = (
+                    Outcome(plan[k][1], error=r) if isinstance(r, ZfileError) else Outcome(plan[k][1], result=r)
+                )
+
+    await asyncio.gather(singles(), *(sender() for _ in range(MANY_IN_FLIGHT)))
+    return [o for o in outcomes if o is not None]
+
+
+#: Most files in one PUT-MANY message, and messages in flight at once: 256
+#: files of 4 KiB make a 1 MiB message, and four keep the daemon's disk busy
+#: while the client reads the next batch.
+MANY_FILES = 256
+MANY_IN_FLIGHT = 4
+
+
+def _batches(plan: list[tuple[Path, str, int]], small: list[int], most_bytes: int) -> Iterator[list[int]]:
+    """Consecutive runs of ``small`` (indexes into ``plan``) of at most
+    MANY_FILES files and ``most_bytes`` bytes by the plan's sizes."""
+    batch: list[int] = []
+    total = 0
+    for k in small:
+        size = plan[k][2]
+        if batch and (len(batch) == MANY_FILES or total + size > most_bytes):
+            yield batch
+            batch, total = [], 0
+        batch.append(k)
+        total += size
+    if batch:
+        yield batch
 
 
 async def fetch(

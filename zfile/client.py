@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,9 +53,13 @@ from .events import (
     ListRequest,
     Put,
     PutEnd,
+    PutFile,
+    PutMany,
+    PutManyOk,
     PutOk,
     PutReady,
 )
+from .many import read_wholes
 from .protocol import DEFAULT_CHUNK_SIZE, Role, State, Transfer
 from .transport import ClientCurve, ClientSocket
 from .writeback import Writeback
@@ -92,7 +96,8 @@ class Client:
 
     ``timeout`` is how long (seconds) to wait for any answer before raising
     :class:`PeerTimeout`; ``window`` the credit (bytes) a download grants;
-    files of at most ``inline_max`` bytes travel inside their PUT.  A put or
+    files of at most ``inline_max`` bytes travel inside their PUT, and
+    :meth:`put_many` sends up to ``many_bytes`` of them in one message.  A put or
     get answered ``busy`` is retried ``busy_retries`` times with exponential
     backoff from ``busy_backoff`` up to ``busy_backoff_max`` seconds
     (:meth:`_retry_busy`; about 12 s in all with the defaults).
@@ -111,6 +116,7 @@ class Client:
         window: int = 8 << 20,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         inline_max: int = 256 << 10,
+        many_bytes: int = 1 << 20,
         concurrency: int = 32,
         busy_retries: int = 6,
         busy_backoff: float = 0.2,
@@ -122,6 +128,7 @@ class Client:
         self.window = window
         self.chunk_size = chunk_size
         self.inline_max = inline_max
+        self.many_bytes = many_bytes
         self.concurrency = concurrency
         self.busy_retries = busy_retries
         self.busy_backoff = busy_backoff
@@ -313,6 +320,53 @@ class Client:
             raise IntegrityError(f"the daemon stored {meta['name']} with another digest")
         progress(meta["size"])
         return Result(meta["name"], meta["size"], digest)
+
+    async def put_many(
+        self,
+        files: Sequence[tuple[str | os.PathLike[str], str]],
+        *,
+        clobber: bool = True,
+        progress: Progress = _noop,
+    ) -> list[Result | ZfileError]:
+        """Upload small files, ``(path, name)`` pairs, in one PUT-MANY message.
+
+        For each file in order, returns its Result or its error:
+        LocalFileError when it cannot be read, RemoteError when the daemon
+        refused it, IntegrityError.  A file over ``inline_max`` bytes, one past
+        ``many_bytes`` in all, or one the daemon answered ``busy``, goes on
+        its own through :meth:`put`.  A failure of the whole message
+        (TransportError, or RemoteError after ``busy`` retries) is raised.
+        """
+        read = await asyncio.to_thread(read_wholes, files, self.inline_max, self.many_bytes, clobber)
+        results: list[Result | ZfileError | None] = [r if isinstance(r, ZfileError) else None for r in read]
+        batch = [(k, r) for k, r in enumerate(read) if isinstance(r, PutFile)]
+        if batch:
+            reply = await self._retry_busy(lambda: self._put_many_once(tuple(f for _, f in batch)))
+            for (k, f), answer in zip(batch, reply.results, strict=True):
+                if answer.ok and answer.digest not in (None, f.digest):
+                    results[k] = IntegrityError(f"the daemon stored {f.name} with another digest")
+                elif answer.ok:
+                    results[k] = Result(f.name, f.size, f.digest)
+                    progress(f.size)
+                elif answer.code != ErrorCode.BUSY.value:
+                    results[k] = RemoteError(answer.message, code=_code(answer.code))
+        for k, result in enumerate(results):
+            if result is None:  # too large now, or busy: on its own, with its own retries
+                try:
+                    results[k] = await self.put(files[k][0], files[k][1], clobber=clobber, progress=progress)
+                except ZfileError as exc:
+                    results[k] = exc
+        return results  # type: ignore[return-value]
+
+    async def _put_many_once(self, files: tuple[PutFile, ...]) -> PutManyOk:
+        transfer, inbox = self._open()
+        try:
+            await self._send(transfer, PutMany(transfer.id, DEFAULT_ALGO, files))
+            reply = await self._next(transfer, inbox)
+            assert isinstance(reply, PutManyOk)
+            return reply
+        finally:
+            await self._close(transfer)
 
     async def _put_stream(self, transfer, inbox, path: Path, st: os.stat_result, meta, clobber, progress):
         await self._send(transfer, Put(transfer.id, algo=DEFAULT_ALGO, clobber=clobber, **meta))

@@ -3,9 +3,10 @@
 An event is what one multipart ZeroMQ message says.  Frame 0 of every message
 is a msgpack map holding the protocol version, the type name and the event's
 fields; :class:`Chunk`, and a :class:`Put` that carries its file inline, add a
-second frame of raw file bytes.  docs/protocol.md is the reference; units are:
-sizes, offsets and credit in bytes (offsets from the start of the file), times
-in nanoseconds since the Unix epoch (``mtime_ns``) or seconds (``received``).
+second frame of raw file bytes; a :class:`PutMany` adds one frame per file.
+docs/protocol.md is the reference; units are: sizes, offsets and credit in
+bytes (offsets from the start of the file), times in nanoseconds since the
+Unix epoch (``mtime_ns``) or seconds (``received``).
 
 This module imports no I/O.
 """
@@ -48,6 +49,68 @@ class Put:
     @property
     def inline(self) -> bool:
         return self.data is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PutFile:
+    """One whole file of a :class:`PutMany`: the fields of an inline
+    :class:`Put` (same units) without ``id`` and ``algo``, which the batch
+    gives once."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    mode: int
+    digest: bytes
+    clobber: bool = True
+    data: Buffer = field(default=b"", repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PutMany:
+    """Client uploads several small files in one message (client -> server).
+
+    Each of ``files`` is stored, or refused, on its own, as if it had come in
+    an inline :class:`Put`; the server answers with one :class:`PutManyOk`
+    holding a result per file, in the same order.  One message and one reply
+    for many files: for small files the cost per message, not per byte, is
+    what limits a transfer.
+    """
+
+    TYPE: ClassVar[str] = "PUT-MANY"
+    id: int
+    algo: str
+    files: tuple[PutFile, ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes of file data the message carries, all files together."""
+        return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """What became of one file of a :class:`PutMany`: ``code`` is "" and
+    ``digest`` the stored file's digest when it was committed, else an
+    errors.ErrorCode value and a sentence for a person."""
+
+    code: str = ""
+    message: str = ""
+    digest: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.code
+
+
+@dataclass(frozen=True, slots=True)
+class PutManyOk:
+    """Server's answer to a :class:`PutMany`: one result per file, in the
+    order of the request's files (server -> client)."""
+
+    TYPE: ClassVar[str] = "PUT-MANY-OK"
+    id: int
+    results: tuple[FileResult, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,12 +272,29 @@ class Error:
     message: str
 
 
-Event = Put | PutReady | Chunk | Credit | PutEnd | PutOk | Get | GetMeta | ListRequest | ListPage | Cancel | Error
+Event = (
+    Put
+    | PutMany
+    | PutManyOk
+    | PutReady
+    | Chunk
+    | Credit
+    | PutEnd
+    | PutOk
+    | Get
+    | GetMeta
+    | ListRequest
+    | ListPage
+    | Cancel
+    | Error
+)
 
 EVENT_TYPES: dict[str, type] = {
     cls.TYPE: cls
     for cls in (
         Put,
+        PutMany,
+        PutManyOk,
         PutReady,
         Chunk,
         Credit,

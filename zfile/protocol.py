@@ -28,12 +28,16 @@ from .events import (
     Entry,
     Error,
     Event,
+    FileResult,
     Get,
     GetMeta,
     ListPage,
     ListRequest,
     Put,
     PutEnd,
+    PutFile,
+    PutMany,
+    PutManyOk,
     PutOk,
     PutReady,
 )
@@ -57,8 +61,12 @@ __all__ = [
     "GetMeta",
     "ListPage",
     "ListRequest",
+    "FileResult",
     "Put",
     "PutEnd",
+    "PutFile",
+    "PutMany",
+    "PutManyOk",
     "PutOk",
     "PutReady",
 ]
@@ -77,7 +85,7 @@ class State(Enum):
     IDLE = "idle"
     PUT_OPENING = "put-opening"  # PUT sent, waiting for PUT-READY
     PUT_SENDING = "put-sending"  # chunks flow client -> server under credit
-    PUT_CLOSING = "put-closing"  # PUT-END (or inline PUT) sent, waiting for PUT-OK
+    PUT_CLOSING = "put-closing"  # PUT-END, inline PUT or PUT-MANY sent, waiting for PUT-OK / PUT-MANY-OK
     GET_OPENING = "get-opening"  # GET sent, waiting for GET-META
     GET_RECEIVING = "get-receiving"  # chunks flow server -> client under credit
     LIST_WAITING = "list-waiting"  # LIST sent, waiting for LIST-PAGE
@@ -94,6 +102,7 @@ C, S = Role.CLIENT, Role.SERVER
 _TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.IDLE, C, "PUT"): State.PUT_OPENING,
     (State.IDLE, C, "PUT+DATA"): State.PUT_CLOSING,
+    (State.IDLE, C, "PUT-MANY"): State.PUT_CLOSING,
     (State.IDLE, C, "GET"): State.GET_OPENING,
     (State.IDLE, C, "LIST"): State.LIST_WAITING,
     (State.PUT_OPENING, S, "PUT-READY"): State.PUT_SENDING,
@@ -102,6 +111,7 @@ _TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.PUT_SENDING, C, "PUT-END"): State.PUT_CLOSING,
     (State.PUT_CLOSING, S, "CREDIT"): State.PUT_CLOSING,
     (State.PUT_CLOSING, S, "PUT-OK"): State.DONE,
+    (State.PUT_CLOSING, S, "PUT-MANY-OK"): State.DONE,
     (State.GET_OPENING, S, "GET-META"): State.GET_RECEIVING,
     (State.GET_RECEIVING, S, "CHUNK"): State.GET_RECEIVING,
     (State.GET_RECEIVING, C, "CREDIT"): State.GET_RECEIVING,
@@ -144,7 +154,8 @@ class Transfer:
         self.credit = 0
         self.resume_offset = 0
         self.resume_digest: bytes | None = None
-        self.kind = ""  # "put", "get" or "list", from the opening message
+        self.kind = ""  # "put", "put-many", "get" or "list", from the opening message
+        self.files = 0  # files in a PUT-MANY
         self.more = False
 
     def __repr__(self) -> str:
@@ -206,6 +217,20 @@ class Transfer:
                 if len(event.data) != event.size:
                     raise ValueError(f"inline PUT declares {event.size} bytes but carries {len(event.data)}")
                 self.offset = event.size
+        elif isinstance(event, PutMany):
+            if not event.files:
+                raise ValueError("a PUT-MANY needs at least one file")
+            for i, f in enumerate(event.files):
+                if len(f.data) != f.size:
+                    raise ValueError(f"PUT-MANY file {i} declares {f.size} bytes but carries {len(f.data)}")
+            self.kind = "put-many"
+            self.files = len(event.files)
+            self.size = self.offset = event.size
+        elif isinstance(event, PutManyOk):
+            if self.kind != "put-many":
+                raise ValueError("PUT-MANY-OK answers a PUT-MANY, not a PUT")
+            if len(event.results) != self.files:
+                raise ValueError(f"PUT-MANY-OK has {len(event.results)} results for {self.files} files")
         elif isinstance(event, PutReady):
             if event.offset > self.size:
                 raise ValueError(f"resume offset {event.offset} is past the size {self.size}")
@@ -256,6 +281,8 @@ class Transfer:
             if self.offset != self.size:
                 raise ValueError(f"PUT-END after {self.offset} of {self.size} bytes")
         elif isinstance(event, PutOk):
+            if self.kind != "put":
+                raise ValueError("PUT-OK answers a PUT, not a PUT-MANY")
             if event.size != self.size:
                 raise ValueError(f"PUT-OK for {event.size} bytes, sent {self.size}")
         elif isinstance(event, ListRequest):

@@ -46,6 +46,7 @@ from .events import (
     ListRequest,
     Put,
     PutEnd,
+    PutMany,
 )
 from .notify import Notifier
 from .store import Store
@@ -274,7 +275,7 @@ class Server:
     def _open(self, inc: Incoming, event: Event) -> None:
         if isinstance(event, (Credit, Cancel)):
             return  # late credit or cancel for a transfer already over: harmless
-        if not isinstance(event, (Put, Get, ListRequest)):
+        if not isinstance(event, (Put, PutMany, Get, ListRequest)):
             self.transfers.reply(
                 inc.identity,
                 Error(event.id, ErrorCode.BAD_REQUEST.value, f"no transfer {event.id} is open for {event.TYPE}"),

@@ -30,6 +30,7 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiofiles
@@ -50,10 +51,10 @@ from .errors import (
     TooLarge,
     ZfileError,
 )
-from .events import Buffer, Entry
+from .events import Buffer, Entry, PutFile
 from .names import PRIVATE_DIR, check_name, check_prefix, quote_name
 from .recovery import Reconciled, reconcile
-from .upload import Upload, probe_partial, transfer_id
+from .upload import Upload, commit_wholes, probe_partial, transfer_id
 
 __all__ = ["Download", "Store", "Upload", "transfer_id"]
 
@@ -235,17 +236,42 @@ class Store:
         apply; IntegrityError also when ``data`` is not ``size`` bytes.  Any
         partial of the same file is discarded rather than resumed.
         """
-        # The checks of _begin that need no disk, then one worker-thread hop
-        # for the rest and the write (Upload._commit_whole).
-        hasher = self._admit(name, size, algo)
-        listed = not clobber and await self._catalog.get(name) is not None
-        transfer = transfer_id(name, size, mtime_ns)
-        upload = self._claim(transfer, _state(name, size, mtime_ns, mode, algo, peer), clobber, hasher)
+        whole = PutFile(name, size, mtime_ns, mode, digest, clobber, data)
+        (result,) = await self.put_many([whole], algo=algo, peer=peer)
+        if isinstance(result, ZfileError):
+            raise result
+        return result
+
+    async def put_many(self, files: Sequence[PutFile], *, algo: str, peer: str) -> list[Entry | ZfileError]:
+        """Store whole files sent in one message (a PUT-MANY) and return, for
+        each file in order, its entry or the error that refused it, as
+        :meth:`put_inline` would have raised it; a refused file never stops
+        the others.  ``algo`` is the digest algorithm of every ``digest``,
+        ``peer`` who sent them.  Two files of one batch with the same name,
+        size and mtime: the second is refused as Busy.
+        """
+        results: list[Entry | ZfileError | None] = [None] * len(files)
+        claimed: list[tuple[int, Upload, PutFile, bool]] = []
         try:
-            return await upload._commit_whole(data, digest, listed)
+            for k, f in enumerate(files):
+                # The checks of _begin that need no disk; the rest run in commit_wholes' worker hop.
+                try:
+                    hasher = self._admit(f.name, f.size, algo)
+                    listed = not f.clobber and await self._catalog.get(f.name) is not None
+                    state = _state(f.name, f.size, f.mtime_ns, f.mode, algo, peer)
+                    upload = self._claim(transfer_id(f.name, f.size, f.mtime_ns), state, f.clobber, hasher)
+                except ZfileError as exc:
+                    results[k] = exc
+                    continue
+                claimed.append((k, upload, f, listed))
+            committed = await commit_wholes([(u, f.data, f.digest, listed) for _, u, f, listed in claimed])
+            for (k, *_), result in zip(claimed, committed, strict=True):
+                results[k] = result
         finally:
-            if upload._live:
-                await upload.abort()
+            for _, upload, *_ in claimed:
+                if upload._live:
+                    await upload.abort()
+        return results  # type: ignore[return-value]
 
     def _check_inline(self, name: str, size: int, clobber: bool, listed: bool) -> Path:
         """The disk checks of :meth:`_begin` for an inline PUT, in its order

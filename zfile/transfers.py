@@ -28,12 +28,15 @@ from .events import (
     Credit,
     Error,
     Event,
+    FileResult,
     Get,
     GetMeta,
     ListPage,
     ListRequest,
     Put,
     PutEnd,
+    PutMany,
+    PutManyOk,
     PutOk,
     PutReady,
 )
@@ -84,6 +87,13 @@ class Session:
         return t.state is protocol.State.LIST_PAGED
 
 
+def _many_name(req: PutMany) -> str:
+    """How a PUT-MANY is named in its log line: its file's name when it holds one."""
+    if len(req.files) == 1:
+        return req.files[0].name
+    return f"{req.files[0].name} and {len(req.files) - 1} more"
+
+
 class Transfers:
     """The sessions in flight and the work of each.
 
@@ -100,11 +110,14 @@ class Transfers:
 
     # -- the session table -------------------------------------------------------
 
-    def start(self, inc: Incoming, transfer: protocol.Transfer, event: Put | Get | ListRequest) -> None:
+    def start(self, inc: Incoming, transfer: protocol.Transfer, event: Put | PutMany | Get | ListRequest) -> None:
         """Record a session for an admitted request and start its task."""
-        session = Session(inc.identity, inc.peer, transfer, name=getattr(event, "name", ""), peer_key=inc.peer_key)
+        name = _many_name(event) if isinstance(event, PutMany) else getattr(event, "name", "")
+        session = Session(inc.identity, inc.peer, transfer, name=name, peer_key=inc.peer_key)
         self.sessions[session.key] = session
-        if isinstance(event, Put):
+        if isinstance(event, PutMany):
+            work = self._put_many(session, event)
+        elif isinstance(event, Put):
             work = self._inline_upload(session, event) if event.inline else self._upload(session, event)
         elif isinstance(event, Get):
             work = self._download(session, event)
@@ -224,6 +237,38 @@ class Transfers:
             )
             await self._send(session, PutOk(put.id, entry.size, entry.digest))
             self._log_transfer(session, "in", put.size, began, entry.digest, "ok")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            exc = e
+            self._log_transfer(session, "in", 0, began, b"", f"failed: {e}")
+        finally:
+            self._finish(session, exc)
+
+    async def _put_many(self, session: Session, req: PutMany) -> None:
+        began = time.monotonic()
+        exc: BaseException | None = None
+        try:
+            results = await self.store.put_many(req.files, algo=req.algo, peer=session.peer_key or session.peer)
+            replies = []
+            stored = 0
+            for f, result in zip(req.files, results, strict=True):
+                if isinstance(result, ZfileError):
+                    log.info("peer=%s name=%r refused: %s", session.who, f.name, result)
+                    replies.append(FileResult(result.code.value, str(result)))
+                else:
+                    # One INFO line per message, not per file: at thousands of files a
+                    # second the log itself would cost more than the store.
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("peer=%s name=%r bytes=%d stored", session.who, f.name, f.size)
+                    stored += result.size
+                    replies.append(FileResult(digest=result.digest))
+            await self._send(session, PutManyOk(req.id, tuple(replies)))
+            ok = sum(r.ok for r in replies)
+            if len(replies) == 1:  # logged as a single inline PUT would be
+                self._log_transfer(session, "in", stored, began, replies[0].digest or b"", "ok" if ok else "refused")
+            else:
+                self._log_transfer(session, "in", stored, began, b"", f"ok {ok} of {len(replies)}")
         except asyncio.CancelledError:
             raise
         except Exception as e:

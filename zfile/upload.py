@@ -7,9 +7,9 @@ in the state file (the commit intent :mod:`zfile.recovery` finishes after a
 crash), fsyncs the partial and hands it to the store's group commit
 (:meth:`zfile.store.Store._publish_entry`), which moves it to its final name
 with ``os.replace`` (or ``link`` when it must not clobber) and writes the
-catalog row.  A whole file sent inside its PUT (:meth:`Upload._commit_whole`)
-writes no state file: its commit intent is a catalog row, recorded by the
-group commit before the rename.
+catalog row.  A whole file sent inside its PUT or a PUT-MANY
+(:func:`commit_wholes`) writes no state file: its commit intent is a catalog
+row, recorded by the group commit before the rename.
 
 :func:`transfer_id` names a partial, :func:`probe_partial` says how much of
 one can be resumed, and :class:`Upload`, made by
@@ -29,7 +29,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,10 +38,10 @@ import blake3
 
 from . import digest as digests
 from .disk import fsync_dir, store_error, unlink_all
-from .errors import Exists, IntegrityError, NoSpace, StoreError
+from .errors import Exists, IntegrityError, NoSpace, StoreError, ZfileError
 from .events import Buffer, Entry
 from .names import quote_name
-from .writeback import Writeback
+from .writeback import Writeback, start_all
 
 if TYPE_CHECKING:
     from .store import Store
@@ -225,32 +225,12 @@ class Upload:
             await self._release(keep=False)
             return entry
 
-    async def _commit_whole(self, data: Buffer, digest: bytes, listed: bool) -> Entry:
-        """Commit a whole file held in memory (an inline PUT) with the checks
-        and steps of :meth:`Store.begin_upload`, :meth:`write` then
-        :meth:`commit`, in one worker-thread hop (path and space checks,
-        length and digest, write, mode, mtime, fsync) before the group
-        publish: small files are bound by per-file overhead.  ``listed``
-        says the catalog already holds the name (Exists unless clobbering).
-        No state file: the commit intent is recorded in the catalog with the
-        batch.  Errors as :meth:`commit`; the caller aborts the upload on any
-        of them."""
-        self._intent_in_catalog = True
-        actual = await asyncio.to_thread(self._write_whole, data, digest, listed)
-        fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
-        entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
-        try:
-            await self._store._publish_entry(self, entry)
-        except OSError as exc:
-            raise store_error(exc, self.name, "store") from exc
-        # Published: the partial was renamed (or linked and unlinked) into
-        # place and no state file was written, so there is nothing to delete.
-        self._live = False
-        if self._store._active.get(self.transfer) is self:
-            del self._store._active[self.transfer]
-        return entry
-
-    def _write_whole(self, data: Buffer, digest: bytes, listed: bool) -> bytes:
+    def _write_whole(self, data: Buffer, digest: bytes, listed: bool) -> tuple[bytes, int]:
+        """The worker-thread part of :func:`commit_wholes` for this upload:
+        the checks of :meth:`Store.begin_upload` (path, existing name, free
+        space), then length and digest, then write, mode and mtime.  Returns
+        the verified digest and the partial's open descriptor, not yet
+        fsynced; the caller fsyncs and closes it."""
         self._store._check_inline(self.name, self.size, self.clobber, listed)
         q = quote_name(self.name)
         view = memoryview(data).cast("B")
@@ -267,13 +247,29 @@ class Upload:
             try:
                 while view:
                     view = view[os.write(fd, view) :]
-                self._seal(fd)
-            finally:
+                self._stamp(fd)
+            except BaseException:
                 os.close(fd)
+                raise
         except OSError as exc:
             raise store_error(exc, self.name, "store") from exc
         self.offset = self.size
-        return actual
+        return actual, fd
+
+    async def _published(self, digest: bytes) -> Entry:
+        """Hand a whole file, written and fsynced, to the group commit."""
+        fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, digest)
+        entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
+        try:
+            await self._store._publish_entry(self, entry)
+        except OSError as exc:
+            raise store_error(exc, self.name, "store") from exc
+        # Published: the partial was renamed (or linked and unlinked) into
+        # place and no state file was written, so there is nothing to delete.
+        self._live = False
+        if self._store._active.get(self.transfer) is self:
+            del self._store._active[self.transfer]
+        return entry
 
     def _write_intent(self, digest: bytes) -> None:
         # The verified digest goes into the state file (a commit intent) before
@@ -282,9 +278,12 @@ class Upload:
         # torn by a crash here only costs the partial its resume.
         self._state_path.write_text(json.dumps({**self._state, "created": time.time(), "digest": digest.hex()}))
 
-    def _seal(self, fd: int) -> None:
+    def _stamp(self, fd: int) -> None:
         os.fchmod(fd, self.mode)
         os.utime(fd if os.utime in os.supports_fd else self._part, ns=(self.mtime_ns, self.mtime_ns))
+
+    def _seal(self, fd: int) -> None:
+        self._stamp(fd)
         os.fsync(fd)
 
     def _install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
@@ -360,3 +359,65 @@ class Upload:
         finally:
             if self._store._active.get(self.transfer) is self:
                 del self._store._active[self.transfer]
+
+
+#: One whole file for :func:`commit_wholes`: its claimed upload, its bytes,
+#: the digest the client declared, and whether the catalog already lists its name.
+Whole = tuple[Upload, Buffer, bytes, bool]
+
+
+async def commit_wholes(wholes: Sequence[Whole]) -> list[Entry | ZfileError]:
+    """Commit whole files held in memory (inline PUTs, a PUT-MANY) with the
+    checks and steps of :meth:`Store.begin_upload`, :meth:`Upload.write`
+    then :meth:`Upload.commit`, and return an entry or an error for each, in
+    order; one file's error never stops the others.
+
+    Small files are bound by per-file overhead, so the whole batch takes one
+    worker-thread hop (path and space checks, length and digest, write,
+    mode, mtime, fsync of every file), then joins one group commit.  Every
+    file is still fsynced on its own before its rename.  No state file: the
+    commit intent is recorded in the catalog with the group commit.  Errors
+    per file as :meth:`Upload.commit`; the caller aborts every upload still
+    live afterwards.
+    """
+    for upload, *_ in wholes:
+        upload._intent_in_catalog = True
+    results: list[Entry | ZfileError | bytes] = await asyncio.to_thread(_write_wholes, wholes)
+    ready = [(k, wholes[k][0], r) for k, r in enumerate(results) if isinstance(r, bytes)]
+    published = await asyncio.gather(*(u._published(digest) for _, u, digest in ready), return_exceptions=True)
+    for (k, _, _), outcome in zip(ready, published, strict=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, ZfileError):
+            raise outcome
+        results[k] = outcome
+    return results  # type: ignore[return-value]
+
+
+def _write_wholes(wholes: Sequence[Whole]) -> list[ZfileError | bytes]:
+    """Write every file, then fsync every file; the verified digest of each
+    file written and synced, or its error."""
+    results: list[ZfileError | bytes] = []
+    opened: list[tuple[int, int]] = []  # (index, fd)
+    try:
+        for k, (upload, data, digest, listed) in enumerate(wholes):
+            try:
+                actual, fd = upload._write_whole(data, digest, listed)
+            except ZfileError as exc:
+                results.append(exc)
+                continue
+            results.append(actual)
+            opened.append((k, fd))
+        # Writeback of every file starts before the first fsync waits: that
+        # fsync's journal commit then carries the batch, and the rest find
+        # little left to do (several times the files per second of one
+        # write-and-fsync after another on ext4).
+        start_all([fd for _, fd in opened])
+        for k, fd in opened:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                results[k] = store_error(exc, wholes[k][0].name, "store")
+    finally:
+        for _, fd in opened:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return results

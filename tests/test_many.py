@@ -1,0 +1,211 @@
+"""Many small files in one message (PUT-MANY): each file is stored or refused
+on its own, in the store, through the daemon, and from the client and CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+
+import blake3
+import pytest
+
+from zfile import upload as upload_mod
+from zfile.batch import MANY_FILES, send_paths
+from zfile.client import Client, Result
+from zfile.errors import (
+    BadName,
+    Busy,
+    ErrorCode,
+    Exists,
+    IntegrityError,
+    LocalFileError,
+    NoSpace,
+    RemoteError,
+    TooLarge,
+)
+from zfile.events import Entry, PutFile
+from zfile.store import Store
+
+from .conftest import zfile_cli
+
+MTIME_NS = 1_600_000_000_123_456_789
+
+
+def b3(data: bytes) -> bytes:
+    return blake3.blake3(data).digest()
+
+
+def whole(name: str, data: bytes, *, digest: bytes | None = None, clobber: bool = True, mode: int = 0o640) -> PutFile:
+    return PutFile(name, len(data), MTIME_NS, mode, b3(data) if digest is None else digest, clobber, data)
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    s = Store(tmp_path / "root", max_file_size=1 << 20)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def tmp_files(store: Store) -> list[str]:
+    return sorted(p.name for p in (store.root / ".zfile" / "tmp").iterdir())
+
+
+# -- the store -----------------------------------------------------------------
+
+
+async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: Store) -> None:
+    (store.root / "kept.txt").write_bytes(b"old")
+    await store.put_inline(
+        name="kept.txt", size=3, mtime_ns=MTIME_NS, mode=0o644, algo="blake3", clobber=True, peer="p",
+        data=b"old", digest=b3(b"old"),
+    )  # fmt: skip
+    files = [
+        whole("a/one.txt", b"one", mode=0o600),
+        whole("../escape.txt", b"bad name"),
+        whole("kept.txt", b"new", clobber=False),
+        whole("a/lying.txt", b"bytes", digest=b3(b"other bytes")),
+        whole("big.bin", b"x" * ((1 << 20) + 1)),
+        whole("a/empty", b""),
+        whole("a/one.txt", b"one", mode=0o600),  # same name, size and mtime as the first: busy
+        whole("b/two.txt", b"two"),
+    ]
+    results = await store.put_many(files, algo="blake3", peer="peer-1")
+    kinds = [type(r) for r in results]
+    assert kinds == [Entry, BadName, Exists, IntegrityError, TooLarge, Entry, Busy, Entry]
+    assert (store.root / "a" / "one.txt").read_bytes() == b"one"
+    assert (store.root / "a" / "one.txt").stat().st_mode & 0o7777 == 0o600
+    assert (store.root / "a" / "one.txt").stat().st_mtime_ns == MTIME_NS
+    assert (store.root / "a" / "empty").read_bytes() == b""
+    assert (store.root / "kept.txt").read_bytes() == b"old"
+    assert not (store.root / "a" / "lying.txt").exists() and not (store.root / "big.bin").exists()
+    assert not (store.root.parent / "escape.txt").exists()
+    listed = {e.name: e for e in await store.list()}
+    assert sorted(listed) == ["a/empty", "a/one.txt", "b/two.txt", "kept.txt"]
+    assert listed["b/two.txt"].digest == b3(b"two") and listed["b/two.txt"].peer == "peer-1"
+    assert tmp_files(store) == []
+    assert store._active == {}
+
+
+async def test_a_failed_fsync_fails_its_file_alone(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_fsync = os.fsync
+    doomed = []
+
+    def fsync(fd: int) -> None:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if target.endswith(".part") and doomed and target == doomed[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    real_write_whole = upload_mod.Upload._write_whole
+
+    def write_whole(self, data, digest, listed):
+        result = real_write_whole(self, data, digest, listed)
+        if self.name == "b.txt":
+            doomed.append(str(self._part))
+        return result
+
+    monkeypatch.setattr(upload_mod.os, "fsync", fsync)
+    monkeypatch.setattr(upload_mod.Upload, "_write_whole", write_whole)
+    results = await store.put_many(
+        [whole("a.txt", b"a"), whole("b.txt", b"b"), whole("c.txt", b"c")], algo="blake3", peer=""
+    )
+    assert [type(r) for r in results] == [Entry, NoSpace, Entry]
+    assert sorted(p.name for p in store.root.iterdir() if p.name != ".zfile") == ["a.txt", "c.txt"]
+    assert tmp_files(store) == []
+
+
+async def test_a_batch_is_written_before_any_file_is_fsynced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The point of the batch: every file's writeback has started when the first fsync waits.
+    calls: list[str] = []
+    real_fsync, real_start = os.fsync, upload_mod.start_all
+    monkeypatch.setattr(upload_mod.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(upload_mod, "start_all", lambda fds: (calls.append(f"start {len(fds)}"), real_start(fds))[1])
+    await store.put_many([whole(f"f{i}", b"%d" % i) for i in range(5)], algo="blake3", peer="")
+    assert calls[:6] == ["start 5"] + ["fsync"] * 5
+
+
+# -- through the daemon --------------------------------------------------------
+
+
+def make_tree(root: Path, count: int, size: int = 100) -> dict[str, bytes]:
+    files = {}
+    for i in range(count):
+        data = os.urandom(size + i % 7)
+        path = root / f"d{i % 3}" / f"f{i:04d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        files[path.relative_to(root.parent).as_posix()] = data
+    return files
+
+
+async def test_put_many_reports_each_file(daemon, tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"good")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(300 << 10))  # over inline_max: goes on its own
+    async with Client(daemon.endpoint) as client:
+        results = await client.put_many(
+            [(good, "x/good.txt"), (tmp_path / "missing", "x/missing"), (fifo, "x/fifo"), (big, "x/big.bin"),
+             (good, "../escape.txt"), (good, "x/good-2.txt")]
+        )  # fmt: skip
+        assert isinstance(results[0], Result) and results[0].digest == b3(b"good")
+        assert isinstance(results[1], LocalFileError) and isinstance(results[2], LocalFileError)
+        assert isinstance(results[3], Result) and results[3].size == 300 << 10
+        assert isinstance(results[4], RemoteError) and results[4].code is ErrorCode.BAD_REQUEST
+        assert isinstance(results[5], Result)
+        names = sorted([e.name async for e in client.list("x/")])
+    assert names == ["x/big.bin", "x/good-2.txt", "x/good.txt"]
+    assert (daemon.root / "x" / "big.bin").read_bytes() == big.read_bytes()
+    assert not (daemon.root.parent / "escape.txt").exists()
+
+
+async def test_a_file_answered_busy_is_sent_again_on_its_own(daemon, tmp_path: Path) -> None:
+    src = tmp_path / "same.txt"
+    src.write_bytes(b"twice in one message")
+    async with Client(daemon.endpoint, busy_backoff=0.01) as client:
+        results = await client.put_many([(src, "same.txt"), (src, "same.txt")])
+    assert all(isinstance(r, Result) for r in results), results
+    assert (daemon.root / "same.txt").read_bytes() == src.read_bytes()
+
+
+async def test_send_paths_batches_small_files_and_streams_large(daemon, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    files = make_tree(tree, MANY_FILES + 40)
+    (tree / "large.bin").write_bytes(large := os.urandom(3 << 20))
+    files["tree/large.bin"] = large
+    sent: list[int] = []
+    async with Client(daemon.endpoint) as client:
+        outcomes = await send_paths(client, [tree], progress=sent.append)
+        assert [o.error for o in outcomes if o.error] == []
+        stored = {e.name: e.digest async for e in client.list("tree/")}
+    assert stored == {name: b3(data) for name, data in files.items()}
+    assert sum(sent) == sum(len(d) for d in files.values())
+    for name, data in files.items():
+        assert (daemon.root / name).read_bytes() == data
+
+
+def test_cli_reports_the_refused_file_and_sends_the_rest(daemon, tmp_path: Path) -> None:
+    tree = tmp_path / "docs"
+    files = make_tree(tree, 30)
+    taken = sorted(files)[5]
+    old = tmp_path / "old.bin"
+    old.write_bytes(b"stored before")
+
+    async def put_old() -> None:
+        async with Client(daemon.endpoint) as client:
+            await client.put(old, taken)
+
+    asyncio.run(put_old())
+    res = zfile_cli("send", str(tree), "--to", daemon.endpoint, "--no-clobber", check=False)
+    assert res.returncode == 1
+    assert "zfile: error:" in res.stderr and taken in res.stderr and "exists" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert (daemon.root / taken).read_bytes() == b"stored before"
+    for name, data in files.items():
+        if name != taken:
+            assert (daemon.root / name).read_bytes() == data
