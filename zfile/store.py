@@ -38,7 +38,7 @@ import aiofiles.os
 
 from . import digest as digests
 from .catalog import Catalog
-from .disk import fsync_dir, store_error, unlink_all
+from .disk import store_error, unlink_all
 from .download import Download
 from .errors import (
     BadName,
@@ -53,6 +53,7 @@ from .errors import (
 )
 from .events import Buffer, Entry, PutFile
 from .names import PRIVATE_DIR, check_name, check_prefix, quote_name
+from .publish import Publisher
 from .recovery import Reconciled, reconcile
 from .upload import Upload, commit_wholes, probe_partial, transfer_id
 
@@ -97,14 +98,10 @@ class Store:
         self._name_max = 255
         # transfer id -> its live Upload, or None while sweep_partials deletes it.
         self._active: dict[str, Upload | None] = {}
-        # Held from os.replace to the catalog write, and by open_download from
-        # catalog read to open, so a download never pairs one version's entry
-        # with another version's bytes.
-        self._publish = asyncio.Lock()
-        # Commits waiting for the next batch, and the task publishing batches
-        # (group commit, see _publish_entry).
-        self._to_publish: list[tuple[Upload, Entry, asyncio.Future[None]]] = []
-        self._publisher: asyncio.Task[None] | None = None
+        # Group commit; its lock is also held by open_download from catalog
+        # read to open, so a download never pairs one version's entry with
+        # another version's bytes.
+        self._publisher = Publisher(self._catalog, lambda name: self._check_path(name, True))
         self.reconciled = Reconciled()
 
     async def open(self) -> None:
@@ -324,89 +321,6 @@ class Store:
         self._active[transfer] = upload
         return upload
 
-    async def _publish_entry(self, upload: Upload, entry: Entry) -> None:
-        """Move ``upload``'s sealed partial to its final name and record ``entry``.
-
-        Group commit: commits that arrive while a batch is being published
-        wait and go together in the next one.  A batch is renamed into place
-        in one worker-thread hop, each directory it touched is fsynced once
-        after all its renames, and the catalog records it in one transaction
-        (one journal flush); every file was fsynced on its own before.  An
-        inline upload's commit intent is recorded in the catalog before the
-        renames (one more transaction per batch) and removed with its row.  All
-        under ``_publish``, so a download still never pairs one version's
-        entry with another's bytes.  Raises, for this upload only, what
-        :meth:`_check_path` and :meth:`Upload._install` raise (BadName,
-        Exists, OSError), or StoreError when the catalog write fails.
-        """
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._to_publish.append((upload, entry, done))
-        if self._publisher is None or self._publisher.done():
-            self._publisher = asyncio.create_task(self._publish_batches(), name="zfile-publish")
-        await done
-
-    async def _publish_batches(self) -> None:
-        while self._to_publish:
-            batch: list[tuple[Upload, Entry, asyncio.Future[None]]] = []
-            try:
-                async with self._publish:
-                    # Taken under the lock: a commit cancelled while it waited is not published.
-                    batch = [item for item in self._to_publish if not item[2].done()]
-                    self._to_publish = []
-                    # Inline uploads keep their commit intent in the catalog, not in a state file.
-                    intents = [(u.transfer, e) for u, e, _ in batch if u._intent_in_catalog]
-                    try:
-                        await self._catalog.add_intents(intents)
-                    except StoreError as exc:
-                        batch, failed = [i for i in batch if not i[0]._intent_in_catalog], batch
-                        for u, _, done in failed:
-                            if u._intent_in_catalog and not done.done():
-                                done.set_exception(exc)
-                        intents = []
-                    outcomes = await asyncio.to_thread(self._install_batch, [(u, e.name) for u, e, _ in batch])
-                    installed = [e for (_, e, _), exc in zip(batch, outcomes, strict=True) if exc is None]
-                    try:
-                        await self._catalog.put_many(installed, [t for t, _ in intents])
-                    except StoreError as exc:
-                        outcomes = [exc if o is None else o for o in outcomes]
-            except BaseException as exc:
-                failure = exc if isinstance(exc, Exception) else StoreError("the store closed while publishing")
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(failure)
-                raise
-            for (_, _, done), exc in zip(batch, outcomes, strict=True):
-                if done.done():
-                    continue
-                if exc is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(exc)
-
-    def _install_batch(self, batch: list[tuple[Upload, str]]) -> list[BaseException | None]:
-        outcomes: list[BaseException | None] = []
-        dirs: set[Path] = set()
-        for upload, name in batch:
-            try:
-                final = self._check_path(name, True)
-            except OSError as exc:
-                outcomes.append(store_error(exc, name, "inspect the path of"))
-                continue
-            except ZfileError as exc:
-                outcomes.append(exc)
-                continue
-            try:
-                dirs |= upload._install(final, sync_dirs=False)
-                outcomes.append(None)
-            except (OSError, ZfileError) as exc:
-                outcomes.append(exc)
-        try:
-            for directory in dirs:
-                fsync_dir(directory)
-        except OSError as exc:
-            outcomes = [exc if o is None else o for o in outcomes]
-        return outcomes
-
     async def lookup(self, name: str) -> Entry:
         """Return the catalog entry of ``name``; BadName or NotFound."""
         self._check_open()
@@ -427,7 +341,7 @@ class Store:
         self._check_open()
         check_name(name, self.max_name_bytes)
         q = quote_name(name)
-        async with self._publish:
+        async with self._publisher.lock:
             entry = await self._catalog.get(name)
             if entry is None:
                 raise NotFound(f"{q} is not in the store")

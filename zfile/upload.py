@@ -5,7 +5,7 @@ in ``<transfer>.json``, so an interrupted upload can resume) while its digest
 is computed from the same buffers.  A commit verifies the digest, records it
 in the state file (the commit intent :mod:`zfile.recovery` finishes after a
 crash), fsyncs the partial and hands it to the store's group commit
-(:meth:`zfile.store.Store._publish_entry`), which moves it to its final name
+(:class:`zfile.publish.Publisher`), which moves it to its final name
 with ``os.replace`` (or ``link`` when it must not clobber) and writes the
 catalog row.  A whole file sent inside its PUT or a PUT-MANY
 (:func:`commit_wholes`) writes no state file: its commit intent is a catalog
@@ -214,7 +214,9 @@ class Upload:
                 self._file = None
                 fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
                 entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
-                await store._publish_entry(self, entry)
+                (failure,) = await store._publisher.publish([(self, entry)])
+                if failure is not None:
+                    raise failure
             except OSError as exc:
                 err = store_error(exc, self.name, "store")
                 await self._release(keep=not isinstance(err, NoSpace))
@@ -255,21 +257,6 @@ class Upload:
             raise store_error(exc, self.name, "store") from exc
         self.offset = self.size
         return actual, fd
-
-    async def _published(self, digest: bytes) -> Entry:
-        """Hand a whole file, written and fsynced, to the group commit."""
-        fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, digest)
-        entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
-        try:
-            await self._store._publish_entry(self, entry)
-        except OSError as exc:
-            raise store_error(exc, self.name, "store") from exc
-        # Published: the partial was renamed (or linked and unlinked) into
-        # place and no state file was written, so there is nothing to delete.
-        self._live = False
-        if self._store._active.get(self.transfer) is self:
-            del self._store._active[self.transfer]
-        return entry
 
     def _write_intent(self, digest: bytes) -> None:
         # The verified digest goes into the state file (a commit intent) before
@@ -380,15 +367,35 @@ async def commit_wholes(wholes: Sequence[Whole]) -> list[Entry | ZfileError]:
     per file as :meth:`Upload.commit`; the caller aborts every upload still
     live afterwards.
     """
+    if not wholes:
+        return []
     for upload, *_ in wholes:
         upload._intent_in_catalog = True
     results: list[Entry | ZfileError | bytes] = await asyncio.to_thread(_write_wholes, wholes)
-    ready = [(k, wholes[k][0], r) for k, r in enumerate(results) if isinstance(r, bytes)]
-    published = await asyncio.gather(*(u._published(digest) for _, u, digest in ready), return_exceptions=True)
-    for (k, _, _), outcome in zip(ready, published, strict=True):
-        if isinstance(outcome, BaseException) and not isinstance(outcome, ZfileError):
-            raise outcome
-        results[k] = outcome
+    ready: list[tuple[int, Upload, Entry]] = []
+    ids = os.urandom(16 * len(wholes))  # one system call for the batch's entry ids
+    received = time.time()
+    for k, digest in enumerate(results):
+        if isinstance(digest, bytes):
+            u = wholes[k][0]
+            uid = uuid.UUID(bytes=ids[16 * k : 16 * k + 16], version=4).hex
+            entry = Entry(u.name, u.size, u.mtime_ns, u.mode, u.algo, digest, received=received, id=uid, peer=u.peer)
+            ready.append((k, u, entry))
+    failures = await wholes[0][0]._store._publisher.publish([(u, e) for _, u, e in ready])
+    for (k, upload, entry), failure in zip(ready, failures, strict=True):
+        if failure is None:
+            # Published: the partial was renamed (or linked and unlinked) into
+            # place and no state file was written, so there is nothing to delete.
+            upload._live = False
+            if upload._store._active.get(upload.transfer) is upload:
+                del upload._store._active[upload.transfer]
+            results[k] = entry
+        elif isinstance(failure, OSError):
+            results[k] = store_error(failure, upload.name, "store")
+        elif isinstance(failure, ZfileError):
+            results[k] = failure
+        else:
+            raise failure
     return results  # type: ignore[return-value]
 
 
