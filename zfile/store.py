@@ -134,29 +134,39 @@ class Store:
     def _check_path(self, name: str, for_write: bool) -> Path:
         """Return root/name, raising BadName when its parent resolves outside
         the root or into the private directory, or (for_write) when the path
-        is a symlink or directory or a file blocks a needed directory."""
+        is a symlink or directory or a file blocks a needed directory.  Runs
+        twice for every file stored (before the write and before the rename),
+        so it makes as few system calls as the checks allow."""
         path = self.root / name
         parent = os.path.realpath(path.parent)
-        private = os.path.join(self._real_root, PRIVATE_DIR)
-        q = quote_name(name)
-        if (
-            os.path.commonpath([parent, self._real_root]) != self._real_root
-            or os.path.commonpath([parent, private]) == private
+        root = self._real_root
+        private = os.path.join(root, PRIVATE_DIR)
+        if not (parent == root or parent.startswith(root + os.sep)) or (
+            parent == private or parent.startswith(private + os.sep)
         ):
-            raise BadName(f"{q} resolves outside the store through a symbolic link")
+            raise BadName(f"{quote_name(name)} resolves outside the store through a symbolic link")
         if not for_write:
             return path
         if any(len(part.encode()) > self._name_max for part in name.split("/")):
-            raise BadName(f"{q} has a component longer than {self._name_max} bytes")
-        if path.is_symlink():
-            raise BadName(f"{q} is a symbolic link in the store")
-        if path.is_dir():
-            raise BadName(f"{q} is a directory in the store")
+            raise BadName(f"{quote_name(name)} has a component longer than {self._name_max} bytes")
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            mode = 0
+        except NotADirectoryError:
+            raise BadName(f"{quote_name(name)} needs a directory where the store holds a file") from None
+        if stat.S_ISLNK(mode):
+            raise BadName(f"{quote_name(name)} is a symbolic link in the store")
+        if stat.S_ISDIR(mode):
+            raise BadName(f"{quote_name(name)} is a directory in the store")
         ancestor = parent
-        while not os.path.lexists(ancestor):
-            ancestor = os.path.dirname(ancestor)
-        if not os.path.isdir(ancestor):
-            raise BadName(f"{q} needs a directory where the store holds a file")
+        while True:
+            try:
+                if not stat.S_ISDIR(os.stat(ancestor).st_mode):
+                    raise BadName(f"{quote_name(name)} needs a directory where the store holds a file")
+                break
+            except FileNotFoundError:
+                ancestor = os.path.dirname(ancestor)
         return path
 
     async def _resolve(self, name: str, for_write: bool) -> Path:
