@@ -19,6 +19,12 @@ from .errors import BadName, ErrorCode, LocalFileError, RemoteError, ZfileError
 from .events import Entry
 from .names import check_name
 
+#: Most files in one PUT-MANY message, and messages in flight at once: 256
+#: files of 4 KiB make a 1 MiB message, and four keep the daemon's disk busy
+#: while the client reads the next batch.
+MANY_FILES = 256
+MANY_IN_FLIGHT = 4
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -158,13 +164,6 @@ async def send_paths(
 
     await asyncio.gather(singles(), *(sender() for _ in range(MANY_IN_FLIGHT)))
     return [o for o in outcomes if o is not None]
-
-
-#: Most files in one PUT-MANY message, and messages in flight at once: 256
-#: files of 4 KiB make a 1 MiB message, and four keep the daemon's disk busy
-#: while the client reads the next batch.
-MANY_FILES = 256
-MANY_IN_FLIGHT = 4
 
 
 def _batches(plan: list[tuple[Path, str, int]], small: list[int], most_bytes: int) -> Iterator[list[int]]:
