@@ -1,4 +1,4 @@
-"""Shared fixtures: a real ``zfile serve`` subprocess on a free loopback port."""
+"""Shared fixtures: a real ``zfile serve`` subprocess on a free loopback port, and an open store."""
 
 from __future__ import annotations
 
@@ -61,6 +61,17 @@ def _no_machine_config(monkeypatch):
     """Daemons and clients started by tests read no /etc/zfile/zfile.toml this
     machine may have: an explicit empty config file stands in for it."""
     monkeypatch.setenv("ZFILE_CONFIG", os.devnull)
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    """An open :class:`zfile.store.Store` under ``tmp_path/root`` that takes files up to 1 MiB."""
+    from zfile.store import Store
+
+    s = Store(tmp_path / "root", max_file_size=1 << 20)
+    await s.open()
+    yield s
+    await s.close()
 
 
 @pytest.fixture

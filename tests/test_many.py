@@ -8,7 +8,6 @@ import errno
 import os
 from pathlib import Path
 
-import blake3
 import pytest
 
 from zfile import upload as upload_mod
@@ -29,28 +28,13 @@ from zfile.events import Entry, PutFile
 from zfile.store import Store
 
 from .conftest import zfile_cli
+from .test_store import b3, tmp_files
 
 MTIME_NS = 1_600_000_000_123_456_789
 
 
-def b3(data: bytes) -> bytes:
-    return blake3.blake3(data).digest()
-
-
 def whole(name: str, data: bytes, *, digest: bytes | None = None, clobber: bool = True, mode: int = 0o640) -> PutFile:
     return PutFile(name, len(data), MTIME_NS, mode, b3(data) if digest is None else digest, clobber, data)
-
-
-@pytest.fixture
-async def store(tmp_path: Path):
-    s = Store(tmp_path / "root", max_file_size=1 << 20)
-    await s.open()
-    yield s
-    await s.close()
-
-
-def tmp_files(store: Store) -> list[str]:
-    return sorted(p.name for p in (store.root / ".zfile" / "tmp").iterdir())
 
 
 # -- the store -----------------------------------------------------------------

@@ -59,14 +59,6 @@ def b3(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-@pytest.fixture
-async def store(tmp_path: Path):
-    s = Store(tmp_path / "root", max_file_size=1 << 20)
-    await s.open()
-    yield s
-    await s.close()
-
-
 async def begin(store: Store, name: str, size: int, *, mtime_ns: int = MTIME_NS, clobber: bool = True, **kw):
     return await store.begin_upload(
         name=name,

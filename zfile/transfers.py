@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from . import protocol
@@ -219,10 +220,24 @@ class Transfers:
 
     # -- transfers ---------------------------------------------------------------
 
-    async def _inline_upload(self, session: Session, put: Put) -> None:
+    async def _logged(self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]]) -> None:
+        """Run ``work``, which returns (bytes stored, digest, result) for the
+        upload's log line; log a failure instead, and end the session either way."""
         began = time.monotonic()
         exc: BaseException | None = None
         try:
+            nbytes, digest, result = await work()
+            self._log_transfer(session, "in", nbytes, began, digest, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            exc = e
+            self._log_transfer(session, "in", 0, began, b"", f"failed: {e}")
+        finally:
+            self._finish(session, exc)
+
+    async def _inline_upload(self, session: Session, put: Put) -> None:
+        async def work() -> tuple[int, bytes, str]:
             assert put.data is not None and put.digest is not None
             entry = await self.store.put_inline(
                 name=put.name,
@@ -236,19 +251,12 @@ class Transfers:
                 digest=put.digest,
             )
             await self._send(session, PutOk(put.id, entry.size, entry.digest))
-            self._log_transfer(session, "in", put.size, began, entry.digest, "ok")
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            exc = e
-            self._log_transfer(session, "in", 0, began, b"", f"failed: {e}")
-        finally:
-            self._finish(session, exc)
+            return put.size, entry.digest, "ok"
+
+        await self._logged(session, work)
 
     async def _put_many(self, session: Session, req: PutMany) -> None:
-        began = time.monotonic()
-        exc: BaseException | None = None
-        try:
+        async def work() -> tuple[int, bytes, str]:
             results = await self.store.put_many(req.files, algo=req.algo, peer=session.peer_key or session.peer)
             replies = []
             stored = 0
@@ -266,16 +274,10 @@ class Transfers:
             await self._send(session, PutManyOk(req.id, tuple(replies)))
             ok = sum(r.ok for r in replies)
             if len(replies) == 1:  # logged as a single inline PUT would be
-                self._log_transfer(session, "in", stored, began, replies[0].digest or b"", "ok" if ok else "refused")
-            else:
-                self._log_transfer(session, "in", stored, began, b"", f"ok {ok} of {len(replies)}")
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            exc = e
-            self._log_transfer(session, "in", 0, began, b"", f"failed: {e}")
-        finally:
-            self._finish(session, exc)
+                return stored, replies[0].digest or b"", "ok" if ok else "refused"
+            return stored, b"", f"ok {ok} of {len(replies)}"
+
+        await self._logged(session, work)
 
     def _upload_window(self) -> int:
         """Bytes one upload may have granted and not yet written: ``window``,
