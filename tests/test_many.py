@@ -193,3 +193,16 @@ def test_cli_reports_the_refused_file_and_sends_the_rest(daemon, tmp_path: Path)
     for name, data in files.items():
         if name != taken:
             assert (daemon.root / name).read_bytes() == data
+
+
+async def test_put_many_never_sends_more_than_the_protocol_allows(daemon, tmp_path: Path) -> None:
+    files = []
+    for i in range(20):  # 20 x 256 KiB = 5 MiB, over MAX_MANY_BYTES
+        path = tmp_path / f"q{i:02d}.bin"
+        path.write_bytes(os.urandom(256 << 10))
+        files.append((path, f"q/{path.name}"))
+    async with Client(daemon.endpoint, many_bytes=64 << 20) as client:
+        results = await client.put_many(files)
+    assert all(isinstance(r, Result) for r in results), results
+    for path, name in files:
+        assert (daemon.root / name).read_bytes() == path.read_bytes()

@@ -60,7 +60,7 @@ from .events import (
     PutReady,
 )
 from .many import read_wholes
-from .protocol import DEFAULT_CHUNK_SIZE, Role, State, Transfer
+from .protocol import DEFAULT_CHUNK_SIZE, MAX_MANY_BYTES, Role, State, Transfer
 from .transport import ClientCurve, ClientSocket
 from .writeback import Writeback
 
@@ -337,7 +337,8 @@ class Client:
         its own through :meth:`put`.  A failure of the whole message
         (TransportError, or RemoteError after ``busy`` retries) is raised.
         """
-        read = await asyncio.to_thread(read_wholes, files, self.inline_max, self.many_bytes, clobber)
+        most = min(self.many_bytes, MAX_MANY_BYTES)  # a larger message would be refused whole
+        read = await asyncio.to_thread(read_wholes, files, self.inline_max, most, clobber)
         results: list[Result | ZfileError | None] = [r if isinstance(r, ZfileError) else None for r in read]
         batch = [(k, r) for k, r in enumerate(read) if isinstance(r, PutFile)]
         if batch:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from ._codec import MAX_DIGEST_BYTES, PROTOCOL_VERSION, decode, encode
+from ._codec import MAX_DIGEST_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, PROTOCOL_VERSION, decode, encode
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     Cancel,
@@ -45,6 +45,8 @@ from .events import (
 __all__ = [
     "PROTOCOL_VERSION",
     "MAX_DIGEST_BYTES",
+    "MAX_MANY_BYTES",
+    "MAX_MANY_FILES",
     "DEFAULT_CHUNK_SIZE",
     "Role",
     "State",
