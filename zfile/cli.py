@@ -17,13 +17,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from click.core import ParameterSource
-from tqdm import tqdm
 
-from . import __version__, auth, settings
+from . import __version__, settings
 from .batch import Outcome, fetch, plan_download, plan_upload, send_paths
 from .client import Client
 from .config import ServerConfig
@@ -31,6 +30,9 @@ from .endpoint import DEFAULT_ENDPOINT, EndpointError, parse_endpoint
 from .errors import ConfigError, ZfileError
 from .events import Entry
 from .transport import ClientCurve
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 T = TypeVar("T")
 _DEFAULTS = ServerConfig()
@@ -59,6 +61,9 @@ def _endpoint(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _progress_bar(total: int, quiet: bool, desc: str) -> tqdm:
+    # Imported here: it costs every command's start-up ~20 ms, ls included.
+    from tqdm import tqdm
+
     return tqdm(
         total=total,
         unit="B",
@@ -140,6 +145,8 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
             resolved = settings.client_settings(flags, config_path)
             curve = None
             if resolved.server_key is not None and resolved.client_key is not None:
+                from . import auth  # CURVE only: imported when used
+
                 curve = ClientCurve(
                     auth.load_public_key(settings.resolve_path(resolved.server_key)),
                     auth.load_keypair(settings.resolve_path(resolved.client_key)),
@@ -271,6 +278,8 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
             if config.secret_key is None or config.authorized_keys is None:
                 check_bind(config)
             else:
+                from . import auth
+
                 auth.load_keypair(config.secret_key)
                 auth.load_authorized_keys(config.authorized_keys)
     except ConfigError as exc:
@@ -299,6 +308,8 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 def keygen(out: str, name: str | None) -> None:
     """Write a new CURVE key pair: NAME.key, the public key to hand to peers, and
     NAME.key_secret (mode 0600), the pair to keep.  Never overwrites a key."""
+    from . import auth
+
     name = name or socket.gethostname() or "zfile"
     try:
         public, secret = auth.generate_keypair(out, name)

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import math
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -115,6 +114,14 @@ def _from_env(where: str, text: str, kind: type, optional: bool) -> Any:
         raise ConfigError(f"{where} must be {_TYPE_NAMES[kind]}, got {text!r}") from None
 
 
+def _load_toml(f: Any) -> dict[str, Any]:
+    # Imported only when a config file exists: most commands have none, and
+    # every command's start-up would pay for the import.
+    import tomllib
+
+    return tomllib.load(f)
+
+
 def read_file(path: str | os.PathLike[str] | None, env: Mapping[str, str] = os.environ) -> tuple[dict, str | None]:
     """Parse the config file; return (its tables, the path read or None).
 
@@ -127,14 +134,14 @@ def read_file(path: str | os.PathLike[str] | None, env: Mapping[str, str] = os.e
     chosen = str(path) if path is not None else env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
     try:
         with open(chosen, "rb") as f:
-            data = tomllib.load(f)
+            data = _load_toml(f)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"config file {chosen} does not exist") from None
         return {}, None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {chosen}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # tomllib.TOMLDecodeError
         raise ConfigError(f"config file {chosen} is not valid TOML: {exc}") from None
     for key, value in data.items():
         if key not in ("server", "client"):
