@@ -284,9 +284,15 @@ class Transfers:
         shrunk while many uploads run so that together they hold at most
         _UPLOAD_BUFFER_WINDOWS windows (128 MiB by default) whatever their
         number, but never under one chunk, so every upload keeps moving.  A
-        smaller window only delays grants: credit already given stays valid."""
+        smaller window only delays grants: credit already given stays valid.
+        A shrunk window is a whole number of chunks: the client cuts a chunk
+        at the edge of its credit, so a window of 1.3 chunks (100 uploads)
+        turned 1,000 chunks into 1,533 messages, each its own write hop."""
         share = self.config.window * _UPLOAD_BUFFER_WINDOWS // max(1, self._streaming)
-        return max(self.config.chunk_size, min(self.config.window, share))
+        if share >= self.config.window:
+            return self.config.window
+        chunk = self.config.chunk_size
+        return max(chunk, share - share % chunk)
 
     async def _upload(self, session: Session, put: Put) -> None:
         began = time.monotonic()
