@@ -438,6 +438,44 @@ async def test_cancelled_write_blocks_commit(store: Store, monkeypatch: pytest.M
     assert not (store.root / "f").exists()
 
 
+async def test_a_cancelled_write_finishes_before_the_partial_is_closed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker thread keeps writing after its caller is cancelled; closing the
+    # descriptor under it would let a reused descriptor number take the bytes.
+    import threading
+
+    from zfile import upload as upload_mod
+
+    events: list[str] = []
+    entered = threading.Event()
+    real = upload_mod.write_chunks
+
+    def slow_write(fd, parts, end, hasher, writeback):
+        entered.set()
+        time.sleep(0.3)
+        n = real(fd, parts, end, hasher, writeback)
+        events.append("written")
+        return n
+
+    monkeypatch.setattr(upload_mod, "write_chunks", slow_write)
+    up = await begin(store, "f", 2)
+    real_close = up._file.close
+
+    async def close():
+        events.append("closed")
+        await real_close()
+
+    monkeypatch.setattr(up._file, "close", close)
+    task = asyncio.create_task(up.write(0, b"ab"))
+    await asyncio.to_thread(entered.wait)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await up.suspend()
+    assert events == ["written", "closed"]
+
+
 # -- inline, download, list ----------------------------------------------------
 
 

@@ -24,10 +24,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiofiles
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
-from . import protocol
+from . import protocol, streams
+from .chunkio import Tracker
 from .digest import DEFAULT_ALGO, hash_file_prefix, new_hasher
 from .endpoint import DEFAULT_ENDPOINT, parse_endpoint
 from .errors import (
@@ -42,8 +40,6 @@ from .errors import (
 )
 from .events import (
     Cancel,
-    Chunk,
-    Credit,
     Entry,
     Error,
     Event,
@@ -60,9 +56,8 @@ from .events import (
     PutReady,
 )
 from .many import read_wholes
-from .protocol import DEFAULT_CHUNK_SIZE, MAX_MANY_BYTES, Role, State, Transfer
+from .protocol import DEFAULT_CHUNK_SIZE, MAX_MANY_BYTES, Role, Transfer
 from .transport import ClientCurve, ClientSocket
-from .writeback import Writeback
 
 #: Called with the number of bytes newly transferred.
 Progress = Callable[[int], None]
@@ -195,12 +190,14 @@ class Client:
         self._inboxes[tid] = inbox
         return Transfer(Role.CLIENT, tid), inbox
 
-    async def _send(self, transfer: Transfer, event: Event) -> None:
+    async def _send(self, transfer: Transfer, event: Event, *, track: bool = False) -> Tracker | None:
+        """Send ``event``; with ``track`` return the tracker of its data frame
+        (:meth:`ClientSocket.send`)."""
         assert self._sock is not None
         transfer.send(event)
         # With IMMEDIATE set a send waits for a live connection; bound that wait.
         try:
-            await asyncio.wait_for(self._sock.send(event), self.timeout)
+            return await self._sock.send(event, track=track, timeout=self.timeout)
         except TimeoutError:
             raise self._timeout() from None
 
@@ -224,6 +221,8 @@ class Client:
     async def _next(self, transfer: Transfer, inbox: asyncio.Queue[Event | BaseException]) -> Event:
         """The transfer's next event from the daemon; raises RemoteError for an
         ERROR, PeerTimeout after ``timeout`` seconds of silence."""
+        if not inbox.empty():  # the common case mid-stream: no timer to set up
+            return self._accept(transfer, inbox.get_nowait())
         try:
             item = await asyncio.wait_for(inbox.get(), self.timeout)
         except TimeoutError:
@@ -237,6 +236,9 @@ class Client:
         (``busy_backoff`` seconds doubling, at most ``busy_backoff_max``; the
         AWS "exponential backoff and jitter" policy, via tenacity).  The last
         ``busy`` is raised as :class:`RemoteError`."""
+        # Imported here, by the transfers that may need it: `zfile ls` starts faster.
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_busy),
             stop=stop_after_attempt(self.busy_retries + 1),
@@ -378,25 +380,7 @@ class Client:
             progress(ready.offset)
         else:
             hasher = new_hasher(DEFAULT_ALGO)
-        async with aiofiles.open(path, "rb") as f:
-            await f.seek(ready.offset)
-            while transfer.offset < transfer.size:
-                self._pending(transfer, inbox)
-                while transfer.credit == 0:
-                    event = await self._next(transfer, inbox)
-                    assert isinstance(event, Credit)
-                n = min(self.chunk_size, transfer.credit, transfer.size - transfer.offset)
-                data = await f.read(n)
-                if len(data) != n:
-                    raise LocalFileError(f"{path} changed while being sent (shorter than {transfer.size} bytes)")
-                hasher.update(data)
-                await self._send(transfer, Chunk(transfer.id, transfer.offset, data))
-                progress(n)
-                # zmq.asyncio sends rarely yield (pyzmq #1259); let receives run.
-                await asyncio.sleep(0)
-            now = os.fstat(f.fileno())
-        if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-            raise LocalFileError(f"{path} changed while being sent")
+        await streams.send_file(self, transfer, inbox, path, st, hasher, progress)
         digest = hasher.digest()
         await self._send(transfer, PutEnd(transfer.id, digest))
         while True:
@@ -447,27 +431,7 @@ class Client:
         else:
             hasher = new_hasher(meta.algo)
             state.write_text(json.dumps({"name": meta.name, "size": meta.size, "digest": meta.digest.hex()}))
-        granted_end = meta.offset + self.window
-        writeback = Writeback(meta.offset)
-        async with aiofiles.open(part, "r+b" if meta.offset else "wb") as f:
-            await f.truncate(meta.offset)
-            await f.seek(meta.offset)
-            while transfer.state is State.GET_RECEIVING:
-                chunk = await self._next(transfer, inbox)
-                assert isinstance(chunk, Chunk)
-                await f.write(chunk.data)
-                if writeback.due(transfer.offset):
-                    # Overlap disk writes with the transfer: the fsync below has only the tail left.
-                    await asyncio.to_thread(writeback.kick, f.fileno(), transfer.offset)
-                hasher.update(chunk.data)
-                progress(len(chunk.data))
-                new_end = min(meta.size, transfer.offset + self.window)
-                step = new_end - granted_end
-                if step >= self.chunk_size or (step > 0 and new_end == meta.size):
-                    await self._send(transfer, Credit(transfer.id, step))
-                    granted_end = new_end
-            await f.flush()
-            await asyncio.to_thread(os.fsync, f.fileno())
+        await streams.receive_file(self, transfer, inbox, meta, part, hasher, progress)
         if hasher.digest() != meta.digest:
             # Never splice: a temp file that fails verification is discarded.
             part.unlink(missing_ok=True)

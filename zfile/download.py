@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from .chunkio import ChunkReader
 from .disk import store_error
 from .errors import ErrorCode, StoreError, ZfileError
 from .events import Entry
@@ -38,6 +39,19 @@ class Download:
                 return await self._file.read(length)
             except OSError as exc:
                 raise store_error(exc, self.entry.name, "read") from exc
+
+    def reader(self, offset: int, chunk: int) -> ChunkReader:
+        """A :class:`~zfile.chunkio.ChunkReader` of the file from byte
+        ``offset`` to the entry's size, in chunks of ``chunk`` bytes (read in
+        the event loop when cached, else in a worker-thread hop); :meth:`close`
+        this download only after the reader's ``aclose``.  StoreError when
+        the download is closed."""
+        if self._file is None:
+            raise StoreError(f"the download of {quote_name(self.entry.name)} is closed")
+        # Never waits for pool room: buffers held past the limit mean a peer
+        # that stopped reading, which the paced send ends after idle_timeout;
+        # waiting here would only put that off.
+        return ChunkReader(self._file.fileno(), offset, self.entry.size, chunk, room_timeout=0)
 
     async def close(self) -> None:
         """Close the file; a no-op when already closed."""

@@ -22,7 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from . import protocol
+from .chunkio import ChunkReader, ShortRead, Tracker, grant_step
 from .config import ServerConfig
+from .disk import store_error
 from .errors import ErrorCode, StoreError, TransportError, ZfileError
 from .events import (
     Chunk,
@@ -168,8 +170,10 @@ class Transfers:
         with contextlib.suppress(TransportError):
             self.sock.send(identity, event)
 
-    async def _send(self, session: Session, event: Event) -> None:
-        """Send an event within a transfer, waiting while the peer's pipe is full.
+    async def _send(self, session: Session, event: Event, *, track: bool = False) -> Tracker | None:
+        """Send an event within a transfer, waiting while the peer's pipe is full;
+        with ``track`` return the tracker of its data frame
+        (:meth:`ServerSocket.send_tracked`).
 
         The per-peer pipe's high-water mark is small (zfile.transport), so a
         peer that stops reading fills it soon, and one client's many small
@@ -183,11 +187,13 @@ class Transfers:
         session.transfer.send(event)
         deadline = time.monotonic() + self.config.idle_timeout
         delay = 0.001
-        while not self.sock.send(session.identity, event):
+        send = self.sock.send_tracked if track else self.sock.send
+        while not (sent := send(session.identity, event)):
             if time.monotonic() >= deadline:
                 raise PeerStalled(f"peer {session.peer or '?'} read nothing for {self.config.idle_timeout:g} s")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.1)
+        return sent if track else None
 
     def _log_transfer(self, session: Session, direction: str, nbytes: int, began: float, digest: bytes, result: str):
         """The one log line per finished or failed transfer; with ``--log-format
@@ -322,11 +328,12 @@ class Transfers:
                 if isinstance(event, Chunk):
                     await upload.write(event.offset, event.data)
                     written += len(event.data)
-                    # Grant back what was written, in steps of at least a chunk,
-                    # never past the declared size.
-                    new_end = min(put.size, written + self._upload_window())
+                    # Grant back what was written, in steps of at least a
+                    # quarter window (grant_step), never past the declared size.
+                    window = self._upload_window()
+                    new_end = min(put.size, written + window)
                     step = new_end - granted_end
-                    if step > 0 and (step >= self.config.chunk_size or new_end == put.size):
+                    if step > 0 and (step >= grant_step(window, self.config.chunk_size) or new_end == put.size):
                         await self._send(session, Credit(put.id, step))
                         granted_end = new_end
                 else:
@@ -379,17 +386,7 @@ class Transfers:
                     resume,
                 ),
             )
-            t = session.transfer
-            while t.offset < t.size:
-                if t.credit == 0:
-                    session.credit_arrived.clear()
-                    await session.credit_arrived.wait()
-                    continue
-                n = min(self.config.chunk_size, t.credit, t.size - t.offset)
-                data = await download.read(t.offset, n)
-                if len(data) != n:
-                    raise StoreError(f"{entry.name} changed on disk while being sent")
-                await self._send(session, Chunk(get.id, t.offset, data))
+            await self._send_chunks(session, download.reader(resume, self.config.chunk_size))
             self._log_transfer(session, "out", entry.size - resume, began, entry.digest, "ok")
         except asyncio.CancelledError:
             raise
@@ -400,6 +397,37 @@ class Transfers:
             if download is not None:
                 await download.close()
             self._finish(session, exc)
+
+    async def _send_chunks(self, session: Session, reader: ChunkReader) -> None:
+        """Send what ``reader`` reads as CHUNKs, each within the credit the
+        peer granted; the file's bytes from the transfer's offset to its size.
+        StoreError when the file got shorter meanwhile, or cannot be read."""
+        t = session.transfer
+        name = session.name
+        try:
+            while not reader.done:
+                try:
+                    buf, view = await reader.next()
+                except ShortRead:
+                    raise StoreError(f"{name} changed on disk while being sent") from None
+                except OSError as exc:
+                    raise store_error(exc, name, "read") from exc
+                # Credit is granted in bytes, so a chunk may have to go in pieces.
+                trackers = []
+                sent = 0
+                while sent < len(view):
+                    if t.credit == 0:
+                        session.credit_arrived.clear()
+                        await session.credit_arrived.wait()
+                        continue
+                    n = min(t.credit, len(view) - sent)
+                    chunk = Chunk(t.id, t.offset, view[sent : sent + n])
+                    trackers.append(await self._send(session, chunk, track=True))
+                    sent += n
+                # libzmq owns the buffer until the tracker says it sent it.
+                reader.pool.give(buf, trackers)
+        finally:
+            await reader.aclose()
 
     async def _list_page(self, session: Session, req: ListRequest) -> None:
         exc: BaseException | None = None

@@ -26,16 +26,21 @@ from __future__ import annotations
 import asyncio
 import errno
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import zmq
 import zmq.asyncio
-from zmq.auth.asyncio import AsyncioAuthenticator
 from zmq.utils.monitor import parse_monitor_message
 
 from . import protocol
-from .auth import AuthorizedKeys, KeyPair
 from .errors import AuthFailed, PeerTimeout, RemoteProtocolError, TransportError
 from .events import Event
+
+if TYPE_CHECKING:
+    # CURVE support is imported when a socket uses it: a plain client's start-up skips it.
+    from zmq.auth.asyncio import AsyncioAuthenticator
+
+    from .auth import AuthorizedKeys, KeyPair
 
 __all__ = ["ClientCurve", "ClientSocket", "Incoming", "PeerGone", "ServerCurve", "ServerSocket", "PeerTimeout"]
 
@@ -56,6 +61,10 @@ _SERVER_SNDHWM = 32
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
+
+
+# What ServerSocket._send returns when the peer's pipe is full.
+_FULL = object()
 
 
 class PeerGone(TransportError):
@@ -129,6 +138,8 @@ class ServerSocket:
         authenticator = None
         try:
             if curve is not None:
+                from zmq.auth.asyncio import AsyncioAuthenticator
+
                 authenticator = AsyncioAuthenticator(ctx)
                 authenticator.start()
                 authenticator.configure_curve_callback("*", curve.authorized)
@@ -188,9 +199,19 @@ class ServerSocket:
         raises :class:`PeerGone` when the peer is not connected and
         :class:`TransportError` on other socket failures.
         """
+        return self._send(identity, event, False) is not _FULL
+
+    def send_tracked(self, identity: bytes, event: Event) -> zmq.MessageTracker | None:
+        """:meth:`send`, for an event whose data frame the caller will reuse:
+        returns the send's tracker, whose ``done`` turns true once libzmq has
+        released the frame, or None when the peer's pipe is full."""
+        sent = self._send(identity, event, True)
+        return None if sent is _FULL else sent
+
+    def _send(self, identity: bytes, event: Event, track: bool) -> object:
         frames = [identity, *protocol.encode(event)]
         try:
-            sent = self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            sent = self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False, track=track)
             # A zmq.asyncio NOBLOCK send does not raise: it returns a Future that
             # already holds EAGAIN or EHOSTUNREACH.  Unread, that error would be
             # lost and the message silently dropped.
@@ -198,12 +219,12 @@ class ServerSocket:
             if failure is not None:
                 raise failure
         except zmq.Again:
-            return False
+            return _FULL
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:
                 raise PeerGone(f"peer {identity.hex()} is gone") from None
             raise _transport_error("send failed", exc) from None
-        return True
+        return sent.result()
 
     def close(self, linger_s: float = 1.0) -> None:
         """Close the socket, giving queued replies ``linger_s`` seconds to leave."""
@@ -297,30 +318,39 @@ class ClientSocket:
         """Why the daemon refused the handshake, or None if it has not."""
         return self._refused.result() if self._refused.done() else None
 
-    async def send(self, event: Event) -> None:
+    async def send(
+        self, event: Event, *, track: bool = False, timeout: float | None = None
+    ) -> zmq.MessageTracker | None:
         """Send ``event``; a data frame goes zero-copy (do not mutate it after).
 
-        Waits while the pipe is full or not yet connected.  Raises
+        With ``track`` returns the send's tracker, whose ``done`` turns true
+        once libzmq has released the data frame (then it may be reused).
+        Waits while the pipe is full or not yet connected, at most
+        ``timeout`` seconds (then TimeoutError; None: no limit).  Raises
         :class:`AuthFailed` as soon as the daemon refuses the handshake, and
         :class:`TransportError` when the socket fails.
         """
         frames = protocol.encode(event)
         # pyzmq tries the send at once and returns a finished future when it
         # went; only a send that must wait (no connection yet, or a full pipe)
-        # also watches for a refused handshake, which would block it for good.
-        sending = self._sock.send_multipart(frames, copy=len(frames) == 1)
+        # also watches for a refused handshake, which would block it for good,
+        # and only then is a timer set up.
+        sending = self._sock.send_multipart(frames, copy=len(frames) == 1, track=track)
         if not sending.done():
             try:
-                await asyncio.wait((sending, self._refused), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((sending, self._refused), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 if not sending.done():
                     sending.cancel()
             if sending.cancelled():
-                raise self._refused.result()
+                if self._refused.done():
+                    raise self._refused.result()
+                raise TimeoutError(f"send to {self.endpoint} waited over {timeout} s")
         try:
-            sending.result()
+            tracker = sending.result()
         except zmq.ZMQError as exc:
             raise _transport_error(f"send to {self.endpoint} failed", exc) from None
+        return tracker if track else None
 
     async def recv(self) -> Event:
         """Wait for the next event from the daemon.

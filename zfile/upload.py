@@ -37,6 +37,7 @@ import aiofiles
 import blake3
 
 from . import digest as digests
+from .chunkio import write_chunks
 from .disk import fsync_dir, store_error, unlink_all
 from .errors import Exists, IntegrityError, NoSpace, StoreError, ZfileError
 from .events import Buffer, Entry
@@ -114,6 +115,9 @@ class Upload:
         # was cancelled mid-flight); committing then could publish unverified bytes.
         self._torn = False
         self._lock = asyncio.Lock()
+        # The last write's worker-thread hop: a cancelled caller does not stop
+        # it, so the descriptor is closed only once it is over (_release).
+        self._inflight: asyncio.Future[int] | None = None
         self._writeback = Writeback()
         # Set for an inline PUT: its commit intent goes into the catalog
         # (Store._publish_batches), not into a state file.
@@ -151,11 +155,18 @@ class Upload:
             raise StoreError(f"a write to {quote_name(self.name)} was interrupted; suspend it and resume")
 
     async def _write_raw(self, data: Buffer) -> None:
-        await self._file.write(data)
-        # Overlap the disk writes with the transfer so commit's fsync has only the tail left.
+        """Write ``data`` at the end of the partial and hash it, in one
+        worker-thread hop that also starts writeback when due (overlapping
+        disk writes with the transfer, so commit's fsync has only the tail
+        left).  The bytes go straight to the descriptor: the file object
+        only owns it and never buffers, so its flush and close stay right."""
         end = self.offset + memoryview(data).nbytes
-        if self._writeback.due(end):
-            await asyncio.to_thread(self._writeback.kick, self._file.fileno(), end)
+        fd = self._file.fileno()
+        loop = asyncio.get_running_loop()
+        self._inflight = loop.run_in_executor(None, write_chunks, fd, [data], end, self._hasher, self._writeback)
+        # Shielded: a cancelled caller must leave the hop's future pending, not
+        # cancelled, so that _release can tell the thread is still writing.
+        await asyncio.shield(self._inflight)
 
     async def write(self, offset: int, data: Buffer) -> None:
         """Append ``data`` at byte ``offset``, which must equal :attr:`offset`.
@@ -183,7 +194,6 @@ class Upload:
                 err = store_error(exc, self.name, "write the partial file of")
                 await self._release(keep=not isinstance(err, NoSpace))
                 raise err from exc
-            self._hasher.update(data)
             self.offset += length
             self._torn = False
 
@@ -338,6 +348,10 @@ class Upload:
         try:
             if self._file is not None:
                 file, self._file = self._file, None
+                if self._inflight is not None and not self._inflight.done():
+                    # Closed under a write still running, the descriptor's number
+                    # could be reused by another file before that write lands.
+                    await asyncio.wait([self._inflight])
                 with contextlib.suppress(OSError):
                     await file.close()
             if not keep:

@@ -1,0 +1,265 @@
+"""The large-file data path: ChunkReader (reads and hashes in order, from the
+page cache in the event loop or from the disk in a worker-thread hop),
+BufferPool (a buffer is reused only once its sends are done), write_chunks,
+the credit step, and end to end a file that changes while it is sent, chunks
+cut by credit, small windows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+from pathlib import Path
+
+import blake3
+import pytest
+
+from zfile import chunkio
+from zfile.chunkio import BufferPool, ChunkReader, ShortRead, grant_step, write_chunks
+from zfile.client import Client
+from zfile.config import ServerConfig
+from zfile.errors import LocalFileError
+from zfile.server import Server
+from zfile.writeback import Writeback
+
+from .conftest import free_port
+from .rawpeer import MiB, digest_of, make_file
+
+
+class Tracker:
+    def __init__(self, done: bool = False) -> None:
+        self.done = done
+
+
+class RecordingHasher:
+    """A BLAKE3 hasher that also records each update's bytes, in order."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self._h = blake3.blake3()
+
+    def update(self, data) -> None:
+        self.parts.append(bytes(data))
+        self._h.update(data)
+
+    def digest(self) -> bytes:
+        return self._h.digest()
+
+
+async def read_all(reader: ChunkReader, give_back: bool = True) -> list[bytes]:
+    chunks = []
+    try:
+        while not reader.done:
+            buf, view = await reader.next()
+            chunks.append(bytes(view))
+            if give_back:
+                reader.pool.give(buf)
+    finally:
+        await reader.aclose()
+    return chunks
+
+
+@pytest.fixture(params=["cached", "hop", "mixed"])
+def read_path(request, monkeypatch) -> str:
+    """Which way ChunkReader gets its bytes: all from the page cache in the
+    loop, all in worker-thread hops, or a random part of each chunk from the
+    cache and the rest in a hop."""
+    if request.param == "hop":
+        monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)
+    elif request.param == "mixed":
+        rng = random.Random(7)
+
+        def partly_cached(self, view, offset):
+            n = rng.randrange(0, len(view) + 1)
+            return os.preadv(self.fd, [view[:n]], offset) if n else 0
+
+        monkeypatch.setattr(ChunkReader, "_read_cached", partly_cached)
+    return request.param
+
+
+@pytest.mark.parametrize(("size", "start"), [(10 * 4096 + 17, 0), (10 * 4096 + 17, 5000), (4096, 0)])
+async def test_reader_yields_every_byte_in_order_and_hashes_it(tmp_path: Path, read_path, size, start) -> None:
+    data = os.urandom(size)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    hasher = RecordingHasher()
+    chunks = await read_all(ChunkReader(fd, start, size, 4096, hasher, owns_fd=True))
+    assert b"".join(chunks) == data[start:]
+    assert all(len(c) == 4096 for c in chunks[:-1]) and 0 < len(chunks[-1]) <= 4096
+    # The hasher saw the same chunks, in the same (file) order.
+    assert hasher.parts == chunks
+    assert hasher.digest() == blake3.blake3(data[start:]).digest()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # owned: closed by aclose
+
+
+async def test_a_cached_chunk_takes_no_hop_and_an_uncached_one_does(tmp_path: Path, monkeypatch) -> None:
+    data = os.urandom(3 * 4096)
+    (tmp_path / "f").write_bytes(data)
+    hops = []
+    real = chunkio.read_exactly
+
+    def counting(fd, view, offset):
+        hops.append(offset)
+        real(fd, view, offset)
+
+    monkeypatch.setattr(chunkio, "read_exactly", counting)
+    calls = 0
+
+    def second_not_cached(self, view, offset):
+        nonlocal calls
+        calls += 1
+        return 0 if calls == 2 else os.preadv(self.fd, [view], offset)
+
+    monkeypatch.setattr(ChunkReader, "_read_cached", second_not_cached)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    assert b"".join(await read_all(ChunkReader(fd, 0, len(data), 4096, owns_fd=True))) == data
+    assert hops == [4096]
+
+
+async def test_the_page_cache_path_really_is_taken(tmp_path: Path, monkeypatch) -> None:
+    """On this machine's kernel a file just written is read without a hop."""
+    if chunkio._RWF_NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT here")
+    data = os.urandom(8 * 4096)
+    (tmp_path / "f").write_bytes(data)
+    monkeypatch.setattr(chunkio, "read_exactly", lambda *a: pytest.fail("hopped for a cached chunk"))
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    assert b"".join(await read_all(ChunkReader(fd, 0, len(data), 4096, owns_fd=True))) == data
+
+
+async def test_a_file_shorter_than_expected_raises_short_read(tmp_path: Path, read_path) -> None:
+    (tmp_path / "f").write_bytes(os.urandom(10_000))
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    reader = ChunkReader(fd, 0, 20_000, 4096, owns_fd=True)
+    with pytest.raises(ShortRead):
+        await read_all(reader)
+
+
+async def test_aclose_closes_the_descriptor_only_after_the_hop_in_flight(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)
+    (tmp_path / "f").write_bytes(os.urandom(8192))
+    release = threading.Event()
+    reading = threading.Event()
+    seen_fd_open = []
+    real = chunkio.read_exactly
+
+    def blocked_read(fd, view, offset):
+        reading.set()
+        release.wait(5)
+        try:
+            os.fstat(fd)
+            seen_fd_open.append(True)
+        except OSError:
+            seen_fd_open.append(False)
+        real(fd, view, offset)
+
+    monkeypatch.setattr(chunkio, "read_exactly", blocked_read)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    reader = ChunkReader(fd, 0, 8192, 4096, owns_fd=True)
+    task = asyncio.create_task(reader.next())
+    await asyncio.to_thread(reading.wait, 5)
+    task.cancel()  # a cancelled caller must not orphan the hop
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    closing = asyncio.create_task(reader.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    os.fstat(fd)  # still open while the hop reads
+    release.set()
+    await closing
+    assert seen_fd_open == [True]
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+def test_pool_reuses_a_buffer_only_once_its_sends_are_done() -> None:
+    pool = BufferPool(16, keep=4)
+    a = pool.take()
+    pending = Tracker(False)
+    pool.give(a, [Tracker(True), pending])
+    b = pool.take()
+    assert b is not a  # a is still held by a send
+    pending.done = True
+    pool.give(b, [None])
+    assert pool.take() in (a, b) and pool.take() in (a, b)
+
+
+def test_pool_keeps_at_most_keep_buffers() -> None:
+    pool = BufferPool(16, keep=2)
+    bufs = [pool.take() for _ in range(5)]
+    for buf in bufs:
+        pool.give(buf)
+    kept = {id(pool.take()) for _ in range(2)}
+    assert kept <= {id(b) for b in bufs}
+    assert id(pool.take()) not in {id(b) for b in bufs}  # the rest were let go
+
+
+def test_write_chunks_writes_hashes_and_starts_writeback(tmp_path: Path) -> None:
+    data = [os.urandom(3000) for _ in range(10)]
+    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+    hasher = blake3.blake3()
+    wb = Writeback(step=8000)
+    end = 0
+    try:
+        for batch in (data[:1], data[1:4], data[4:5], data[5:]):
+            end += sum(map(len, batch))
+            assert write_chunks(fd, [memoryview(p) for p in batch], end, hasher, wb) == sum(map(len, batch))
+    finally:
+        os.close(fd)
+    assert (tmp_path / "f").read_bytes() == b"".join(data)
+    assert hasher.digest() == blake3.blake3(b"".join(data)).digest()
+    assert not wb.due(end)  # writeback was started along the way
+
+
+def test_grant_step() -> None:
+    assert grant_step(8 * MiB, MiB) == 2 * MiB
+    assert grant_step(2 * MiB, MiB) == MiB  # never under a chunk...
+    assert grant_step(512 << 10, MiB) == 512 << 10  # ...nor over the window
+
+
+# -- end to end ---------------------------------------------------------------------
+
+
+@pytest.fixture
+async def server(tmp_path: Path):
+    srv = Server(ServerConfig(bind=f"tcp://127.0.0.1:{free_port()}", root=str(tmp_path / "store")))
+    await srv.startup()
+    try:
+        yield srv
+    finally:
+        await srv.shutdown()
+
+
+@pytest.mark.parametrize("change", ["shrink", "grow"])
+async def test_a_file_that_changes_size_while_sent_fails(server: Server, tmp_path: Path, read_path, change) -> None:
+    src = make_file(tmp_path / "src.bin", 12 * MiB)
+    size = src.stat().st_size
+
+    def progress(n: int) -> None:
+        if src.stat().st_size == size:  # once, after the first chunk went
+            if change == "shrink":
+                os.truncate(src, 3 * MiB)
+            else:
+                with open(src, "ab") as f:
+                    f.write(b"more")
+
+    async with Client(server.endpoint) as client:
+        with pytest.raises(LocalFileError, match="changed while being sent"):
+            await client.put(src, "src.bin", progress=progress)
+        names = [e.name async for e in client.list("")]
+    assert names == []  # nothing was published
+
+
+async def test_chunks_larger_than_the_credit_go_in_pieces(server: Server, tmp_path: Path, read_path) -> None:
+    """A client chunk of 3 MiB against credit granted 2 MiB at a time; a
+    download into a window smaller than the daemon's chunk."""
+    src = make_file(tmp_path / "src.bin", 21 * MiB + 123)
+    async with Client(server.endpoint, chunk_size=3 * MiB) as client:
+        result = await client.put(src, "src.bin")
+    assert result.digest == digest_of(src)
+    async with Client(server.endpoint, window=384 << 10) as client:
+        got = await client.get("src.bin", tmp_path / "out" / "src.bin")
+    assert got.digest == digest_of(src)
+    assert (tmp_path / "out" / "src.bin").read_bytes() == src.read_bytes()

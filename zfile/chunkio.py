@@ -1,0 +1,269 @@
+"""Moving a large file's bytes between disk and socket, with few thread hops.
+
+Both ends stream a large file in chunks (1 MiB by default), and at a few
+hundred megabytes per second the Python work per chunk counts as much as the
+bytes; on a 2-CPU machine each worker-thread hop (a thread wake-up, then a
+loop wake-up) costs about a tenth of a millisecond of CPU.  So:
+
+- :class:`ChunkReader` (sender: the client's upload, the daemon's download)
+  reads a chunk into a reused buffer and hashes it.  A chunk the page cache
+  holds is read in the event loop itself with ``preadv2(2)`` and
+  ``RWF_NOWAIT``, which refuses rather than waits on a disk; only a chunk
+  that must come from the disk is read (and hashed) in a worker-thread hop,
+  so the loop never waits on a disk.  The kernel's sequential read-ahead
+  brings the next chunks in meanwhile;
+- :func:`write_chunks` (receiver: the daemon's upload, the client's
+  download) writes a chunk, hashes it and, every
+  :data:`zfile.writeback.DEFAULT_STEP` bytes, starts writeback of what was
+  written, all in one hop (a write may wait on the disk).
+
+Chunks go out zero-copy (``copy=False``): libzmq holds the buffer until its
+I/O thread has written it to the connection.  :class:`BufferPool` therefore
+reuses a buffer only once the send's tracker (pyzmq's ``MessageTracker``,
+anything with a ``done`` attribute) says libzmq has released it, and
+allocates a new one meanwhile; reusing buffers spares the kernel from handing
+fresh zeroed pages to every chunk.  Offsets and sizes are bytes from the
+file's start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from .digest import Hasher
+from .events import Buffer
+from .writeback import Writeback
+
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
+
+
+class Tracker(Protocol):
+    """What a zero-copy send returns: ``done`` once libzmq released the buffer."""
+
+    @property
+    def done(self) -> bool: ...
+
+
+class ShortRead(EOFError):
+    """The file ended before the offset the reader was told to read up to."""
+
+
+class BufferPool:
+    """Buffers of ``size`` bytes for chunks handed to zero-copy sends.
+
+    :meth:`take` returns a buffer no send holds any more, or a new one;
+    :meth:`give` hands a buffer back with the trackers of the sends that
+    carry (slices of) it.  Buffers come back in the order they were sent and
+    libzmq sends one connection's messages in order, so only the oldest
+    needs checking.  A tracker turns done only when pyzmq's garbage-collector
+    thread gets to it, which on a busy machine lags behind libzmq by tens of
+    chunks at times.  So that such a lag does not grow the process (glibc
+    keeps what a burst of allocations took), a sender awaits :meth:`room`
+    before it takes: that waits, yielding the event loop and with it the
+    GIL the garbage collector needs, while ``limit`` buffers are in use
+    (taken and not given back, or held by a send).  :meth:`take` itself
+    never waits and allocates when no buffer is free; the pool keeps at most
+    ``keep`` buffers for reuse.
+    """
+
+    def __init__(self, size: int, keep: int = 10, limit: int = 12) -> None:
+        self.size = size
+        self.keep = keep
+        self.limit = limit
+        self._free: list[bytearray] = []
+        self._held: deque[tuple[bytearray, list[Tracker]]] = deque()
+        self._busy = 0  # taken and not given back, or held by a send
+
+    def take(self) -> bytearray:
+        self._recycle()
+        self._busy += 1
+        return self._free.pop() if self._free else bytearray(self.size)
+
+    def give(self, buf: bytearray, trackers: Iterable[Tracker | None] = ()) -> None:
+        pending = [t for t in trackers if t is not None and not t.done]
+        if pending:
+            self._held.append((buf, pending))
+        else:
+            self._busy -= 1
+            self._reuse(buf)
+
+    async def room(self, n: int = 1, timeout: float = 1.0) -> None:
+        """Wait until ``n`` more buffers can be taken with at most ``limit``
+        in use, polling the oldest send's tracker every 0.5 to 10 ms; give
+        up after ``timeout`` seconds (a peer that stopped reading is the
+        sender's own stall detection to judge, not the pool's)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.0005
+        while self._recycle() + n > self.limit and loop.time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 0.01)
+
+    def _recycle(self) -> int:
+        """Reuse the buffers whose sends are done; return how many are in use."""
+        held = self._held
+        while held and all(t.done for t in held[0][1]):
+            self._busy -= 1
+            self._reuse(held.popleft()[0])
+        return self._busy
+
+    def _reuse(self, buf: bytearray) -> None:
+        if len(self._free) + len(self._held) < self.keep:
+            self._free.append(buf)
+
+
+def read_exactly(fd: int, view: memoryview, offset: int) -> None:
+    """Fill ``view`` from byte ``offset`` of ``fd``; ShortRead at end of file, OSError."""
+    while view:
+        got = os.preadv(fd, [view], offset)
+        if got == 0:
+            raise ShortRead(f"end of file at byte {offset}")
+        view = view[got:]
+        offset += got
+
+
+class ChunkReader:
+    """Read ``fd`` from ``offset`` up to ``end`` in chunks of at most
+    ``chunk`` bytes, in order, each hashed into ``hasher`` (if given) as it
+    is read: in the event loop when the page cache holds it, else in a
+    worker-thread hop (see the module's docstring).
+
+    ``await next()`` returns ``(buffer, view)``: ``view`` holds the chunk and
+    is a slice of ``buffer``, which the caller hands back with
+    ``pool.give(buffer, trackers)`` once it has sent ``view``.  Raises
+    :class:`ShortRead` when the file ends before ``end`` and ``OSError`` from
+    the read.  One chunk is read at a time, so the hasher sees the chunks in
+    file order.  Before taking a buffer it waits up to ``room_timeout``
+    seconds for the pool to have room (:meth:`BufferPool.room`; 0: never
+    waits).  :meth:`aclose` closes ``fd`` when ``owns_fd``, once no hop uses
+    it.
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        offset: int,
+        end: int,
+        chunk: int,
+        hasher: Hasher | None = None,
+        *,
+        pool: BufferPool | None = None,
+        owns_fd: bool = False,
+        room_timeout: float = 1.0,
+    ) -> None:
+        self.fd = fd
+        self.pool = pool if pool is not None else BufferPool(chunk)
+        self._room_timeout = room_timeout
+        self._chunk = min(chunk, self.pool.size)
+        self._hasher = hasher
+        self._next = offset  # where the next chunk starts
+        self._end = end
+        self._owns_fd = owns_fd
+        self._nowait = _RWF_NOWAIT is not None
+        self._hop: asyncio.Future[None] | None = None
+
+    @property
+    def done(self) -> bool:
+        """True once every chunk up to ``end`` has been handed out."""
+        return self._next >= self._end
+
+    async def next(self) -> tuple[bytearray, memoryview]:
+        """The next chunk, read and hashed."""
+        if self._next >= self._end:
+            raise ShortRead("no bytes left to read")
+        n = min(self._chunk, self._end - self._next)
+        if self._room_timeout:
+            await self.pool.room(timeout=self._room_timeout)
+        buf = self.pool.take()
+        view = memoryview(buf)[:n]
+        got = self._read_cached(view, self._next)
+        if got == n:
+            if self._hasher is not None:
+                self._hasher.update(view)
+        else:
+            loop = asyncio.get_running_loop()
+            self._hop = loop.run_in_executor(None, self._read_rest, view, got, self._next)
+            # Shielded: a cancelled caller must not orphan a hop that still uses fd.
+            await asyncio.shield(self._hop)
+            self._hop = None
+        self._next += n
+        return buf, view
+
+    def _read_cached(self, view: memoryview, offset: int) -> int:
+        """Bytes of ``view`` filled from the page cache without waiting: 0 when
+        the first byte is not cached, at the end of the file, or where
+        RWF_NOWAIT is not supported."""
+        got = 0
+        while self._nowait and got < len(view):
+            try:
+                n = os.preadv(self.fd, [view[got:]], offset + got, _RWF_NOWAIT)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self._nowait = False  # this kernel or file system cannot: hop every time
+                break
+            if n == 0:
+                break
+            got += n
+        return got
+
+    def _read_rest(self, view: memoryview, got: int, offset: int) -> None:
+        read_exactly(self.fd, view[got:], offset + got)
+        if self._hasher is not None:
+            self._hasher.update(view)
+
+    async def aclose(self) -> None:
+        """Close ``fd`` if owned, once no hop uses it any more: now, or when
+        the hop in flight finishes (even if the caller is cancelled while
+        it waits).  Never raises the hop's error."""
+        hop, self._hop = self._hop, None
+        if hop is None or hop.done():
+            self._closed(hop)
+        else:
+            hop.add_done_callback(self._closed)
+            await asyncio.wait([hop])
+
+    def _closed(self, hop: asyncio.Future | None) -> None:
+        if hop is not None and not hop.cancelled():
+            hop.exception()  # retrieved: the caller is past caring
+        if self._owns_fd:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+
+
+def grant_step(window: int, chunk: int) -> int:
+    """The least CREDIT a receiver sends (bytes; the last one of a file may
+    be less): a quarter of its ``window``, so that a stream costs one CREDIT
+    per few chunks yet keeps three quarters of the window in flight; never
+    less than one ``chunk``, nor more than the ``window`` (a window smaller
+    than a chunk must still be granted again)."""
+    return min(window, max(chunk, window // 4))
+
+
+def write_chunks(fd: int, parts: Sequence[Buffer], end: int, hasher: Hasher, writeback: Writeback) -> int:
+    """Write all of each of ``parts`` to ``fd`` at its current position, in
+    order, hash them, and start writeback when due; ``end`` is the file
+    offset just past the last part.  Blocking: run it in a worker thread
+    (one hop for all of ``parts``).  Returns the bytes written; OSError."""
+    total = 0
+    for part in parts:
+        view = memoryview(part).cast("B")
+        rest = view
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+        hasher.update(view)
+        total += view.nbytes
+    if writeback.due(end):
+        writeback.kick(fd, end)
+    return total
+
+
+__all__ = ["BufferPool", "ChunkReader", "ShortRead", "Tracker", "grant_step", "read_exactly", "write_chunks"]
