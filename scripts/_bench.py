@@ -187,6 +187,8 @@ class Bench:
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.live: list[Timed] = []
+        # Where discard() moves destinations while a case keeps them (case_small).
+        self.spent: Path | None = None
         self.seq = 0
         self._ssh: dict[str, Path] | None = None
         self.baseline: str | None = None
@@ -212,6 +214,18 @@ class Bench:
         usage = proc.stop()
         self.live.remove(proc)
         return usage
+
+    def discard(self, path: Path) -> None:
+        """Remove a run's destination, or while :attr:`spent` is set move it
+        there to be removed after the case.  ext4 without a journal skips
+        inodes freed in the last minute when it allocates new ones, scanning
+        the inode table for each: deleting one run's 10,000 files made the
+        next run of any tool pay for the previous one's clean-up."""
+        if self.spent is None:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            self.spent.mkdir(exist_ok=True)
+            path.rename(self.spent / f"{len(list(self.spent.iterdir()))}-{path.name}")
 
     def cleanup(self) -> None:
         for proc in self.live:
@@ -242,7 +256,7 @@ class Bench:
         finally:
             su = self.retire(daemon)
         check_copy(src, root / src.name, case)
-        shutil.rmtree(root, ignore_errors=True)
+        self.discard(root)
         return Run("zfile" if exe == ZFILE else "zfile (baseline)", case, nbytes, nfiles, wall, cu, su)
 
     def run_baseline(self, case: str, src: Path, nbytes: int, nfiles: int) -> Run:
@@ -274,7 +288,7 @@ class Bench:
         finally:
             su = self.retire(daemon)
         check_copy(src, dest / src.name, case)
-        shutil.rmtree(dest, ignore_errors=True)
+        self.discard(dest)
         return Run("rsync", case, nbytes, nfiles, wall, cu, su)
 
     # scp to a private sshd ----------------------------------------------------------
@@ -325,7 +339,7 @@ class Bench:
         finally:
             su = self.retire(daemon)
         check_copy(src, dest / src.name, case)
-        shutil.rmtree(dest, ignore_errors=True)
+        self.discard(dest)
         return Run("scp", case, nbytes, nfiles, wall, cu, su)
 
     # socat: the raw pipe --------------------------------------------------------------
@@ -419,11 +433,16 @@ def case_large(b: Bench, src: Path, runs: int, results: list[Run]) -> None:
 def case_small(b: Bench, src: Path, runs: int, results: list[Run]) -> None:
     files = [p for p in src.iterdir() if p.is_file()]
     size = sum(p.stat().st_size for p in files)
-    for i in range(runs):
-        for tool in (*b.zfile_tools(), b.run_rsync, b.run_scp):
-            r = tool("small", src, size, len(files))
-            results.append(r)
-            print(f"  small run {i + 1}/{runs} {r.tool:6s} {len(files) / r.wall:9.0f} files/s", file=sys.stderr)
+    b.spent = b.work / "spent"  # every run creates its files where none were just deleted
+    try:
+        for i in range(runs):
+            for tool in (*b.zfile_tools(), b.run_rsync, b.run_scp):
+                r = tool("small", src, size, len(files))
+                results.append(r)
+                print(f"  small run {i + 1}/{runs} {r.tool:6s} {len(files) / r.wall:9.0f} files/s", file=sys.stderr)
+    finally:
+        shutil.rmtree(b.spent, ignore_errors=True)
+        b.spent = None
 
 
 def case_concurrent(b: Bench, src: Path, clients: int, results: list[Run]) -> None:
