@@ -225,18 +225,29 @@ class ChunkReader:
         the hop in flight finishes (even if the caller is cancelled while
         it waits).  Never raises the hop's error."""
         hop, self._hop = self._hop, None
-        if hop is None or hop.done():
-            self._closed(hop)
-        else:
-            hop.add_done_callback(self._closed)
+        if self._owns_fd:
+            close_after(hop, self.fd)
+        if hop is not None and not hop.done():
             await asyncio.wait([hop])
 
-    def _closed(self, hop: asyncio.Future | None) -> None:
-        if hop is not None and not hop.cancelled():
-            hop.exception()  # retrieved: the caller is past caring
-        if self._owns_fd:
-            with contextlib.suppress(OSError):
-                os.close(self.fd)
+
+def close_after(hop: asyncio.Future | None, fd: int) -> None:
+    """Close ``fd`` now, or once ``hop`` (a worker-thread hop that may still
+    use it) is over: a cancelled caller does not stop the thread, and a
+    descriptor closed under it could be reused by another file before its
+    read or write lands.  Never raises; the hop's error is retrieved and
+    dropped (its caller is past caring)."""
+
+    def close(done: asyncio.Future | None) -> None:
+        if done is not None and not done.cancelled():
+            done.exception()
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    if hop is None or hop.done():
+        close(hop)
+    else:
+        hop.add_done_callback(close)
 
 
 def grant_step(window: int, chunk: int) -> int:
@@ -266,4 +277,13 @@ def write_chunks(fd: int, parts: Sequence[Buffer], end: int, hasher: Hasher, wri
     return total
 
 
-__all__ = ["BufferPool", "ChunkReader", "ShortRead", "Tracker", "grant_step", "read_exactly", "write_chunks"]
+__all__ = [
+    "BufferPool",
+    "ChunkReader",
+    "ShortRead",
+    "Tracker",
+    "close_after",
+    "grant_step",
+    "read_exactly",
+    "write_chunks",
+]

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .chunkio import ChunkReader, ShortRead, grant_step, write_chunks
+from .chunkio import ChunkReader, ShortRead, close_after, grant_step, write_chunks
 from .digest import Hasher
 from .errors import LocalFileError
 from .events import Chunk, Credit, Event, GetMeta
@@ -121,18 +121,7 @@ async def receive_file(
         hop = loop.run_in_executor(None, os.fsync, fd)
         await asyncio.shield(hop)
     finally:
-        if hop is not None and not hop.done():
-            # A cancelled caller does not stop the hop: close the descriptor
-            # when it is over, or its number could be reused under a write.
-            hop.add_done_callback(lambda f: _close_after(f, fd))
-        else:
-            os.close(fd)
-
-
-def _close_after(hop: asyncio.Future, fd: int) -> None:
-    if not hop.cancelled():
-        hop.exception()  # retrieved: the caller is past caring
-    os.close(fd)
+        close_after(hop, fd)
 
 
 def _open_at(path: Path, flags: int, offset: int) -> int:
