@@ -468,7 +468,7 @@ async def _clients(endpoint: str, src: str, count: int) -> None:
     """``count`` clients, each on its own connection, each sending ``src`` under
     its own name at once; then every stored digest is checked against the source's."""
     sys.path.insert(0, str(ROOT))
-    from zfile.client import Client
+    from zfile.client.client import Client
 
     want = bytes.fromhex(digest_of(Path(src)))
 

@@ -17,8 +17,8 @@ import blake3
 import msgpack
 import zmq
 
-from zfile._codec import decode, encode
-from zfile.events import Chunk, Credit, Error, Event, Put, PutReady
+from zfile.protocol.codec import decode, encode
+from zfile.protocol.events import Chunk, Credit, Error, Event, Put, PutReady
 
 MiB = 1 << 20
 MTIME_NS = 1_600_000_000_123_456_789

@@ -15,13 +15,13 @@ from pathlib import Path
 import blake3
 import pytest
 
-from zfile import chunkio
-from zfile.chunkio import BufferPool, ChunkReader, ShortRead, grant_step, write_chunks
-from zfile.client import Client
-from zfile.config import ServerConfig
+from zfile.client.client import Client
 from zfile.errors import LocalFileError
-from zfile.server import Server
-from zfile.writeback import Writeback
+from zfile.fileio import chunks as chunkio
+from zfile.fileio.chunks import BufferPool, ChunkReader, ShortRead, grant_step, write_chunks
+from zfile.fileio.writeback import Writeback
+from zfile.server.config import ServerConfig
+from zfile.server.server import Server
 
 from .conftest import free_port
 from .rawpeer import MiB, digest_of, make_file

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from zfile.client import Client
+from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError, ZfileError
 
 from .conftest import Daemon, free_port
@@ -120,7 +120,7 @@ CRASH_SCRIPT = textwrap.dedent(
     import asyncio, os, sys
     from pathlib import Path
     import blake3
-    from zfile.store import Store, Upload
+    from zfile.store.local import Store, Upload
 
     root, src, point, how = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     die = lambda *a, **k: os._exit(9)
@@ -259,7 +259,7 @@ async def test_reconcile_missing_and_replaced_files(tmp_path):
 CLIENT_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys, time
-    from zfile.client import Client
+    from zfile.client.client import Client
 
     async def main():
         async with Client(sys.argv[1]) as client:

@@ -18,11 +18,11 @@ from pathlib import Path
 import blake3
 import pytest
 
-from zfile import auth
-from zfile.client import Client
+from zfile.client.client import Client
 from zfile.errors import AuthFailed
-from zfile.events import Chunk, Put, PutEnd, PutOk, PutReady
-from zfile.transport import ClientCurve, ClientSocket
+from zfile.protocol.events import Chunk, Put, PutEnd, PutOk, PutReady
+from zfile.transport import curve as auth
+from zfile.transport.sockets import ClientCurve, ClientSocket
 
 from .conftest import Daemon, free_port, start_daemon, zfile_cli
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import blake3
 import pytest
 
-from zfile.client import Client
+from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError
-from zfile.protocol import DEFAULT_CHUNK_SIZE
+from zfile.protocol.machine import DEFAULT_CHUNK_SIZE
 
 from .conftest import zfile_cli
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zfile.endpoint import EndpointError, is_loopback, parse_endpoint
+from zfile.transport.endpoint import EndpointError, is_loopback, parse_endpoint
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zfile._codec import decode, encode
-from zfile.client import Client
+from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError, RemoteProtocolError
-from zfile.events import (
+from zfile.protocol.codec import decode, encode
+from zfile.protocol.events import (
     Cancel,
     Chunk,
     Credit,

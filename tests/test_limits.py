@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from zfile.client import Client
-from zfile.config import ServerConfig
+from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError
-from zfile.events import Cancel, Put, PutReady
-from zfile.server import Server
-from zfile.store import Upload
+from zfile.protocol.events import Cancel, Put, PutReady
+from zfile.server.config import ServerConfig
+from zfile.server.server import Server
+from zfile.store.local import Upload
 
 from .conftest import free_port, start_daemon, zfile_cli
 from .rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials

@@ -17,8 +17,8 @@ import time
 
 import blake3
 
-from zfile.batch import send_paths
-from zfile.client import Client
+from zfile.client.client import Client
+from zfile.client.tree import send_paths
 from zfile.errors import ZfileError
 
 from .conftest import start_daemon

@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 
 import pytest
+from .test_store import b3, tmp_files
 
-from zfile import upload as upload_mod
-from zfile.batch import MANY_FILES, send_paths
-from zfile.client import Client, Result
+from zfile.client.client import Client, Result
+from zfile.client.tree import MANY_FILES, send_paths
 from zfile.errors import (
     BadName,
     Busy,
@@ -24,11 +24,11 @@ from zfile.errors import (
     RemoteError,
     TooLarge,
 )
-from zfile.events import Entry, PutFile
-from zfile.store import Store
+from zfile.protocol.events import Entry, PutFile
+from zfile.store import partial as upload_mod
+from zfile.store.local import Store
 
 from .conftest import zfile_cli
-from .test_store import b3, tmp_files
 
 MTIME_NS = 1_600_000_000_123_456_789
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from zfile import chunkio
-from zfile.chunkio import BufferPool, ChunkReader
+from zfile.fileio import chunks as chunkio
+from zfile.fileio.chunks import BufferPool, ChunkReader
 
 
 class Tracker:

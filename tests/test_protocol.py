@@ -22,10 +22,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zfile._codec import MAX_HEADER_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, MAX_WIRE_NAME_BYTES
 from zfile.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from zfile.events import EVENT_TYPES
-from zfile.protocol import (
+from zfile.protocol.codec import MAX_HEADER_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, MAX_WIRE_NAME_BYTES
+from zfile.protocol.events import EVENT_TYPES
+from zfile.protocol.machine import (
     _TRANSITIONS,
     DEFAULT_CHUNK_SIZE,
     MAX_DIGEST_BYTES,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from zfile.client import Client, part_paths
+from zfile.client.client import Client, part_paths
 from zfile.errors import ErrorCode, RemoteError
 
 from .conftest import start_daemon, zfile_cli

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from zfile import settings
-from zfile.config import ServerConfig
+from zfile.cli import settings
 from zfile.errors import ConfigError
+from zfile.server.config import ServerConfig
 
 from .conftest import zfile_cli
 

@@ -14,8 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zfile import store as store_mod
-from zfile.catalog import Catalog
 from zfile.errors import (
     BadName,
     Busy,
@@ -28,9 +26,11 @@ from zfile.errors import (
     TooLarge,
     ZfileError,
 )
-from zfile.events import Entry
-from zfile.names import check_name, check_prefix
-from zfile.store import Store
+from zfile.protocol.events import Entry
+from zfile.protocol.names import check_name, check_prefix
+from zfile.store import local as store_mod
+from zfile.store.catalog import Catalog
+from zfile.store.local import Store
 
 MTIME_NS = 1_600_000_000_123_456_789
 
@@ -445,7 +445,7 @@ async def test_a_cancelled_write_finishes_before_the_partial_is_closed(
     # descriptor under it would let a reused descriptor number take the bytes.
     import threading
 
-    from zfile import upload as upload_mod
+    from zfile.store import partial as upload_mod
 
     events: list[str] = []
     entered = threading.Event()

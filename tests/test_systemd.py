@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from zfile import notify
-from zfile.events import Cancel, Chunk, Put, PutReady
-from zfile.transport import ClientSocket
+from zfile.protocol.events import Cancel, Chunk, Put, PutReady
+from zfile.server import notify
+from zfile.transport.sockets import ClientSocket
 
 from .conftest import start_daemon, zfile_cli
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import blake3
 import pytest
 
-from zfile.catalog import Catalog
-from zfile.client import Client
+from zfile.client.client import Client
 from zfile.errors import Exists, IntegrityError, StoreError
-from zfile.events import Entry
-from zfile.store import Store
-from zfile.writeback import Writeback
+from zfile.fileio.writeback import Writeback
+from zfile.protocol.events import Entry
+from zfile.store.catalog import Catalog
+from zfile.store.local import Store
 
 MiB = 1 << 20
 MTIME_NS = 1_700_000_000_123_456_789

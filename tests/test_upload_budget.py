@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zfile.events import Chunk, Credit, PutEnd, PutOk
+from zfile.protocol.events import Chunk, Credit, PutEnd, PutOk
 
 from .conftest import start_daemon
 from .rawpeer import MTIME_NS, RawPeer, digest_of, make_file

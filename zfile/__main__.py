@@ -1,3 +1,3 @@
-from .cli import main
+from zfile.cli.commands import main
 
 main()

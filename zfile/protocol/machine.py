@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from enum import Enum
 
-from ._codec import MAX_DIGEST_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, PROTOCOL_VERSION, decode, encode
-from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from .events import (
+from zfile.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from zfile.protocol.codec import MAX_DIGEST_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, PROTOCOL_VERSION, decode, encode
+from zfile.protocol.events import (
     Cancel,
     Chunk,
     Credit,

@@ -25,7 +25,7 @@ from pathlib import Path
 import zmq.auth
 from zmq.utils import z85
 
-from .errors import ConfigError
+from zfile.errors import ConfigError
 
 log = logging.getLogger("zfile.auth")
 

@@ -21,12 +21,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from . import protocol
-from .chunkio import ChunkReader, ShortRead, Tracker, grant_step
-from .config import ServerConfig
-from .disk import store_error
-from .errors import ErrorCode, StoreError, TransportError, ZfileError
-from .events import (
+from zfile import protocol
+from zfile.errors import ErrorCode, StoreError, TransportError, ZfileError
+from zfile.fileio.chunks import ChunkReader, ShortRead, Tracker, grant_step
+from zfile.protocol.events import (
     Chunk,
     Credit,
     Error,
@@ -43,8 +41,10 @@ from .events import (
     PutOk,
     PutReady,
 )
-from .store import Store
-from .transport import Incoming, ServerSocket
+from zfile.server.config import ServerConfig
+from zfile.store.fs import store_error
+from zfile.store.local import Store
+from zfile.transport.sockets import Incoming, ServerSocket
 
 # The daemon's records keep one logger name whichever module writes them: the
 # text line's name and the JSON "logger" key are what operators filter on.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .endpoint import DEFAULT_ENDPOINT
-from .protocol import DEFAULT_CHUNK_SIZE
+from zfile.protocol.machine import DEFAULT_CHUNK_SIZE
+from zfile.transport.endpoint import DEFAULT_ENDPOINT
 
 MiB = 1 << 20
 

@@ -36,16 +36,17 @@ from typing import TYPE_CHECKING, Any
 import aiofiles
 import blake3
 
-from . import digest as digests
-from .chunkio import write_chunks
-from .disk import fsync_dir, store_error, unlink_all
-from .errors import Exists, IntegrityError, NoSpace, StoreError, ZfileError
-from .events import Buffer, Entry
-from .names import quote_name
-from .writeback import Writeback, start_all
+from zfile.errors import Exists, IntegrityError, NoSpace, StoreError, ZfileError
+from zfile.fileio.chunks import write_chunks
+from zfile.fileio.hashing import hash_file_prefix
+from zfile.fileio.writeback import Writeback, start_all
+from zfile.protocol import digest as digests
+from zfile.protocol.events import Buffer, Entry
+from zfile.protocol.names import quote_name
+from zfile.store.fs import fsync_dir, store_error, unlink_all
 
 if TYPE_CHECKING:
-    from .store import Store
+    from zfile.store.local import Store
 
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
@@ -130,7 +131,7 @@ class Upload:
                 offset = await asyncio.to_thread(probe_partial, self._store._tmp, self.transfer, self._state)
             if offset:
                 await asyncio.to_thread(os.truncate, self._part, offset)
-                prime = digests.hash_file_prefix
+                prime = hash_file_prefix
                 try:
                     self._hasher = await asyncio.to_thread(prime, str(self._part), offset, self.algo)
                 except EOFError:  # the partial shrank under us: start afresh

@@ -36,9 +36,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from .digest import Hasher
-from .events import Buffer
-from .writeback import Writeback
+from zfile.fileio.writeback import Writeback
+from zfile.protocol.digest import Hasher
+from zfile.protocol.events import Buffer
 
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 

@@ -36,11 +36,7 @@ from pathlib import Path
 import aiofiles
 import aiofiles.os
 
-from . import digest as digests
-from .catalog import Catalog
-from .disk import store_error, unlink_all
-from .download import Download
-from .errors import (
+from zfile.errors import (
     BadName,
     Busy,
     ErrorCode,
@@ -51,11 +47,15 @@ from .errors import (
     TooLarge,
     ZfileError,
 )
-from .events import Buffer, Entry, PutFile
-from .names import PRIVATE_DIR, check_name, check_prefix, quote_name
-from .publish import Publisher
-from .recovery import Reconciled, reconcile
-from .upload import Upload, commit_wholes, probe_partial, transfer_id
+from zfile.protocol import digest as digests
+from zfile.protocol.events import Buffer, Entry, PutFile
+from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_name
+from zfile.store.catalog import Catalog
+from zfile.store.fs import store_error, unlink_all
+from zfile.store.group_commit import Publisher
+from zfile.store.partial import Upload, commit_wholes, probe_partial, transfer_id
+from zfile.store.reader import Download
+from zfile.store.recovery import Reconciled, reconcile
 
 __all__ = ["Download", "Store", "Upload", "transfer_id"]
 

@@ -15,15 +15,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .chunkio import ChunkReader, ShortRead, close_after, grant_step, write_chunks
-from .digest import Hasher
-from .errors import LocalFileError
-from .events import Chunk, Credit, Event, GetMeta
-from .protocol import State, Transfer
-from .writeback import Writeback
+from zfile.errors import LocalFileError
+from zfile.fileio.chunks import ChunkReader, ShortRead, close_after, grant_step, write_chunks
+from zfile.fileio.writeback import Writeback
+from zfile.protocol.digest import Hasher
+from zfile.protocol.events import Chunk, Credit, Event, GetMeta
+from zfile.protocol.machine import State, Transfer
 
 if TYPE_CHECKING:
-    from .client import Client, Progress
+    from zfile.client.client import Client, Progress
 
 Inbox = asyncio.Queue[Event | BaseException]
 

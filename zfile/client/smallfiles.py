@@ -10,9 +10,9 @@ import os
 import stat
 from collections.abc import Sequence
 
-from .digest import DEFAULT_ALGO, new_hasher
-from .errors import LocalFileError
-from .events import PutFile
+from zfile.errors import LocalFileError
+from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
+from zfile.protocol.events import PutFile
 
 
 def read_wholes(

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgpack
 
-from .errors import ErrorCode, RemoteProtocolError
-from .events import (
+from zfile.errors import ErrorCode, RemoteProtocolError
+from zfile.protocol.events import (
     EVENT_TYPES,
     Buffer,
     Chunk,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from .chunkio import ChunkReader
-from .disk import store_error
-from .errors import ErrorCode, StoreError, ZfileError
-from .events import Entry
-from .names import quote_name
+from zfile.errors import ErrorCode, StoreError, ZfileError
+from zfile.fileio.chunks import ChunkReader
+from zfile.protocol.events import Entry
+from zfile.protocol.names import quote_name
+from zfile.store.fs import store_error
 
 
 class Download:

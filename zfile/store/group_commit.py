@@ -24,13 +24,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog import Catalog
-from .disk import fsync_dir, store_error
-from .errors import StoreError, ZfileError
-from .events import Entry
+from zfile.errors import StoreError, ZfileError
+from zfile.protocol.events import Entry
+from zfile.store.catalog import Catalog
+from zfile.store.fs import fsync_dir, store_error
 
 if TYPE_CHECKING:
-    from .upload import Upload
+    from zfile.store.partial import Upload
 
 #: A commit waiting for its batch: the upload, its entry, and the future its
 #: caller awaits.

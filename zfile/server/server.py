@@ -24,11 +24,8 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import protocol
-from .auth import AuthorizedKeys, load_keypair
-from .config import ServerConfig
-from .endpoint import is_loopback
-from .errors import (
+from zfile import protocol
+from zfile.errors import (
     ConfigError,
     ErrorCode,
     ProtocolError,
@@ -36,7 +33,7 @@ from .errors import (
     StoreError,
     TransportError,
 )
-from .events import (
+from zfile.protocol.events import (
     Cancel,
     Chunk,
     Credit,
@@ -48,10 +45,13 @@ from .events import (
     PutEnd,
     PutMany,
 )
-from .notify import Notifier
-from .store import Store
-from .transfers import Transfers
-from .transport import Incoming, ServerCurve, ServerSocket
+from zfile.server.config import ServerConfig
+from zfile.server.notify import Notifier
+from zfile.server.sessions import Transfers
+from zfile.store.local import Store
+from zfile.transport.curve import AuthorizedKeys, load_keypair
+from zfile.transport.endpoint import is_loopback
+from zfile.transport.sockets import Incoming, ServerCurve, ServerSocket
 
 log = logging.getLogger("zfile.server")
 

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import StoreError
-from .events import Entry
-from .names import quote_name
+from zfile.errors import StoreError
+from zfile.protocol.events import Entry
+from zfile.protocol.names import quote_name
 
 T = TypeVar("T")
 

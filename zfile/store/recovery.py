@@ -47,13 +47,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .digest import hash_file_prefix
-from .errors import StoreError, ZfileError
-from .events import Entry
-from .names import check_name, quote_name
+from zfile.errors import StoreError, ZfileError
+from zfile.fileio.hashing import hash_file_prefix
+from zfile.protocol.events import Entry
+from zfile.protocol.names import check_name, quote_name
 
 if TYPE_CHECKING:
-    from .store import Store
+    from zfile.store.local import Store
 
 log = logging.getLogger("zfile.store")
 

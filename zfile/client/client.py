@@ -24,11 +24,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import protocol, streams
-from .chunkio import Tracker
-from .digest import DEFAULT_ALGO, hash_file_prefix, new_hasher
-from .endpoint import DEFAULT_ENDPOINT, parse_endpoint
-from .errors import (
+from zfile import protocol
+from zfile.client import stream as streams
+from zfile.client.smallfiles import read_wholes
+from zfile.errors import (
     ErrorCode,
     IntegrityError,
     LocalFileError,
@@ -38,7 +37,10 @@ from .errors import (
     TransportError,
     ZfileError,
 )
-from .events import (
+from zfile.fileio.chunks import Tracker
+from zfile.fileio.hashing import hash_file_prefix
+from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
+from zfile.protocol.events import (
     Cancel,
     Entry,
     Error,
@@ -55,9 +57,9 @@ from .events import (
     PutOk,
     PutReady,
 )
-from .many import read_wholes
-from .protocol import DEFAULT_CHUNK_SIZE, MAX_MANY_BYTES, Role, Transfer
-from .transport import ClientCurve, ClientSocket
+from zfile.protocol.machine import DEFAULT_CHUNK_SIZE, MAX_MANY_BYTES, Role, Transfer
+from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
+from zfile.transport.sockets import ClientCurve, ClientSocket
 
 #: Called with the number of bytes newly transferred.
 Progress = Callable[[int], None]

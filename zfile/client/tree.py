@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .client import Client, Progress, Result, _noop
-from .errors import BadName, ErrorCode, LocalFileError, RemoteError, ZfileError
-from .events import Entry
-from .names import check_name
+from zfile.client.client import Client, Progress, Result, _noop
+from zfile.errors import BadName, ErrorCode, LocalFileError, RemoteError, ZfileError
+from zfile.protocol.events import Entry
+from zfile.protocol.names import check_name
 
 #: Most files in one PUT-MANY message, and messages in flight at once: 256
 #: files of 4 KiB make a 1 MiB message, and four keep the daemon's disk busy

@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 from click.core import ParameterSource
 
-from . import __version__, settings
-from .batch import Outcome, fetch, plan_download, plan_upload, send_paths
-from .client import Client
-from .config import ServerConfig
-from .endpoint import DEFAULT_ENDPOINT, EndpointError, parse_endpoint
-from .errors import ConfigError, ZfileError
-from .events import Entry
-from .transport import ClientCurve
+from zfile import __version__
+from zfile.cli import settings
+from zfile.client.client import Client
+from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
+from zfile.errors import ConfigError, ZfileError
+from zfile.protocol.events import Entry
+from zfile.server.config import ServerConfig
+from zfile.transport.endpoint import DEFAULT_ENDPOINT, EndpointError, parse_endpoint
+from zfile.transport.sockets import ClientCurve
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -145,7 +146,7 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
             resolved = settings.client_settings(flags, config_path)
             curve = None
             if resolved.server_key is not None and resolved.client_key is not None:
-                from . import auth  # CURVE only: imported when used
+                from zfile.transport import curve as auth  # CURVE only: imported when used
 
                 curve = ClientCurve(
                     auth.load_public_key(settings.resolve_path(resolved.server_key)),
@@ -262,8 +263,8 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
     (ZFILE_BIND, ZFILE_MAX_TRANSFERS, ...), else the [server] table of the
     config file, else its default.  SIGHUP re-reads the authorized keys.
     """
-    from .logs import setup_logging
-    from .server import Server, check_bind
+    from zfile.server.logs import setup_logging
+    from zfile.server.server import Server, check_bind
 
     ctx = click.get_current_context()
     fields = {f.name for f in dataclasses.fields(ServerConfig)}
@@ -278,7 +279,7 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
             if config.secret_key is None or config.authorized_keys is None:
                 check_bind(config)
             else:
-                from . import auth
+                from zfile.transport import curve as auth
 
                 auth.load_keypair(config.secret_key)
                 auth.load_authorized_keys(config.authorized_keys)
@@ -308,7 +309,7 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 def keygen(out: str, name: str | None) -> None:
     """Write a new CURVE key pair: NAME.key, the public key to hand to peers, and
     NAME.key_secret (mode 0600), the pair to keep.  Never overwrites a key."""
-    from . import auth
+    from zfile.transport import curve as auth
 
     name = name or socket.gethostname() or "zfile"
     try:

@@ -6,7 +6,7 @@ Accepted forms (docs: README "Endpoints"): ``tcp://host:port``, ``ipc://path``,
 
 from __future__ import annotations
 
-from .errors import ZfileError
+from zfile.errors import ZfileError
 
 DEFAULT_PORT = 5555
 DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_PORT}"

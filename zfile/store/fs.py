@@ -13,8 +13,8 @@ import errno
 import os
 from pathlib import Path
 
-from .errors import NoSpace, StoreError
-from .names import quote_name
+from zfile.errors import NoSpace, StoreError
+from zfile.protocol.names import quote_name
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 

@@ -1,4 +1,5 @@
-"""Whole-file digests, computed while bytes stream, never by re-reading a file.
+"""Whole-file digest algorithms, computed while bytes stream (no file I/O here;
+:mod:`zfile.fileio.hashing` hashes a file on disk).
 
 BLAKE3 (https://github.com/BLAKE3-team/BLAKE3) is the default: measured on a
 2-core machine at 8.5 GiB/s against 1.7 GiB/s for SHA-256, and its ``update``
@@ -11,7 +12,7 @@ from typing import Protocol
 
 import blake3
 
-from .errors import ErrorCode, ZfileError
+from zfile.errors import ErrorCode, ZfileError
 
 DEFAULT_ALGO = "blake3"
 
@@ -37,25 +38,6 @@ def new_hasher(algo: str = DEFAULT_ALGO) -> Hasher:
             f"digest algorithm {algo!r} is not supported (supported: {', '.join(_ALGORITHMS)})",
             code=ErrorCode.BAD_REQUEST,
         ) from None
-
-
-def hash_file_prefix(path: str, length: int, algo: str = DEFAULT_ALGO, block: int = 1 << 20) -> Hasher:
-    """Hash the first ``length`` bytes of the file at ``path``.
-
-    Only resume uses this: it primes the hasher with the bytes a partial file
-    already holds.  Raises ``OSError`` from the file system, and ``EOFError``
-    when the file is shorter than ``length``.
-    """
-    hasher = new_hasher(algo)
-    remaining = length
-    with open(path, "rb", buffering=0) as f:
-        while remaining:
-            data = f.read(min(block, remaining))
-            if not data:
-                raise EOFError(f"{path} holds fewer than {length} bytes")
-            hasher.update(data)
-            remaining -= len(data)
-    return hasher
 
 
 def hexdigest(digest: bytes) -> str:

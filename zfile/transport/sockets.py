@@ -32,15 +32,15 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from . import protocol
-from .errors import AuthFailed, PeerTimeout, RemoteProtocolError, TransportError
-from .events import Event
+from zfile import protocol
+from zfile.errors import AuthFailed, PeerTimeout, RemoteProtocolError, TransportError
+from zfile.protocol.events import Event
 
 if TYPE_CHECKING:
     # CURVE support is imported when a socket uses it: a plain client's start-up skips it.
     from zmq.auth.asyncio import AsyncioAuthenticator
 
-    from .auth import AuthorizedKeys, KeyPair
+    from zfile.transport.curve import AuthorizedKeys, KeyPair
 
 __all__ = ["ClientCurve", "ClientSocket", "Incoming", "PeerGone", "ServerCurve", "ServerSocket", "PeerTimeout"]
 

@@ -10,7 +10,7 @@ carry UTF-8).  Symbolic links inside the root are the store's concern
 
 from __future__ import annotations
 
-from .errors import BadName
+from zfile.errors import BadName
 
 #: The store's private directory under its root (catalog, partial uploads).
 PRIVATE_DIR = ".zfile"

@@ -1,0 +1,1 @@
+"""The daemon's store: what the server needs of one, and the local backend."""
