@@ -18,8 +18,8 @@ from zfile.server.config import ServerConfig
 from zfile.server.server import Server
 from zfile.store.local import Upload
 
-from .conftest import free_port, start_daemon, zfile_cli
-from .rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials
+from ..conftest import free_port, start_daemon, zfile_cli
+from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials
 
 
 @pytest.fixture

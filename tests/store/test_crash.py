@@ -22,8 +22,8 @@ import pytest
 from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError, ZfileError
 
-from .conftest import Daemon, free_port
-from .rawpeer import MiB, all_logs, digest_of, make_file, partials, restart
+from ..conftest import Daemon, free_port
+from ..rawpeer import MiB, all_logs, digest_of, make_file, partials, restart
 
 RESUMED = re.compile(r"resuming upload of '([^']+)' at byte (\d+) of (\d+)")
 

@@ -13,8 +13,8 @@ import pytest
 from zfile.client.client import Client, part_paths
 from zfile.errors import ErrorCode, RemoteError
 
-from .conftest import start_daemon, zfile_cli
-from .rawpeer import MTIME_NS, MiB, digest_of, make_file, partials, restart
+from ..conftest import start_daemon, zfile_cli
+from ..rawpeer import MTIME_NS, MiB, digest_of, make_file, partials, restart
 
 RESUMED = re.compile(r"resuming upload of '([^']+)' at byte (\d+) of (\d+)")
 SENT = re.compile(r"dir=out name='([^']+)' bytes=(\d+) .* result=ok")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from zfile.protocol.events import Chunk, Credit, PutEnd, PutOk
 
-from .conftest import start_daemon
-from .rawpeer import MTIME_NS, RawPeer, digest_of, make_file
+from ..conftest import start_daemon
+from ..rawpeer import MTIME_NS, RawPeer, digest_of, make_file
 
 KiB = 1 << 10
 CHUNK = 64 * KiB

@@ -23,8 +23,8 @@ from zfile.fileio.writeback import Writeback
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
 
-from .conftest import free_port
-from .rawpeer import MiB, digest_of, make_file
+from ..conftest import free_port
+from ..rawpeer import MiB, digest_of, make_file
 
 
 class Tracker:

@@ -24,7 +24,7 @@ from zfile.protocol.events import Chunk, Put, PutEnd, PutOk, PutReady
 from zfile.transport import curve as auth
 from zfile.transport.sockets import ClientCurve, ClientSocket
 
-from .conftest import Daemon, free_port, start_daemon, zfile_cli
+from ..conftest import Daemon, free_port, start_daemon, zfile_cli
 
 MiB = 1 << 20
 

@@ -40,8 +40,8 @@ from zfile.protocol.events import (
     PutReady,
 )
 
-from .conftest import start_daemon
-from .rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, rss_mib, snapshot
+from ..conftest import start_daemon
+from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, rss_mib, snapshot
 
 BAD = ErrorCode.BAD_REQUEST.value
 MAX_FILE = 512 * MiB

@@ -21,8 +21,8 @@ from zfile.client.client import Client
 from zfile.client.tree import send_paths
 from zfile.errors import ZfileError
 
-from .conftest import start_daemon
-from .rawpeer import MiB, all_logs, digest_of, partials, peak_rss_mib, restart
+from ..conftest import start_daemon
+from ..rawpeer import MiB, all_logs, digest_of, partials, peak_rss_mib, restart
 
 RSS_CEILING_MIB = 400
 RESUMED = re.compile(r"resuming upload of '([^']+)' at byte (\d+) of (\d+)")

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 import pytest
-from .test_store import b3, tmp_files
 
 from zfile.client.client import Client, Result
 from zfile.client.tree import MANY_FILES, send_paths
@@ -28,7 +27,8 @@ from zfile.protocol.events import Entry, PutFile
 from zfile.store import partial as upload_mod
 from zfile.store.local import Store
 
-from .conftest import zfile_cli
+from ..conftest import zfile_cli
+from ..store.test_local import b3, tmp_files
 
 MTIME_NS = 1_600_000_000_123_456_789
 

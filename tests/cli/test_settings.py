@@ -17,9 +17,9 @@ from zfile.cli import settings
 from zfile.errors import ConfigError
 from zfile.server.config import ServerConfig
 
-from .conftest import zfile_cli
+from ..conftest import zfile_cli
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "zfile.toml.example"
+EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "zfile.toml.example"
 
 
 def write(path: Path, text: str) -> Path:

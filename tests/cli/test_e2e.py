@@ -13,7 +13,7 @@ from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.machine import DEFAULT_CHUNK_SIZE
 
-from .conftest import zfile_cli
+from ..conftest import zfile_cli
 
 MiB = 1 << 20
 
@@ -151,7 +151,7 @@ def test_missing_file_is_a_clean_error(daemon, tmp_path):
 
 def test_unreachable_daemon_times_out_cleanly(tmp_path):
     f = make_file(tmp_path / "x.bin", 10)
-    from .conftest import free_port
+    from ..conftest import free_port
 
     res = zfile_cli("send", str(f), "--to", f"127.0.0.1:{free_port()}", "--timeout", "1", check=False)
     assert res.returncode == 1

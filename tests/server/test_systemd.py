@@ -20,9 +20,9 @@ from zfile.protocol.events import Cancel, Chunk, Put, PutReady
 from zfile.server import notify
 from zfile.transport.sockets import ClientSocket
 
-from .conftest import start_daemon, zfile_cli
+from ..conftest import start_daemon, zfile_cli
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
 

@@ -1,0 +1,90 @@
+"""Credit-based flow control, both ends of a stream (sans I/O).
+
+The receiver of a stream grants credit in bytes (FileMQ's NOM, RFC 35; the
+ZeroMQ Guide, chapter 7, "Credit-Based Flow Control"); the sender never has
+more bytes outstanding than it was granted.  Two decisions follow from that,
+and each is made here and nowhere else:
+
+- **where a sender cuts its data**: :func:`next_piece` says how many bytes of
+  a buffer may go in the next CHUNK under the credit it holds now;
+- **when a receiver grants again**: a :class:`CreditWindow` keeps the bytes
+  the receiver has granted ahead of what it has consumed (written to disk,
+  and, on a forwarding hop, handed on) at about one window, and grants in
+  steps of at least :func:`grant_step` bytes, so a stream costs one CREDIT
+  message per few chunks.
+
+Sizes, offsets and credit are bytes; offsets count from the file's start.
+"""
+
+from __future__ import annotations
+
+
+def grant_step(window: int, chunk: int) -> int:
+    """The least CREDIT a receiver sends (bytes; the last one of a file may
+    be less): a quarter of its ``window``, so that a stream costs one CREDIT
+    per few chunks yet keeps three quarters of the window in flight; never
+    less than one ``chunk``, nor more than the ``window`` (a window smaller
+    than a chunk must still be granted again)."""
+    return min(window, max(chunk, window // 4))
+
+
+def next_piece(credit: int, remaining: int) -> int:
+    """Bytes of the next CHUNK a sender may send: ``remaining`` bytes of data
+    are left to send and ``credit`` bytes are granted and unspent.  0 means
+    wait for a CREDIT.  Credit is granted in bytes, not chunks, so a chunk
+    read from the file may go out in several pieces."""
+    if credit < 0 or remaining < 0:
+        raise ValueError(f"credit ({credit}) and remaining ({remaining}) must not be negative")
+    return min(credit, remaining)
+
+
+class CreditWindow:
+    """The receiver's side of one stream's credit.
+
+    The stream starts at byte ``offset`` and ends at byte ``size`` (None
+    while the size is not known yet, as for a GET before GET-META).  The
+    receiver first grants :attr:`initial` bytes; after consuming data up to a
+    new offset it asks :meth:`grant` how much to grant now.  ``window`` bytes
+    is how far ahead of what is consumed the grants may reach, ``chunk`` the
+    sender's chunk size (bytes), which bounds the smallest step.
+    """
+
+    def __init__(self, offset: int, size: int | None, window: int, chunk: int) -> None:
+        if window <= 0 or chunk <= 0:
+            raise ValueError(f"window ({window}) and chunk ({chunk}) must be positive")
+        self.size = size
+        self.window = window
+        self.chunk = chunk
+        end = offset + window
+        #: Where the grants made so far end (byte offset).
+        self.granted_end = end if size is None else min(size, end)
+        #: The first grant, in bytes (PUT-READY's or GET's ``credit``).
+        self.initial = self.granted_end - offset
+
+    def grant(self, consumed: int, window: int | None = None) -> int:
+        """Bytes of credit to grant now that the receiver has consumed the
+        stream up to byte ``consumed``; 0 when no CREDIT is due yet.
+
+        ``window`` overrides the window for this decision (a daemon shrinks
+        it while many uploads share its memory; credit already granted stays
+        valid).  A grant is due once it would be at least
+        :func:`grant_step` bytes, or when it reaches the end of the stream.
+        """
+        window = self.window if window is None else window
+        end = consumed + window
+        if self.size is not None:
+            end = min(self.size, end)
+        step = end - self.granted_end
+        if step <= 0:
+            return 0
+        if step >= grant_step(window, self.chunk) or end == self.size:
+            self.granted_end = end
+            return step
+        return 0
+
+    def set_size(self, size: int) -> None:
+        """Learn the stream's size (bytes) once it is announced (GET-META)."""
+        self.size = size
+
+
+__all__ = ["CreditWindow", "grant_step", "next_piece"]
