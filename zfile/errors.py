@@ -91,6 +91,21 @@ class PeerTimeout(TransportError):
     """The peer did not answer within the configured time (seconds)."""
 
 
+class PeerGone(TransportError):
+    """The ROUTER has no connection to that peer identity (EHOSTUNREACH)."""
+
+
+class PeerStalled(TransportError):
+    """The peer's pipe stayed full for the idle timeout: it is not reading,
+    and the daemon will not buffer for it."""
+
+
+class EndpointError(ZfileError, ValueError):
+    """The endpoint text is not one of the accepted forms (README, "Endpoints")."""
+
+    code = ErrorCode.BAD_REQUEST
+
+
 # -- store and transfers ----------------------------------------------------
 
 

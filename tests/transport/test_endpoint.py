@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from zfile.transport.endpoint import EndpointError, is_loopback, parse_endpoint
+from zfile.errors import EndpointError
+from zfile.transport.endpoint import is_loopback, parse_endpoint
 
 
 @pytest.mark.parametrize(

@@ -26,10 +26,10 @@ from zfile import __version__
 from zfile.cli import settings
 from zfile.client.client import Client
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
-from zfile.errors import ConfigError, ZfileError
+from zfile.errors import ConfigError, EndpointError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
-from zfile.transport.endpoint import DEFAULT_ENDPOINT, EndpointError, parse_endpoint
+from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
 from zfile.transport.sockets import ClientCurve
 
 if TYPE_CHECKING:

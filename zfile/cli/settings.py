@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zfile.errors import ConfigError
+from zfile.errors import ConfigError, EndpointError
 from zfile.server.config import ServerConfig
-from zfile.transport.endpoint import DEFAULT_ENDPOINT, EndpointError, parse_endpoint
+from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
 
 DEFAULT_CONFIG_PATH = "/etc/zfile/zfile.toml"
 CONFIG_ENV = "ZFILE_CONFIG"

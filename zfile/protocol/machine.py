@@ -21,7 +21,9 @@ from enum import Enum
 
 from zfile.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from zfile.protocol.codec import MAX_DIGEST_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, PROTOCOL_VERSION, decode, encode
+from zfile.protocol.credit import next_piece
 from zfile.protocol.events import (
+    Buffer,
     Cancel,
     Chunk,
     Credit,
@@ -48,6 +50,9 @@ __all__ = [
     "MAX_MANY_BYTES",
     "MAX_MANY_FILES",
     "DEFAULT_CHUNK_SIZE",
+    "Action",
+    "action_for",
+    "message_kind",
     "Role",
     "State",
     "Transfer",
@@ -96,6 +101,20 @@ class State(Enum):
     FAILED = "failed"
 
 
+class Action(Enum):
+    """What the receiving end does with an event :meth:`Transfer.receive`
+    accepted, so the I/O layers need no dispatch of their own on event types."""
+
+    OPEN = "open"  # a request that starts a transfer: admit it and start its work
+    NEXT_PAGE = "next-page"  # the client asks for the next page of a listing
+    DATA = "data"  # stream data (CHUNK, PUT-END): hand it to the transfer's consumer
+    CREDIT = "credit"  # more credit: wake the transfer's sender
+    IGNORE = "ignore"  # changes nothing (credit that reached a finished download)
+    CANCEL = "cancel"  # the client abandoned the transfer
+    REPLY = "reply"  # the server's answer the client is waiting for
+    ERROR = "error"  # the server ended the transfer with an ERROR
+
+
 C, S = Role.CLIENT, Role.SERVER
 
 # The one table of state rules: (state, sender, message type) -> next state.
@@ -132,10 +151,30 @@ _TRANSITIONS[(State.DONE, C, "CREDIT")] = State.DONE
 _TRANSITIONS[(State.IDLE, S, "ERROR")] = State.FAILED
 
 
-def _kind(event: Event) -> str:
+# What the receiver does with each kind of message (refined in Transfer._process).
+_ACTIONS: dict[str, Action] = {
+    **dict.fromkeys(("PUT", "PUT+DATA", "PUT-MANY", "GET", "LIST"), Action.OPEN),
+    **dict.fromkeys(("CHUNK", "PUT-END"), Action.DATA),
+    **dict.fromkeys(("PUT-READY", "PUT-OK", "PUT-MANY-OK", "GET-META", "LIST-PAGE"), Action.REPLY),
+    "CREDIT": Action.CREDIT,
+    "CANCEL": Action.CANCEL,
+    "ERROR": Action.ERROR,
+}
+
+
+def message_kind(event: Event) -> str:
+    """The message type as the state rules know it: the event's TYPE, or
+    "PUT+DATA" for a PUT that carries its file inline."""
     if isinstance(event, Put) and event.inline:
         return "PUT+DATA"
     return event.TYPE
+
+
+def action_for(event: Event) -> Action:
+    """What a receiver does with ``event`` when no transfer of its id is
+    open: OPEN for a request, CREDIT or CANCEL for a late message of a
+    finished transfer (harmless), anything else is out of place."""
+    return _ACTIONS[message_kind(event)]
 
 
 class Transfer:
@@ -170,26 +209,38 @@ class Transfer:
     def finished(self) -> bool:
         return self.state in (State.DONE, State.FAILED)
 
-    def send(self, event: Event) -> None:
-        """Check and apply an event this end is about to send.
+    def send(self, event: Event) -> Action:
+        """Check and apply an event this end is about to send; return what
+        the peer will do with it.
 
         Raises :class:`LocalProtocolError` if the protocol forbids it now.
         """
-        self._process(self.role, event, LocalProtocolError)
+        return self._process(self.role, event, LocalProtocolError)
 
-    def receive(self, event: Event) -> None:
-        """Check and apply an event the peer sent.
+    def receive(self, event: Event) -> Action:
+        """Check and apply an event the peer sent; return what this end must
+        do with it (:class:`Action`).
 
         Raises :class:`RemoteProtocolError` (code ``bad-request``) if the
         protocol forbids it now; the transfer is then FAILED.
         """
         peer = Role.SERVER if self.role is Role.CLIENT else Role.CLIENT
-        self._process(peer, event, RemoteProtocolError)
+        return self._process(peer, event, RemoteProtocolError)
 
-    def _process(self, sender: Role, event: Event, exc: type[ProtocolError]) -> None:
+    def next_chunk(self, data: Buffer) -> Chunk | None:
+        """The CHUNK that carries as much of ``data`` (the bytes from
+        :attr:`offset` on) as the credit allows now, or None while there is
+        no credit (wait for a CREDIT).  Apply it with :meth:`send` before
+        asking for the next one."""
+        n = next_piece(self.credit, len(data))
+        if n == 0:
+            return None
+        return Chunk(self.id, self.offset, data[:n] if n < len(data) else data)
+
+    def _process(self, sender: Role, event: Event, exc: type[ProtocolError]) -> Action:
         if event.id != self.id:
             raise exc(f"message for transfer {event.id} given to transfer {self.id}", transfer_id=self.id)
-        kind = _kind(event)
+        kind = message_kind(event)
         key = (self.state, sender, kind)
         nxt = _TRANSITIONS.get(key)
         if nxt is None:
@@ -200,6 +251,7 @@ class Transfer:
             if exc is RemoteProtocolError:
                 self.state = State.FAILED
             raise error
+        before = self.state
         try:
             nxt = self._apply(event, nxt)
         except ValueError as err:
@@ -207,6 +259,12 @@ class Transfer:
                 self.state = State.FAILED
             raise exc(f"transfer {self.id}: {err}", transfer_id=self.id) from None
         self.state = nxt
+        action = _ACTIONS[kind]
+        if action is Action.OPEN and before is not State.IDLE:
+            return Action.NEXT_PAGE
+        if action is Action.CREDIT and before is State.DONE:
+            return Action.IGNORE
+        return action
 
     def _apply(self, event: Event, nxt: State) -> State:
         """Counter rules; raise ValueError with the reason to refuse."""

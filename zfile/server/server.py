@@ -34,16 +34,9 @@ from zfile.errors import (
     TransportError,
 )
 from zfile.protocol.events import (
-    Cancel,
-    Chunk,
-    Credit,
     Error,
     Event,
-    Get,
     ListRequest,
-    Put,
-    PutEnd,
-    PutMany,
 )
 from zfile.server.config import ServerConfig
 from zfile.server.notify import Notifier
@@ -251,17 +244,17 @@ class Server:
             return
         session.last_heard = time.monotonic()
         try:
-            session.transfer.receive(event)
+            action = session.transfer.receive(event)
         except RemoteProtocolError as exc:
             self.transfers.fail(session, exc)
             return
-        if isinstance(event, (Chunk, PutEnd)):
+        if action is protocol.Action.DATA:
             session.queue.put_nowait(event)
-        elif isinstance(event, Credit):
+        elif action is protocol.Action.CREDIT:
             session.credit_arrived.set()
-        elif isinstance(event, Cancel):
+        elif action is protocol.Action.CANCEL:
             self.transfers.end(session)
-        elif isinstance(event, ListRequest):
+        elif action is protocol.Action.NEXT_PAGE:
             self.transfers.next_page(session, event)
 
     def _refuse(self, inc: Incoming, exc: ProtocolError) -> None:
@@ -273,9 +266,10 @@ class Server:
             self.transfers.reply(inc.identity, Error(-1 if tid is None else tid, exc.code.value, str(exc)))
 
     def _open(self, inc: Incoming, event: Event) -> None:
-        if isinstance(event, (Credit, Cancel)):
+        action = protocol.action_for(event)
+        if action in (protocol.Action.CREDIT, protocol.Action.CANCEL):
             return  # late credit or cancel for a transfer already over: harmless
-        if not isinstance(event, (Put, PutMany, Get, ListRequest)):
+        if action is not protocol.Action.OPEN:
             self.transfers.reply(
                 inc.identity,
                 Error(event.id, ErrorCode.BAD_REQUEST.value, f"no transfer {event.id} is open for {event.TYPE}"),

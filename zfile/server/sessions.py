@@ -20,10 +20,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from zfile import protocol
-from zfile.errors import ErrorCode, StoreError, TransportError, ZfileError
-from zfile.fileio.chunks import ChunkReader, ShortRead, Tracker, grant_step
+from zfile.errors import ErrorCode, PeerStalled, StoreError, TransportError, ZfileError
+from zfile.fileio.chunks import ChunkReader, ShortRead, Tracker
+from zfile.protocol.credit import CreditWindow
 from zfile.protocol.events import (
     Chunk,
     Credit,
@@ -53,10 +55,6 @@ log = logging.getLogger("zfile.server")
 # Received-but-unwritten upload data the daemon may hold, in credit windows,
 # across all uploads (see Transfers._upload_window).
 _UPLOAD_BUFFER_WINDOWS = 16
-
-
-class PeerStalled(TransportError):
-    """The peer's pipe is full: it is not reading, and we will not buffer for it."""
 
 
 @dataclass(eq=False)
@@ -110,6 +108,14 @@ class Transfers:
         self.sessions: dict[tuple[bytes, int], Session] = {}
         # Streaming uploads running, which share the upload buffer (_upload_window).
         self._streaming = 0
+        # The work that serves each kind of request (protocol.message_kind).
+        self._work: dict[str, Callable[[Session, Any], Awaitable[None]]] = {
+            "PUT": self._upload,
+            "PUT+DATA": self._inline_upload,
+            "PUT-MANY": self._put_many,
+            "GET": self._download,
+            "LIST": self._list_page,
+        }
 
     # -- the session table -------------------------------------------------------
 
@@ -118,15 +124,8 @@ class Transfers:
         name = _many_name(event) if isinstance(event, PutMany) else getattr(event, "name", "")
         session = Session(inc.identity, inc.peer, transfer, name=name, peer_key=inc.peer_key)
         self.sessions[session.key] = session
-        if isinstance(event, PutMany):
-            work = self._put_many(session, event)
-        elif isinstance(event, Put):
-            work = self._inline_upload(session, event) if event.inline else self._upload(session, event)
-        elif isinstance(event, Get):
-            work = self._download(session, event)
-        else:
-            work = self._list_page(session, event)
-        session.task = asyncio.create_task(work)
+        work = self._work[protocol.message_kind(event)]
+        session.task = asyncio.create_task(work(session, event))
 
     def next_page(self, session: Session, req: ListRequest) -> None:
         """Send the next page of a listing the peer asked to go on with."""
@@ -319,23 +318,17 @@ class Transfers:
                 log.info("resuming upload of %r at byte %d of %d", put.name, upload.offset, put.size)
             self._streaming += 1
             streaming = True
-            granted_end = min(put.size, upload.offset + self._upload_window())
-            ready = PutReady(put.id, upload.transfer, upload.offset, granted_end - upload.offset)
-            await self._send(session, ready)
+            credit = CreditWindow(upload.offset, put.size, self._upload_window(), self.config.chunk_size)
+            await self._send(session, PutReady(put.id, upload.transfer, upload.offset, credit.initial))
             written = upload.offset
             while True:
                 event = await session.queue.get()
                 if isinstance(event, Chunk):
                     await upload.write(event.offset, event.data)
                     written += len(event.data)
-                    # Grant back what was written, in steps of at least a
-                    # quarter window (grant_step), never past the declared size.
-                    window = self._upload_window()
-                    new_end = min(put.size, written + window)
-                    step = new_end - granted_end
-                    if step > 0 and (step >= grant_step(window, self.config.chunk_size) or new_end == put.size):
+                    # Credit only for bytes written: memory per upload stays within its window.
+                    if step := credit.grant(written, self._upload_window()):
                         await self._send(session, Credit(put.id, step))
-                        granted_end = new_end
                 else:
                     assert isinstance(event, PutEnd)
                     entry = await upload.commit(event.digest)
@@ -412,18 +405,16 @@ class Transfers:
                     raise StoreError(f"{name} changed on disk while being sent") from None
                 except OSError as exc:
                     raise store_error(exc, name, "read") from exc
-                # Credit is granted in bytes, so a chunk may have to go in pieces.
                 trackers = []
                 sent = 0
                 while sent < len(view):
-                    if t.credit == 0:
+                    chunk = t.next_chunk(view[sent:])
+                    if chunk is None:
                         session.credit_arrived.clear()
                         await session.credit_arrived.wait()
                         continue
-                    n = min(t.credit, len(view) - sent)
-                    chunk = Chunk(t.id, t.offset, view[sent : sent + n])
                     trackers.append(await self._send(session, chunk, track=True))
-                    sent += n
+                    sent += len(chunk.data)
                 # libzmq owns the buffer until the tracker says it sent it.
                 reader.pool.give(buf, trackers)
         finally:
@@ -444,4 +435,4 @@ class Transfers:
         self._finish(session, exc)
 
 
-__all__ = ["PeerStalled", "Session", "Transfers"]
+__all__ = ["Session", "Transfers"]

@@ -6,14 +6,10 @@ Accepted forms (docs: README "Endpoints"): ``tcp://host:port``, ``ipc://path``,
 
 from __future__ import annotations
 
-from zfile.errors import ZfileError
+from zfile.errors import EndpointError
 
 DEFAULT_PORT = 5555
 DEFAULT_ENDPOINT = f"tcp://127.0.0.1:{DEFAULT_PORT}"
-
-
-class EndpointError(ZfileError, ValueError):
-    """The endpoint text is not one of the accepted forms."""
 
 
 def parse_endpoint(text: str, default_port: int = DEFAULT_PORT) -> str:

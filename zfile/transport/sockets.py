@@ -33,7 +33,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from zfile import protocol
-from zfile.errors import AuthFailed, PeerTimeout, RemoteProtocolError, TransportError
+from zfile.errors import AuthFailed, PeerGone, RemoteProtocolError, TransportError
 from zfile.protocol.events import Event
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from zfile.transport.curve import AuthorizedKeys, KeyPair
 
-__all__ = ["ClientCurve", "ClientSocket", "Incoming", "PeerGone", "ServerCurve", "ServerSocket", "PeerTimeout"]
+__all__ = ["ClientCurve", "ClientSocket", "Incoming", "ServerCurve", "ServerSocket"]
 
 # ZMTP heartbeats (libzmq 4.2+) let a connection notice a dead peer; the
 # application keeps its own idle timeout per transfer as well.
@@ -65,10 +65,6 @@ _HANDSHAKE_FAILED = (
 
 # What ServerSocket._send returns when the peer's pipe is full.
 _FULL = object()
-
-
-class PeerGone(TransportError):
-    """The ROUTER has no connection to that peer identity (EHOSTUNREACH)."""
 
 
 def _transport_error(what: str, exc: zmq.ZMQError) -> TransportError:
