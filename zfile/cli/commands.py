@@ -1,8 +1,8 @@
 """``zfile`` command line: thin click commands over the library.
 
-Exit codes: 0 done, 1 a transfer failed (or the daemon could not be reached),
-2 usage.  Every zfile error becomes one line, ``zfile: error: <sentence>``,
-in :func:`_fail`; no traceback reaches the user.
+Errors are not caught here: :mod:`zfile.cli.boundary` turns each into one
+line, ``zfile: error: <sentence>``, and an exit code (0 done, 1 a transfer
+failed, 2 usage).
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
 
 from zfile import __version__
 from zfile.cli import settings
+from zfile.cli.boundary import EXIT_FAILED, Group
 from zfile.client.client import Client
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
-from zfile.errors import ConfigError, EndpointError, ZfileError
+from zfile.errors import EndpointError
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
@@ -39,19 +40,9 @@ T = TypeVar("T")
 _DEFAULTS = ServerConfig()
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"zfile: error: {message}", err=True)
-    sys.exit(code)
-
-
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    """Run a library coroutine, turning every error into a line and exit 1."""
-    try:
-        return asyncio.run(coro_fn())
-    except ZfileError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted")
+    """Run a library coroutine to its end (its errors reach the boundary)."""
+    return asyncio.run(coro_fn())
 
 
 def _endpoint(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -89,7 +80,7 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool) -
             f"({nbytes / seconds / 1e6:.1f} MB/s)" + (f"; {len(failed)} failed" if failed else "")
         )
     if failed:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,18 +133,15 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, server: str | None, server_key: str | None, client_key: str | None, config_path, **kw):
         flags = {"server": server, "server_key": server_key, "client_key": client_key}
-        try:
-            resolved = settings.client_settings(flags, config_path)
-            curve = None
-            if resolved.server_key is not None and resolved.client_key is not None:
-                from zfile.transport import curve as auth  # CURVE only: imported when used
+        resolved = settings.client_settings(flags, config_path)
+        curve = None
+        if resolved.server_key is not None and resolved.client_key is not None:
+            from zfile.transport import curve as auth  # CURVE only: imported when used
 
-                curve = ClientCurve(
-                    auth.load_public_key(settings.resolve_path(resolved.server_key)),
-                    auth.load_keypair(settings.resolve_path(resolved.client_key)),
-                )
-        except ConfigError as exc:
-            _fail(str(exc), 2)
+            curve = ClientCurve(
+                auth.load_public_key(settings.resolve_path(resolved.server_key)),
+                auth.load_keypair(settings.resolve_path(resolved.client_key)),
+            )
         return command(*args, conn=Connection(resolved.server, curve), **kw)
 
     for option in reversed(_CONNECTION_OPTIONS):
@@ -171,7 +159,7 @@ timeout_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zfile")
 def main() -> None:
     """Ship files between machines over ZeroMQ."""
@@ -273,28 +261,19 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
         for name, value in flags.items()
         if name in fields and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
     }
-    try:
-        config = settings.server_config(given, config_path)
-        if check_config:
-            if config.secret_key is None or config.authorized_keys is None:
-                check_bind(config)
-            else:
-                from zfile.transport import curve as auth
-
-                auth.load_keypair(config.secret_key)
-                auth.load_authorized_keys(config.authorized_keys)
-    except ConfigError as exc:
-        _fail(str(exc), 2)
+    config = settings.server_config(given, config_path)
     if check_config:
+        if config.secret_key is None or config.authorized_keys is None:
+            check_bind(config)
+        else:
+            from zfile.transport import curve as auth
+
+            auth.load_keypair(config.secret_key)
+            auth.load_authorized_keys(config.authorized_keys)
         click.echo(settings.dump("server", config), nl=False)
         return
     setup_logging(config.log_level, config.log_format)
-    try:
-        sys.exit(Server(config).run())
-    except ConfigError as exc:
-        _fail(str(exc), 2)
-    except ZfileError as exc:
-        _fail(str(exc))
+    sys.exit(Server(config).run())
 
 
 @main.command()
@@ -312,11 +291,8 @@ def keygen(out: str, name: str | None) -> None:
     from zfile.transport import curve as auth
 
     name = name or socket.gethostname() or "zfile"
-    try:
-        public, secret = auth.generate_keypair(out, name)
-        key = auth.load_public_key(public).decode()
-    except ConfigError as exc:
-        _fail(str(exc))
+    public, secret = auth.generate_keypair(out, name)
+    key = auth.load_public_key(public).decode()
     click.echo(f"public key  {public}\nkey pair    {secret}\n{key}")
 
 
@@ -328,10 +304,7 @@ def keygen(out: str, name: str | None) -> None:
 @timeout_option
 def send(paths: tuple[str, ...], conn: Connection, no_clobber: bool, quiet: bool, timeout: float) -> None:
     """Send files and directories (recursively) to the daemon."""
-    try:
-        plan = plan_upload(paths)
-    except ZfileError as exc:
-        _fail(str(exc))
+    plan = plan_upload(paths)
 
     async def go() -> list[Outcome]:
         with _progress_bar(sum(size for *_, size in plan), quiet, "send") as bar:

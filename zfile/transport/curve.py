@@ -25,7 +25,7 @@ from pathlib import Path
 import zmq.auth
 from zmq.utils import z85
 
-from zfile.errors import ConfigError
+from zfile.errors import ConfigError, LocalFileError
 
 log = logging.getLogger("zfile.auth")
 
@@ -90,8 +90,9 @@ def generate_keypair(out_dir: str | os.PathLike[str], name: str) -> tuple[Path, 
     """Write a new key pair as ``OUT_DIR/NAME.key`` and ``OUT_DIR/NAME.key_secret``.
 
     The secret file is made readable by its owner only.  Existing files are
-    never overwritten: raises :class:`~zfile.errors.ConfigError` if either
-    exists, or if the directory cannot be written.
+    never overwritten: raises :class:`~zfile.errors.LocalFileError` if either
+    exists, or if the directory cannot be written, and
+    :class:`~zfile.errors.ConfigError` for a ``name`` that is no file name.
     """
     if not name or name in (".", "..") or "/" in name or "\0" in name:
         raise ConfigError(f"{name!r} is not a usable key file name")
@@ -99,7 +100,7 @@ def generate_keypair(out_dir: str | os.PathLike[str], name: str) -> tuple[Path, 
     public, secret = out / f"{name}{PUBLIC_SUFFIX}", out / f"{name}{SECRET_SUFFIX}"
     for path in (public, secret):
         if path.exists():
-            raise ConfigError(f"{path} exists; refusing to overwrite a key")
+            raise LocalFileError(f"{path} exists; refusing to overwrite a key")
     try:
         out.mkdir(parents=True, exist_ok=True)
         # Create the secret file 0600 before pyzmq writes into it, so the
@@ -107,7 +108,7 @@ def generate_keypair(out_dir: str | os.PathLike[str], name: str) -> tuple[Path, 
         os.close(os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         zmq.auth.create_certificates(out, name)
     except OSError as exc:
-        raise ConfigError(f"cannot write keys to {out}: {exc.strerror}") from None
+        raise LocalFileError(f"cannot write keys to {out}: {exc.strerror}") from None
     return public, secret
 
 

@@ -1,0 +1,61 @@
+"""The CLI's one error boundary: every failure ends as one line on stderr,
+``zfile: error: <sentence>``, and an exit code; no traceback reaches a user.
+
+Exit codes: 0 done; 1 a transfer failed, or the daemon could not be reached;
+2 usage: a bad flag or argument (click's own errors too), a bad endpoint, an
+invalid configuration or key file.  :class:`Group` applies this to every
+command, so commands raise zfile errors and never catch them to print.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from zfile.errors import ConfigError, EndpointError, ZfileError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def exit_code(exc: ZfileError) -> int:
+    """The exit code for a zfile error: 2 for configuration and endpoint
+    errors (the command line or config file is at fault), else 1."""
+    return EXIT_USAGE if isinstance(exc, ConfigError | EndpointError) else EXIT_FAILED
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print ``zfile: error: <message>`` on stderr and exit with ``code``."""
+    click.echo(f"zfile: error: {message}", err=True)
+    sys.exit(code)
+
+
+class Group(click.Group):
+    """A click group whose commands' errors all pass through :func:`fail`."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> NoReturn:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "zfile"
+            fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("interrupted")
+        except ZfileError as exc:
+            fail(str(exc), exit_code(exc))
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Group", "exit_code", "fail"]
