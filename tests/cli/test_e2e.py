@@ -48,6 +48,7 @@ def same_tree(a: Path, b: Path) -> None:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
 
 
+@pytest.mark.slow
 def test_sizes_round_trip_through_the_cli(daemon, tmp_path):
     src = tmp_path / "src"
     for name, size in SIZES.items():
@@ -76,6 +77,7 @@ def test_sizes_round_trip_through_the_cli(daemon, tmp_path):
     assert sorted(p.name for p in back.iterdir()) == sorted(SIZES)
 
 
+@pytest.mark.slow
 def test_odd_names_and_nested_directories(daemon, tmp_path):
     tree = tmp_path / "photos"
     make_file(tree / "with space.jpg", 1000)
@@ -104,6 +106,7 @@ def test_odd_names_and_nested_directories(daemon, tmp_path):
     same_tree(tree / "a", back2 / "a")
 
 
+@pytest.mark.slow
 def test_two_thousand_small_files(daemon, tmp_path):
     tree = tmp_path / "many"
     expected = {}
@@ -149,6 +152,7 @@ def test_missing_file_is_a_clean_error(daemon, tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_unreachable_daemon_times_out_cleanly(tmp_path):
     f = make_file(tmp_path / "x.bin", 10)
     from ..conftest import free_port

@@ -63,6 +63,7 @@ async def test_interrupted_send_resumes_with_the_same_command(d, tmp_path):
     assert partials(d.root) == {}
 
 
+@pytest.mark.slow
 async def test_interrupted_uploads_release_their_partials(tmp_path):
     """A client that cancels and disconnects at once races the daemon's
     own end of the transfer (peer gone); however that race goes, the partial
@@ -112,6 +113,7 @@ async def test_changed_mtime_starts_over(d, tmp_path):
     assert (d.root / "m.bin").read_bytes() == src.read_bytes()
 
 
+@pytest.mark.slow
 async def test_interrupted_get_resumes_from_its_temp_file(d, tmp_path):
     src = make_file(tmp_path / "g.bin", 40 * MiB)
     dest = tmp_path / "out" / "g.bin"
@@ -131,6 +133,7 @@ async def test_interrupted_get_resumes_from_its_temp_file(d, tmp_path):
     assert sent == [src.stat().st_size - held]  # only the rest travelled
 
 
+@pytest.mark.slow
 async def test_get_whose_source_changed_starts_over(d, tmp_path):
     src = make_file(tmp_path / "c.bin", 30 * MiB, seed=b"first")
     dest = tmp_path / "out" / "c.bin"
@@ -146,6 +149,7 @@ async def test_get_whose_source_changed_starts_over(d, tmp_path):
     assert sum(offsets) == src.stat().st_size  # every byte came again: nothing spliced
 
 
+@pytest.mark.slow
 async def test_partials_swept_after_ttl(tmp_path):
     root, logs = tmp_path / "store", tmp_path / "logs"
     src = make_file(tmp_path / "t.bin", 10 * MiB)
@@ -160,6 +164,7 @@ async def test_partials_swept_after_ttl(tmp_path):
         assert d.stop() == 0
 
 
+@pytest.mark.slow
 async def test_partials_kept_within_ttl_and_swept_at_start_after_it(tmp_path):
     root, logs = tmp_path / "store", tmp_path / "logs"
     src = make_file(tmp_path / "t.bin", 10 * MiB)

@@ -813,6 +813,7 @@ _values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @FAST
 @given(
     header=st.dictionaries(st.sampled_from(_FIELD_NAMES), _values, max_size=9),
@@ -1532,6 +1533,7 @@ def next_steps(draw: st.DrawFn, t: Transfer) -> tuple[Role, Event]:
     return sender, draw(event_of_kind(kind, t))
 
 
+@pytest.mark.slow
 @FAST
 @given(st.data())
 def test_both_ends_agree_on_any_sequence(data):

@@ -274,6 +274,7 @@ def test_wrong_digest_discards_and_keeps_nothing(hostile, peer, outside):
 # -- peers that stop -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_client_stops_mid_file(hostile, peer, outside):
     """The idle timeout (2 s here) ends the transfer with an ERROR, frees it,
     and keeps the partial, which a later PUT of the same file resumes."""
@@ -296,6 +297,7 @@ def test_client_stops_mid_file(hostile, peer, outside):
     assert (hostile.root / "stopped.bin").read_bytes() == data
 
 
+@pytest.mark.slow
 async def test_downloader_that_never_reads(hostile, tmp_path, outside):
     """A GET granting 1 TiB of credit, then never reading: the daemon queues
     at most its small per-peer send pipe (not the file), ends the transfer
@@ -322,6 +324,7 @@ async def test_downloader_that_never_reads(hostile, tmp_path, outside):
             assert "read nothing for" in hostile.log_text()
 
 
+@pytest.mark.slow
 def test_downloader_that_stops_granting(hostile, peer, outside, tmp_path):
     """A GET whose credit runs out and is never renewed: the daemon ends it
     after the idle timeout with an ERROR, and serves the file again after."""
@@ -416,6 +419,7 @@ messages = st.one_of(
 )
 
 
+@pytest.mark.slow
 def test_fuzz_1000_malformed_messages(hostile, tmp_path, outside, capsys):
     src = make_file(tmp_path / "legit.bin", 24 * MiB)
     stop = threading.Event()

@@ -66,6 +66,7 @@ def test_max_name_bytes_flag(tmp_path):
         assert d.stop() == 0
 
 
+@pytest.mark.slow
 async def test_busy_then_backoff_gets_through(tmp_path):
     """--max-transfers 1: while a raw peer holds the one slot, a put answered
     busy retries with backoff and gets through once the slot is released;
@@ -91,6 +92,7 @@ async def test_busy_then_backoff_gets_through(tmp_path):
         assert d.stop() == 0
 
 
+@pytest.mark.slow
 async def test_busy_retries_are_bounded(tmp_path):
     d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-transfers", "1", "--grace-period", "1")
     src = make_file(tmp_path / "x.bin", 2 * MiB)

@@ -16,6 +16,7 @@ import signal
 import time
 
 import blake3
+import pytest
 
 from zfile.client.client import Client
 from zfile.client.tree import send_paths
@@ -23,6 +24,8 @@ from zfile.errors import ZfileError
 
 from ..conftest import start_daemon
 from ..rawpeer import MiB, all_logs, digest_of, partials, peak_rss_mib, restart
+
+pytestmark = pytest.mark.slow
 
 RSS_CEILING_MIB = 400
 RESUMED = re.compile(r"resuming upload of '([^']+)' at byte (\d+) of (\d+)")

@@ -66,6 +66,7 @@ class NotifyListener:
         self.sock.close()
 
 
+@pytest.mark.slow
 async def test_notify_sequence_and_watchdog(tmp_path: Path, monkeypatch):
     listener = NotifyListener(tmp_path / "notify.sock")
     monkeypatch.setenv("NOTIFY_SOCKET", str(listener.path))
@@ -201,6 +202,7 @@ def _install(dest: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow
 def test_install_is_idempotent_and_uninstall_keeps_data(tmp_path: Path):
     dest = tmp_path / "root"
     _install(dest)

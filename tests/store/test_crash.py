@@ -63,6 +63,7 @@ def kill9(daemon: Daemon) -> None:
     daemon.proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 async def test_kill9_daemon_mid_upload_resumes(tmp_path, capsys):
     """Kill -9 the daemon at random byte offsets of one upload, restarting it
     on the same root each time; the upload resumes every time and completes."""
@@ -155,6 +156,7 @@ CRASH_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["before-rename", "after-rename", "after-link"])
 async def test_kill9_at_commit(tmp_path, point):
     """A crash inside Upload.commit: before the rename the file is not
@@ -191,6 +193,7 @@ async def test_kill9_at_commit(tmp_path, point):
         assert d.stop() == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["before-rename", "after-rename", "after-link"])
 async def test_kill9_at_inline_commit(tmp_path, point):
     """A crash inside an inline PUT's commit, whose intent is a catalog row
@@ -224,6 +227,7 @@ async def test_kill9_at_inline_commit(tmp_path, point):
         assert d.stop() == 0
 
 
+@pytest.mark.slow
 async def test_reconcile_missing_and_replaced_files(tmp_path):
     """Rows whose file vanished are dropped; a file replaced behind the
     catalog's back is re-hashed, so downloads verify against what is served."""
@@ -270,6 +274,7 @@ CLIENT_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 async def test_kill9_client_mid_transfer(tmp_path):
     """The daemon frees a killed client's transfer after --idle-timeout (its
     one slot becomes free again) and keeps the partial, which resumes."""

@@ -163,6 +163,7 @@ async def test_catalog_put_many_is_all_or_nothing(tmp_path: Path) -> None:
 # -- end to end: one client, many small files at once -----------------------------
 
 
+@pytest.mark.slow
 async def test_many_small_files_from_one_client_all_verified(daemon, tmp_path: Path) -> None:
     """More transfers in flight than the daemon's per-peer send pipe holds:
     the burst of PUT-OKs a group commit produces must all reach the client."""

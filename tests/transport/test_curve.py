@@ -182,6 +182,7 @@ async def _send_through_tap(daemon: Daemon, src: Path, curve: ClientCurve | None
         tap.close()
 
 
+@pytest.mark.slow
 async def test_payload_is_encrypted_on_the_wire(tmp_path: Path, keys: Keys):
     src = tmp_path / "secret.bin"
     payload = os.urandom(2 * MiB)
@@ -286,6 +287,7 @@ def test_refuses_a_public_address_without_curve(tmp_path: Path, keys: Keys):
     assert "INSECURE" not in with_curve.stderr
 
 
+@pytest.mark.slow
 def test_curve_settings_must_come_together(tmp_path: Path, keys: Keys):
     proc = _serve("--secret-key", str(keys.server_secret), "--check-config")
     assert proc.returncode == 2 and "secret_key and authorized_keys go together" in proc.stderr
@@ -343,6 +345,7 @@ def test_key_files_errors_name_the_file(tmp_path: Path, keys: Keys, caplog):
     assert sum("refused client key" in r.message for r in caplog.records) == 1
 
 
+@pytest.mark.slow
 async def test_a_listener_that_is_not_zmq_fails_at_once():
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"SSH-2.0-OpenSSH_9.2\r\n" + b"\xff" * 64)
