@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from zfile.client.client import Client, Progress, Result, _noop
+from zfile.client.channel import Progress, no_progress
+from zfile.client.client import Client, Result
 from zfile.errors import BadName, ErrorCode, LocalFileError, RemoteError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name
@@ -124,7 +125,7 @@ async def send_paths(
     paths: Sequence[str | os.PathLike[str]],
     *,
     clobber: bool = True,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     plan: list[tuple[Path, str, int]] | None = None,
 ) -> list[Outcome]:
     """Upload files and directories; see :func:`plan_upload` for naming.
@@ -186,7 +187,7 @@ async def fetch(
     client: Client,
     plan: list[tuple[Entry, Path]],
     *,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> list[Outcome]:
     """Download a plan made by :func:`plan_download`."""
 
