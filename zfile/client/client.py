@@ -1,6 +1,6 @@
 """The client library: upload, download and list over one DEALER socket.
 
-``async with Client(endpoint) as c:`` then :meth:`Client.put`,
+``async with Client(config) as c:`` then :meth:`Client.put`,
 :meth:`Client.get`, :meth:`Client.list`, or the tree helpers in
 :mod:`zfile.client.tree`.  Many transfers share the socket at once, each on
 its own :class:`~zfile.client.channel.Channel`, fed by one receive task.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from zfile.client import stream as streams
 from zfile.client.channel import Channel, Progress, error_code, no_progress
+from zfile.client.config import ClientConfig
 from zfile.client.smallfiles import read_wholes
 from zfile.errors import (
     ErrorCode,
@@ -52,9 +53,9 @@ from zfile.protocol.events import (
     PutOk,
     PutReady,
 )
-from zfile.protocol.machine import DEFAULT_CHUNK_SIZE, MAX_MANY_BYTES
+from zfile.protocol.machine import MAX_MANY_BYTES
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
-from zfile.transport.sockets import ClientCurve, ClientSocket
+from zfile.transport.sockets import ClientSocket
 
 PART_SUFFIX = ".zfile-part"
 
@@ -77,48 +78,23 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
 
 
 class Client:
-    """A connection to one zfile daemon.
+    """A connection to one zfile daemon, configured by a :class:`ClientConfig`
+    (or an endpoint string, short for ``ClientConfig(endpoint)``).
 
-    ``timeout`` is how long (seconds) to wait for any answer before raising
-    :class:`PeerTimeout`; ``window`` the credit (bytes) a download grants;
-    files of at most ``inline_max`` bytes travel inside their PUT, and
-    :meth:`put_many` sends up to ``many_bytes`` of them in one message.  A put or
-    get answered ``busy`` is retried ``busy_retries`` times with exponential
-    backoff from ``busy_backoff`` up to ``busy_backoff_max`` seconds
-    (:meth:`_retry_busy`; about 12 s in all with the defaults).
-
-    ``curve`` turns on CurveZMQ: the daemon's public key and this client's
-    key pair (:func:`zfile.auth.load_public_key`, :func:`zfile.auth.load_keypair`).
-    A daemon that refuses the key shows as :class:`~zfile.errors.AuthFailed`
-    where a silent daemon would show as :class:`PeerTimeout`.
+    Use it as ``async with Client(config) as c:``, connected and used inside
+    one running event loop; ``endpoint`` is the ZeroMQ endpoint it reaches.
+    A put or get answered ``busy`` is retried as the config's ``busy_*``
+    fields say.  With ``config.curve`` a daemon that refuses this client's
+    key shows as :class:`~zfile.errors.AuthFailed` where a silent daemon
+    would show as :class:`PeerTimeout`.  Raises :class:`EndpointError` for
+    an endpoint it cannot parse.
     """
 
-    def __init__(
-        self,
-        endpoint: str = DEFAULT_ENDPOINT,
-        *,
-        timeout: float = 15.0,
-        window: int = 8 << 20,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        inline_max: int = 256 << 10,
-        many_bytes: int = 1 << 20,
-        concurrency: int = 32,
-        busy_retries: int = 6,
-        busy_backoff: float = 0.2,
-        busy_backoff_max: float = 5.0,
-        curve: ClientCurve | None = None,
-    ) -> None:
-        self.endpoint = parse_endpoint(endpoint)
-        self.timeout = timeout
-        self.window = window
-        self.chunk_size = chunk_size
-        self.inline_max = inline_max
-        self.many_bytes = many_bytes
-        self.concurrency = concurrency
-        self.busy_retries = busy_retries
-        self.busy_backoff = busy_backoff
-        self.busy_backoff_max = busy_backoff_max
-        self.curve = curve
+    def __init__(self, config: ClientConfig | str = DEFAULT_ENDPOINT) -> None:
+        if isinstance(config, str):
+            config = ClientConfig(config)
+        self.config = config
+        self.endpoint = parse_endpoint(config.endpoint)
         self._sock: ClientSocket | None = None
         self._recv_task: asyncio.Task[None] | None = None
         self._channels: dict[int, Channel] = {}
@@ -136,7 +112,7 @@ class Client:
         """Connect the socket (inside the running loop, pyzmq #1760); raises
         :class:`TransportError`.  A daemon that is not there shows only on
         the first transfer, as :class:`PeerTimeout`."""
-        self._sock = await ClientSocket.connect(self.endpoint, curve=self.curve)
+        self._sock = await ClientSocket.connect(self.endpoint, curve=self.config.curve)
         self._recv_task = asyncio.create_task(self._receive_loop(), name="zfile-client-receive")
 
     async def close(self) -> None:
@@ -180,7 +156,7 @@ class Client:
             raise TransportError("the client is not connected")
         if self._failure is not None:
             raise self._failure
-        channel = Channel(self._sock, next(self._ids), timeout=self.timeout, release=self._release)
+        channel = Channel(self._sock, next(self._ids), timeout=self.config.timeout, release=self._release)
         self._channels[channel.id] = channel
         return channel
 
@@ -197,11 +173,12 @@ class Client:
         # Imported here, by the transfers that may need it: `zfile ls` starts faster.
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+        config = self.config
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_busy),
-            stop=stop_after_attempt(self.busy_retries + 1),
+            stop=stop_after_attempt(config.busy_retries + 1),
             wait=wait_exponential_jitter(
-                multiplier=self.busy_backoff, max=self.busy_backoff_max, jitter=self.busy_backoff
+                multiplier=config.busy_backoff, max=config.busy_backoff_max, jitter=config.busy_backoff
             ),
             reraise=True,
         )
@@ -241,7 +218,7 @@ class Client:
         async with self._open() as channel:
             meta = dict(name=name, size=st.st_size, mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
             try:
-                if st.st_size <= self.inline_max:
+                if st.st_size <= self.config.inline_max:
                     return await self._put_inline(channel, path, meta, clobber, progress)
                 return await self._put_stream(channel, path, st, meta, clobber, progress)
             except OSError as exc:
@@ -279,8 +256,8 @@ class Client:
         its own through :meth:`put`.  A failure of the whole message
         (TransportError, or RemoteError after ``busy`` retries) is raised.
         """
-        most = min(self.many_bytes, MAX_MANY_BYTES)  # a larger message would be refused whole
-        read = await asyncio.to_thread(read_wholes, files, self.inline_max, most, clobber)
+        most = min(self.config.many_bytes, MAX_MANY_BYTES)  # a larger message would be refused whole
+        read = await asyncio.to_thread(read_wholes, files, self.config.inline_max, most, clobber)
         results: list[Result | ZfileError | None] = [r if isinstance(r, ZfileError) else None for r in read]
         batch = [(k, r) for k, r in enumerate(read) if isinstance(r, PutFile)]
         if batch:
@@ -317,7 +294,7 @@ class Client:
             progress(ready.offset)
         else:
             hasher = new_hasher(DEFAULT_ALGO)
-        await streams.send_file(channel, path, st, self.chunk_size, hasher, progress)
+        await streams.send_file(channel, path, st, self.config.chunk_size, hasher, progress)
         digest = hasher.digest()
         await channel.send(PutEnd(channel.id, digest))
         while True:
@@ -352,7 +329,7 @@ class Client:
     async def _get_once(self, name: str, dest: Path, part: Path, state: Path, offset: int, digest, progress):
         async with self._open() as channel:
             try:
-                await channel.send(Get(channel.id, name, self.window, offset, digest))
+                await channel.send(Get(channel.id, name, self.config.window, offset, digest))
                 meta = await channel.next()
                 assert isinstance(meta, GetMeta)
                 return await self._receive_file(channel, meta, dest, part, state, progress)
@@ -366,7 +343,8 @@ class Client:
         else:
             hasher = new_hasher(meta.algo)
             state.write_text(json.dumps({"name": meta.name, "size": meta.size, "digest": meta.digest.hex()}))
-        await streams.receive_file(channel, meta, part, self.window, self.chunk_size, hasher, progress)
+        config = self.config
+        await streams.receive_file(channel, meta, part, config.window, config.chunk_size, hasher, progress)
         if hasher.digest() != meta.digest:
             # Never splice: a temp file that fails verification is discarded.
             part.unlink(missing_ok=True)
@@ -421,4 +399,4 @@ def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None
         return 0, None
 
 
-__all__ = ["Client", "Progress", "Result", "part_paths"]
+__all__ = ["Client", "ClientConfig", "Progress", "Result", "part_paths"]
