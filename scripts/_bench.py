@@ -469,11 +469,12 @@ async def _clients(endpoint: str, src: str, count: int) -> None:
     its own name at once; then every stored digest is checked against the source's."""
     sys.path.insert(0, str(ROOT))
     from zfile.client.client import Client
+    from zfile.client.config import ClientConfig
 
     want = bytes.fromhex(digest_of(Path(src)))
 
     async def one(i: int) -> bytes:
-        async with Client(endpoint, timeout=120) as c:
+        async with Client(ClientConfig(endpoint, timeout=120)) as c:
             return (await c.put(src, f"c{i:03d}-{Path(src).name}")).digest
 
     digests = await asyncio.gather(*(one(i) for i in range(count)))

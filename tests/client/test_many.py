@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from zfile.client.client import Client, Result
+from zfile.client.config import ClientConfig
 from zfile.client.tree import MANY_FILES, send_paths
 from zfile.errors import (
     BadName,
@@ -151,7 +152,7 @@ async def test_put_many_reports_each_file(daemon, tmp_path: Path) -> None:
 async def test_a_file_answered_busy_is_sent_again_on_its_own(daemon, tmp_path: Path) -> None:
     src = tmp_path / "same.txt"
     src.write_bytes(b"twice in one message")
-    async with Client(daemon.endpoint, busy_backoff=0.01) as client:
+    async with Client(ClientConfig(daemon.endpoint, busy_backoff=0.01)) as client:
         results = await client.put_many([(src, "same.txt"), (src, "same.txt")])
     assert all(isinstance(r, Result) for r in results), results
     assert (daemon.root / "same.txt").read_bytes() == src.read_bytes()
@@ -201,7 +202,7 @@ async def test_put_many_never_sends_more_than_the_protocol_allows(daemon, tmp_pa
         path = tmp_path / f"q{i:02d}.bin"
         path.write_bytes(os.urandom(256 << 10))
         files.append((path, f"q/{path.name}"))
-    async with Client(daemon.endpoint, many_bytes=64 << 20) as client:
+    async with Client(ClientConfig(daemon.endpoint, many_bytes=64 << 20)) as client:
         results = await client.put_many(files)
     assert all(isinstance(r, Result) for r in results), results
     for path, name in files:

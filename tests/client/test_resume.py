@@ -11,6 +11,7 @@ import time
 import pytest
 
 from zfile.client.client import Client, part_paths
+from zfile.client.config import ClientConfig
 from zfile.errors import ErrorCode, RemoteError
 
 from ..conftest import start_daemon, zfile_cli
@@ -77,7 +78,7 @@ async def test_interrupted_uploads_release_their_partials(tmp_path):
         rounds = 20
         for i in range(rounds):
             await interrupted_put(d.endpoint, src, f"p{i}.bin", 4 * MiB)
-        async with Client(d.endpoint, busy_retries=8, busy_backoff=0.05, busy_backoff_max=1.0) as client:
+        async with Client(ClientConfig(d.endpoint, busy_retries=8, busy_backoff=0.05, busy_backoff_max=1.0)) as client:
             for i in range(rounds):
                 assert (await client.put(src, f"p{i}.bin")).digest == digest_of(src)
         assert RESUMED.findall(d.log_text())  # (a partial can be empty if the cancel overtook every chunk)

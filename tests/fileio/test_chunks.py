@@ -16,6 +16,7 @@ import blake3
 import pytest
 
 from zfile.client.client import Client
+from zfile.client.config import ClientConfig
 from zfile.errors import LocalFileError
 from zfile.fileio import chunks as chunkio
 from zfile.fileio.chunks import BufferPool, ChunkReader, ShortRead, grant_step, write_chunks
@@ -256,10 +257,10 @@ async def test_chunks_larger_than_the_credit_go_in_pieces(server: Server, tmp_pa
     """A client chunk of 3 MiB against credit granted 2 MiB at a time; a
     download into a window smaller than the daemon's chunk."""
     src = make_file(tmp_path / "src.bin", 21 * MiB + 123)
-    async with Client(server.endpoint, chunk_size=3 * MiB) as client:
+    async with Client(ClientConfig(server.endpoint, chunk_size=3 * MiB)) as client:
         result = await client.put(src, "src.bin")
     assert result.digest == digest_of(src)
-    async with Client(server.endpoint, window=384 << 10) as client:
+    async with Client(ClientConfig(server.endpoint, window=384 << 10)) as client:
         got = await client.get("src.bin", tmp_path / "out" / "src.bin")
     assert got.digest == digest_of(src)
     assert (tmp_path / "out" / "src.bin").read_bytes() == src.read_bytes()

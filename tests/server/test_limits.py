@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from zfile.client.client import Client
+from zfile.client.config import ClientConfig
 from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.events import Cancel, Put, PutReady
 from zfile.server.config import ServerConfig
@@ -77,11 +78,13 @@ async def test_busy_then_backoff_gets_through(tmp_path):
         with RawPeer(d.endpoint) as holder:
             holder.send_event(Put(1, "held.bin", 10 * MiB, MTIME_NS, 0o644, "blake3"))
             holder.expect(1, PutReady)
-            async with Client(d.endpoint, busy_retries=0) as client:
+            async with Client(ClientConfig(d.endpoint, busy_retries=0)) as client:
                 with pytest.raises(RemoteError) as info:
                     await client.put(src, "x.bin")
                 assert info.value.code is ErrorCode.BUSY and "try again" in str(info.value)
-            async with Client(d.endpoint, busy_retries=10, busy_backoff=0.05, busy_backoff_max=0.5) as client:
+            async with Client(
+                ClientConfig(d.endpoint, busy_retries=10, busy_backoff=0.05, busy_backoff_max=0.5)
+            ) as client:
                 put = asyncio.create_task(client.put(src, "x.bin"))
                 await asyncio.sleep(0.5)
                 assert not put.done()  # still backing off
@@ -101,7 +104,9 @@ async def test_busy_retries_are_bounded(tmp_path):
             holder.send_event(Put(1, "held.bin", 10 * MiB, MTIME_NS, 0o644, "blake3"))
             holder.expect(1, PutReady)
             tries = 0
-            async with Client(d.endpoint, busy_retries=3, busy_backoff=0.01, busy_backoff_max=0.02) as client:
+            async with Client(
+                ClientConfig(d.endpoint, busy_retries=3, busy_backoff=0.01, busy_backoff_max=0.02)
+            ) as client:
                 real = client._put_once
 
                 async def counted(*args):

@@ -19,6 +19,7 @@ import blake3
 import pytest
 
 from zfile.client.client import Client
+from zfile.client.config import ClientConfig
 from zfile.client.tree import send_paths
 from zfile.errors import ZfileError
 
@@ -51,7 +52,7 @@ async def test_100_concurrent_clients_10_mib_each(tmp_path, capsys):
     try:
 
         async def one(name: str):
-            async with Client(d.endpoint, timeout=60) as client:
+            async with Client(ClientConfig(d.endpoint, timeout=60)) as client:
                 return await client.put(src / name, f"load/{name}")
 
         results = await asyncio.gather(*(one(name) for name in want))
@@ -80,7 +81,7 @@ async def test_one_client_10000_files_of_4_kib(tmp_path, capsys):
         want[f"many/d{i % 50:02d}/f{i:05d}.bin"] = blake3.blake3(data).digest()
     d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
     try:
-        async with Client(d.endpoint, timeout=60) as client:
+        async with Client(ClientConfig(d.endpoint, timeout=60)) as client:
             outcomes = await send_paths(client, [src])
             assert [o.error for o in outcomes if o.error is not None] == []
             assert {o.name: o.result.digest for o in outcomes} == want
@@ -104,7 +105,7 @@ async def test_sigterm_during_20_transfers_then_resume(tmp_path):
     want = distinct_files(src, 20, 16 * MiB)
     root, logs = tmp_path / "store", tmp_path / "logs"
     d = restart(root, logs, "--grace-period", "1")
-    async with Client(d.endpoint, timeout=3) as client:
+    async with Client(ClientConfig(d.endpoint, timeout=3)) as client:
         # The clients read slowly (about 50 MiB/s for all 20), so none is done in time.
         tasks = [asyncio.create_task(client.put(src / n, n, progress=lambda _: time.sleep(0.02))) for n in sorted(want)]
         deadline = time.monotonic() + 60

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from zfile.client.client import Client
+from zfile.client.config import ClientConfig
 from zfile.errors import ErrorCode, RemoteError, ZfileError
 
 from ..conftest import Daemon, free_port
@@ -85,7 +86,7 @@ async def test_kill9_daemon_mid_upload_resumes(tmp_path, capsys):
         if i:
             d = restart(root, logs, endpoint=endpoint)
         held = max(partials(root).values(), default=0)
-        async with Client(endpoint, timeout=2) as client:
+        async with Client(ClientConfig(endpoint, timeout=2)) as client:
             task = asyncio.create_task(client.put(src, "big.bin", progress=lambda n: time.sleep(0.008)))
             # at the random offset, and at least a chunk past where this run resumed
             await wait_for_partial(root, max(target, held + MiB + 1), task)
@@ -292,11 +293,11 @@ async def test_kill9_client_mid_transfer(tmp_path):
         client.wait()
         held = max(partials(root).values())
 
-        async with Client(d.endpoint, busy_retries=0) as c:
+        async with Client(ClientConfig(d.endpoint, busy_retries=0)) as c:
             with pytest.raises(RemoteError) as info:  # the dead client's transfer still holds the one slot
                 await c.put(other, "other.bin")
             assert info.value.code is ErrorCode.BUSY
-        async with Client(d.endpoint, busy_retries=8, busy_backoff=0.1) as c:
+        async with Client(ClientConfig(d.endpoint, busy_retries=8, busy_backoff=0.1)) as c:
             # freed after the idle timeout: the retry with backoff gets through
             await c.put(other, "other.bin")
             assert "idle for" in d.log_text()

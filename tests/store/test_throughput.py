@@ -12,6 +12,7 @@ import blake3
 import pytest
 
 from zfile.client.client import Client
+from zfile.client.config import ClientConfig
 from zfile.errors import Exists, IntegrityError, StoreError
 from zfile.fileio.writeback import Writeback
 from zfile.protocol.events import Entry
@@ -174,7 +175,7 @@ async def test_many_small_files_from_one_client_all_verified(daemon, tmp_path: P
         data = os.urandom(4096)
         (src / f"s{i:03d}").write_bytes(data)
         files[f"s{i:03d}"] = b3(data)
-    async with Client(daemon.endpoint, concurrency=64) as client:
+    async with Client(ClientConfig(daemon.endpoint, concurrency=64)) as client:
         sem = asyncio.Semaphore(64)
 
         async def one(name: str):

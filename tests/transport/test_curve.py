@@ -19,6 +19,7 @@ import blake3
 import pytest
 
 from zfile.client.client import Client
+from zfile.client.config import ClientConfig
 from zfile.errors import AuthFailed
 from zfile.protocol.events import Chunk, Put, PutEnd, PutOk, PutReady
 from zfile.transport import curve as auth
@@ -174,7 +175,7 @@ async def _send_through_tap(daemon: Daemon, src: Path, curve: ClientCurve | None
     tap = Tap(int(daemon.endpoint.rsplit(":", 1)[1]))
     endpoint = await tap.start()
     try:
-        async with Client(endpoint, timeout=10, curve=curve) as client:
+        async with Client(ClientConfig(endpoint, timeout=10, curve=curve)) as client:
             result = await client.put(src)
             assert result.size == src.stat().st_size
         return bytes(tap.captured)
@@ -219,7 +220,7 @@ async def test_sighup_reloads_keys_without_dropping_a_running_upload(curve_daemo
         await alice.send(Chunk(1, 0, data[:half]))
 
         # Bob is not authorized yet.
-        async with Client(curve_daemon.endpoint, timeout=2, curve=keys.curve(keys.bob_secret)) as bob:
+        async with Client(ClientConfig(curve_daemon.endpoint, timeout=2, curve=keys.curve(keys.bob_secret))) as bob:
             with pytest.raises(AuthFailed):
                 [e async for e in bob.list()]
 
@@ -232,7 +233,7 @@ async def test_sighup_reloads_keys_without_dropping_a_running_upload(curve_daemo
             assert time.monotonic() < deadline, curve_daemon.log_text()
             await asyncio.sleep(0.05)
 
-        async with Client(curve_daemon.endpoint, timeout=10, curve=keys.curve(keys.bob_secret)) as bob:
+        async with Client(ClientConfig(curve_daemon.endpoint, timeout=10, curve=keys.curve(keys.bob_secret))) as bob:
             assert [e.name async for e in bob.list()] == []
 
         # Alice's upload, running all along, completes.
@@ -356,7 +357,7 @@ async def test_a_listener_that_is_not_zmq_fails_at_once():
     server = await asyncio.start_server(garbage, "127.0.0.1", 0)
     endpoint = f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     try:
-        async with Client(endpoint, timeout=30) as client:
+        async with Client(ClientConfig(endpoint, timeout=30)) as client:
             with pytest.raises(AuthFailed, match="not a zfile daemon"):
                 [e async for e in client.list()]
     finally:

@@ -26,6 +26,7 @@ from zfile import __version__
 from zfile.cli import settings
 from zfile.cli.boundary import EXIT_FAILED, Group
 from zfile.client.client import Client
+from zfile.client.config import ClientConfig
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
 from zfile.errors import EndpointError
 from zfile.protocol.events import Entry
@@ -91,7 +92,7 @@ class Connection:
     curve: ClientCurve | None = None
 
     def client(self, timeout: float) -> Client:
-        return Client(self.endpoint, timeout=timeout, curve=self.curve)
+        return Client(ClientConfig(self.endpoint, timeout=timeout, curve=self.curve))
 
 
 config_option = click.option(

@@ -1,10 +1,9 @@
 """The client library: upload, download and list over one DEALER socket.
 
-``async with Client(endpoint) as c:`` then :meth:`Client.put`,
-:meth:`Client.get`, :meth:`Client.list`, or the batch helpers in
-:mod:`zfile.batch`.  Many transfers share the socket at once; each waits on
-its own inbox, fed by one receive task, so no ``recv`` is ever cancelled by a
-timeout (a cancelled zmq.asyncio ``recv`` can lose a message, pyzmq #1925).
+``async with Client(config) as c:`` then :meth:`Client.put`,
+:meth:`Client.get`, :meth:`Client.list`, or the tree helpers in
+:mod:`zfile.client.tree`.  Many transfers share the socket at once, each on
+its own :class:`~zfile.client.channel.Channel`, fed by one receive task.
 
 Uploads stream chunks under the daemon's credit and hash while reading;
 downloads are written to a temp file beside the destination
@@ -24,26 +23,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zfile import protocol
 from zfile.client import stream as streams
+from zfile.client.channel import Channel, Progress, error_code, no_progress
+from zfile.client.config import ClientConfig
 from zfile.client.smallfiles import read_wholes
 from zfile.errors import (
     ErrorCode,
     IntegrityError,
     LocalFileError,
-    PeerTimeout,
     RemoteError,
     RemoteProtocolError,
     TransportError,
     ZfileError,
 )
-from zfile.fileio.chunks import Tracker
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
 from zfile.protocol.events import (
-    Cancel,
     Entry,
-    Error,
     Event,
     Get,
     GetMeta,
@@ -57,12 +53,9 @@ from zfile.protocol.events import (
     PutOk,
     PutReady,
 )
-from zfile.protocol.machine import DEFAULT_CHUNK_SIZE, MAX_MANY_BYTES, Role, Transfer
+from zfile.protocol.machine import MAX_MANY_BYTES
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
-from zfile.transport.sockets import ClientCurve, ClientSocket
-
-#: Called with the number of bytes newly transferred.
-Progress = Callable[[int], None]
+from zfile.transport.sockets import ClientSocket
 
 PART_SUFFIX = ".zfile-part"
 
@@ -84,56 +77,27 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
     return part, part.with_name(part.name + ".json")
 
 
-def _noop(_: int) -> None:
-    pass
-
-
 class Client:
-    """A connection to one zfile daemon.
+    """A connection to one zfile daemon, configured by a :class:`ClientConfig`
+    (or an endpoint string, short for ``ClientConfig(endpoint)``).
 
-    ``timeout`` is how long (seconds) to wait for any answer before raising
-    :class:`PeerTimeout`; ``window`` the credit (bytes) a download grants;
-    files of at most ``inline_max`` bytes travel inside their PUT, and
-    :meth:`put_many` sends up to ``many_bytes`` of them in one message.  A put or
-    get answered ``busy`` is retried ``busy_retries`` times with exponential
-    backoff from ``busy_backoff`` up to ``busy_backoff_max`` seconds
-    (:meth:`_retry_busy`; about 12 s in all with the defaults).
-
-    ``curve`` turns on CurveZMQ: the daemon's public key and this client's
-    key pair (:func:`zfile.auth.load_public_key`, :func:`zfile.auth.load_keypair`).
-    A daemon that refuses the key shows as :class:`~zfile.errors.AuthFailed`
-    where a silent daemon would show as :class:`PeerTimeout`.
+    Use it as ``async with Client(config) as c:``, connected and used inside
+    one running event loop; ``endpoint`` is the ZeroMQ endpoint it reaches.
+    A put or get answered ``busy`` is retried as the config's ``busy_*``
+    fields say.  With ``config.curve`` a daemon that refuses this client's
+    key shows as :class:`~zfile.errors.AuthFailed` where a silent daemon
+    would show as :class:`PeerTimeout`.  Raises :class:`EndpointError` for
+    an endpoint it cannot parse.
     """
 
-    def __init__(
-        self,
-        endpoint: str = DEFAULT_ENDPOINT,
-        *,
-        timeout: float = 15.0,
-        window: int = 8 << 20,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        inline_max: int = 256 << 10,
-        many_bytes: int = 1 << 20,
-        concurrency: int = 32,
-        busy_retries: int = 6,
-        busy_backoff: float = 0.2,
-        busy_backoff_max: float = 5.0,
-        curve: ClientCurve | None = None,
-    ) -> None:
-        self.endpoint = parse_endpoint(endpoint)
-        self.timeout = timeout
-        self.window = window
-        self.chunk_size = chunk_size
-        self.inline_max = inline_max
-        self.many_bytes = many_bytes
-        self.concurrency = concurrency
-        self.busy_retries = busy_retries
-        self.busy_backoff = busy_backoff
-        self.busy_backoff_max = busy_backoff_max
-        self.curve = curve
+    def __init__(self, config: ClientConfig | str = DEFAULT_ENDPOINT) -> None:
+        if isinstance(config, str):
+            config = ClientConfig(config)
+        self.config = config
+        self.endpoint = parse_endpoint(config.endpoint)
         self._sock: ClientSocket | None = None
         self._recv_task: asyncio.Task[None] | None = None
-        self._inboxes: dict[int, asyncio.Queue[Event | BaseException]] = {}
+        self._channels: dict[int, Channel] = {}
         self._ids = itertools.count(1)
         self._failure: TransportError | None = None
 
@@ -145,11 +109,16 @@ class Client:
         await self.close()
 
     async def connect(self) -> None:
-        """Connect the socket (inside the running loop, pyzmq #1760)."""
-        self._sock = await ClientSocket.connect(self.endpoint, curve=self.curve)
+        """Connect the socket (inside the running loop, pyzmq #1760); raises
+        :class:`TransportError`.  A daemon that is not there shows only on
+        the first transfer, as :class:`PeerTimeout`."""
+        self._sock = await ClientSocket.connect(self.endpoint, curve=self.config.curve)
         self._recv_task = asyncio.create_task(self._receive_loop(), name="zfile-client-receive")
 
     async def close(self) -> None:
+        """Close the socket; transfers still running raise :class:`TransportError`."""
+        for channel in list(self._channels.values()):
+            channel.fail(TransportError("the client was closed"))
         if self._recv_task is not None:
             self._recv_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -173,63 +142,26 @@ class Client:
                 tid = exc.transfer_id
             except TransportError as exc:
                 self._failure = exc
-                for inbox in self._inboxes.values():
-                    inbox.put_nowait(exc)
+                for channel in self._channels.values():
+                    channel.fail(exc)
                 return
             else:
                 tid = event.id
-            inbox = self._inboxes.get(tid)
-            if inbox is not None:
-                inbox.put_nowait(event)
+            channel = self._channels.get(tid)
+            if channel is not None:
+                channel.deliver(event)
 
-    def _open(self) -> tuple[Transfer, asyncio.Queue[Event | BaseException]]:
+    def _open(self) -> Channel:
         if self._sock is None:
             raise TransportError("the client is not connected")
         if self._failure is not None:
             raise self._failure
-        tid = next(self._ids)
-        inbox: asyncio.Queue[Event | BaseException] = asyncio.Queue()
-        self._inboxes[tid] = inbox
-        return Transfer(Role.CLIENT, tid), inbox
+        channel = Channel(self._sock, next(self._ids), timeout=self.config.timeout, release=self._release)
+        self._channels[channel.id] = channel
+        return channel
 
-    async def _send(self, transfer: Transfer, event: Event, *, track: bool = False) -> Tracker | None:
-        """Send ``event``; with ``track`` return the tracker of its data frame
-        (:meth:`ClientSocket.send`)."""
-        assert self._sock is not None
-        transfer.send(event)
-        # With IMMEDIATE set a send waits for a live connection; bound that wait.
-        try:
-            return await self._sock.send(event, track=track, timeout=self.timeout)
-        except TimeoutError:
-            raise self._timeout() from None
-
-    def _timeout(self) -> TransportError:
-        refused = self._sock.handshake_failure() if self._sock is not None else None
-        if refused is not None:
-            return refused
-        return PeerTimeout(
-            f"no answer from {self.endpoint} within {self.timeout:g} s (is `zfile serve` running there?)"
-        )
-
-    def _accept(self, transfer: Transfer, item: Event | BaseException) -> Event:
-        if isinstance(item, BaseException):
-            raise item
-        if isinstance(item, Error):
-            transfer.receive(item)
-            raise RemoteError(item.message, code=_code(item.code))
-        transfer.receive(item)
-        return item
-
-    async def _next(self, transfer: Transfer, inbox: asyncio.Queue[Event | BaseException]) -> Event:
-        """The transfer's next event from the daemon; raises RemoteError for an
-        ERROR, PeerTimeout after ``timeout`` seconds of silence."""
-        if not inbox.empty():  # the common case mid-stream: no timer to set up
-            return self._accept(transfer, inbox.get_nowait())
-        try:
-            item = await asyncio.wait_for(inbox.get(), self.timeout)
-        except TimeoutError:
-            raise self._timeout() from None
-        return self._accept(transfer, item)
+    def _release(self, transfer_id: int) -> None:
+        self._channels.pop(transfer_id, None)
 
     async def _retry_busy(self, attempt: Callable[[], Awaitable[Result]]) -> Result:
         """Run ``attempt``; while the daemon answers ``busy`` (all transfer
@@ -241,11 +173,12 @@ class Client:
         # Imported here, by the transfers that may need it: `zfile ls` starts faster.
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+        config = self.config
         retrying = AsyncRetrying(
             retry=retry_if_exception(_is_busy),
-            stop=stop_after_attempt(self.busy_retries + 1),
+            stop=stop_after_attempt(config.busy_retries + 1),
             wait=wait_exponential_jitter(
-                multiplier=self.busy_backoff, max=self.busy_backoff_max, jitter=self.busy_backoff
+                multiplier=config.busy_backoff, max=config.busy_backoff_max, jitter=config.busy_backoff
             ),
             reraise=True,
         )
@@ -253,20 +186,6 @@ class Client:
             with try_:
                 return await attempt()
         raise AssertionError("unreachable: tenacity reraises the last error")
-
-    def _pending(self, transfer: Transfer, inbox: asyncio.Queue[Event | BaseException]) -> None:
-        """Apply what already arrived without waiting (credit, or an ERROR)."""
-        while not inbox.empty():
-            self._accept(transfer, inbox.get_nowait())
-
-    async def _close(self, transfer: Transfer) -> None:
-        self._inboxes.pop(transfer.id, None)
-        if not transfer.finished and self._sock is not None and self._failure is None:
-            # Tell the daemon to stop now rather than after its idle timeout.
-            cancel = Cancel(transfer.id)
-            with contextlib.suppress(ZfileError, TimeoutError):
-                transfer.send(cancel)
-                await asyncio.wait_for(self._sock.send(cancel), 1.0)
 
     # -- upload ------------------------------------------------------------------
 
@@ -276,7 +195,7 @@ class Client:
         name: str | None = None,
         *,
         clobber: bool = True,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> Result:
         """Upload the file at ``path`` as ``name`` (default: its basename).
 
@@ -296,18 +215,16 @@ class Client:
         return await self._retry_busy(lambda: self._put_once(path, name, st, clobber, progress))
 
     async def _put_once(self, path: Path, name: str, st: os.stat_result, clobber: bool, progress: Progress):
-        transfer, inbox = self._open()
-        try:
+        async with self._open() as channel:
             meta = dict(name=name, size=st.st_size, mtime_ns=st.st_mtime_ns, mode=st.st_mode & 0o7777)
-            if st.st_size <= self.inline_max:
-                return await self._put_inline(transfer, inbox, path, meta, clobber, progress)
-            return await self._put_stream(transfer, inbox, path, st, meta, clobber, progress)
-        except OSError as exc:
-            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-        finally:
-            await self._close(transfer)
+            try:
+                if st.st_size <= self.config.inline_max:
+                    return await self._put_inline(channel, path, meta, clobber, progress)
+                return await self._put_stream(channel, path, st, meta, clobber, progress)
+            except OSError as exc:
+                raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
 
-    async def _put_inline(self, transfer, inbox, path: Path, meta: dict, clobber: bool, progress: Progress):
+    async def _put_inline(self, channel: Channel, path: Path, meta: dict, clobber: bool, progress: Progress):
         # One worker-thread hop for open, read and close: a small file's cost is its hops.
         data = await asyncio.to_thread(_read_at_most, path, meta["size"] + 1)
         if len(data) != meta["size"]:
@@ -315,10 +232,8 @@ class Client:
         hasher = new_hasher(DEFAULT_ALGO)
         hasher.update(data)
         digest = hasher.digest()
-        await self._send(
-            transfer, Put(transfer.id, algo=DEFAULT_ALGO, clobber=clobber, data=data, digest=digest, **meta)
-        )
-        ok = await self._next(transfer, inbox)
+        await channel.send(Put(channel.id, algo=DEFAULT_ALGO, clobber=clobber, data=data, digest=digest, **meta))
+        ok = await channel.next()
         assert isinstance(ok, PutOk)
         if ok.digest != digest:
             raise IntegrityError(f"the daemon stored {meta['name']} with another digest")
@@ -330,7 +245,7 @@ class Client:
         files: Sequence[tuple[str | os.PathLike[str], str]],
         *,
         clobber: bool = True,
-        progress: Progress = _noop,
+        progress: Progress = no_progress,
     ) -> list[Result | ZfileError]:
         """Upload small files, ``(path, name)`` pairs, in one PUT-MANY message.
 
@@ -341,8 +256,8 @@ class Client:
         its own through :meth:`put`.  A failure of the whole message
         (TransportError, or RemoteError after ``busy`` retries) is raised.
         """
-        most = min(self.many_bytes, MAX_MANY_BYTES)  # a larger message would be refused whole
-        read = await asyncio.to_thread(read_wholes, files, self.inline_max, most, clobber)
+        most = min(self.config.many_bytes, MAX_MANY_BYTES)  # a larger message would be refused whole
+        read = await asyncio.to_thread(read_wholes, files, self.config.inline_max, most, clobber)
         results: list[Result | ZfileError | None] = [r if isinstance(r, ZfileError) else None for r in read]
         batch = [(k, r) for k, r in enumerate(read) if isinstance(r, PutFile)]
         if batch:
@@ -354,7 +269,7 @@ class Client:
                     results[k] = Result(f.name, f.size, f.digest)
                     progress(f.size)
                 elif answer.code != ErrorCode.BUSY.value:
-                    results[k] = RemoteError(answer.message, code=_code(answer.code))
+                    results[k] = RemoteError(answer.message, code=error_code(answer.code))
         for k, result in enumerate(results):
             if result is None:  # too large now, or busy: on its own, with its own retries
                 try:
@@ -364,29 +279,26 @@ class Client:
         return results  # type: ignore[return-value]
 
     async def _put_many_once(self, files: tuple[PutFile, ...]) -> PutManyOk:
-        transfer, inbox = self._open()
-        try:
-            await self._send(transfer, PutMany(transfer.id, DEFAULT_ALGO, files))
-            reply = await self._next(transfer, inbox)
+        async with self._open() as channel:
+            await channel.send(PutMany(channel.id, DEFAULT_ALGO, files))
+            reply = await channel.next()
             assert isinstance(reply, PutManyOk)
             return reply
-        finally:
-            await self._close(transfer)
 
-    async def _put_stream(self, transfer, inbox, path: Path, st: os.stat_result, meta, clobber, progress):
-        await self._send(transfer, Put(transfer.id, algo=DEFAULT_ALGO, clobber=clobber, **meta))
-        ready = await self._next(transfer, inbox)
+    async def _put_stream(self, channel: Channel, path: Path, st: os.stat_result, meta, clobber, progress):
+        await channel.send(Put(channel.id, algo=DEFAULT_ALGO, clobber=clobber, **meta))
+        ready = await channel.next()
         assert isinstance(ready, PutReady)
         if ready.offset:
             hasher = await asyncio.to_thread(hash_file_prefix, str(path), ready.offset, DEFAULT_ALGO)
             progress(ready.offset)
         else:
             hasher = new_hasher(DEFAULT_ALGO)
-        await streams.send_file(self, transfer, inbox, path, st, hasher, progress)
+        await streams.send_file(channel, path, st, self.config.chunk_size, hasher, progress)
         digest = hasher.digest()
-        await self._send(transfer, PutEnd(transfer.id, digest))
+        await channel.send(PutEnd(channel.id, digest))
         while True:
-            event = await self._next(transfer, inbox)
+            event = await channel.next()
             if isinstance(event, PutOk):
                 break
         if event.digest != digest:
@@ -395,7 +307,7 @@ class Client:
 
     # -- download ----------------------------------------------------------------
 
-    async def get(self, name: str, dest: str | os.PathLike[str], *, progress: Progress = _noop) -> Result:
+    async def get(self, name: str, dest: str | os.PathLike[str], *, progress: Progress = no_progress) -> Result:
         """Download ``name`` to the local path ``dest``.
 
         Bytes go to ``.DEST.zfile-part`` beside ``dest``; size and digest are
@@ -415,25 +327,24 @@ class Client:
         return await self._retry_busy(lambda: self._get_once(name, dest, part, state, offset, digest, progress))
 
     async def _get_once(self, name: str, dest: Path, part: Path, state: Path, offset: int, digest, progress):
-        transfer, inbox = self._open()
-        try:
-            await self._send(transfer, Get(transfer.id, name, self.window, offset, digest))
-            meta = await self._next(transfer, inbox)
-            assert isinstance(meta, GetMeta)
-            return await self._receive_file(transfer, inbox, meta, dest, part, state, progress)
-        except OSError as exc:
-            raise LocalFileError(f"cannot write {dest}: {exc.strerror}") from None
-        finally:
-            await self._close(transfer)
+        async with self._open() as channel:
+            try:
+                await channel.send(Get(channel.id, name, self.config.window, offset, digest))
+                meta = await channel.next()
+                assert isinstance(meta, GetMeta)
+                return await self._receive_file(channel, meta, dest, part, state, progress)
+            except OSError as exc:
+                raise LocalFileError(f"cannot write {dest}: {exc.strerror}") from None
 
-    async def _receive_file(self, transfer, inbox, meta: GetMeta, dest, part: Path, state: Path, progress):
+    async def _receive_file(self, channel: Channel, meta: GetMeta, dest, part: Path, state: Path, progress):
         if meta.offset:
             hasher = await asyncio.to_thread(hash_file_prefix, str(part), meta.offset, meta.algo)
             progress(meta.offset)
         else:
             hasher = new_hasher(meta.algo)
             state.write_text(json.dumps({"name": meta.name, "size": meta.size, "digest": meta.digest.hex()}))
-        await streams.receive_file(self, transfer, inbox, meta, part, hasher, progress)
+        config = self.config
+        await streams.receive_file(channel, meta, part, config.window, config.chunk_size, hasher, progress)
         if hasher.digest() != meta.digest:
             # Never splice: a temp file that fails verification is discarded.
             part.unlink(missing_ok=True)
@@ -450,31 +361,21 @@ class Client:
     async def list(self, prefix: str = "", *, page_size: int = 1000) -> AsyncIterator[Entry]:
         """Yield catalog entries whose names start with ``prefix``, by name,
         fetched ``page_size`` at a time."""
-        transfer, inbox = self._open()
-        try:
-            request = ListRequest(transfer.id, prefix, "", page_size)
+        async with self._open() as channel:
+            request = ListRequest(channel.id, prefix, "", page_size)
             while True:
-                await self._send(transfer, request)
-                page = await self._next(transfer, inbox)
+                await channel.send(request)
+                page = await channel.next()
                 assert isinstance(page, ListPage)
                 for entry in page.entries:
                     yield entry
                 if not page.more or not page.entries:
                     return
-                request = ListRequest(transfer.id, prefix, page.entries[-1].name, page_size)
-        finally:
-            await self._close(transfer)
+                request = ListRequest(channel.id, prefix, page.entries[-1].name, page_size)
 
 
 def _is_busy(exc: BaseException) -> bool:
     return isinstance(exc, RemoteError) and exc.code is ErrorCode.BUSY
-
-
-def _code(text: str) -> ErrorCode:
-    try:
-        return ErrorCode(text)
-    except ValueError:
-        return ErrorCode.INTERNAL
 
 
 def _read_at_most(path: Path, limit: int) -> bytes:
@@ -498,4 +399,4 @@ def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None
         return 0, None
 
 
-__all__ = ["Client", "Progress", "Result", "part_paths", "protocol"]
+__all__ = ["Client", "ClientConfig", "Progress", "Result", "part_paths"]

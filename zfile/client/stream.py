@@ -3,8 +3,10 @@
 
 :class:`zfile.client.Client` opens the transfer (PUT and PUT-READY, GET and
 GET-META) and finishes it (PUT-END and PUT-OK; fsync, verification and the
-rename); these loops move the bytes between them, with at most one
-worker-thread hop per chunk (:mod:`zfile.chunkio`).  Offsets and sizes are
+rename); these loops move the bytes between them over the transfer's
+:class:`~zfile.client.channel.Channel`, with at most one worker-thread hop
+per chunk (:mod:`zfile.fileio.chunks`).  Where a chunk is cut and when credit
+is granted is decided by :mod:`zfile.protocol.credit`.  Offsets and sizes are
 bytes.
 """
 
@@ -13,43 +15,40 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from zfile.client.channel import Channel, Progress
 from zfile.errors import LocalFileError
-from zfile.fileio.chunks import ChunkReader, ShortRead, close_after, grant_step, write_chunks
+from zfile.fileio.chunks import ChunkReader, ShortRead, close_after, write_chunks
 from zfile.fileio.writeback import Writeback
+from zfile.protocol.credit import CreditWindow, next_piece
 from zfile.protocol.digest import Hasher
-from zfile.protocol.events import Chunk, Credit, Event, GetMeta
-from zfile.protocol.machine import State, Transfer
-
-if TYPE_CHECKING:
-    from zfile.client.client import Client, Progress
-
-Inbox = asyncio.Queue[Event | BaseException]
+from zfile.protocol.events import Chunk, Credit, GetMeta
+from zfile.protocol.machine import State
 
 
 async def send_file(
-    client: Client,
-    transfer: Transfer,
-    inbox: Inbox,
+    channel: Channel,
     path: Path,
     st: os.stat_result,
+    chunk_size: int,
     hasher: Hasher,
     progress: Progress,
 ) -> None:
-    """Send the file at ``path`` from ``transfer.offset`` to ``transfer.size``
-    as CHUNKs, each within the credit granted, hashing every byte sent into
-    ``hasher``.  ``st`` is the file's stat when the upload began.
+    """Send the file at ``path`` from the transfer's offset to its size as
+    CHUNKs of at most ``chunk_size`` bytes, each within the credit granted,
+    hashing every byte sent into ``hasher``.  ``channel``'s transfer is past
+    PUT-READY; ``st`` is the file's stat when the upload began.
 
     Raises :class:`LocalFileError` when the file cannot be read or changed
-    (size or mtime) while being sent; the client's errors for the daemon's
-    answers (RemoteError, PeerTimeout, TransportError).
+    (size or mtime) while being sent; :meth:`Channel.next`'s errors for the
+    daemon's answers (RemoteError, PeerTimeout, TransportError).
     """
+    transfer = channel.transfer
     try:
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-    reader = ChunkReader(fd, transfer.offset, transfer.size, client.chunk_size, hasher, owns_fd=True)
+    reader = ChunkReader(fd, transfer.offset, transfer.size, chunk_size, hasher, owns_fd=True)
     try:
         while not reader.done:
             try:
@@ -62,13 +61,12 @@ async def send_file(
             trackers = []
             sent = 0
             while sent < len(view):
-                client._pending(transfer, inbox)
-                while transfer.credit == 0:
-                    event = await client._next(transfer, inbox)
+                channel.pending()
+                while (n := next_piece(transfer.credit, len(view) - sent)) == 0:
+                    event = await channel.next()
                     assert isinstance(event, Credit)
-                n = min(transfer.credit, len(view) - sent)
                 piece = Chunk(transfer.id, transfer.offset, view[sent : sent + n])
-                trackers.append(await client._send(transfer, piece, track=True))
+                trackers.append(await channel.send(piece, track=True))
                 sent += n
                 progress(n)
                 # zmq.asyncio sends rarely yield (pyzmq #1259); let receives run.
@@ -83,11 +81,11 @@ async def send_file(
 
 
 async def receive_file(
-    client: Client,
-    transfer: Transfer,
-    inbox: Inbox,
+    channel: Channel,
     meta: GetMeta,
     part: Path,
+    window: int,
+    chunk_size: int,
     hasher: Hasher,
     progress: Progress,
 ) -> None:
@@ -95,9 +93,14 @@ async def receive_file(
     file is truncated there first) until ``meta.size``, hashing them into
     ``hasher``, granting credit as they are written, and fsync it.
 
-    Raises ``OSError`` from the file system; the client's errors for the
+    ``channel``'s transfer is past GET-META, its GET having granted
+    ``window`` bytes; credit keeps about ``window`` bytes ahead of what is
+    written, granted in steps of at least ``chunk_size`` bytes
+    (:class:`~zfile.protocol.credit.CreditWindow`).  Raises
+    ``OSError`` from the file system; :meth:`Channel.next`'s errors for the
     daemon's answers.
     """
+    transfer = channel.transfer
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if meta.offset else os.O_TRUNC)
     fd = await asyncio.to_thread(_open_at, part, flags, meta.offset)
     loop = asyncio.get_running_loop()
@@ -105,19 +108,16 @@ async def receive_file(
     try:
         # Overlap disk writes with the transfer: the fsync below has only the tail left.
         writeback = Writeback(meta.offset)
-        granted_end = meta.offset + client.window
-        step_min = grant_step(client.window, client.chunk_size)
+        credit = CreditWindow(meta.offset, meta.size, window, chunk_size)
         while transfer.state is State.GET_RECEIVING:
-            chunk = await client._next(transfer, inbox)
+            chunk = await channel.next()
             assert isinstance(chunk, Chunk)
             hop = loop.run_in_executor(None, write_chunks, fd, [chunk.data], transfer.offset, hasher, writeback)
             n = await asyncio.shield(hop)  # a cancel leaves hop pending while the thread writes
             progress(n)
-            new_end = min(meta.size, transfer.offset + client.window)
-            step = new_end - granted_end
-            if step >= step_min or (step > 0 and new_end == meta.size):
-                await client._send(transfer, Credit(transfer.id, step))
-                granted_end = new_end
+            step = credit.grant(transfer.offset)
+            if step:
+                await channel.send(Credit(transfer.id, step))
         hop = loop.run_in_executor(None, os.fsync, fd)
         await asyncio.shield(hop)
     finally:

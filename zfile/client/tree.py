@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from zfile.client.client import Client, Progress, Result, _noop
+from zfile.client.channel import Progress, no_progress
+from zfile.client.client import Client, Result
 from zfile.errors import BadName, ErrorCode, LocalFileError, RemoteError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name
@@ -124,31 +125,32 @@ async def send_paths(
     paths: Sequence[str | os.PathLike[str]],
     *,
     clobber: bool = True,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
     plan: list[tuple[Path, str, int]] | None = None,
 ) -> list[Outcome]:
     """Upload files and directories; see :func:`plan_upload` for naming.
 
-    Files of at most ``client.inline_max`` bytes go many to a message
-    (:meth:`Client.put_many`, up to ``client.many_bytes`` and
-    :data:`MANY_FILES` files each, :data:`MANY_IN_FLIGHT` messages at once);
-    larger ones stream on their own, ``client.concurrency`` at once.  The
-    order of outcomes is the order of the plan.
+    Files of at most the config's ``inline_max`` bytes go many to a message
+    (:meth:`Client.put_many`, up to ``many_bytes`` and :data:`MANY_FILES`
+    files each, :data:`MANY_IN_FLIGHT` messages at once); larger ones stream
+    on their own, ``concurrency`` at once.  The order of outcomes is the
+    order of the plan.
     """
     plan = plan_upload(paths) if plan is None else plan
     outcomes: list[Outcome | None] = [None] * len(plan)
-    small = [k for k, (_, _, size) in enumerate(plan) if size <= client.inline_max]
-    large = [k for k, (_, _, size) in enumerate(plan) if size > client.inline_max]
+    small = [k for k, (_, _, size) in enumerate(plan) if size <= client.config.inline_max]
+    large = [k for k, (_, _, size) in enumerate(plan) if size > client.config.inline_max]
 
     def job(path: Path, name: str) -> Callable[[], Awaitable[Result]]:
         return lambda: client.put(path, name, clobber=clobber, progress=progress)
 
     async def singles() -> None:
-        done = await run_all(((plan[k][1], job(plan[k][0], plan[k][1])) for k in large), client.concurrency)
+        jobs = ((plan[k][1], job(plan[k][0], plan[k][1])) for k in large)
+        done = await run_all(jobs, client.config.concurrency)
         for k, outcome in zip(large, done, strict=True):
             outcomes[k] = outcome
 
-    batches = iter(_batches(plan, small, client.many_bytes))
+    batches = iter(_batches(plan, small, client.config.many_bytes))
 
     async def sender() -> None:
         for ks in batches:
@@ -186,14 +188,14 @@ async def fetch(
     client: Client,
     plan: list[tuple[Entry, Path]],
     *,
-    progress: Progress = _noop,
+    progress: Progress = no_progress,
 ) -> list[Outcome]:
     """Download a plan made by :func:`plan_download`."""
 
     def job(entry: Entry, dest: Path) -> Callable[[], Awaitable[Result]]:
         return lambda: client.get(entry.name, dest, progress=progress)
 
-    return await run_all(((e.name, job(e, d)) for e, d in plan), client.concurrency)
+    return await run_all(((e.name, job(e, d)) for e, d in plan), client.config.concurrency)
 
 
 __all__ = ["Outcome", "plan_upload", "plan_download", "run_all", "send_paths", "fetch", "BadName"]

@@ -1,0 +1,156 @@
+"""One transfer's view of the client's socket: its state machine and its inbox.
+
+:class:`zfile.client.Client` opens a :class:`Channel` per transfer and runs
+the one receive loop that :meth:`Channel.deliver` feeds; the code that moves
+a transfer's bytes (:mod:`zfile.client.stream`) needs only the channel.
+Each channel waits on its own inbox, so no socket ``recv`` is ever cancelled
+by a timeout (a cancelled zmq.asyncio ``recv`` can lose a message, pyzmq
+#1925).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from zfile.errors import ErrorCode, PeerTimeout, RemoteError, TransportError, ZfileError
+from zfile.fileio.chunks import Tracker
+from zfile.protocol.events import Cancel, Error, Event
+from zfile.protocol.machine import Role, Transfer
+from zfile.transport.sockets import ClientSocket
+
+#: Called with the number of bytes newly transferred.
+Progress = Callable[[int], None]
+
+
+def no_progress(_: int) -> None:
+    """The :data:`Progress` callback that reports nowhere."""
+
+
+class Channel:
+    """One transfer (upload, download, listing or batch) on a client socket.
+
+    ``transfer`` is the transfer's :class:`~zfile.protocol.machine.Transfer`
+    (id, state, offset, size and credit, all bytes), advanced by every event
+    sent or received here.  ``timeout`` is how long (seconds) :meth:`next`
+    and :meth:`send` wait before raising :class:`PeerTimeout`; ``release`` is
+    called with the transfer id once, when the channel closes.
+    """
+
+    def __init__(
+        self,
+        sock: ClientSocket,
+        transfer_id: int,
+        *,
+        timeout: float,
+        release: Callable[[int], object],
+    ) -> None:
+        self.transfer = Transfer(Role.CLIENT, transfer_id)
+        self._sock = sock
+        self._timeout = timeout
+        self._release = release
+        self._inbox: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._broken = False
+        self._closed = False
+
+    @property
+    def id(self) -> int:
+        """The transfer id every message of this channel carries."""
+        return self.transfer.id
+
+    def deliver(self, item: Event | BaseException) -> None:
+        """Queue an event from the daemon, or an error to raise from
+        :meth:`next` (a malformed message for this transfer)."""
+        self._inbox.put_nowait(item)
+
+    def fail(self, exc: TransportError) -> None:
+        """The socket failed or was closed: :meth:`next` raises ``exc``, and
+        :meth:`close` sends nothing more."""
+        self._broken = True
+        self._inbox.put_nowait(exc)
+
+    async def send(self, event: Event, *, track: bool = False) -> Tracker | None:
+        """Send ``event``; with ``track`` return the tracker of its data frame
+        (:meth:`ClientSocket.send`: the frame's buffer may be reused once the
+        tracker is done).
+
+        Raises :class:`LocalProtocolError` when the event is out of turn,
+        :class:`PeerTimeout` (or :class:`AuthFailed`) when the socket cannot
+        take it within the timeout, :class:`TransportError`.
+        """
+        self.transfer.send(event)
+        # With IMMEDIATE set a send waits for a live connection; bound that wait.
+        try:
+            return await self._sock.send(event, track=track, timeout=self._timeout)
+        except TimeoutError:
+            raise self._timeout_error() from None
+
+    async def next(self) -> Event:
+        """The transfer's next event from the daemon.
+
+        Raises :class:`RemoteError` for an ERROR, :class:`PeerTimeout` (or
+        :class:`AuthFailed`) after the timeout's seconds of silence,
+        :class:`RemoteProtocolError` for a message out of turn,
+        :class:`TransportError` when the socket failed.
+        """
+        if not self._inbox.empty():  # the common case mid-stream: no timer to set up
+            return self._accept(self._inbox.get_nowait())
+        try:
+            item = await asyncio.wait_for(self._inbox.get(), self._timeout)
+        except TimeoutError:
+            raise self._timeout_error() from None
+        return self._accept(item)
+
+    def pending(self) -> None:
+        """Apply what already arrived without waiting (credit, or an ERROR,
+        raised as :meth:`next` would)."""
+        while not self._inbox.empty():
+            self._accept(self._inbox.get_nowait())
+
+    async def close(self) -> None:
+        """Stop routing events here; an unfinished transfer is cancelled on
+        the daemon (CANCEL, sent within a second or not at all)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._release(self.transfer.id)
+        if not self.transfer.finished and not self._broken:
+            # Tell the daemon to stop now rather than after its idle timeout.
+            cancel = Cancel(self.transfer.id)
+            with contextlib.suppress(ZfileError, TimeoutError):
+                self.transfer.send(cancel)
+                await asyncio.wait_for(self._sock.send(cancel), 1.0)
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _accept(self, item: Event | BaseException) -> Event:
+        if isinstance(item, BaseException):
+            raise item
+        self.transfer.receive(item)
+        if isinstance(item, Error):
+            raise RemoteError(item.message, code=error_code(item.code))
+        return item
+
+    def _timeout_error(self) -> TransportError:
+        refused = self._sock.handshake_failure()
+        if refused is not None:
+            return refused
+        return PeerTimeout(
+            f"no answer from {self._sock.endpoint} within {self._timeout:g} s (is `zfile serve` running there?)"
+        )
+
+
+def error_code(text: str) -> ErrorCode:
+    """The :class:`ErrorCode` of a wire code; an unknown one is ``internal``."""
+    try:
+        return ErrorCode(text)
+    except ValueError:
+        return ErrorCode.INTERNAL
+
+
+__all__ = ["Channel", "Progress", "error_code", "no_progress"]
