@@ -35,7 +35,7 @@ _EXPORTS = {
     "load_public_key": "zfile.transport.curve",
     "Server": "zfile.server.server",
     "ServerConfig": "zfile.server.config",
-    "EndpointError": "zfile.transport.endpoint",
+    "EndpointError": "zfile.errors",
     **dict.fromkeys(
         [
             "ErrorCode",

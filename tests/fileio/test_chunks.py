@@ -19,7 +19,7 @@ from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.errors import LocalFileError
 from zfile.fileio import chunks as chunkio
-from zfile.fileio.chunks import BufferPool, ChunkReader, ShortRead, grant_step, write_chunks
+from zfile.fileio.chunks import BufferPool, ChunkReader, ShortRead, write_chunks
 from zfile.fileio.writeback import Writeback
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
@@ -212,12 +212,6 @@ def test_write_chunks_writes_hashes_and_starts_writeback(tmp_path: Path) -> None
     assert (tmp_path / "f").read_bytes() == b"".join(data)
     assert hasher.digest() == blake3.blake3(b"".join(data)).digest()
     assert not wb.due(end)  # writeback was started along the way
-
-
-def test_grant_step() -> None:
-    assert grant_step(8 * MiB, MiB) == 2 * MiB
-    assert grant_step(2 * MiB, MiB) == MiB  # never under a chunk...
-    assert grant_step(512 << 10, MiB) == 512 << 10  # ...nor over the window
 
 
 # -- end to end ---------------------------------------------------------------------

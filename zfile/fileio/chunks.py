@@ -250,15 +250,6 @@ def close_after(hop: asyncio.Future | None, fd: int) -> None:
         hop.add_done_callback(close)
 
 
-def grant_step(window: int, chunk: int) -> int:
-    """The least CREDIT a receiver sends (bytes; the last one of a file may
-    be less): a quarter of its ``window``, so that a stream costs one CREDIT
-    per few chunks yet keeps three quarters of the window in flight; never
-    less than one ``chunk``, nor more than the ``window`` (a window smaller
-    than a chunk must still be granted again)."""
-    return min(window, max(chunk, window // 4))
-
-
 def write_chunks(fd: int, parts: Sequence[Buffer], end: int, hasher: Hasher, writeback: Writeback) -> int:
     """Write all of each of ``parts`` to ``fd`` at its current position, in
     order, hash them, and start writeback when due; ``end`` is the file
@@ -283,7 +274,6 @@ __all__ = [
     "ShortRead",
     "Tracker",
     "close_after",
-    "grant_step",
     "read_exactly",
     "write_chunks",
 ]
