@@ -70,7 +70,7 @@ async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: Store) -> 
     assert sorted(listed) == ["a/empty", "a/one.txt", "b/two.txt", "kept.txt"]
     assert listed["b/two.txt"].digest == b3(b"two") and listed["b/two.txt"].peer == "peer-1"
     assert tmp_files(store) == []
-    assert store._active == {}
+    assert len(store.claims) == 0
 
 
 async def test_a_failed_fsync_fails_its_file_alone(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

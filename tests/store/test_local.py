@@ -177,7 +177,7 @@ async def test_symlink_out_of_root_refused(store: Store, tmp_path: Path) -> None
     with pytest.raises(BadName, match="outside"):
         await begin(store, "link/new", 1)
     # Download: even a catalog entry (planted here) must not lead through the link.
-    await store._catalog.put(Entry("link/secret", 6, 0, 0o644, "blake3", b3(b"secret"), 0.0, "x", ""))
+    await store.catalog.put(Entry("link/secret", 6, 0, 0o644, "blake3", b3(b"secret"), 0.0, "x", ""))
     with pytest.raises(BadName, match="outside"):
         await store.open_download("link/secret")
     assert sorted(os.listdir(outside)) == ["secret"]
@@ -189,7 +189,7 @@ async def test_symlink_at_final_name_refused(store: Store, tmp_path: Path) -> No
     (store.root / "f").symlink_to(target)
     with pytest.raises(BadName, match="symbolic link"):
         await begin(store, "f", 1)
-    await store._catalog.put(Entry("f", 4, 0, 0o644, "blake3", b3(b"keep"), 0.0, "x", ""))
+    await store.catalog.put(Entry("f", 4, 0, 0o644, "blake3", b3(b"keep"), 0.0, "x", ""))
     with pytest.raises(BadName, match="symbolic link"):
         await store.open_download("f")
     assert target.read_bytes() == b"keep"

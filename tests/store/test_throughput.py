@@ -126,13 +126,13 @@ async def test_one_bad_file_in_a_batch_fails_alone(store: Store) -> None:
 
 
 async def test_a_commit_cancelled_while_queued_is_not_published(store: Store) -> None:
-    async with store._publisher.lock:  # hold publishing back while the commits queue up
+    async with store.publisher.lock:  # hold publishing back while the commits queue up
         jobs = {f"c{i}": asyncio.create_task(put_inline(store, f"c{i}", b"x" * i)) for i in range(10)}
         for _ in range(200):
-            if len(store._publisher.queue) == len(jobs):
+            if len(store.publisher.queue) == len(jobs):
                 break
             await asyncio.sleep(0.01)
-        assert len(store._publisher.queue) == len(jobs)
+        assert len(store.publisher.queue) == len(jobs)
         jobs["c3"].cancel()
     results = await asyncio.gather(*jobs.values(), return_exceptions=True)
     assert isinstance(results[3], asyncio.CancelledError)
