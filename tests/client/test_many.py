@@ -24,8 +24,8 @@ from zfile.errors import (
     TooLarge,
 )
 from zfile.protocol.events import Entry, PutFile
+from zfile.store import LocalStore
 from zfile.store import partial as upload_mod
-from zfile.store.local import Store
 
 from ..conftest import zfile_cli
 from ..store.test_local import b3, tmp_files
@@ -40,7 +40,7 @@ def whole(name: str, data: bytes, *, digest: bytes | None = None, clobber: bool 
 # -- the store -----------------------------------------------------------------
 
 
-async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: Store) -> None:
+async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: LocalStore) -> None:
     (store.root / "kept.txt").write_bytes(b"old")
     await store.put_inline(
         name="kept.txt", size=3, mtime_ns=MTIME_NS, mode=0o644, algo="blake3", clobber=True, peer="p",
@@ -73,7 +73,7 @@ async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: Store) -> 
     assert len(store.claims) == 0
 
 
-async def test_a_failed_fsync_fails_its_file_alone(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_fsync_fails_its_file_alone(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     real_fsync = os.fsync
     doomed = []
 
@@ -101,7 +101,9 @@ async def test_a_failed_fsync_fails_its_file_alone(store: Store, monkeypatch: py
     assert tmp_files(store) == []
 
 
-async def test_a_batch_is_written_before_any_file_is_fsynced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_batch_is_written_before_any_file_is_fsynced(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The point of the batch: every file's writeback has started when the first fsync waits.
     calls: list[str] = []
     real_fsync, real_start = os.fsync, upload_mod.start_all

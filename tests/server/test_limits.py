@@ -200,8 +200,8 @@ async def test_write_error_mid_transfer_is_no_space(tmp_path, monkeypatch, err):
                 await client.put(big, "big.bin")
             assert info.value.code is ErrorCode.NO_SPACE
             monkeypatch.undo()
-            assert not (Path(server.store.root) / "big.bin").exists()
-            assert (Path(server.store.root) / "kept.bin").read_bytes() == kept.read_bytes()
+            assert not (Path(server.config.root) / "big.bin").exists()
+            assert (Path(server.config.root) / "kept.bin").read_bytes() == kept.read_bytes()
             assert (await client.put(big, "big.bin")).digest == digest_of(big)
             assert sorted([e.name async for e in client.list("")]) == ["big.bin", "kept.bin"]
     finally:

@@ -122,7 +122,7 @@ CRASH_SCRIPT = textwrap.dedent(
     import blake3
     from zfile.store.catalog import Catalog
     from zfile.store.layout import Layout
-    from zfile.store.local import Store, Upload
+    from zfile.store.local import LocalStore, Upload
 
     root, src, point, how = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     die = lambda *a, **k: os._exit(9)
@@ -136,7 +136,7 @@ CRASH_SCRIPT = textwrap.dedent(
         Upload.install = half_install
 
     async def main():
-        store = Store(root)
+        store = LocalStore(root)
         await store.open()
         if point == "after-rename":
             Catalog.put = Catalog.put_many = die

@@ -28,9 +28,9 @@ from zfile.errors import (
 )
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name, check_prefix
+from zfile.store import LocalStore
 from zfile.store import local as store_mod
 from zfile.store.catalog import Catalog
-from zfile.store.local import Store
 
 MTIME_NS = 1_600_000_000_123_456_789
 
@@ -59,7 +59,7 @@ def b3(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-async def begin(store: Store, name: str, size: int, *, mtime_ns: int = MTIME_NS, clobber: bool = True, **kw):
+async def begin(store: LocalStore, name: str, size: int, *, mtime_ns: int = MTIME_NS, clobber: bool = True, **kw):
     return await store.begin_upload(
         name=name,
         size=size,
@@ -71,13 +71,13 @@ async def begin(store: Store, name: str, size: int, *, mtime_ns: int = MTIME_NS,
     )
 
 
-async def upload(store: Store, name: str, data: bytes, **kw) -> Entry:
+async def upload(store: LocalStore, name: str, data: bytes, **kw) -> Entry:
     up = await begin(store, name, len(data), **kw)
     await up.write(0, data)
     return await up.commit(b3(data))
 
 
-def tmp_files(store: Store) -> list[str]:
+def tmp_files(store: LocalStore) -> list[str]:
     return sorted(os.listdir(store.root / ".zfile" / "tmp"))
 
 
@@ -159,7 +159,7 @@ async def test_catalog_sqlite_error_becomes_store_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
-async def test_store_refuses_hostile_names(store: Store, name: str) -> None:
+async def test_store_refuses_hostile_names(store: LocalStore, name: str) -> None:
     with pytest.raises(BadName):
         await begin(store, name, 1)
     with pytest.raises(BadName):
@@ -169,7 +169,7 @@ async def test_store_refuses_hostile_names(store: Store, name: str) -> None:
     assert tmp_files(store) == []
 
 
-async def test_symlink_out_of_root_refused(store: Store, tmp_path: Path) -> None:
+async def test_symlink_out_of_root_refused(store: LocalStore, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"secret")
@@ -183,7 +183,7 @@ async def test_symlink_out_of_root_refused(store: Store, tmp_path: Path) -> None
     assert sorted(os.listdir(outside)) == ["secret"]
 
 
-async def test_symlink_at_final_name_refused(store: Store, tmp_path: Path) -> None:
+async def test_symlink_at_final_name_refused(store: LocalStore, tmp_path: Path) -> None:
     target = tmp_path / "outside-file"
     target.write_bytes(b"keep")
     (store.root / "f").symlink_to(target)
@@ -195,13 +195,13 @@ async def test_symlink_at_final_name_refused(store: Store, tmp_path: Path) -> No
     assert target.read_bytes() == b"keep"
 
 
-async def test_symlink_into_private_dir_refused(store: Store) -> None:
+async def test_symlink_into_private_dir_refused(store: LocalStore) -> None:
     (store.root / "priv").symlink_to(store.root / ".zfile")
     with pytest.raises(BadName):
         await begin(store, "priv/catalog.db", 1)
 
 
-async def test_directory_and_file_in_the_way(store: Store) -> None:
+async def test_directory_and_file_in_the_way(store: LocalStore) -> None:
     (store.root / "d").mkdir()
     with pytest.raises(BadName, match="directory"):
         await begin(store, "d", 1)
@@ -213,7 +213,7 @@ async def test_directory_and_file_in_the_way(store: Store) -> None:
 # -- uploads -------------------------------------------------------------------
 
 
-async def test_upload_in_three_writes(store: Store) -> None:
+async def test_upload_in_three_writes(store: LocalStore) -> None:
     data = os.urandom(3000)
     up = await begin(store, "sub/dir/f.bin", len(data), mode=0o4751, peer="alice")
     assert up.offset == 0 and up.size == 3000
@@ -237,7 +237,7 @@ async def test_upload_in_three_writes(store: Store) -> None:
     assert tmp_files(store) == []
 
 
-async def test_uncommitted_upload_leaves_nothing_visible(store: Store) -> None:
+async def test_uncommitted_upload_leaves_nothing_visible(store: LocalStore) -> None:
     up = await begin(store, "d/f", 10)
     await up.write(0, b"12345")
     assert not (store.root / "d").exists()
@@ -250,7 +250,7 @@ async def test_uncommitted_upload_leaves_nothing_visible(store: Store) -> None:
         await up.write(5, b"67890")
 
 
-async def test_digest_mismatch(store: Store) -> None:
+async def test_digest_mismatch(store: LocalStore) -> None:
     up = await begin(store, "f", 4)
     await up.write(0, b"abcd")
     with pytest.raises(IntegrityError, match="digest"):
@@ -262,7 +262,7 @@ async def test_digest_mismatch(store: Store) -> None:
     await up2.abort()
 
 
-async def test_size_mismatch(store: Store) -> None:
+async def test_size_mismatch(store: LocalStore) -> None:
     up = await begin(store, "f", 4)
     await up.write(0, b"abc")
     with pytest.raises(IntegrityError, match="3 of 4"):
@@ -276,7 +276,7 @@ async def test_size_mismatch(store: Store) -> None:
     await up2.abort()
 
 
-async def test_replace_is_atomic(store: Store) -> None:
+async def test_replace_is_atomic(store: LocalStore) -> None:
     v1, v2 = b"version one", b"version two, longer"
     await upload(store, "f", v1)
     up = await begin(store, "f", len(v2), mtime_ns=MTIME_NS + 1)
@@ -294,7 +294,7 @@ async def test_replace_is_atomic(store: Store) -> None:
     assert [(e.name, e.size) for e in entries] == [("f", len(v2))]
 
 
-async def test_clobber_false(store: Store) -> None:
+async def test_clobber_false(store: LocalStore) -> None:
     await upload(store, "f", b"one")
     with pytest.raises(Exists):
         await begin(store, "f", 3, clobber=False)
@@ -305,7 +305,7 @@ async def test_clobber_false(store: Store) -> None:
     assert entry.size == 3
 
 
-async def test_clobber_false_loses_race(store: Store) -> None:
+async def test_clobber_false_loses_race(store: LocalStore) -> None:
     up = await begin(store, "f", 1, clobber=False)
     await up.write(0, b"a")
     await upload(store, "f", b"b", mtime_ns=MTIME_NS + 1)
@@ -314,7 +314,7 @@ async def test_clobber_false_loses_race(store: Store) -> None:
     assert (store.root / "f").read_bytes() == b"b"
 
 
-async def test_too_large_and_bad_algo(store: Store) -> None:
+async def test_too_large_and_bad_algo(store: LocalStore) -> None:
     with pytest.raises(TooLarge):
         await begin(store, "big", (1 << 20) + 1)
     with pytest.raises(ZfileError, match="not supported") as info:
@@ -323,7 +323,7 @@ async def test_too_large_and_bad_algo(store: Store) -> None:
     assert tmp_files(store) == []
 
 
-async def test_no_space_at_begin(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_space_at_begin(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.statvfs(store.root)
 
     class Full:
@@ -336,7 +336,7 @@ async def test_no_space_at_begin(store: Store, monkeypatch: pytest.MonkeyPatch) 
     await up.abort()
 
 
-async def test_resume(store: Store) -> None:
+async def test_resume(store: LocalStore) -> None:
     data = os.urandom(10_000)
     up = await begin(store, "r", len(data))
     transfer = up.transfer
@@ -351,12 +351,12 @@ async def test_resume(store: Store) -> None:
 
 
 async def test_resume_survives_reopen(tmp_path: Path) -> None:
-    s = Store(tmp_path / "root")
+    s = LocalStore(tmp_path / "root")
     await s.open()
     up = await begin(s, "r", 6)
     await up.write(0, b"abc")
     await s.close()  # suspends live uploads
-    s = Store(tmp_path / "root")
+    s = LocalStore(tmp_path / "root")
     await s.open()
     up = await begin(s, "r", 6)
     assert up.offset == 3
@@ -365,7 +365,7 @@ async def test_resume_survives_reopen(tmp_path: Path) -> None:
     await s.close()
 
 
-async def test_resume_with_other_mtime_starts_fresh(store: Store) -> None:
+async def test_resume_with_other_mtime_starts_fresh(store: LocalStore) -> None:
     up = await begin(store, "r", 10)
     await up.write(0, b"12345")
     await up.suspend()
@@ -377,7 +377,7 @@ async def test_resume_with_other_mtime_starts_fresh(store: Store) -> None:
     await original.abort()
 
 
-async def test_busy(store: Store) -> None:
+async def test_busy(store: LocalStore) -> None:
     up = await begin(store, "b", 10)
     with pytest.raises(Busy, match="already in progress"):
         await begin(store, "b", 10)
@@ -391,7 +391,7 @@ async def test_busy(store: Store) -> None:
             await r.abort()
 
 
-async def test_no_space_while_writing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_space_while_writing(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     await upload(store, "f", b"committed")
 
     async def full(self, data):
@@ -407,7 +407,7 @@ async def test_no_space_while_writing(store: Store, monkeypatch: pytest.MonkeyPa
     assert (store.root / "f").read_bytes() == b"committed"
 
 
-async def test_other_os_error_is_store_error(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_other_os_error_is_store_error(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     async def broken(self, data):
         raise OSError(errno.EIO, "Input/output error")
 
@@ -418,7 +418,7 @@ async def test_other_os_error_is_store_error(store: Store, monkeypatch: pytest.M
     assert type(info.value) is StoreError and info.value.code is ErrorCode.INTERNAL
 
 
-async def test_cancelled_write_blocks_commit(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cancelled_write_blocks_commit(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     started = asyncio.Event()
 
     async def slow(self, data):
@@ -439,7 +439,7 @@ async def test_cancelled_write_blocks_commit(store: Store, monkeypatch: pytest.M
 
 
 async def test_a_cancelled_write_finishes_before_the_partial_is_closed(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The worker thread keeps writing after its caller is cancelled; closing the
     # descriptor under it would let a reused descriptor number take the bytes.
@@ -479,7 +479,7 @@ async def test_a_cancelled_write_finishes_before_the_partial_is_closed(
 # -- inline, download, list ----------------------------------------------------
 
 
-async def test_put_inline_round_trip(store: Store) -> None:
+async def test_put_inline_round_trip(store: LocalStore) -> None:
     data = b"small file"
     entry = await store.put_inline(
         name="in/line",
@@ -507,7 +507,7 @@ async def test_put_inline_round_trip(store: Store) -> None:
     assert tmp_files(store) == []
 
 
-async def test_download_read_at_offsets(store: Store) -> None:
+async def test_download_read_at_offsets(store: LocalStore) -> None:
     data = bytes(range(256)) * 4
     entry = await upload(store, "d", data)
     dl = await store.open_download("d")
@@ -526,7 +526,7 @@ async def test_download_read_at_offsets(store: Store) -> None:
         await dl.read(0, 1)
 
 
-async def test_download_missing(store: Store) -> None:
+async def test_download_missing(store: LocalStore) -> None:
     with pytest.raises(NotFound):
         await store.open_download("nope")
     await upload(store, "gone", b"x")
@@ -535,7 +535,7 @@ async def test_download_missing(store: Store) -> None:
         await store.open_download("gone")
 
 
-async def test_list_paging_and_wildcards(store: Store) -> None:
+async def test_list_paging_and_wildcards(store: LocalStore) -> None:
     names = [f"p/f{i:02d}" for i in range(10)] + ["a%b/1", "a_b/1", "axb/1", "ab/1", "q", "p.txt"]
     for name in names:
         await upload(store, name, name.encode())
@@ -558,7 +558,7 @@ async def test_list_paging_and_wildcards(store: Store) -> None:
 # -- sweeping ------------------------------------------------------------------
 
 
-async def test_sweep_partials(store: Store) -> None:
+async def test_sweep_partials(store: LocalStore) -> None:
     old = await begin(store, "old", 10)
     await old.write(0, b"1")
     await old.suspend()

@@ -9,14 +9,14 @@ import os
 import pytest
 
 from zfile.errors import ErrorCode, StoreError
-from zfile.store.local import Store
+from zfile.store import LocalStore
 
 from .test_local import upload
 
 CHUNK = 4096
 
 
-async def test_streamed_chunks_are_the_file(store: Store) -> None:
+async def test_streamed_chunks_are_the_file(store: LocalStore) -> None:
     data = os.urandom(2 * CHUNK + 5)
     await upload(store, "f", data)
     dl = await store.open_download("f")
@@ -33,7 +33,7 @@ async def test_streamed_chunks_are_the_file(store: Store) -> None:
     assert got == data[CHUNK:]
 
 
-async def test_a_file_cut_short_while_streamed_is_a_store_error(store: Store) -> None:
+async def test_a_file_cut_short_while_streamed_is_a_store_error(store: LocalStore) -> None:
     data = os.urandom(3 * CHUNK)
     await upload(store, "f", data)
     dl = await store.open_download("f")
@@ -51,7 +51,9 @@ async def test_a_file_cut_short_while_streamed_is_a_store_error(store: Store) ->
         await dl.close()
 
 
-async def test_a_failed_read_while_streamed_is_a_store_error(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_read_while_streamed_is_a_store_error(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await upload(store, "f", os.urandom(CHUNK))
     dl = await store.open_download("f")
     reader = dl.reader(0, CHUNK)

@@ -42,8 +42,7 @@ from zfile.protocol.events import (
     PutReady,
 )
 from zfile.server.config import ServerConfig
-from zfile.store.local import Store
-from zfile.store.reader import FileChunks
+from zfile.store import ChunkStream, Store
 from zfile.transport.sockets import Incoming, ServerSocket
 
 # The daemon's records keep one logger name whichever module writes them: the
@@ -398,7 +397,7 @@ class Transfers:
                 await download.close()
             self._finish(session, exc)
 
-    async def _send_chunks(self, session: Session, reader: FileChunks) -> None:
+    async def _send_chunks(self, session: Session, reader: ChunkStream) -> None:
         """Send what ``reader`` reads as CHUNKs, each within the credit the
         peer granted; the file's bytes from the transfer's offset to its size.
         StoreError when the file got shorter meanwhile, or cannot be read."""

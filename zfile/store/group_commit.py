@@ -64,7 +64,7 @@ class Publisher:
     path for ``name`` or raises (BadName, OSError), run again just before the
     rename because the tree may have changed since the upload began.
     :attr:`lock` is held from the first rename of a batch to its catalog
-    write; :meth:`zfile.store.local.Store.open_download` takes it too, so a
+    write; :meth:`zfile.store.local.LocalStore.open_download` takes it too, so a
     download never pairs one version's entry with another version's bytes.
     """
 

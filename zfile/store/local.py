@@ -1,6 +1,7 @@
-"""The daemon's file store: files under a root directory, listed in a catalog.
+"""The local backend of the :class:`~zfile.store.base.Store` interface: files
+under a root directory, listed in a catalog.
 
-:class:`Store` checks names and paths, starts uploads and opens downloads,
+:class:`LocalStore` checks names and paths, starts uploads and opens downloads,
 lists the catalog, sweeps expired partials, and publishes committed uploads
 (group commit: the renames into place, then the catalog rows).  Bytes reach
 the final name only through ``os.replace`` of a complete, verified, fsynced
@@ -51,6 +52,7 @@ from zfile.errors import (
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry, PutFile
 from zfile.protocol.names import check_name, check_prefix, quote_name
+from zfile.store.base import Store
 from zfile.store.catalog import Catalog
 from zfile.store.claims import Claims
 from zfile.store.fs import store_error, unlink_all
@@ -60,7 +62,7 @@ from zfile.store.partial import Upload, commit_wholes, probe_partial, transfer_i
 from zfile.store.reader import Download
 from zfile.store.recovery import Reconciled, reconcile
 
-__all__ = ["Download", "Store", "Upload", "transfer_id"]
+__all__ = ["Download", "LocalStore", "Upload", "transfer_id"]
 
 # A peer decides permission bits, not setuid/setgid/sticky on the daemon's disk.
 _MODE_MASK = 0o777
@@ -76,7 +78,7 @@ def _state(name: str, size: int, mtime_ns: int, mode: int, algo: str, peer: str)
     return dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
 
 
-class Store:
+class LocalStore(Store):
     """Files under ``root``; see the module docstring.
 
     ``max_file_size`` and ``max_name_bytes`` are in bytes; partials untouched
@@ -106,6 +108,11 @@ class Store:
         # another version's bytes.
         self.publisher = Publisher(self.catalog, lambda name: self.layout.check_path(name, True))
         self.reconciled = Reconciled()
+
+    @property
+    def location(self) -> str:
+        """The root directory, as given."""
+        return str(self.root)
 
     async def open(self) -> None:
         """Create ``root`` and its private directory, open the catalog,

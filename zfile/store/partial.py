@@ -13,7 +13,7 @@ row, recorded by the group commit before the rename.
 
 :func:`transfer_id` names a partial, :func:`probe_partial` says how much of
 one can be resumed, and :class:`Upload`, made by
-:meth:`zfile.store.local.Store.begin_upload`, writes, commits, suspends or
+:meth:`zfile.store.local.LocalStore.begin_upload`, writes, commits, suspends or
 aborts it.  An upload finds its paths and checks in the store's
 :class:`~zfile.store.layout.Layout` and releases its claim
 (:class:`~zfile.store.claims.Claims`) when it finishes.  ``OSError`` becomes
@@ -45,6 +45,7 @@ from zfile.fileio.writeback import Writeback, start_all
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
+from zfile.store.base import UploadHandle
 from zfile.store.claims import Claims
 from zfile.store.fs import fsync_dir, store_error, unlink_all
 from zfile.store.group_commit import Publisher
@@ -88,8 +89,8 @@ async def _uninterrupted(cleanup: Coroutine[Any, Any, None]) -> None:
         raise asyncio.CancelledError
 
 
-class Upload:
-    """One upload in progress; made by :meth:`Store.begin_upload`.
+class Upload(UploadHandle):
+    """One upload in progress; made by :meth:`LocalStore.begin_upload`.
 
     ``transfer`` is the stable id of its partial, ``offset`` the number of
     bytes held so far (where the next write starts), ``size`` the declared

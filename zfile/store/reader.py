@@ -1,4 +1,4 @@
-"""Reading a stored file: :class:`Download`, made by :meth:`zfile.store.local.Store.open_download`.
+"""Reading a stored file: :class:`Download`, made by :meth:`zfile.store.local.LocalStore.open_download`.
 
 Offsets and lengths are bytes.  ``OSError`` becomes NoSpace or StoreError
 (:func:`zfile.store.fs.store_error`), in :meth:`Download.read` and in the
@@ -15,6 +15,7 @@ from zfile.errors import ErrorCode, StoreError, ZfileError
 from zfile.fileio.chunks import ChunkReader, ShortRead
 from zfile.protocol.events import Entry
 from zfile.protocol.names import quote_name
+from zfile.store.base import DownloadHandle
 from zfile.store.fs import store_error
 
 
@@ -37,7 +38,7 @@ class FileChunks(ChunkReader):
             raise store_error(exc, self.name, "read") from exc
 
 
-class Download:
+class Download(DownloadHandle):
     """An open stored file; ``entry`` is its catalog entry."""
 
     def __init__(self, entry: Entry, file) -> None:
