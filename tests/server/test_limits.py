@@ -16,7 +16,7 @@ from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.events import Cancel, Put, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
-from zfile.store.local import Upload
+from zfile.store import partial
 
 from ..conftest import free_port, start_daemon, zfile_cli
 from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials
@@ -186,16 +186,16 @@ async def test_write_error_mid_transfer_is_no_space(tmp_path, monkeypatch, err):
         async with Client(server.endpoint) as client:
             await client.put(kept, "kept.bin")
             writes = 0
-            real = Upload._write_raw
+            real = partial.write_chunks
 
-            async def failing(self: Upload, data) -> None:
+            def failing(fd, parts, end, hasher, writeback) -> int:
                 nonlocal writes
                 writes += 1
                 if writes == 3:
                     raise OSError(err, os.strerror(err))
-                await real(self, data)
+                return real(fd, parts, end, hasher, writeback)
 
-            monkeypatch.setattr(Upload, "_write_raw", failing)
+            monkeypatch.setattr(partial, "write_chunks", failing)
             with pytest.raises(RemoteError) as info:
                 await client.put(big, "big.bin")
             assert info.value.code is ErrorCode.NO_SPACE

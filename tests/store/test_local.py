@@ -1,4 +1,4 @@
-"""Tests of zfile.names, zfile.catalog and zfile.store against a real temporary directory."""
+"""Tests of zfile.protocol.names, zfile.store.catalog and zfile.store.local against a real temporary directory."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -28,8 +29,7 @@ from zfile.errors import (
 )
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name, check_prefix
-from zfile.store import LocalStore
-from zfile.store import local as store_mod
+from zfile.store import LocalStore, partial
 from zfile.store.catalog import Catalog
 
 MTIME_NS = 1_600_000_000_123_456_789
@@ -394,12 +394,12 @@ async def test_busy(store: LocalStore) -> None:
 async def test_no_space_while_writing(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     await upload(store, "f", b"committed")
 
-    async def full(self, data):
+    def full(fd, parts, end, hasher, writeback):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     up = await begin(store, "f", 100)
     await up.write(0, b"x" * 10)
-    monkeypatch.setattr(store_mod.Upload, "_write_raw", full)
+    monkeypatch.setattr(partial, "write_chunks", full)
     with pytest.raises(NoSpace, match="no space left") as info:
         await up.write(10, b"y" * 10)
     assert info.value.code is ErrorCode.NO_SPACE
@@ -408,32 +408,36 @@ async def test_no_space_while_writing(store: LocalStore, monkeypatch: pytest.Mon
 
 
 async def test_other_os_error_is_store_error(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broken(self, data):
+    def broken(fd, parts, end, hasher, writeback):
         raise OSError(errno.EIO, "Input/output error")
 
     up = await begin(store, "f", 100)
-    monkeypatch.setattr(store_mod.Upload, "_write_raw", broken)
+    monkeypatch.setattr(partial, "write_chunks", broken)
     with pytest.raises(StoreError, match="'f'.*Input/output error") as info:
         await up.write(0, b"x")
     assert type(info.value) is StoreError and info.value.code is ErrorCode.INTERNAL
 
 
 async def test_cancelled_write_blocks_commit(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    started = asyncio.Event()
+    started, release = threading.Event(), threading.Event()
 
-    async def slow(self, data):
+    def stuck(fd, parts, end, hasher, writeback):
         started.set()
-        await asyncio.sleep(10)
+        release.wait(10)
+        return 0  # the write never landed
 
     up = await begin(store, "f", 2)
-    monkeypatch.setattr(store_mod.Upload, "_write_raw", slow)
+    monkeypatch.setattr(partial, "write_chunks", stuck)
     task = asyncio.create_task(up.write(0, b"ab"))
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    with pytest.raises(StoreError, match="interrupted"):
-        await up.commit(b3(b"ab"))
+    try:
+        await asyncio.to_thread(started.wait)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(StoreError, match="interrupted"):
+            await up.commit(b3(b"ab"))
+    finally:
+        release.set()
     await up.suspend()
     assert not (store.root / "f").exists()
 
@@ -443,36 +447,33 @@ async def test_a_cancelled_write_finishes_before_the_partial_is_closed(
 ) -> None:
     # The worker thread keeps writing after its caller is cancelled; closing the
     # descriptor under it would let a reused descriptor number take the bytes.
-    import threading
-
-    from zfile.store import partial as upload_mod
-
     events: list[str] = []
     entered = threading.Event()
-    real = upload_mod.write_chunks
+    real = partial.write_chunks
+    up = await begin(store, "f", 2)
+    part = os.path.realpath(store.layout.part_path(up.transfer))
+
+    def is_part(fd: int | str) -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}") == part
+        except FileNotFoundError:
+            return False
 
     def slow_write(fd, parts, end, hasher, writeback):
         entered.set()
         time.sleep(0.3)
         n = real(fd, parts, end, hasher, writeback)
-        events.append("written")
+        events.append("written" if is_part(fd) else "written after the partial was closed")
         return n
 
-    monkeypatch.setattr(upload_mod, "write_chunks", slow_write)
-    up = await begin(store, "f", 2)
-    real_close = up._file.close
-
-    async def close():
-        events.append("closed")
-        await real_close()
-
-    monkeypatch.setattr(up._file, "close", close)
+    monkeypatch.setattr(partial, "write_chunks", slow_write)
     task = asyncio.create_task(up.write(0, b"ab"))
     await asyncio.to_thread(entered.wait)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await up.suspend()
+    events.append("still open" if any(is_part(fd) for fd in os.listdir("/proc/self/fd")) else "closed")
     assert events == ["written", "closed"]
 
 
