@@ -65,10 +65,10 @@ def _no_machine_config(monkeypatch):
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    """An open :class:`zfile.store.Store` under ``tmp_path/root`` that takes files up to 1 MiB."""
-    from zfile.store.local import Store
+    """An open :class:`zfile.store.LocalStore` under ``tmp_path/root`` that takes files up to 1 MiB."""
+    from zfile.store import LocalStore
 
-    s = Store(tmp_path / "root", max_file_size=1 << 20)
+    s = LocalStore(tmp_path / "root", max_file_size=1 << 20)
     await s.open()
     yield s
     await s.close()

@@ -25,8 +25,7 @@ from zfile.errors import (
     TooLarge,
 )
 from zfile.protocol.events import Entry, PutFile
-from zfile.store import partial as upload_mod
-from zfile.store.local import Store
+from zfile.store import LocalStore, partial
 
 from ..conftest import zfile_cli
 from ..store.test_local import b3, tmp_files
@@ -41,7 +40,7 @@ def whole(name: str, data: bytes, *, digest: bytes | None = None, clobber: bool 
 # -- the store -----------------------------------------------------------------
 
 
-async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: Store) -> None:
+async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: LocalStore) -> None:
     (store.root / "kept.txt").write_bytes(b"old")
     await store.put_inline(
         name="kept.txt", size=3, mtime_ns=MTIME_NS, mode=0o644, algo="blake3", clobber=True, peer="p",
@@ -71,29 +70,19 @@ async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: Store) -> 
     assert sorted(listed) == ["a/empty", "a/one.txt", "b/two.txt", "kept.txt"]
     assert listed["b/two.txt"].digest == b3(b"two") and listed["b/two.txt"].peer == "peer-1"
     assert tmp_files(store) == []
-    assert store._active == {}
+    assert len(store.claims) == 0
 
 
-async def test_a_failed_fsync_fails_its_file_alone(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_failed_fsync_fails_its_file_alone(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     real_fsync = os.fsync
-    doomed = []
+    doomed = os.path.realpath(store.layout.part_path(partial.transfer_id("b.txt", 1, MTIME_NS)))
 
     def fsync(fd: int) -> None:
-        target = os.readlink(f"/proc/self/fd/{fd}")
-        if target.endswith(".part") and doomed and target == doomed[0]:
+        if os.readlink(f"/proc/self/fd/{fd}") == doomed:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    real_write_whole = upload_mod.Upload._write_whole
-
-    def write_whole(self, data, digest, listed):
-        result = real_write_whole(self, data, digest, listed)
-        if self.name == "b.txt":
-            doomed.append(str(self._part))
-        return result
-
-    monkeypatch.setattr(upload_mod.os, "fsync", fsync)
-    monkeypatch.setattr(upload_mod.Upload, "_write_whole", write_whole)
+    monkeypatch.setattr(os, "fsync", fsync)
     results = await store.put_many(
         [whole("a.txt", b"a"), whole("b.txt", b"b"), whole("c.txt", b"c")], algo="blake3", peer=""
     )
@@ -102,12 +91,14 @@ async def test_a_failed_fsync_fails_its_file_alone(store: Store, monkeypatch: py
     assert tmp_files(store) == []
 
 
-async def test_a_batch_is_written_before_any_file_is_fsynced(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_batch_is_written_before_any_file_is_fsynced(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The point of the batch: every file's writeback has started when the first fsync waits.
     calls: list[str] = []
-    real_fsync, real_start = os.fsync, upload_mod.start_all
-    monkeypatch.setattr(upload_mod.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(upload_mod, "start_all", lambda fds: (calls.append(f"start {len(fds)}"), real_start(fds))[1])
+    real_fsync, real_start = os.fsync, partial.start_all
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(partial, "start_all", lambda fds: (calls.append(f"start {len(fds)}"), real_start(fds))[1])
     await store.put_many([whole(f"f{i}", b"%d" % i) for i in range(5)], algo="blake3", peer="")
     assert calls[:6] == ["start 5"] + ["fsync"] * 5
 

@@ -17,7 +17,7 @@ from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.events import Cancel, Put, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
-from zfile.store.local import Upload
+from zfile.store import partial
 
 from ..conftest import free_port, start_daemon, zfile_cli
 from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials
@@ -193,22 +193,22 @@ async def test_write_error_mid_transfer_is_no_space(tmp_path, monkeypatch, err):
         async with Client(server.endpoint) as client:
             await client.put(kept, "kept.bin")
             writes = 0
-            real = Upload._write_raw
+            real = partial.write_chunks
 
-            async def failing(self: Upload, data) -> None:
+            def failing(fd, parts, end, hasher, writeback) -> int:
                 nonlocal writes
                 writes += 1
                 if writes == 3:
                     raise OSError(err, os.strerror(err))
-                await real(self, data)
+                return real(fd, parts, end, hasher, writeback)
 
-            monkeypatch.setattr(Upload, "_write_raw", failing)
+            monkeypatch.setattr(partial, "write_chunks", failing)
             with pytest.raises(RemoteError) as info:
                 await client.put(big, "big.bin")
             assert info.value.code is ErrorCode.NO_SPACE
             monkeypatch.undo()
-            assert not (Path(server.store.root) / "big.bin").exists()
-            assert (Path(server.store.root) / "kept.bin").read_bytes() == kept.read_bytes()
+            assert not (Path(server.config.root) / "big.bin").exists()
+            assert (Path(server.config.root) / "kept.bin").read_bytes() == kept.read_bytes()
             assert (await client.put(big, "big.bin")).digest == digest_of(big)
             assert sorted([e.name async for e in client.list("")]) == ["big.bin", "kept.bin"]
     finally:

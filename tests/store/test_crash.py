@@ -122,24 +122,26 @@ CRASH_SCRIPT = textwrap.dedent(
     import asyncio, os, sys
     from pathlib import Path
     import blake3
-    from zfile.store.local import Store, Upload
+    from zfile.store.catalog import Catalog
+    from zfile.store.layout import Layout
+    from zfile.store.local import LocalStore, Upload
 
     root, src, point, how = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     die = lambda *a, **k: os._exit(9)
     if point == "before-rename":
-        Upload._install = die
+        Upload.install = die
     elif point == "after-link":
         def half_install(self, final, *args, **kwargs):
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.link(self._part, final)
+            os.link(Layout(root).part_path(self.transfer), final)
             os._exit(9)
-        Upload._install = half_install
+        Upload.install = half_install
 
     async def main():
-        store = Store(root)
+        store = LocalStore(root)
         await store.open()
         if point == "after-rename":
-            store._catalog.put = store._catalog.put_many = die
+            Catalog.put = Catalog.put_many = die
         st = src.stat()
         data = src.read_bytes()
         meta = dict(name="f.bin", size=st.st_size, mtime_ns=st.st_mtime_ns, mode=0o644, algo="blake3",

@@ -1,4 +1,4 @@
-"""Tests of zfile.names, zfile.catalog and zfile.store against a real temporary directory."""
+"""Tests of zfile.protocol.names, zfile.store.catalog and zfile.store.local against a real temporary directory."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -28,9 +29,8 @@ from zfile.errors import (
 )
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name, check_prefix
-from zfile.store import local as store_mod
+from zfile.store import LocalStore, partial
 from zfile.store.catalog import Catalog
-from zfile.store.local import Store
 
 MTIME_NS = 1_600_000_000_123_456_789
 
@@ -59,7 +59,7 @@ def b3(data: bytes) -> bytes:
     return blake3.blake3(data).digest()
 
 
-async def begin(store: Store, name: str, size: int, *, mtime_ns: int = MTIME_NS, clobber: bool = True, **kw):
+async def begin(store: LocalStore, name: str, size: int, *, mtime_ns: int = MTIME_NS, clobber: bool = True, **kw):
     return await store.begin_upload(
         name=name,
         size=size,
@@ -71,13 +71,13 @@ async def begin(store: Store, name: str, size: int, *, mtime_ns: int = MTIME_NS,
     )
 
 
-async def upload(store: Store, name: str, data: bytes, **kw) -> Entry:
+async def upload(store: LocalStore, name: str, data: bytes, **kw) -> Entry:
     up = await begin(store, name, len(data), **kw)
     await up.write(0, data)
     return await up.commit(b3(data))
 
 
-def tmp_files(store: Store) -> list[str]:
+def tmp_files(store: LocalStore) -> list[str]:
     return sorted(os.listdir(store.root / ".zfile" / "tmp"))
 
 
@@ -159,7 +159,7 @@ async def test_catalog_sqlite_error_becomes_store_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
-async def test_store_refuses_hostile_names(store: Store, name: str) -> None:
+async def test_store_refuses_hostile_names(store: LocalStore, name: str) -> None:
     with pytest.raises(BadName):
         await begin(store, name, 1)
     with pytest.raises(BadName):
@@ -169,7 +169,7 @@ async def test_store_refuses_hostile_names(store: Store, name: str) -> None:
     assert tmp_files(store) == []
 
 
-async def test_symlink_out_of_root_refused(store: Store, tmp_path: Path) -> None:
+async def test_symlink_out_of_root_refused(store: LocalStore, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret").write_bytes(b"secret")
@@ -177,31 +177,31 @@ async def test_symlink_out_of_root_refused(store: Store, tmp_path: Path) -> None
     with pytest.raises(BadName, match="outside"):
         await begin(store, "link/new", 1)
     # Download: even a catalog entry (planted here) must not lead through the link.
-    await store._catalog.put(Entry("link/secret", 6, 0, 0o644, "blake3", b3(b"secret"), 0.0, "x", ""))
+    await store.catalog.put(Entry("link/secret", 6, 0, 0o644, "blake3", b3(b"secret"), 0.0, "x", ""))
     with pytest.raises(BadName, match="outside"):
         await store.open_download("link/secret")
     assert sorted(os.listdir(outside)) == ["secret"]
 
 
-async def test_symlink_at_final_name_refused(store: Store, tmp_path: Path) -> None:
+async def test_symlink_at_final_name_refused(store: LocalStore, tmp_path: Path) -> None:
     target = tmp_path / "outside-file"
     target.write_bytes(b"keep")
     (store.root / "f").symlink_to(target)
     with pytest.raises(BadName, match="symbolic link"):
         await begin(store, "f", 1)
-    await store._catalog.put(Entry("f", 4, 0, 0o644, "blake3", b3(b"keep"), 0.0, "x", ""))
+    await store.catalog.put(Entry("f", 4, 0, 0o644, "blake3", b3(b"keep"), 0.0, "x", ""))
     with pytest.raises(BadName, match="symbolic link"):
         await store.open_download("f")
     assert target.read_bytes() == b"keep"
 
 
-async def test_symlink_into_private_dir_refused(store: Store) -> None:
+async def test_symlink_into_private_dir_refused(store: LocalStore) -> None:
     (store.root / "priv").symlink_to(store.root / ".zfile")
     with pytest.raises(BadName):
         await begin(store, "priv/catalog.db", 1)
 
 
-async def test_directory_and_file_in_the_way(store: Store) -> None:
+async def test_directory_and_file_in_the_way(store: LocalStore) -> None:
     (store.root / "d").mkdir()
     with pytest.raises(BadName, match="directory"):
         await begin(store, "d", 1)
@@ -213,7 +213,7 @@ async def test_directory_and_file_in_the_way(store: Store) -> None:
 # -- uploads -------------------------------------------------------------------
 
 
-async def test_upload_in_three_writes(store: Store) -> None:
+async def test_upload_in_three_writes(store: LocalStore) -> None:
     data = os.urandom(3000)
     up = await begin(store, "sub/dir/f.bin", len(data), mode=0o4751, peer="alice")
     assert up.offset == 0 and up.size == 3000
@@ -237,7 +237,7 @@ async def test_upload_in_three_writes(store: Store) -> None:
     assert tmp_files(store) == []
 
 
-async def test_uncommitted_upload_leaves_nothing_visible(store: Store) -> None:
+async def test_uncommitted_upload_leaves_nothing_visible(store: LocalStore) -> None:
     up = await begin(store, "d/f", 10)
     await up.write(0, b"12345")
     assert not (store.root / "d").exists()
@@ -250,7 +250,7 @@ async def test_uncommitted_upload_leaves_nothing_visible(store: Store) -> None:
         await up.write(5, b"67890")
 
 
-async def test_digest_mismatch(store: Store) -> None:
+async def test_digest_mismatch(store: LocalStore) -> None:
     up = await begin(store, "f", 4)
     await up.write(0, b"abcd")
     with pytest.raises(IntegrityError, match="digest"):
@@ -262,7 +262,7 @@ async def test_digest_mismatch(store: Store) -> None:
     await up2.abort()
 
 
-async def test_size_mismatch(store: Store) -> None:
+async def test_size_mismatch(store: LocalStore) -> None:
     up = await begin(store, "f", 4)
     await up.write(0, b"abc")
     with pytest.raises(IntegrityError, match="3 of 4"):
@@ -276,7 +276,7 @@ async def test_size_mismatch(store: Store) -> None:
     await up2.abort()
 
 
-async def test_replace_is_atomic(store: Store) -> None:
+async def test_replace_is_atomic(store: LocalStore) -> None:
     v1, v2 = b"version one", b"version two, longer"
     await upload(store, "f", v1)
     up = await begin(store, "f", len(v2), mtime_ns=MTIME_NS + 1)
@@ -294,7 +294,7 @@ async def test_replace_is_atomic(store: Store) -> None:
     assert [(e.name, e.size) for e in entries] == [("f", len(v2))]
 
 
-async def test_clobber_false(store: Store) -> None:
+async def test_clobber_false(store: LocalStore) -> None:
     await upload(store, "f", b"one")
     with pytest.raises(Exists):
         await begin(store, "f", 3, clobber=False)
@@ -305,7 +305,7 @@ async def test_clobber_false(store: Store) -> None:
     assert entry.size == 3
 
 
-async def test_clobber_false_loses_race(store: Store) -> None:
+async def test_clobber_false_loses_race(store: LocalStore) -> None:
     up = await begin(store, "f", 1, clobber=False)
     await up.write(0, b"a")
     await upload(store, "f", b"b", mtime_ns=MTIME_NS + 1)
@@ -314,7 +314,7 @@ async def test_clobber_false_loses_race(store: Store) -> None:
     assert (store.root / "f").read_bytes() == b"b"
 
 
-async def test_too_large_and_bad_algo(store: Store) -> None:
+async def test_too_large_and_bad_algo(store: LocalStore) -> None:
     with pytest.raises(TooLarge):
         await begin(store, "big", (1 << 20) + 1)
     with pytest.raises(ZfileError, match="not supported") as info:
@@ -323,7 +323,7 @@ async def test_too_large_and_bad_algo(store: Store) -> None:
     assert tmp_files(store) == []
 
 
-async def test_no_space_at_begin(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_space_at_begin(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     real = os.statvfs(store.root)
 
     class Full:
@@ -336,7 +336,7 @@ async def test_no_space_at_begin(store: Store, monkeypatch: pytest.MonkeyPatch) 
     await up.abort()
 
 
-async def test_resume(store: Store) -> None:
+async def test_resume(store: LocalStore) -> None:
     data = os.urandom(10_000)
     up = await begin(store, "r", len(data))
     transfer = up.transfer
@@ -351,12 +351,12 @@ async def test_resume(store: Store) -> None:
 
 
 async def test_resume_survives_reopen(tmp_path: Path) -> None:
-    s = Store(tmp_path / "root")
+    s = LocalStore(tmp_path / "root")
     await s.open()
     up = await begin(s, "r", 6)
     await up.write(0, b"abc")
     await s.close()  # suspends live uploads
-    s = Store(tmp_path / "root")
+    s = LocalStore(tmp_path / "root")
     await s.open()
     up = await begin(s, "r", 6)
     assert up.offset == 3
@@ -365,7 +365,7 @@ async def test_resume_survives_reopen(tmp_path: Path) -> None:
     await s.close()
 
 
-async def test_resume_with_other_mtime_starts_fresh(store: Store) -> None:
+async def test_resume_with_other_mtime_starts_fresh(store: LocalStore) -> None:
     up = await begin(store, "r", 10)
     await up.write(0, b"12345")
     await up.suspend()
@@ -377,7 +377,7 @@ async def test_resume_with_other_mtime_starts_fresh(store: Store) -> None:
     await original.abort()
 
 
-async def test_busy(store: Store) -> None:
+async def test_busy(store: LocalStore) -> None:
     up = await begin(store, "b", 10)
     with pytest.raises(Busy, match="already in progress"):
         await begin(store, "b", 10)
@@ -391,15 +391,15 @@ async def test_busy(store: Store) -> None:
             await r.abort()
 
 
-async def test_no_space_while_writing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_no_space_while_writing(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     await upload(store, "f", b"committed")
 
-    async def full(self, data):
+    def full(fd, parts, end, hasher, writeback):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     up = await begin(store, "f", 100)
     await up.write(0, b"x" * 10)
-    monkeypatch.setattr(store_mod.Upload, "_write_raw", full)
+    monkeypatch.setattr(partial, "write_chunks", full)
     with pytest.raises(NoSpace, match="no space left") as info:
         await up.write(10, b"y" * 10)
     assert info.value.code is ErrorCode.NO_SPACE
@@ -407,79 +407,80 @@ async def test_no_space_while_writing(store: Store, monkeypatch: pytest.MonkeyPa
     assert (store.root / "f").read_bytes() == b"committed"
 
 
-async def test_other_os_error_is_store_error(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def broken(self, data):
+async def test_other_os_error_is_store_error(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(fd, parts, end, hasher, writeback):
         raise OSError(errno.EIO, "Input/output error")
 
     up = await begin(store, "f", 100)
-    monkeypatch.setattr(store_mod.Upload, "_write_raw", broken)
+    monkeypatch.setattr(partial, "write_chunks", broken)
     with pytest.raises(StoreError, match="'f'.*Input/output error") as info:
         await up.write(0, b"x")
     assert type(info.value) is StoreError and info.value.code is ErrorCode.INTERNAL
 
 
-async def test_cancelled_write_blocks_commit(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    started = asyncio.Event()
+async def test_cancelled_write_blocks_commit(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    started, release = threading.Event(), threading.Event()
 
-    async def slow(self, data):
+    def stuck(fd, parts, end, hasher, writeback):
         started.set()
-        await asyncio.sleep(10)
+        release.wait(10)
+        return 0  # the write never landed
 
     up = await begin(store, "f", 2)
-    monkeypatch.setattr(store_mod.Upload, "_write_raw", slow)
+    monkeypatch.setattr(partial, "write_chunks", stuck)
     task = asyncio.create_task(up.write(0, b"ab"))
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    with pytest.raises(StoreError, match="interrupted"):
-        await up.commit(b3(b"ab"))
+    try:
+        await asyncio.to_thread(started.wait)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(StoreError, match="interrupted"):
+            await up.commit(b3(b"ab"))
+    finally:
+        release.set()
     await up.suspend()
     assert not (store.root / "f").exists()
 
 
 async def test_a_cancelled_write_finishes_before_the_partial_is_closed(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The worker thread keeps writing after its caller is cancelled; closing the
     # descriptor under it would let a reused descriptor number take the bytes.
-    import threading
-
-    from zfile.store import partial as upload_mod
-
     events: list[str] = []
     entered = threading.Event()
-    real = upload_mod.write_chunks
+    real = partial.write_chunks
+    up = await begin(store, "f", 2)
+    part = os.path.realpath(store.layout.part_path(up.transfer))
+
+    def is_part(fd: int | str) -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}") == part
+        except FileNotFoundError:
+            return False
 
     def slow_write(fd, parts, end, hasher, writeback):
         entered.set()
         time.sleep(0.3)
         n = real(fd, parts, end, hasher, writeback)
-        events.append("written")
+        events.append("written" if is_part(fd) else "written after the partial was closed")
         return n
 
-    monkeypatch.setattr(upload_mod, "write_chunks", slow_write)
-    up = await begin(store, "f", 2)
-    real_close = up._file.close
-
-    async def close():
-        events.append("closed")
-        await real_close()
-
-    monkeypatch.setattr(up._file, "close", close)
+    monkeypatch.setattr(partial, "write_chunks", slow_write)
     task = asyncio.create_task(up.write(0, b"ab"))
     await asyncio.to_thread(entered.wait)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await up.suspend()
+    events.append("still open" if any(is_part(fd) for fd in os.listdir("/proc/self/fd")) else "closed")
     assert events == ["written", "closed"]
 
 
 # -- inline, download, list ----------------------------------------------------
 
 
-async def test_put_inline_round_trip(store: Store) -> None:
+async def test_put_inline_round_trip(store: LocalStore) -> None:
     data = b"small file"
     entry = await store.put_inline(
         name="in/line",
@@ -507,7 +508,7 @@ async def test_put_inline_round_trip(store: Store) -> None:
     assert tmp_files(store) == []
 
 
-async def test_download_read_at_offsets(store: Store) -> None:
+async def test_download_read_at_offsets(store: LocalStore) -> None:
     data = bytes(range(256)) * 4
     entry = await upload(store, "d", data)
     dl = await store.open_download("d")
@@ -526,7 +527,7 @@ async def test_download_read_at_offsets(store: Store) -> None:
         await dl.read(0, 1)
 
 
-async def test_download_missing(store: Store) -> None:
+async def test_download_missing(store: LocalStore) -> None:
     with pytest.raises(NotFound):
         await store.open_download("nope")
     await upload(store, "gone", b"x")
@@ -535,7 +536,7 @@ async def test_download_missing(store: Store) -> None:
         await store.open_download("gone")
 
 
-async def test_list_paging_and_wildcards(store: Store) -> None:
+async def test_list_paging_and_wildcards(store: LocalStore) -> None:
     names = [f"p/f{i:02d}" for i in range(10)] + ["a%b/1", "a_b/1", "axb/1", "ab/1", "q", "p.txt"]
     for name in names:
         await upload(store, name, name.encode())
@@ -558,7 +559,7 @@ async def test_list_paging_and_wildcards(store: Store) -> None:
 # -- sweeping ------------------------------------------------------------------
 
 
-async def test_sweep_partials(store: Store) -> None:
+async def test_sweep_partials(store: LocalStore) -> None:
     old = await begin(store, "old", 10)
     await old.write(0, b"1")
     await old.suspend()

@@ -16,8 +16,8 @@ from zfile.client.config import ClientConfig
 from zfile.errors import Exists, IntegrityError, StoreError
 from zfile.fileio.writeback import Writeback
 from zfile.protocol.events import Entry
+from zfile.store import LocalStore
 from zfile.store.catalog import Catalog
-from zfile.store.local import Store
 
 MiB = 1 << 20
 MTIME_NS = 1_700_000_000_123_456_789
@@ -29,13 +29,13 @@ def b3(data: bytes) -> bytes:
 
 @pytest.fixture
 async def store(tmp_path: Path):
-    s = Store(tmp_path / "store")
+    s = LocalStore(tmp_path / "store")
     await s.open()
     yield s
     await s.close()
 
 
-def put_inline(store: Store, name: str, data: bytes, *, digest: bytes | None = None, clobber: bool = True):
+def put_inline(store: LocalStore, name: str, data: bytes, *, digest: bytes | None = None, clobber: bool = True):
     return store.put_inline(
         name=name,
         size=len(data),
@@ -49,7 +49,7 @@ def put_inline(store: Store, name: str, data: bytes, *, digest: bytes | None = N
     )
 
 
-def tmp_files(store: Store) -> list[str]:
+def tmp_files(store: LocalStore) -> list[str]:
     return sorted(os.listdir(store.root / ".zfile" / "tmp"))
 
 
@@ -80,7 +80,7 @@ def test_writeback_never_raises(tmp_path: Path) -> None:
     assert wb.due(10)
 
 
-async def test_streamed_upload_across_writeback_steps_is_exact(store: Store) -> None:
+async def test_streamed_upload_across_writeback_steps_is_exact(store: LocalStore) -> None:
     data = os.urandom(20 * MiB + 5)
     up = await store.begin_upload(
         name="big.bin", size=len(data), mtime_ns=MTIME_NS, mode=0o600, algo="blake3", clobber=True, peer="t"
@@ -96,7 +96,7 @@ async def test_streamed_upload_across_writeback_steps_is_exact(store: Store) -> 
 # -- group commit ------------------------------------------------------------------
 
 
-async def test_a_burst_of_inline_puts_is_published_whole(store: Store) -> None:
+async def test_a_burst_of_inline_puts_is_published_whole(store: LocalStore) -> None:
     files = {f"d{i % 4}/f{i:03d}": os.urandom(i * 37 % 5000) for i in range(200)}
     entries = await asyncio.gather(*(put_inline(store, name, data) for name, data in files.items()))
     assert {e.name: e.digest for e in entries} == {name: b3(data) for name, data in files.items()}
@@ -109,7 +109,7 @@ async def test_a_burst_of_inline_puts_is_published_whole(store: Store) -> None:
     assert tmp_files(store) == []
 
 
-async def test_one_bad_file_in_a_batch_fails_alone(store: Store) -> None:
+async def test_one_bad_file_in_a_batch_fails_alone(store: LocalStore) -> None:
     await put_inline(store, "taken", b"first")
     good = {f"ok{i}": os.urandom(100) for i in range(30)}
     jobs = [put_inline(store, name, data) for name, data in good.items()]
@@ -126,14 +126,14 @@ async def test_one_bad_file_in_a_batch_fails_alone(store: Store) -> None:
     assert tmp_files(store) == []
 
 
-async def test_a_commit_cancelled_while_queued_is_not_published(store: Store) -> None:
-    async with store._publisher.lock:  # hold publishing back while the commits queue up
+async def test_a_commit_cancelled_while_queued_is_not_published(store: LocalStore) -> None:
+    async with store.publisher.lock:  # hold publishing back while the commits queue up
         jobs = {f"c{i}": asyncio.create_task(put_inline(store, f"c{i}", b"x" * i)) for i in range(10)}
         for _ in range(200):
-            if len(store._publisher.queue) == len(jobs):
+            if len(store.publisher.queue) == len(jobs):
                 break
             await asyncio.sleep(0.01)
-        assert len(store._publisher.queue) == len(jobs)
+        assert len(store.publisher.queue) == len(jobs)
         jobs["c3"].cancel()
     results = await asyncio.gather(*jobs.values(), return_exceptions=True)
     assert isinstance(results[3], asyncio.CancelledError)

@@ -41,7 +41,7 @@ from zfile.protocol.events import (
 from zfile.server.config import ServerConfig
 from zfile.server.notify import Notifier
 from zfile.server.sessions import Transfers
-from zfile.store.local import Store
+from zfile.store import Store, make_store
 from zfile.transport.curve import AuthorizedKeys, load_keypair
 from zfile.transport.endpoint import is_loopback
 from zfile.transport.sockets import Incoming, ServerCurve, ServerSocket
@@ -57,7 +57,7 @@ class Server:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store = Store(
+        self.store: Store = make_store(
             config.root,
             max_file_size=config.max_file_size,
             max_name_bytes=config.max_name_bytes,
@@ -130,7 +130,7 @@ class Server:
         log.info(
             "listening on %s, store %s, %s",
             self.endpoint,
-            self.store.root,
+            self.store.location,
             f"CURVE on, {len(curve.authorized.keys)} authorized key(s)" if curve else "CURVE off (not encrypted)",
         )
         self._notifier.notify("READY=1", self._status())

@@ -24,7 +24,7 @@ from typing import Any
 
 from zfile import protocol
 from zfile.errors import ErrorCode, PeerStalled, StoreError, TransportError, ZfileError
-from zfile.fileio.chunks import ChunkReader, ShortRead, Tracker
+from zfile.fileio.chunks import Tracker
 from zfile.protocol.credit import CreditWindow
 from zfile.protocol.events import (
     Chunk,
@@ -44,8 +44,7 @@ from zfile.protocol.events import (
     PutReady,
 )
 from zfile.server.config import ServerConfig
-from zfile.store.fs import store_error
-from zfile.store.local import Store
+from zfile.store import ChunkStream, Store
 from zfile.transport.sockets import Incoming, ServerSocket
 
 # The daemon's records keep one logger name whichever module writes them: the
@@ -391,20 +390,14 @@ class Transfers:
                 await download.close()
             self._finish(session, exc)
 
-    async def _send_chunks(self, session: Session, reader: ChunkReader) -> None:
+    async def _send_chunks(self, session: Session, reader: ChunkStream) -> None:
         """Send what ``reader`` reads as CHUNKs, each within the credit the
         peer granted; the file's bytes from the transfer's offset to its size.
         StoreError when the file got shorter meanwhile, or cannot be read."""
         t = session.transfer
-        name = session.name
         try:
             while not reader.done:
-                try:
-                    buf, view = await reader.next()
-                except ShortRead:
-                    raise StoreError(f"{name} changed on disk while being sent") from None
-                except OSError as exc:
-                    raise store_error(exc, name, "read") from exc
+                buf, view = await reader.next()
                 trackers = []
                 sent = 0
                 while sent < len(view):

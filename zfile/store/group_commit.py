@@ -12,9 +12,10 @@ records the batch in one transaction.
 
 Inline uploads (an inline PUT, a PUT-MANY) keep their commit intent in the
 catalog, written for the batch in one transaction before the renames and
-removed in the transaction that records the files (:mod:`zfile.recovery`
+removed in the transaction that records the files (:mod:`zfile.store.recovery`
 finishes an intent a crash cut short).  Streamed uploads keep theirs in
-their state file.
+their state file.  The group commit needs only a little of an upload, which
+:class:`Sealed` names.
 """
 
 from __future__ import annotations
@@ -22,19 +23,38 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from zfile.errors import StoreError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.store.catalog import Catalog
 from zfile.store.fs import fsync_dir, store_error
 
-if TYPE_CHECKING:
-    from zfile.store.partial import Upload
+
+class Sealed(Protocol):
+    """An upload whose partial is written, verified and fsynced, ready to publish."""
+
+    @property
+    def transfer(self) -> str:
+        """The transfer id naming its partial; an intent in the catalog is keyed by it."""
+        ...
+
+    @property
+    def intent_in_catalog(self) -> bool:
+        """True when its commit intent goes into the catalog with the batch
+        (an inline upload), False when its state file holds it already."""
+        ...
+
+    def install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
+        """Move the partial to ``final``; return the directories whose
+        entries changed, fsynced unless ``sync_dirs`` is False.  Blocking.
+        Exists when it must not replace a file that is there; OSError."""
+        ...
+
 
 #: A commit waiting for its batch: the upload, its entry, and the future its
 #: caller awaits.
-_Item = tuple["Upload", Entry, "asyncio.Future[None]"]
+_Item = tuple[Sealed, Entry, "asyncio.Future[None]"]
 
 
 class Publisher:
@@ -44,7 +64,7 @@ class Publisher:
     path for ``name`` or raises (BadName, OSError), run again just before the
     rename because the tree may have changed since the upload began.
     :attr:`lock` is held from the first rename of a batch to its catalog
-    write; :meth:`zfile.store.Store.open_download` takes it too, so a
+    write; :meth:`zfile.store.local.LocalStore.open_download` takes it too, so a
     download never pairs one version's entry with another version's bytes.
     """
 
@@ -55,7 +75,7 @@ class Publisher:
         self.queue: list[_Item] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def publish(self, items: Sequence[tuple[Upload, Entry]]) -> list[BaseException | None]:
+    async def publish(self, items: Sequence[tuple[Sealed, Entry]]) -> list[BaseException | None]:
         """Move each upload's sealed partial to its final name and record its
         entry; return, for each in order, None when it was published or the
         exception that stopped it (BadName, Exists, OSError from the rename;
@@ -101,7 +121,7 @@ class Publisher:
 
     async def _commit(self, batch: list[_Item]) -> list[BaseException | None]:
         failed: dict[int, BaseException] = {}
-        intents = [(k, u.transfer, e) for k, (u, e, _) in enumerate(batch) if u._intent_in_catalog]
+        intents = [(k, u.transfer, e) for k, (u, e, _) in enumerate(batch) if u.intent_in_catalog]
         try:
             await self._catalog.add_intents([(t, e) for _, t, e in intents])
         except StoreError as exc:
@@ -121,7 +141,7 @@ class Publisher:
             failed.update({k: exc for k in range(len(batch)) if k not in failed})
         return [failed.get(k) for k in range(len(batch))]
 
-    def _install(self, batch: list[tuple[Upload, str]]) -> list[BaseException | None]:
+    def _install(self, batch: list[tuple[Sealed, str]]) -> list[BaseException | None]:
         """Rename each sealed partial into place, then fsync each directory
         touched once; runs in a worker thread."""
         outcomes: list[BaseException | None] = []
@@ -136,7 +156,7 @@ class Publisher:
                 outcomes.append(exc)
                 continue
             try:
-                dirs |= upload._install(final, sync_dirs=False)
+                dirs |= upload.install(final, sync_dirs=False)
                 outcomes.append(None)
             except (OSError, ZfileError) as exc:
                 outcomes.append(exc)

@@ -1,18 +1,24 @@
-"""The daemon's file store: files under a root directory, listed in a catalog.
+"""The local backend of the :class:`~zfile.store.base.Store` interface: files
+under a root directory, listed in a catalog.
 
-:class:`Store` checks names and paths, starts uploads and opens downloads,
+:class:`LocalStore` checks names and paths, starts uploads and opens downloads,
 lists the catalog, sweeps expired partials, and publishes committed uploads
 (group commit: the renames into place, then the catalog rows).  Bytes reach
 the final name only through ``os.replace`` of a complete, verified, fsynced
 temporary file, so a reader sees the old file or the new one, never a
-mixture; the catalog row follows.  The parts it delegates:
+mixture; the catalog row follows.  The parts it delegates, each in a module
+of its own that imports only those listed after it:
 
-- :mod:`zfile.upload`: an upload in progress (:class:`Upload`): the partial
-  file under ``<root>/.zfile/tmp``, resume, the commit intent;
-- :mod:`zfile.download`: reading a stored file (:class:`Download`);
-- :mod:`zfile.disk`: the ``OSError`` mapping and the fsync and unlink helpers;
-- :mod:`zfile.catalog`, :mod:`zfile.names`, :mod:`zfile.recovery`: the SQLite
-  catalog, the name rules, and the reconciliation at startup.
+- :mod:`~zfile.store.partial`: an upload in progress (:class:`Upload`): the
+  partial file under ``<root>/.zfile/tmp``, resume, the commit intent;
+- :mod:`~zfile.store.reader`: reading a stored file (:class:`Download`);
+- :mod:`~zfile.store.recovery`: the reconciliation at startup;
+- :mod:`~zfile.store.group_commit`: publishing commits in batches;
+- :mod:`~zfile.store.claims`: which partials a live upload holds (Busy);
+- :mod:`~zfile.store.layout`: the paths on disk and their checks;
+- :mod:`~zfile.store.catalog`: the SQLite catalog;
+- :mod:`~zfile.store.fs`: the ``OSError`` mapping and the fsync and unlink
+  helpers.
 
 ``Upload``, ``Download`` and ``transfer_id`` are importable from here too.
 
@@ -34,14 +40,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiofiles
-import aiofiles.os
 
 from zfile.errors import (
     BadName,
-    Busy,
     ErrorCode,
-    Exists,
-    NoSpace,
     NotFound,
     StoreError,
     TooLarge,
@@ -49,15 +51,18 @@ from zfile.errors import (
 )
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry, PutFile
-from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_name
+from zfile.protocol.names import check_name, check_prefix, quote_name
+from zfile.store.base import Store
 from zfile.store.catalog import Catalog
+from zfile.store.claims import Claims
 from zfile.store.fs import store_error, unlink_all
 from zfile.store.group_commit import Publisher
+from zfile.store.layout import Layout, exists_error
 from zfile.store.partial import Upload, commit_wholes, probe_partial, transfer_id
 from zfile.store.reader import Download
 from zfile.store.recovery import Reconciled, reconcile
 
-__all__ = ["Download", "Store", "Upload", "transfer_id"]
+__all__ = ["Download", "LocalStore", "Upload", "transfer_id"]
 
 # A peer decides permission bits, not setuid/setgid/sticky on the daemon's disk.
 _MODE_MASK = 0o777
@@ -73,11 +78,14 @@ def _state(name: str, size: int, mtime_ns: int, mode: int, algo: str, peer: str)
     return dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
 
 
-class Store:
+class LocalStore(Store):
     """Files under ``root``; see the module docstring.
 
     ``max_file_size`` and ``max_name_bytes`` are in bytes; partials untouched
-    for ``partial_ttl`` seconds are deleted by :meth:`sweep_partials`.
+    for ``partial_ttl`` seconds are deleted by :meth:`sweep_partials`.  Its
+    parts are public for tools and tests that know this backend:
+    :attr:`layout` (paths and checks), :attr:`catalog`, :attr:`claims` (the
+    live uploads) and :attr:`publisher` (the group commit).
     """
 
     def __init__(
@@ -92,88 +100,37 @@ class Store:
         self.max_file_size = max_file_size
         self.max_name_bytes = max_name_bytes
         self.partial_ttl = partial_ttl
-        self._tmp = self.root / PRIVATE_DIR / "tmp"
-        self._catalog = Catalog(self.root / PRIVATE_DIR / "catalog.db")
-        self._real_root = ""
-        self._name_max = 255
-        # transfer id -> its live Upload, or None while sweep_partials deletes it.
-        self._active: dict[str, Upload | None] = {}
+        self.layout = Layout(self.root)
+        self.catalog = Catalog(self.layout.catalog_path)
+        self.claims: Claims[Upload] = Claims()
         # Group commit; its lock is also held by open_download from catalog
         # read to open, so a download never pairs one version's entry with
         # another version's bytes.
-        self._publisher = Publisher(self._catalog, lambda name: self._check_path(name, True))
+        self.publisher = Publisher(self.catalog, lambda name: self.layout.check_path(name, True))
         self.reconciled = Reconciled()
+
+    @property
+    def location(self) -> str:
+        """The root directory, as given."""
+        return str(self.root)
 
     async def open(self) -> None:
         """Create ``root`` and its private directory, open the catalog,
-        reconcile it with the files on disk (:func:`zfile.recovery.reconcile`;
+        reconcile it with the files on disk (:func:`zfile.store.recovery.reconcile`;
         what changed is left in :attr:`reconciled`) and sweep expired
         partials.  Raises StoreError when any of that fails."""
-        try:
-            await aiofiles.os.makedirs(self._tmp, exist_ok=True)
-            self._real_root = await asyncio.to_thread(os.path.realpath, self.root)
-            self._name_max = await asyncio.to_thread(os.pathconf, self._real_root, "PC_NAME_MAX")
-        except OSError as exc:
-            raise StoreError(f"could not create the store at {self.root}: {exc.strerror or exc}") from exc
-        await self._catalog.open()
+        await self.layout.open()
+        await self.catalog.open()
         # Before any transfer: settle what a crash or a hand edit left behind.
-        self.reconciled = await reconcile(self)
+        self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
         await self.sweep_partials()
 
     async def close(self) -> None:
         """Suspend live uploads (their partials stay resumable) and close the catalog."""
-        uploads = [u for u in self._active.values() if u is not None]
+        uploads = self.claims.uploads()
         await asyncio.gather(*(u.suspend() for u in uploads), return_exceptions=True)
-        await self._catalog.close()
-        self._real_root = ""
-
-    def _check_open(self) -> None:
-        if not self._real_root:
-            raise StoreError(f"the store at {self.root} is not open")
-
-    def _check_path(self, name: str, for_write: bool) -> Path:
-        """Return root/name, raising BadName when its parent resolves outside
-        the root or into the private directory, or (for_write) when the path
-        is a symlink or directory or a file blocks a needed directory.  Runs
-        twice for every file stored (before the write and before the rename),
-        so it makes as few system calls as the checks allow."""
-        path = self.root / name
-        parent = os.path.realpath(path.parent)
-        root = self._real_root
-        private = os.path.join(root, PRIVATE_DIR)
-        if not (parent == root or parent.startswith(root + os.sep)) or (
-            parent == private or parent.startswith(private + os.sep)
-        ):
-            raise BadName(f"{quote_name(name)} resolves outside the store through a symbolic link")
-        if not for_write:
-            return path
-        if any(len(part.encode()) > self._name_max for part in name.split("/")):
-            raise BadName(f"{quote_name(name)} has a component longer than {self._name_max} bytes")
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            mode = 0
-        except NotADirectoryError:
-            raise BadName(f"{quote_name(name)} needs a directory where the store holds a file") from None
-        if stat.S_ISLNK(mode):
-            raise BadName(f"{quote_name(name)} is a symbolic link in the store")
-        if stat.S_ISDIR(mode):
-            raise BadName(f"{quote_name(name)} is a directory in the store")
-        ancestor = parent
-        while True:
-            try:
-                if not stat.S_ISDIR(os.stat(ancestor).st_mode):
-                    raise BadName(f"{quote_name(name)} needs a directory where the store holds a file")
-                break
-            except FileNotFoundError:
-                ancestor = os.path.dirname(ancestor)
-        return path
-
-    async def _resolve(self, name: str, for_write: bool) -> Path:
-        try:
-            return await asyncio.to_thread(self._check_path, name, for_write)
-        except OSError as exc:
-            raise store_error(exc, name, "inspect the path of") from exc
+        await self.catalog.close()
+        self.layout.close()
 
     async def begin_upload(
         self, *, name: str, size: int, mtime_ns: int, mode: int, algo: str, clobber: bool, peer: str
@@ -205,23 +162,18 @@ class Store:
         resume: bool,
     ) -> Upload:
         hasher = self._admit(name, size, algo)
-        final = await self._resolve(name, True)
+        final = await self.layout.resolve(name, True)
         if not clobber and (
-            await self._catalog.get(name) is not None or await asyncio.to_thread(os.path.lexists, final)
+            await self.catalog.get(name) is not None or await asyncio.to_thread(os.path.lexists, final)
         ):
-            raise self._exists(name)
+            raise exists_error(name)
         transfer = transfer_id(name, size, mtime_ns)
         state = _state(name, size, mtime_ns, mode, algo, peer)
-        held = await asyncio.to_thread(probe_partial, self._tmp, transfer, state) if resume else 0
+        held = await asyncio.to_thread(probe_partial, self.layout.tmp, transfer, state) if resume else 0
         if size - held > 0:
-            await asyncio.to_thread(self._check_space, name, size - held)
+            await asyncio.to_thread(self.layout.check_space, name, size - held)
         upload = self._claim(transfer, state, clobber, hasher)
-        try:
-            await upload._prepare(resume)
-        except BaseException:
-            # Kept: a resumable partial is worth more than the disk it holds until the sweep.
-            await upload._release(keep=True)
-            raise
+        await upload.prepare(resume)
         return upload
 
     async def put_inline(
@@ -264,7 +216,7 @@ class Store:
                 # The checks of _begin that need no disk; the rest run in commit_wholes' worker hop.
                 try:
                     hasher = self._admit(f.name, f.size, algo)
-                    listed = not f.clobber and await self._catalog.get(f.name) is not None
+                    listed = not f.clobber and await self.catalog.get(f.name) is not None
                     state = _state(f.name, f.size, f.mtime_ns, f.mode, algo, peer)
                     upload = self._claim(transfer_id(f.name, f.size, f.mtime_ns), state, f.clobber, hasher)
                 except ZfileError as exc:
@@ -276,28 +228,15 @@ class Store:
                 results[k] = result
         finally:
             for _, upload, *_ in claimed:
-                if upload._live:
+                if upload.live:
                     await upload.abort()
         return results  # type: ignore[return-value]
-
-    def _check_inline(self, name: str, size: int, clobber: bool, listed: bool) -> Path:
-        """The disk checks of :meth:`_begin` for an inline PUT, in its order
-        (path, existing name, free space); run in the write's worker thread."""
-        try:
-            final = self._check_path(name, True)
-            if not clobber and (listed or os.path.lexists(final)):
-                raise self._exists(name)
-        except OSError as exc:
-            raise store_error(exc, name, "inspect the path of") from exc
-        if size:
-            self._check_space(name, size)
-        return final
 
     def _admit(self, name: str, size: int, algo: str) -> digests.Hasher:
         """The checks of an upload that need no disk, in order: store open,
         name (BadName), algorithm (bad-request), size negative (bad-request)
         or over ``max_file_size`` (TooLarge).  Returns a fresh hasher."""
-        self._check_open()
+        self.layout.check_open()
         check_name(name, self.max_name_bytes)
         hasher = digests.new_hasher(algo)
         if size < 0:
@@ -306,36 +245,19 @@ class Store:
             raise TooLarge(f"{quote_name(name)} is {size} bytes; the store accepts at most {self.max_file_size} bytes")
         return hasher
 
-    @staticmethod
-    def _exists(name: str) -> Exists:
-        return Exists(f"{quote_name(name)} already exists in the store")
-
-    def _check_space(self, name: str, need: int) -> None:
-        """Raise NoSpace when the store's disk has fewer than ``need`` bytes
-        free for unprivileged writers (statvfs f_bavail); blocks, so callers
-        run it in a worker thread."""
-        try:
-            fs = os.statvfs(self.root)
-        except OSError as exc:
-            raise store_error(exc, name, "measure free space for") from exc
-        if (free := fs.f_bavail * fs.f_frsize) < need:
-            raise NoSpace(f"{quote_name(name)} needs {need} more bytes; the store's disk has {free} free")
-
     def _claim(self, transfer: str, state: dict, clobber: bool, hasher: digests.Hasher) -> Upload:
         """Make the Upload of ``transfer`` and claim its partial, or raise
         Busy when another live upload holds it.  No await between the check
         and the claim, so a racing begin sees it."""
-        if transfer in self._active:
-            raise Busy(f"an upload of {quote_name(state['name'])} is already in progress")
-        upload = Upload(self, transfer, state, clobber, hasher)
-        self._active[transfer] = upload
+        upload = Upload(self.layout, self.claims, self.publisher, transfer, state, clobber, hasher)
+        self.claims.claim(transfer, upload, state["name"])
         return upload
 
     async def lookup(self, name: str) -> Entry:
         """Return the catalog entry of ``name``; BadName or NotFound."""
-        self._check_open()
+        self.layout.check_open()
         check_name(name, self.max_name_bytes)
-        entry = await self._catalog.get(name)
+        entry = await self.catalog.get(name)
         if entry is None:
             raise NotFound(f"{quote_name(name)} is not in the store")
         return entry
@@ -348,14 +270,14 @@ class Store:
         entry or the file is missing or not a regular file; StoreError for
         other failures.
         """
-        self._check_open()
+        self.layout.check_open()
         check_name(name, self.max_name_bytes)
         q = quote_name(name)
-        async with self._publisher.lock:
-            entry = await self._catalog.get(name)
+        async with self.publisher.lock:
+            entry = await self.catalog.get(name)
             if entry is None:
                 raise NotFound(f"{q} is not in the store")
-            path = await self._resolve(name, False)
+            path = await self.layout.resolve(name, False)
             try:
                 file = await aiofiles.open(path, "rb", opener=_open_nofollow)
             except OSError as exc:
@@ -372,13 +294,13 @@ class Store:
     async def list(self, prefix: str = "", after: str = "", limit: int = 1000) -> list[Entry]:
         """Up to ``limit`` entries whose names start with ``prefix`` and sort
         after ``after``, by name.  BadName for a bad prefix or cursor."""
-        self._check_open()
+        self.layout.check_open()
         check_prefix(prefix, self.max_name_bytes)
         try:
             after.encode()
         except UnicodeEncodeError:
             raise BadName(f"the cursor {quote_name(after)} cannot be encoded as UTF-8")
-        return await self._catalog.list(prefix, after, limit)
+        return await self.catalog.list(prefix, after, limit)
 
     async def sweep_partials(self, now: float | None = None) -> int:
         """Delete partials (``.part`` and ``.json``) whose state file was last
@@ -387,10 +309,11 @@ class Store:
         Returns how many partials were deleted; StoreError when the partials'
         directory cannot be listed."""
         cutoff = (time.time() if now is None else now) - self.partial_ttl
+        tmp = self.layout.tmp
 
         def stale() -> list[str]:
             touched: dict[str, float] = {}
-            with os.scandir(self._tmp) as items:
+            with os.scandir(tmp) as items:
                 for item in items:
                     transfer, _, ext = item.name.rpartition(".")
                     if transfer and ext in ("part", "json"):
@@ -403,17 +326,16 @@ class Store:
         try:
             transfers = await asyncio.to_thread(stale)
         except OSError as exc:
-            raise StoreError(f"could not list partial uploads in {self._tmp}: {exc.strerror or exc}") from exc
+            raise StoreError(f"could not list partial uploads in {tmp}: {exc.strerror or exc}") from exc
         swept = 0
         for transfer in transfers:
-            if transfer in self._active:
+            if transfer in self.claims:
                 continue
-            self._active[transfer] = None  # a begin_upload racing the deletion gets Busy
-            try:
-                await asyncio.to_thread(unlink_all, self._tmp / f"{transfer}.part", self._tmp / f"{transfer}.json")
-                swept += 1
-            except OSError:
-                pass  # left for the next sweep
-            finally:
-                del self._active[transfer]
+            with self.claims.sweeping(transfer):  # a begin_upload racing the deletion gets Busy
+                try:
+                    part, state = self.layout.part_path(transfer), self.layout.state_path(transfer)
+                    await asyncio.to_thread(unlink_all, part, state)
+                    swept += 1
+                except OSError:
+                    pass  # left for the next sweep
         return swept

@@ -3,9 +3,9 @@
 An upload streams into ``<root>/.zfile/tmp/<transfer>.part`` (its parameters
 in ``<transfer>.json``, so an interrupted upload can resume) while its digest
 is computed from the same buffers.  A commit verifies the digest, records it
-in the state file (the commit intent :mod:`zfile.recovery` finishes after a
-crash), fsyncs the partial and hands it to the store's group commit
-(:class:`zfile.publish.Publisher`), which moves it to its final name
+in the state file (the commit intent :mod:`zfile.store.recovery` finishes
+after a crash), fsyncs the partial and hands it to the store's group commit
+(:class:`zfile.store.group_commit.Publisher`), which moves it to its final name
 with ``os.replace`` (or ``link`` when it must not clobber) and writes the
 catalog row.  A whole file sent inside its PUT or a PUT-MANY
 (:func:`commit_wholes`) writes no state file: its commit intent is a catalog
@@ -13,10 +13,12 @@ row, recorded by the group commit before the rename.
 
 :func:`transfer_id` names a partial, :func:`probe_partial` says how much of
 one can be resumed, and :class:`Upload`, made by
-:meth:`zfile.store.Store.begin_upload`, writes, commits, suspends or aborts
-it.  ``OSError`` becomes NoSpace or StoreError
-(:func:`zfile.disk.store_error`).  Sizes and offsets are bytes, ``mtime_ns``
-nanoseconds since the epoch.
+:meth:`zfile.store.local.LocalStore.begin_upload`, writes, commits, suspends or
+aborts it.  An upload finds its paths and checks in the store's
+:class:`~zfile.store.layout.Layout` and releases its claim
+(:class:`~zfile.store.claims.Claims`) when it finishes.  ``OSError`` becomes
+NoSpace or StoreError (:func:`zfile.store.fs.store_error`).  Sizes and
+offsets are bytes, ``mtime_ns`` nanoseconds since the epoch.
 """
 
 from __future__ import annotations
@@ -31,22 +33,23 @@ import time
 import uuid
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiofiles
 import blake3
 
-from zfile.errors import Exists, IntegrityError, NoSpace, StoreError, ZfileError
+from zfile.errors import IntegrityError, NoSpace, StoreError, ZfileError
 from zfile.fileio.chunks import write_chunks
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.fileio.writeback import Writeback, start_all
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
+from zfile.store.base import UploadHandle
+from zfile.store.claims import Claims
 from zfile.store.fs import fsync_dir, store_error, unlink_all
-
-if TYPE_CHECKING:
-    from zfile.store.local import Store
+from zfile.store.group_commit import Publisher
+from zfile.store.layout import Layout, exists_error
 
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 
@@ -86,17 +89,30 @@ async def _uninterrupted(cleanup: Coroutine[Any, Any, None]) -> None:
         raise asyncio.CancelledError
 
 
-class Upload:
-    """One upload in progress; made by :meth:`Store.begin_upload`.
+class Upload(UploadHandle):
+    """One upload in progress; made by :meth:`LocalStore.begin_upload`.
 
     ``transfer`` is the stable id of its partial, ``offset`` the number of
     bytes held so far (where the next write starts), ``size`` the declared
     length in bytes.  Once :meth:`commit`, :meth:`suspend` or :meth:`abort`
-    has returned or raised, the upload is finished and releases its partial.
+    has returned or raised, the upload is finished and releases its partial
+    and its claim in ``claims``.  ``state`` is what its state file records;
+    ``layout`` gives its paths and checks, ``publisher`` publishes its commit.
     """
 
-    def __init__(self, store: Store, transfer: str, state: dict, clobber: bool, hasher: digests.Hasher):
-        self._store = store
+    def __init__(
+        self,
+        layout: Layout,
+        claims: Claims[Upload],
+        publisher: Publisher,
+        transfer: str,
+        state: dict,
+        clobber: bool,
+        hasher: digests.Hasher,
+    ) -> None:
+        self._layout = layout
+        self._claims = claims
+        self._publisher = publisher
         self.transfer = transfer
         self.name: str = state["name"]
         self.size: int = state["size"]
@@ -108,8 +124,8 @@ class Upload:
         self.offset = 0
         self._state = state
         self._hasher = hasher
-        self._part = store._tmp / f"{transfer}.part"
-        self._state_path = store._tmp / f"{transfer}.json"
+        self._part = layout.part_path(transfer)
+        self._state_path = layout.state_path(transfer)
         self._file = None
         self._live = True
         # Set while bytes may be on disk that the hasher has not seen (a write
@@ -120,15 +136,32 @@ class Upload:
         # it, so the descriptor is closed only once it is over (_release).
         self._inflight: asyncio.Future[int] | None = None
         self._writeback = Writeback()
-        # Set for an inline PUT: its commit intent goes into the catalog
-        # (Store._publish_batches), not into a state file.
-        self._intent_in_catalog = False
+        #: True for an inline PUT: its commit intent goes into the catalog with
+        #: its group commit's batch, not into a state file.
+        self.intent_in_catalog = False
+
+    @property
+    def live(self) -> bool:
+        """False once the upload is finished (committed, suspended or aborted)."""
+        return self._live
+
+    async def prepare(self, resume: bool) -> None:
+        """Open the partial for writing: with ``resume``, after what a
+        matching partial already holds (setting :attr:`offset`), else afresh.
+        On failure the upload is finished, its partial kept for a resume, and
+        NoSpace or StoreError raised."""
+        try:
+            await self._prepare(resume)
+        except BaseException:
+            # Kept: a resumable partial is worth more than the disk it holds until the sweep.
+            await self._release(keep=True)
+            raise
 
     async def _prepare(self, resume: bool) -> None:
         try:
             offset = 0
             if resume:
-                offset = await asyncio.to_thread(probe_partial, self._store._tmp, self.transfer, self._state)
+                offset = await asyncio.to_thread(probe_partial, self._layout.tmp, self.transfer, self._state)
             if offset:
                 await asyncio.to_thread(os.truncate, self._part, offset)
                 prime = hash_file_prefix
@@ -216,7 +249,6 @@ class Upload:
             if not hmac.compare_digest(actual, bytes(digest)):
                 await self.abort()
                 raise IntegrityError(f"the digest of {q} does not match the bytes received; discarded them")
-            store = self._store
             try:
                 await self._file.flush()
                 await asyncio.to_thread(self._write_intent, actual)
@@ -225,7 +257,7 @@ class Upload:
                 self._file = None
                 fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
                 entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
-                (failure,) = await store._publisher.publish([(self, entry)])
+                (failure,) = await self._publisher.publish([(self, entry)])
                 if failure is not None:
                     raise failure
             except OSError as exc:
@@ -244,7 +276,7 @@ class Upload:
         space), then length and digest, then write, mode and mtime.  Returns
         the verified digest and the partial's open descriptor, not yet
         fsynced; the caller fsyncs and closes it."""
-        self._store._check_inline(self.name, self.size, self.clobber, listed)
+        self._layout.check_inline(self.name, self.size, self.clobber, listed)
         q = quote_name(self.name)
         view = memoryview(data).cast("B")
         if view.nbytes != self.size:
@@ -276,7 +308,7 @@ class Upload:
     def _write_intent(self, digest: bytes) -> None:
         # The verified digest goes into the state file (a commit intent) before
         # the rename, so a crash between rename and catalog write is finished at
-        # the next start (zfile.recovery).  Rewritten in place: a state file
+        # the next start (zfile.store.recovery).  Rewritten in place: a state file
         # torn by a crash here only costs the partial its resume.
         self._state_path.write_text(json.dumps({**self._state, "created": time.time(), "digest": digest.hex()}))
 
@@ -288,10 +320,12 @@ class Upload:
         self._stamp(fd)
         os.fsync(fd)
 
-    def _install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
+    def install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
         """Move the sealed partial to ``final``; return the directories whose
         entries changed, after fsyncing them unless ``sync_dirs`` is False
-        (the caller then fsyncs them, once for a whole batch)."""
+        (the caller then fsyncs them, once for a whole batch).  Blocking: the
+        group commit runs it in its worker-thread hop.  Exists when the upload
+        must not replace a file that is there; OSError."""
         created = []
         parent = final.parent
         while not parent.is_dir():
@@ -306,7 +340,7 @@ class Upload:
                 os.link(self._part, final)
                 os.unlink(self._part)
             except FileExistsError:
-                raise Exists(f"{quote_name(self.name)} already exists in the store") from None
+                raise exists_error(self.name) from None
             except OSError as exc:
                 if exc.errno not in _NO_HARD_LINKS or os.path.lexists(final):
                     raise
@@ -363,8 +397,7 @@ class Upload:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(unlink_all, self._part, self._state_path)
         finally:
-            if self._store._active.get(self.transfer) is self:
-                del self._store._active[self.transfer]
+            self._claims.release(self.transfer, self)
 
 
 #: One whole file for :func:`commit_wholes`: its claimed upload, its bytes,
@@ -389,7 +422,7 @@ async def commit_wholes(wholes: Sequence[Whole]) -> list[Entry | ZfileError]:
     if not wholes:
         return []
     for upload, *_ in wholes:
-        upload._intent_in_catalog = True
+        upload.intent_in_catalog = True
     results: list[Entry | ZfileError | bytes] = await asyncio.to_thread(_write_wholes, wholes)
     ready: list[tuple[int, Upload, Entry]] = []
     ids = os.urandom(16 * len(wholes))  # one system call for the batch's entry ids
@@ -400,14 +433,13 @@ async def commit_wholes(wholes: Sequence[Whole]) -> list[Entry | ZfileError]:
             uid = uuid.UUID(bytes=ids[16 * k : 16 * k + 16], version=4).hex
             entry = Entry(u.name, u.size, u.mtime_ns, u.mode, u.algo, digest, received=received, id=uid, peer=u.peer)
             ready.append((k, u, entry))
-    failures = await wholes[0][0]._store._publisher.publish([(u, e) for _, u, e in ready])
+    failures = await wholes[0][0]._publisher.publish([(u, e) for _, u, e in ready])
     for (k, upload, entry), failure in zip(ready, failures, strict=True):
         if failure is None:
             # Published: the partial was renamed (or linked and unlinked) into
             # place and no state file was written, so there is nothing to delete.
             upload._live = False
-            if upload._store._active.get(upload.transfer) is upload:
-                del upload._store._active[upload.transfer]
+            upload._claims.release(upload.transfer, upload)
             results[k] = entry
         elif isinstance(failure, OSError):
             results[k] = store_error(failure, upload.name, "store")

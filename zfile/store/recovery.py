@@ -1,9 +1,10 @@
 """Startup reconciliation: make the catalog agree with the files on disk.
 
 The store publishes a file in two steps, ``os.replace`` of the verified temp
-file and then the catalog row (``zfile.store``), and a file can be changed by
-hand while the daemon is down.  So at startup, before any transfer, the store
-runs :func:`reconcile`, which settles every way the two can disagree:
+file and then the catalog row (:mod:`zfile.store.group_commit`), and a file
+can be changed by hand while the daemon is down.  So at startup, before any
+transfer, the store runs :func:`reconcile` on its layout and catalog, which
+settles every way the two can disagree:
 
 1. **A commit cut short** (``kill -9`` or power loss between the rename and
    the catalog write).  ``Upload.commit`` first records its verified digest in
@@ -45,15 +46,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from zfile.errors import StoreError, ZfileError
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name, quote_name
-
-if TYPE_CHECKING:
-    from zfile.store.local import Store
+from zfile.store.catalog import Catalog
+from zfile.store.layout import Layout
 
 log = logging.getLogger("zfile.store")
 
@@ -71,30 +70,32 @@ class Reconciled:
     rehashed: int = 0
 
 
-async def reconcile(store: Store) -> Reconciled:
-    """Settle the catalog of the open ``store`` against its files (module
-    docstring).  Call only while no upload is live.  Raises StoreError when
+async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Reconciled:
+    """Settle the open ``catalog`` against the files of the open ``layout``
+    (module docstring); a commit intent whose name is over
+    ``max_name_bytes`` bytes is not finished.  Call only while no upload is
+    live.  Raises StoreError when
     the catalog cannot be read or written.  A file that cannot be inspected
     (``lstat`` fails other than "not there") is logged and its row left as
     it was; a replaced file that cannot be re-hashed is logged and dropped,
     since its row's digest would fail every download."""
-    recorded = await _finish_commits(store)
+    recorded = await _finish_commits(layout, catalog, max_name_bytes)
     dropped = rehashed = 0
     after = ""
     while True:
-        page = await store._catalog.list("", after, _PAGE)
+        page = await catalog.list("", after, _PAGE)
         for entry in page:
-            verdict = await asyncio.to_thread(_examine, store, entry)
+            verdict = await asyncio.to_thread(_examine, layout, entry)
             if verdict == "drop":
                 log.warning(
                     "catalog: %s is missing from the disk (or not a regular file); forgetting it",
                     quote_name(entry.name),
                 )
-                await store._catalog.delete(entry.name)
+                await catalog.delete(entry.name)
                 dropped += 1
             elif isinstance(verdict, Entry):
                 log.warning("catalog: %s was changed on disk; re-hashed it", quote_name(entry.name))
-                await store._catalog.put(verdict)
+                await catalog.put(verdict)
                 rehashed += 1
         if len(page) < _PAGE:
             break
@@ -102,10 +103,10 @@ async def reconcile(store: Store) -> Reconciled:
     return Reconciled(recorded, dropped, rehashed)
 
 
-def _examine(store: Store, entry: Entry) -> str | Entry | None:
+def _examine(layout: Layout, entry: Entry) -> str | Entry | None:
     """Return "drop", a replacement Entry, or None when the row is right."""
     try:
-        path = store._check_path(entry.name, False)
+        path = layout.check_path(entry.name, False)
         st = path.lstat()
     except (FileNotFoundError, NotADirectoryError):
         return "drop"
@@ -136,13 +137,13 @@ def _examine(store: Store, entry: Entry) -> str | Entry | None:
     )
 
 
-async def _finish_commits(store: Store) -> int:
+async def _finish_commits(layout: Layout, catalog: Catalog, max_name_bytes: int) -> int:
     try:
-        intents = await asyncio.to_thread(_read_intents, store._tmp)
+        intents = await asyncio.to_thread(_read_intents, layout.tmp)
     except OSError as exc:
-        raise StoreError(f"could not list partial uploads in {store._tmp}: {exc.strerror or exc}") from exc
+        raise StoreError(f"could not list partial uploads in {layout.tmp}: {exc.strerror or exc}") from exc
     recorded = 0
-    listed = await store._catalog.intents()
+    listed = await catalog.intents()
     for transfer, intent in listed:
         state = dict(
             name=intent.name,
@@ -153,25 +154,26 @@ async def _finish_commits(store: Store) -> int:
             digest=intent.digest.hex(),
             peer=intent.peer,
         )
-        entry = await asyncio.to_thread(_published, store, store._tmp / f"{transfer}.json", state, True)
+        state_path = layout.state_path(transfer)
+        entry = await asyncio.to_thread(_published, layout, max_name_bytes, state_path, state, True)
         if entry is None:
             # Not published: an inline upload's partial, which has no state file, cannot be resumed.
-            await asyncio.to_thread(_drop_orphan, store._tmp / f"{transfer}.part")
+            await asyncio.to_thread(_drop_orphan, layout.part_path(transfer))
         else:
-            old = await store._catalog.get(entry.name)
+            old = await catalog.get(entry.name)
             if old is None or old.digest != entry.digest:
-                await store._catalog.put(entry)
+                await catalog.put(entry)
                 recorded += 1
                 log.warning("catalog: recorded %s, whose commit was cut short", quote_name(entry.name))
-    await store._catalog.drop_intents([transfer for transfer, _ in listed])
+    await catalog.drop_intents([transfer for transfer, _ in listed])
     for state_path, state in intents:
-        entry = await asyncio.to_thread(_published, store, state_path, state)
+        entry = await asyncio.to_thread(_published, layout, max_name_bytes, state_path, state)
         if entry is not None:
-            old = await store._catalog.get(entry.name)
+            old = await catalog.get(entry.name)
             if old is not None and old.digest == entry.digest:
                 entry = None  # the row was written; only the state file's removal was cut short
         if entry is not None:
-            await store._catalog.put(entry)
+            await catalog.put(entry)
             recorded += 1
             log.warning("catalog: recorded %s, whose commit was cut short", quote_name(entry.name))
         if not state_path.with_suffix(".part").exists():
@@ -198,12 +200,14 @@ def _read_intents(tmp: Path) -> list[tuple[Path, dict]]:
     return intents
 
 
-def _published(store: Store, state_path: Path, state: dict, rehash: bool = False) -> Entry | None:
+def _published(
+    layout: Layout, max_name_bytes: int, state_path: Path, state: dict, rehash: bool = False
+) -> Entry | None:
     """The entry to record for a commit intent whose file reached its name;
     with ``rehash``, only when the file's bytes have the intent's digest."""
     try:
-        name = check_name(state["name"], store.max_name_bytes)
-        final = store._check_path(name, False)
+        name = check_name(state["name"], max_name_bytes)
+        final = layout.check_path(name, False)
         fst = final.lstat()
         part = state_path.with_suffix(".part")
         if part.exists():

@@ -1,0 +1,144 @@
+"""Where the local store keeps things on disk, and the checks a path passes before use.
+
+A stored file lives at ``<root>/<name>``; an upload in progress at
+``<root>/.zfile/tmp/<transfer>.part``, its parameters beside it in
+``<transfer>.json``; the catalog at ``<root>/.zfile/catalog.db``.
+:class:`Layout` knows these paths and checks a name's path against the tree
+(symlinks leaving the root, directories or files in the way, components over
+the file system's NAME_MAX) and the free space for an upload.  The checks
+block: callers run them in a worker thread, except :meth:`Layout.resolve`,
+which makes that hop itself.  Sizes are bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import aiofiles.os
+
+from zfile.errors import BadName, Exists, NoSpace, StoreError
+from zfile.protocol.names import PRIVATE_DIR, quote_name
+from zfile.store.fs import store_error
+
+
+def exists_error(name: str) -> Exists:
+    """The error for an upload that must not replace the existing ``name``."""
+    return Exists(f"{quote_name(name)} already exists in the store")
+
+
+class Layout:
+    """The on-disk layout of a store under ``root``, and its path checks.
+
+    :attr:`tmp` is the partials' directory, :attr:`catalog_path` the
+    catalog's file.  :attr:`real_root` (the root with symlinks resolved) and
+    :attr:`name_max` (the longest file name component, in bytes) are known
+    once :meth:`open` has run; :attr:`real_root` is "" while closed.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / PRIVATE_DIR / "tmp"
+        self.catalog_path = self.root / PRIVATE_DIR / "catalog.db"
+        self.real_root = ""
+        self.name_max = 255
+
+    async def open(self) -> None:
+        """Create the root and the partials' directory and learn the root's
+        real path and NAME_MAX.  StoreError when that fails."""
+        try:
+            await aiofiles.os.makedirs(self.tmp, exist_ok=True)
+            self.real_root = await asyncio.to_thread(os.path.realpath, self.root)
+            self.name_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_NAME_MAX")
+        except OSError as exc:
+            raise StoreError(f"could not create the store at {self.root}: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        self.real_root = ""
+
+    def check_open(self) -> None:
+        """StoreError unless :meth:`open` has run and :meth:`close` has not."""
+        if not self.real_root:
+            raise StoreError(f"the store at {self.root} is not open")
+
+    def part_path(self, transfer: str) -> Path:
+        """The partial file of the upload ``transfer``."""
+        return self.tmp / f"{transfer}.part"
+
+    def state_path(self, transfer: str) -> Path:
+        """The state file (parameters, then commit intent) of the upload ``transfer``."""
+        return self.tmp / f"{transfer}.json"
+
+    def check_path(self, name: str, for_write: bool) -> Path:
+        """Return root/name, raising BadName when its parent resolves outside
+        the root or into the private directory, or (for_write) when the path
+        is a symlink or directory or a file blocks a needed directory; OSError
+        when the tree cannot be inspected.  Runs twice for every file stored
+        (before the write and before the rename), so it makes as few system
+        calls as the checks allow."""
+        path = self.root / name
+        parent = os.path.realpath(path.parent)
+        root = self.real_root
+        private = os.path.join(root, PRIVATE_DIR)
+        if not (parent == root or parent.startswith(root + os.sep)) or (
+            parent == private or parent.startswith(private + os.sep)
+        ):
+            raise BadName(f"{quote_name(name)} resolves outside the store through a symbolic link")
+        if not for_write:
+            return path
+        if any(len(part.encode()) > self.name_max for part in name.split("/")):
+            raise BadName(f"{quote_name(name)} has a component longer than {self.name_max} bytes")
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            mode = 0
+        except NotADirectoryError:
+            raise BadName(f"{quote_name(name)} needs a directory where the store holds a file") from None
+        if stat.S_ISLNK(mode):
+            raise BadName(f"{quote_name(name)} is a symbolic link in the store")
+        if stat.S_ISDIR(mode):
+            raise BadName(f"{quote_name(name)} is a directory in the store")
+        ancestor = parent
+        while True:
+            try:
+                if not stat.S_ISDIR(os.stat(ancestor).st_mode):
+                    raise BadName(f"{quote_name(name)} needs a directory where the store holds a file")
+                break
+            except FileNotFoundError:
+                ancestor = os.path.dirname(ancestor)
+        return path
+
+    async def resolve(self, name: str, for_write: bool) -> Path:
+        """:meth:`check_path` in a worker thread, its OSError mapped to StoreError or NoSpace."""
+        try:
+            return await asyncio.to_thread(self.check_path, name, for_write)
+        except OSError as exc:
+            raise store_error(exc, name, "inspect the path of") from exc
+
+    def check_space(self, name: str, need: int) -> None:
+        """Raise NoSpace when the store's disk has fewer than ``need`` bytes
+        free for unprivileged writers (statvfs f_bavail); StoreError when it
+        cannot be measured."""
+        try:
+            fs = os.statvfs(self.root)
+        except OSError as exc:
+            raise store_error(exc, name, "measure free space for") from exc
+        if (free := fs.f_bavail * fs.f_frsize) < need:
+            raise NoSpace(f"{quote_name(name)} needs {need} more bytes; the store's disk has {free} free")
+
+    def check_inline(self, name: str, size: int, clobber: bool, listed: bool) -> Path:
+        """The disk checks of a streamed upload's begin, for a whole file
+        held in memory, in the same order: path (BadName), existing name
+        unless ``clobber`` (Exists; ``listed`` says the catalog has it), free
+        space for ``size`` bytes (NoSpace).  Returns the final path."""
+        try:
+            final = self.check_path(name, True)
+            if not clobber and (listed or os.path.lexists(final)):
+                raise exists_error(name)
+        except OSError as exc:
+            raise store_error(exc, name, "inspect the path of") from exc
+        if size:
+            self.check_space(name, size)
+        return final
