@@ -7,14 +7,17 @@ import asyncio
 import errno
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
+import zmq
 
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.errors import ErrorCode, RemoteError
-from zfile.protocol.events import Cancel, Put, PutReady
+from zfile.protocol.codec import decode, encode
+from zfile.protocol.events import Cancel, Error, Put, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
 from zfile.store import partial
@@ -95,32 +98,49 @@ async def test_busy_then_backoff_gets_through(tmp_path):
         assert d.stop() == 0
 
 
-@pytest.mark.slow
+class BusyRouter:
+    """A ROUTER that answers every request with ERROR busy and counts the
+    requests: the client's retries as the wire sees them."""
+
+    def __init__(self) -> None:
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.endpoint = f"tcp://127.0.0.1:{self.sock.bind_to_random_port('tcp://127.0.0.1')}"
+        self.requests = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            if not self.sock.poll(50):
+                continue
+            identity, *frames = self.sock.recv_multipart()
+            event = decode(frames)
+            if isinstance(event, Put):
+                self.requests += 1
+                busy = Error(event.id, ErrorCode.BUSY.value, "1 transfers are running; try again shortly")
+                self.sock.send_multipart([identity, *encode(busy)])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
 async def test_busy_retries_are_bounded(tmp_path):
-    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-transfers", "1", "--grace-period", "1")
     src = make_file(tmp_path / "x.bin", 2 * MiB)
+    router = BusyRouter()
     try:
-        with RawPeer(d.endpoint) as holder:
-            holder.send_event(Put(1, "held.bin", 10 * MiB, MTIME_NS, 0o644, "blake3"))
-            holder.expect(1, PutReady)
-            tries = 0
-            async with Client(
-                ClientConfig(d.endpoint, busy_retries=3, busy_backoff=0.01, busy_backoff_max=0.02)
-            ) as client:
-                real = client._put_once
-
-                async def counted(*args):
-                    nonlocal tries
-                    tries += 1
-                    return await real(*args)
-
-                client._put_once = counted
-                with pytest.raises(RemoteError) as info:
-                    await client.put(src, "x.bin")
-            assert info.value.code is ErrorCode.BUSY
-            assert tries == 4  # the first attempt and three retries
+        config = ClientConfig(router.endpoint, timeout=5, busy_retries=3, busy_backoff=0.01, busy_backoff_max=0.02)
+        async with Client(config) as client:
+            with pytest.raises(RemoteError) as info:
+                await client.put(src, "x.bin")
+        assert info.value.code is ErrorCode.BUSY
+        assert router.requests == 4  # the first attempt and three retries
     finally:
-        assert d.stop() == 0
+        router.close()
 
 
 def test_free_space_checked_before_accepting(tmp_path, small_fs):
