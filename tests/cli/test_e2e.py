@@ -128,10 +128,12 @@ def test_two_thousand_small_files(daemon, tmp_path):
 def test_no_clobber_gets_exists(daemon, tmp_path):
     f = make_file(tmp_path / "x.bin", 10)
     zfile_cli("send", str(f), "--to", daemon.endpoint)
+    make_file(f, 11)  # changed: sending it would replace the stored file
     again = zfile_cli("send", str(f), "--to", daemon.endpoint, "--no-clobber", check=False)
     assert again.returncode == 1
     assert "zfile: error:" in again.stderr and "exists" in again.stderr
     assert "Traceback" not in again.stderr
+    assert (daemon.root / "x.bin").stat().st_size == 10
 
 
 def test_replace_by_name(daemon, tmp_path):

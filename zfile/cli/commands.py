@@ -27,6 +27,7 @@ from zfile.cli import settings
 from zfile.cli.boundary import EXIT_FAILED, Group
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
+from zfile.client.quickcheck import Compare, unchanged_downloads, unchanged_uploads
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
 from zfile.errors import EndpointError
 from zfile.protocol.events import Entry
@@ -68,7 +69,7 @@ def _progress_bar(total: int, quiet: bool, desc: str) -> tqdm:
     )
 
 
-def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool) -> None:
+def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool, unchanged: int = 0) -> None:
     failed = [o for o in outcomes if o.error is not None]
     for outcome in failed:
         click.echo(f"zfile: error: {outcome.name}: {outcome.error}", err=True)
@@ -78,7 +79,9 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool) -
     if not quiet:
         click.echo(
             f"{verb} {len(done)} file(s), {nbytes / 1e6:.1f} MB in {seconds:.2f} s "
-            f"({nbytes / seconds / 1e6:.1f} MB/s)" + (f"; {len(failed)} failed" if failed else "")
+            f"({nbytes / seconds / 1e6:.1f} MB/s)"
+            + (f"; {unchanged} unchanged" if unchanged else "")
+            + (f"; {len(failed)} failed" if failed else "")
         )
     if failed:
         sys.exit(EXIT_FAILED)
@@ -148,6 +151,28 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(_CONNECTION_OPTIONS):
         wrapper = option(wrapper)
     return wrapper
+
+
+def compare_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """-c/--checksum and -I/--ignore-times: how a file is judged unchanged."""
+    command = click.option(
+        "-I",
+        "--ignore-times",
+        is_flag=True,
+        help="Transfer every file, even those that look unchanged.",
+    )(command)
+    return click.option(
+        "-c",
+        "--checksum",
+        is_flag=True,
+        help="Judge a file unchanged by its BLAKE3 digest (and size), not its size and mtime.",
+    )(command)
+
+
+def _compare(checksum: bool, ignore_times: bool) -> Compare:
+    if checksum and ignore_times:
+        raise click.UsageError("-c/--checksum and -I/--ignore-times contradict each other")
+    return Compare.NONE if ignore_times else Compare.CHECKSUM if checksum else Compare.QUICK
 
 
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
@@ -301,19 +326,39 @@ def keygen(out: str, name: str | None) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @endpoint_option
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
+@compare_options
 @quiet_option
 @timeout_option
-def send(paths: tuple[str, ...], conn: Connection, no_clobber: bool, quiet: bool, timeout: float) -> None:
-    """Send files and directories (recursively) to the daemon."""
+def send(
+    paths: tuple[str, ...],
+    conn: Connection,
+    no_clobber: bool,
+    quiet: bool,
+    timeout: float,
+    checksum: bool,
+    ignore_times: bool,
+) -> None:
+    """Send files and directories (recursively) to the daemon.
+
+    A file the daemon already holds with the same size and mtime is skipped
+    and counted as unchanged (rsync's quick check); -c compares digests
+    instead, -I sends everything."""
     plan = plan_upload(paths)
+    compare = _compare(checksum, ignore_times)
+    unchanged = 0
 
     async def go() -> list[Outcome]:
-        with _progress_bar(sum(size for *_, size in plan), quiet, "send") as bar:
-            async with conn.client(timeout) as client:
-                return await send_paths(client, paths, clobber=not no_clobber, progress=bar.update, plan=plan)
+        nonlocal unchanged
+        async with conn.client(timeout) as client:
+            skip = await unchanged_uploads(client, plan, compare)
+            todo = [item for item, same in zip(plan, skip, strict=True) if not same]
+            unchanged = len(plan) - len(todo)
+            with _progress_bar(sum(size for *_, size in todo), quiet, "send") as bar:
+                return await send_paths(client, paths, clobber=not no_clobber, progress=bar.update, plan=todo)
 
     began = time.monotonic()
-    _report(_run(go), "sent", began, quiet)
+    outcomes = _run(go)
+    _report(outcomes, "sent", began, quiet, unchanged)
 
 
 @main.command()
@@ -328,19 +373,39 @@ def send(paths: tuple[str, ...], conn: Connection, no_clobber: bool, quiet: bool
     type=click.Path(file_okay=False),
     help="Directory to write into.",
 )
+@compare_options
 @quiet_option
 @timeout_option
-def get(names: tuple[str, ...], conn: Connection, out: str, quiet: bool, timeout: float) -> None:
-    """Fetch files, or everything under a prefix such as photos/, into OUT."""
+def get(
+    names: tuple[str, ...],
+    conn: Connection,
+    out: str,
+    quiet: bool,
+    timeout: float,
+    checksum: bool,
+    ignore_times: bool,
+) -> None:
+    """Fetch files, or everything under a prefix such as photos/, into OUT.
+
+    A local file that already has the stored file's size and mtime is
+    skipped and counted as unchanged; -c compares digests instead, -I
+    fetches everything."""
+    compare = _compare(checksum, ignore_times)
+    unchanged = 0
 
     async def go() -> list[Outcome]:
+        nonlocal unchanged
         async with conn.client(timeout) as client:
             plan = await plan_download(client, names, Path(out))
-            with _progress_bar(sum(e.size for e, _ in plan), quiet, "get") as bar:
-                return await fetch(client, plan, progress=bar.update)
+            skip = await unchanged_downloads(plan, compare)
+            todo = [item for item, same in zip(plan, skip, strict=True) if not same]
+            unchanged = len(plan) - len(todo)
+            with _progress_bar(sum(e.size for e, _ in todo), quiet, "get") as bar:
+                return await fetch(client, todo, progress=bar.update)
 
     began = time.monotonic()
-    _report(_run(go), "fetched", began, quiet)
+    outcomes = _run(go)
+    _report(outcomes, "fetched", began, quiet, unchanged)
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:

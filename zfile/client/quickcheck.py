@@ -1,0 +1,110 @@
+"""Skipping files the other side already has, as rsync does.
+
+Before a tree moves, each file is compared with what the destination holds
+under the same name, and a file found unchanged is not sent again:
+
+- :attr:`Compare.QUICK` (the default, rsync's "quick check"): the same size
+  in bytes and the same mtime in nanoseconds (zfile keeps mtime to the
+  nanosecond on both ends);
+- :attr:`Compare.CHECKSUM` (rsync's ``-c``): the same size and the same
+  whole-file BLAKE3 digest.  The daemon answers from its catalog and never
+  re-reads a file to compare; this side hashes its own copy;
+- :attr:`Compare.NONE` (rsync's ``-I``): everything is sent.
+
+The daemon's side comes from LIST pages (one request per top-level
+directory of the tree, or per file named on its own), the local side from
+``stat(2)``, and hashing only for files whose size already matches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from enum import Enum
+from pathlib import Path
+
+from zfile.client.client import Client
+from zfile.fileio.hashing import hash_file_prefix
+from zfile.protocol.digest import DEFAULT_ALGO
+from zfile.protocol.events import Entry
+
+#: Files named on their own above which one listing of the whole store is
+#: cheaper than one listing per name.
+_BARE_NAMES_MAX = 64
+
+
+class Compare(Enum):
+    """How a file is judged unchanged (module docstring)."""
+
+    QUICK = "quick"
+    CHECKSUM = "checksum"
+    NONE = "none"
+
+
+async def remote_entries(client: Client, names: Sequence[str]) -> dict[str, Entry]:
+    """The daemon's entries for those of ``names`` it holds, by name.
+
+    Raises the client's errors (:class:`~zfile.errors.RemoteError`,
+    :class:`~zfile.errors.TransportError`)."""
+    wanted = set(names)
+    prefixes: set[str] = set()
+    bare = [n for n in wanted if "/" not in n]
+    prefixes.update(n.split("/", 1)[0] + "/" for n in wanted if "/" in n)
+    if len(bare) > _BARE_NAMES_MAX:
+        prefixes = {""}
+    else:
+        prefixes.update(bare)
+    found: dict[str, Entry] = {}
+    for prefix in sorted(prefixes):
+        async for entry in client.list(prefix):
+            if entry.name in wanted:
+                found[entry.name] = entry
+    return found
+
+
+def same(local: Path, entry: Entry | None, compare: Compare) -> bool:
+    """True when the file at ``local`` matches ``entry`` under ``compare``;
+    False when there is no entry, the file cannot be read, or it differs.
+    Blocking (stat, and for CHECKSUM a read of the file): run it in a worker
+    thread."""
+    if entry is None or compare is Compare.NONE:
+        return False
+    try:
+        st = local.stat()
+    except OSError:
+        return False
+    if st.st_size != entry.size:
+        return False
+    if compare is Compare.QUICK:
+        return st.st_mtime_ns == entry.mtime_ns
+    if entry.algo != DEFAULT_ALGO:
+        return False
+    try:
+        return hash_file_prefix(str(local), st.st_size, entry.algo).digest() == entry.digest
+    except (OSError, EOFError):
+        return False
+
+
+def _unchanged(pairs: Sequence[tuple[Path, Entry | None]], compare: Compare) -> list[bool]:
+    return [same(local, entry, compare) for local, entry in pairs]
+
+
+async def unchanged_uploads(client: Client, plan: Sequence[tuple[Path, str, int]], compare: Compare) -> list[bool]:
+    """For each ``(local path, stored name, size)`` of an upload plan, whether
+    the daemon already holds that file unchanged (in the plan's order)."""
+    if compare is Compare.NONE or not plan:
+        return [False] * len(plan)
+    entries = await remote_entries(client, [name for _, name, _ in plan])
+    pairs = [(path, entries.get(name)) for path, name, _ in plan]
+    return await asyncio.to_thread(_unchanged, pairs, compare)
+
+
+async def unchanged_downloads(plan: Sequence[tuple[Entry, Path]], compare: Compare) -> list[bool]:
+    """For each ``(entry, local path)`` of a download plan, whether the local
+    file already is that entry's file (in the plan's order)."""
+    if compare is Compare.NONE or not plan:
+        return [False] * len(plan)
+    return await asyncio.to_thread(_unchanged, [(dest, entry) for entry, dest in plan], compare)
+
+
+__all__ = ["Compare", "remote_entries", "same", "unchanged_downloads", "unchanged_uploads"]
