@@ -45,6 +45,7 @@ _EXPORTS = {
             "RemoteProtocolError",
             "TransportError",
             "PeerTimeout",
+            "PeerUnreachable",
             "AuthFailed",
             "RemoteError",
             "LocalFileError",

@@ -91,6 +91,11 @@ class PeerTimeout(TransportError):
     """The peer did not answer within the configured time (seconds)."""
 
 
+class PeerUnreachable(TransportError):
+    """Nothing accepts a connection at the endpoint (refused, or no such ipc
+    socket), or the connection to the daemon was lost mid-transfer."""
+
+
 class PeerGone(TransportError):
     """The ROUTER has no connection to that peer identity (EHOSTUNREACH)."""
 

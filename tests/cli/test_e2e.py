@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import blake3
@@ -13,7 +15,7 @@ from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.machine import DEFAULT_CHUNK_SIZE
 
-from ..conftest import zfile_cli
+from ..conftest import start_daemon, zfile_cli
 
 MiB = 1 << 20
 
@@ -152,13 +154,39 @@ def test_missing_file_is_a_clean_error(daemon, tmp_path):
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.slow
-def test_unreachable_daemon_times_out_cleanly(tmp_path):
-    f = make_file(tmp_path / "x.bin", 10)
+@pytest.mark.parametrize("command", ["send", "get", "ls"])
+@pytest.mark.parametrize("where", ["tcp", "ipc"])
+def test_a_dead_endpoint_fails_at_once(tmp_path, command, where):
     from ..conftest import free_port
 
-    res = zfile_cli("send", str(f), "--to", f"127.0.0.1:{free_port()}", "--timeout", "1", check=False)
+    endpoint = f"127.0.0.1:{free_port()}" if where == "tcp" else f"ipc://{tmp_path}/no-daemon.sock"
+    args = {
+        "send": ["send", str(make_file(tmp_path / "x.bin", 10)), "--to", endpoint],
+        "get": ["get", "x.bin", "--from", endpoint, "-o", str(tmp_path / "out")],
+        "ls": ["ls", "--from", endpoint],
+    }[command]
+    began = time.monotonic()
+    res = zfile_cli(*args, check=False)
+    # Well under the 15 s timeout: a refused connection is known at once.
+    assert time.monotonic() - began < 5
     assert res.returncode == 1
+    assert "nothing accepts connections at" in res.stderr and "zfile serve" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.slow
+def test_a_daemon_that_is_up_but_silent_gets_the_whole_timeout(tmp_path):
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    # Stopped, its port still accepts TCP connections: it is up but answers nothing.
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        res = zfile_cli("ls", "--from", daemon.endpoint, "--timeout", "1.5", check=False)
+        waited = time.monotonic() - began
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+        assert daemon.stop() == 0
+    assert res.returncode == 1 and waited >= 1.5
     assert "no answer" in res.stderr and "Traceback" not in res.stderr
 
 

@@ -346,7 +346,6 @@ def test_key_files_errors_name_the_file(tmp_path: Path, keys: Keys, caplog):
     assert sum("refused client key" in r.message for r in caplog.records) == 1
 
 
-@pytest.mark.slow
 async def test_a_listener_that_is_not_zmq_fails_at_once():
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"SSH-2.0-OpenSSH_9.2\r\n" + b"\xff" * 64)

@@ -86,7 +86,8 @@ class Client:
     A put or get answered ``busy`` is retried as the config's ``busy_*``
     fields say.  With ``config.curve`` a daemon that refuses this client's
     key shows as :class:`~zfile.errors.AuthFailed` where a silent daemon
-    would show as :class:`PeerTimeout`.  Raises :class:`EndpointError` for
+    would show as :class:`PeerTimeout`; an endpoint where nothing listens,
+    or a connection lost mid-transfer, as :class:`PeerUnreachable`.  Raises :class:`EndpointError` for
     an endpoint it cannot parse.
     """
 
@@ -111,8 +112,10 @@ class Client:
     async def connect(self) -> None:
         """Connect the socket (inside the running loop, pyzmq #1760); raises
         :class:`TransportError`.  A daemon that is not there shows only on
-        the first transfer, as :class:`PeerTimeout`."""
-        self._sock = await ClientSocket.connect(self.endpoint, curve=self.config.curve)
+        the first transfer: as :class:`PeerUnreachable` at once when the
+        connection is refused (or the ipc socket is missing), as
+        :class:`PeerTimeout` when the host does not answer at all."""
+        self._sock = await ClientSocket.connect(self.endpoint, curve=self.config.curve, on_down=self._link_down)
         self._recv_task = asyncio.create_task(self._receive_loop(), name="zfile-client-receive")
 
     async def close(self) -> None:
@@ -150,6 +153,13 @@ class Client:
             channel = self._channels.get(tid)
             if channel is not None:
                 channel.deliver(event)
+
+    def _link_down(self, exc: TransportError) -> None:
+        # The daemon's sessions belong to the lost connection: every transfer
+        # in flight is over, and waiting out its timeout would only hide why.
+        # Later transfers try again, on the reconnected link if there is one.
+        for channel in list(self._channels.values()):
+            channel.fail(exc)
 
     def _open(self) -> Channel:
         if self._sock is None:
