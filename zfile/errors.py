@@ -159,6 +159,16 @@ class LocalFileError(ZfileError):
     """A local file or directory (the client's side) could not be read or written."""
 
 
+class Skipped(LocalFileError):
+    """A local entry a tree upload does not send, and why: a symbolic link
+    (unless followed), a special file, an empty or unreadable directory, or a
+    name that is not valid UTF-8."""
+
+
+class NameCollision(LocalFileError):
+    """Two local paths would be stored under one name; nothing was sent."""
+
+
 class ConfigError(ZfileError):
     """Configuration is invalid: an unknown key, a value of the wrong type, a key
     file that cannot be read, or settings that may not go together.  The message

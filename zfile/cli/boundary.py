@@ -3,7 +3,7 @@
 
 Exit codes: 0 done; 1 a transfer failed, or the daemon could not be reached;
 2 usage: a bad flag or argument (click's own errors too), a bad endpoint, an
-invalid configuration or key file.  :class:`Group` applies this to every
+invalid configuration or key file, two paths that would be stored as one.  :class:`Group` applies this to every
 command, so commands raise zfile errors and never catch them to print.
 """
 
@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from zfile.errors import ConfigError, EndpointError, ZfileError
+from zfile.errors import ConfigError, EndpointError, NameCollision, ZfileError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -23,8 +23,9 @@ EXIT_USAGE = 2
 
 def exit_code(exc: ZfileError) -> int:
     """The exit code for a zfile error: 2 for configuration and endpoint
-    errors (the command line or config file is at fault), else 1."""
-    return EXIT_USAGE if isinstance(exc, ConfigError | EndpointError) else EXIT_FAILED
+    errors and for paths that collide (the command line or config file is at
+    fault), else 1."""
+    return EXIT_USAGE if isinstance(exc, ConfigError | EndpointError | NameCollision) else EXIT_FAILED
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:

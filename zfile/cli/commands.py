@@ -28,7 +28,7 @@ from zfile.cli.boundary import EXIT_FAILED, Group
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
-from zfile.errors import EndpointError
+from zfile.errors import EndpointError, Skipped
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
@@ -69,7 +69,12 @@ def _progress_bar(total: int, quiet: bool, desc: str) -> tqdm:
 
 
 def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool) -> None:
-    failed = [o for o in outcomes if o.error is not None]
+    """One line on stderr per entry skipped or failed, the summary on stdout,
+    and exit 1 when anything the user named was not transferred."""
+    skipped = [o for o in outcomes if isinstance(o.error, Skipped)]
+    failed = [o for o in outcomes if o.error is not None and not isinstance(o.error, Skipped)]
+    for outcome in skipped:
+        click.echo(f"zfile: skipped '{outcome.name}': {outcome.error}", err=True)
     for outcome in failed:
         click.echo(f"zfile: error: {outcome.name}: {outcome.error}", err=True)
     done = [o.result for o in outcomes if o.result is not None]
@@ -78,9 +83,11 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool) -
     if not quiet:
         click.echo(
             f"{verb} {len(done)} file(s), {nbytes / 1e6:.1f} MB in {seconds:.2f} s "
-            f"({nbytes / seconds / 1e6:.1f} MB/s)" + (f"; {len(failed)} failed" if failed else "")
+            f"({nbytes / seconds / 1e6:.1f} MB/s)"
+            + (f"; {len(skipped)} skipped" if skipped else "")
+            + (f"; {len(failed)} failed" if failed else "")
         )
-    if failed:
+    if failed or skipped:
         sys.exit(EXIT_FAILED)
 
 
@@ -301,14 +308,42 @@ def keygen(out: str, name: str | None) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @endpoint_option
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
+@click.option(
+    "-R",
+    "--relative",
+    is_flag=True,
+    help="Store each path as given (a/x.txt as a/x.txt, not x.txt), as rsync -R does.",
+)
+@click.option(
+    "-L",
+    "--copy-links",
+    is_flag=True,
+    help="Inside directories, send what symbolic links point to instead of skipping them.",
+)
 @quiet_option
 @timeout_option
-def send(paths: tuple[str, ...], conn: Connection, no_clobber: bool, quiet: bool, timeout: float) -> None:
-    """Send files and directories (recursively) to the daemon."""
-    plan = plan_upload(paths)
+def send(
+    paths: tuple[str, ...],
+    conn: Connection,
+    no_clobber: bool,
+    relative: bool,
+    copy_links: bool,
+    quiet: bool,
+    timeout: float,
+) -> None:
+    """Send files and directories (recursively) to the daemon.
+
+    A file is stored under its basename, a directory DIR as DIR/<relative
+    path>.  Two paths that would be stored under one name are refused before
+    anything is sent (use -R).  Only regular files are sent: symbolic links
+    inside a directory (unless -L), special files, empty or unreadable
+    directories and names that are not UTF-8 are skipped, one line each on
+    stderr, counted in the summary, and make the exit code 1.
+    """
+    plan = plan_upload(paths, relative=relative, copy_links=copy_links)
 
     async def go() -> list[Outcome]:
-        with _progress_bar(sum(size for *_, size in plan), quiet, "send") as bar:
+        with _progress_bar(sum(size for *_, size in plan.files), quiet, "send") as bar:
             async with conn.client(timeout) as client:
                 return await send_paths(client, paths, clobber=not no_clobber, progress=bar.update, plan=plan)
 

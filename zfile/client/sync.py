@@ -125,7 +125,8 @@ class SyncClient:
         """Upload files and directories, a directory as ``<its name>/<relative
         path>``; one Outcome per file, in order, a failed file not stopping
         the others (:func:`zfile.send_paths`).  Raises
-        :class:`LocalFileError` when a path does not exist."""
+        :class:`LocalFileError` when a path does not exist and
+        :class:`NameCollision` when two would be stored under one name."""
         return self._call(tree.send_paths(self._client, paths, clobber=clobber, progress=progress))
 
     def get_paths(

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from zfile.client.channel import Progress, no_progress
 from zfile.client.client import Client, Result
-from zfile.errors import BadName, ErrorCode, LocalFileError, RemoteError, ZfileError
+from zfile.errors import BadName, ErrorCode, LocalFileError, NameCollision, RemoteError, Skipped, ZfileError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name
 
@@ -36,36 +37,153 @@ class Outcome:
     error: ZfileError | None = None
 
 
-def plan_upload(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, str, int]]:
-    """Expand files and directories into (local path, stored name, size bytes).
+@dataclass(frozen=True, slots=True)
+class UploadPlan:
+    """What an upload of files and directories will do.
 
-    A directory contributes every regular file below it (symlinked files are
-    followed, symlinked directories are not, to avoid loops), named
-    ``<dir's basename>/<relative path>`` with ``/`` separators.  Raises
-    :class:`LocalFileError` for a path that does not exist or is neither a
-    file nor a directory.
+    ``files`` holds (local path, stored name, size in bytes) for each regular
+    file to send; ``skipped`` one :class:`Outcome` per local entry that will
+    not be sent, its ``name`` the local path (:func:`shown`) and its
+    ``error`` a :class:`~zfile.errors.Skipped` saying why.
     """
-    plan: list[tuple[Path, str, int]] = []
+
+    files: list[tuple[Path, str, int]]
+    skipped: list[Outcome]
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """``path`` fit to print: bytes that are not UTF-8 as ``\\xNN``, and
+    characters that are not printable (controls, a newline) as backslash
+    escapes, so that no name can garble or split a line."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def plan_upload(
+    paths: Sequence[str | os.PathLike[str]], *, relative: bool = False, copy_links: bool = False
+) -> UploadPlan:
+    """Expand files and directories into the files to send and the entries skipped.
+
+    A file is stored under its basename, a directory's files as ``<dir's
+    basename>/<relative path>``; with ``relative`` each path is stored as
+    given instead (``a/x.txt`` as ``a/x.txt``, a leading ``/`` dropped, as
+    ``rsync -R`` does).  Paths named here are followed when they are
+    symbolic links; below them only regular files are sent: a symbolic link
+    is skipped unless ``copy_links`` (then what it points to is sent, a
+    dangling link or one that loops is still skipped), and so are special
+    files (FIFOs, sockets, devices), empty or unreadable directories and
+    names that are not valid UTF-8 (see :class:`UploadPlan`).
+
+    Raises :class:`NameCollision` when two paths would be stored under one
+    name, and :class:`LocalFileError` for a path that does not exist or that
+    ``relative`` cannot store (one that climbs out with ``..``).
+    """
+    files: list[tuple[Path, str, int]] = []
+    skipped: list[Outcome] = []
+
+    def skip(path: Path, why: str) -> None:
+        skipped.append(Outcome(shown(path), error=Skipped(why)))
+
+    def walk(directory: Path, prefix: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            skip(directory, f"cannot read the directory: {exc.strerror}")
+            return
+        if not entries:
+            skip(directory, "empty directory (zfile stores files, not directories)")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if not _is_utf8(entry.name):
+                skip(path, "the name is not valid UTF-8" + (" (nothing below it is sent)" if entry.is_dir() else ""))
+                continue
+            try:
+                if entry.is_symlink():
+                    if not os.path.exists(path):
+                        skip(path, "dangling symbolic link")
+                        continue
+                    if not copy_links:
+                        skip(path, "symbolic link (-L/--copy-links sends what it points to)")
+                        continue
+                st = path.stat() if entry.is_symlink() else entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                skip(path, f"cannot read: {exc.strerror}")
+                continue
+            visit(path, f"{prefix}/{entry.name}" if prefix else entry.name, st, ancestors)
+
+    def visit(path: Path, name: str, st: os.stat_result, ancestors: frozenset[tuple[int, int]]) -> None:
+        if stat.S_ISREG(st.st_mode):
+            files.append((path, name, st.st_size))
+        elif stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:
+                skip(path, "symbolic link loop (it leads to a directory that contains it)")
+            else:
+                walk(path, name, ancestors | {key})
+        else:
+            skip(path, f"{_kind(st.st_mode)} (only regular files are sent)")
+
     for raw in paths:
         path = Path(raw)
         try:
-            if path.is_file():
-                plan.append((path, path.name, path.stat().st_size))
-            elif path.is_dir():
-                base = path.resolve().name
-                for dirpath, dirnames, filenames in os.walk(path):
-                    dirnames.sort()
-                    rel_dir = PurePosixPath(*Path(dirpath).relative_to(path).parts)
-                    for fname in sorted(filenames):
-                        fpath = Path(dirpath, fname)
-                        if fpath.is_file():
-                            name = str(PurePosixPath(base) / rel_dir / fname)
-                            plan.append((fpath, name, fpath.stat().st_size))
-            else:
-                raise LocalFileError(f"{path}: no such file or directory")
+            st = path.stat()
+        except FileNotFoundError:
+            if path.is_symlink():
+                skip(path, "dangling symbolic link")
+                continue
+            raise LocalFileError(f"{shown(path)}: no such file or directory") from None
         except OSError as exc:
-            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-    return plan
+            raise LocalFileError(f"cannot read {shown(path)}: {exc.strerror}") from None
+        name = _relative_name(path) if relative else (path.resolve().name if path.is_dir() else path.name)
+        if not _is_utf8(name):
+            skip(path, "the name is not valid UTF-8")
+            continue
+        visit(path, name, st, frozenset())
+    _refuse_collisions(files)
+    return UploadPlan(files, skipped)
+
+
+def _is_utf8(name: str) -> bool:
+    # Undecodable bytes reach Python as lone surrogates (PEP 383), which UTF-8 cannot encode.
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _relative_name(path: Path) -> str:
+    # "" for the current directory itself: its contents keep their relative paths.
+    parts = [p for p in PurePosixPath(os.path.normpath(path)).parts if p not in ("/", ".")]
+    if ".." in parts:
+        raise LocalFileError(f"--relative cannot store '{shown(path)}': it is not below the current directory")
+    return "/".join(parts)
+
+
+def _refuse_collisions(files: list[tuple[Path, str, int]]) -> None:
+    first: dict[str, Path] = {}
+    clashes: list[str] = []
+    for path, name, _ in files:
+        other = first.setdefault(name, path)
+        if other is not path:
+            clashes.append(f"'{shown(other)}' and '{shown(path)}' would both be stored as '{shown(name)}'")
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise NameCollision(
+            f"{clashes[0]}{more}; nothing was sent: rename one, or use --relative (-R) to store each path as given"
+        )
 
 
 async def plan_download(client: Client, specs: Sequence[str], out: Path) -> list[tuple[Entry, Path]]:
@@ -126,17 +244,20 @@ async def send_paths(
     *,
     clobber: bool = True,
     progress: Progress = no_progress,
-    plan: list[tuple[Path, str, int]] | None = None,
+    plan: UploadPlan | None = None,
 ) -> list[Outcome]:
-    """Upload files and directories; see :func:`plan_upload` for naming.
+    """Upload files and directories; see :func:`plan_upload` for naming and
+    for what is skipped (and its errors), or send the ``plan`` it made.
 
     Files of at most the config's ``inline_max`` bytes go many to a message
     (:meth:`Client.put_many`, up to ``many_bytes`` and :data:`MANY_FILES`
     files each, :data:`MANY_IN_FLIGHT` messages at once); larger ones stream
-    on their own, ``concurrency`` at once.  The order of outcomes is the
-    order of the plan.
+    on their own, ``concurrency`` at once.  The outcomes are the plan's
+    files in order, then its skipped entries (their error a
+    :class:`~zfile.errors.Skipped`).
     """
-    plan = plan_upload(paths) if plan is None else plan
+    whole = plan_upload(paths) if plan is None else plan
+    plan = whole.files
     outcomes: list[Outcome | None] = [None] * len(plan)
     small = [k for k, (_, _, size) in enumerate(plan) if size <= client.config.inline_max]
     large = [k for k, (_, _, size) in enumerate(plan) if size > client.config.inline_max]
@@ -165,7 +286,7 @@ async def send_paths(
                 )
 
     await asyncio.gather(singles(), *(sender() for _ in range(MANY_IN_FLIGHT)))
-    return [o for o in outcomes if o is not None]
+    return [o for o in outcomes if o is not None] + whole.skipped
 
 
 def _batches(plan: list[tuple[Path, str, int]], small: list[int], most_bytes: int) -> Iterator[list[int]]:
@@ -198,4 +319,14 @@ async def fetch(
     return await run_all(((e.name, job(e, d)) for e, d in plan), client.config.concurrency)
 
 
-__all__ = ["Outcome", "plan_upload", "plan_download", "run_all", "send_paths", "fetch", "BadName"]
+__all__ = [
+    "Outcome",
+    "UploadPlan",
+    "shown",
+    "plan_upload",
+    "plan_download",
+    "run_all",
+    "send_paths",
+    "fetch",
+    "BadName",
+]
