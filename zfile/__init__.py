@@ -28,6 +28,7 @@ _EXPORTS = {
     "send_paths": "zfile.client.tree",
     "plan_upload": "zfile.client.tree",
     "UploadPlan": "zfile.client.tree",
+    "DownloadPlan": "zfile.client.tree",
     "plan_download": "zfile.client.tree",
     "fetch": "zfile.client.tree",
     "Entry": "zfile.protocol.events",

@@ -133,3 +133,47 @@ def test_collisions_are_found_inside_trees_too(tmp_path):
     write(tmp_path / "two" / "d" / "x")
     with pytest.raises(NameCollision, match="would both be stored as 'd/x'"):
         plan_upload([tmp_path / "one" / "d", tmp_path / "two" / "d"])
+
+
+# -- get ---------------------------------------------------------------------
+
+
+def test_get_fetches_what_exists_and_reports_each_missing_name(daemon, tmp_path):
+    zfile_cli("send", str(write(tmp_path / "a.txt", b"here")), "--to", daemon.endpoint)
+    out = tmp_path / "out"
+    res = zfile_cli("get", "nope.bin", "a.txt", "gone/", "--from", daemon.endpoint, "-o", str(out), check=False)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert (out / "a.txt").read_bytes() == b"here"
+    errors = res.stderr.strip().splitlines()
+    assert errors == [
+        "zfile: error: nope.bin: no such file or directory on the daemon",
+        "zfile: error: gone/: no such file or directory on the daemon",
+    ]
+    assert "fetched 1 file(s)" in res.stdout and "; 2 failed" in res.stdout
+
+
+def test_a_downloads_temp_files_are_never_sent_nor_fetched(daemon, tmp_path):
+    # What an interrupted `get` of big.bin leaves beside its destination.
+    out = tmp_path / "out"
+    write(out / "kept.txt", b"a user's file")
+    write(out / ".big.bin.zfile-part", b"half")
+    write(out / ".big.bin.zfile-part.json", b'{"name": "big.bin"}')
+    res = zfile_cli("send", str(out), "--to", daemon.endpoint, check=False)
+    assert res.returncode == 1
+    assert stored(daemon) == {"out/kept.txt"}
+    assert res.stderr.count("temp file, kept for `zfile get` to resume") == 2, res.stderr
+    assert "sent 1 file(s)" in res.stdout and "; 2 skipped" in res.stdout
+
+    # A stored file named like one would be taken for a partial when fetched.
+    zfile_cli("send", "-R", "out/.big.bin.zfile-part", "--to", daemon.endpoint, cwd=tmp_path)
+    back = tmp_path / "back"
+    res = zfile_cli("get", "out/", "--from", daemon.endpoint, "-o", str(back), check=False)
+    assert res.returncode == 1
+    assert sorted(p.name for p in (back / "out").iterdir()) == ["kept.txt"]
+    assert "zfile: skipped 'out/.big.bin.zfile-part': its name is that of a download's temp file" in res.stderr
+    assert "fetched 1 file(s)" in res.stdout and "; 1 skipped" in res.stdout
+
+
+def test_get_help_says_the_temp_files_are_kept_for_resume():
+    text = " ".join(zfile_cli("get", "--help").stdout.split())
+    assert ".NAME.zfile-part" in text and "the same command resumes" in text

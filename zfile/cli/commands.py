@@ -366,12 +366,21 @@ def send(
 @quiet_option
 @timeout_option
 def get(names: tuple[str, ...], conn: Connection, out: str, quiet: bool, timeout: float) -> None:
-    """Fetch files, or everything under a prefix such as photos/, into OUT."""
+    """Fetch files, or everything under a prefix such as photos/, into OUT.
+
+    NAME writes OUT/<basename>; PREFIX/ writes OUT/<last component>/<relative
+    path>.  A name that matches nothing is reported and the others are still
+    fetched (exit 1).  Each file is written to .NAME.zfile-part (and
+    .NAME.zfile-part.json) beside its destination, then renamed; when a get
+    is interrupted these two are kept so that the same command resumes, and
+    they are never counted as files: send skips them, and get skips a stored
+    file named like them.
+    """
 
     async def go() -> list[Outcome]:
         async with conn.client(timeout) as client:
             plan = await plan_download(client, names, Path(out))
-            with _progress_bar(sum(e.size for e, _ in plan), quiet, "get") as bar:
+            with _progress_bar(sum(e.size for e, _ in plan.files), quiet, "get") as bar:
                 return await fetch(client, plan, progress=bar.update)
 
     began = time.monotonic()

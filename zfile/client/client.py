@@ -77,6 +77,12 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
     return part, part.with_name(part.name + ".json")
 
 
+def is_part_name(basename: str) -> bool:
+    """True for a name :func:`part_paths` makes: a download's temp file or its
+    state file, which are kept for resume and are never a user's file."""
+    return basename.startswith(".") and basename.endswith((PART_SUFFIX, PART_SUFFIX + ".json"))
+
+
 class Client:
     """A connection to one zfile daemon, configured by a :class:`ClientConfig`
     (or an endpoint string, short for ``ClientConfig(endpoint)``).
@@ -409,4 +415,4 @@ def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None
         return 0, None
 
 
-__all__ = ["Client", "ClientConfig", "Progress", "Result", "part_paths"]
+__all__ = ["Client", "ClientConfig", "Progress", "Result", "is_part_name", "part_paths"]

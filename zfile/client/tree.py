@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from zfile.client.channel import Progress, no_progress
-from zfile.client.client import Client, Result
+from zfile.client.client import Client, Result, is_part_name
 from zfile.errors import BadName, ErrorCode, LocalFileError, NameCollision, RemoteError, Skipped, ZfileError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name
@@ -71,8 +71,9 @@ def plan_upload(
     symbolic links; below them only regular files are sent: a symbolic link
     is skipped unless ``copy_links`` (then what it points to is sent, a
     dangling link or one that loops is still skipped), and so are special
-    files (FIFOs, sockets, devices), empty or unreadable directories and
-    names that are not valid UTF-8 (see :class:`UploadPlan`).
+    files (FIFOs, sockets, devices), empty or unreadable directories, names
+    that are not valid UTF-8, and the temp files of unfinished downloads
+    (``.NAME.zfile-part`` and its ``.json``; see :class:`UploadPlan`).
 
     Raises :class:`NameCollision` when two paths would be stored under one
     name, and :class:`LocalFileError` for a path that does not exist or that
@@ -110,6 +111,9 @@ def plan_upload(
                 st = path.stat() if entry.is_symlink() else entry.stat(follow_symlinks=False)
             except OSError as exc:
                 skip(path, f"cannot read: {exc.strerror}")
+                continue
+            if stat.S_ISREG(st.st_mode) and is_part_name(entry.name):
+                skip(path, "an unfinished download's temp file, kept for `zfile get` to resume")
                 continue
             visit(path, f"{prefix}/{entry.name}" if prefix else entry.name, st, ancestors)
 
@@ -186,16 +190,37 @@ def _refuse_collisions(files: list[tuple[Path, str, int]]) -> None:
         )
 
 
-async def plan_download(client: Client, specs: Sequence[str], out: Path) -> list[tuple[Entry, Path]]:
-    """Resolve names and prefixes on the daemon into (entry, local path).
+@dataclass(frozen=True, slots=True)
+class DownloadPlan:
+    """What a download of names and prefixes will do.
+
+    ``files`` holds (catalog entry, local path) for each file to fetch;
+    ``missing`` one :class:`Outcome` per spec that matched nothing (its
+    ``error`` a :class:`RemoteError`, code not-found); ``skipped`` one per
+    stored file that will not be fetched (its ``error`` a
+    :class:`~zfile.errors.Skipped`): one named like a download's temp file
+    (:func:`~zfile.client.client.is_part_name`), whose local name would be
+    taken for a partial.
+    """
+
+    files: list[tuple[Entry, Path]]
+    missing: list[Outcome]
+    skipped: list[Outcome]
+
+
+async def plan_download(client: Client, specs: Sequence[str], out: Path) -> DownloadPlan:
+    """Resolve names and prefixes on the daemon into what to fetch where.
 
     ``spec`` naming a stored file maps to ``out/<basename>``; ``spec`` ending
     in ``/`` or naming a directory maps everything under it to
-    ``out/<last component>/<relative path>``.  Raises :class:`RemoteError`
-    (code not-found) when a spec matches nothing and :class:`BadName` when the
-    daemon returns a name that would escape ``out``.
+    ``out/<last component>/<relative path>``.  A spec that matches nothing
+    is reported in the plan's ``missing`` and the others go on.  Raises
+    :class:`BadName` when the daemon returns a name that would escape
+    ``out``, and :class:`TransportError`.
     """
-    plan: list[tuple[Entry, Path]] = []
+    files: list[tuple[Entry, Path]] = []
+    missing: list[Outcome] = []
+    skipped: list[Outcome] = []
     for spec in specs:
         stem = spec.rstrip("/")
         found = False
@@ -210,11 +235,16 @@ async def plan_download(client: Client, specs: Sequence[str], out: Path) -> list
             # The daemon's names are input too: never write outside `out`.
             check_name(rel)
             check_name(entry.name)
-            plan.append((entry, out.joinpath(*PurePosixPath(rel).parts)))
             found = True
+            if is_part_name(PurePosixPath(rel).name):
+                why = "its name is that of a download's temp file (.NAME.zfile-part), which get keeps for resume"
+                skipped.append(Outcome(shown(entry.name), error=Skipped(why)))
+                continue
+            files.append((entry, out.joinpath(*PurePosixPath(rel).parts)))
         if not found:
-            raise RemoteError(f"{spec}: no such file or directory on the daemon", code=ErrorCode.NOT_FOUND)
-    return plan
+            error = RemoteError("no such file or directory on the daemon", code=ErrorCode.NOT_FOUND)
+            missing.append(Outcome(shown(spec), error=error))
+    return DownloadPlan(files, missing, skipped)
 
 
 async def run_all(jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]], concurrency: int) -> list[Outcome]:
@@ -307,21 +337,24 @@ def _batches(plan: list[tuple[Path, str, int]], small: list[int], most_bytes: in
 
 async def fetch(
     client: Client,
-    plan: list[tuple[Entry, Path]],
+    plan: DownloadPlan,
     *,
     progress: Progress = no_progress,
 ) -> list[Outcome]:
-    """Download a plan made by :func:`plan_download`."""
+    """Download a plan made by :func:`plan_download`: one :class:`Outcome`
+    per file in the plan's order, then its missing specs and skipped files."""
 
     def job(entry: Entry, dest: Path) -> Callable[[], Awaitable[Result]]:
         return lambda: client.get(entry.name, dest, progress=progress)
 
-    return await run_all(((e.name, job(e, d)) for e, d in plan), client.config.concurrency)
+    done = await run_all(((e.name, job(e, d)) for e, d in plan.files), client.config.concurrency)
+    return done + plan.missing + plan.skipped
 
 
 __all__ = [
     "Outcome",
     "UploadPlan",
+    "DownloadPlan",
     "shown",
     "plan_upload",
     "plan_download",
