@@ -8,13 +8,15 @@ failed, 2 usage).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +26,7 @@ from click.core import ParameterSource
 
 from zfile import __version__
 from zfile.cli import settings
-from zfile.cli.boundary import EXIT_FAILED, Group
+from zfile.cli.boundary import EXIT_FAILED, Group, on_interrupt
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
@@ -61,11 +63,66 @@ def _progress_bar(total: int, quiet: bool, desc: str) -> tqdm:
         total=total,
         unit="B",
         unit_scale=True,
-        unit_divisor=1024,
+        # MB = 10^6 bytes, as in the summary line: one unit on screen.
+        unit_divisor=1000,
         desc=desc,
         disable=quiet or not sys.stderr.isatty(),
         leave=False,
     )
+
+
+class _Tally:
+    """Files done out of those planned: shown on the bar, and said on Ctrl-C."""
+
+    def __init__(self, verb: str, total: int, bar: tqdm | None = None) -> None:
+        self.verb = verb
+        self.total = total
+        self.done = 0
+        self.bar = bar
+        on_interrupt(self.interrupted)
+        self._show()
+
+    def file_done(self, outcome: Outcome) -> None:
+        if outcome.result is not None:
+            self.done += 1
+            self._show()
+
+    def _show(self) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(f"{self.verb} {self.done}/{self.total} files", refresh=False)
+
+    def interrupted(self) -> str:
+        if not self.total:
+            return "no file was transferred"
+        return f"{self.done} of {self.total} file(s) done; run the same command again to resume the rest"
+
+
+class _StderrLog(logging.Handler):
+    """The library's notes (``resuming NAME at N bytes``) as ``zfile: ...`` lines on stderr."""
+
+    def __init__(self, bar: tqdm) -> None:
+        super().__init__(logging.INFO)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Through the bar, so that a line never lands in the middle of it.
+        self.bar.write(f"zfile: {record.getMessage()}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _notes(bar: tqdm, quiet: bool) -> Iterator[None]:
+    """Show the client library's INFO notes on stderr while the block runs, unless ``quiet``."""
+    if quiet:
+        yield
+        return
+    logger = logging.getLogger("zfile.client")
+    handler = _StderrLog(bar)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool) -> None:
@@ -343,9 +400,12 @@ def send(
     plan = plan_upload(paths, relative=relative, copy_links=copy_links)
 
     async def go() -> list[Outcome]:
-        with _progress_bar(sum(size for *_, size in plan.files), quiet, "send") as bar:
+        with _progress_bar(sum(size for *_, size in plan.files), quiet, "send") as bar, _notes(bar, quiet):
+            tally = _Tally("send", len(plan.files), bar)
             async with conn.client(timeout) as client:
-                return await send_paths(client, paths, clobber=not no_clobber, progress=bar.update, plan=plan)
+                return await send_paths(
+                    client, paths, clobber=not no_clobber, progress=bar.update, plan=plan, on_file=tally.file_done
+                )
 
     began = time.monotonic()
     _report(_run(go), "sent", began, quiet)
@@ -378,10 +438,12 @@ def get(names: tuple[str, ...], conn: Connection, out: str, quiet: bool, timeout
     """
 
     async def go() -> list[Outcome]:
+        _Tally("get", 0)  # until the names are resolved: nothing done, nothing to resume
         async with conn.client(timeout) as client:
             plan = await plan_download(client, names, Path(out))
-            with _progress_bar(sum(e.size for e, _ in plan.files), quiet, "get") as bar:
-                return await fetch(client, plan, progress=bar.update)
+            with _progress_bar(sum(e.size for e, _ in plan.files), quiet, "get") as bar, _notes(bar, quiet):
+                tally = _Tally("get", len(plan.files), bar)
+                return await fetch(client, plan, progress=bar.update, on_file=tally.file_done)
 
     began = time.monotonic()
     _report(_run(go), "fetched", began, quiet)

@@ -9,7 +9,9 @@ Uploads stream chunks under the daemon's credit and hash while reading;
 downloads are written to a temp file beside the destination
 (``.NAME.zfile-part``), hashed while writing, checked for size and digest,
 then renamed into place (magic-wormhole's and rsync's way).  An interrupted
-download keeps its temp file and resumes from it next time.
+download keeps its temp file and resumes from it next time.  Each resumed
+transfer is logged at INFO on the ``zfile.client`` logger: ``resuming NAME at
+N bytes``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +61,9 @@ from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
 from zfile.transport.sockets import ClientSocket
 
 PART_SUFFIX = ".zfile-part"
+
+# A resumed transfer is logged at INFO on this logger (the CLI shows it on stderr).
+log = logging.getLogger("zfile.client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +312,7 @@ class Client:
         ready = await channel.next()
         assert isinstance(ready, PutReady)
         if ready.offset:
+            log.info("resuming %s at %d bytes", meta["name"], ready.offset)
             hasher = await asyncio.to_thread(hash_file_prefix, str(path), ready.offset, DEFAULT_ALGO)
             progress(ready.offset)
         else:
@@ -354,6 +361,7 @@ class Client:
 
     async def _receive_file(self, channel: Channel, meta: GetMeta, dest, part: Path, state: Path, progress):
         if meta.offset:
+            log.info("resuming %s at %d bytes", meta.name, meta.offset)
             hasher = await asyncio.to_thread(hash_file_prefix, str(part), meta.offset, meta.algo)
             progress(meta.offset)
         else:

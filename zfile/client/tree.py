@@ -247,11 +247,24 @@ async def plan_download(client: Client, specs: Sequence[str], out: Path) -> Down
     return DownloadPlan(files, missing, skipped)
 
 
-async def run_all(jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]], concurrency: int) -> list[Outcome]:
+#: Called with each file's :class:`Outcome` as soon as it is known.
+FileDone = Callable[["Outcome"], object]
+
+
+def _no_file_done(_: Outcome) -> None:
+    pass
+
+
+async def run_all(
+    jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]],
+    concurrency: int,
+    on_file: FileDone = _no_file_done,
+) -> list[Outcome]:
     """Run ``(name, job)`` pairs with at most ``concurrency`` at once.
 
     Errors are collected per file (a failed file does not stop the others);
-    the order of outcomes is the order of jobs.
+    the order of outcomes is the order of jobs; ``on_file`` sees each
+    outcome as it comes.
     """
     items = list(jobs)
     outcomes: list[Outcome | None] = [None] * len(items)
@@ -263,6 +276,7 @@ async def run_all(jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]], c
                 outcomes[index] = Outcome(name, result=await job())
             except ZfileError as exc:
                 outcomes[index] = Outcome(name, error=exc)
+            on_file(outcomes[index])
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(items))))))
     return [o for o in outcomes if o is not None]
@@ -275,6 +289,7 @@ async def send_paths(
     clobber: bool = True,
     progress: Progress = no_progress,
     plan: UploadPlan | None = None,
+    on_file: FileDone = _no_file_done,
 ) -> list[Outcome]:
     """Upload files and directories; see :func:`plan_upload` for naming and
     for what is skipped (and its errors), or send the ``plan`` it made.
@@ -284,7 +299,8 @@ async def send_paths(
     files each, :data:`MANY_IN_FLIGHT` messages at once); larger ones stream
     on their own, ``concurrency`` at once.  The outcomes are the plan's
     files in order, then its skipped entries (their error a
-    :class:`~zfile.errors.Skipped`).
+    :class:`~zfile.errors.Skipped`); ``on_file`` sees each file's outcome as
+    soon as it is known.
     """
     whole = plan_upload(paths) if plan is None else plan
     plan = whole.files
@@ -297,7 +313,7 @@ async def send_paths(
 
     async def singles() -> None:
         jobs = ((plan[k][1], job(plan[k][0], plan[k][1])) for k in large)
-        done = await run_all(jobs, client.config.concurrency)
+        done = await run_all(jobs, client.config.concurrency, on_file)
         for k, outcome in zip(large, done, strict=True):
             outcomes[k] = outcome
 
@@ -314,6 +330,7 @@ async def send_paths(
                 outcomes[k] = (
                     Outcome(plan[k][1], error=r) if isinstance(r, ZfileError) else Outcome(plan[k][1], result=r)
                 )
+                on_file(outcomes[k])
 
     await asyncio.gather(singles(), *(sender() for _ in range(MANY_IN_FLIGHT)))
     return [o for o in outcomes if o is not None] + whole.skipped
@@ -340,14 +357,16 @@ async def fetch(
     plan: DownloadPlan,
     *,
     progress: Progress = no_progress,
+    on_file: FileDone = _no_file_done,
 ) -> list[Outcome]:
     """Download a plan made by :func:`plan_download`: one :class:`Outcome`
-    per file in the plan's order, then its missing specs and skipped files."""
+    per file in the plan's order, then its missing specs and skipped files;
+    ``on_file`` sees each file's outcome as soon as it is known."""
 
     def job(entry: Entry, dest: Path) -> Callable[[], Awaitable[Result]]:
         return lambda: client.get(entry.name, dest, progress=progress)
 
-    done = await run_all(((e.name, job(e, d)) for e, d in plan.files), client.config.concurrency)
+    done = await run_all(((e.name, job(e, d)) for e, d in plan.files), client.config.concurrency, on_file)
     return done + plan.missing + plan.skipped
 
 
@@ -359,6 +378,7 @@ __all__ = [
     "plan_upload",
     "plan_download",
     "run_all",
+    "FileDone",
     "send_paths",
     "fetch",
     "BadName",
