@@ -55,20 +55,21 @@ def _endpoint(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
+# The bar's sizes: MB = 10^6 bytes, as in the summary line, so one unit is on screen.
+BAR_UNITS: dict[str, Any] = {
+    "unit": "B",
+    "unit_scale": True,
+    "unit_divisor": 1000,
+    # tqdm's default shows "2.50M/5.00M": say which unit, as the rate does.
+    "bar_format": "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}, {rate_fmt}]",
+}
+
+
 def _progress_bar(total: int, quiet: bool, desc: str) -> tqdm:
     # Imported here: it costs every command's start-up ~20 ms, ls included.
     from tqdm import tqdm
 
-    return tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        # MB = 10^6 bytes, as in the summary line: one unit on screen.
-        unit_divisor=1000,
-        desc=desc,
-        disable=quiet or not sys.stderr.isatty(),
-        leave=False,
-    )
+    return tqdm(total=total, desc=desc, disable=quiet or not sys.stderr.isatty(), leave=False, **BAR_UNITS)
 
 
 class _Tally:
@@ -214,7 +215,12 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+quiet_option = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress bar, no summary line and no 'resuming' notes; errors and skipped entries are still shown.",
+)
 timeout_option = click.option(
     "--timeout",
     type=click.FloatRange(min=0.1),
@@ -227,10 +233,19 @@ timeout_option = click.option(
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zfile")
 def main() -> None:
-    """Ship files between machines over ZeroMQ."""
+    """Ship files between machines over ZeroMQ.
+
+    Sizes are in bytes; MB on the progress bar and in summaries is 10^6 bytes.
+
+    \b
+    Examples:
+      zfile serve --root /srv/zfile
+      zfile send big.bin photos/ --to node7
+      zfile get photos/ --from node7 -o ./back
+    """
 
 
-@main.command()
+@main.command(short_help="Run the daemon.")
 @click.option(
     "--bind",
     default=DEFAULT_ENDPOINT,
@@ -315,6 +330,14 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
     Each setting comes from its flag, else its ZFILE_* environment variable
     (ZFILE_BIND, ZFILE_MAX_TRANSFERS, ...), else the [server] table of the
     config file, else its default.  SIGHUP re-reads the authorized keys.
+
+    \b
+    Examples:
+      zfile serve --root /srv/zfile
+      zfile serve --bind tcp://0.0.0.0:5555 \\
+                  --secret-key /etc/zfile/server.key_secret \\
+                  --authorized-keys /etc/zfile/authorized_keys
+      zfile serve --config /etc/zfile/zfile.toml --check-config
     """
     from zfile.server.logs import setup_logging
     from zfile.server.server import Server, check_bind
@@ -341,7 +364,22 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
     sys.exit(Server(config).run())
 
 
-@main.command()
+def _name_env_vars(command: click.Command) -> None:
+    """Append ``[env ZFILE_<FIELD>]`` to the help of each of ``serve``'s
+    options that a ServerConfig field backs, unless its help names it
+    already: every such field reads that variable (zfile.cli.settings)."""
+    fields = {f.name for f in dataclasses.fields(ServerConfig)}
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name in fields:
+            var = f"ZFILE_{param.name.upper()}"
+            if var not in (param.help or ""):
+                param.help = f"{param.help} [env {var}]" if param.help else f"[env {var}]"
+
+
+_name_env_vars(serve)
+
+
+@main.command(short_help="Write a new CURVE key pair.")
 @click.option(
     "--out",
     default=".",
@@ -352,7 +390,13 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 @click.option("--name", default=None, help="File name stem [default: this host's name].")
 def keygen(out: str, name: str | None) -> None:
     """Write a new CURVE key pair: NAME.key, the public key to hand to peers, and
-    NAME.key_secret (mode 0600), the pair to keep.  Never overwrites a key."""
+    NAME.key_secret (mode 0600), the pair to keep.  Never overwrites a key.
+
+    \b
+    Examples:
+      zfile keygen --out /etc/zfile --name server      # copy server.key to each client
+      zfile keygen --out ~/.config/zfile --name laptop # copy laptop.key to the daemon
+    """
     from zfile.transport import curve as auth
 
     name = name or socket.gethostname() or "zfile"
@@ -361,7 +405,7 @@ def keygen(out: str, name: str | None) -> None:
     click.echo(f"public key  {public}\nkey pair    {secret}\n{key}")
 
 
-@main.command()
+@main.command(short_help="Send files and directories to the daemon.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @endpoint_option
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
@@ -395,7 +439,14 @@ def send(
     anything is sent (use -R).  Only regular files are sent: symbolic links
     inside a directory (unless -L), special files, empty or unreadable
     directories and names that are not UTF-8 are skipped, one line each on
-    stderr, counted in the summary, and make the exit code 1.
+    stderr, counted in the summary, and make the exit code 1.  Ctrl-C exits
+    130; sending again resumes each unfinished file.
+
+    \b
+    Examples:
+      zfile send big.bin photos/ --to node7
+      zfile send -R a/x.txt b/x.txt --to node7     # stored as a/x.txt, b/x.txt
+      zfile send -L ~/datasets --to ipc:///run/zfile/zfile.sock
     """
     plan = plan_upload(paths, relative=relative, copy_links=copy_links)
 
@@ -411,7 +462,7 @@ def send(
     _report(_run(go), "sent", began, quiet)
 
 
-@main.command()
+@main.command(short_help="Fetch files or prefixes from the daemon.")
 @click.argument("names", nargs=-1, required=True)
 @endpoint_option
 @click.option(
@@ -434,7 +485,13 @@ def get(names: tuple[str, ...], conn: Connection, out: str, quiet: bool, timeout
     .NAME.zfile-part.json) beside its destination, then renamed; when a get
     is interrupted these two are kept so that the same command resumes, and
     they are never counted as files: send skips them, and get skips a stored
-    file named like them.
+    file named like them.  Ctrl-C exits 130.
+
+    \b
+    Examples:
+      zfile get big.bin --from node7                 # writes ./big.bin
+      zfile get photos/ --from node7 -o ./back       # writes ./back/photos/...
+      zfile get a.bin b.bin --from node7 -q
     """
 
     async def go() -> list[Outcome]:
@@ -463,13 +520,21 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
     }
 
 
-@main.command(name="ls")
+@main.command(name="ls", short_help="List stored files.")
 @click.argument("prefix", default="")
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of entries.")
 @timeout_option
 def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
-    """List stored files (those under PREFIX), streamed page by page."""
+    """List stored files (those under PREFIX), streamed page by page: size in
+    bytes, mtime, the digest's first 12 hex digits, name.
+
+    \b
+    Examples:
+      zfile ls --from node7
+      zfile ls photos/ --from node7
+      zfile ls --from node7 --json | jq -r '.[].name'
+    """
 
     async def go() -> None:
         first = True
