@@ -29,8 +29,8 @@ from zfile.cli import settings
 from zfile.cli.boundary import EXIT_FAILED, Group, on_interrupt
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
-from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
-from zfile.errors import EndpointError, Skipped
+from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
+from zfile.errors import EndpointError, Skipped, TransportError
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
@@ -133,8 +133,15 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool) -
     failed = [o for o in outcomes if o.error is not None and not isinstance(o.error, Skipped)]
     for outcome in skipped:
         click.echo(f"zfile: skipped '{outcome.name}': {outcome.error}", err=True)
+    # A connection that failed fails every file the same way: say it once, not once a file.
+    link_down: dict[str, int] = {}
     for outcome in failed:
-        click.echo(f"zfile: error: {outcome.name}: {outcome.error}", err=True)
+        if isinstance(outcome.error, TransportError):
+            link_down[str(outcome.error)] = link_down.get(str(outcome.error), 0) + 1
+        else:
+            click.echo(f"zfile: error: {shown(outcome.name)}: {outcome.error}", err=True)
+    for sentence, count in link_down.items():
+        click.echo(f"zfile: error: {sentence}" + (f" ({count} files)" if count > 1 else ""), err=True)
     done = [o.result for o in outcomes if o.result is not None]
     nbytes = sum(r.size for r in done)
     seconds = max(time.monotonic() - began, 1e-9)
