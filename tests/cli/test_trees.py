@@ -177,3 +177,9 @@ def test_a_downloads_temp_files_are_never_sent_nor_fetched(daemon, tmp_path):
 def test_get_help_says_the_temp_files_are_kept_for_resume():
     text = " ".join(zfile_cli("get", "--help").stdout.split())
     assert ".NAME.zfile-part" in text and "the same command resumes" in text
+
+
+def test_the_same_file_named_twice_is_sent_once(tmp_path):
+    f = write(tmp_path / "x.txt")
+    plan = plan_upload([f, tmp_path / "." / "x.txt"])
+    assert [name for _, name, _ in plan.files] == ["x.txt"]

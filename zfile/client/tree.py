@@ -145,8 +145,7 @@ def plan_upload(
             skip(path, "the name is not valid UTF-8")
             continue
         visit(path, name, st, frozenset())
-    _refuse_collisions(files)
-    return UploadPlan(files, skipped)
+    return UploadPlan(_refuse_collisions(files), skipped)
 
 
 def _is_utf8(name: str) -> bool:
@@ -176,18 +175,24 @@ def _relative_name(path: Path) -> str:
     return "/".join(parts)
 
 
-def _refuse_collisions(files: list[tuple[Path, str, int]]) -> None:
+def _refuse_collisions(files: list[tuple[Path, str, int]]) -> list[tuple[Path, str, int]]:
+    """``files`` without repeats of one path under one name; raises NameCollision."""
     first: dict[str, Path] = {}
+    unique: list[tuple[Path, str, int]] = []
     clashes: list[str] = []
-    for path, name, _ in files:
+    for path, name, size in files:
         other = first.setdefault(name, path)
-        if other is not path:
+        if other is path:
+            unique.append((path, name, size))
+        elif os.path.abspath(other) != os.path.abspath(path):
             clashes.append(f"'{shown(other)}' and '{shown(path)}' would both be stored as '{shown(name)}'")
+        # else the same file named twice: it is sent once
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
         raise NameCollision(
             f"{clashes[0]}{more}; nothing was sent: rename one, or use --relative (-R) to store each path as given"
         )
+    return unique
 
 
 @dataclass(frozen=True, slots=True)
