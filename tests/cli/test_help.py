@@ -1,5 +1,6 @@
-"""The CLI's help and units: examples in every command's --help, nothing cut
-off, every environment variable named, one unit for sizes on screen."""
+"""What the CLI puts on screen: examples in every command's --help, nothing
+cut off, every environment variable named, one unit for sizes, and no
+control character of a stored name."""
 
 from __future__ import annotations
 
@@ -70,3 +71,11 @@ def test_the_bar_counts_files_done_of_the_total():
         tally.file_done(Outcome("b", error=None))
         assert bar.desc == "send 1/3 files"
         assert tally.interrupted().startswith("1 of 3 file(s) done")
+
+
+def test_ls_never_prints_a_control_character_of_a_stored_name():
+    from zfile.cli.commands import _ls_line
+    from zfile.protocol.events import Entry
+
+    line = _ls_line(Entry("a\x9b31mb\nc\x1b.txt", 5, 0, 0o644, "blake3", b"\0" * 32, 0.0))
+    assert line.endswith("  a\\x9b31mb\\nc\\x1b.txt") and line.isprintable()

@@ -527,6 +527,14 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
     }
 
 
+def _ls_line(entry: Entry) -> str:
+    """One entry as ``ls`` prints it; the name escaped (:func:`shown`): a name
+    is the daemon's input, and a control character in it (U+009B is CSI)
+    would be obeyed by the terminal."""
+    when = datetime.fromtimestamp(entry.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
+    return f"{entry.size:>14,}  {when}  {entry.digest.hex()[:12]}  {shown(entry.name)}"
+
+
 @main.command(name="ls", short_help="List stored files.")
 @click.argument("prefix", default="")
 @endpoint_option
@@ -552,8 +560,7 @@ def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
                 if as_json:
                     click.echo(("\n" if first else ",\n") + json.dumps(_entry_json(entry)), nl=False)
                 else:
-                    when = datetime.fromtimestamp(entry.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
-                    click.echo(f"{entry.size:>14,}  {when}  {entry.digest.hex()[:12]}  {entry.name}")
+                    click.echo(_ls_line(entry))
                 first = False
             if as_json:
                 click.echo("\n]" if not first else "]")
