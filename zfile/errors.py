@@ -91,6 +91,11 @@ class PeerTimeout(TransportError):
     """The peer did not answer within the configured time (seconds)."""
 
 
+class PeerUnreachable(TransportError):
+    """Nothing accepts a connection at the endpoint (refused, or no such ipc
+    socket), or the connection to the daemon was lost mid-transfer."""
+
+
 class PeerGone(TransportError):
     """The ROUTER has no connection to that peer identity (EHOSTUNREACH)."""
 
@@ -152,6 +157,16 @@ class RemoteError(ZfileError):
 
 class LocalFileError(ZfileError):
     """A local file or directory (the client's side) could not be read or written."""
+
+
+class Skipped(LocalFileError):
+    """A local entry a tree upload does not send, and why: a symbolic link
+    (unless followed), a special file, an empty or unreadable directory, or a
+    name that is not valid UTF-8."""
+
+
+class NameCollision(LocalFileError):
+    """Two local paths would be stored under one name; nothing was sent."""
 
 
 class ConfigError(ZfileError):

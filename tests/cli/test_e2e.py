@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from pathlib import Path
 
 import blake3
@@ -12,8 +14,9 @@ import pytest
 from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.machine import DEFAULT_CHUNK_SIZE
+from zfile.transport.endpoint import parse_endpoint
 
-from ..conftest import zfile_cli
+from ..conftest import start_daemon, zfile_cli
 
 MiB = 1 << 20
 
@@ -154,13 +157,48 @@ def test_missing_file_is_a_clean_error(daemon, tmp_path):
     assert "Traceback" not in res.stderr
 
 
-@pytest.mark.slow
-def test_unreachable_daemon_times_out_cleanly(tmp_path):
-    f = make_file(tmp_path / "x.bin", 10)
+@pytest.mark.parametrize("command", ["send", "send-tree", "send-tree-all", "get", "ls"])
+@pytest.mark.parametrize("where", ["tcp", "ipc"])
+def test_a_dead_endpoint_fails_at_once(tmp_path, command, where):
     from ..conftest import free_port
 
-    res = zfile_cli("send", str(f), "--to", f"127.0.0.1:{free_port()}", "--timeout", "1", check=False)
+    endpoint = f"127.0.0.1:{free_port()}" if where == "tcp" else f"ipc://{tmp_path}/no-daemon.sock"
+    for i in range(300):  # small files, in batches, and one large one
+        make_file(tmp_path / "tree" / f"f{i}.bin", 10)
+    make_file(tmp_path / "tree" / "large.bin", 3 * MiB)
+    args = {
+        "send": ["send", str(make_file(tmp_path / "x.bin", 10)), "--to", endpoint],
+        # The quick check's listing meets the dead endpoint before any file is tried...
+        "send-tree": ["send", str(tmp_path / "tree"), "--to", endpoint],
+        # ...without it every file meets it, and the line counts them.
+        "send-tree-all": ["send", "-I", str(tmp_path / "tree"), "--to", endpoint],
+        "get": ["get", "x.bin", "--from", endpoint, "-o", str(tmp_path / "out")],
+        "ls": ["ls", "--from", endpoint],
+    }[command]
+    began = time.monotonic()
+    res = zfile_cli(*args, check=False)
+    # Well under the 15 s timeout: a refused connection is known at once.
+    assert time.monotonic() - began < 5
     assert res.returncode == 1
+    # One line, with the same sentence for every command, however many files.
+    [line] = res.stderr.strip().splitlines()
+    sentence = f"nothing accepts connections at {parse_endpoint(endpoint)} (is `zfile serve` running there?)"
+    assert line == f"zfile: error: {sentence}" + (" (301 files)" if command == "send-tree-all" else "")
+
+
+@pytest.mark.slow
+def test_a_daemon_that_is_up_but_silent_gets_the_whole_timeout(tmp_path):
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    # Stopped, its port still accepts TCP connections: it is up but answers nothing.
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        res = zfile_cli("ls", "--from", daemon.endpoint, "--timeout", "1.5", check=False)
+        waited = time.monotonic() - began
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+        assert daemon.stop() == 0
+    assert res.returncode == 1 and waited >= 1.5
     assert "no answer" in res.stderr and "Traceback" not in res.stderr
 
 

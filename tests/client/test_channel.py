@@ -18,7 +18,7 @@ class FakeSocket:
         self.refused = refused
         self.stall = stall
 
-    def handshake_failure(self) -> AuthFailed | None:
+    def link_failure(self) -> AuthFailed | None:
         return self.refused
 
     async def send(self, event, *, track=False, timeout=None):

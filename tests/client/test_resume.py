@@ -12,7 +12,7 @@ import pytest
 
 from zfile.client.client import Client, part_paths
 from zfile.client.config import ClientConfig
-from zfile.errors import ErrorCode, RemoteError
+from zfile.errors import ErrorCode, PeerUnreachable, RemoteError
 
 from ..conftest import start_daemon, zfile_cli
 from ..rawpeer import MTIME_NS, MiB, digest_of, make_file, partials, restart
@@ -195,3 +195,29 @@ async def wait_for(probe, timeout: float = 10.0):
             return value
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out waiting for {probe}")
+
+
+@pytest.mark.slow
+async def test_a_daemon_that_dies_mid_get_fails_the_get_at_once(tmp_path):
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    src = make_file(tmp_path / "big.bin", 64 * MiB)
+    async with Client(d.endpoint) as client:
+        await client.put(src, "big.bin")
+    killed_at = None
+
+    def kill_once(n: int) -> None:
+        nonlocal killed_at
+        if killed_at is None:
+            killed_at = time.monotonic()
+            d.proc.kill()
+
+    try:
+        async with Client(ClientConfig(d.endpoint, timeout=30)) as client:
+            with pytest.raises(PeerUnreachable, match="lost the connection"):
+                await client.get("big.bin", tmp_path / "out" / "big.bin", progress=kill_once)
+            assert killed_at is not None and time.monotonic() - killed_at < 5
+    finally:
+        d.proc.wait(timeout=10)
+    # What arrived is kept for the next run to resume from.
+    part, _ = part_paths(tmp_path / "out" / "big.bin")
+    assert part.exists()

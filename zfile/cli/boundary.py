@@ -3,28 +3,43 @@
 
 Exit codes: 0 done; 1 a transfer failed, or the daemon could not be reached;
 2 usage: a bad flag or argument (click's own errors too), a bad endpoint, an
-invalid configuration or key file.  :class:`Group` applies this to every
-command, so commands raise zfile errors and never catch them to print.
+invalid configuration or key file, two paths that would be stored as one;
+130 interrupted (Ctrl-C: the shell's 128 + SIGINT).  :class:`Group` applies
+this to every command, so commands raise zfile errors and never catch them
+to print.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
-from zfile.errors import ConfigError, EndpointError, ZfileError
+from zfile.errors import ConfigError, EndpointError, NameCollision, ZfileError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# What the running command has to say when interrupted; see on_interrupt.
+_interrupt_note: Callable[[], str] | None = None
+
+
+def on_interrupt(note: Callable[[], str]) -> None:
+    """Have an interrupt (Ctrl-C) print ``zfile: interrupted: <note()>``:
+    the command's word on what was done and how to go on."""
+    global _interrupt_note
+    _interrupt_note = note
 
 
 def exit_code(exc: ZfileError) -> int:
     """The exit code for a zfile error: 2 for configuration and endpoint
-    errors (the command line or config file is at fault), else 1."""
-    return EXIT_USAGE if isinstance(exc, ConfigError | EndpointError) else EXIT_FAILED
+    errors and for paths that collide (the command line or config file is at
+    fault), else 1."""
+    return EXIT_USAGE if isinstance(exc, ConfigError | EndpointError | NameCollision) else EXIT_FAILED
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -52,10 +67,12 @@ class Group(click.Group):
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)
         except click.Abort:
-            fail("interrupted")
+            note = _interrupt_note() if _interrupt_note is not None else ""
+            click.echo("zfile: interrupted" + (f": {note}" if note else ""), err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except ZfileError as exc:
             fail(str(exc), exit_code(exc))
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "Group", "exit_code", "fail"]
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Group", "exit_code", "fail", "on_interrupt"]

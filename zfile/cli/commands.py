@@ -8,13 +8,15 @@ failed, 2 usage).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,12 +26,12 @@ from click.core import ParameterSource
 
 from zfile import __version__
 from zfile.cli import settings
-from zfile.cli.boundary import EXIT_FAILED, Group
+from zfile.cli.boundary import EXIT_FAILED, Group, on_interrupt
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.quickcheck import Compare, unchanged_downloads, unchanged_uploads
-from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
-from zfile.errors import EndpointError
+from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
+from zfile.errors import EndpointError, Skipped, TransportError
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
@@ -54,25 +56,94 @@ def _endpoint(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
+# The bar's sizes: MB = 10^6 bytes, as in the summary line, so one unit is on screen.
+BAR_UNITS: dict[str, Any] = {
+    "unit": "B",
+    "unit_scale": True,
+    "unit_divisor": 1000,
+    # tqdm's default shows "2.50M/5.00M": say which unit, as the rate does.
+    "bar_format": "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}, {rate_fmt}]",
+}
+
+
 def _progress_bar(total: int, quiet: bool, desc: str) -> tqdm:
     # Imported here: it costs every command's start-up ~20 ms, ls included.
     from tqdm import tqdm
 
-    return tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        unit_divisor=1024,
-        desc=desc,
-        disable=quiet or not sys.stderr.isatty(),
-        leave=False,
-    )
+    return tqdm(total=total, desc=desc, disable=quiet or not sys.stderr.isatty(), leave=False, **BAR_UNITS)
+
+
+class _Tally:
+    """Files done out of those planned: shown on the bar, and said on Ctrl-C."""
+
+    def __init__(self, verb: str, total: int, bar: tqdm | None = None) -> None:
+        self.verb = verb
+        self.total = total
+        self.done = 0
+        self.bar = bar
+        on_interrupt(self.interrupted)
+        self._show()
+
+    def file_done(self, outcome: Outcome) -> None:
+        if outcome.result is not None:
+            self.done += 1
+            self._show()
+
+    def _show(self) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(f"{self.verb} {self.done}/{self.total} files", refresh=False)
+
+    def interrupted(self) -> str:
+        if not self.total:
+            return "no file was transferred"
+        return f"{self.done} of {self.total} file(s) done; run the same command again to resume the rest"
+
+
+class _StderrLog(logging.Handler):
+    """The library's notes (``resuming NAME at N bytes``) as ``zfile: ...`` lines on stderr."""
+
+    def __init__(self, bar: tqdm) -> None:
+        super().__init__(logging.INFO)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Through the bar, so that a line never lands in the middle of it.
+        self.bar.write(f"zfile: {record.getMessage()}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _notes(bar: tqdm, quiet: bool) -> Iterator[None]:
+    """Show the client library's INFO notes on stderr while the block runs, unless ``quiet``."""
+    if quiet:
+        yield
+        return
+    logger = logging.getLogger("zfile.client")
+    handler = _StderrLog(bar)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool, unchanged: int = 0) -> None:
-    failed = [o for o in outcomes if o.error is not None]
+    """One line on stderr per entry skipped or failed, the summary on stdout
+    (with ``unchanged`` files the quick check skipped), and exit 1 when
+    anything the user named was not transferred."""
+    skipped = [o for o in outcomes if isinstance(o.error, Skipped)]
+    failed = [o for o in outcomes if o.error is not None and not isinstance(o.error, Skipped)]
+    for outcome in skipped:
+        click.echo(f"zfile: skipped '{outcome.name}': {outcome.error}", err=True)
+    # A connection that failed fails every file the same way: say it once, not once a file.
+    link_down: dict[str, int] = {}
     for outcome in failed:
-        click.echo(f"zfile: error: {outcome.name}: {outcome.error}", err=True)
+        if isinstance(outcome.error, TransportError):
+            link_down[str(outcome.error)] = link_down.get(str(outcome.error), 0) + 1
+        else:
+            click.echo(f"zfile: error: {shown(outcome.name)}: {outcome.error}", err=True)
+    for sentence, count in link_down.items():
+        click.echo(f"zfile: error: {sentence}" + (f" ({count} files)" if count > 1 else ""), err=True)
     done = [o.result for o in outcomes if o.result is not None]
     nbytes = sum(r.size for r in done)
     seconds = max(time.monotonic() - began, 1e-9)
@@ -81,9 +152,10 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool, u
             f"{verb} {len(done)} file(s), {nbytes / 1e6:.1f} MB in {seconds:.2f} s "
             f"({nbytes / seconds / 1e6:.1f} MB/s)"
             + (f"; {unchanged} unchanged" if unchanged else "")
+            + (f"; {len(skipped)} skipped" if skipped else "")
             + (f"; {len(failed)} failed" if failed else "")
         )
-    if failed:
+    if failed or skipped:
         sys.exit(EXIT_FAILED)
 
 
@@ -175,7 +247,12 @@ def _compare(checksum: bool, ignore_times: bool) -> Compare:
     return Compare.NONE if ignore_times else Compare.CHECKSUM if checksum else Compare.QUICK
 
 
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+quiet_option = click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="No progress bar, no summary line and no 'resuming' notes; errors and skipped entries are still shown.",
+)
 timeout_option = click.option(
     "--timeout",
     type=click.FloatRange(min=0.1),
@@ -188,10 +265,19 @@ timeout_option = click.option(
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="zfile")
 def main() -> None:
-    """Ship files between machines over ZeroMQ."""
+    """Ship files between machines over ZeroMQ.
+
+    Sizes are in bytes; MB on the progress bar and in summaries is 10^6 bytes.
+
+    \b
+    Examples:
+      zfile serve --root /srv/zfile
+      zfile send big.bin photos/ --to node7
+      zfile get photos/ --from node7 -o ./back
+    """
 
 
-@main.command()
+@main.command(short_help="Run the daemon.")
 @click.option(
     "--bind",
     default=DEFAULT_ENDPOINT,
@@ -276,6 +362,14 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
     Each setting comes from its flag, else its ZFILE_* environment variable
     (ZFILE_BIND, ZFILE_MAX_TRANSFERS, ...), else the [server] table of the
     config file, else its default.  SIGHUP re-reads the authorized keys.
+
+    \b
+    Examples:
+      zfile serve --root /srv/zfile
+      zfile serve --bind tcp://0.0.0.0:5555 \\
+                  --secret-key /etc/zfile/server.key_secret \\
+                  --authorized-keys /etc/zfile/authorized_keys
+      zfile serve --config /etc/zfile/zfile.toml --check-config
     """
     from zfile.server.logs import setup_logging
     from zfile.server.server import Server, check_bind
@@ -302,7 +396,22 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
     sys.exit(Server(config).run())
 
 
-@main.command()
+def _name_env_vars(command: click.Command) -> None:
+    """Append ``[env ZFILE_<FIELD>]`` to the help of each of ``serve``'s
+    options that a ServerConfig field backs, unless its help names it
+    already: every such field reads that variable (zfile.cli.settings)."""
+    fields = {f.name for f in dataclasses.fields(ServerConfig)}
+    for param in command.params:
+        if isinstance(param, click.Option) and param.name in fields:
+            var = f"ZFILE_{param.name.upper()}"
+            if var not in (param.help or ""):
+                param.help = f"{param.help} [env {var}]" if param.help else f"[env {var}]"
+
+
+_name_env_vars(serve)
+
+
+@main.command(short_help="Write a new CURVE key pair.")
 @click.option(
     "--out",
     default=".",
@@ -313,7 +422,13 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 @click.option("--name", default=None, help="File name stem [default: this host's name].")
 def keygen(out: str, name: str | None) -> None:
     """Write a new CURVE key pair: NAME.key, the public key to hand to peers, and
-    NAME.key_secret (mode 0600), the pair to keep.  Never overwrites a key."""
+    NAME.key_secret (mode 0600), the pair to keep.  Never overwrites a key.
+
+    \b
+    Examples:
+      zfile keygen --out /etc/zfile --name server      # copy server.key to each client
+      zfile keygen --out ~/.config/zfile --name laptop # copy laptop.key to the daemon
+    """
     from zfile.transport import curve as auth
 
     name = name or socket.gethostname() or "zfile"
@@ -322,46 +437,77 @@ def keygen(out: str, name: str | None) -> None:
     click.echo(f"public key  {public}\nkey pair    {secret}\n{key}")
 
 
-@main.command()
+@main.command(short_help="Send files and directories to the daemon.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @endpoint_option
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
 @compare_options
+@click.option(
+    "-R",
+    "--relative",
+    is_flag=True,
+    help="Store each path as given (a/x.txt as a/x.txt, not x.txt), as rsync -R does.",
+)
+@click.option(
+    "-L",
+    "--copy-links",
+    is_flag=True,
+    help="Inside directories, send what symbolic links point to instead of skipping them.",
+)
 @quiet_option
 @timeout_option
 def send(
     paths: tuple[str, ...],
     conn: Connection,
     no_clobber: bool,
-    quiet: bool,
-    timeout: float,
     checksum: bool,
     ignore_times: bool,
+    relative: bool,
+    copy_links: bool,
+    quiet: bool,
+    timeout: float,
 ) -> None:
     """Send files and directories (recursively) to the daemon.
 
-    A file the daemon already holds with the same size and mtime is skipped
-    and counted as unchanged (rsync's quick check); -c compares digests
-    instead, -I sends everything."""
-    plan = plan_upload(paths)
+    A file is stored under its basename, a directory DIR as DIR/<relative
+    path>.  Two paths that would be stored under one name are refused before
+    anything is sent (use -R).  A file the daemon already holds with the same
+    size and mtime is not sent again and is counted as unchanged (rsync's
+    quick check); -c compares digests instead, -I sends everything.  Only
+    regular files are sent: symbolic links inside a directory (unless -L),
+    special files, empty or unreadable directories and names that are not
+    UTF-8 are skipped, one line each on stderr, counted in the summary, and
+    make the exit code 1.  Ctrl-C exits 130; sending again resumes each
+    unfinished file.
+
+    \b
+    Examples:
+      zfile send big.bin photos/ --to node7
+      zfile send -R a/x.txt b/x.txt --to node7     # stored as a/x.txt, b/x.txt
+      zfile send -L ~/datasets --to ipc:///run/zfile/zfile.sock
+    """
+    plan = plan_upload(paths, relative=relative, copy_links=copy_links)
     compare = _compare(checksum, ignore_times)
     unchanged = 0
 
     async def go() -> list[Outcome]:
         nonlocal unchanged
         async with conn.client(timeout) as client:
-            skip = await unchanged_uploads(client, plan, compare)
-            todo = [item for item, same in zip(plan, skip, strict=True) if not same]
-            unchanged = len(plan) - len(todo)
-            with _progress_bar(sum(size for *_, size in todo), quiet, "send") as bar:
-                return await send_paths(client, paths, clobber=not no_clobber, progress=bar.update, plan=todo)
+            skip = await unchanged_uploads(client, plan.files, compare)
+            todo = dataclasses.replace(plan, files=[f for f, same in zip(plan.files, skip, strict=True) if not same])
+            unchanged = len(plan.files) - len(todo.files)
+            with _progress_bar(sum(size for *_, size in todo.files), quiet, "send") as bar, _notes(bar, quiet):
+                tally = _Tally("send", len(todo.files), bar)
+                return await send_paths(
+                    client, paths, clobber=not no_clobber, progress=bar.update, plan=todo, on_file=tally.file_done
+                )
 
     began = time.monotonic()
     outcomes = _run(go)
     _report(outcomes, "sent", began, quiet, unchanged)
 
 
-@main.command()
+@main.command(short_help="Fetch files or prefixes from the daemon.")
 @click.argument("names", nargs=-1, required=True)
 @endpoint_option
 @click.option(
@@ -380,28 +526,43 @@ def get(
     names: tuple[str, ...],
     conn: Connection,
     out: str,
-    quiet: bool,
-    timeout: float,
     checksum: bool,
     ignore_times: bool,
+    quiet: bool,
+    timeout: float,
 ) -> None:
     """Fetch files, or everything under a prefix such as photos/, into OUT.
 
-    A local file that already has the stored file's size and mtime is
-    skipped and counted as unchanged; -c compares digests instead, -I
-    fetches everything."""
+    NAME writes OUT/<basename>; PREFIX/ writes OUT/<last component>/<relative
+    path>.  A name that matches nothing is reported and the others are still
+    fetched (exit 1).  A local file that already has the stored file's size
+    and mtime is not fetched again and is counted as unchanged; -c compares
+    digests instead, -I fetches everything.  Each file is written to
+    .NAME.zfile-part (and .NAME.zfile-part.json) beside its destination,
+    then renamed; when a get is interrupted these two are kept so that the
+    same command resumes, and they are never counted as files: send skips
+    them, and get skips a stored file named like them.  Ctrl-C exits 130.
+
+    \b
+    Examples:
+      zfile get big.bin --from node7                 # writes ./big.bin
+      zfile get photos/ --from node7 -o ./back       # writes ./back/photos/...
+      zfile get a.bin b.bin --from node7 -q
+    """
     compare = _compare(checksum, ignore_times)
     unchanged = 0
 
     async def go() -> list[Outcome]:
         nonlocal unchanged
+        _Tally("get", 0)  # until the names are resolved: nothing done, nothing to resume
         async with conn.client(timeout) as client:
             plan = await plan_download(client, names, Path(out))
-            skip = await unchanged_downloads(plan, compare)
-            todo = [item for item, same in zip(plan, skip, strict=True) if not same]
-            unchanged = len(plan) - len(todo)
-            with _progress_bar(sum(e.size for e, _ in todo), quiet, "get") as bar:
-                return await fetch(client, todo, progress=bar.update)
+            skip = await unchanged_downloads(plan.files, compare)
+            todo = dataclasses.replace(plan, files=[f for f, same in zip(plan.files, skip, strict=True) if not same])
+            unchanged = len(plan.files) - len(todo.files)
+            with _progress_bar(sum(e.size for e, _ in todo.files), quiet, "get") as bar, _notes(bar, quiet):
+                tally = _Tally("get", len(todo.files), bar)
+                return await fetch(client, todo, progress=bar.update, on_file=tally.file_done)
 
     began = time.monotonic()
     outcomes = _run(go)
@@ -422,13 +583,29 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
     }
 
 
-@main.command(name="ls")
+def _ls_line(entry: Entry) -> str:
+    """One entry as ``ls`` prints it; the name escaped (:func:`shown`): a name
+    is the daemon's input, and a control character in it (U+009B is CSI)
+    would be obeyed by the terminal."""
+    when = datetime.fromtimestamp(entry.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
+    return f"{entry.size:>14,}  {when}  {entry.digest.hex()[:12]}  {shown(entry.name)}"
+
+
+@main.command(name="ls", short_help="List stored files.")
 @click.argument("prefix", default="")
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of entries.")
 @timeout_option
 def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
-    """List stored files (those under PREFIX), streamed page by page."""
+    """List stored files (those under PREFIX), streamed page by page: size in
+    bytes, mtime, the digest's first 12 hex digits, name.
+
+    \b
+    Examples:
+      zfile ls --from node7
+      zfile ls photos/ --from node7
+      zfile ls --from node7 --json | jq -r '.[].name'
+    """
 
     async def go() -> None:
         first = True
@@ -439,8 +616,7 @@ def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
                 if as_json:
                     click.echo(("\n" if first else ",\n") + json.dumps(_entry_json(entry)), nl=False)
                 else:
-                    when = datetime.fromtimestamp(entry.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
-                    click.echo(f"{entry.size:>14,}  {when}  {entry.digest.hex()[:12]}  {entry.name}")
+                    click.echo(_ls_line(entry))
                 first = False
             if as_json:
                 click.echo("\n]" if not first else "]")

@@ -76,8 +76,9 @@ class Channel:
         tracker is done).
 
         Raises :class:`LocalProtocolError` when the event is out of turn,
-        :class:`PeerTimeout` (or :class:`AuthFailed`) when the socket cannot
-        take it within the timeout, :class:`TransportError`.
+        :class:`PeerTimeout` when the socket cannot take it within the
+        timeout, :class:`AuthFailed` or :class:`PeerUnreachable` when the
+        link is down, :class:`TransportError`.
         """
         self.transfer.send(event)
         # With IMMEDIATE set a send waits for a live connection; bound that wait.
@@ -89,8 +90,9 @@ class Channel:
     async def next(self) -> Event:
         """The transfer's next event from the daemon.
 
-        Raises :class:`RemoteError` for an ERROR, :class:`PeerTimeout` (or
-        :class:`AuthFailed`) after the timeout's seconds of silence,
+        Raises :class:`RemoteError` for an ERROR, :class:`PeerTimeout` after
+        the timeout's seconds of silence (:class:`AuthFailed` or
+        :class:`PeerUnreachable` as soon as the link goes down),
         :class:`RemoteProtocolError` for a message out of turn,
         :class:`TransportError` when the socket failed.
         """
@@ -137,9 +139,9 @@ class Channel:
         return item
 
     def _timeout_error(self) -> TransportError:
-        refused = self._sock.handshake_failure()
-        if refused is not None:
-            return refused
+        down = self._sock.link_failure()
+        if down is not None:
+            return down
         return PeerTimeout(
             f"no answer from {self._sock.endpoint} within {self._timeout:g} s (is `zfile serve` running there?)"
         )

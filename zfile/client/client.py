@@ -9,7 +9,9 @@ Uploads stream chunks under the daemon's credit and hash while reading;
 downloads are written to a temp file beside the destination
 (``.NAME.zfile-part``), hashed while writing, checked for size and digest,
 then renamed into place (magic-wormhole's and rsync's way).  An interrupted
-download keeps its temp file and resumes from it next time.
+download keeps its temp file and resumes from it next time.  Each resumed
+transfer is logged at INFO on the ``zfile.client`` logger: ``resuming NAME at
+N bytes``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +62,9 @@ from zfile.transport.sockets import ClientSocket
 
 PART_SUFFIX = ".zfile-part"
 
+# A resumed transfer is logged at INFO on this logger (the CLI shows it on stderr).
+log = logging.getLogger("zfile.client")
+
 
 @dataclass(frozen=True, slots=True)
 class Result:
@@ -77,6 +83,12 @@ def part_paths(dest: Path) -> tuple[Path, Path]:
     return part, part.with_name(part.name + ".json")
 
 
+def is_part_name(basename: str) -> bool:
+    """True for a name :func:`part_paths` makes: a download's temp file or its
+    state file, which are kept for resume and are never a user's file."""
+    return basename.startswith(".") and basename.endswith((PART_SUFFIX, PART_SUFFIX + ".json"))
+
+
 class Client:
     """A connection to one zfile daemon, configured by a :class:`ClientConfig`
     (or an endpoint string, short for ``ClientConfig(endpoint)``).
@@ -86,7 +98,8 @@ class Client:
     A put or get answered ``busy`` is retried as the config's ``busy_*``
     fields say.  With ``config.curve`` a daemon that refuses this client's
     key shows as :class:`~zfile.errors.AuthFailed` where a silent daemon
-    would show as :class:`PeerTimeout`.  Raises :class:`EndpointError` for
+    would show as :class:`PeerTimeout`; an endpoint where nothing listens,
+    or a connection lost mid-transfer, as :class:`PeerUnreachable`.  Raises :class:`EndpointError` for
     an endpoint it cannot parse.
     """
 
@@ -111,8 +124,10 @@ class Client:
     async def connect(self) -> None:
         """Connect the socket (inside the running loop, pyzmq #1760); raises
         :class:`TransportError`.  A daemon that is not there shows only on
-        the first transfer, as :class:`PeerTimeout`."""
-        self._sock = await ClientSocket.connect(self.endpoint, curve=self.config.curve)
+        the first transfer: as :class:`PeerUnreachable` at once when the
+        connection is refused (or the ipc socket is missing), as
+        :class:`PeerTimeout` when the host does not answer at all."""
+        self._sock = await ClientSocket.connect(self.endpoint, curve=self.config.curve, on_down=self._link_down)
         self._recv_task = asyncio.create_task(self._receive_loop(), name="zfile-client-receive")
 
     async def close(self) -> None:
@@ -150,6 +165,13 @@ class Client:
             channel = self._channels.get(tid)
             if channel is not None:
                 channel.deliver(event)
+
+    def _link_down(self, exc: TransportError) -> None:
+        # The daemon's sessions belong to the lost connection: every transfer
+        # in flight is over, and waiting out its timeout would only hide why.
+        # Later transfers try again, on the reconnected link if there is one.
+        for channel in list(self._channels.values()):
+            channel.fail(exc)
 
     def _open(self) -> Channel:
         if self._sock is None:
@@ -290,6 +312,7 @@ class Client:
         ready = await channel.next()
         assert isinstance(ready, PutReady)
         if ready.offset:
+            log.info("resuming %s at %d bytes", meta["name"], ready.offset)
             hasher = await asyncio.to_thread(hash_file_prefix, str(path), ready.offset, DEFAULT_ALGO)
             progress(ready.offset)
         else:
@@ -338,6 +361,7 @@ class Client:
 
     async def _receive_file(self, channel: Channel, meta: GetMeta, dest, part: Path, state: Path, progress):
         if meta.offset:
+            log.info("resuming %s at %d bytes", meta.name, meta.offset)
             hasher = await asyncio.to_thread(hash_file_prefix, str(part), meta.offset, meta.algo)
             progress(meta.offset)
         else:
@@ -399,4 +423,4 @@ def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None
         return 0, None
 
 
-__all__ = ["Client", "ClientConfig", "Progress", "Result", "part_paths"]
+__all__ = ["Client", "ClientConfig", "Progress", "Result", "is_part_name", "part_paths"]

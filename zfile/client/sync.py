@@ -125,7 +125,8 @@ class SyncClient:
         """Upload files and directories, a directory as ``<its name>/<relative
         path>``; one Outcome per file, in order, a failed file not stopping
         the others (:func:`zfile.send_paths`).  Raises
-        :class:`LocalFileError` when a path does not exist."""
+        :class:`LocalFileError` when a path does not exist and
+        :class:`NameCollision` when two would be stored under one name."""
         return self._call(tree.send_paths(self._client, paths, clobber=clobber, progress=progress))
 
     def get_paths(
@@ -133,9 +134,9 @@ class SyncClient:
     ) -> list[tree.Outcome]:
         """Download stored names and prefixes (``"logs/"``) below the
         directory ``out``, as ``zfile get`` does (:func:`zfile.plan_download`,
-        :func:`zfile.fetch`); one Outcome per file.  Raises
-        :class:`RemoteError` (code ``not-found``) when a spec matches
-        nothing."""
+        :func:`zfile.fetch`); one Outcome per file, then one per spec that
+        matched nothing (its error a :class:`RemoteError`, code
+        ``not-found``) and per file skipped (:class:`zfile.DownloadPlan`)."""
 
         async def run() -> list[tree.Outcome]:
             plan = await tree.plan_download(self._client, specs, Path(out))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from zfile.client.channel import Progress, no_progress
-from zfile.client.client import Client, Result
-from zfile.errors import BadName, ErrorCode, LocalFileError, RemoteError, ZfileError
+from zfile.client.client import Client, Result, is_part_name
+from zfile.errors import BadName, ErrorCode, LocalFileError, NameCollision, RemoteError, Skipped, ZfileError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name
 
@@ -36,48 +37,195 @@ class Outcome:
     error: ZfileError | None = None
 
 
-def plan_upload(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, str, int]]:
-    """Expand files and directories into (local path, stored name, size bytes).
+@dataclass(frozen=True, slots=True)
+class UploadPlan:
+    """What an upload of files and directories will do.
 
-    A directory contributes every regular file below it (symlinked files are
-    followed, symlinked directories are not, to avoid loops), named
-    ``<dir's basename>/<relative path>`` with ``/`` separators.  Raises
-    :class:`LocalFileError` for a path that does not exist or is neither a
-    file nor a directory.
+    ``files`` holds (local path, stored name, size in bytes) for each regular
+    file to send; ``skipped`` one :class:`Outcome` per local entry that will
+    not be sent, its ``name`` the local path (:func:`shown`) and its
+    ``error`` a :class:`~zfile.errors.Skipped` saying why.
     """
-    plan: list[tuple[Path, str, int]] = []
+
+    files: list[tuple[Path, str, int]]
+    skipped: list[Outcome]
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """``path`` fit to print: bytes that are not UTF-8 as ``\\xNN``, and
+    characters that are not printable (controls, a newline) as backslash
+    escapes, so that no name can garble or split a line."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def plan_upload(
+    paths: Sequence[str | os.PathLike[str]], *, relative: bool = False, copy_links: bool = False
+) -> UploadPlan:
+    """Expand files and directories into the files to send and the entries skipped.
+
+    A file is stored under its basename, a directory's files as ``<dir's
+    basename>/<relative path>``; with ``relative`` each path is stored as
+    given instead (``a/x.txt`` as ``a/x.txt``, a leading ``/`` dropped, as
+    ``rsync -R`` does).  Paths named here are followed when they are
+    symbolic links; below them only regular files are sent: a symbolic link
+    is skipped unless ``copy_links`` (then what it points to is sent, a
+    dangling link or one that loops is still skipped), and so are special
+    files (FIFOs, sockets, devices), empty or unreadable directories, names
+    that are not valid UTF-8, and the temp files of unfinished downloads
+    (``.NAME.zfile-part`` and its ``.json``; see :class:`UploadPlan`).
+
+    Raises :class:`NameCollision` when two paths would be stored under one
+    name, and :class:`LocalFileError` for a path that does not exist or that
+    ``relative`` cannot store (one that climbs out with ``..``).
+    """
+    files: list[tuple[Path, str, int]] = []
+    skipped: list[Outcome] = []
+
+    def skip(path: Path, why: str) -> None:
+        skipped.append(Outcome(shown(path), error=Skipped(why)))
+
+    def walk(directory: Path, prefix: str, ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            skip(directory, f"cannot read the directory: {exc.strerror}")
+            return
+        if not entries:
+            skip(directory, "empty directory (zfile stores files, not directories)")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            if not _is_utf8(entry.name):
+                skip(path, "the name is not valid UTF-8" + (" (nothing below it is sent)" if entry.is_dir() else ""))
+                continue
+            try:
+                if entry.is_symlink():
+                    if not os.path.exists(path):
+                        skip(path, "dangling symbolic link")
+                        continue
+                    if not copy_links:
+                        skip(path, "symbolic link (-L/--copy-links sends what it points to)")
+                        continue
+                st = path.stat() if entry.is_symlink() else entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                skip(path, f"cannot read: {exc.strerror}")
+                continue
+            if stat.S_ISREG(st.st_mode) and is_part_name(entry.name):
+                skip(path, "an unfinished download's temp file, kept for `zfile get` to resume")
+                continue
+            visit(path, f"{prefix}/{entry.name}" if prefix else entry.name, st, ancestors)
+
+    def visit(path: Path, name: str, st: os.stat_result, ancestors: frozenset[tuple[int, int]]) -> None:
+        if stat.S_ISREG(st.st_mode):
+            files.append((path, name, st.st_size))
+        elif stat.S_ISDIR(st.st_mode):
+            key = (st.st_dev, st.st_ino)
+            if key in ancestors:
+                skip(path, "symbolic link loop (it leads to a directory that contains it)")
+            else:
+                walk(path, name, ancestors | {key})
+        else:
+            skip(path, f"{_kind(st.st_mode)} (only regular files are sent)")
+
     for raw in paths:
         path = Path(raw)
         try:
-            if path.is_file():
-                plan.append((path, path.name, path.stat().st_size))
-            elif path.is_dir():
-                base = path.resolve().name
-                for dirpath, dirnames, filenames in os.walk(path):
-                    dirnames.sort()
-                    rel_dir = PurePosixPath(*Path(dirpath).relative_to(path).parts)
-                    for fname in sorted(filenames):
-                        fpath = Path(dirpath, fname)
-                        if fpath.is_file():
-                            name = str(PurePosixPath(base) / rel_dir / fname)
-                            plan.append((fpath, name, fpath.stat().st_size))
-            else:
-                raise LocalFileError(f"{path}: no such file or directory")
+            st = path.stat()
+        except FileNotFoundError:
+            if path.is_symlink():
+                skip(path, "dangling symbolic link")
+                continue
+            raise LocalFileError(f"{shown(path)}: no such file or directory") from None
         except OSError as exc:
-            raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-    return plan
+            raise LocalFileError(f"cannot read {shown(path)}: {exc.strerror}") from None
+        name = _relative_name(path) if relative else (path.resolve().name if path.is_dir() else path.name)
+        if not _is_utf8(name):
+            skip(path, "the name is not valid UTF-8")
+            continue
+        visit(path, name, st, frozenset())
+    return UploadPlan(_refuse_collisions(files), skipped)
 
 
-async def plan_download(client: Client, specs: Sequence[str], out: Path) -> list[tuple[Entry, Path]]:
-    """Resolve names and prefixes on the daemon into (entry, local path).
+def _is_utf8(name: str) -> bool:
+    # Undecodable bytes reach Python as lone surrogates (PEP 383), which UTF-8 cannot encode.
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def _relative_name(path: Path) -> str:
+    # "" for the current directory itself: its contents keep their relative paths.
+    parts = [p for p in PurePosixPath(os.path.normpath(path)).parts if p not in ("/", ".")]
+    if ".." in parts:
+        raise LocalFileError(f"--relative cannot store '{shown(path)}': it is not below the current directory")
+    return "/".join(parts)
+
+
+def _refuse_collisions(files: list[tuple[Path, str, int]]) -> list[tuple[Path, str, int]]:
+    """``files`` without repeats of one path under one name; raises NameCollision."""
+    first: dict[str, Path] = {}
+    unique: list[tuple[Path, str, int]] = []
+    clashes: list[str] = []
+    for path, name, size in files:
+        other = first.setdefault(name, path)
+        if other is path:
+            unique.append((path, name, size))
+        elif os.path.abspath(other) != os.path.abspath(path):
+            clashes.append(f"'{shown(other)}' and '{shown(path)}' would both be stored as '{shown(name)}'")
+        # else the same file named twice: it is sent once
+    if clashes:
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        raise NameCollision(
+            f"{clashes[0]}{more}; nothing was sent: rename one, or use --relative (-R) to store each path as given"
+        )
+    return unique
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPlan:
+    """What a download of names and prefixes will do.
+
+    ``files`` holds (catalog entry, local path) for each file to fetch;
+    ``missing`` one :class:`Outcome` per spec that matched nothing (its
+    ``error`` a :class:`RemoteError`, code not-found); ``skipped`` one per
+    stored file that will not be fetched (its ``error`` a
+    :class:`~zfile.errors.Skipped`): one named like a download's temp file
+    (:func:`~zfile.client.client.is_part_name`), whose local name would be
+    taken for a partial.
+    """
+
+    files: list[tuple[Entry, Path]]
+    missing: list[Outcome]
+    skipped: list[Outcome]
+
+
+async def plan_download(client: Client, specs: Sequence[str], out: Path) -> DownloadPlan:
+    """Resolve names and prefixes on the daemon into what to fetch where.
 
     ``spec`` naming a stored file maps to ``out/<basename>``; ``spec`` ending
     in ``/`` or naming a directory maps everything under it to
-    ``out/<last component>/<relative path>``.  Raises :class:`RemoteError`
-    (code not-found) when a spec matches nothing and :class:`BadName` when the
-    daemon returns a name that would escape ``out``.
+    ``out/<last component>/<relative path>``.  A spec that matches nothing
+    is reported in the plan's ``missing`` and the others go on.  Raises
+    :class:`BadName` when the daemon returns a name that would escape
+    ``out``, and :class:`TransportError`.
     """
-    plan: list[tuple[Entry, Path]] = []
+    files: list[tuple[Entry, Path]] = []
+    missing: list[Outcome] = []
+    skipped: list[Outcome] = []
     for spec in specs:
         stem = spec.rstrip("/")
         found = False
@@ -92,18 +240,36 @@ async def plan_download(client: Client, specs: Sequence[str], out: Path) -> list
             # The daemon's names are input too: never write outside `out`.
             check_name(rel)
             check_name(entry.name)
-            plan.append((entry, out.joinpath(*PurePosixPath(rel).parts)))
             found = True
+            if is_part_name(PurePosixPath(rel).name):
+                why = "its name is that of a download's temp file (.NAME.zfile-part), which get keeps for resume"
+                skipped.append(Outcome(shown(entry.name), error=Skipped(why)))
+                continue
+            files.append((entry, out.joinpath(*PurePosixPath(rel).parts)))
         if not found:
-            raise RemoteError(f"{spec}: no such file or directory on the daemon", code=ErrorCode.NOT_FOUND)
-    return plan
+            error = RemoteError("no such file or directory on the daemon", code=ErrorCode.NOT_FOUND)
+            missing.append(Outcome(shown(spec), error=error))
+    return DownloadPlan(files, missing, skipped)
 
 
-async def run_all(jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]], concurrency: int) -> list[Outcome]:
+#: Called with each file's :class:`Outcome` as soon as it is known.
+FileDone = Callable[["Outcome"], object]
+
+
+def _no_file_done(_: Outcome) -> None:
+    pass
+
+
+async def run_all(
+    jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]],
+    concurrency: int,
+    on_file: FileDone = _no_file_done,
+) -> list[Outcome]:
     """Run ``(name, job)`` pairs with at most ``concurrency`` at once.
 
     Errors are collected per file (a failed file does not stop the others);
-    the order of outcomes is the order of jobs.
+    the order of outcomes is the order of jobs; ``on_file`` sees each
+    outcome as it comes.
     """
     items = list(jobs)
     outcomes: list[Outcome | None] = [None] * len(items)
@@ -115,6 +281,7 @@ async def run_all(jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]], c
                 outcomes[index] = Outcome(name, result=await job())
             except ZfileError as exc:
                 outcomes[index] = Outcome(name, error=exc)
+            on_file(outcomes[index])
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(items))))))
     return [o for o in outcomes if o is not None]
@@ -126,17 +293,22 @@ async def send_paths(
     *,
     clobber: bool = True,
     progress: Progress = no_progress,
-    plan: list[tuple[Path, str, int]] | None = None,
+    plan: UploadPlan | None = None,
+    on_file: FileDone = _no_file_done,
 ) -> list[Outcome]:
-    """Upload files and directories; see :func:`plan_upload` for naming.
+    """Upload files and directories; see :func:`plan_upload` for naming and
+    for what is skipped (and its errors), or send the ``plan`` it made.
 
     Files of at most the config's ``inline_max`` bytes go many to a message
     (:meth:`Client.put_many`, up to ``many_bytes`` and :data:`MANY_FILES`
     files each, :data:`MANY_IN_FLIGHT` messages at once); larger ones stream
-    on their own, ``concurrency`` at once.  The order of outcomes is the
-    order of the plan.
+    on their own, ``concurrency`` at once.  The outcomes are the plan's
+    files in order, then its skipped entries (their error a
+    :class:`~zfile.errors.Skipped`); ``on_file`` sees each file's outcome as
+    soon as it is known.
     """
-    plan = plan_upload(paths) if plan is None else plan
+    whole = plan_upload(paths) if plan is None else plan
+    plan = whole.files
     outcomes: list[Outcome | None] = [None] * len(plan)
     small = [k for k, (_, _, size) in enumerate(plan) if size <= client.config.inline_max]
     large = [k for k, (_, _, size) in enumerate(plan) if size > client.config.inline_max]
@@ -146,7 +318,7 @@ async def send_paths(
 
     async def singles() -> None:
         jobs = ((plan[k][1], job(plan[k][0], plan[k][1])) for k in large)
-        done = await run_all(jobs, client.config.concurrency)
+        done = await run_all(jobs, client.config.concurrency, on_file)
         for k, outcome in zip(large, done, strict=True):
             outcomes[k] = outcome
 
@@ -163,9 +335,10 @@ async def send_paths(
                 outcomes[k] = (
                     Outcome(plan[k][1], error=r) if isinstance(r, ZfileError) else Outcome(plan[k][1], result=r)
                 )
+                on_file(outcomes[k])
 
     await asyncio.gather(singles(), *(sender() for _ in range(MANY_IN_FLIGHT)))
-    return [o for o in outcomes if o is not None]
+    return [o for o in outcomes if o is not None] + whole.skipped
 
 
 def _batches(plan: list[tuple[Path, str, int]], small: list[int], most_bytes: int) -> Iterator[list[int]]:
@@ -186,16 +359,32 @@ def _batches(plan: list[tuple[Path, str, int]], small: list[int], most_bytes: in
 
 async def fetch(
     client: Client,
-    plan: list[tuple[Entry, Path]],
+    plan: DownloadPlan,
     *,
     progress: Progress = no_progress,
+    on_file: FileDone = _no_file_done,
 ) -> list[Outcome]:
-    """Download a plan made by :func:`plan_download`."""
+    """Download a plan made by :func:`plan_download`: one :class:`Outcome`
+    per file in the plan's order, then its missing specs and skipped files;
+    ``on_file`` sees each file's outcome as soon as it is known."""
 
     def job(entry: Entry, dest: Path) -> Callable[[], Awaitable[Result]]:
         return lambda: client.get(entry.name, dest, progress=progress)
 
-    return await run_all(((e.name, job(e, d)) for e, d in plan), client.config.concurrency)
+    done = await run_all(((e.name, job(e, d)) for e, d in plan.files), client.config.concurrency, on_file)
+    return done + plan.missing + plan.skipped
 
 
-__all__ = ["Outcome", "plan_upload", "plan_download", "run_all", "send_paths", "fetch", "BadName"]
+__all__ = [
+    "Outcome",
+    "UploadPlan",
+    "DownloadPlan",
+    "shown",
+    "plan_upload",
+    "plan_download",
+    "run_all",
+    "FileDone",
+    "send_paths",
+    "fetch",
+    "BadName",
+]

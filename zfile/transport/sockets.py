@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from zfile import protocol
-from zfile.errors import AuthFailed, PeerGone, RemoteProtocolError, TransportError
+from zfile.errors import AuthFailed, PeerGone, PeerUnreachable, RemoteProtocolError, TransportError
 from zfile.protocol.events import Event
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 
     from zfile.transport.curve import AuthorizedKeys, KeyPair
 
-__all__ = ["ClientCurve", "ClientSocket", "Incoming", "ServerCurve", "ServerSocket"]
+__all__ = ["ClientCurve", "ClientSocket", "Incoming", "LinkDown", "ServerCurve", "ServerSocket"]
 
 # ZMTP heartbeats (libzmq 4.2+) let a connection notice a dead peer; the
 # application keeps its own idle timeout per transfer as well.
@@ -61,6 +62,16 @@ _SERVER_SNDHWM = 32
 _HANDSHAKE_FAILED = (
     zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 )
+# ... and those that tell a link that is up from one that is not.  libzmq
+# reports a refused TCP connect or a missing ipc socket as CLOSED then
+# CONNECT_RETRIED (about every 100-200 ms), long before any timeout; a SYN that
+# goes unanswered shows no event at all, so a silent host keeps the timeout.
+_LINK_EVENTS = _HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
+
+#: Called by a :class:`ClientSocket` with the error that ends every transfer
+#: in flight: the daemon refused the handshake, cannot be reached, or the
+#: connection to it was lost.
+LinkDown = Callable[[TransportError], None]
 
 
 # What ServerSocket._send returns when the peer's pipe is full.
@@ -240,23 +251,36 @@ class ClientSocket:
         endpoint: str,
         monitor: zmq.asyncio.Socket | None = None,
         curve: bool = False,
+        on_down: LinkDown | None = None,
     ) -> None:
         self._ctx = ctx
         self._sock = sock
         self._monitor = monitor
         self._curve = curve
+        self._on_down = on_down
         self.endpoint = endpoint
-        self._refused: asyncio.Future[AuthFailed] = asyncio.get_running_loop().create_future()
-        self._watcher = asyncio.create_task(self._watch(), name="zfile-handshake") if monitor is not None else None
+        self._refused: AuthFailed | None = None
+        self._up = False
+        # Done, with the error, while the link is down; replaced once it is up again.
+        self._down: asyncio.Future[TransportError] = asyncio.get_running_loop().create_future()
+        self._watcher = asyncio.create_task(self._watch(), name="zfile-link") if monitor is not None else None
 
     @classmethod
-    async def connect(cls, endpoint: str, *, curve: ClientCurve | None = None) -> ClientSocket:
+    async def connect(
+        cls, endpoint: str, *, curve: ClientCurve | None = None, on_down: LinkDown | None = None
+    ) -> ClientSocket:
         """Connect a DEALER to ``endpoint`` (the connection completes in the
-        background; a daemon that is not there shows as a :class:`PeerTimeout`
-        on the first answer awaited, one that refuses the handshake as
-        :class:`AuthFailed` from :meth:`send`).  With ``curve`` the connection
-        is CurveZMQ-encrypted and authenticated with ``curve.keypair``; the
-        daemon must hold ``curve.server_key``.  Raises :class:`TransportError`."""
+        background).  A send that waits for the connection raises
+        :class:`AuthFailed` as soon as the daemon refuses the handshake and
+        :class:`PeerUnreachable` as soon as nothing accepts the connection
+        (refused, no such ipc socket); a host that does not answer at all
+        shows as a :class:`PeerTimeout` on the first answer awaited.
+        ``on_down`` is called with the same errors, and with
+        :class:`PeerUnreachable` when an established connection is lost, so
+        the transfers waiting on it can end at once.  With ``curve`` the
+        connection is CurveZMQ-encrypted and authenticated with
+        ``curve.keypair``; the daemon must hold ``curve.server_key``.  Raises
+        :class:`TransportError`."""
         ctx = zmq.asyncio.Context()
         sock = ctx.socket(zmq.DEALER)
         monitor = None
@@ -265,7 +289,7 @@ class ClientSocket:
                 sock.curve_serverkey = curve.server_key
                 sock.curve_publickey = curve.keypair.public
                 sock.curve_secretkey = curve.keypair.secret
-            monitor = sock.get_monitor_socket(_HANDSHAKE_FAILED)
+            monitor = sock.get_monitor_socket(_LINK_EVENTS)
             # Queue nothing on a pipe that is not connected: messages sent
             # into a half-made connection can be lost (docs/protocol.md).
             sock.setsockopt(zmq.IMMEDIATE, 1)
@@ -280,39 +304,72 @@ class ClientSocket:
             sock.close(linger=0)
             ctx.term()
             raise _transport_error(f"cannot connect to {endpoint}", exc) from None
-        return cls(ctx, sock, endpoint, monitor, curve is not None)
+        return cls(ctx, sock, endpoint, monitor, curve is not None, on_down)
 
     async def _watch(self) -> None:
-        """Wait for the daemon to refuse the ZMTP handshake and record why.
+        """Follow the link's state from the socket monitor's events.
 
         libzmq reports a refused CURVE key as ``HANDSHAKE_FAILED_AUTH`` and a
         mechanism mismatch (CURVE on one side only) or a wrong server key as
         ``HANDSHAKE_FAILED_PROTOCOL`` / ``_NO_DETAIL`` (zmq_socket_monitor(3)).
         The DEALER itself only goes on retrying, so the monitor is the way to
-        tell a refusal from a daemon that is not there.
+        tell a refusal, or nobody there, from a daemon that is slow.
         """
         assert self._monitor is not None
-        try:
-            event = parse_monitor_message(await self._monitor.recv_multipart())
-        except zmq.ZMQError:
-            return
-        if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            why = f"{self.endpoint} refused this client's CURVE key (not among the daemon's authorized keys)"
-        elif self._curve:
-            why = (
+        while True:
+            try:
+                event = parse_monitor_message(await self._monitor.recv_multipart())["event"]
+            except zmq.ZMQError:
+                return
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._up = True
+                if self._down.done():
+                    self._down = asyncio.get_running_loop().create_future()
+            elif event & _HANDSHAKE_FAILED:
+                if self._refused is None:
+                    self._refused = self._refusal(event)
+                self._fail(self._refused)
+            elif event == zmq.EVENT_DISCONNECTED and self._up:
+                self._up = False
+                self._fail(PeerUnreachable(f"lost the connection to {self.endpoint} (did the daemon stop or restart?)"))
+            elif event == zmq.EVENT_CONNECT_RETRIED and not self._up and self._refused is None:
+                self._fail(
+                    PeerUnreachable(f"nothing accepts connections at {self.endpoint} (is `zfile serve` running there?)")
+                )
+
+    def _refusal(self, event: int) -> AuthFailed:
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return AuthFailed(
+                f"{self.endpoint} refused this client's CURVE key (not among the daemon's authorized keys)"
+            )
+        if self._curve:
+            return AuthFailed(
                 f"the CURVE handshake with {self.endpoint} failed: check the daemon's public key "
                 "(--server-key), and that the daemon uses CURVE"
             )
-        else:
-            why = (
-                f"the ZMTP handshake with {self.endpoint} failed: the daemon requires CURVE "
-                "(--server-key and --client-key), or this is not a zfile daemon"
-            )
-        self._refused.set_result(AuthFailed(why))
+        return AuthFailed(
+            f"the ZMTP handshake with {self.endpoint} failed: the daemon requires CURVE "
+            "(--server-key and --client-key), or this is not a zfile daemon"
+        )
+
+    def _fail(self, exc: TransportError) -> None:
+        # Retries repeat every ~150 ms: report a down link once, not each time.
+        if self._down.done():
+            return
+        self._down.set_result(exc)
+        if self._on_down is not None:
+            self._on_down(exc)
+
+    def link_failure(self) -> TransportError | None:
+        """Why the link is down (refused handshake, nothing listening, lost
+        connection), or None while it is up or not yet known."""
+        if self._refused is not None:
+            return self._refused
+        return self._down.result() if self._down.done() else None
 
     def handshake_failure(self) -> AuthFailed | None:
         """Why the daemon refused the handshake, or None if it has not."""
-        return self._refused.result() if self._refused.done() else None
+        return self._refused
 
     async def send(
         self, event: Event, *, track: bool = False, timeout: float | None = None
@@ -323,24 +380,27 @@ class ClientSocket:
         once libzmq has released the data frame (then it may be reused).
         Waits while the pipe is full or not yet connected, at most
         ``timeout`` seconds (then TimeoutError; None: no limit).  Raises
-        :class:`AuthFailed` as soon as the daemon refuses the handshake, and
-        :class:`TransportError` when the socket fails.
+        :class:`AuthFailed` as soon as the daemon refuses the handshake,
+        :class:`PeerUnreachable` as soon as nothing accepts the connection,
+        and :class:`TransportError` when the socket fails.
         """
         frames = protocol.encode(event)
         # pyzmq tries the send at once and returns a finished future when it
         # went; only a send that must wait (no connection yet, or a full pipe)
-        # also watches for a refused handshake, which would block it for good,
+        # also watches for the link going down, which would block it for good,
         # and only then is a timer set up.
         sending = self._sock.send_multipart(frames, copy=len(frames) == 1, track=track)
         if not sending.done():
+            down = self._down
             try:
-                await asyncio.wait((sending, self._refused), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((sending, down), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 if not sending.done():
                     sending.cancel()
             if sending.cancelled():
-                if self._refused.done():
-                    raise self._refused.result()
+                failure = self.link_failure()
+                if failure is not None:
+                    raise failure
                 raise TimeoutError(f"send to {self.endpoint} waited over {timeout} s")
         try:
             tracker = sending.result()
