@@ -40,9 +40,24 @@ MAX_DIGEST_BYTES = 64
 #: Most files one PUT-MANY may carry, and most bytes of file data in all.
 MAX_MANY_FILES = 1024
 MAX_MANY_BYTES = 4 << 20
+#: Most frames a legal message holds: frame 0 and one data frame per file
+#: of the largest PUT-MANY.  A receiver refuses a longer message unread.
+MAX_FRAMES = 1 + MAX_MANY_FILES
+# Slack for msgpack's own bytes around the limits above.
+_FRAME_MARGIN = 64 << 10
 _U63 = (1 << 63) - 1
 
 Check = Callable[[Any], Any]
+
+
+def max_frame_bytes(chunk_bytes: int) -> int:
+    """The largest frame a legal message may hold, in bytes, for a receiver
+    that lets chunks of up to ``chunk_bytes`` (its chunk size or credit
+    window, whichever is larger) reach it: frame 0's limit, one chunk and a
+    PUT-MANY's data together, with a margin, so that no legal frame comes
+    near it.  A receiver may set it as ``ZMQ_MAXMSGSIZE`` (zmq_setsockopt(3)).
+    """
+    return MAX_HEADER_BYTES + chunk_bytes + MAX_MANY_BYTES + _FRAME_MARGIN
 
 
 def _int_range(lo: int, hi: int) -> Check:
@@ -254,6 +269,8 @@ def decode(frames: Sequence[Buffer]) -> Event:
     """
     if not frames:
         raise RemoteProtocolError("empty message")
+    if len(frames) > MAX_FRAMES:
+        raise RemoteProtocolError(f"message has {len(frames)} frames; at most {MAX_FRAMES} frames are allowed")
     head = frames[0]
     if len(head) > MAX_HEADER_BYTES:
         raise RemoteProtocolError(f"header frame is {len(head)} bytes, over {MAX_HEADER_BYTES}")

@@ -20,7 +20,16 @@ from __future__ import annotations
 from enum import Enum
 
 from zfile.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from zfile.protocol.codec import MAX_DIGEST_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, PROTOCOL_VERSION, decode, encode
+from zfile.protocol.codec import (
+    MAX_DIGEST_BYTES,
+    MAX_FRAMES,
+    MAX_MANY_BYTES,
+    MAX_MANY_FILES,
+    PROTOCOL_VERSION,
+    decode,
+    encode,
+    max_frame_bytes,
+)
 from zfile.protocol.credit import next_piece
 from zfile.protocol.events import (
     Buffer,
@@ -49,6 +58,8 @@ __all__ = [
     "MAX_DIGEST_BYTES",
     "MAX_MANY_BYTES",
     "MAX_MANY_FILES",
+    "MAX_FRAMES",
+    "max_frame_bytes",
     "DEFAULT_CHUNK_SIZE",
     "Action",
     "action_for",

@@ -107,7 +107,9 @@ class Server:
         curve = self._load_curve()
         await self.store.open()
         try:
-            self._sock = await ServerSocket.bind(self.config.bind, curve=curve)
+            # A client's chunk is at most its credit, which never exceeds the window.
+            largest = protocol.max_frame_bytes(max(self.config.chunk_size, self.config.window))
+            self._sock = await ServerSocket.bind(self.config.bind, curve=curve, max_frame_bytes=largest)
         except BaseException:
             await self.store.close()
             raise
