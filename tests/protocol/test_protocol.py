@@ -23,7 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zfile.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from zfile.protocol.codec import MAX_HEADER_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, MAX_WIRE_NAME_BYTES
+from zfile.protocol.codec import (
+    MAX_FRAMES,
+    MAX_HEADER_BYTES,
+    MAX_INLINE_BYTES,
+    MAX_MANY_BYTES,
+    MAX_MANY_FILES,
+    MAX_WIRE_NAME_BYTES,
+    max_frame_bytes,
+)
 from zfile.protocol.events import EVENT_TYPES
 from zfile.protocol.machine import (
     _TRANSITIONS,
@@ -731,6 +739,41 @@ def test_inline_put_without_digest():
     del header["digest"]
     exc = reject([pack(header), b"abcde"], "inline PUT lacks field 'digest'")
     assert exc.transfer_id == ID
+
+
+def test_inline_put_over_one_chunk_is_malformed():
+    assert MAX_INLINE_BYTES == DEFAULT_CHUNK_SIZE
+    big = Put(
+        ID, "big.bin", MAX_INLINE_BYTES + 1, MTIME, 0o644, "blake3", data=b"x" * (MAX_INLINE_BYTES + 1), digest=D1
+    )
+    exc = reject(encode(big), f"at most {MAX_INLINE_BYTES} bytes", str(MAX_INLINE_BYTES + 1))
+    assert exc.transfer_id == ID
+    fits = Put(ID, "fits.bin", MAX_INLINE_BYTES, MTIME, 0o644, "blake3", data=b"x" * MAX_INLINE_BYTES, digest=D1)
+    assert decode(encode(fits)) == fits
+
+
+def test_inline_put_over_one_chunk_is_refused_by_both_ends():
+    """The state machine refuses it too, so a client never sends what the
+    daemon would refuse, whatever built the event."""
+    size = MAX_INLINE_BYTES + 1
+    Pair().refuse(C, Put(ID, "big.bin", size, MTIME, 0o644, "blake3", data=b"x" * size, digest=D1), "at most")
+    p = Pair()
+    p.c(Put(ID, "fits.bin", MAX_INLINE_BYTES, MTIME, 0o644, "blake3", data=b"x" * MAX_INLINE_BYTES, digest=D1))
+    assert p.state() is State.PUT_CLOSING
+
+
+def test_message_over_the_frame_limit_is_malformed():
+    head = encode(BASE["PUT"])[0]
+    reject([head, *[b""] * MAX_FRAMES], f"at most {MAX_FRAMES} frames", str(MAX_FRAMES + 1))
+    assert MAX_FRAMES == 1 + MAX_MANY_FILES
+
+
+def test_the_largest_legal_frame_is_under_max_frame_bytes():
+    """Frame 0 at its limit, a chunk of the window, a PUT-MANY file of all
+    its bytes: each fits under the daemon's ZMQ_MAXMSGSIZE."""
+    window = 8 << 20
+    limit = max_frame_bytes(window)
+    assert max(MAX_HEADER_BYTES, window, MAX_MANY_BYTES, MAX_INLINE_BYTES) < limit < 32 << 20
 
 
 def test_put_with_digest_but_no_data_is_not_inline():

@@ -123,6 +123,15 @@ MALFORMED = {
         35,
         BAD,
     ),
+    "inline-put-over-one-chunk": (
+        # Digest and size are right: only the inline size is wrong.
+        [
+            header(**{**PUT_FIELDS, "size": 2 * MiB}, id=37, digest=blake3.blake3(bytes(2 * MiB)).digest()),
+            bytes(2 * MiB),
+        ],
+        37,
+        BAD,
+    ),
     "put-many-ok-from-client": ([header(t="PUT-MANY-OK", id=36, results=[{}])], 36, BAD),
 }
 

@@ -40,6 +40,9 @@ MAX_DIGEST_BYTES = 64
 #: Most files one PUT-MANY may carry, and most bytes of file data in all.
 MAX_MANY_FILES = 1024
 MAX_MANY_BYTES = 4 << 20
+#: Most bytes an inline PUT may carry: one chunk of the default size.  A
+#: larger file streams as CHUNK messages under credit.
+MAX_INLINE_BYTES = 1 << 20
 #: Most frames a legal message holds: frame 0 and one data frame per file
 #: of the largest PUT-MANY.  A receiver refuses a longer message unread.
 MAX_FRAMES = 1 + MAX_MANY_FILES
@@ -316,12 +319,18 @@ def decode(frames: Sequence[Buffer]) -> Event:
                 f"inline PUT declares {fields['size']} bytes but carries {len(data)}",
                 transfer_id=tid,
             )
+        if len(data) > MAX_INLINE_BYTES:
+            raise RemoteProtocolError(_inline_too_big(len(data)), transfer_id=tid)
         return Put(data=data, **fields)
     if n_frames != 1:
         raise RemoteProtocolError(f"{kind} needs 1 frame, got {n_frames}", transfer_id=tid)
     if kind == "PUT-MANY-OK":
         return PutManyOk(fields["id"], tuple(FileResult(**r) for r in fields["results"]))
     return cls(**fields)
+
+
+def _inline_too_big(size: int) -> str:
+    return f"an inline PUT carries at most {MAX_INLINE_BYTES} bytes, not {size}: send a larger file as chunks"
 
 
 def _put_many(fields: dict[str, Any], frames: Sequence[Buffer], tid: int | None) -> PutMany:

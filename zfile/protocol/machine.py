@@ -23,6 +23,7 @@ from zfile.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from zfile.protocol.codec import (
     MAX_DIGEST_BYTES,
     MAX_FRAMES,
+    MAX_INLINE_BYTES,
     MAX_MANY_BYTES,
     MAX_MANY_FILES,
     PROTOCOL_VERSION,
@@ -59,6 +60,7 @@ __all__ = [
     "MAX_MANY_BYTES",
     "MAX_MANY_FILES",
     "MAX_FRAMES",
+    "MAX_INLINE_BYTES",
     "max_frame_bytes",
     "DEFAULT_CHUNK_SIZE",
     "Action",
@@ -280,14 +282,19 @@ class Transfer:
     def _apply(self, event: Event, nxt: State) -> State:
         """Counter rules; raise ValueError with the reason to refuse."""
         if isinstance(event, Put):
-            self.kind = "put"
-            self.size = event.size
             if event.inline:
                 if event.digest is None:
                     raise ValueError("an inline PUT needs the whole-file digest")
                 if len(event.data) != event.size:
                     raise ValueError(f"inline PUT declares {event.size} bytes but carries {len(event.data)}")
+                if event.size > MAX_INLINE_BYTES:
+                    raise ValueError(
+                        f"an inline PUT carries at most {MAX_INLINE_BYTES} bytes, not {event.size}: "
+                        "send a larger file as chunks"
+                    )
                 self.offset = event.size
+            self.kind = "put"
+            self.size = event.size
         elif isinstance(event, PutMany):
             if not event.files:
                 raise ValueError("a PUT-MANY needs at least one file")
