@@ -13,12 +13,15 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from zfile.client.client import Client
+from zfile.client.config import ClientConfig
 from zfile.protocol import MAX_FRAMES
+from zfile.protocol.events import Chunk, Credit, Error, Get, GetMeta, Put, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
 
 from ..conftest import free_port, start_daemon
-from ..rawpeer import MiB, RawPeer, peak_rss_mib
+from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, peak_rss_mib
 
 BAD = "bad-request"
 
@@ -86,3 +89,104 @@ async def test_a_million_frame_message_is_refused_without_stalling_the_daemon(tm
         assert longest < 1.5, f"the daemon's event loop stood still for {longest:.2f} s"
     finally:
         await server.shutdown()
+
+
+def _open_uploads(peer: RawPeer, tids: range, who: str) -> dict[int, object]:
+    """Open an upload for each id; return what each was answered."""
+    for tid in tids:
+        peer.send_event(Put(tid, f"{who}/{tid}.bin", MiB, MTIME_NS, 0o644, "blake3"))
+    answers: dict[int, object] = {}
+    while len(answers) < len(tids):
+        event = peer.recv_event()
+        if isinstance(event, PutReady | Error):
+            answers[event.id] = event
+    return answers
+
+
+async def test_one_client_cannot_take_every_slot(tmp_path: Path) -> None:
+    """A connection gets at most max_transfers_per_peer transfers at once;
+    another client still gets its own, and busy says which limit was met."""
+    daemon = start_daemon(
+        tmp_path / "store",
+        tmp_path / "daemon.log",
+        *("--max-transfers", "8", "--max-transfers-per-peer", "3", "--grace-period", "0"),
+    )
+    try:
+        with RawPeer(daemon.endpoint) as greedy, RawPeer(daemon.endpoint) as second:
+            answers = await asyncio.to_thread(_open_uploads, greedy, range(1, 9), "greedy")
+            assert sorted(tid for tid, a in answers.items() if isinstance(a, PutReady)) == [1, 2, 3]
+            refused = [a for a in answers.values() if isinstance(a, Error)]
+            assert len(refused) == 5
+            assert all(a.code == "busy" and "one client" in a.message for a in refused), refused
+            # Honest clients are served at once, with no busy retry to hide a refusal.
+            src = make_file(tmp_path / "honest.bin", 2 * MiB)
+            async with Client(ClientConfig(daemon.endpoint, busy_retries=0)) as honest:
+                assert (await honest.put(src, "honest.bin")).digest == digest_of(src)
+            # The daemon is full only when every slot is taken: 3 + 3 + 2.
+            answers = await asyncio.to_thread(_open_uploads, second, range(1, 4), "second")
+            assert all(isinstance(a, PutReady) for a in answers.values()), answers
+            with RawPeer(daemon.endpoint) as third:
+                answers = await asyncio.to_thread(_open_uploads, third, range(1, 4), "third")
+            ready = [a for a in answers.values() if isinstance(a, PutReady)]
+            full = [a for a in answers.values() if isinstance(a, Error)]
+            assert len(ready) == 2 and len(full) == 1
+            assert full[0].code == "busy" and "8 transfers are running" in full[0].message, full
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()
+
+
+@pytest.mark.slow
+def test_a_trickling_upload_is_ended_and_keeps_its_partial(tmp_path: Path) -> None:
+    """An upload that moves a byte every 0.2 s (so it is never idle) is ended
+    after an idle_timeout under min_rate, with an ERROR saying so; its
+    partial stays and a later PUT of the same file resumes from it."""
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--idle-timeout", "1", "--min-rate", "1000")
+    try:
+        with RawPeer(daemon.endpoint) as peer:
+            peer.send_event(Put(1, "slow.bin", MiB, MTIME_NS, 0o644, "blake3"))
+            assert isinstance(peer.expect(1, PutReady), PutReady)
+            peer.send_event(Chunk(1, 0, b"x" * 100))
+            offset = 100
+            deadline = time.monotonic() + 30
+            while not peer.sock.poll(200):
+                assert time.monotonic() < deadline, "the trickling upload was never ended"
+                peer.send_event(Chunk(1, offset, b"x"))
+                offset += 1
+            err = peer.recv_event()
+            assert isinstance(err, Error) and err.id == 1, err
+            assert err.code == BAD and "minimum of 1000 bytes/s" in err.message, err
+            assert 100 <= max(partials(daemon.root).values()) <= offset
+            peer.send_event(Put(2, "slow.bin", MiB, MTIME_NS, 0o644, "blake3"))
+            ready = peer.expect(2, PutReady)
+            assert isinstance(ready, PutReady) and ready.offset >= 100
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()
+
+
+@pytest.mark.slow
+async def test_a_trickling_download_is_ended(tmp_path: Path) -> None:
+    """A download granting one byte of credit every 0.2 s is ended likewise."""
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--idle-timeout", "1", "--min-rate", "1000")
+    try:
+        src = make_file(tmp_path / "big.bin", MiB)
+        async with Client(daemon.endpoint) as client:
+            await client.put(src, "big.bin")
+
+        def trickle() -> Error:
+            with RawPeer(daemon.endpoint) as peer:
+                peer.send_event(Get(1, "big.bin", 1))
+                assert isinstance(peer.expect(1, GetMeta), GetMeta)
+                deadline = time.monotonic() + 30
+                while True:
+                    assert time.monotonic() < deadline, "the trickling download was never ended"
+                    event = peer.recv_event()
+                    if isinstance(event, Error):
+                        return event
+                    assert isinstance(event, Chunk)
+                    time.sleep(0.2)
+                    peer.send_event(Credit(1, 1))
+
+        err = await asyncio.to_thread(trickle)
+        assert err.code == BAD and "minimum of 1000 bytes/s" in err.message, err
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()

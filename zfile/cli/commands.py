@@ -196,6 +196,20 @@ def main() -> None:
     help="Transfers at once; more get 'busy'.",
 )
 @click.option(
+    "--max-transfers-per-peer",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.max_transfers_per_peer,
+    show_default=True,
+    help="Transfers one client (CURVE key, else connection) may run at once; more get 'busy'.",
+)
+@click.option(
+    "--min-rate",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.min_rate,
+    show_default=True,
+    help="Bytes/s a transfer waiting on its peer must average over each --idle-timeout, or it is ended; 0: none.",
+)
+@click.option(
     "--idle-timeout",
     type=click.FloatRange(min=0.1),
     default=_DEFAULTS.idle_timeout,
