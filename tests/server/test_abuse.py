@@ -16,9 +16,10 @@ from zmq.utils.monitor import recv_monitor_message
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.protocol import MAX_FRAMES
-from zfile.protocol.events import Chunk, Credit, Error, Get, GetMeta, Put, PutReady
+from zfile.protocol.events import Cancel, Chunk, Credit, Error, Get, GetMeta, Put, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
+from zfile.store.partial import transfer_id
 
 from ..conftest import free_port, start_daemon
 from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, peak_rss_mib
@@ -188,5 +189,27 @@ async def test_a_trickling_download_is_ended(tmp_path: Path) -> None:
 
         err = await asyncio.to_thread(trickle)
         assert err.code == BAD and "minimum of 1000 bytes/s" in err.message, err
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()
+
+
+def test_put_then_cancel_leaves_bounded_litter(tmp_path: Path) -> None:
+    """Rounds of PUT then CANCEL leave at most max_partials_per_peer
+    partials, the newest among them."""
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-partials-per-peer", "5")
+    try:
+        with RawPeer(daemon.endpoint) as peer:
+            for tid in range(1, 41):
+                peer.send_event(Put(tid, f"litter/{tid}.bin", MiB, MTIME_NS, 0o644, "blake3"))
+                peer.expect(tid, PutReady)
+                peer.send_event(Chunk(tid, 0, b"x" * 10))
+                peer.send_event(Cancel(tid))
+            deadline = time.monotonic() + 10
+            while len(partials(daemon.root)) > 5:
+                assert time.monotonic() < deadline, f"{len(partials(daemon.root))} partials left"
+                time.sleep(0.05)
+            # The newest partial is the one kept for certain.
+            assert transfer_id("litter/40.bin", MiB, MTIME_NS) in partials(daemon.root)
+        assert "reclaimed" in daemon.log_text()
     finally:
         assert daemon.stop() == 0, daemon.log_text()

@@ -238,6 +238,34 @@ def main() -> None:
     help="Seconds an interrupted upload's partial is kept for resume.",
 )
 @click.option(
+    "--max-partials",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_partials,
+    show_default=True,
+    help="Interrupted uploads' partials kept in all; past it the oldest go first.",
+)
+@click.option(
+    "--max-partial-bytes",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_partial_bytes,
+    show_default=True,
+    help="Bytes of partials kept in all; past it the oldest go first.",
+)
+@click.option(
+    "--max-partials-per-peer",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_partials_per_peer,
+    show_default=True,
+    help="Partials kept per peer (CURVE key, else address); past it its oldest go first.",
+)
+@click.option(
+    "--max-partial-bytes-per-peer",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_partial_bytes_per_peer,
+    show_default=True,
+    help="Bytes of partials kept per peer; past it its oldest go first.",
+)
+@click.option(
     "--secret-key",
     type=click.Path(dir_okay=False),
     default=None,

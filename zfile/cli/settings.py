@@ -69,6 +69,10 @@ _MINIMUM: dict[str, float] = {
     "grace_period": 0,
     "max_name_bytes": 1,
     "partial_ttl": 0,
+    "max_partials": 0,
+    "max_partial_bytes": 0,
+    "max_partials_per_peer": 0,
+    "max_partial_bytes_per_peer": 0,
 }
 
 

@@ -45,6 +45,13 @@ class ServerConfig:
     max_name_bytes: int = 4096
     #: Partials unused for this long are swept.
     partial_ttl: float = 24 * 3600.0
+    #: Most partials kept, and most bytes they hold, in all and per peer (its
+    #: CURVE key, else its address); past any of them the oldest partials no
+    #: upload is using are deleted first.
+    max_partials: int = 1024
+    max_partial_bytes: int = 1 << 40
+    max_partials_per_peer: int = 128
+    max_partial_bytes_per_peer: int = 256 << 30
     #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
     #: "text" (one line a record) or "json" (one JSON object a line).

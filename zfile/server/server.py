@@ -42,6 +42,7 @@ from zfile.server.config import ServerConfig
 from zfile.server.notify import Notifier
 from zfile.server.sessions import Session, Transfers
 from zfile.store import Store, make_store
+from zfile.store.litter import Limits
 from zfile.transport.curve import AuthorizedKeys, load_keypair
 from zfile.transport.endpoint import is_loopback
 from zfile.transport.sockets import Incoming, ServerCurve, ServerSocket
@@ -62,6 +63,12 @@ class Server:
             max_file_size=config.max_file_size,
             max_name_bytes=config.max_name_bytes,
             partial_ttl=config.partial_ttl,
+            partial_limits=Limits(
+                config.max_partials,
+                config.max_partial_bytes,
+                config.max_partials_per_peer,
+                config.max_partial_bytes_per_peer,
+            ),
         )
         self.endpoint: str | None = None
         self._sock: ServerSocket | None = None
