@@ -8,6 +8,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import blake3
 import msgpack
 import pytest
 import zmq
@@ -16,7 +17,7 @@ from zmq.utils.monitor import recv_monitor_message
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.protocol import MAX_FRAMES
-from zfile.protocol.events import Cancel, Chunk, Credit, Error, Get, GetMeta, Put, PutReady
+from zfile.protocol.events import Cancel, Chunk, Credit, Error, Get, GetMeta, Put, PutFile, PutMany, PutManyOk, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
 from zfile.store.partial import transfer_id
@@ -211,5 +212,27 @@ def test_put_then_cancel_leaves_bounded_litter(tmp_path: Path) -> None:
             # The newest partial is the one kept for certain.
             assert transfer_id("litter/40.bin", MiB, MTIME_NS) in partials(daemon.root)
         assert "reclaimed" in daemon.log_text()
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()
+
+
+@pytest.mark.slow
+async def test_a_listing_of_long_names_comes_in_pages_that_fit(tmp_path: Path) -> None:
+    """2,000 entries of 2 KiB names (4.6 MB, over the 4 MiB a peer decodes
+    in one message) come as pages sized by bytes; the client gets all of
+    them, in order, with no page lost to a timeout."""
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    try:
+        stem = "/".join(["n" * 240] * 8)
+        names = [f"{stem}/{k:05d}{'m' * 200}" for k in range(2000)]
+        digest = blake3.blake3(b"x").digest()
+        with RawPeer(daemon.endpoint) as peer:
+            for tid, start in enumerate(range(0, len(names), 250), 1):
+                files = tuple(PutFile(n, 1, MTIME_NS, 0o644, digest, data=b"x") for n in names[start : start + 250])
+                peer.send_event(PutMany(tid, "blake3", files))
+                assert all(r.ok for r in peer.expect(tid, PutManyOk).results)
+        async with Client(ClientConfig(daemon.endpoint, timeout=5)) as client:
+            listed = [e.name async for e in client.list("", page_size=2000)]
+        assert listed == names
     finally:
         assert daemon.stop() == 0, daemon.log_text()

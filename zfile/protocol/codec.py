@@ -255,6 +255,41 @@ def _fields(raw: Any, schema: dict[str, tuple[Check, Any]], what: str) -> dict[s
     return out
 
 
+# Room in a LIST-PAGE's frame 0 for what is not an entry (v, t, id, more,
+# the array's own header).
+_PAGE_SLACK = 1024
+
+
+def page_fit(entries: Sequence[Entry], budget: int = MAX_HEADER_BYTES) -> int:
+    """How many of ``entries``, from the first, one LIST-PAGE can carry with
+    its frame 0 within ``budget`` bytes (default ``MAX_HEADER_BYTES``, the
+    most a receiver decodes); at least one, since a name is at most
+    ``MAX_WIRE_NAME_BYTES``.  A page cut short says ``more``, and the next
+    starts after its last name (docs/protocol.md, "LIST-PAGE")."""
+    room = budget - _PAGE_SLACK
+    for count, entry in enumerate(entries):
+        room -= len(msgpack.packb(_entry_map(entry), use_bin_type=True))
+        if room < 0:
+            return max(count, 1)
+    return len(entries)
+
+
+def _leading_id(head: Buffer) -> int | None:
+    """The ``id`` of a frame 0 too long to decode, read from its first
+    fields only (encode() puts ``v``, ``t`` and ``id`` first), so that the
+    refusal still names its transfer."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True)
+    unpacker.feed(bytes(memoryview(head)[:4096]))
+    try:
+        for _ in range(min(unpacker.read_map_header(), 8)):
+            if unpacker.unpack() == "id":
+                return _header_id({"id": unpacker.unpack()})
+            unpacker.skip()
+    except Exception:  # msgpack raises several unrelated types on bad or cut input
+        return None
+    return None
+
+
 def _header_id(header: Any) -> int | None:
     if isinstance(header, dict):
         value = header.get("id")
@@ -276,7 +311,9 @@ def decode(frames: Sequence[Buffer]) -> Event:
         raise RemoteProtocolError(f"message has {len(frames)} frames; at most {MAX_FRAMES} frames are allowed")
     head = frames[0]
     if len(head) > MAX_HEADER_BYTES:
-        raise RemoteProtocolError(f"header frame is {len(head)} bytes, over {MAX_HEADER_BYTES}")
+        raise RemoteProtocolError(
+            f"header frame is {len(head)} bytes, over {MAX_HEADER_BYTES}", transfer_id=_leading_id(head)
+        )
     try:
         header = msgpack.unpackb(head, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types on bad input

@@ -30,6 +30,7 @@ from zfile.protocol.codec import (
     decode,
     encode,
     max_frame_bytes,
+    page_fit,
 )
 from zfile.protocol.credit import next_piece
 from zfile.protocol.events import (
@@ -62,6 +63,7 @@ __all__ = [
     "MAX_FRAMES",
     "MAX_INLINE_BYTES",
     "max_frame_bytes",
+    "page_fit",
     "DEFAULT_CHUNK_SIZE",
     "Action",
     "action_for",

@@ -460,8 +460,10 @@ class Transfers:
         exc: BaseException | None = None
         try:
             entries = await self.store.list(req.prefix, req.after, req.limit + 1)
-            more = len(entries) > req.limit
-            await self._send(session, ListPage(req.id, tuple(entries[: req.limit]), more))
+            # Long names can make `limit` entries more than a peer decodes in one message.
+            count = protocol.page_fit(entries[: req.limit])
+            more = len(entries) > count
+            await self._send(session, ListPage(req.id, tuple(entries[:count]), more))
             if more:
                 return  # the session waits for the client to ask for the next page
         except asyncio.CancelledError:
