@@ -48,6 +48,7 @@ import aiofiles
 from zfile.errors import (
     BadName,
     ErrorCode,
+    NoSpace,
     NotFound,
     StoreError,
     TooLarge,
@@ -73,6 +74,8 @@ log = logging.getLogger("zfile.store")
 
 # A peer decides permission bits, not setuid/setgid/sticky on the daemon's disk.
 _MODE_MASK = 0o777
+# Seconds between attempts to make a read-only catalog writable again.
+_RETRY_WRITABLE_S = 5.0
 
 
 def _open_nofollow(path: str, flags: int) -> int:
@@ -117,6 +120,7 @@ class LocalStore(Store):
         self.partials = PartialBounds(partial_limits or Limits())
         self._reclaimer: asyncio.Task[None] | None = None
         self._reclaim_again = False
+        self._retry_writable_at = 0.0
         # Group commit; its lock is also held by open_download from catalog
         # read to open, so a download never pairs one version's entry with
         # another version's bytes.
@@ -135,8 +139,9 @@ class LocalStore(Store):
         partials.  Raises StoreError when any of that fails."""
         await self.layout.open()
         await self.catalog.open()
-        # Before any transfer: settle what a crash or a hand edit left behind.
-        self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
+        if not self.catalog.read_only:  # (it logged why it is)
+            # Before any transfer: settle what a crash or a hand edit left behind.
+            self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
         await self.sweep_partials()
         for transfer, peer, size, touched in await asyncio.to_thread(_scan_partials, self.layout.tmp):
             self.partials.note(transfer, peer, size, touched)
@@ -168,6 +173,19 @@ class LocalStore(Store):
         """
         return await self._begin(name, size, mtime_ns, mode, algo, clobber, peer, resume=True)
 
+    async def _writable(self) -> None:
+        """NoSpace while the catalog is read-only (its disk full); tries to
+        make it writable again at most every few seconds."""
+        if not self.catalog.read_only:
+            return
+        now = time.monotonic()
+        if now >= self._retry_writable_at:
+            self._retry_writable_at = now + _RETRY_WRITABLE_S
+            if await self.catalog.try_writable():
+                log.info("the store's catalog %s is writable again: accepting uploads", self.catalog.path)
+                return
+        raise NoSpace("the store's disk is full: no upload is accepted until space is freed on the daemon")
+
     async def _begin(
         self,
         name: str,
@@ -181,6 +199,7 @@ class LocalStore(Store):
         resume: bool,
     ) -> Upload:
         hasher = self._admit(name, size, algo)
+        await self._writable()
         final = await self.layout.resolve(name, True)
         if not clobber and (
             await self.catalog.get(name) is not None or await asyncio.to_thread(os.path.lexists, final)
@@ -230,6 +249,10 @@ class LocalStore(Store):
         ``peer`` who sent them.  Two files of one batch with the same name,
         size and mtime: the second is refused as Busy.
         """
+        try:
+            await self._writable()
+        except NoSpace as exc:
+            return [exc] * len(files)
         results: list[Entry | ZfileError | None] = [None] * len(files)
         claimed: list[tuple[int, Upload, PutFile, bool]] = []
         try:
