@@ -23,7 +23,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zfile.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from zfile.protocol.codec import MAX_HEADER_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, MAX_WIRE_NAME_BYTES
+from zfile.protocol.codec import (
+    MAX_FRAMES,
+    MAX_HEADER_BYTES,
+    MAX_INLINE_BYTES,
+    MAX_MANY_BYTES,
+    MAX_MANY_FILES,
+    MAX_WIRE_NAME_BYTES,
+    max_frame_bytes,
+    page_fit,
+)
 from zfile.protocol.events import EVENT_TYPES
 from zfile.protocol.machine import (
     _TRANSITIONS,
@@ -620,7 +629,7 @@ def test_header_over_the_limit():
 
     assert decode([padded(MAX_HEADER_BYTES)]) == Cancel(ID)
     exc = reject([padded(MAX_HEADER_BYTES + 1)], "header frame", "over", str(MAX_HEADER_BYTES))
-    assert exc.transfer_id is None  # refused before it is parsed
+    assert exc.transfer_id == ID  # refused unparsed but for its leading fields, naming its transfer
     reject([memoryview(b"\x00" * (MAX_HEADER_BYTES + 1))], "over")
 
 
@@ -731,6 +740,65 @@ def test_inline_put_without_digest():
     del header["digest"]
     exc = reject([pack(header), b"abcde"], "inline PUT lacks field 'digest'")
     assert exc.transfer_id == ID
+
+
+def test_inline_put_over_one_chunk_is_malformed():
+    assert MAX_INLINE_BYTES == DEFAULT_CHUNK_SIZE
+    big = Put(
+        ID, "big.bin", MAX_INLINE_BYTES + 1, MTIME, 0o644, "blake3", data=b"x" * (MAX_INLINE_BYTES + 1), digest=D1
+    )
+    exc = reject(encode(big), f"at most {MAX_INLINE_BYTES} bytes", str(MAX_INLINE_BYTES + 1))
+    assert exc.transfer_id == ID
+    fits = Put(ID, "fits.bin", MAX_INLINE_BYTES, MTIME, 0o644, "blake3", data=b"x" * MAX_INLINE_BYTES, digest=D1)
+    assert decode(encode(fits)) == fits
+
+
+def test_inline_put_over_one_chunk_is_refused_by_both_ends():
+    """The state machine refuses it too, so a client never sends what the
+    daemon would refuse, whatever built the event."""
+    size = MAX_INLINE_BYTES + 1
+    Pair().refuse(C, Put(ID, "big.bin", size, MTIME, 0o644, "blake3", data=b"x" * size, digest=D1), "at most")
+    p = Pair()
+    p.c(Put(ID, "fits.bin", MAX_INLINE_BYTES, MTIME, 0o644, "blake3", data=b"x" * MAX_INLINE_BYTES, digest=D1))
+    assert p.state() is State.PUT_CLOSING
+
+
+def test_message_over_the_frame_limit_is_malformed():
+    head = encode(BASE["PUT"])[0]
+    reject([head, *[b""] * MAX_FRAMES], f"at most {MAX_FRAMES} frames", str(MAX_FRAMES + 1))
+    assert MAX_FRAMES == 1 + MAX_MANY_FILES
+
+
+def test_the_largest_legal_frame_is_under_max_frame_bytes():
+    """Frame 0 at its limit, a chunk of the window, a PUT-MANY file of all
+    its bytes: each fits under the daemon's ZMQ_MAXMSGSIZE."""
+    window = 8 << 20
+    limit = max_frame_bytes(window)
+    assert max(MAX_HEADER_BYTES, window, MAX_MANY_BYTES, MAX_INLINE_BYTES) < limit < 32 << 20
+
+
+def _entry(name: str) -> Entry:
+    return Entry(name, 1, MTIME, 0o644, "blake3", D1, 1.0, "u" * 32, "tcp://127.0.0.1")
+
+
+def test_a_page_is_cut_where_its_entries_reach_the_header_limit():
+    entries = [_entry(f"{k:05d}" + "n" * 4000) for k in range(1100)]
+    count = page_fit(entries)
+    assert 900 < count < 1100
+    frames = encode(ListPage(ID, tuple(entries[:count]), True))
+    assert len(frames[0]) <= MAX_HEADER_BYTES
+    assert len(encode(ListPage(ID, tuple(entries[: count + 1]), True))[0]) > MAX_HEADER_BYTES - 1024
+    assert page_fit(entries[:10]) == 10
+    assert page_fit(entries, budget=10) == 1  # a page always carries one entry
+
+
+def test_an_over_long_header_is_refused_naming_its_transfer():
+    """So the peer waiting on that transfer hears why at once, rather than
+    waiting out its timeout."""
+    page = ListPage(ID, tuple(_entry(f"{k:05d}" + "n" * 4000) for k in range(1100)), False)
+    exc = reject(encode(page), "header frame is", f"over {MAX_HEADER_BYTES}")
+    assert exc.transfer_id == ID
+    assert reject([b"\x81\xa1v" + b"\x00" * (MAX_HEADER_BYTES + 1)], "header frame is").transfer_id is None
 
 
 def test_put_with_digest_but_no_data_is_not_inline():

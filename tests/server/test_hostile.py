@@ -123,6 +123,15 @@ MALFORMED = {
         35,
         BAD,
     ),
+    "inline-put-over-one-chunk": (
+        # Digest and size are right: only the inline size is wrong.
+        [
+            header(**{**PUT_FIELDS, "size": 2 * MiB}, id=37, digest=blake3.blake3(bytes(2 * MiB)).digest()),
+            bytes(2 * MiB),
+        ],
+        37,
+        BAD,
+    ),
     "put-many-ok-from-client": ([header(t="PUT-MANY-OK", id=36, results=[{}])], 36, BAD),
 }
 
@@ -142,11 +151,29 @@ HOSTILE_NAMES = {
     "nul": "a\x00b.bin",
     "control-char": "bell\x07.bin",
     "newline": "two\nlines.bin",
+    "c1-control-char": "csi\x9b31m.bin",
+    "component-over-255-bytes": "d/" + "c" * 256,
     "over-4096-bytes": "n" * 4097,
     "over-wire-limit": "w" * 70_000,
     "private-dir": ".zfile/catalog.db",
     "empty": "",
 }
+
+
+def test_name_over_path_max_names_the_limit(tmp_path, outside):
+    """A name within --max-name-bytes whose path under the root would pass
+    PATH_MAX is refused bad-request naming the limit, not failed internal."""
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-name-bytes", "8192")
+    try:
+        name = "/".join(["p" * 200] * 21)[:4096]
+        digest = blake3.blake3(b"hi").digest()
+        with RawPeer(daemon.endpoint) as peer:
+            peer.send_event(Put(41, name, 2, MTIME_NS, 0o644, "blake3", data=b"hi", digest=digest))
+            assert "PATH_MAX" in peer.expect_error(41, BAD).message
+            peer.send_event(Put(42, name, 10 * MiB, MTIME_NS, 0o644, "blake3"))
+            assert "PATH_MAX" in peer.expect_error(42, BAD).message
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES.values(), ids=HOSTILE_NAMES.keys())

@@ -8,8 +8,10 @@ import errno
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
+import blake3
 import pytest
 import zmq
 
@@ -17,13 +19,13 @@ from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.codec import decode, encode
-from zfile.protocol.events import Cancel, Error, Put, PutReady
+from zfile.protocol.events import Cancel, Error, Event, Put, PutOk, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
 from zfile.store import partial
 
 from ..conftest import free_port, start_daemon, zfile_cli
-from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials
+from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, restart
 
 
 @pytest.fixture
@@ -233,3 +235,72 @@ async def test_write_error_mid_transfer_is_no_space(tmp_path, monkeypatch, err):
             assert sorted([e.name async for e in client.list("")]) == ["big.bin", "kept.bin"]
     finally:
         await server.shutdown()
+
+
+def _fill(path: Path) -> None:
+    """Fill the disk of ``path`` to the last byte (appending to it)."""
+    with open(path, "ab") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def _inline_put(peer: RawPeer, tid: int, name: str, data: bytes) -> Event:
+    peer.send_event(
+        Put(tid, name, len(data), MTIME_NS, 0o644, "blake3", data=data, digest=blake3.blake3(data).digest())
+    )
+    return peer.expect(tid, PutOk | Error)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+async def test_a_daemon_whose_catalog_cannot_be_written_starts_and_serves_reads(tmp_path, small_fs):
+    """On a full disk the catalog cannot be written, nor even opened for
+    writing: an upload is refused no-space without SQLite's wording; the
+    daemon restarts, says so in one log line, serves downloads and listings,
+    and takes uploads again once space is freed."""
+    if small_fs is None:
+        pytest.skip("cannot mount a tmpfs here")
+    logs = tmp_path / "logs"
+    d = restart(small_fs / "store", logs)
+    kept = make_file(tmp_path / "kept.bin", MiB)
+    filler = small_fs / "filler"
+    try:
+        async with Client(d.endpoint) as client:
+            await client.put(kept, "kept.bin")
+        _fill(filler)
+        with RawPeer(d.endpoint) as peer:
+            # An empty file needs no room for its bytes, only a catalog row.
+            err = _inline_put(peer, 1, "empty.txt", b"")
+            assert isinstance(err, Error) and err.code == "no-space", err
+            assert "database" not in err.message and "disk I/O" not in err.message, err
+        assert d.stop() == 0, d.log_text()
+        _fill(filler)  # what the daemon freed as it stopped (its catalog's WAL)
+        d = restart(small_fs / "store", logs)
+        warned = [line for line in d.log_text().splitlines() if "read-only" in line]
+        assert len(warned) == 1 and "disk is full" in warned[0], warned
+        async with Client(d.endpoint) as client:
+            assert [e.name async for e in client.list("")] == ["kept.bin"]
+            got = await client.get("kept.bin", tmp_path / "back" / "kept.bin")
+            assert got.path.read_bytes() == kept.read_bytes()
+        with RawPeer(d.endpoint) as peer:
+            for tid, data in enumerate((b"", b"small"), 1):
+                err = _inline_put(peer, tid, f"new-{tid}.txt", data)
+                assert isinstance(err, Error) and err.code == "no-space", err
+                assert "database" not in err.message and "disk I/O" not in err.message, err
+            peer.send_event(Put(3, "streamed.bin", MiB, MTIME_NS, 0o644, "blake3"))
+            peer.expect_error(3, "no-space")
+            filler.unlink()
+            deadline = time.monotonic() + 30
+            for tid in range(4, 1000):  # the daemon retries its catalog every few seconds
+                answer = _inline_put(peer, tid, "after.txt", b"room again")
+                if isinstance(answer, PutOk):
+                    break
+                assert time.monotonic() < deadline, answer
+                await asyncio.sleep(0.5)
+        assert (d.root / "after.txt").read_bytes() == b"room again"
+    finally:
+        filler.unlink(missing_ok=True)
+        assert d.stop() == 0, d.log_text()

@@ -43,7 +43,7 @@ async def test_a_file_cut_short_while_streamed_is_a_store_error(store: LocalStor
         assert bytes(view) == data[:CHUNK]
         reader.pool.give(buf)
         os.truncate(store.root / "f", CHUNK + 10)
-        with pytest.raises(StoreError, match="f changed on disk while being sent") as info:
+        with pytest.raises(StoreError, match="'f' changed on disk while being sent") as info:
             await reader.next()
         assert type(info.value) is StoreError
     finally:

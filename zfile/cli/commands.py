@@ -307,6 +307,20 @@ def main() -> None:
     help="Transfers at once; more get 'busy'.",
 )
 @click.option(
+    "--max-transfers-per-peer",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.max_transfers_per_peer,
+    show_default=True,
+    help="Transfers one client (CURVE key, else connection) may run at once; more get 'busy'.",
+)
+@click.option(
+    "--min-rate",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.min_rate,
+    show_default=True,
+    help="Bytes/s a transfer waiting on its peer must average over each --idle-timeout, or it is ended; 0: none.",
+)
+@click.option(
     "--idle-timeout",
     type=click.FloatRange(min=0.1),
     default=_DEFAULTS.idle_timeout,
@@ -333,6 +347,34 @@ def main() -> None:
     default=_DEFAULTS.partial_ttl,
     show_default=True,
     help="Seconds an interrupted upload's partial is kept for resume.",
+)
+@click.option(
+    "--max-partials",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_partials,
+    show_default=True,
+    help="Interrupted uploads' partials kept in all; past it the oldest go first.",
+)
+@click.option(
+    "--max-partial-bytes",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_partial_bytes,
+    show_default=True,
+    help="Bytes of partials kept in all; past it the oldest go first.",
+)
+@click.option(
+    "--max-partials-per-peer",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_partials_per_peer,
+    show_default=True,
+    help="Partials kept per peer (CURVE key, else address); past it its oldest go first.",
+)
+@click.option(
+    "--max-partial-bytes-per-peer",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_partial_bytes_per_peer,
+    show_default=True,
+    help="Bytes of partials kept per peer; past it its oldest go first.",
 )
 @click.option(
     "--secret-key",

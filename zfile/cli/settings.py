@@ -63,10 +63,16 @@ _MINIMUM: dict[str, float] = {
     "window": 1,
     "max_file_size": 0,
     "max_transfers": 1,
+    "max_transfers_per_peer": 1,
+    "min_rate": 0,
     "idle_timeout": 0.1,
     "grace_period": 0,
     "max_name_bytes": 1,
     "partial_ttl": 0,
+    "max_partials": 0,
+    "max_partial_bytes": 0,
+    "max_partials_per_peer": 0,
+    "max_partial_bytes_per_peer": 0,
 }
 
 

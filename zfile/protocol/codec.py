@@ -40,9 +40,27 @@ MAX_DIGEST_BYTES = 64
 #: Most files one PUT-MANY may carry, and most bytes of file data in all.
 MAX_MANY_FILES = 1024
 MAX_MANY_BYTES = 4 << 20
+#: Most bytes an inline PUT may carry: one chunk of the default size.  A
+#: larger file streams as CHUNK messages under credit.
+MAX_INLINE_BYTES = 1 << 20
+#: Most frames a legal message holds: frame 0 and one data frame per file
+#: of the largest PUT-MANY.  A receiver refuses a longer message unread.
+MAX_FRAMES = 1 + MAX_MANY_FILES
+# Slack for msgpack's own bytes around the limits above.
+_FRAME_MARGIN = 64 << 10
 _U63 = (1 << 63) - 1
 
 Check = Callable[[Any], Any]
+
+
+def max_frame_bytes(chunk_bytes: int) -> int:
+    """The largest frame a legal message may hold, in bytes, for a receiver
+    that lets chunks of up to ``chunk_bytes`` (its chunk size or credit
+    window, whichever is larger) reach it: frame 0's limit, one chunk and a
+    PUT-MANY's data together, with a margin, so that no legal frame comes
+    near it.  A receiver may set it as ``ZMQ_MAXMSGSIZE`` (zmq_setsockopt(3)).
+    """
+    return MAX_HEADER_BYTES + chunk_bytes + MAX_MANY_BYTES + _FRAME_MARGIN
 
 
 def _int_range(lo: int, hi: int) -> Check:
@@ -237,6 +255,41 @@ def _fields(raw: Any, schema: dict[str, tuple[Check, Any]], what: str) -> dict[s
     return out
 
 
+# Room in a LIST-PAGE's frame 0 for what is not an entry (v, t, id, more,
+# the array's own header).
+_PAGE_SLACK = 1024
+
+
+def page_fit(entries: Sequence[Entry], budget: int = MAX_HEADER_BYTES) -> int:
+    """How many of ``entries``, from the first, one LIST-PAGE can carry with
+    its frame 0 within ``budget`` bytes (default ``MAX_HEADER_BYTES``, the
+    most a receiver decodes); at least one, since a name is at most
+    ``MAX_WIRE_NAME_BYTES``.  A page cut short says ``more``, and the next
+    starts after its last name (docs/protocol.md, "LIST-PAGE")."""
+    room = budget - _PAGE_SLACK
+    for count, entry in enumerate(entries):
+        room -= len(msgpack.packb(_entry_map(entry), use_bin_type=True))
+        if room < 0:
+            return max(count, 1)
+    return len(entries)
+
+
+def _leading_id(head: Buffer) -> int | None:
+    """The ``id`` of a frame 0 too long to decode, read from its first
+    fields only (encode() puts ``v``, ``t`` and ``id`` first), so that the
+    refusal still names its transfer."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True)
+    unpacker.feed(bytes(memoryview(head)[:4096]))
+    try:
+        for _ in range(min(unpacker.read_map_header(), 8)):
+            if unpacker.unpack() == "id":
+                return _header_id({"id": unpacker.unpack()})
+            unpacker.skip()
+    except Exception:  # msgpack raises several unrelated types on bad or cut input
+        return None
+    return None
+
+
 def _header_id(header: Any) -> int | None:
     if isinstance(header, dict):
         value = header.get("id")
@@ -254,9 +307,13 @@ def decode(frames: Sequence[Buffer]) -> Event:
     """
     if not frames:
         raise RemoteProtocolError("empty message")
+    if len(frames) > MAX_FRAMES:
+        raise RemoteProtocolError(f"message has {len(frames)} frames; at most {MAX_FRAMES} frames are allowed")
     head = frames[0]
     if len(head) > MAX_HEADER_BYTES:
-        raise RemoteProtocolError(f"header frame is {len(head)} bytes, over {MAX_HEADER_BYTES}")
+        raise RemoteProtocolError(
+            f"header frame is {len(head)} bytes, over {MAX_HEADER_BYTES}", transfer_id=_leading_id(head)
+        )
     try:
         header = msgpack.unpackb(head, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types on bad input
@@ -299,12 +356,18 @@ def decode(frames: Sequence[Buffer]) -> Event:
                 f"inline PUT declares {fields['size']} bytes but carries {len(data)}",
                 transfer_id=tid,
             )
+        if len(data) > MAX_INLINE_BYTES:
+            raise RemoteProtocolError(_inline_too_big(len(data)), transfer_id=tid)
         return Put(data=data, **fields)
     if n_frames != 1:
         raise RemoteProtocolError(f"{kind} needs 1 frame, got {n_frames}", transfer_id=tid)
     if kind == "PUT-MANY-OK":
         return PutManyOk(fields["id"], tuple(FileResult(**r) for r in fields["results"]))
     return cls(**fields)
+
+
+def _inline_too_big(size: int) -> str:
+    return f"an inline PUT carries at most {MAX_INLINE_BYTES} bytes, not {size}: send a larger file as chunks"
 
 
 def _put_many(fields: dict[str, Any], frames: Sequence[Buffer], tid: int | None) -> PutMany:

@@ -20,7 +20,18 @@ from __future__ import annotations
 from enum import Enum
 
 from zfile.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from zfile.protocol.codec import MAX_DIGEST_BYTES, MAX_MANY_BYTES, MAX_MANY_FILES, PROTOCOL_VERSION, decode, encode
+from zfile.protocol.codec import (
+    MAX_DIGEST_BYTES,
+    MAX_FRAMES,
+    MAX_INLINE_BYTES,
+    MAX_MANY_BYTES,
+    MAX_MANY_FILES,
+    PROTOCOL_VERSION,
+    decode,
+    encode,
+    max_frame_bytes,
+    page_fit,
+)
 from zfile.protocol.credit import next_piece
 from zfile.protocol.events import (
     Buffer,
@@ -49,6 +60,10 @@ __all__ = [
     "MAX_DIGEST_BYTES",
     "MAX_MANY_BYTES",
     "MAX_MANY_FILES",
+    "MAX_FRAMES",
+    "MAX_INLINE_BYTES",
+    "max_frame_bytes",
+    "page_fit",
     "DEFAULT_CHUNK_SIZE",
     "Action",
     "action_for",
@@ -269,14 +284,19 @@ class Transfer:
     def _apply(self, event: Event, nxt: State) -> State:
         """Counter rules; raise ValueError with the reason to refuse."""
         if isinstance(event, Put):
-            self.kind = "put"
-            self.size = event.size
             if event.inline:
                 if event.digest is None:
                     raise ValueError("an inline PUT needs the whole-file digest")
                 if len(event.data) != event.size:
                     raise ValueError(f"inline PUT declares {event.size} bytes but carries {len(event.data)}")
+                if event.size > MAX_INLINE_BYTES:
+                    raise ValueError(
+                        f"an inline PUT carries at most {MAX_INLINE_BYTES} bytes, not {event.size}: "
+                        "send a larger file as chunks"
+                    )
                 self.offset = event.size
+            self.kind = "put"
+            self.size = event.size
         elif isinstance(event, PutMany):
             if not event.files:
                 raise ValueError("a PUT-MANY needs at least one file")

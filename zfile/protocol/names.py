@@ -15,7 +15,17 @@ from zfile.errors import BadName
 #: The store's private directory under its root (catalog, partial uploads).
 PRIVATE_DIR = ".zfile"
 
+#: Longest component of a name, in bytes of UTF-8: NAME_MAX of Linux file
+#: systems, so every stored name can be a path on the daemon's disk.
+MAX_COMPONENT_BYTES = 255
+
 _QUOTE_CHARS = 60
+
+
+def _is_control(char: str) -> bool:
+    # C0 (below 32), DEL, and C1 (U+0080-U+009F; a terminal reads U+009B as CSI)
+    code = ord(char)
+    return code < 32 or 127 <= code <= 159
 
 
 def quote_name(name: str) -> str:
@@ -39,7 +49,7 @@ def _check(name: str, max_bytes: int, what: str) -> None:
     if len(encoded) > max_bytes:
         raise BadName(f"the {what} {q} is {len(encoded)} bytes long in UTF-8; the limit is {max_bytes} bytes")
     for char in name:
-        if ord(char) < 32 or ord(char) == 127:
+        if _is_control(char):
             raise BadName(f"the {what} {q} contains the control character {char!r}")
     if name.startswith("/"):
         raise BadName(f"the {what} {q} is absolute; names are relative to the store")
@@ -49,6 +59,10 @@ def _check(name: str, max_bytes: int, what: str) -> None:
             raise BadName(f"the {what} {q} has an empty component ('//' or a trailing '/')")
         if part in (".", ".."):
             raise BadName(f"the {what} {q} has a {part!r} component")
+        if (length := len(part.encode("utf-8"))) > MAX_COMPONENT_BYTES:
+            raise BadName(
+                f"the {what} {q} has a component of {length} bytes; the limit is {MAX_COMPONENT_BYTES} bytes (NAME_MAX)"
+            )
     if parts[0] == PRIVATE_DIR:
         raise BadName(f"the {what} {q} is inside the store's private directory {PRIVATE_DIR!r}")
 
@@ -60,8 +74,10 @@ def check_name(name: str, max_bytes: int = 4096) -> str:
     ``!r``, shortened when long) when ``name`` is not a string, is empty, is
     not encodable as UTF-8 (lone surrogates), is longer than ``max_bytes``
     bytes in UTF-8, contains NUL or another control character (code point
-    < 32 or 127), is absolute, has an empty (``a//b``, trailing ``/``), ``.``
-    or ``..`` component, or starts with the private ``.zfile`` component.
+    < 32, 127, or C1: U+0080 to U+009F), is absolute, has an empty
+    (``a//b``, trailing ``/``), ``.`` or ``..`` component or one over
+    :data:`MAX_COMPONENT_BYTES` (255) bytes in UTF-8, or starts with the
+    private ``.zfile`` component.
     A backslash is an ordinary POSIX file name character and is allowed.
     """
     _check(name, max_bytes, "file name")

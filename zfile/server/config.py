@@ -30,6 +30,13 @@ class ServerConfig:
     max_file_size: int = 1 << 40
     #: Transfers running at once; a request over the limit gets ``busy``.
     max_transfers: int = 256
+    #: Transfers one client may run at once (a client is its CURVE key, else
+    #: its connection); more get ``busy``, so one client cannot take every slot.
+    max_transfers_per_peer: int = 64
+    #: Bytes per second an upload or download must average over each
+    #: ``idle_timeout`` while it waits on its peer; a slower one is ended
+    #: (an upload keeps its partial for resume).  0: no minimum.
+    min_rate: int = 1024
     #: A transfer that hears nothing from its peer for this long is ended
     #: (an upload keeps its partial for resume).
     idle_timeout: float = 60.0
@@ -38,6 +45,13 @@ class ServerConfig:
     max_name_bytes: int = 4096
     #: Partials unused for this long are swept.
     partial_ttl: float = 24 * 3600.0
+    #: Most partials kept, and most bytes they hold, in all and per peer (its
+    #: CURVE key, else its address); past any of them the oldest partials no
+    #: upload is using are deleted first.
+    max_partials: int = 1024
+    max_partial_bytes: int = 1 << 40
+    max_partials_per_peer: int = 128
+    max_partial_bytes_per_peer: int = 256 << 30
     #: DEBUG, INFO, WARNING or ERROR.
     log_level: str = "INFO"
     #: "text" (one line a record) or "json" (one JSON object a line).

@@ -40,8 +40,9 @@ from zfile.protocol.events import (
 )
 from zfile.server.config import ServerConfig
 from zfile.server.notify import Notifier
-from zfile.server.sessions import Transfers
+from zfile.server.sessions import Session, Transfers
 from zfile.store import Store, make_store
+from zfile.store.litter import Limits
 from zfile.transport.curve import AuthorizedKeys, load_keypair
 from zfile.transport.endpoint import is_loopback
 from zfile.transport.sockets import Incoming, ServerCurve, ServerSocket
@@ -62,6 +63,12 @@ class Server:
             max_file_size=config.max_file_size,
             max_name_bytes=config.max_name_bytes,
             partial_ttl=config.partial_ttl,
+            partial_limits=Limits(
+                config.max_partials,
+                config.max_partial_bytes,
+                config.max_partials_per_peer,
+                config.max_partial_bytes_per_peer,
+            ),
         )
         self.endpoint: str | None = None
         self._sock: ServerSocket | None = None
@@ -107,7 +114,9 @@ class Server:
         curve = self._load_curve()
         await self.store.open()
         try:
-            self._sock = await ServerSocket.bind(self.config.bind, curve=curve)
+            # A client's chunk is at most its credit, which never exceeds the window.
+            largest = protocol.max_frame_bytes(max(self.config.chunk_size, self.config.window))
+            self._sock = await ServerSocket.bind(self.config.bind, curve=curve, max_frame_bytes=largest)
         except BaseException:
             await self.store.close()
             raise
@@ -278,10 +287,19 @@ class Server:
         if self._draining:
             self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, "the daemon is shutting down"))
             return
-        if not isinstance(event, ListRequest) and self.transfers.active() >= self.config.max_transfers:
-            msg = f"{self.config.max_transfers} transfers are running; try again shortly"
-            self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
-            return
+        if not isinstance(event, ListRequest):
+            total, mine = self.transfers.running(inc.peer_key or inc.identity)
+            if total >= self.config.max_transfers:
+                msg = f"{self.config.max_transfers} transfers are running; try again shortly"
+                self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
+                return
+            if mine >= self.config.max_transfers_per_peer:
+                msg = (
+                    f"this client already runs {mine} transfers, the most the daemon allows one client "
+                    "(max_transfers_per_peer); try again when one ends"
+                )
+                self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
+                return
         transfer = protocol.Transfer(protocol.Role.SERVER, event.id)
         try:
             transfer.receive(event)
@@ -292,34 +310,42 @@ class Server:
 
     async def _sweep_idle(self) -> None:
         """End transfers whose peer has been silent for ``idle_timeout`` seconds
-        (a client killed mid-transfer): frees their memory and slot; an upload
-        keeps its partial for resume."""
+        (a client killed mid-transfer), or whose stream moved under
+        ``min_rate`` bytes/s over the last ``idle_timeout`` seconds while it
+        waited on its peer (a client trickling bytes to hold a slot): frees
+        their memory and slot; an upload keeps its partial for resume."""
         period = min(1.0, self.config.idle_timeout / 4)
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
-            idle = []
+            ended: list[tuple[Session, str]] = []
             for session in list(self.transfers.sessions.values()):
                 waiting_on_peer = session.task is None or session.task.done() or session.waits_on_peer()
                 if waiting_on_peer and now - session.last_heard > self.config.idle_timeout:
+                    why = "transfer idle for too long"
                     log.info(
                         "transfer %d from %s idle for %.0f s: ending it",
                         session.transfer.id,
                         session.peer or "?",
                         self.config.idle_timeout,
                     )
-                    self.transfers.end(session)
-                    idle.append(session)
+                elif (moved := self.transfers.too_slow(session, now)) is not None:
+                    why = (
+                        f"transfer moved {moved} bytes in the last {self.config.idle_timeout:g} s, under the "
+                        f"daemon's minimum of {self.config.min_rate} bytes/s; ended (an upload can resume)"
+                    )
+                    log.info("transfer %d from %s too slow: %s", session.transfer.id, session.peer or "?", why)
+                else:
+                    continue
+                self.transfers.end(session)
+                ended.append((session, why))
             # Tell the peers once their uploads have released their partials, so
             # that one resuming at once is not answered busy.
-            tasks = [s.task for s in idle if s.task is not None]
+            tasks = [s.task for s, _ in ended if s.task is not None]
             if tasks:
                 await asyncio.wait(tasks, timeout=self.config.idle_timeout)
-            for session in idle:
-                self.transfers.reply(
-                    session.identity,
-                    Error(session.transfer.id, ErrorCode.BAD_REQUEST.value, "transfer idle for too long"),
-                )
+            for session, why in ended:
+                self.transfers.reply(session.identity, Error(session.transfer.id, ErrorCode.BAD_REQUEST.value, why))
 
     async def _sweep_partials(self) -> None:
         """Delete partials unused for ``partial_ttl`` seconds, checking every

@@ -55,6 +55,9 @@ log = logging.getLogger("zfile.server")
 # across all uploads (see Transfers._upload_window).
 _UPLOAD_BUFFER_WINDOWS = 16
 
+# States in which a transfer's bytes stream and its rate is held to min_rate.
+_STREAMING = frozenset({protocol.State.PUT_SENDING, protocol.State.GET_RECEIVING})
+
 
 @dataclass(eq=False)
 class Session:
@@ -68,10 +71,19 @@ class Session:
     queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
     credit_arrived: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    #: (monotonic time, stream offset) when the current rate period began;
+    #: None until the stream flows (see Transfers.too_slow).
+    rate_mark: tuple[float, int] | None = None
 
     @property
     def key(self) -> tuple[bytes, int]:
         return (self.identity, self.transfer.id)
+
+    @property
+    def owner(self) -> str | bytes:
+        """Whose transfer this is, for the per-client cap: the CURVE key the
+        peer authenticated with, else its connection's routing identity."""
+        return self.peer_key or self.identity
 
     @property
     def who(self) -> str:
@@ -132,6 +144,37 @@ class Transfers:
 
     def active(self) -> int:
         return sum(1 for s in self.sessions.values() if s.task is not None and not s.task.done())
+
+    def running(self, owner: str | bytes) -> tuple[int, int]:
+        """Transfers running (a listing between pages is not), in all and of
+        ``owner`` (:attr:`Session.owner`)."""
+        total = mine = 0
+        for s in self.sessions.values():
+            if s.task is not None and not s.task.done():
+                total += 1
+                mine += s.owner == owner
+        return total, mine
+
+    def too_slow(self, session: Session, now: float) -> int | None:
+        """The bytes ``session``'s stream moved in the rate period that just
+        ended, when that was under ``min_rate`` per second while the transfer
+        waits on its peer (then the peer, not the daemon, is what holds it
+        up); else None.  A period lasts ``idle_timeout`` seconds and starts
+        when the stream first flows."""
+        t = session.transfer
+        if self.config.min_rate <= 0 or t.state not in _STREAMING:
+            return None
+        if session.rate_mark is None:
+            session.rate_mark = (now, t.offset)
+            return None
+        since, offset = session.rate_mark
+        if now - since < self.config.idle_timeout:
+            return None
+        session.rate_mark = (now, t.offset)
+        moved = t.offset - offset
+        if moved < self.config.min_rate * (now - since) and session.waits_on_peer():
+            return moved
+        return None
 
     def cancel_all(self) -> list[asyncio.Task[None]]:
         tasks = [s.task for s in self.sessions.values() if s.task is not None]
@@ -417,8 +460,10 @@ class Transfers:
         exc: BaseException | None = None
         try:
             entries = await self.store.list(req.prefix, req.after, req.limit + 1)
-            more = len(entries) > req.limit
-            await self._send(session, ListPage(req.id, tuple(entries[: req.limit]), more))
+            # Long names can make `limit` entries more than a peer decodes in one message.
+            count = protocol.page_fit(entries[: req.limit])
+            more = len(entries) > count
+            await self._send(session, ListPage(req.id, tuple(entries[:count]), more))
             if more:
                 return  # the session waits for the client to ask for the next page
         except asyncio.CancelledError:

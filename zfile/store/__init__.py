@@ -11,20 +11,36 @@ from __future__ import annotations
 from pathlib import Path
 
 from zfile.store.base import ChunkStream, DownloadHandle, Store, UploadHandle
+from zfile.store.litter import Limits
 from zfile.store.local import LocalStore
 
 
-def make_store(location: str | Path, *, max_file_size: int, max_name_bytes: int, partial_ttl: float) -> Store:
+def make_store(
+    location: str | Path,
+    *,
+    max_file_size: int,
+    max_name_bytes: int,
+    partial_ttl: float,
+    partial_limits: Limits | None = None,
+) -> Store:
     """The store at ``location``, not yet open (await its ``open``).
 
     Every location is a local directory today (:class:`LocalStore`); a
     location naming another kind of store (a URL) would choose its backend
     here.  ``max_file_size`` and ``max_name_bytes`` are the largest file and
     the longest name (UTF-8) accepted, in bytes; what suspended uploads left
-    is dropped after ``partial_ttl`` seconds unused.  Raises nothing: a
+    is dropped after ``partial_ttl`` seconds unused, or, oldest first, once
+    it exceeds ``partial_limits`` (counts and bytes; default
+    :class:`~zfile.store.litter.Limits`).  Raises nothing: a
     location that cannot be used fails in ``open`` (StoreError).
     """
-    return LocalStore(location, max_file_size=max_file_size, max_name_bytes=max_name_bytes, partial_ttl=partial_ttl)
+    return LocalStore(
+        location,
+        max_file_size=max_file_size,
+        max_name_bytes=max_name_bytes,
+        partial_ttl=partial_ttl,
+        partial_limits=partial_limits,
+    )
 
 
 __all__ = ["ChunkStream", "DownloadHandle", "LocalStore", "Store", "UploadHandle", "make_store"]

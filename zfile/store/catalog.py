@@ -8,23 +8,37 @@ and removed in the transaction that records the file (:mod:`zfile.recovery`
 finishes what a crash left in between).  sqlite3 blocks, so every call runs on one dedicated thread: a
 single thread serialises writers without SQLite busy errors and keeps the
 connection on the thread that made it.
+
+A catalog on a full disk cannot even be opened for writing (the WAL and its
+index need room), so :meth:`Catalog.open` then opens it read-only and sets
+:attr:`Catalog.read_only`: the store still serves downloads and listings,
+and every write raises :class:`~zfile.errors.NoSpace` until
+:meth:`Catalog.try_writable` succeeds once space is freed.  SQLite's own
+wording is logged, never put in an error a client would see.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zfile.errors import StoreError
+from zfile.errors import NoSpace, StoreError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import quote_name
 
 T = TypeVar("T")
+
+log = logging.getLogger("zfile.store")
+
+# Free bytes under which a catalog that fails to open is taken to be on a full disk.
+_FULL_BYTES = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -104,15 +118,27 @@ class Catalog:
         self.path = Path(path)
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        #: True while the catalog is open read-only because its disk is full.
+        self.read_only = False
 
-    async def _run(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, doing: str, fn: Callable[..., T], *args: Any, quiet: bool = False) -> T:
         if self._executor is None:
             raise StoreError(f"the catalog {self.path} is not open")
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
         except sqlite3.Error as exc:
-            raise StoreError(f"the catalog {self.path} could not {doing}: {exc}") from exc
+            if not quiet:
+                log.error("catalog %s: could not %s: %s", self.path, doing, exc)
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                self._go_read_only(str(exc))
+                raise NoSpace(f"the store's disk is full: its catalog could not {doing}") from exc
+            raise StoreError(f"the catalog {self.path} could not {doing} (the daemon's log has why)") from exc
+
+    async def _write(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
+        if self.read_only:
+            raise NoSpace(f"the store's disk is full: its catalog cannot be written, so it could not {doing}")
+        return await self._run(doing, fn, *args)
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -136,9 +162,58 @@ class Catalog:
             raise
         self._conn = conn
 
+    def _connect_read_only(self) -> None:
+        # mode=ro reads the WAL too, but needs room for its index; immutable
+        # needs none, and nothing writes the file while this daemon cannot.
+        where = urllib.parse.quote(str(self.path.resolve()))
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            conn = sqlite3.connect(f"file:{where}?{query}", uri=True, check_same_thread=False, isolation_level=None)
+            try:
+                conn.execute("SELECT count(*) FROM files").fetchone()
+            except sqlite3.Error:
+                conn.close()
+                if query.endswith("immutable=1"):
+                    raise
+                continue
+            self._conn = conn
+            return
+
+    def _go_read_only(self, why: str) -> None:
+        if self.read_only:
+            return
+        self.read_only = True
+        log.error(
+            "the store's disk is full (%s): its catalog %s is read-only; serving downloads and listings, "
+            "refusing uploads with no-space until space is freed",
+            why,
+            self.path,
+        )
+
+    def _probe(self) -> None:
+        # A catalog opened on a full disk may still read, with its WAL already
+        # there, and fail only at the first write: find out now, not mid-upload.
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT OR REPLACE INTO intents (transfer, name) VALUES ('', '')")
+            db.execute("DELETE FROM intents WHERE transfer = ''")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _disk_full(self) -> bool:
+        try:
+            fs = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return fs.f_bavail * fs.f_frsize < _FULL_BYTES
+
     async def open(self) -> None:
         """Create or open the database; a no-op when already open.
 
+        On a full disk (under 1 MiB free) a catalog that cannot be opened for
+        writing is opened read-only instead, and :attr:`read_only` is set.
         Raises StoreError when the file cannot be created or opened, or WAL
         mode cannot be enabled.
         """
@@ -146,7 +221,22 @@ class Catalog:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zfile-catalog")
         try:
-            await self._run("be opened", self._connect)
+            try:
+                await self._run("be opened", self._connect, quiet=True)
+            except StoreError as exc:
+                if not await asyncio.to_thread(self._disk_full) or not self.path.exists():
+                    log.error("catalog %s: could not be opened: %s", self.path, exc.__cause__)
+                    raise
+                await self._run("be opened read-only", self._connect_read_only)
+                self._go_read_only(str(exc.__cause__))
+            else:
+                try:
+                    await self._run("be written", self._probe, quiet=True)
+                except StoreError as exc:
+                    if not await asyncio.to_thread(self._disk_full):
+                        log.error("catalog %s: could not be written: %s", self.path, exc.__cause__)
+                        raise
+                    self._go_read_only(str(exc.__cause__))
         except OSError as exc:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -155,6 +245,32 @@ class Catalog:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+
+    async def try_writable(self) -> bool:
+        """Reopen a read-only catalog for writing, now that its disk may have
+        room again; True when it is writable (then :attr:`read_only` is
+        False).  On failure the catalog stays read-only and serves on."""
+        if not self.read_only:
+            return True
+        if await asyncio.to_thread(self._disk_full):
+            return False
+
+        def reopen() -> None:
+            old, self._conn = self._conn, None
+            if old is not None:
+                old.close()
+            try:
+                self._connect()
+            except BaseException:
+                self._connect_read_only()
+                raise
+
+        try:
+            await self._run("be reopened for writing", reopen, quiet=True)
+        except StoreError:
+            return False
+        self.read_only = False
+        return True
 
     async def close(self) -> None:
         """Close the database and stop its thread; a no-op when not open."""
@@ -178,7 +294,7 @@ class Catalog:
         def put() -> None:
             self._db().execute(_INSERT, _row(entry))
 
-        await self._run(f"record {quote_name(entry.name)}", put)
+        await self._write(f"record {quote_name(entry.name)}", put)
 
     async def put_many(self, entries: Sequence[Entry], done: Sequence[str] = ()) -> None:
         """Insert ``entries`` in one transaction: all rows or none, each
@@ -200,7 +316,7 @@ class Catalog:
             db.execute("COMMIT")
 
         if entries or done:
-            await self._run(f"record {len(entries)} entries", put_many)
+            await self._write(f"record {len(entries)} entries", put_many)
 
     async def add_intents(self, intents: Sequence[tuple[str, Entry]]) -> None:
         """Record, in one transaction, the commit intents ``(transfer,
@@ -220,7 +336,7 @@ class Catalog:
             db.execute("COMMIT")
 
         if intents:
-            await self._run(f"record {len(intents)} commit intents", add)
+            await self._write(f"record {len(intents)} commit intents", add)
 
     async def intents(self) -> list[tuple[str, Entry]]:
         """Every recorded commit intent as ``(transfer, entry)``."""
@@ -238,7 +354,7 @@ class Catalog:
             self._db().executemany("DELETE FROM intents WHERE transfer = ?", [(t,) for t in transfers])
 
         if transfers:
-            await self._run("drop commit intents", drop)
+            await self._write("drop commit intents", drop)
 
     async def get(self, name: str) -> Entry | None:
         """Return the entry named ``name``, or None when there is none."""
@@ -251,7 +367,7 @@ class Catalog:
 
     async def delete(self, name: str) -> None:
         """Remove the entry named ``name``; a no-op when there is none."""
-        await self._run(
+        await self._write(
             f"delete {quote_name(name)}", lambda: self._db().execute("DELETE FROM files WHERE name = ?", (name,))
         )
 

@@ -12,7 +12,7 @@ claim never have an await between them.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from zfile.errors import Busy
@@ -24,9 +24,10 @@ U = TypeVar("U")
 class Claims(Generic[U]):
     """Transfer id -> the live upload (of type ``U``) holding its partial."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_release: Callable[[U], None] | None = None) -> None:
         # None: held by the sweep while it deletes the partial.
         self._held: dict[str, U | None] = {}
+        self._on_release = on_release
 
     def __contains__(self, transfer: str) -> bool:
         return transfer in self._held
@@ -42,9 +43,12 @@ class Claims(Generic[U]):
         self._held[transfer] = upload
 
     def release(self, transfer: str, upload: U) -> None:
-        """Drop ``upload``'s claim of ``transfer``; a no-op when it holds none."""
+        """Drop ``upload``'s claim of ``transfer`` and tell ``on_release``; a
+        no-op when it holds none."""
         if self._held.get(transfer) is upload:
             del self._held[transfer]
+            if self._on_release is not None:
+                self._on_release(upload)
 
     def uploads(self) -> list[U]:
         """The live uploads, in the order they claimed."""

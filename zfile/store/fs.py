@@ -13,7 +13,7 @@ import errno
 import os
 from pathlib import Path
 
-from zfile.errors import NoSpace, StoreError
+from zfile.errors import BadName, NoSpace, StoreError
 from zfile.protocol.names import quote_name
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -23,6 +23,9 @@ def store_error(exc: OSError, name: str, doing: str) -> StoreError:
     """The error to raise for ``exc``, met while trying to ``doing`` ``name``."""
     if exc.errno in _NO_SPACE:
         return NoSpace(f"no space left on the store's disk while writing {quote_name(name)}")
+    if exc.errno == errno.ENAMETOOLONG:
+        # The path checks catch this first; a path that grew past them is still the name's fault.
+        return BadName(f"{quote_name(name)} is too long for the store's file system (NAME_MAX or PATH_MAX)")
     return StoreError(f"could not {doing} {quote_name(name)}: {exc.strerror or exc}")
 
 

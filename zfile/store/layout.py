@@ -5,7 +5,7 @@ A stored file lives at ``<root>/<name>``; an upload in progress at
 ``<transfer>.json``; the catalog at ``<root>/.zfile/catalog.db``.
 :class:`Layout` knows these paths and checks a name's path against the tree
 (symlinks leaving the root, directories or files in the way, components over
-the file system's NAME_MAX) and the free space for an upload.  The checks
+the file system's NAME_MAX, paths over PATH_MAX) and the free space for an upload.  The checks
 block: callers run them in a worker thread, except :meth:`Layout.resolve`,
 which makes that hop itself.  Sizes are bytes.
 """
@@ -35,7 +35,9 @@ class Layout:
     :attr:`tmp` is the partials' directory, :attr:`catalog_path` the
     catalog's file.  :attr:`real_root` (the root with symlinks resolved) and
     :attr:`name_max` (the longest file name component, in bytes) are known
-    once :meth:`open` has run; :attr:`real_root` is "" while closed.
+    once :meth:`open` has run, as is :attr:`path_max` (the longest path a
+    system call takes, in bytes with its NUL); :attr:`real_root` is "" while
+    closed.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -44,6 +46,7 @@ class Layout:
         self.catalog_path = self.root / PRIVATE_DIR / "catalog.db"
         self.real_root = ""
         self.name_max = 255
+        self.path_max = 4096
 
     async def open(self) -> None:
         """Create the root and the partials' directory and learn the root's
@@ -52,6 +55,7 @@ class Layout:
             await aiofiles.os.makedirs(self.tmp, exist_ok=True)
             self.real_root = await asyncio.to_thread(os.path.realpath, self.root)
             self.name_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_NAME_MAX")
+            self.path_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_PATH_MAX")
         except OSError as exc:
             raise StoreError(f"could not create the store at {self.root}: {exc.strerror or exc}") from exc
 
@@ -77,8 +81,15 @@ class Layout:
         is a symlink or directory or a file blocks a needed directory; OSError
         when the tree cannot be inspected.  Runs twice for every file stored
         (before the write and before the rename), so it makes as few system
-        calls as the checks allow."""
+        calls as the checks allow.  BadName too when the real path would
+        exceed PATH_MAX, which the system calls on it would refuse."""
         path = self.root / name
+        length = len(os.fsencode(self.real_root)) + 1 + len(name.encode("utf-8")) + 1
+        if length > self.path_max:
+            raise BadName(
+                f"{quote_name(name)} would make a path of {length} bytes in the store, over the "
+                f"{self.path_max} bytes of PATH_MAX; use a shorter name"
+            )
         parent = os.path.realpath(path.parent)
         root = self.real_root
         private = os.path.join(root, PRIVATE_DIR)

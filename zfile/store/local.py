@@ -15,6 +15,8 @@ of its own that imports only those listed after it:
 - :mod:`~zfile.store.recovery`: the reconciliation at startup;
 - :mod:`~zfile.store.group_commit`: publishing commits in batches;
 - :mod:`~zfile.store.claims`: which partials a live upload holds (Busy);
+- :mod:`~zfile.store.litter`: the bounds on the partials kept, and which
+  to reclaim past them;
 - :mod:`~zfile.store.layout`: the paths on disk and their checks;
 - :mod:`~zfile.store.catalog`: the SQLite catalog;
 - :mod:`~zfile.store.fs`: the ``OSError`` mapping and the fsync and unlink
@@ -33,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
+import logging
 import os
 import stat
 import time
@@ -44,6 +48,7 @@ import aiofiles
 from zfile.errors import (
     BadName,
     ErrorCode,
+    NoSpace,
     NotFound,
     StoreError,
     TooLarge,
@@ -58,14 +63,19 @@ from zfile.store.claims import Claims
 from zfile.store.fs import store_error, unlink_all
 from zfile.store.group_commit import Publisher
 from zfile.store.layout import Layout, exists_error
+from zfile.store.litter import Limits, PartialBounds
 from zfile.store.partial import Upload, commit_wholes, probe_partial, transfer_id
 from zfile.store.reader import Download
 from zfile.store.recovery import Reconciled, reconcile
 
 __all__ = ["Download", "LocalStore", "Upload", "transfer_id"]
 
+log = logging.getLogger("zfile.store")
+
 # A peer decides permission bits, not setuid/setgid/sticky on the daemon's disk.
 _MODE_MASK = 0o777
+# Seconds between attempts to make a read-only catalog writable again.
+_RETRY_WRITABLE_S = 5.0
 
 
 def _open_nofollow(path: str, flags: int) -> int:
@@ -82,7 +92,9 @@ class LocalStore(Store):
     """Files under ``root``; see the module docstring.
 
     ``max_file_size`` and ``max_name_bytes`` are in bytes; partials untouched
-    for ``partial_ttl`` seconds are deleted by :meth:`sweep_partials`.  Its
+    for ``partial_ttl`` seconds are deleted by :meth:`sweep_partials`, and
+    the oldest are reclaimed as soon as the partials kept exceed
+    ``partial_limits`` (:class:`~zfile.store.litter.Limits`).  Its
     parts are public for tools and tests that know this backend:
     :attr:`layout` (paths and checks), :attr:`catalog`, :attr:`claims` (the
     live uploads) and :attr:`publisher` (the group commit).
@@ -95,6 +107,7 @@ class LocalStore(Store):
         max_file_size: int = 1 << 40,
         max_name_bytes: int = 4096,
         partial_ttl: float = 86400.0,
+        partial_limits: Limits | None = None,
     ) -> None:
         self.root = Path(root)
         self.max_file_size = max_file_size
@@ -102,7 +115,12 @@ class LocalStore(Store):
         self.partial_ttl = partial_ttl
         self.layout = Layout(self.root)
         self.catalog = Catalog(self.layout.catalog_path)
-        self.claims: Claims[Upload] = Claims()
+        self.claims: Claims[Upload] = Claims(self._released)
+        #: The partials on disk, held within ``partial_limits``.
+        self.partials = PartialBounds(partial_limits or Limits())
+        self._reclaimer: asyncio.Task[None] | None = None
+        self._reclaim_again = False
+        self._retry_writable_at = 0.0
         # Group commit; its lock is also held by open_download from catalog
         # read to open, so a download never pairs one version's entry with
         # another version's bytes.
@@ -121,14 +139,20 @@ class LocalStore(Store):
         partials.  Raises StoreError when any of that fails."""
         await self.layout.open()
         await self.catalog.open()
-        # Before any transfer: settle what a crash or a hand edit left behind.
-        self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
+        if not self.catalog.read_only:  # (it logged why it is)
+            # Before any transfer: settle what a crash or a hand edit left behind.
+            self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
         await self.sweep_partials()
+        for transfer, peer, size, touched in await asyncio.to_thread(_scan_partials, self.layout.tmp):
+            self.partials.note(transfer, peer, size, touched)
+        await self._reclaim()
 
     async def close(self) -> None:
         """Suspend live uploads (their partials stay resumable) and close the catalog."""
         uploads = self.claims.uploads()
         await asyncio.gather(*(u.suspend() for u in uploads), return_exceptions=True)
+        if self._reclaimer is not None:
+            await asyncio.gather(self._reclaimer, return_exceptions=True)
         await self.catalog.close()
         self.layout.close()
 
@@ -149,6 +173,19 @@ class LocalStore(Store):
         """
         return await self._begin(name, size, mtime_ns, mode, algo, clobber, peer, resume=True)
 
+    async def _writable(self) -> None:
+        """NoSpace while the catalog is read-only (its disk full); tries to
+        make it writable again at most every few seconds."""
+        if not self.catalog.read_only:
+            return
+        now = time.monotonic()
+        if now >= self._retry_writable_at:
+            self._retry_writable_at = now + _RETRY_WRITABLE_S
+            if await self.catalog.try_writable():
+                log.info("the store's catalog %s is writable again: accepting uploads", self.catalog.path)
+                return
+        raise NoSpace("the store's disk is full: no upload is accepted until space is freed on the daemon")
+
     async def _begin(
         self,
         name: str,
@@ -162,6 +199,7 @@ class LocalStore(Store):
         resume: bool,
     ) -> Upload:
         hasher = self._admit(name, size, algo)
+        await self._writable()
         final = await self.layout.resolve(name, True)
         if not clobber and (
             await self.catalog.get(name) is not None or await asyncio.to_thread(os.path.lexists, final)
@@ -174,6 +212,8 @@ class LocalStore(Store):
             await asyncio.to_thread(self.layout.check_space, name, size - held)
         upload = self._claim(transfer, state, clobber, hasher)
         await upload.prepare(resume)
+        self.partials.note(transfer, peer, upload.offset, time.time())
+        self._start_reclaim()
         return upload
 
     async def put_inline(
@@ -209,6 +249,10 @@ class LocalStore(Store):
         ``peer`` who sent them.  Two files of one batch with the same name,
         size and mtime: the second is refused as Busy.
         """
+        try:
+            await self._writable()
+        except NoSpace as exc:
+            return [exc] * len(files)
         results: list[Entry | ZfileError | None] = [None] * len(files)
         claimed: list[tuple[int, Upload, PutFile, bool]] = []
         try:
@@ -252,6 +296,51 @@ class LocalStore(Store):
         upload = Upload(self.layout, self.claims, self.publisher, transfer, state, clobber, hasher)
         self.claims.claim(transfer, upload, state["name"])
         return upload
+
+    def _released(self, upload: Upload) -> None:
+        if upload.kept:
+            self.partials.note(upload.transfer, upload.peer, upload.offset, time.time())
+            self._start_reclaim()
+        else:
+            self.partials.forget(upload.transfer)
+
+    def _start_reclaim(self) -> None:
+        if self._reclaimer is not None and not self._reclaimer.done():
+            self._reclaim_again = True  # the running pass may have chosen before this partial came
+        elif self.partials.over(self.claims.__contains__):
+            self._reclaimer = asyncio.get_running_loop().create_task(self._reclaim(), name="zfile-reclaim")
+
+    async def _reclaim(self) -> None:
+        """Delete the oldest partials no live upload holds until the rest are
+        within the bounds (:class:`~zfile.store.litter.PartialBounds`)."""
+        while True:
+            self._reclaim_again = False
+            reclaimed = 0
+            for transfer in self.partials.over(self.claims.__contains__):
+                if transfer in self.claims:
+                    continue  # claimed since it was chosen
+                with self.claims.sweeping(transfer):  # a begin_upload racing the deletion gets Busy
+                    part, state = self.layout.part_path(transfer), self.layout.state_path(transfer)
+                    try:
+                        await asyncio.to_thread(unlink_all, part, state)
+                    except OSError as exc:
+                        log.warning("could not reclaim partial upload %s: %s", transfer, exc.strerror or exc)
+                        continue
+                self.partials.forget(transfer)
+                reclaimed += 1
+            if reclaimed:
+                lim = self.partials.limits
+                log.info(
+                    "reclaimed %d partial upload(s), oldest first, to keep them within %d in all, %d per peer "
+                    "(%d and %d bytes)",
+                    reclaimed,
+                    lim.count,
+                    lim.count_per_peer,
+                    lim.bytes,
+                    lim.bytes_per_peer,
+                )
+            if not self._reclaim_again:
+                return
 
     async def lookup(self, name: str) -> Entry:
         """Return the catalog entry of ``name``; BadName or NotFound."""
@@ -337,5 +426,31 @@ class LocalStore(Store):
                     await asyncio.to_thread(unlink_all, part, state)
                     swept += 1
                 except OSError:
-                    pass  # left for the next sweep
+                    continue  # left for the next sweep
+            self.partials.forget(transfer)
         return swept
+
+
+def _scan_partials(tmp: Path) -> list[tuple[str, str, int, float]]:
+    """(transfer, peer, bytes, last touched) of each partial in ``tmp``, read
+    from its state file (peer "" when unreadable) and its ``.part``."""
+    found = []
+    with os.scandir(tmp) as items:
+        names = [item.name for item in items]
+    for name in names:
+        transfer, _, ext = name.rpartition(".")
+        if not transfer or ext != "json":
+            continue
+        path = tmp / name
+        try:
+            touched = path.stat().st_mtime
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        peer = saved.get("peer") if isinstance(saved, dict) else None
+        try:
+            size = (tmp / f"{transfer}.part").stat().st_size
+        except OSError:
+            size = 0
+        found.append((transfer, peer if isinstance(peer, str) else "", size, touched))
+    return found

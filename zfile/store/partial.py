@@ -128,6 +128,8 @@ class Upload(UploadHandle):
         self._state_path = layout.state_path(transfer)
         self._file = None
         self._live = True
+        #: Whether the partial stayed on disk when the upload finished.
+        self.kept = False
         # Set while bytes may be on disk that the hasher has not seen (a write
         # was cancelled mid-flight); committing then could publish unverified bytes.
         self._torn = False
@@ -384,6 +386,7 @@ class Upload(UploadHandle):
     async def _release(self, *, keep: bool) -> None:
         # Best effort: whatever cannot be closed or removed here, sweep_partials removes later.
         self._live = False
+        self.kept = keep
         try:
             if self._file is not None:
                 file, self._file = self._file, None

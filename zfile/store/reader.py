@@ -33,7 +33,7 @@ class FileChunks(ChunkReader):
         try:
             return await super().next()
         except ShortRead:
-            raise StoreError(f"{self.name} changed on disk while being sent") from None
+            raise StoreError(f"{quote_name(self.name)} changed on disk while being sent") from None
         except OSError as exc:
             raise store_error(exc, self.name, "read") from exc
 

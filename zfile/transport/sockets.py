@@ -74,8 +74,18 @@ _LINK_EVENTS = _HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CON
 LinkDown = Callable[[TransportError], None]
 
 
+# Frames of an over-long message dropped between two turns of the event loop.
+_DISCARD_BATCH = 4096
+
 # What ServerSocket._send returns when the peer's pipe is full.
 _FULL = object()
+
+
+def _peer_address(frame: zmq.Frame) -> str:
+    try:
+        return frame.get("Peer-Address") or ""
+    except zmq.ZMQError:
+        return ""
 
 
 def _transport_error(what: str, exc: zmq.ZMQError) -> TransportError:
@@ -128,17 +138,25 @@ class ServerSocket:
     ) -> None:
         self._ctx = ctx
         self._sock = sock
+        # The same socket, read frame by frame without a future per frame
+        # once the first frame of a message has arrived (see recv).
+        self._frames = zmq.Socket.shadow(sock.underlying)
         self._authenticator = authenticator
         self.endpoint = endpoint
 
     @classmethod
-    async def bind(cls, endpoint: str, *, curve: ServerCurve | None = None) -> ServerSocket:
+    async def bind(cls, endpoint: str, *, curve: ServerCurve | None = None, max_frame_bytes: int = -1) -> ServerSocket:
         """Bind a ROUTER socket to ``endpoint``; ``tcp://host:*`` picks a free port.
 
         With ``curve`` the socket is a CURVE server that serves only clients
         whose key is in ``curve.authorized`` (consulted at each handshake, so
-        replacing its keys takes effect for the next connection).  Raises
-        :class:`TransportError` when the address is in use or invalid.
+        replacing its keys takes effect for the next connection).
+        ``max_frame_bytes`` (-1: no limit) is set as ``ZMQ_MAXMSGSIZE``
+        (zmq_setsockopt(3)): libzmq checks each incoming frame's declared
+        length before it allocates it and drops the connection of a peer
+        whose frame is longer, so such a frame never reaches the daemon's
+        memory.  Raises :class:`TransportError` when the address is in use
+        or invalid.
         """
         ctx = zmq.asyncio.Context()
         sock = ctx.socket(zmq.ROUTER)
@@ -156,6 +174,7 @@ class ServerSocket:
                 sock.curve_publickey = curve.keypair.public
                 sock.curve_server = True
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
             sock.setsockopt(zmq.SNDHWM, _SERVER_SNDHWM)
             sock.setsockopt(zmq.RCVHWM, _HWM)
             sock.setsockopt(zmq.HEARTBEAT_IVL, _HEARTBEAT_IVL_MS)
@@ -177,14 +196,22 @@ class ServerSocket:
         message: that comes back as ``Incoming.error``).
         """
         try:
-            frames = await self._sock.recv_multipart(copy=False)
+            frames = [await self._sock.recv(copy=False)]
+            # libzmq delivers a multipart message whole, so once its first
+            # frame is here the rest are too and can be read without waiting.
+            while self._frames.rcvmore:
+                if len(frames) > protocol.MAX_FRAMES:
+                    extra = await self._discard_rest()
+                    count = len(frames) - 1 + extra
+                    error = RemoteProtocolError(
+                        f"message has {count} frames; at most {protocol.MAX_FRAMES} frames are allowed"
+                    )
+                    return Incoming(frames[0].bytes, _peer_address(frames[0]), None, error)
+                frames.append(self._frames.recv(zmq.NOBLOCK, copy=False))
         except zmq.ZMQError as exc:
             raise _transport_error("receive failed", exc) from None
         identity = frames[0].bytes
-        try:
-            peer = frames[0].get("Peer-Address") or ""
-        except zmq.ZMQError:
-            peer = ""
+        peer = _peer_address(frames[0])
         peer_key = ""
         if self._authenticator is not None:
             try:
@@ -198,6 +225,20 @@ class ServerSocket:
             return Incoming(identity, peer, protocol.decode(body), None, peer_key)
         except RemoteProtocolError as exc:
             return Incoming(identity, peer, None, exc, peer_key)
+
+    async def _discard_rest(self) -> int:
+        """Read and drop what is left of a message that has too many frames;
+        return how many frames that was.  Frames are dropped in batches with
+        the event loop let run between them, so a message of a million empty
+        frames (a few MB on the wire) does not stop every other transfer
+        while it is read."""
+        count = 0
+        while self._frames.rcvmore:
+            self._frames.recv(zmq.NOBLOCK)
+            count += 1
+            if count % _DISCARD_BATCH == 0:
+                await asyncio.sleep(0)
+        return count
 
     def send(self, identity: bytes, event: Event) -> bool:
         """Send ``event`` to the peer ``identity`` without blocking.

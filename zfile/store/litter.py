@@ -1,0 +1,93 @@
+"""Bounds on the partials interrupted uploads leave behind.
+
+A partial is kept so that its upload can resume, and swept after
+``partial_ttl`` unused; but a client that starts uploads and cancels them
+leaves one partial each time, and the sweep comes a day later.  So the
+partials on disk are also held to a count and a number of bytes, in all and
+per peer (the ``peer`` an upload records: its CURVE key, else its address);
+past a bound the oldest partials (least recently touched) that no live
+upload holds are reclaimed first, so the newest, the likeliest to resume,
+stay.
+
+:class:`PartialBounds` is the bookkeeping only, synchronous and without I/O;
+:class:`zfile.store.local.LocalStore` tells it what appears and goes and
+deletes what :meth:`PartialBounds.over` picks.  Sizes are bytes, times
+seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Most partials kept, and most bytes they hold, in all and per peer."""
+
+    count: int = 1024
+    bytes: int = 1 << 40
+    count_per_peer: int = 128
+    bytes_per_peer: int = 256 << 30
+
+
+@dataclass(slots=True)
+class _Partial:
+    peer: str
+    size: int
+    touched: float
+
+
+class PartialBounds:
+    """The partials on disk (transfer id -> peer, bytes, last touched)."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._held: dict[str, _Partial] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def note(self, transfer: str, peer: str, size: int, touched: float) -> None:
+        """Record that ``transfer``'s partial exists, holds ``size`` bytes and
+        was last touched at ``touched``."""
+        self._held[transfer] = _Partial(peer, size, touched)
+
+    def forget(self, transfer: str) -> None:
+        """Record that ``transfer``'s partial is gone; a no-op if unknown."""
+        self._held.pop(transfer, None)
+
+    def over(self, live: Callable[[str], bool]) -> list[str]:
+        """The partials to reclaim, oldest first, so that the rest are within
+        every bound; a partial for which ``live(transfer)`` is true (a live
+        upload holds it) is counted but never chosen."""
+        lim = self.limits
+        count, total = len(self._held), sum(p.size for p in self._held.values())
+        per_count: dict[str, int] = {}
+        per_bytes: dict[str, int] = {}
+        for p in self._held.values():
+            per_count[p.peer] = per_count.get(p.peer, 0) + 1
+            per_bytes[p.peer] = per_bytes.get(p.peer, 0) + p.size
+        if (
+            count <= lim.count
+            and total <= lim.bytes
+            and all(
+                per_count[peer] <= lim.count_per_peer and per_bytes[peer] <= lim.bytes_per_peer for peer in per_count
+            )
+        ):
+            return []
+        chosen = []
+        for transfer, p in sorted(self._held.items(), key=lambda item: item[1].touched):
+            overall = count > lim.count or total > lim.bytes
+            mine = per_count[p.peer] > lim.count_per_peer or per_bytes[p.peer] > lim.bytes_per_peer
+            if not (overall or mine) or live(transfer):
+                continue
+            chosen.append(transfer)
+            count -= 1
+            total -= p.size
+            per_count[p.peer] -= 1
+            per_bytes[p.peer] -= p.size
+        return chosen
+
+
+__all__ = ["Limits", "PartialBounds"]
