@@ -97,9 +97,11 @@ def test_ctrl_c_during_send_exits_130_and_sending_again_resumes(d, tmp_path):
     res = interrupt(args, under_way, d)
     assert res.returncode == 130, res
     assert "Traceback" not in res.stderr
-    assert res.stderr.strip().splitlines()[-1] == (
-        "zfile: interrupted: 1 of 2 file(s) done; run the same command again to resume the rest"
-    )
+    # small.txt may be stored with its answer still on the way when the daemon is held.
+    assert re.fullmatch(
+        r"zfile: interrupted: [01] of 2 file\(s\) done; run the same command again to resume the rest",
+        res.stderr.strip().splitlines()[-1],
+    ), res.stderr
 
     again = zfile_cli(*args)
     [offset] = RESUMING.findall(again.stderr)

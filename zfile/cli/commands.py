@@ -2,7 +2,7 @@
 
 Errors are not caught here: :mod:`zfile.cli.boundary` turns each into one
 line, ``zfile: error: <sentence>``, and an exit code (0 done, 1 a transfer
-failed, 2 usage).
+failed or an entry was skipped, 2 usage, 130 interrupted).
 """
 
 from __future__ import annotations
