@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,7 +29,7 @@ from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
 from zfile.errors import EndpointError
-from zfile.protocol.events import Entry
+from zfile.protocol.entries import entry_json
 from zfile.server.config import ServerConfig
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
 from zfile.transport.sockets import ClientCurve
@@ -343,20 +343,6 @@ def get(names: tuple[str, ...], conn: Connection, out: str, quiet: bool, timeout
     _report(_run(go), "fetched", began, quiet)
 
 
-def _entry_json(entry: Entry) -> dict[str, Any]:
-    return {
-        "name": entry.name,
-        "size": entry.size,
-        "mtime": datetime.fromtimestamp(entry.mtime_ns / 1e9, UTC).isoformat(),
-        "mtime_ns": entry.mtime_ns,
-        "mode": f"{entry.mode:04o}",
-        "digest": entry.digest.hex(),
-        "algo": entry.algo,
-        "received": datetime.fromtimestamp(entry.received, UTC).isoformat(),
-        "peer": entry.peer,
-    }
-
-
 @main.command(name="ls")
 @click.argument("prefix", default="")
 @endpoint_option
@@ -372,7 +358,7 @@ def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
                 click.echo("[", nl=False)
             async for entry in client.list(prefix):
                 if as_json:
-                    click.echo(("\n" if first else ",\n") + json.dumps(_entry_json(entry)), nl=False)
+                    click.echo(("\n" if first else ",\n") + json.dumps(entry_json(entry)), nl=False)
                 else:
                     when = datetime.fromtimestamp(entry.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
                     click.echo(f"{entry.size:>14,}  {when}  {entry.digest.hex()[:12]}  {entry.name}")
