@@ -235,7 +235,24 @@ def main() -> None:
     default=None,
     help="Directory of client public keys (*.key) allowed in; re-read on SIGHUP.",
 )
-@click.option("--insecure", is_flag=True, help="Allow a non-loopback --bind without CURVE (anyone may connect).")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback --bind without CURVE, or --http without --http-tokens (anyone may connect).",
+)
+@click.option(
+    "--http",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also serve the store over HTTP there; other than loopback only with --http-tokens or --insecure "
+    "[env ZFILE_HTTP; default off].",
+)
+@click.option(
+    "--http-tokens",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="HTTP bearer tokens, one 'TOKEN read|write' a line; re-read on SIGHUP [env ZFILE_HTTP_TOKENS].",
+)
 @click.option(
     "--log-level",
     default="INFO",
@@ -250,7 +267,8 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 
     Each setting comes from its flag, else its ZFILE_* environment variable
     (ZFILE_BIND, ZFILE_MAX_TRANSFERS, ...), else the [server] table of the
-    config file, else its default.  SIGHUP re-reads the authorized keys.
+    config file, else its default.  SIGHUP re-reads the authorized keys and
+    the HTTP tokens.
     """
     from zfile.server.logs import setup_logging
     from zfile.server.server import Server, check_bind
@@ -271,6 +289,10 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 
             auth.load_keypair(config.secret_key)
             auth.load_authorized_keys(config.authorized_keys)
+        if config.http is not None:
+            from zfile.http.access import load_access
+
+            load_access(config.http, config.http_tokens, config.insecure)
         click.echo(settings.dump("server", config), nl=False)
         return
     setup_logging(config.log_level, config.log_format)

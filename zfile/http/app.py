@@ -1,0 +1,271 @@
+"""The HTTP front: an aiohttp application over the daemon's :class:`~zfile.store.Store`.
+
+:class:`HttpFront` runs in the daemon's event loop (``start`` after the
+store opens, ``stop`` while the daemon drains) and answers:
+
+- ``GET``/``HEAD /files/<name>``: the file (:mod:`zfile.http.files`);
+- ``PUT /files/<name>``: store the body under ``name``;
+- ``GET``/``HEAD /files/<prefix>/`` and ``/``: a listing (:mod:`zfile.http.listing`);
+- ``POST /files/<prefix>/``: files from a form (:mod:`zfile.http.form`).
+
+Names come from the raw request target, percent-decoded as UTF-8 and checked
+with :func:`zfile.protocol.names.check_name` (or ``check_prefix``) before the
+store is touched: ``..``, ``%2e%2e``, NUL, an absolute path or undecodable
+bytes get 400.  With a token file every request needs ``Authorization:
+Bearer TOKEN``: ``read`` for GET and HEAD, ``write`` for PUT and POST (401
+without a known token, 403 with a read token).  Every request is logged as
+one line of logger ``zfile.http``: method, path, status, body bytes,
+seconds, peer (fields of their own in the JSON log format).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import unquote
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler
+
+from zfile.errors import (
+    BadName,
+    Busy,
+    ConfigError,
+    ErrorCode,
+    Exists,
+    IntegrityError,
+    NoSpace,
+    NotFound,
+    StoreError,
+    TooLarge,
+    ZfileError,
+)
+from zfile.http.access import Access, Tokens, load_access, parse_address
+from zfile.http.files import BYTES, STARTED, get_file, put_file
+from zfile.http.form import post_form
+from zfile.http.listing import list_html, list_json, wants_json
+from zfile.protocol.names import check_name, check_prefix
+from zfile.store import Store
+
+log = logging.getLogger("zfile.http")
+
+# No handler reads a body whole (PUT and POST stream it), so this bounds only
+# what aiohttp itself would buffer for request.read() or post().
+_MAX_BUFFERED_BODY = 1 << 20
+
+# Most specific first: BadName and the others subclass StoreError.
+_STATUS: tuple[tuple[type[ZfileError], int], ...] = (
+    (BadName, 400),
+    (NotFound, 404),
+    (Exists, 409),
+    (TooLarge, 413),
+    (NoSpace, 507),
+    (Busy, 503),
+    (IntegrityError, 422),
+    (StoreError, 500),
+)
+
+
+def status_of(exc: ZfileError) -> int:
+    """The HTTP status of a zfile error: 400 bad name or request, 404, 409
+    exists, 413 too large, 422 integrity, 503 busy, 507 no space, else 500."""
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400 if exc.code is ErrorCode.BAD_REQUEST else 500
+
+
+def target(request: web.Request) -> tuple[str, str]:
+    """What the raw request target names: ``("page", "")`` for ``/``,
+    ``("dir", prefix)`` for ``/files/`` and ``/files/<prefix>/``,
+    ``("file", name)`` for ``/files/<name>``.  BadName (400) for a name the
+    store's rules refuse or bytes that are not UTF-8; HTTPNotFound elsewhere."""
+    path = request.raw_path.split("?", 1)[0]
+    if path == "/":
+        return "page", ""
+    if not path.startswith("/files/"):
+        raise web.HTTPNotFound(text="not found: the files are under /files/\n")
+    try:
+        rest = unquote(path[len("/files/") :], errors="strict")
+    except UnicodeDecodeError:
+        raise BadName("the path is not percent-encoded UTF-8") from None
+    if rest == "" or rest.endswith("/"):
+        return "dir", check_prefix(rest)
+    return "file", check_name(rest)
+
+
+_NEEDS = {"GET": Access.READ, "HEAD": Access.READ, "PUT": Access.WRITE, "POST": Access.WRITE}
+_ALLOWED = {"page": ("GET", "HEAD"), "dir": ("GET", "HEAD", "POST"), "file": ("GET", "HEAD", "PUT")}
+
+
+class HttpFront:
+    """The HTTP front of ``store`` on ``address`` (``HOST:PORT``).
+
+    ``tokens`` is a token file (:class:`zfile.http.access.Tokens`) or None
+    for no authentication, which only a loopback address or ``insecure``
+    allows.  ``max_file_size`` and ``max_name_bytes`` are the store's limits
+    in bytes; requests still running at :meth:`stop` get
+    ``shutdown_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        address: str,
+        tokens: str | None = None,
+        insecure: bool = False,
+        max_file_size: int = 1 << 40,
+        max_name_bytes: int = 4096,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.address = address
+        self.host, self.port = parse_address(address)
+        self.tokens_path = tokens
+        self.insecure = insecure
+        self.max_file_size = max_file_size
+        self.max_name_bytes = max_name_bytes
+        self.shutdown_timeout = shutdown_timeout
+        self.tokens: Tokens | None = None
+        self._checked = False
+        self._runner: web.AppRunner | None = None
+        self._stopping: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def check(self) -> None:
+        """Refuse a non-loopback address without tokens unless ``insecure``
+        (ConfigError), and load the token file (ConfigError)."""
+        self._checked = True
+        self.tokens = load_access(self.address, self.tokens_path, self.insecure)
+
+    async def start(self) -> None:
+        """Check the access rules (:meth:`check`) and listen; ConfigError, or
+        OSError when the address cannot be bound."""
+        if not self._checked:
+            self.check()
+        app = web.Application(middlewares=[self._observe], client_max_size=_MAX_BUFFERED_BODY)
+        app.router.add_route("*", "/{tail:.*}", self._handle, expect_handler=self._expect)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        auth = f"{len(self.tokens)} token(s)" if self.tokens else "no tokens"
+        log.info("HTTP on %s, %s", self.url, auth)
+
+    def reload(self) -> None:
+        """Re-read the token file (SIGHUP); one that fails to load leaves the old tokens."""
+        if self.tokens is None:
+            return
+        try:
+            count = self.tokens.reload()
+        except ConfigError as exc:
+            log.error("HTTP tokens not reloaded, keeping %d: %s", len(self.tokens), exc)
+        else:
+            log.info("reloaded %d HTTP token(s) from %s", count, self.tokens.path)
+
+    async def stop(self) -> None:
+        """Stop listening, give running requests ``shutdown_timeout`` seconds,
+        then close.  Calls after the first wait for the same stop."""
+        if self._runner is None:
+            return
+        if self._stopping is None:
+            self._stopping = asyncio.create_task(self._runner.cleanup(), name="zfile-http-stop")
+        await asyncio.shield(self._stopping)
+
+    # -- requests ----------------------------------------------------------------
+
+    def _refusal(self, request: web.Request) -> tuple[str, str]:
+        """The request's target, after the checks that need no store: its
+        path (400), its method (405) and its token (401, 403)."""
+        kind, value = target(request)
+        if request.method not in _ALLOWED[kind]:
+            raise web.HTTPMethodNotAllowed(request.method, _ALLOWED[kind], text=f"{request.method} not allowed here\n")
+        if self.tokens is not None:
+            have = self.tokens.access(request.headers.get("Authorization"))
+            if have is Access.NONE:
+                raise web.HTTPUnauthorized(
+                    headers={"WWW-Authenticate": 'Bearer realm="zfile"'}, text="a bearer token is needed\n"
+                )
+            if have < _NEEDS[request.method]:
+                raise web.HTTPForbidden(text="this token may only read\n")
+        return kind, value
+
+    async def _expect(self, request: web.Request) -> web.StreamResponse | None:
+        # Refuse before "100 Continue", so a client never sends a body that is not wanted.
+        began = time.monotonic()
+        try:
+            self._refusal(request)
+        except web.HTTPException as exc:
+            self._log(request, exc.status, 0, began)
+            return exc
+        except ZfileError as exc:
+            self._log(request, status_of(exc), 0, began)
+            return web.Response(status=status_of(exc), text=f"{exc}\n")
+        return await _default_expect_handler(request)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        kind, value = self._refusal(request)
+        if kind == "file":
+            if request.method == "PUT":
+                return await put_file(self.store, request, value)
+            return await get_file(self.store, request, value)
+        if request.method == "POST":
+            return await post_form(
+                self.store, request, value, max_file_size=self.max_file_size, max_name_bytes=self.max_name_bytes
+            )
+        if kind == "dir" and wants_json(request):
+            return await list_json(self.store, request, value)
+        return await list_html(self.store, request, value)
+
+    @web.middleware
+    async def _observe(self, request: web.Request, handler) -> web.StreamResponse:
+        request[BYTES] = 0
+        began = time.monotonic()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            body = getattr(response, "body", None)
+            if request.method != "HEAD" and isinstance(body, bytes):
+                request[BYTES] += len(body)  # a whole (small) body: a listing, an entry, an error
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except ZfileError as exc:
+            status = status_of(exc)
+            if request.get(STARTED):
+                # The head is out: all that is left is to cut the body short.
+                log.error("%s %s failed after the response began: %s", request.method, request.path, exc)
+                raise
+            return web.Response(status=status, text=f"{exc}\n")
+        except (ConnectionError, asyncio.CancelledError):
+            status = 499  # the client went away (nginx's convention)
+            raise
+        finally:
+            self._log(request, status, request[BYTES], began)
+
+    def _log(self, request: web.Request, status: int, nbytes: int, began: float) -> None:
+        seconds = time.monotonic() - began
+        peer = request.remote or "?"
+        fields = dict(method=request.method, path=request.raw_path, status=status, bytes=nbytes, seconds=seconds)
+        log.info(
+            "%s %s %d %d B %.3f s %s",
+            request.method,
+            request.raw_path,
+            status,
+            nbytes,
+            seconds,
+            peer,
+            extra=fields | {"peer": peer},
+        )
