@@ -14,8 +14,8 @@ store is touched: ``..``, ``%2e%2e``, NUL, an absolute path or undecodable
 bytes get 400.  With a token file every request needs ``Authorization:
 Bearer TOKEN``: ``read`` for GET and HEAD, ``write`` for PUT and POST (401
 without a known token, 403 with a read token).  Every request is logged as
-one line of logger ``zfile.http``: method, path, status, body bytes,
-seconds, peer (fields of their own in the JSON log format).
+one line of logger ``zfile.http``: method, path, status, bytes (of the
+file received or sent, else of the body sent), seconds, peer (fields of their own in the JSON log format).
 """
 
 from __future__ import annotations
@@ -236,8 +236,8 @@ class HttpFront:
             response = await handler(request)
             status = response.status
             body = getattr(response, "body", None)
-            if request.method != "HEAD" and isinstance(body, bytes):
-                request[BYTES] += len(body)  # a whole (small) body: a listing, an entry, an error
+            if not request[BYTES] and request.method != "HEAD" and isinstance(body, bytes):
+                request[BYTES] = len(body)  # no file moved: count the small body sent instead
             return response
         except web.HTTPException as exc:
             status = exc.status
