@@ -39,6 +39,8 @@ async def test_tokens_guard_every_request(guarded, http):
             assert r.status == 401
         async with http.get(front.url + path, headers=bearer("r3ader")) as r:
             assert r.status == 200
+    async with http.delete(url, headers=bearer("r3ader")) as r:
+        assert r.status == 403
     tokens.write_text("fr3sh read\n")
     front.reload()
     async with http.get(url, headers=bearer("r3ader")) as r:

@@ -55,6 +55,8 @@ def test_put_get_ranges_head_and_304(served, tmp_path):
     assert status("-H", f"If-None-Match: {etag}", url) == 304
     modified = next(line.split(":", 1)[1].strip() for line in head.splitlines() if line.startswith("Last-Modified:"))
     assert status("-H", f"If-Modified-Since: {modified}", url) == 304
+    assert status("-X", "DELETE", url) == 204
+    assert status(url) == 404
     # One log line per request: method, path, status, bytes, seconds, peer.
     time.sleep(0.2)
     assert f"PUT /files/datasets/a.bin 201 {len(data)} B " in daemon.log_text()

@@ -125,7 +125,7 @@ async def test_hostile_paths_get_400_and_touch_nothing(front, big_store, tmp_pat
 async def test_unknown_paths_and_methods(front, http):
     async with http.get(f"{front.url}/elsewhere") as r:
         assert r.status == 404
-    async with http.delete(f"{front.url}/files/x") as r:
+    async with http.patch(f"{front.url}/files/x") as r:
         assert r.status == 405 and "PUT" in r.headers["Allow"]
     async with http.get(f"{front.url}/files/missing") as r:
         assert r.status == 404
@@ -155,3 +155,14 @@ async def test_100_concurrent_gets_of_different_files(front, http):
 
     got = await asyncio.gather(*(fetch(n) for n in files))
     assert got == list(files.values())
+
+
+async def test_delete(front, http, big_store):
+    await put(http, front, "del.txt", b"bye")
+    async with http.delete(f"{front.url}/files/del.txt") as r:
+        assert r.status == 204
+    async with http.get(f"{front.url}/files/del.txt") as r:
+        assert r.status == 404
+    async with http.delete(f"{front.url}/files/del.txt") as r:
+        assert r.status == 404
+    assert await big_store.list() == []

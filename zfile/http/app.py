@@ -5,6 +5,7 @@ store opens, ``stop`` while the daemon drains) and answers:
 
 - ``GET``/``HEAD /files/<name>``: the file (:mod:`zfile.http.files`);
 - ``PUT /files/<name>``: store the body under ``name``;
+- ``DELETE /files/<name>``: remove it (204);
 - ``GET``/``HEAD /files/<prefix>/`` and ``/``: a listing (:mod:`zfile.http.listing`);
 - ``POST /files/<prefix>/``: files from a form (:mod:`zfile.http.form`).
 
@@ -12,7 +13,7 @@ Names come from the raw request target, percent-decoded as UTF-8 and checked
 with :func:`zfile.protocol.names.check_name` (or ``check_prefix``) before the
 store is touched: ``..``, ``%2e%2e``, NUL, an absolute path or undecodable
 bytes get 400.  With a token file every request needs ``Authorization:
-Bearer TOKEN``: ``read`` for GET and HEAD, ``write`` for PUT and POST (401
+Bearer TOKEN``: ``read`` for GET and HEAD, ``write`` for PUT, POST and DELETE (401
 without a known token, 403 with a read token).  Every request is logged as
 one line of logger ``zfile.http``: method, path, status, bytes (of the
 file received or sent, else of the body sent), seconds, peer (fields of their own in the JSON log format).
@@ -95,8 +96,8 @@ def target(request: web.Request) -> tuple[str, str]:
     return "file", check_name(rest)
 
 
-_NEEDS = {"GET": Access.READ, "HEAD": Access.READ, "PUT": Access.WRITE, "POST": Access.WRITE}
-_ALLOWED = {"page": ("GET", "HEAD"), "dir": ("GET", "HEAD", "POST"), "file": ("GET", "HEAD", "PUT")}
+_NEEDS = {"GET": Access.READ, "HEAD": Access.READ, "PUT": Access.WRITE, "POST": Access.WRITE, "DELETE": Access.WRITE}
+_ALLOWED = {"page": ("GET", "HEAD"), "dir": ("GET", "HEAD", "POST"), "file": ("GET", "HEAD", "PUT", "DELETE")}
 
 
 class HttpFront:
@@ -218,6 +219,9 @@ class HttpFront:
         if kind == "file":
             if request.method == "PUT":
                 return await put_file(self.store, request, value)
+            if request.method == "DELETE":
+                await self.store.delete(value)
+                return web.Response(status=204)
             return await get_file(self.store, request, value)
         if request.method == "POST":
             return await post_form(
