@@ -143,6 +143,7 @@ async def test_a_file_replaced_while_served_is_served_whole_from_the_old_version
         assert await r.read() == new
 
 
+@pytest.mark.slow
 async def test_100_concurrent_gets_of_different_files(front, http):
     files = {f"many/{i:03d}.bin": os.urandom(20_000 + 997 * i) for i in range(100)}
     for name, data in files.items():
@@ -166,3 +167,21 @@ async def test_delete(front, http, big_store):
     async with http.delete(f"{front.url}/files/del.txt") as r:
         assert r.status == 404
     assert await big_store.list() == []
+
+
+async def test_metrics_count_requests_and_bytes(front, http):
+    await put(http, front, "m.bin", b"m" * 1000)
+    async with http.get(f"{front.url}/files/m.bin") as r:
+        assert len(await r.read()) == 1000
+    async with http.get(f"{front.url}/files/nothing") as r:
+        assert r.status == 404
+    async with http.get(f"{front.url}/metrics") as r:
+        assert r.status == 200 and r.content_type == "text/plain"
+        text = await r.text()
+    assert 'zfile_http_requests_total{method="PUT",status="201"} 1.0' in text
+    assert 'zfile_http_requests_total{method="GET",status="404"} 1.0' in text
+    assert "zfile_http_received_bytes_total 1000.0" in text
+    assert "zfile_http_sent_bytes_total 1" in text  # 1000 file bytes and the 404's sentence
+    assert 'zfile_http_uploads_total{result="committed"} 1.0' in text
+    assert 'zfile_http_request_seconds_count{method="GET"} 2.0' in text
+    assert "zfile_http_requests_in_flight 1.0" in text  # this request

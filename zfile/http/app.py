@@ -7,7 +7,8 @@ store opens, ``stop`` while the daemon drains) and answers:
 - ``PUT /files/<name>``: store the body under ``name``;
 - ``DELETE /files/<name>``: remove it (204);
 - ``GET``/``HEAD /files/<prefix>/`` and ``/``: a listing (:mod:`zfile.http.listing`);
-- ``POST /files/<prefix>/``: files from a form (:mod:`zfile.http.form`).
+- ``POST /files/<prefix>/``: files from a form (:mod:`zfile.http.form`);
+- ``GET /metrics``: counters in the Prometheus text format (:mod:`zfile.http.metrics`).
 
 Names come from the raw request target, percent-decoded as UTF-8 and checked
 with :func:`zfile.protocol.names.check_name` (or ``check_prefix``) before the
@@ -46,6 +47,7 @@ from zfile.http.access import Access, Tokens, load_access, parse_address
 from zfile.http.files import BYTES, STARTED, get_file, put_file
 from zfile.http.form import post_form
 from zfile.http.listing import list_html, list_json, wants_json
+from zfile.http.metrics import CONTENT_TYPE, Metrics
 from zfile.protocol.names import check_name, check_prefix
 from zfile.store import Store
 
@@ -79,12 +81,15 @@ def status_of(exc: ZfileError) -> int:
 
 def target(request: web.Request) -> tuple[str, str]:
     """What the raw request target names: ``("page", "")`` for ``/``,
+    ``("metrics", "")`` for ``/metrics``,
     ``("dir", prefix)`` for ``/files/`` and ``/files/<prefix>/``,
     ``("file", name)`` for ``/files/<name>``.  BadName (400) for a name the
     store's rules refuse or bytes that are not UTF-8; HTTPNotFound elsewhere."""
     path = request.raw_path.split("?", 1)[0]
     if path == "/":
         return "page", ""
+    if path == "/metrics":
+        return "metrics", ""
     if not path.startswith("/files/"):
         raise web.HTTPNotFound(text="not found: the files are under /files/\n")
     try:
@@ -97,7 +102,12 @@ def target(request: web.Request) -> tuple[str, str]:
 
 
 _NEEDS = {"GET": Access.READ, "HEAD": Access.READ, "PUT": Access.WRITE, "POST": Access.WRITE, "DELETE": Access.WRITE}
-_ALLOWED = {"page": ("GET", "HEAD"), "dir": ("GET", "HEAD", "POST"), "file": ("GET", "HEAD", "PUT", "DELETE")}
+_ALLOWED = {
+    "page": ("GET", "HEAD"),
+    "metrics": ("GET", "HEAD"),
+    "dir": ("GET", "HEAD", "POST"),
+    "file": ("GET", "HEAD", "PUT", "DELETE"),
+}
 
 
 class HttpFront:
@@ -133,6 +143,7 @@ class HttpFront:
         self._checked = False
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self.metrics = Metrics()
 
     @property
     def url(self) -> str:
@@ -216,6 +227,8 @@ class HttpFront:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         kind, value = self._refusal(request)
+        if kind == "metrics":
+            return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
         if kind == "file":
             if request.method == "PUT":
                 return await put_file(self.store, request, value)
@@ -236,6 +249,7 @@ class HttpFront:
         request[BYTES] = 0
         began = time.monotonic()
         status = 500
+        self.metrics.in_flight.inc()
         try:
             response = await handler(request)
             status = response.status
@@ -257,10 +271,12 @@ class HttpFront:
             status = 499  # the client went away (nginx's convention)
             raise
         finally:
+            self.metrics.in_flight.dec()
             self._log(request, status, request[BYTES], began)
 
     def _log(self, request: web.Request, status: int, nbytes: int, began: float) -> None:
         seconds = time.monotonic() - began
+        self.metrics.observe(request.method, status, nbytes, seconds)
         peer = request.remote or "?"
         fields = dict(method=request.method, path=request.raw_path, status=status, bytes=nbytes, seconds=seconds)
         log.info(
