@@ -117,7 +117,10 @@ class HttpFront:
     for no authentication, which only a loopback address or ``insecure``
     allows.  ``max_file_size`` and ``max_name_bytes`` are the store's limits
     in bytes; requests still running at :meth:`stop` get
-    ``shutdown_timeout`` seconds.
+    ``shutdown_timeout`` seconds.  A request whose client sends or takes
+    no byte of a body for ``idle_timeout`` seconds is ended (an upload's
+    partial is released); at most ``max_uploads`` PUTs and POSTs run at
+    once, more get 503 with ``Retry-After``.
     """
 
     def __init__(
@@ -130,6 +133,8 @@ class HttpFront:
         max_file_size: int = 1 << 40,
         max_name_bytes: int = 4096,
         shutdown_timeout: float = 30.0,
+        idle_timeout: float = 60.0,
+        max_uploads: int = 256,
     ) -> None:
         self.store = store
         self.address = address
@@ -139,6 +144,9 @@ class HttpFront:
         self.max_file_size = max_file_size
         self.max_name_bytes = max_name_bytes
         self.shutdown_timeout = shutdown_timeout
+        self.idle_timeout = idle_timeout
+        self.max_uploads = max_uploads
+        self._uploads = 0
         self.tokens: Tokens | None = None
         self._checked = False
         self._runner: web.AppRunner | None = None
@@ -219,7 +227,8 @@ class HttpFront:
             self._refusal(request)
         except web.HTTPException as exc:
             self._log(request, exc.status, 0, began)
-            return exc
+            kept = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+            return web.Response(status=exc.status, headers=kept, text=exc.text)
         except ZfileError as exc:
             self._log(request, status_of(exc), 0, began)
             return web.Response(status=status_of(exc), text=f"{exc}\n")
@@ -229,20 +238,36 @@ class HttpFront:
         kind, value = self._refusal(request)
         if kind == "metrics":
             return web.Response(body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+        if request.method in ("PUT", "POST"):
+            return await self._upload(request, kind, value)
         if kind == "file":
-            if request.method == "PUT":
-                return await put_file(self.store, request, value)
             if request.method == "DELETE":
                 await self.store.delete(value)
                 return web.Response(status=204)
-            return await get_file(self.store, request, value)
-        if request.method == "POST":
-            return await post_form(
-                self.store, request, value, max_file_size=self.max_file_size, max_name_bytes=self.max_name_bytes
-            )
+            return await get_file(self.store, request, value, self.idle_timeout)
         if kind == "dir" and wants_json(request):
             return await list_json(self.store, request, value)
         return await list_html(self.store, request, value)
+
+    async def _upload(self, request: web.Request, kind: str, value: str) -> web.Response:
+        if self._uploads >= self.max_uploads:
+            raise web.HTTPServiceUnavailable(
+                headers={"Retry-After": "1"}, text=f"{self.max_uploads} uploads are running; try again shortly\n"
+            )
+        self._uploads += 1
+        try:
+            if kind == "file":
+                return await put_file(self.store, request, value, self.idle_timeout)
+            return await post_form(
+                self.store,
+                request,
+                value,
+                max_file_size=self.max_file_size,
+                max_name_bytes=self.max_name_bytes,
+                idle=self.idle_timeout,
+            )
+        finally:
+            self._uploads -= 1
 
     @web.middleware
     async def _observe(self, request: web.Request, handler) -> web.StreamResponse:

@@ -12,6 +12,7 @@ given; otherwise the upload is suspended and nothing appears under the name.
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import time
 from collections.abc import AsyncIterator
@@ -55,10 +56,26 @@ def validators(entry: Entry) -> dict[str, str]:
     return {"ETag": etag(entry), "Last-Modified": http_date(last_modified(entry))}
 
 
-async def get_file(store: Store, request: web.Request, name: str) -> web.StreamResponse:
+async def paced(chunks: AsyncIterator[bytes], idle: float | None) -> AsyncIterator[bytes]:
+    """``chunks``, each of which must come within ``idle`` seconds (None: no
+    limit); HTTP 408 Request Timeout when one does not."""
+    it = aiter(chunks)
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await anext(it)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text=f"no byte of the body came for {idle:g} s\n") from None
+        yield chunk
+
+
+async def get_file(store: Store, request: web.Request, name: str, idle: float | None = None) -> web.StreamResponse:
     """Answer a GET or HEAD of ``name``: 200 or 206 with the bytes (none for
     HEAD), 304 or 412 for a conditional request, 416 for a range past the
-    end; the store's NotFound and BadName propagate."""
+    end; the store's NotFound and BadName propagate.  A client that takes
+    none of the body for ``idle`` seconds is cut off (ConnectionAbortedError)."""
     download = await store.open_download(name)
     try:
         entry = download.entry
@@ -89,15 +106,16 @@ async def get_file(store: Store, request: web.Request, name: str) -> web.StreamR
         await response.prepare(request)
         request[STARTED] = True
         if request.method == "GET" and length:
-            await _send(download.reader(start, READ_CHUNK), response, length, request)
+            await _send(download.reader(start, READ_CHUNK), response, length, request, idle)
         await response.write_eof()
         return response
     finally:
         await download.close()
 
 
-async def _send(stream, response: web.StreamResponse, length: int, request: web.Request) -> None:
-    """Write ``length`` bytes of ``stream`` to ``response``, chunk by chunk."""
+async def _send(stream, response: web.StreamResponse, length: int, request: web.Request, idle: float | None) -> None:
+    """Write ``length`` bytes of ``stream`` to ``response``, chunk by chunk,
+    each within ``idle`` seconds."""
     try:
         left = length
         while left > 0:
@@ -107,7 +125,11 @@ async def _send(stream, response: web.StreamResponse, length: int, request: web.
             # The pool belongs to this stream alone, so nothing else waits on it.
             _, view = await stream.next()
             piece = view[:left]
-            await response.write(piece)
+            try:
+                async with asyncio.timeout(idle):
+                    await response.write(piece)  # waits while the client's socket buffer is full
+            except TimeoutError:
+                raise ConnectionAbortedError(f"the client took no bytes for {idle:g} s") from None
             left -= len(piece)
             request[BYTES] += len(piece)
     finally:
@@ -191,10 +213,11 @@ async def store_stream(
             await upload.suspend()
 
 
-async def put_file(store: Store, request: web.Request, name: str) -> web.Response:
+async def put_file(store: Store, request: web.Request, name: str, idle: float | None = None) -> web.Response:
     """Answer a PUT of ``name``: 201 with the entry as JSON (``zfile ls
     --json``'s fields).  411 without Content-Length, 412 for ``If-None-Match:
-    *`` when the name exists (RFC 9110 §13.1.2), 422 for a digest mismatch."""
+    *`` when the name exists (RFC 9110 §13.1.2), 422 for a digest mismatch,
+    408 when no byte of the body comes for ``idle`` seconds."""
     size = request.content_length
     if size is None:
         raise web.HTTPLengthRequired(text="a PUT needs Content-Length (chunked bodies are not taken)\n")
@@ -205,7 +228,7 @@ async def put_file(store: Store, request: web.Request, name: str) -> web.Respons
             store,
             name=name,
             size=size,
-            chunks=request.content.iter_chunked(WRITE_CHUNK),
+            chunks=paced(request.content.iter_chunked(WRITE_CHUNK), idle),
             peer=request.remote or "",
             clobber=clobber,
             expected=expected,

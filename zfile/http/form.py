@@ -19,17 +19,23 @@ from collections.abc import AsyncIterator
 from aiohttp import BodyPartReader, web
 
 from zfile.errors import TooLarge
-from zfile.http.files import BYTES, WRITE_CHUNK, files_url, store_stream
+from zfile.http.files import BYTES, WRITE_CHUNK, files_url, paced, store_stream
 from zfile.protocol.entries import entry_json
 from zfile.protocol.names import check_name
 from zfile.store import Store
 
 
-async def _spool(part: BodyPartReader, spool, limit: int, request: web.Request) -> int:
-    """Copy ``part``'s bytes into ``spool``; their number.  TooLarge past ``limit`` bytes."""
+async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(WRITE_CHUNK):
+        yield chunk
+
+
+async def _spool(part: BodyPartReader, spool, limit: int, request: web.Request, idle: float | None) -> int:
+    """Copy ``part``'s bytes into ``spool``; their number.  TooLarge past
+    ``limit`` bytes; 408 when no byte comes for ``idle`` seconds."""
     size = 0
     pending = bytearray()
-    while chunk := await part.read_chunk(WRITE_CHUNK):
+    async for chunk in paced(_chunks(part), idle):
         size += len(chunk)
         request[BYTES] += len(chunk)
         if size > limit:
@@ -49,12 +55,21 @@ async def _unspool(spool) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def post_form(store: Store, request: web.Request, prefix: str, *, max_file_size: int, max_name_bytes: int):
+async def post_form(
+    store: Store,
+    request: web.Request,
+    prefix: str,
+    *,
+    max_file_size: int,
+    max_name_bytes: int,
+    idle: float | None = None,
+) -> web.Response:
     """Store every file of the form under ``prefix`` (each part's file name,
     less any directory a client put in it).  A browser (``Accept: text/html``)
     gets 303 See Other back to the directory page; other clients 201 with a
     JSON array of the entries.  415 for a body that is not multipart/form-data,
-    400 for a form without a file, the store's refusals as in a PUT."""
+    400 for a form without a file, the store's refusals as in a PUT, 408 when
+    no byte comes for ``idle`` seconds."""
     if request.content_type != "multipart/form-data":
         raise web.HTTPUnsupportedMediaType(text="POST a multipart/form-data form with file fields\n")
     reader = await request.multipart()
@@ -68,7 +83,7 @@ async def post_form(store: Store, request: web.Request, prefix: str, *, max_file
             continue
         name = check_name(prefix + base, max_name_bytes)
         with await asyncio.to_thread(tempfile.TemporaryFile) as spool:
-            size = await _spool(part, spool, max_file_size, request)
+            size = await _spool(part, spool, max_file_size, request, idle)
             entries.append(
                 await store_stream(store, name=name, size=size, chunks=_unspool(spool), peer=request.remote or "")
             )

@@ -89,6 +89,8 @@ class Server:
                 max_file_size=config.max_file_size,
                 max_name_bytes=config.max_name_bytes,
                 shutdown_timeout=config.grace_period,
+                idle_timeout=config.idle_timeout,
+                max_uploads=config.max_transfers,
             )
 
     # -- lifecycle -------------------------------------------------------------
