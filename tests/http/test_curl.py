@@ -55,6 +55,11 @@ def test_put_get_ranges_head_and_304(served, tmp_path):
     assert status("-H", f"If-None-Match: {etag}", url) == 304
     modified = next(line.split(":", 1)[1].strip() for line in head.splitlines() if line.startswith("Last-Modified:"))
     assert status("-H", f"If-Modified-Since: {modified}", url) == 304
+    piped = subprocess.run(  # from a pipe: no length, so a chunked body
+        ["curl", "-sS", "-o", os.devnull, "-w", "%{http_code}", "-T", "-", f"{base}/files/piped.bin"],
+        input=data[:100_000], capture_output=True, timeout=60,
+    )
+    assert piped.stdout == b"201" and curl(f"{base}/files/piped.bin").stdout == data[:100_000]
     assert status("-X", "DELETE", url) == 204
     assert status(url) == 404
     # One log line per request: method, path, status, bytes, seconds, peer.

@@ -78,9 +78,6 @@ async def test_put_refusals_commit_nothing(front, http, big_store):
         assert await r.read() == data
     status, _ = await put(http, front, "m.bin", data, **{"X-Zfile-Digest": "sha1=00"})
     assert status == 400
-    # A body without a length (chunked) is refused with 411 Length Required.
-    status, _ = await raw(front.port, "PUT /files/c.bin HTTP/1.1\nHost: t\nTransfer-Encoding: chunked\n", b"0\r\n\r\n")
-    assert status == 411
     # Replacing is allowed by default.
     assert (await put(http, front, "ok.bin", b"new"))[0] == 201
 
@@ -185,3 +182,25 @@ async def test_metrics_count_requests_and_bytes(front, http):
     assert 'zfile_http_uploads_total{result="committed"} 1.0' in text
     assert 'zfile_http_request_seconds_count{method="GET"} 2.0' in text
     assert "zfile_http_requests_in_flight 1.0" in text  # this request
+
+
+async def test_chunked_put_without_a_length_is_spooled_then_stored(front, http, big_store):
+    data = os.urandom(3 << 20)
+
+    async def body():
+        for k in range(0, len(data), 100_000):
+            yield data[k : k + 100_000]
+
+    async with http.put(f"{front.url}/files/chunked.bin", data=body()) as r:
+        assert r.request_info.headers.get("Transfer-Encoding") == "chunked"
+        assert r.status == 201 and (await r.json())["size"] == len(data)
+    async with http.get(f"{front.url}/files/chunked.bin") as r:
+        assert await r.read() == data
+    wrong = {"X-Zfile-Digest": "blake3=" + "11" * 32}
+    async with http.put(f"{front.url}/files/chunked2.bin", data=body(), headers=wrong) as r:
+        assert r.status == 422
+    with pytest.raises(NotFound):
+        await big_store.lookup("chunked2.bin")
+    head = "PUT /files/empty.bin HTTP/1.1\nHost: t\nTransfer-Encoding: chunked\n"
+    status, _ = await raw(front.port, head, b"0\r\n\r\n")
+    assert status == 201 and (await big_store.lookup("empty.bin")).size == 0

@@ -257,7 +257,9 @@ class HttpFront:
         self._uploads += 1
         try:
             if kind == "file":
-                return await put_file(self.store, request, value, self.idle_timeout)
+                return await put_file(
+                    self.store, request, value, max_file_size=self.max_file_size, idle=self.idle_timeout
+                )
             return await post_form(
                 self.store,
                 request,

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from zfile.errors import Exists, IntegrityError
 from zfile.http.conditional import Unsatisfiable, byte_range, etag, http_date, last_modified, precondition
+from zfile.http.spool import open_spool, spool, unspool
 from zfile.protocol import digest as digests
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
@@ -213,27 +214,47 @@ async def store_stream(
             await upload.suspend()
 
 
-async def put_file(store: Store, request: web.Request, name: str, idle: float | None = None) -> web.Response:
+async def put_file(
+    store: Store, request: web.Request, name: str, *, max_file_size: int, idle: float | None = None
+) -> web.Response:
     """Answer a PUT of ``name``: 201 with the entry as JSON (``zfile ls
-    --json``'s fields).  411 without Content-Length, 412 for ``If-None-Match:
-    *`` when the name exists (RFC 9110 §13.1.2), 422 for a digest mismatch,
-    408 when no byte of the body comes for ``idle`` seconds."""
-    size = request.content_length
-    if size is None:
-        raise web.HTTPLengthRequired(text="a PUT needs Content-Length (chunked bodies are not taken)\n")
+    --json``'s fields).  The size is Content-Length's; a chunked body
+    without one is spooled first (:mod:`zfile.http.spool`; 413 past
+    ``max_file_size`` bytes).  412 for ``If-None-Match: *`` when the name
+    exists (RFC 9110 §13.1.2), 422 for a digest mismatch, 408 when no byte
+    of the body comes for ``idle`` seconds."""
     expected = parse_digest(request.headers.get("X-Zfile-Digest"))
     clobber = request.headers.get("If-None-Match", "").strip() != "*"
+    body = paced(request.content.iter_chunked(WRITE_CHUNK), idle)
+    peer = request.remote or ""
     try:
-        entry = await store_stream(
-            store,
-            name=name,
-            size=size,
-            chunks=paced(request.content.iter_chunked(WRITE_CHUNK), idle),
-            peer=request.remote or "",
-            clobber=clobber,
-            expected=expected,
-            counted=request,
-        )
+        if request.content_length is not None:
+            entry = await store_stream(
+                store,
+                name=name,
+                size=request.content_length,
+                chunks=body,
+                peer=peer,
+                clobber=clobber,
+                expected=expected,
+                counted=request,
+            )
+        else:
+            with await open_spool() as file:
+
+                def count(n: int) -> None:
+                    request[BYTES] += n
+
+                size = await spool(body, file, limit=max_file_size, what=f"the body of {name!r}", counted=count)
+                entry = await store_stream(
+                    store,
+                    name=name,
+                    size=size,
+                    chunks=unspool(file),
+                    peer=peer,
+                    clobber=clobber,
+                    expected=expected,
+                )
     except Exists:
         if clobber:
             raise

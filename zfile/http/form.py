@@ -2,9 +2,9 @@
 (RFC 7578), such as the browser page's upload form, stored under the prefix.
 
 Each file part is read with aiohttp's multipart reader in chunks and spooled
-to an anonymous temporary file, because a form does not say a part's size
-before its bytes and the store wants the size when an upload begins; then it
-streams from there into the store like a PUT (:func:`zfile.http.files.store_stream`).
+to an anonymous temporary file (:mod:`zfile.http.spool`), because a form does
+not say a part's size before its bytes; then it streams from there into the
+store like a PUT (:func:`zfile.http.files.store_stream`).
 Memory stays at a chunk or two whatever the size.  Files are stored in the
 order of the form; the first that fails ends the request with its error,
 those before it stay stored.
@@ -12,14 +12,12 @@ those before it stay stored.
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
 
-from zfile.errors import TooLarge
 from zfile.http.files import BYTES, WRITE_CHUNK, files_url, paced, store_stream
+from zfile.http.spool import open_spool, spool, unspool
 from zfile.protocol.entries import entry_json
 from zfile.protocol.names import check_name
 from zfile.store import Store
@@ -27,31 +25,6 @@ from zfile.store import Store
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(WRITE_CHUNK):
-        yield chunk
-
-
-async def _spool(part: BodyPartReader, spool, limit: int, request: web.Request, idle: float | None) -> int:
-    """Copy ``part``'s bytes into ``spool``; their number.  TooLarge past
-    ``limit`` bytes; 408 when no byte comes for ``idle`` seconds."""
-    size = 0
-    pending = bytearray()
-    async for chunk in paced(_chunks(part), idle):
-        size += len(chunk)
-        request[BYTES] += len(chunk)
-        if size > limit:
-            raise TooLarge(f"{part.filename!r} is over the store's limit of {limit} bytes")
-        pending += chunk
-        if len(pending) >= WRITE_CHUNK:
-            await asyncio.to_thread(spool.write, pending)
-            pending = bytearray()
-    if pending:
-        await asyncio.to_thread(spool.write, pending)
-    await asyncio.to_thread(spool.seek, 0)
-    return size
-
-
-async def _unspool(spool) -> AsyncIterator[bytes]:
-    while chunk := await asyncio.to_thread(spool.read, WRITE_CHUNK):
         yield chunk
 
 
@@ -82,10 +55,15 @@ async def post_form(
             await part.release()  # a plain field, or a file input left empty
             continue
         name = check_name(prefix + base, max_name_bytes)
-        with await asyncio.to_thread(tempfile.TemporaryFile) as spool:
-            size = await _spool(part, spool, max_file_size, request, idle)
+        with await open_spool() as file:
+
+            def count(n: int) -> None:
+                request[BYTES] += n
+
+            what = repr(part.filename)
+            size = await spool(paced(_chunks(part), idle), file, limit=max_file_size, what=what, counted=count)
             entries.append(
-                await store_stream(store, name=name, size=size, chunks=_unspool(spool), peer=request.remote or "")
+                await store_stream(store, name=name, size=size, chunks=unspool(file), peer=request.remote or "")
             )
     if not entries:
         raise web.HTTPBadRequest(text="the form holds no file\n")
