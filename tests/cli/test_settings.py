@@ -192,6 +192,10 @@ def test_http_settings(tmp_path):
         settings.server_config({}, None, {"ZFILE_HTTP": "8080"})
     with pytest.raises(ConfigError, match="http-tokens.*HTTP is off"):
         settings.server_config({"http_tokens": "/t"}, None, {})
+    with pytest.raises(ConfigError, match="ZFILE_HTTP_CERT.*HTTP is off"):
+        settings.server_config({}, None, {"ZFILE_HTTP_CERT": "/c", "ZFILE_HTTP_KEY": "/k"})
+    with pytest.raises(ConfigError, match="http_cert and http_key go together"):
+        settings.server_config({"http": "127.0.0.1:8080", "http_cert": "/c"}, None, {})
 
 
 def test_check_config_refuses_open_http():

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
+
 import pytest
 
 from zfile.errors import ConfigError
-from zfile.http.access import Access, Tokens, is_loopback, load_access, parse_address
+from zfile.http.access import Access, Tokens, is_loopback, load_access, load_tls, parse_address
 
 
 def test_parse_address():
@@ -57,3 +61,28 @@ def test_non_loopback_needs_tokens_or_insecure(tmp_path):
     assert load_access("0.0.0.0:8080", None, True) is None
     (tmp_path / "t").write_text("x read\n")
     assert len(load_access("10.0.0.1:8080", str(tmp_path / "t"), False)) == 1
+
+
+def make_cert(where) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files), made with openssl."""
+    cert, key = where / "http.crt", where / "http.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_load_tls(tmp_path):
+    assert load_tls(None, None) is None
+    cert, key = make_cert(tmp_path)
+    assert load_tls(cert, key).minimum_version >= ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ConfigError, match="together"):
+        load_tls(cert, None)
+    with pytest.raises(ConfigError, match="cannot load"):
+        load_tls(cert, cert)
+    with pytest.raises(ConfigError, match="cannot load"):
+        load_tls(str(tmp_path / "missing.crt"), key)

@@ -143,8 +143,34 @@ def test_sigterm_lets_a_running_download_finish(tmp_path):
         while not out.exists() or out.stat().st_size == 0:
             time.sleep(0.02)
         d.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while curl("-I", url, check=False).returncode == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert curl("-I", url, check=False).returncode != 0  # no longer listening, though still sending
         assert slow.wait(timeout=60) == 0
         assert out.read_bytes() == data
-        assert curl(url, check=False).returncode != 0  # no longer listening
+        # It exits by itself once the download is done (a second signal would mean "stop now").
+        assert d.proc.wait(timeout=60) == 0, d.log_text()
+    finally:
+        assert d.stop() == 0, d.log_text()
+
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_https_with_cert_and_key(tmp_path):
+    from .test_access import make_cert
+
+    cert, key = make_cert(tmp_path)
+    port = free_port()
+    tls = ("--http-cert", cert, "--http-key", key)
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--http", f"127.0.0.1:{port}", *tls)
+    try:
+        data = os.urandom(300_000)
+        (tmp_path / "t.bin").write_bytes(data)
+        url = f"https://127.0.0.1:{port}/files/t.bin"
+        assert status("--cacert", cert, "-T", str(tmp_path / "t.bin"), url) == 201
+        assert curl("--cacert", cert, url).stdout == data
+        assert curl(f"http://127.0.0.1:{port}/files/t.bin", check=False).stdout[:4] != b"HTTP"  # no plain HTTP
+        assert "HTTP on https://127.0.0.1" in d.log_text()
     finally:
         assert d.stop() == 0, d.log_text()

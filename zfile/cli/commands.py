@@ -254,6 +254,18 @@ def main() -> None:
     help="HTTP bearer tokens, one 'TOKEN read|write' a line; re-read on SIGHUP [env ZFILE_HTTP_TOKENS].",
 )
 @click.option(
+    "--http-cert",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PEM certificate chain; with --http-key the HTTP front speaks HTTPS [env ZFILE_HTTP_CERT].",
+)
+@click.option(
+    "--http-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PEM private key of --http-cert [env ZFILE_HTTP_KEY].",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -290,9 +302,10 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
             auth.load_keypair(config.secret_key)
             auth.load_authorized_keys(config.authorized_keys)
         if config.http is not None:
-            from zfile.http.access import load_access
+            from zfile.http.access import load_access, load_tls
 
             load_access(config.http, config.http_tokens, config.insecure)
+            load_tls(config.http_cert, config.http_key)
         click.echo(settings.dump("server", config), nl=False)
         return
     setup_logging(config.log_level, config.log_format)

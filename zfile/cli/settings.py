@@ -228,8 +228,12 @@ def _check_server(config: ServerConfig, source: Mapping[str, str]) -> ServerConf
             parse_address(config.http)
         except ConfigError as exc:
             raise ConfigError(f"{source['http']}: {exc}") from None
-    elif config.http_tokens is not None:
-        raise ConfigError(f"{source['http_tokens']} is set but HTTP is off: set http too, or drop it")
+    else:
+        for key in ("http_tokens", "http_cert", "http_key"):
+            if getattr(config, key) is not None:
+                raise ConfigError(f"{source[key]} is set but HTTP is off: set http too, or drop it")
+    if (config.http_cert is None) != (config.http_key is None):
+        raise ConfigError("http_cert and http_key go together: set both to serve HTTPS, or neither")
     return dataclasses.replace(config, **changes)
 
 

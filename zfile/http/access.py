@@ -1,4 +1,4 @@
-"""Who may reach the HTTP front: its address, and the bearer tokens.
+"""Who may reach the HTTP front: its address, the bearer tokens, and TLS.
 
 :func:`parse_address` reads ``HOST:PORT``; :func:`is_loopback` says whether
 a host is this machine only.  :class:`Tokens` is a token file, one
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import ssl
 from enum import IntEnum
 from pathlib import Path
 
@@ -120,3 +121,20 @@ def load_access(address: str, tokens: str | None, insecure: bool) -> Tokens | No
             )
         log.warning("INSECURE: HTTP on %s without tokens: anyone who can reach it can read and write", address)
     return None
+
+
+def load_tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context (TLS 1.2 or later) of the PEM ``cert`` chain and
+    its ``key``, or None when neither is given; ConfigError when the files
+    cannot be loaded or only one is given."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("the HTTP certificate and key go together: give both, or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the HTTP certificate {cert} with key {key}: {exc}") from None
+    return context

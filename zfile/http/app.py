@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from urllib.parse import unquote
 
@@ -43,7 +44,7 @@ from zfile.errors import (
     TooLarge,
     ZfileError,
 )
-from zfile.http.access import Access, Tokens, load_access, parse_address
+from zfile.http.access import Access, Tokens, load_access, load_tls, parse_address
 from zfile.http.files import BYTES, STARTED, get_file, put_file
 from zfile.http.form import post_form
 from zfile.http.listing import list_html, list_json, wants_json
@@ -135,6 +136,8 @@ class HttpFront:
         shutdown_timeout: float = 30.0,
         idle_timeout: float = 60.0,
         max_uploads: int = 256,
+        cert: str | None = None,
+        key: str | None = None,
     ) -> None:
         self.store = store
         self.address = address
@@ -147,6 +150,8 @@ class HttpFront:
         self.idle_timeout = idle_timeout
         self.max_uploads = max_uploads
         self._uploads = 0
+        self.cert, self.key = cert, key
+        self._tls: ssl.SSLContext | None = None
         self.tokens: Tokens | None = None
         self._checked = False
         self._runner: web.AppRunner | None = None
@@ -156,13 +161,15 @@ class HttpFront:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.cert else 'http'}://{host}:{self.port}"
 
     def check(self) -> None:
         """Refuse a non-loopback address without tokens unless ``insecure``
-        (ConfigError), and load the token file (ConfigError)."""
+        (ConfigError), and load the token file and the TLS certificate
+        (ConfigError)."""
         self._checked = True
         self.tokens = load_access(self.address, self.tokens_path, self.insecure)
+        self._tls = load_tls(self.cert, self.key)
 
     async def start(self) -> None:
         """Check the access rules (:meth:`check`) and listen; ConfigError, or
@@ -174,12 +181,13 @@ class HttpFront:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            await web.TCPSite(runner, self.host, self.port, ssl_context=self._tls).start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
         auth = f"{len(self.tokens)} token(s)" if self.tokens else "no tokens"
+        auth += ", TLS" if self._tls else ", no TLS"
         log.info("HTTP on %s, %s", self.url, auth)
 
     def reload(self) -> None:

@@ -55,3 +55,6 @@ class ServerConfig:
     #: The HTTP bearer token file, one ``TOKEN read|write`` a line; re-read on
     #: SIGHUP.  Needed to serve HTTP on any address but loopback.
     http_tokens: str | None = None
+    #: PEM certificate chain and private key files: with both, HTTP is HTTPS.
+    http_cert: str | None = None
+    http_key: str | None = None

@@ -91,6 +91,8 @@ class Server:
                 shutdown_timeout=config.grace_period,
                 idle_timeout=config.idle_timeout,
                 max_uploads=config.max_transfers,
+                cert=config.http_cert,
+                key=config.http_key,
             )
 
     # -- lifecycle -------------------------------------------------------------
