@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 import blake3
@@ -82,7 +83,8 @@ async def test_put_refusals_commit_nothing(front, http, big_store):
     assert (await put(http, front, "ok.bin", b"new"))[0] == 201
 
 
-async def test_disconnect_mid_upload_leaves_nothing(front, big_store):
+async def test_disconnect_mid_upload_leaves_nothing(front, big_store, caplog):
+    caplog.set_level(logging.INFO)
     head = "PUT /files/gone.bin HTTP/1.1\nHost: t\nContent-Length: 4000000\n"
     await raw(front.port, head, os.urandom(300_000), close_early=True)
     for _ in range(200):
@@ -93,6 +95,12 @@ async def test_disconnect_mid_upload_leaves_nothing(front, big_store):
     with pytest.raises(NotFound):
         await big_store.lookup("gone.bin")
     assert not (big_store.root / "gone.bin").exists()
+    for _ in range(100):  # the log line follows the release
+        if "PUT /files/gone.bin 499" in caplog.text:
+            break
+        await asyncio.sleep(0.05)
+    assert "PUT /files/gone.bin 499" in caplog.text  # logged as the client going away, without a traceback
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 @pytest.mark.parametrize(

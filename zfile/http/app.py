@@ -302,8 +302,14 @@ class HttpFront:
                 log.error("%s %s failed after the response began: %s", request.method, request.path, exc)
                 raise
             return web.Response(status=status, text=f"{exc}\n")
-        except (ConnectionError, asyncio.CancelledError):
-            status = 499  # the client went away (nginx's convention)
+        except ConnectionError:
+            # The client went away (499: nginx's convention).  Nothing can reach
+            # it; aiohttp drops a response to a closed connection quietly, where
+            # the error raised on would be logged with a traceback.
+            status = 499
+            return web.Response(status=status)
+        except asyncio.CancelledError:
+            status = 499
             raise
         finally:
             self.metrics.in_flight.dec()
