@@ -62,6 +62,8 @@ def test_put_get_ranges_head_and_304(served, tmp_path):
     assert piped.stdout == b"201" and curl(f"{base}/files/piped.bin").stdout == data[:100_000]
     assert status("-X", "DELETE", url) == 204
     assert status(url) == 404
+    metrics = curl(f"{base}/metrics").stdout.decode()
+    assert "zfile_zmq_transfers_in_flight 0.0" in metrics and "zfile_http_received_bytes_total" in metrics
     # One log line per request: method, path, status, bytes, seconds, peer.
     time.sleep(0.2)
     assert f"PUT /files/datasets/a.bin 201 {len(data)} B " in daemon.log_text()

@@ -10,10 +10,15 @@ process (tests) do not share counters.  Names, units in their suffixes:
 - ``zfile_http_received_bytes_total`` and ``zfile_http_sent_bytes_total``:
   body bytes of PUT/POST requests and of GET responses;
 - ``zfile_http_uploads_total{result}``: PUT and form uploads by result
-  (``committed`` or ``failed``).
+  (``committed`` or ``failed``);
+
+and whatever the daemon adds with :meth:`Metrics.watch` (the ZeroMQ
+transfers in flight).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -39,6 +44,10 @@ class Metrics:
         self.uploads = Counter("zfile_http_uploads", "Uploads over HTTP, by result", ["result"], registry=r)
         for result in ("committed", "failed"):
             self.uploads.labels(result)
+
+    def watch(self, name: str, documentation: str, read: Callable[[], float]) -> None:
+        """A gauge ``name`` whose value is ``read()`` at each scrape."""
+        Gauge(name, documentation, registry=self.registry).set_function(read)
 
     def observe(self, method: str, status: int, nbytes: int, seconds: float) -> None:
         """Count one answered request: ``nbytes`` body bytes, ``seconds`` long."""

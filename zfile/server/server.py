@@ -94,6 +94,9 @@ class Server:
                 cert=config.http_cert,
                 key=config.http_key,
             )
+            self.http.metrics.watch(
+                "zfile_zmq_transfers_in_flight", "ZeroMQ transfers running", lambda: self.transfers.active()
+            )
 
     # -- lifecycle -------------------------------------------------------------
 
