@@ -9,7 +9,8 @@ nginx and ``python -m http.server``, on 127.0.0.1.
 - ``http concurrent``: 100 GETs of 10 MiB [2 MiB] files at once (different
   files), each verified by BLAKE3, from zfile and from nginx.
 
-Servers run under ``/usr/bin/time -v`` like the rest of the bench (peak RSS).
+Servers run under ``/usr/bin/time -v`` like the rest of the bench (peak RSS);
+the files zfile serves are stored beforehand by a daemon of their own.
 Run as a script (``_http_clients BASE COUNT DIGEST``) it is the concurrent client.
 """
 
@@ -73,6 +74,17 @@ def _zfile(b, root: Path):
     return proc, f"http://127.0.0.1:{port}/files", endpoint
 
 
+def _preload(b, root: Path, src: Path) -> None:
+    """Store ``src`` (a file or a directory) under ``root`` with ``zfile send``
+    to a daemon of its own, so that what the upload cost is not counted in
+    the peak RSS of the daemon measured next."""
+    proc, endpoint = b.zfile_daemon(root)
+    try:
+        b.client("zfile-send", [core.ZFILE, "send", str(src), "--to", endpoint, "--quiet"])
+    finally:
+        b.retire(proc)
+
+
 def _verify(url: str, src: Path, scratch: Path, what: str) -> None:
     subprocess.run([CURL, "-sSf", "-o", str(scratch), url], check=True, timeout=3600)
     core.check_copy(src, scratch, what)
@@ -88,12 +100,12 @@ def case_http(b, src: Path, runs: int, small: Path, clients: int, results: list)
     (plain / src.name).hardlink_to(src)
     zroot = b.work / "http-zstore"
     shutil.rmtree(zroot, ignore_errors=True)
-    zfile, zbase, endpoint = _zfile(b, zroot)
+    _preload(b, zroot, src)
+    zfile, zbase, _ = _zfile(b, zroot)
     nginx, nbase = _nginx(b, plain)
     pyserver, pbase = _http_server(b, plain)
     servers = {"zfile": (zfile, zbase), "nginx": (nginx, nbase), "http.server": (pyserver, pbase)}
     try:
-        b.client("zfile-send", [core.ZFILE, "send", str(src), "--to", endpoint, "--quiet"])
         for tool, (_, base) in servers.items():
             _verify(f"{base}/{src.name}", src, b.work / "http-verify.bin", f"http get ({tool})")
         walls: dict[str, list[tuple[float, object]]] = {t: [] for t in servers}
@@ -130,10 +142,10 @@ def case_http(b, src: Path, runs: int, small: Path, clients: int, results: list)
     digest = core.digest_of(small)
     total = small.stat().st_size * clients
     timed: dict[str, tuple[float, object]] = {}
-    zfile, zbase, endpoint = _zfile(b, zroot)
+    _preload(b, zroot, many)
+    zfile, zbase, _ = _zfile(b, zroot)
     nginx, nbase = _nginx(b, many.parent)
     try:
-        b.client("zfile-send", [core.ZFILE, "send", str(many), "--to", endpoint, "--quiet"])
         for tool, base in (("zfile", zbase), ("nginx", nbase)):
             cmd = [sys.executable, __file__, "_http_clients", f"{base}/{many.name}", str(clients), digest]
             wall, cu = b.client(f"{tool}-concurrent", cmd)
