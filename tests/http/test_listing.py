@@ -6,6 +6,7 @@ import os
 
 import aiohttp
 import blake3
+from yarl import URL
 
 from zfile.protocol.entries import entry_json
 
@@ -81,3 +82,18 @@ async def test_form_upload_of_several_files(front, http, big_store):
     empty.add_field("note", "no file")
     async with http.post(f"{front.url}/files/in/", data=empty) as r:
         assert r.status == 400
+
+
+async def test_names_with_spaces_and_unicode_round_trip(front, http):
+    name = "dir ü/café & co #1?.txt"
+    quoted = "dir%20%C3%BC/caf%C3%A9%20%26%20co%20%231%3F.txt"
+    async with http.put(URL(f"{front.url}/files/{quoted}", encoded=True), data=b"hello") as r:
+        assert r.status == 201 and (await r.json())["name"] == name
+    async with http.get(f"{front.url}/files/", headers=JSON) as r:
+        assert [e["name"] for e in await r.json()] == [name]
+    async with http.get(URL(f"{front.url}/files/dir%20%C3%BC/", encoded=True)) as r:
+        page = await r.text()
+    assert f'href="/files/{quoted}"' in page
+    async with http.get(URL(f"{front.url}/files/{quoted}", encoded=True)) as r:
+        assert await r.read() == b"hello"
+        assert "filename*=UTF-8''caf%C3%A9%20%26%20co%20%231%3F.txt" in r.headers["Content-Disposition"]
