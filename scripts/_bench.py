@@ -18,7 +18,9 @@ Cases (``--quick`` sizes in brackets):
 - memory: zfile's peak RSS of each side for 1 GiB and 8 GiB [256 MiB, 1 GiB]
   (send and get);
 - encrypted: zfile with CURVE against scp, when this zfile has CURVE
-  (``zfile keygen``); skipped with a line saying so otherwise.
+  (``zfile keygen``); skipped with a line saying so otherwise;
+- http: zfile's HTTP front against nginx and ``python -m http.server``
+  (:mod:`_bench_http`).
 
 Wall time is the client command's (for socat: until the receiving socat has
 exited, as it alone writes the file).  MB/s are 10**6 bytes per second.
@@ -682,7 +684,7 @@ def goals(results: list[Run], quick: bool) -> list[str]:
         lines.append(f"small: zfile files/s ÷ rsync = {small['zfile']['fps'] / small['rsync']['fps']:.2f} "
                      "(goal ≥ 1.50)")  # fmt: skip
     peaks = [(r.case, r.tool, max(r.client.rss_kib, r.server.rss_kib) / 1024) for r in results
-             if r.tool.startswith("zfile") and r.case != "concurrent"]  # fmt: skip
+             if r.tool.startswith("zfile") and r.case != "concurrent" and not r.case.startswith("http")]  # fmt: skip
     if peaks:
         worst = max(peaks, key=lambda p: p[2])
         lines.append(f"memory: largest zfile peak RSS of one side {worst[2]:.0f} MiB ({worst[0]}, {worst[1]}) "
@@ -709,7 +711,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="256 MiB / 2,000 files, fewer runs (under 2 minutes)")
     ap.add_argument("--runs", type=int, help="runs per tool of the large case (default 5, quick 3)")
-    ap.add_argument("--cases", default="large,small,concurrent,memory,encrypted", help="comma-separated subset")
+    ap.add_argument("--cases", default="large,small,concurrent,memory,encrypted,http", help="comma-separated subset")
     ap.add_argument("--out", default=str(ROOT / "bench-results"), help="where the table and charts go")
     ap.add_argument("--workdir", help="scratch directory for data (default: a new one under /var/tmp)")
     ap.add_argument(
@@ -769,6 +771,13 @@ def main() -> int:
             if note:
                 notes.append(note)
                 print(f"bench: {note}", file=sys.stderr)
+        if "http" in cases:
+            import _bench_http
+
+            what = f"GET and PUT of {large_size // MiB} MiB, 100 x {conc_size // MiB} MiB"
+            print(f"bench: http ({what})", file=sys.stderr)
+            conc = make_random(data / f"random-{conc_size // MiB}MiB.bin", conc_size)
+            _bench_http.case_http(b, large, max(1, runs // 2 + 1), conc, 100, results)
     except KeyboardInterrupt:
         print("bench: interrupted; reporting what finished", file=sys.stderr)
         notes.append("interrupted before every case finished")
@@ -785,6 +794,10 @@ def main() -> int:
         f"took {time.monotonic() - began:.0f} s."
     )
     notes = goals(results, quick) + notes
+    if "http" in cases:
+        import _bench_http
+
+        notes = _bench_http.goals(summarize(results)) + notes
     text = markdown(results, notes, header)
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))

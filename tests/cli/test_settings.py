@@ -180,3 +180,26 @@ def test_client_endpoint_errors_name_their_source(monkeypatch):
     monkeypatch.setenv("ZFILE_SERVER", "host:99999")
     proc = zfile_cli("ls", check=False)
     assert proc.returncode == 2 and "ZFILE_SERVER" in proc.stderr
+
+
+def test_http_settings(tmp_path):
+    cfg = write(tmp_path / "z.toml", '[server]\nhttp = "127.0.0.1:8080"\n')
+    assert settings.server_config({}, cfg, {}).http == "127.0.0.1:8080"
+    got = settings.server_config({}, cfg, {"ZFILE_HTTP": "[::1]:9090", "ZFILE_HTTP_TOKENS": "/t"})
+    assert (got.http, got.http_tokens) == ("[::1]:9090", "/t")
+    assert settings.server_config({}, None, {}).http is None  # off by default
+    with pytest.raises(ConfigError, match="ZFILE_HTTP.*HOST:PORT"):
+        settings.server_config({}, None, {"ZFILE_HTTP": "8080"})
+    with pytest.raises(ConfigError, match="http-tokens.*HTTP is off"):
+        settings.server_config({"http_tokens": "/t"}, None, {})
+    with pytest.raises(ConfigError, match="ZFILE_HTTP_CERT.*HTTP is off"):
+        settings.server_config({}, None, {"ZFILE_HTTP_CERT": "/c", "ZFILE_HTTP_KEY": "/k"})
+    with pytest.raises(ConfigError, match="http_cert and http_key go together"):
+        settings.server_config({"http": "127.0.0.1:8080", "http_cert": "/c"}, None, {})
+
+
+def test_check_config_refuses_open_http():
+    proc = _check_config("--http", "0.0.0.0:8080")
+    assert proc.returncode == 2 and "--http-tokens" in proc.stderr
+    proc = _check_config("--http", "0.0.0.0:8080", "--insecure")
+    assert proc.returncode == 0 and 'http = "0.0.0.0:8080"' in proc.stdout

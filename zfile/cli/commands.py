@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +32,7 @@ from zfile.client.config import ClientConfig
 from zfile.client.quickcheck import Compare, unchanged_downloads, unchanged_uploads
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
 from zfile.errors import EndpointError, Skipped, TransportError
+from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
@@ -388,7 +389,36 @@ def main() -> None:
     default=None,
     help="Directory of client public keys (*.key) allowed in; re-read on SIGHUP.",
 )
-@click.option("--insecure", is_flag=True, help="Allow a non-loopback --bind without CURVE (anyone may connect).")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback --bind without CURVE, or --http without --http-tokens (anyone may connect).",
+)
+@click.option(
+    "--http",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also serve the store over HTTP there; other than loopback only with --http-tokens or --insecure "
+    "[env ZFILE_HTTP; default off].",
+)
+@click.option(
+    "--http-tokens",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="HTTP bearer tokens, one 'TOKEN read|write' a line; re-read on SIGHUP [env ZFILE_HTTP_TOKENS].",
+)
+@click.option(
+    "--http-cert",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PEM certificate chain; with --http-key the HTTP front speaks HTTPS [env ZFILE_HTTP_CERT].",
+)
+@click.option(
+    "--http-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="PEM private key of --http-cert [env ZFILE_HTTP_KEY].",
+)
 @click.option(
     "--log-level",
     default="INFO",
@@ -403,11 +433,13 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 
     Each setting comes from its flag, else its ZFILE_* environment variable
     (ZFILE_BIND, ZFILE_MAX_TRANSFERS, ...), else the [server] table of the
-    config file, else its default.  SIGHUP re-reads the authorized keys.
+    config file, else its default.  SIGHUP re-reads the authorized keys and
+    the HTTP tokens.
 
     \b
     Examples:
       zfile serve --root /srv/zfile
+      zfile serve --root /srv/zfile --http 127.0.0.1:8080
       zfile serve --bind tcp://0.0.0.0:5555 \\
                   --secret-key /etc/zfile/server.key_secret \\
                   --authorized-keys /etc/zfile/authorized_keys
@@ -432,6 +464,11 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 
             auth.load_keypair(config.secret_key)
             auth.load_authorized_keys(config.authorized_keys)
+        if config.http is not None:
+            from zfile.http.access import load_access, load_tls
+
+            load_access(config.http, config.http_tokens, config.insecure)
+            load_tls(config.http_cert, config.http_key)
         click.echo(settings.dump("server", config), nl=False)
         return
     setup_logging(config.log_level, config.log_format)
@@ -611,20 +648,6 @@ def get(
     _report(outcomes, "fetched", began, quiet, unchanged)
 
 
-def _entry_json(entry: Entry) -> dict[str, Any]:
-    return {
-        "name": entry.name,
-        "size": entry.size,
-        "mtime": datetime.fromtimestamp(entry.mtime_ns / 1e9, UTC).isoformat(),
-        "mtime_ns": entry.mtime_ns,
-        "mode": f"{entry.mode:04o}",
-        "digest": entry.digest.hex(),
-        "algo": entry.algo,
-        "received": datetime.fromtimestamp(entry.received, UTC).isoformat(),
-        "peer": entry.peer,
-    }
-
-
 def _ls_line(entry: Entry) -> str:
     """One entry as ``ls`` prints it; the name escaped (:func:`shown`): a name
     is the daemon's input, and a control character in it (U+009B is CSI)
@@ -656,7 +679,7 @@ def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
                 click.echo("[", nl=False)
             async for entry in client.list(prefix):
                 if as_json:
-                    click.echo(("\n" if first else ",\n") + json.dumps(_entry_json(entry)), nl=False)
+                    click.echo(("\n" if first else ",\n") + json.dumps(entry_json(entry)), nl=False)
                 else:
                     click.echo(_ls_line(entry))
                 first = False

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from zfile.errors import ConfigError, EndpointError
+from zfile.http.access import parse_address
 from zfile.server.config import ServerConfig
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
 
@@ -228,6 +229,17 @@ def _check_server(config: ServerConfig, source: Mapping[str, str]) -> ServerConf
         raise ConfigError(f"{source['log_format']} must be one of {', '.join(LOG_FORMATS)}, not {config.log_format!r}")
     if (config.secret_key is None) != (config.authorized_keys is None):
         raise ConfigError("secret_key and authorized_keys go together: set both to turn CURVE on, or neither")
+    if config.http is not None:
+        try:
+            parse_address(config.http)
+        except ConfigError as exc:
+            raise ConfigError(f"{source['http']}: {exc}") from None
+    else:
+        for key in ("http_tokens", "http_cert", "http_key"):
+            if getattr(config, key) is not None:
+                raise ConfigError(f"{source[key]} is set but HTTP is off: set http too, or drop it")
+    if (config.http_cert is None) != (config.http_key is None):
+        raise ConfigError("http_cert and http_key go together: set both to serve HTTPS, or neither")
     return dataclasses.replace(config, **changes)
 
 

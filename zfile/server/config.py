@@ -61,5 +61,14 @@ class ServerConfig:
     secret_key: str | None = None
     #: Directory of authorized client public keys (``*.key`` files).
     authorized_keys: str | None = None
-    #: Allow binding a non-loopback address without CURVE.
+    #: Allow binding a non-loopback address without CURVE, and serving HTTP
+    #: on one without ``http_tokens``.
     insecure: bool = False
+    #: ``HOST:PORT`` of the HTTP front (:mod:`zfile.http`); None: no HTTP.
+    http: str | None = None
+    #: The HTTP bearer token file, one ``TOKEN read|write`` a line; re-read on
+    #: SIGHUP.  Needed to serve HTTP on any address but loopback.
+    http_tokens: str | None = None
+    #: PEM certificate chain and private key files: with both, HTTP is HTTPS.
+    http_cert: str | None = None
+    http_key: str | None = None

@@ -23,6 +23,7 @@ import logging
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from zfile import protocol
 from zfile.errors import (
@@ -46,6 +47,9 @@ from zfile.store.litter import Limits
 from zfile.transport.curve import AuthorizedKeys, load_keypair
 from zfile.transport.endpoint import is_loopback
 from zfile.transport.sockets import Incoming, ServerCurve, ServerSocket
+
+if TYPE_CHECKING:
+    from zfile.http import HttpFront
 
 log = logging.getLogger("zfile.server")
 
@@ -79,6 +83,27 @@ class Server:
         self._notifier = Notifier()
         #: The transfers in flight and the work of each.
         self.transfers = Transfers(config, self.store)
+        #: The HTTP front over the same store, when ``config.http`` is set.
+        self.http: HttpFront | None = None
+        if config.http is not None:
+            from zfile.http import HttpFront  # aiohttp loads only when HTTP is on
+
+            self.http = HttpFront(
+                self.store,
+                address=config.http,
+                tokens=config.http_tokens,
+                insecure=config.insecure,
+                max_file_size=config.max_file_size,
+                max_name_bytes=config.max_name_bytes,
+                shutdown_timeout=config.grace_period,
+                idle_timeout=config.idle_timeout,
+                max_uploads=config.max_transfers,
+                cert=config.http_cert,
+                key=config.http_key,
+            )
+            self.http.metrics.watch(
+                "zfile_zmq_transfers_in_flight", "ZeroMQ transfers running", lambda: self.transfers.active()
+            )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -112,12 +137,19 @@ class Server:
             ThreadPoolExecutor(max_workers=_IO_THREADS, thread_name_prefix="zfile-io")
         )
         curve = self._load_curve()
+        if self.http is not None:
+            self.http.check()  # a refused address or a bad token file fails before the store opens
         await self.store.open()
         try:
             # A client's chunk is at most its credit, which never exceeds the window.
             largest = protocol.max_frame_bytes(max(self.config.chunk_size, self.config.window))
             self._sock = await ServerSocket.bind(self.config.bind, curve=curve, max_frame_bytes=largest)
+            if self.http is not None:
+                await self._start_http()
         except BaseException:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
             await self.store.close()
             raise
         self.endpoint = self._sock.endpoint
@@ -144,6 +176,13 @@ class Server:
         )
         self._notifier.notify("READY=1", self._status())
 
+    async def _start_http(self) -> None:
+        assert self.http is not None
+        try:
+            await self.http.start()
+        except OSError as exc:
+            raise TransportError(f"cannot serve HTTP on {self.http.url}: {exc.strerror or exc}") from None
+
     def _load_curve(self) -> ServerCurve | None:
         cfg = self.config
         if cfg.secret_key is None or cfg.authorized_keys is None:
@@ -153,14 +192,17 @@ class Server:
         return ServerCurve(load_keypair(cfg.secret_key), self._authorized)
 
     def reload(self) -> None:
-        """Re-read the authorized keys (SIGHUP, ``systemctl reload``).
+        """Re-read the authorized keys and the HTTP token file (SIGHUP,
+        ``systemctl reload``).
 
-        New handshakes see the new set; connections already made and their
-        transfers go on.  A directory that fails to load leaves the old set
-        in force and is logged.
+        New handshakes and requests see the new sets; connections already
+        made and their transfers go on.  A directory or file that fails to
+        load leaves the old set in force and is logged.
         """
+        if self.http is not None:
+            self.http.reload()
         if self._authorized is None:
-            log.info("SIGHUP: CURVE is off, nothing to reload")
+            log.info("SIGHUP: CURVE is off, no keys to reload")
             return
         self._notifier.notify("RELOADING=1")
         try:
@@ -197,10 +239,14 @@ class Server:
 
     async def _drain(self) -> None:
         deadline = time.monotonic() + self.config.grace_period
+        # HTTP stops listening now and its running requests get the same grace period.
+        http = asyncio.create_task(self.http.stop()) if self.http is not None else None
         while self.transfers.active() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self.transfers.active():
             log.warning("grace period over: suspending %d transfer(s)", self.transfers.active())
+        if http is not None:
+            await asyncio.wait([http], timeout=max(deadline - time.monotonic(), 0))
         self._request_stop()
 
     async def shutdown(self) -> None:
@@ -216,6 +262,8 @@ class Server:
             task.cancel()
         await asyncio.gather(*tasks, *self._background, return_exceptions=True)
         self.transfers.sessions.clear()
+        if self.http is not None:
+            await self.http.stop()  # before the store closes: no request may outlive it
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -220,6 +220,16 @@ class Store(Protocol):
         """The entry of ``name``; BadName or NotFound."""
         ...
 
+    async def delete(self, name: str) -> Entry:
+        """Remove the stored file ``name`` and return the entry it had.
+
+        Atomic for readers: a download opened before goes on reading that
+        version to its end, one opened after gets NotFound; an upload still
+        running to the name may publish it again later.  BadName, NotFound,
+        StoreError.
+        """
+        ...
+
     async def list(self, prefix: str = "", after: str = "", limit: int = 1000) -> list[Entry]:
         """Up to ``limit`` entries whose names start with ``prefix`` and sort
         after ``after`` (a cursor: the last name of the previous page), in
