@@ -438,7 +438,6 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 
     \b
     Examples:
-      zfile serve --root /srv/zfile
       zfile serve --root /srv/zfile --http 127.0.0.1:8080
       zfile serve --bind tcp://0.0.0.0:5555 \\
                   --secret-key /etc/zfile/server.key_secret \\
