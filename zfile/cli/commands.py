@@ -23,13 +23,14 @@ import click
 from click.core import ParameterSource
 
 from zfile import __version__
-from zfile.cli import settings
+from zfile.cli import fanout, settings
 from zfile.cli.boundary import EXIT_FAILED, Group
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
+from zfile.client.fanout import read_targets
 from zfile.client.quickcheck import Compare, unchanged_downloads, unchanged_uploads
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths
-from zfile.errors import EndpointError
+from zfile.errors import EndpointError, LocalFileError
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
@@ -54,7 +55,7 @@ def _endpoint(ctx: click.Context, param: click.Parameter, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
-def _progress_bar(total: int, quiet: bool, desc: str) -> tqdm:
+def _progress_bar(total: int | None, quiet: bool, desc: str) -> tqdm:
     # Imported here: it costs every command's start-up ~20 ms, ls included.
     from tqdm import tqdm
 
@@ -89,13 +90,19 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool, u
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Connection:
-    """Where and how a client command reaches the daemon."""
+    """Where and how a client command reaches the daemon; ``nodes`` are the
+    endpoints of a fan-out (``--to A,B`` or ``--to @FILE``), else empty."""
 
     endpoint: str
     curve: ClientCurve | None = None
+    nodes: tuple[str, ...] = ()
 
     def client(self, timeout: float) -> Client:
         return Client(ClientConfig(self.endpoint, timeout=timeout, curve=self.curve))
+
+    def node_configs(self, timeout: float) -> list[ClientConfig]:
+        """One config per fan-out node, or for the one daemon when there are none."""
+        return [ClientConfig(node, timeout=timeout, curve=self.curve) for node in self.nodes or (self.endpoint,)]
 
 
 config_option = click.option(
@@ -112,7 +119,8 @@ _CONNECTION_OPTIONS = (
         "server",
         default=None,
         help="Daemon endpoint: tcp://HOST:PORT, HOST:PORT, HOST (port 5555) or ipc://PATH "
-        f"[env ZFILE_SERVER; default {DEFAULT_ENDPOINT}].",
+        f"[env ZFILE_SERVER; default {DEFAULT_ENDPOINT}]; for send and get also several, "
+        "A,B,C or @FILE (one a line), all at once.",
     ),
     click.option(
         "--server-key",
@@ -136,6 +144,13 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, server: str | None, server_key: str | None, client_key: str | None, config_path, **kw):
+        nodes: tuple[str, ...] = ()
+        if fanout.is_node_list(server):
+            try:
+                nodes = tuple(read_targets(server))
+            except LocalFileError as exc:
+                raise click.BadParameter(str(exc), param_hint="--to/--from") from None
+            server = None
         flags = {"server": server, "server_key": server_key, "client_key": client_key}
         resolved = settings.client_settings(flags, config_path)
         curve = None
@@ -146,7 +161,7 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
                 auth.load_public_key(settings.resolve_path(resolved.server_key)),
                 auth.load_keypair(settings.resolve_path(resolved.client_key)),
             )
-        return command(*args, conn=Connection(resolved.server, curve), **kw)
+        return command(*args, conn=Connection(resolved.server, curve, nodes), **kw)
 
     for option in reversed(_CONNECTION_OPTIONS):
         wrapper = option(wrapper)
@@ -176,6 +191,9 @@ def _compare(checksum: bool, ignore_times: bool) -> Compare:
 
 
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="The per-node report (as with several nodes) as a JSON array."
+)
 timeout_option = click.option(
     "--timeout",
     type=click.FloatRange(min=0.1),
@@ -328,12 +346,14 @@ def keygen(out: str, name: str | None) -> None:
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
 @compare_options
 @quiet_option
+@json_option
 @timeout_option
 def send(
     paths: tuple[str, ...],
     conn: Connection,
     no_clobber: bool,
     quiet: bool,
+    as_json: bool,
     timeout: float,
     checksum: bool,
     ignore_times: bool,
@@ -342,9 +362,23 @@ def send(
 
     A file the daemon already holds with the same size and mtime is skipped
     and counted as unchanged (rsync's quick check); -c compares digests
-    instead, -I sends everything."""
+    instead, -I sends everything.  With several nodes (--to A,B or @FILE)
+    every node gets the files at once and a report line; exit 1 if any
+    failed."""
     plan = plan_upload(paths)
     compare = _compare(checksum, ignore_times)
+    if conn.nodes or as_json:
+        bar = functools.partial(_progress_bar, quiet=quiet or as_json)
+        fanout.send(
+            conn.node_configs(timeout),
+            plan,
+            clobber=not no_clobber,
+            compare=compare,
+            quiet=quiet,
+            as_json=as_json,
+            bar=bar,
+        )
+        return
     unchanged = 0
 
     async def go() -> list[Outcome]:
@@ -375,12 +409,14 @@ def send(
 )
 @compare_options
 @quiet_option
+@json_option
 @timeout_option
 def get(
     names: tuple[str, ...],
     conn: Connection,
     out: str,
     quiet: bool,
+    as_json: bool,
     timeout: float,
     checksum: bool,
     ignore_times: bool,
@@ -389,8 +425,14 @@ def get(
 
     A local file that already has the stored file's size and mtime is
     skipped and counted as unchanged; -c compares digests instead, -I
-    fetches everything."""
+    fetches everything.  With several nodes (--from A,B or @FILE) each
+    node's files go to OUT/<node>/ (the node's host, or HOST_PORT), all
+    nodes at once, with a report line per node; exit 1 if any failed."""
     compare = _compare(checksum, ignore_times)
+    if conn.nodes or as_json:
+        bar = functools.partial(_progress_bar, quiet=quiet or as_json)
+        fanout.get(conn.node_configs(timeout), names, Path(out), compare=compare, quiet=quiet, as_json=as_json, bar=bar)
+        return
     unchanged = 0
 
     async def go() -> list[Outcome]:
@@ -429,6 +471,8 @@ def _entry_json(entry: Entry) -> dict[str, Any]:
 @timeout_option
 def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
     """List stored files (those under PREFIX), streamed page by page."""
+    if conn.nodes:
+        raise click.UsageError("ls lists one daemon at a time")
 
     async def go() -> None:
         first = True
