@@ -163,3 +163,30 @@ def test_cli_refuses_a_bad_node_list_as_usage(tmp_path):
     assert proc.returncode == 2 and "node list" in proc.stderr
     proc = zfile_cli("ls", "--from", "a,b", check=False)
     assert proc.returncode == 2 and "one daemon" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_node_that_refuses_fails_alone_with_its_reason(two_daemons, tmp_path):
+    small = start_daemon(tmp_path / "store-small", tmp_path / "small.log", "--max-file-size", "1000")
+    try:
+        src = tmp_path / "a.bin"
+        src.write_bytes(os.urandom(300_000))
+        nodes = [two_daemons[0].endpoint, small.endpoint, two_daemons[1].endpoint]
+        proc = zfile_cli("send", str(src), "--to", ",".join(nodes), "--json", check=False)
+    finally:
+        assert small.stop() == 0
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert [r["result"] for r in report] == ["ok", "failed", "ok"]
+    assert report[1]["files"] == 0 and report[1]["digest"] is None and "a.bin" in report[1]["error"]
+    assert f"zfile: error: {small.endpoint}: a.bin: " in proc.stderr
+
+
+@pytest.mark.slow
+def test_json_with_one_daemon_is_a_one_node_report(two_daemons, tmp_path):
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"abc")
+    report = json.loads(zfile_cli("send", str(src), "--to", two_daemons[0].endpoint, "--json").stdout)
+    assert [(r["endpoint"], r["result"], r["bytes"], r["digest"]) for r in report] == [
+        (two_daemons[0].endpoint, "ok", 3, b3(b"abc").hex())
+    ]
