@@ -38,6 +38,10 @@ def test_up_starts_a_reachable_daemon_per_node_on_shaped_links(make_cluster, tmp
         routes = _ip("-n", node.netns, "route", "show")
         assert "default" not in routes
         assert routes.split()[0] == f"{NET}.0/24"
+    # The host's side is one node's link too, both ways: what it sends, and through the ifb what it receives.
+    for dev in (NAME, f"{NAME}i"):
+        qdisc = subprocess.run(["tc", "qdisc", "show", "dev", dev], capture_output=True, text=True, check=True).stdout
+        assert "tbf" in qdisc and "200Mbit" in qdisc, dev
     # Nodes reach each other, not only the host.
     ls = subprocess.run(
         ["ip", "netns", "exec", cluster.nodes[0].netns, sys.executable, "-m", "zfile", "ls"]
@@ -56,7 +60,7 @@ def test_down_removes_everything_even_with_a_paused_node_and_twice(make_cluster)
     cluster.run("down")
     assert not [ns for ns in _ip("netns", "list").split() if ns.startswith(f"{NAME}-n")]
     links = _ip("-o", "link", "show")
-    assert f" {NAME}:" not in links and f" {NAME}v" not in links
+    assert f" {NAME}:" not in links and f" {NAME}v" not in links and f" {NAME}i:" not in links
     for node in cluster.nodes:
         assert not _alive(node.pid)
 

@@ -107,3 +107,24 @@ def test_a_node_lost_mid_transfer_fails_alone_and_is_named(make_cluster, tmp_pat
     assert not stored(victim, "big.bin").exists()
     # What the victim got stays as a partial, for a later resume.
     assert partial_bytes(victim) >= 4 * MiB
+
+
+def test_gather_from_a_paused_node_fails_it_alone(make_cluster, tmp_path):
+    cluster = make_cluster(3)
+    src = tmp_path / "log.bin"
+    src.write_bytes(os.urandom(2 * MiB))
+    assert send_json(cluster, str(src)).returncode == 0
+    paused = cluster.nodes[2]
+    paused.signal(signal.SIGSTOP)
+    out = tmp_path / "collected"
+    proc = zfile_cli(
+        "get", "log.bin", "--from", ",".join(cluster.endpoints), "-o", str(out), "--json", "--timeout", "2", check=False
+    )  # fmt: skip
+    assert proc.returncode == 1
+    report = {r["endpoint"]: r for r in json.loads(proc.stdout)}
+    assert report[paused.endpoint]["result"] == "failed" and "no answer" in report[paused.endpoint]["error"]
+    for node in cluster.nodes[:2]:
+        host = node.endpoint.split("//")[1].split(":")[0]
+        assert report[node.endpoint]["result"] == "ok"
+        assert digest_of(out / host / "log.bin") == digest_of(src)
+    assert not (out / paused.endpoint.split("//")[1].split(":")[0]).exists()
