@@ -1,6 +1,6 @@
 """The benchmark behind ``scripts/bench``: zfile against rsync, scp and socat.
 
-Everything runs on 127.0.0.1.  Every server is started for one run under
+Every server is started for one run under
 ``/usr/bin/time -v`` (peak RSS and CPU seconds of each side), stopped after
 it, and its destination deleted; runs alternate between tools (A B C D A B C D
 ...).  Nothing is tuned against a guarantee: zfile fsyncs and verifies every
@@ -21,9 +21,18 @@ Cases (``--quick`` sizes in brackets):
   (``zfile keygen``); skipped with a line saying so otherwise;
 - http: zfile's HTTP front against nginx and ``python -m http.server``
   (:mod:`_bench_http`).
+- fanout (only when asked for, ``--cases fanout``; needs root): one 256 MiB
+  [64 MiB] random file to 8 nodes of a ``scripts/cluster`` (network
+  namespaces, every link 200 Mbit/s): ``zfile send --to`` all 8 at once
+  (star), ``rsync -W`` to each node's ``rsync --daemon`` in turn, and
+  ``zfile send`` to one node, the time the fan-out is measured against.
+  Every node's copy is checked after every run.  The daemons run for the
+  whole case: their RSS is each one's peak over the case (``VmHWM``), and
+  their CPU is not measured (0 in the table).
 
-Wall time is the client command's (for socat: until the receiving socat has
-exited, as it alone writes the file).  MB/s are 10**6 bytes per second.
+Apart from fanout, everything runs on 127.0.0.1.  Wall time is the client
+command's (for socat: until the receiving socat has exited, as it alone writes
+the file).  MB/s are 10**6 bytes per second.
 """
 
 from __future__ import annotations
@@ -551,6 +560,118 @@ def case_encrypted(b: Bench, src: Path, runs: int, results: list[Run]) -> str:
     return ""
 
 
+class BenchCluster:
+    """``scripts/cluster`` for the fanout case, on its own bridge and /24, with an
+    ``rsync --daemon`` per node beside its zfile daemon."""
+
+    NAME = "zfbench"
+    NET = "10.77.2"
+    RSYNC_PORT = 8730
+
+    def __init__(self, b: Bench, n: int) -> None:
+        self.b = b
+        self.state = b.work / "cluster"
+        self.env = {
+            **os.environ,
+            "ZFILE_CLUSTER_NAME": self.NAME,
+            "ZFILE_CLUSTER_NET": self.NET,
+            "ZFILE_CLUSTER_STATE": str(self.state),
+            "ZFILE_CONFIG": os.devnull,
+        }
+        self.down()
+        up = subprocess.run([str(ROOT / "scripts" / "cluster"), "up", str(n)], env=self.env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+        if up.returncode != 0:
+            self.down()
+            raise RuntimeError(f"scripts/cluster up {n} failed:\n{up.stderr}")
+        self.nodes = [line.split() for line in (self.state / "nodes").read_text().splitlines()]
+        self.endpoints = [node[2] for node in self.nodes]
+        self.list_file = self.state / "nodes.txt"
+        self.list_file.write_text("".join(e + "\n" for e in self.endpoints))
+        self.rsyncd: list[subprocess.Popen] = []
+        for name, netns, endpoint, *_ in self.nodes:
+            addr = endpoint.split("//")[1].rsplit(":", 1)[0]
+            dest = self.rsync_dest(name)
+            dest.mkdir(parents=True, exist_ok=True)
+            conf = self.state / name / "rsyncd.conf"
+            conf.write_text(f"use chroot = no\nuid = root\ngid = root\npid file = {self.state / name}/rsyncd.pid\n"
+                            f"[bench]\n    path = {dest}\n    read only = no\n")  # fmt: skip
+            cmd = ["ip", "netns", "exec", netns, "rsync", "--daemon", "--no-detach", f"--config={conf}",
+                   f"--port={self.RSYNC_PORT}", f"--address={addr}"]  # fmt: skip
+            log = open(self.state / name / "rsyncd.log", "ab")  # noqa: SIM115 - lives as long as the daemon
+            self.rsyncd.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+        time.sleep(1)  # rsync's listen is not visible from this namespace's /proc/net/tcp
+        for proc in self.rsyncd:
+            if proc.poll() is not None:
+                raise RuntimeError(f"an rsync daemon of the cluster exited {proc.returncode}")
+
+    def rsync_dest(self, name: str) -> Path:
+        return self.state / name / "rsync-dest"
+
+    def zfile_root(self, name: str) -> Path:
+        return Path(next(node[4] for node in self.nodes if node[0] == name))
+
+    def peak_rss_kib(self) -> int:
+        """The largest VmHWM (peak RSS, KiB) of the zfile daemons so far."""
+        peak = 0
+        for node in self.nodes:
+            for line in Path(f"/proc/{node[3]}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        return peak
+
+    def down(self) -> None:
+        for proc in getattr(self, "rsyncd", []):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        subprocess.run([str(ROOT / "scripts" / "cluster"), "down"], env=self.env, capture_output=True, timeout=120)
+
+
+def case_fanout(b: Bench, src: Path, n: int, runs: int, results: list[Run]) -> None:
+    size = src.stat().st_size
+    cluster = BenchCluster(b, n)
+    try:
+        first = cluster.nodes[0][0]
+
+        def star() -> Run:
+            sync()
+            cmd = [ZFILE, "send", str(src), "--to", f"@{cluster.list_file}", "--quiet", "-I", "--timeout", "60"]
+            wall, cu = b.client("zfile-star", cmd)
+            for node in cluster.nodes:
+                check_copy(src, cluster.zfile_root(node[0]) / src.name, "fanout")
+            return Run(f"zfile star x{n}", "fanout", size * n, n, wall, cu, Usage(rss_kib=cluster.peak_rss_kib()))
+
+        def one() -> Run:
+            sync()
+            cmd = [ZFILE, "send", str(src), "--to", cluster.endpoints[0], "--quiet", "-I", "--timeout", "60"]
+            wall, cu = b.client("zfile-one", cmd)
+            check_copy(src, cluster.zfile_root(first) / src.name, "fanout")
+            return Run("zfile x1", "fanout", size, 1, wall, cu, Usage(rss_kib=cluster.peak_rss_kib()))
+
+        def rsync_each() -> Run:
+            for node in cluster.nodes:
+                (cluster.rsync_dest(node[0]) / src.name).unlink(missing_ok=True)
+            sync()
+            urls = [
+                f"rsync://{e.split('//')[1].rsplit(':', 1)[0]}:{cluster.RSYNC_PORT}/bench/" for e in cluster.endpoints
+            ]
+            script = 'for url in "$@"; do rsync -W "$0" "$url" || exit 1; done'
+            wall, cu = b.client("rsync-each", ["bash", "-c", script, str(src), *urls])
+            for node in cluster.nodes:
+                check_copy(src, cluster.rsync_dest(node[0]) / src.name, "fanout")
+            return Run(f"rsync each x{n}", "fanout", size * n, n, wall, cu, Usage())
+
+        for i in range(runs):
+            # Star first: the table's ratio column compares each tool with the first.
+            for tool in (star, rsync_each, one):
+                r = tool()
+                results.append(r)
+                print(f"  fanout run {i + 1}/{runs} {r.tool:14s} {r.wall:7.1f} s", file=sys.stderr)
+    finally:
+        cluster.down()
+
+
 # -- reporting ----------------------------------------------------------------------------
 
 
@@ -684,7 +805,8 @@ def goals(results: list[Run], quick: bool) -> list[str]:
         lines.append(f"small: zfile files/s ÷ rsync = {small['zfile']['fps'] / small['rsync']['fps']:.2f} "
                      "(goal ≥ 1.50)")  # fmt: skip
     peaks = [(r.case, r.tool, max(r.client.rss_kib, r.server.rss_kib) / 1024) for r in results
-             if r.tool.startswith("zfile") and r.case != "concurrent" and not r.case.startswith("http")]  # fmt: skip
+             if r.tool.startswith("zfile") and r.case not in ("concurrent", "fanout")
+             and not r.case.startswith("http")]  # fmt: skip
     if peaks:
         worst = max(peaks, key=lambda p: p[2])
         lines.append(f"memory: largest zfile peak RSS of one side {worst[2]:.0f} MiB ({worst[0]}, {worst[1]}) "
@@ -694,6 +816,14 @@ def goals(results: list[Run], quick: bool) -> list[str]:
         lines.append(f"concurrent: {conc['runs'] and 'all verified'}; aggregate {conc['mbps']:.0f} MB/s = "
                      f"{conc['mbps'] / large['zfile']['mbps']:.0%} of single-stream (goal ≥ 80%), "
                      f"daemon peak RSS {conc['server_rss_mib']:.0f} MiB")  # fmt: skip
+    fan = s.get("fanout", {})
+    one = fan.get("zfile x1")
+    if one:
+        for tool, v in fan.items():
+            if tool != "zfile x1":
+                lines.append(f"fanout: {tool} wall ÷ zfile to 1 node = {v['wall'] / one['wall']:.2f} "
+                             "(chain goal ≤ 1.30; star and rsync expected near the node count)")  # fmt: skip
+        lines.append(f"fanout: largest zfile daemon peak RSS {max(v['server_rss_mib'] for v in fan.values()):.0f} MiB")
     enc = s.get("encrypted", {})
     if {"zfile+CURVE", "scp"} <= enc.keys():
         lines.append(f"encrypted: zfile+CURVE MB/s ÷ scp = {enc['zfile+CURVE']['mbps'] / enc['scp']['mbps']:.2f} "
@@ -711,7 +841,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="256 MiB / 2,000 files, fewer runs (under 2 minutes)")
     ap.add_argument("--runs", type=int, help="runs per tool of the large case (default 5, quick 3)")
-    ap.add_argument("--cases", default="large,small,concurrent,memory,encrypted,http", help="comma-separated subset")
+    ap.add_argument(
+        "--cases",
+        default="large,small,concurrent,memory,encrypted,http",
+        help="comma-separated subset; also fanout (root only, not in the default)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench-results"), help="where the table and charts go")
     ap.add_argument("--workdir", help="scratch directory for data (default: a new one under /var/tmp)")
     ap.add_argument(
@@ -727,6 +861,7 @@ def main() -> int:
     large_size = 256 * MiB if quick else GiB
     small_count = 2_000 if quick else 10_000
     conc_size = 2 * MiB if quick else 10 * MiB
+    fan_size = 64 * MiB if quick else 256 * MiB
     mem_sizes = [("256 MiB", 256 * MiB), ("1 GiB", GiB)] if quick else [("1 GiB", GiB), ("8 GiB", 8 * GiB)]
 
     out = Path(args.out)
@@ -778,6 +913,10 @@ def main() -> int:
             print(f"bench: http ({what})", file=sys.stderr)
             conc = make_random(data / f"random-{conc_size // MiB}MiB.bin", conc_size)
             _bench_http.case_http(b, large, max(1, runs // 2 + 1), conc, 100, results)
+        if "fanout" in cases:
+            fan_src = make_random(data / f"random-{fan_size // MiB}MiB.bin", fan_size)
+            print(f"bench: fanout ({fan_size // MiB} MiB to 8 nodes at 200 Mbit/s)", file=sys.stderr)
+            case_fanout(b, fan_src, 8, 1 if quick else 3, results)
     except KeyboardInterrupt:
         print("bench: interrupted; reporting what finished", file=sys.stderr)
         notes.append("interrupted before every case finished")
@@ -790,8 +929,9 @@ def main() -> int:
     header = (
         f"## zfile benchmark ({'quick' if quick else 'full'}), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
         f"`scripts/bench{' --quick' if quick else ''}` on {cpu} CPUs, loopback; "
-        f"large = {large_size // MiB} MiB, small = {small_count:,} x 4 KiB, concurrent = 100 x {conc_size // MiB} MiB; "
-        f"took {time.monotonic() - began:.0f} s."
+        f"large = {large_size // MiB} MiB, small = {small_count:,} x 4 KiB, concurrent = 100 x {conc_size // MiB} MiB"
+        + (f"; fanout = {fan_size // MiB} MiB to 8 nodes at 200 Mbit/s (scripts/cluster)" if "fanout" in cases else "")
+        + f"; took {time.monotonic() - began:.0f} s."
     )
     notes = goals(results, quick) + notes
     if "http" in cases:

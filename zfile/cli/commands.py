@@ -25,13 +25,14 @@ import click
 from click.core import ParameterSource
 
 from zfile import __version__
-from zfile.cli import settings
+from zfile.cli import fanout, settings
 from zfile.cli.boundary import EXIT_FAILED, Group, on_interrupt
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
+from zfile.client.fanout import read_targets
 from zfile.client.quickcheck import Compare, unchanged_downloads, unchanged_uploads
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
-from zfile.errors import EndpointError, Skipped, TransportError
+from zfile.errors import EndpointError, LocalFileError, Skipped, TransportError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
@@ -67,7 +68,7 @@ BAR_UNITS: dict[str, Any] = {
 }
 
 
-def _progress_bar(total: int, quiet: bool, desc: str) -> tqdm:
+def _progress_bar(total: int | None, quiet: bool, desc: str) -> tqdm:
     # Imported here: it costs every command's start-up ~20 ms, ls included.
     from tqdm import tqdm
 
@@ -162,13 +163,19 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool, u
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Connection:
-    """Where and how a client command reaches the daemon."""
+    """Where and how a client command reaches the daemon; ``nodes`` are the
+    endpoints of a fan-out (``--to A,B`` or ``--to @FILE``), else empty."""
 
     endpoint: str
     curve: ClientCurve | None = None
+    nodes: tuple[str, ...] = ()
 
     def client(self, timeout: float) -> Client:
         return Client(ClientConfig(self.endpoint, timeout=timeout, curve=self.curve))
+
+    def node_configs(self, timeout: float) -> list[ClientConfig]:
+        """One config per fan-out node, or for the one daemon when there are none."""
+        return [ClientConfig(node, timeout=timeout, curve=self.curve) for node in self.nodes or (self.endpoint,)]
 
 
 config_option = click.option(
@@ -185,7 +192,8 @@ _CONNECTION_OPTIONS = (
         "server",
         default=None,
         help="Daemon endpoint: tcp://HOST:PORT, HOST:PORT, HOST (port 5555) or ipc://PATH "
-        f"[env ZFILE_SERVER; default {DEFAULT_ENDPOINT}].",
+        f"[env ZFILE_SERVER; default {DEFAULT_ENDPOINT}]; for send and get also several, "
+        "A,B,C or @FILE (one a line), all at once.",
     ),
     click.option(
         "--server-key",
@@ -209,6 +217,13 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, server: str | None, server_key: str | None, client_key: str | None, config_path, **kw):
+        nodes: tuple[str, ...] = ()
+        if fanout.is_node_list(server):
+            try:
+                nodes = tuple(read_targets(server))
+            except LocalFileError as exc:
+                raise click.BadParameter(str(exc), param_hint="--to/--from") from None
+            server = None
         flags = {"server": server, "server_key": server_key, "client_key": client_key}
         resolved = settings.client_settings(flags, config_path)
         curve = None
@@ -219,7 +234,7 @@ def endpoint_option(command: Callable[..., Any]) -> Callable[..., Any]:
                 auth.load_public_key(settings.resolve_path(resolved.server_key)),
                 auth.load_keypair(settings.resolve_path(resolved.client_key)),
             )
-        return command(*args, conn=Connection(resolved.server, curve), **kw)
+        return command(*args, conn=Connection(resolved.server, curve, nodes), **kw)
 
     for option in reversed(_CONNECTION_OPTIONS):
         wrapper = option(wrapper)
@@ -253,6 +268,9 @@ quiet_option = click.option(
     "--quiet",
     is_flag=True,
     help="No progress bar, no summary line and no 'resuming' notes; errors and skipped entries are still shown.",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="The per-node report (as with several nodes) as a JSON array."
 )
 timeout_option = click.option(
     "--timeout",
@@ -533,6 +551,7 @@ def keygen(out: str, name: str | None) -> None:
     help="Inside directories, send what symbolic links point to instead of skipping them.",
 )
 @quiet_option
+@json_option
 @timeout_option
 def send(
     paths: tuple[str, ...],
@@ -543,6 +562,7 @@ def send(
     relative: bool,
     copy_links: bool,
     quiet: bool,
+    as_json: bool,
     timeout: float,
 ) -> None:
     """Send files and directories (recursively) to the daemon.
@@ -556,16 +576,29 @@ def send(
     special files, empty or unreadable directories and names that are not
     UTF-8 are skipped, one line each on stderr, counted in the summary, and
     make the exit code 1.  Ctrl-C exits 130; sending again resumes each
-    unfinished file.
+    unfinished file.  With several nodes (--to A,B or @FILE) every node gets
+    the files at once and a report line; exit 1 if any failed.
 
     \b
     Examples:
       zfile send big.bin photos/ --to node7
       zfile send -R a/x.txt b/x.txt --to node7     # stored as a/x.txt, b/x.txt
-      zfile send -L ~/datasets --to ipc:///run/zfile/zfile.sock
+      zfile send model.ckpt --to node1,node2,node3   # every node at once
     """
     plan = plan_upload(paths, relative=relative, copy_links=copy_links)
     compare = _compare(checksum, ignore_times)
+    if conn.nodes or as_json:
+        bar = functools.partial(_progress_bar, quiet=quiet or as_json)
+        fanout.send(
+            conn.node_configs(timeout),
+            plan,
+            clobber=not no_clobber,
+            compare=compare,
+            quiet=quiet,
+            as_json=as_json,
+            bar=bar,
+        )
+        return
     unchanged = 0
 
     async def go() -> list[Outcome]:
@@ -599,6 +632,7 @@ def send(
 )
 @compare_options
 @quiet_option
+@json_option
 @timeout_option
 def get(
     names: tuple[str, ...],
@@ -607,6 +641,7 @@ def get(
     checksum: bool,
     ignore_times: bool,
     quiet: bool,
+    as_json: bool,
     timeout: float,
 ) -> None:
     """Fetch files, or everything under a prefix such as photos/, into OUT.
@@ -620,14 +655,21 @@ def get(
     then renamed; when a get is interrupted these two are kept so that the
     same command resumes, and they are never counted as files: send skips
     them, and get skips a stored file named like them.  Ctrl-C exits 130.
+    With several nodes (--from A,B or @FILE) each node's files go to
+    OUT/<node>/ (the node's host, or HOST_PORT), all nodes at once, with a
+    report line per node; exit 1 if any failed.
 
     \b
     Examples:
       zfile get big.bin --from node7                 # writes ./big.bin
       zfile get photos/ --from node7 -o ./back       # writes ./back/photos/...
-      zfile get a.bin b.bin --from node7 -q
+      zfile get logs/ --from @nodes.txt -o ./collected   # ./collected/<node>/logs/...
     """
     compare = _compare(checksum, ignore_times)
+    if conn.nodes or as_json:
+        bar = functools.partial(_progress_bar, quiet=quiet or as_json)
+        fanout.get(conn.node_configs(timeout), names, Path(out), compare=compare, quiet=quiet, as_json=as_json, bar=bar)
+        return
     unchanged = 0
 
     async def go() -> list[Outcome]:
@@ -670,6 +712,8 @@ def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
       zfile ls photos/ --from node7
       zfile ls --from node7 --json | jq -r '.[].name'
     """
+    if conn.nodes:
+        raise click.UsageError("ls lists one daemon at a time")
 
     async def go() -> None:
         first = True
