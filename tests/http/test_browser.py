@@ -47,6 +47,7 @@ def browser(tmp_path: Path):
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
+        "--disable-dev-shm-usage",  # containers often give /dev/shm 64 MiB, which crashes renderers
         f"--user-data-dir={tmp_path / 'profile'}",
         "--window-size=1200,760",
     ):

@@ -176,3 +176,24 @@ def test_https_with_cert_and_key(tmp_path):
         assert "HTTP on https://127.0.0.1" in d.log_text()
     finally:
         assert d.stop() == 0, d.log_text()
+
+
+def test_json_log_lines_carry_the_request_fields(tmp_path):
+    import json
+
+    port = free_port()
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--http", f"127.0.0.1:{port}", "--log-format", "json")
+    try:
+        assert status(f"http://127.0.0.1:{port}/files/none.bin") == 404
+        deadline = time.monotonic() + 10
+        while "/files/none.bin" not in d.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        assert d.stop() == 0, d.log_text()
+    lines = [json.loads(line) for line in d.log_text().splitlines() if "/files/none.bin" in line]
+    assert len(lines) == 1
+    fields = lines[0]
+    assert fields["logger"] == "zfile.http"
+    want = ("GET", "/files/none.bin", 404, "127.0.0.1")
+    assert (fields["method"], fields["path"], fields["status"], fields["peer"]) == want
+    assert fields["bytes"] > 0 and fields["seconds"] >= 0  # the 404's sentence

@@ -288,12 +288,11 @@ class HttpFront:
         try:
             response = await handler(request)
             status = response.status
-            body = getattr(response, "body", None)
-            if not request[BYTES] and request.method != "HEAD" and isinstance(body, bytes):
-                request[BYTES] = len(body)  # no file moved: count the small body sent instead
+            self._count_body(request, response)
             return response
         except web.HTTPException as exc:
             status = exc.status
+            self._count_body(request, exc)
             raise
         except ZfileError as exc:
             status = status_of(exc)
@@ -301,7 +300,9 @@ class HttpFront:
                 # The head is out: all that is left is to cut the body short.
                 log.error("%s %s failed after the response began: %s", request.method, request.path, exc)
                 raise
-            return web.Response(status=status, text=f"{exc}\n")
+            response = web.Response(status=status, text=f"{exc}\n")
+            self._count_body(request, response)
+            return response
         except ConnectionError:
             # The client went away (499: nginx's convention).  Nothing can reach
             # it; aiohttp drops a response to a closed connection quietly, where
@@ -314,6 +315,13 @@ class HttpFront:
         finally:
             self.metrics.in_flight.dec()
             self._log(request, status, request[BYTES], began)
+
+    @staticmethod
+    def _count_body(request: web.Request, response: object) -> None:
+        """When no file moved, count the small body sent instead (a listing, an error's sentence)."""
+        body = getattr(response, "body", None)
+        if not request[BYTES] and request.method != "HEAD" and isinstance(body, bytes):
+            request[BYTES] = len(body)
 
     def _log(self, request: web.Request, status: int, nbytes: int, began: float) -> None:
         seconds = time.monotonic() - began
