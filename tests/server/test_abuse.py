@@ -34,7 +34,7 @@ def header(**fields) -> bytes:
 
 @pytest.mark.slow
 def test_a_frame_over_the_largest_legal_message_is_never_held(tmp_path: Path) -> None:
-    """A 256 MiB frame (the protocol's largest legal frame is about 17 MiB)
+    """A 256 MiB frame (the daemon's frame limit is 16 MiB by default)
     costs the daemon no memory: libzmq drops the connection when it reads
     the frame's length, and the daemon serves on."""
     daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
