@@ -289,15 +289,16 @@ class Server:
             return
         if not isinstance(event, ListRequest):
             total, mine = self.transfers.running(inc.peer_key or inc.identity)
-            if total >= self.config.max_transfers and not self._make_room():
-                msg = f"{self.config.max_transfers} transfers are running; try again shortly"
-                self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
-                return
+            # The client's own cap first: a request it refuses must not end another's stream.
             if mine >= self.config.max_transfers_per_peer:
                 msg = (
                     f"this client already runs {mine} transfers, the most the daemon allows one client "
                     "(max_transfers_per_peer); try again when one ends"
                 )
+                self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
+                return
+            if total >= self.config.max_transfers and not self._make_room():
+                msg = f"{self.config.max_transfers} transfers are running; try again shortly"
                 self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
                 return
         transfer = protocol.Transfer(protocol.Role.SERVER, event.id)
