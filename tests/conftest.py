@@ -29,7 +29,9 @@ class Daemon:
     proc: subprocess.Popen
     log: Path
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        # Longer than the daemon's default 30 s grace period, which a drain may use up.
+
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)

@@ -34,7 +34,7 @@ def header(**fields) -> bytes:
 
 @pytest.mark.slow
 def test_a_frame_over_the_largest_legal_message_is_never_held(tmp_path: Path) -> None:
-    """A 256 MiB frame (the protocol's largest legal frame is about 17 MiB)
+    """A 256 MiB frame (the daemon's frame limit is 16 MiB by default)
     costs the daemon no memory: libzmq drops the connection when it reads
     the frame's length, and the daemon serves on."""
     daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
@@ -235,4 +235,31 @@ async def test_a_listing_of_long_names_comes_in_pages_that_fit(tmp_path: Path) -
             listed = [e.name async for e in client.list("", page_size=2000)]
         assert listed == names
     finally:
+        assert daemon.stop() == 0, daemon.log_text()
+
+
+@pytest.mark.slow
+async def test_silent_uploads_give_up_their_slots_when_every_slot_is_wanted(tmp_path: Path) -> None:
+    """Connections, one upload each, that go silent and fill every slot: a
+    request that finds no slot ends the stream stalled longest instead of
+    being answered busy for an idle timeout; that peer hears why."""
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-transfers", "4", "--grace-period", "0")
+    silent = [RawPeer(daemon.endpoint) for _ in range(4)]
+    try:
+        for k, peer in enumerate(silent):
+            peer.send_event(Put(1, f"silent/{k}.bin", MiB, MTIME_NS, 0o644, "blake3"))
+            assert isinstance(peer.expect(1, PutReady), PutReady)
+        src = make_file(tmp_path / "honest.bin", MiB)
+        async with Client(daemon.endpoint) as honest:
+            assert (await honest.put(src, "honest.bin")).digest == digest_of(src)
+        poller = zmq.Poller()
+        for peer in silent:
+            poller.register(peer.sock, zmq.POLLIN)
+        ready = dict(poller.poll(5000))
+        ended = [p.recv_event() for p in silent if p.sock in ready]
+        assert len(ended) >= 1, "no silent upload was ended"
+        assert all(isinstance(e, Error) and "every slot was wanted" in e.message for e in ended), ended
+    finally:
+        for peer in silent:
+            peer.close()
         assert daemon.stop() == 0, daemon.log_text()

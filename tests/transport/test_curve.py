@@ -21,7 +21,7 @@ import pytest
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.errors import AuthFailed
-from zfile.protocol.events import Chunk, Put, PutEnd, PutOk, PutReady
+from zfile.protocol.events import Chunk, Error, Put, PutEnd, PutOk, PutReady
 from zfile.transport import curve as auth
 from zfile.transport.sockets import ClientCurve, ClientSocket
 
@@ -364,3 +364,38 @@ async def test_a_listener_that_is_not_zmq_fails_at_once():
         assert time.monotonic() - began < 5
     finally:
         server.close()
+
+
+async def test_the_per_client_cap_counts_a_curve_key_across_connections(tmp_path: Path, keys: Keys):
+    """Under CURVE a client is its key: two connections of one key share
+    max_transfers_per_peer; another key has its own."""
+    bob_public = keys.dir / "clients" / "bob.key"
+    (keys.authorized / "bob.key").write_bytes(bob_public.read_bytes())
+    d = start_daemon(
+        tmp_path / "store",
+        tmp_path / "daemon.log",
+        *keys.serve_args(),
+        "--max-transfers-per-peer",
+        "2",
+        "--grace-period",
+        "0",
+    )
+    socks = []
+    try:
+
+        async def put(sock: ClientSocket, tid: int, name: str):
+            await sock.send(Put(tid, name, MiB, 1_600_000_000_000_000_000, 0o644, "blake3"))
+            return await asyncio.wait_for(sock.recv(), 10)
+
+        for secret in (keys.alice_secret, keys.alice_secret, keys.bob_secret):
+            socks.append(await ClientSocket.connect(d.endpoint, curve=keys.curve(secret)))
+        first, second, bob = socks
+        assert isinstance(await put(first, 1, "a1.bin"), PutReady)
+        assert isinstance(await put(second, 1, "a2.bin"), PutReady)
+        refused = await put(second, 2, "a3.bin")
+        assert isinstance(refused, Error) and refused.code == "busy" and "one client" in refused.message, refused
+        assert isinstance(await put(bob, 1, "b1.bin"), PutReady)
+    finally:
+        for sock in socks:
+            sock.close(linger_s=0)
+        assert d.stop() == 0, d.log_text()

@@ -337,15 +337,16 @@ class Server:
             return
         if not isinstance(event, ListRequest):
             total, mine = self.transfers.running(inc.peer_key or inc.identity)
-            if total >= self.config.max_transfers:
-                msg = f"{self.config.max_transfers} transfers are running; try again shortly"
-                self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
-                return
+            # The client's own cap first: a request it refuses must not end another's stream.
             if mine >= self.config.max_transfers_per_peer:
                 msg = (
                     f"this client already runs {mine} transfers, the most the daemon allows one client "
                     "(max_transfers_per_peer); try again when one ends"
                 )
+                self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
+                return
+            if total >= self.config.max_transfers and not self._make_room():
+                msg = f"{self.config.max_transfers} transfers are running; try again shortly"
                 self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, msg))
                 return
         transfer = protocol.Transfer(protocol.Role.SERVER, event.id)
@@ -355,6 +356,24 @@ class Server:
             self.transfers.reply(inc.identity, Error(event.id, exc.code.value, str(exc)))
             return
         self.transfers.start(inc, transfer, event)
+
+    def _make_room(self) -> bool:
+        """Every slot is taken: end the stream that has stalled longest under
+        ``min_rate`` while waiting on its peer (an upload keeps its partial),
+        so that many silent or trickling connections cannot keep honest
+        requests out for an idle timeout.  False when every stream keeps up."""
+        found = self.transfers.slowest_stalled(time.monotonic())
+        if found is None:
+            return False
+        session, moved, seconds = found
+        why = (
+            f"transfer moved {moved} bytes in {seconds:.0f} s, under the daemon's minimum of "
+            f"{self.config.min_rate} bytes/s, while every slot was wanted; ended (an upload can resume)"
+        )
+        log.info("transfer %d from %s ended to make room: %s", session.transfer.id, session.peer or "?", why)
+        self.transfers.end(session)
+        self.transfers.reply(session.identity, Error(session.transfer.id, ErrorCode.BAD_REQUEST.value, why))
+        return True
 
     async def _sweep_idle(self) -> None:
         """End transfers whose peer has been silent for ``idle_timeout`` seconds

@@ -57,6 +57,9 @@ _UPLOAD_BUFFER_WINDOWS = 16
 
 # States in which a transfer's bytes stream and its rate is held to min_rate.
 _STREAMING = frozenset({protocol.State.PUT_SENDING, protocol.State.GET_RECEIVING})
+# Seconds a stream may go under min_rate before a request that finds every
+# slot taken may end it to take its slot (Transfers.slowest_stalled).
+_STALL_GRACE = 2.0
 
 
 @dataclass(eq=False)
@@ -154,6 +157,28 @@ class Transfers:
                 total += 1
                 mine += s.owner == owner
         return total, mine
+
+    def slowest_stalled(self, now: float) -> tuple[Session, int, float] | None:
+        """The stream to end so that a new request finds a slot when every
+        slot is taken: one waiting on its peer that has moved under
+        ``min_rate`` bytes/s for at least _STALL_GRACE seconds of its current
+        rate period, the one that moved least; with the bytes it moved and in
+        how many seconds.  None when every stream keeps up (then the daemon
+        is truly full)."""
+        if self.config.min_rate <= 0:
+            return None
+        found: tuple[Session, int, float] | None = None
+        for session in self.sessions.values():
+            t = session.transfer
+            if session.rate_mark is None or t.state not in _STREAMING or not session.waits_on_peer():
+                continue
+            since, offset = session.rate_mark
+            seconds, moved = now - since, t.offset - offset
+            if seconds < _STALL_GRACE or moved >= self.config.min_rate * seconds:
+                continue
+            if found is None or moved / seconds < found[1] / found[2]:
+                found = (session, moved, seconds)
+        return found
 
     def too_slow(self, session: Session, now: float) -> int | None:
         """The bytes ``session``'s stream moved in the rate period that just
