@@ -31,7 +31,6 @@ class Daemon:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         # Longer than the daemon's default 30 s grace period, which a drain may use up.
-
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
