@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import subprocess
 import threading
 import time
@@ -304,3 +305,30 @@ async def test_a_daemon_whose_catalog_cannot_be_written_starts_and_serves_reads(
     finally:
         filler.unlink(missing_ok=True)
         assert d.stop() == 0, d.log_text()
+
+
+def test_a_full_daemon_disk_stops_the_run_with_one_line(tmp_path, small_fs):
+    if small_fs is None:
+        pytest.skip("cannot mount a tmpfs here (root is needed)")
+    d = start_daemon(small_fs / "store", tmp_path / "daemon.log")
+    tree = tmp_path / "tree"
+    for i in range(160):  # 48 MiB for a 16 MiB disk, in streamed files and small ones
+        make_file(tree / f"big{i:03}.bin", 300 << 10)
+    for i in range(300):
+        make_file(tree / "small" / f"s{i:03}.bin", 4096)
+    try:
+        res = zfile_cli("send", str(tree), "--to", d.endpoint, check=False)
+        assert res.returncode == 1, res.stderr
+        errors = [line for line in res.stderr.splitlines() if line.startswith("zfile: error:")]
+        assert len(errors) == 1, res.stderr  # one line, not one per file
+        assert ("no space" in errors[0] or "disk is full" in errors[0]) and "stopped there" in errors[0]
+        assert "database or disk is full" not in res.stderr
+        summary = res.stdout.strip().splitlines()[-1]
+        sent, failed = re.search(r"sent (\d+) file\(s\).*; (\d+) failed", summary).groups()
+        assert int(sent) + int(failed) == 460 and 0 < int(sent) < 460, summary
+        # The run stopped: the uploads refused at the daemon are those already
+        # under way (at most the client's 32 at once), not every file not stored.
+        refused = d.log_text().count("result=failed")
+        assert refused <= 40 < int(failed), (refused, failed)
+    finally:
+        assert d.stop() == 0

@@ -32,7 +32,7 @@ from zfile.client.config import ClientConfig
 from zfile.client.fanout import read_targets
 from zfile.client.quickcheck import Compare, unchanged_downloads, unchanged_uploads
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
-from zfile.errors import EndpointError, LocalFileError, Skipped, TransportError
+from zfile.errors import EndpointError, ErrorCode, LocalFileError, Skipped, TransportError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
 from zfile.server.config import ServerConfig
@@ -139,7 +139,13 @@ def _report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool, u
         click.echo(f"zfile: skipped '{outcome.name}': {outcome.error}", err=True)
     # A connection that failed fails every file the same way: say it once, not once a file.
     link_down: dict[str, int] = {}
+    # So does a full disk on the daemon, which ends the run (zfile.client.tree.Halt).
+    full = [o for o in failed if o.error is not None and o.error.code is ErrorCode.NO_SPACE]
+    if full:
+        click.echo(f"zfile: error: {full[0].error}; stopped there: {len(full)} file(s) not stored", err=True)
     for outcome in failed:
+        if outcome.error is not None and outcome.error.code is ErrorCode.NO_SPACE:
+            continue
         if isinstance(outcome.error, TransportError):
             link_down[str(outcome.error)] = link_down.get(str(outcome.error), 0) + 1
         else:

@@ -260,16 +260,33 @@ def _no_file_done(_: Outcome) -> None:
     pass
 
 
+class Halt:
+    """Ends a run at the first ``no-space`` answer: the daemon's disk is
+    full, and every file after it would fail the same way.  Files not yet
+    started then fail at once with that first error, without a request."""
+
+    def __init__(self) -> None:
+        #: The first no-space error seen, or None.
+        self.error: ZfileError | None = None
+
+    def note(self, outcome: Outcome) -> None:
+        """Look at a file's outcome; a no-space error halts the run."""
+        if self.error is None and outcome.error is not None and outcome.error.code is ErrorCode.NO_SPACE:
+            self.error = outcome.error
+
+
 async def run_all(
     jobs: Iterable[tuple[str, Callable[[], Awaitable[Result]]]],
     concurrency: int,
     on_file: FileDone = _no_file_done,
+    halt: Halt | None = None,
 ) -> list[Outcome]:
     """Run ``(name, job)`` pairs with at most ``concurrency`` at once.
 
-    Errors are collected per file (a failed file does not stop the others);
-    the order of outcomes is the order of jobs; ``on_file`` sees each
-    outcome as it comes.
+    Errors are collected per file (a failed file does not stop the others,
+    except that once ``halt`` has seen a no-space answer the jobs not yet
+    started fail with it unrun); the order of outcomes is the order of jobs;
+    ``on_file`` sees each outcome as it comes.
     """
     items = list(jobs)
     outcomes: list[Outcome | None] = [None] * len(items)
@@ -277,10 +294,15 @@ async def run_all(
 
     async def worker() -> None:
         for index, (name, job) in queue:
-            try:
-                outcomes[index] = Outcome(name, result=await job())
-            except ZfileError as exc:
-                outcomes[index] = Outcome(name, error=exc)
+            if halt is not None and halt.error is not None:
+                outcomes[index] = Outcome(name, error=halt.error)
+            else:
+                try:
+                    outcomes[index] = Outcome(name, result=await job())
+                except ZfileError as exc:
+                    outcomes[index] = Outcome(name, error=exc)
+                if halt is not None:
+                    halt.note(outcomes[index])
             on_file(outcomes[index])
 
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(items))))))
@@ -305,9 +327,11 @@ async def send_paths(
     on their own, ``concurrency`` at once.  The outcomes are the plan's
     files in order, then its skipped entries (their error a
     :class:`~zfile.errors.Skipped`); ``on_file`` sees each file's outcome as
-    soon as it is known.
+    soon as it is known.  The first ``no-space`` answer ends the run: files
+    not yet sent fail with that error, unsent (:class:`Halt`).
     """
     whole = plan_upload(paths) if plan is None else plan
+    halt = Halt()
     plan = whole.files
     outcomes: list[Outcome | None] = [None] * len(plan)
     small = [k for k, (_, _, size) in enumerate(plan) if size <= client.config.inline_max]
@@ -318,7 +342,7 @@ async def send_paths(
 
     async def singles() -> None:
         jobs = ((plan[k][1], job(plan[k][0], plan[k][1])) for k in large)
-        done = await run_all(jobs, client.config.concurrency, on_file)
+        done = await run_all(jobs, client.config.concurrency, on_file, halt)
         for k, outcome in zip(large, done, strict=True):
             outcomes[k] = outcome
 
@@ -327,14 +351,19 @@ async def send_paths(
     async def sender() -> None:
         for ks in batches:
             files = [(plan[k][0], plan[k][1]) for k in ks]
-            try:
-                results: list[Result | ZfileError] = await client.put_many(files, clobber=clobber, progress=progress)
-            except ZfileError as exc:
-                results = [exc] * len(ks)
+            results: list[Result | ZfileError]
+            if halt.error is not None:
+                results = [halt.error] * len(ks)
+            else:
+                try:
+                    results = await client.put_many(files, clobber=clobber, progress=progress)
+                except ZfileError as exc:
+                    results = [exc] * len(ks)
             for k, r in zip(ks, results, strict=True):
                 outcomes[k] = (
                     Outcome(plan[k][1], error=r) if isinstance(r, ZfileError) else Outcome(plan[k][1], result=r)
                 )
+                halt.note(outcomes[k])
                 on_file(outcomes[k])
 
     await asyncio.gather(singles(), *(sender() for _ in range(MANY_IN_FLIGHT)))
@@ -376,6 +405,7 @@ async def fetch(
 
 
 __all__ = [
+    "Halt",
     "Outcome",
     "UploadPlan",
     "DownloadPlan",
