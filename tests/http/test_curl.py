@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -197,3 +198,21 @@ def test_json_log_lines_carry_the_request_fields(tmp_path):
     want = ("GET", "/files/none.bin", 404, "127.0.0.1")
     assert (fields["method"], fields["path"], fields["status"], fields["peer"]) == want
     assert fields["bytes"] > 0 and fields["seconds"] >= 0  # the 404's sentence
+
+
+@pytest.mark.slow
+def test_metrics_count_zeromq_transfers_and_the_store(served, tmp_path):
+    d, base = served
+    src = tmp_path / "m.bin"
+    src.write_bytes(os.urandom(3 << 20))  # streamed, not inline
+    zfile_cli("send", str(src), "--to", d.endpoint)
+    zfile_cli("get", "m.bin", "--from", d.endpoint, "-o", str(tmp_path / "back"))
+    text = curl(f"{base}/metrics").stdout.decode()
+    assert 'zfile_transfers_total{direction="in",result="ok"} 1.0' in text
+    assert 'zfile_transfers_total{direction="out",result="ok"} 1.0' in text
+    moved = re.search(r'^zfile_transfer_bytes_total\{direction="in"\} (\S+)$', text, re.M).group(1)
+    assert float(moved) == 3 << 20
+    assert 'zfile_transfer_seconds_count{direction="out"} 1.0' in text
+    assert "zfile_store_partials 0.0" in text
+    free = float(re.search(r"^zfile_store_free_bytes (\S+)$", text, re.M).group(1))
+    assert free > 0

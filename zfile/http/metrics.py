@@ -12,8 +12,15 @@ process (tests) do not share counters.  Names, units in their suffixes:
 - ``zfile_http_uploads_total{result}``: PUT and form uploads by result
   (``committed`` or ``failed``);
 
+- ``zfile_transfers_total{direction,result}``: ZeroMQ transfers ended, by
+  direction (``in``, ``out``) and result (``ok``, ``refused``, ``suspended``
+  for resume, ``failed``), fed by :meth:`Metrics.transfer_done`;
+- ``zfile_transfer_bytes_total{direction}`` and
+  ``zfile_transfer_seconds{direction}``: their bytes and a histogram of
+  their durations;
+
 and whatever the daemon adds with :meth:`Metrics.watch` (the ZeroMQ
-transfers in flight).
+transfers in flight, the store's partials and free bytes).
 """
 
 from __future__ import annotations
@@ -44,6 +51,15 @@ class Metrics:
         self.uploads = Counter("zfile_http_uploads", "Uploads over HTTP, by result", ["result"], registry=r)
         for result in ("committed", "failed"):
             self.uploads.labels(result)
+        self.transfers = Counter(
+            "zfile_transfers", "ZeroMQ transfers ended, by direction and result", ["direction", "result"], registry=r
+        )
+        self.transfer_bytes = Counter(
+            "zfile_transfer_bytes", "File bytes moved by ZeroMQ transfers", ["direction"], registry=r
+        )
+        self.transfer_seconds = Histogram(
+            "zfile_transfer_seconds", "Duration of a ZeroMQ transfer", ["direction"], buckets=_BUCKETS, registry=r
+        )
 
     def watch(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge ``name`` whose value is ``read()`` at each scrape."""
@@ -58,6 +74,15 @@ class Metrics:
             self.uploads.labels("committed" if status in (201, 303) else "failed").inc()
         elif method == "GET":
             self.sent.inc(nbytes)
+
+    def transfer_done(self, direction: str, nbytes: int, seconds: float, result: str) -> None:
+        """Count one ended ZeroMQ transfer: ``direction`` "in" or "out",
+        ``nbytes`` file bytes, ``seconds`` long, ``result`` as its log line
+        says it ("ok", "ok 3 of 5", "refused", "suspended", "failed: ...")."""
+        kind = result.split(" ", 1)[0].rstrip(":")
+        self.transfers.labels(direction, kind if kind in ("ok", "refused", "suspended") else "failed").inc()
+        self.transfer_bytes.labels(direction).inc(nbytes)
+        self.transfer_seconds.labels(direction).observe(seconds)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format (:data:`CONTENT_TYPE`)."""

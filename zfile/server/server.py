@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -101,9 +102,18 @@ class Server:
                 cert=config.http_cert,
                 key=config.http_key,
             )
-            self.http.metrics.watch(
-                "zfile_zmq_transfers_in_flight", "ZeroMQ transfers running", lambda: self.transfers.active()
+            metrics = self.http.metrics
+            metrics.watch("zfile_zmq_transfers_in_flight", "ZeroMQ transfers running", lambda: self.transfers.active())
+            self.transfers.on_finished.append(metrics.transfer_done)
+            metrics.watch("zfile_store_partials", "Uploads kept for resume", lambda: self.store.usage().partials)
+            metrics.watch(
+                "zfile_store_partial_bytes", "Bytes the kept uploads hold", lambda: self.store.usage().partial_bytes
             )
+            metrics.watch("zfile_store_free_bytes", "Bytes free for new files (NaN: no limit)", self._free_bytes)
+
+    def _free_bytes(self) -> float:
+        free = self.store.usage().free
+        return math.nan if free is None else float(free)
 
     # -- lifecycle -------------------------------------------------------------
 

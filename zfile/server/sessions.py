@@ -120,6 +120,9 @@ class Transfers:
         self.store = store
         self.sock: ServerSocket | None = None
         self.sessions: dict[tuple[bytes, int], Session] = {}
+        #: Called with (direction, bytes, seconds, result) as each transfer
+        #: ends, after its log line (metrics).
+        self.on_finished: list[Callable[[str, int, float, str], object]] = []
         # Streaming uploads running, which share the upload buffer (_upload_window).
         self._streaming = 0
         # The work that serves each kind of request (protocol.message_kind).
@@ -289,6 +292,8 @@ class Transfers:
             result,
             extra=fields,
         )
+        for hook in self.on_finished:
+            hook(direction, nbytes, seconds, result)
 
     # -- transfers ---------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zfile.store.base import ChunkStream, DownloadHandle, Store, UploadHandle
+from zfile.store.base import ChunkStream, DownloadHandle, Store, StoreUsage, UploadHandle
 from zfile.store.litter import Limits
 from zfile.store.local import LocalStore
 
@@ -43,4 +43,4 @@ def make_store(
     )
 
 
-__all__ = ["ChunkStream", "DownloadHandle", "LocalStore", "Store", "UploadHandle", "make_store"]
+__all__ = ["ChunkStream", "DownloadHandle", "LocalStore", "Store", "StoreUsage", "UploadHandle", "make_store"]

@@ -29,11 +29,24 @@ not match their declared size or digest).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from zfile.errors import ZfileError
 from zfile.fileio.chunks import BufferPool
 from zfile.protocol.events import Buffer, Entry, PutFile
+
+
+@dataclass(frozen=True, slots=True)
+class StoreUsage:
+    """A store's figures for monitoring: ``partials`` suspended or running
+    uploads kept for resume and the ``partial_bytes`` they hold; ``free``
+    bytes left for new files, or None when the backend has no such limit
+    (an object store)."""
+
+    partials: int
+    partial_bytes: int
+    free: int | None
 
 
 class ChunkStream(Protocol):
@@ -153,6 +166,11 @@ class Store(Protocol):
     @property
     def location(self) -> str:
         """Where the files are, for people: a directory, a URL."""
+        ...
+
+    def usage(self) -> StoreUsage:
+        """What the store holds besides its files and how much room is left,
+        for monitoring; cheap enough to call at every metrics scrape."""
         ...
 
     async def open(self) -> None:

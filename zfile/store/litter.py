@@ -48,6 +48,11 @@ class PartialBounds:
     def __len__(self) -> int:
         return len(self._held)
 
+    @property
+    def bytes(self) -> int:
+        """Bytes all the partials hold."""
+        return sum(p.size for p in self._held.values())
+
     def note(self, transfer: str, peer: str, size: int, touched: float) -> None:
         """Record that ``transfer``'s partial exists, holds ``size`` bytes and
         was last touched at ``touched``."""

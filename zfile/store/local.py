@@ -57,7 +57,7 @@ from zfile.errors import (
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry, PutFile
 from zfile.protocol.names import check_name, check_prefix, quote_name
-from zfile.store.base import Store
+from zfile.store.base import Store, StoreUsage
 from zfile.store.catalog import Catalog
 from zfile.store.claims import Claims
 from zfile.store.fs import fsync_dir, store_error, unlink_all
@@ -139,6 +139,16 @@ class LocalStore(Store):
     def location(self) -> str:
         """The root directory, as given."""
         return str(self.root)
+
+    def usage(self) -> StoreUsage:
+        """The partials the bounds count, and the disk's free bytes for
+        unprivileged writers (statvfs ``f_bavail``; None when it fails)."""
+        try:
+            fs = os.statvfs(self.root)
+            free: int | None = fs.f_bavail * fs.f_frsize
+        except OSError:
+            free = None
+        return StoreUsage(len(self.partials), self.partials.bytes, free)
 
     async def open(self) -> None:
         """Create ``root`` and its private directory, open the catalog,
