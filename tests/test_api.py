@@ -33,6 +33,7 @@ def examples() -> list:
     return params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("code, pairs", examples())
 def test_doc_example_runs_and_moves_the_files(tmp_path, code, pairs):
     d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")

@@ -37,12 +37,14 @@ def test_config_error_exits_2(tmp_path):
     assert res.stderr.startswith("zfile: error: ") and "nonsense" in res.stderr
 
 
+@pytest.mark.slow
 def test_keygen_refusing_to_overwrite_exits_1(tmp_path):
     zfile_cli("keygen", "--out", str(tmp_path), "--name", "k")
     res = zfile_cli("keygen", "--out", str(tmp_path), "--name", "k", check=False)
     assert res.returncode == EXIT_FAILED and res.stderr.startswith("zfile: error: ") and "exists" in res.stderr
 
 
+@pytest.mark.slow
 def test_help_and_version_exit_0():
     assert "send" in zfile_cli("--help").stdout
     assert zfile_cli("--version").stdout.startswith("zfile, version ")

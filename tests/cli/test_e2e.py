@@ -128,6 +128,7 @@ def test_two_thousand_small_files(daemon, tmp_path):
     same_tree(tree, back / "many")
 
 
+@pytest.mark.slow
 def test_no_clobber_gets_exists(daemon, tmp_path):
     f = make_file(tmp_path / "x.bin", 10)
     zfile_cli("send", str(f), "--to", daemon.endpoint)
@@ -139,6 +140,7 @@ def test_no_clobber_gets_exists(daemon, tmp_path):
     assert (daemon.root / "x.bin").stat().st_size == 10
 
 
+@pytest.mark.slow
 def test_replace_by_name(daemon, tmp_path):
     f = tmp_path / "v.bin"
     f.write_bytes(b"one" * 100_000)
@@ -150,6 +152,7 @@ def test_replace_by_name(daemon, tmp_path):
     assert (daemon.root / "v.bin").read_bytes() == b"two" * 200_000
 
 
+@pytest.mark.slow
 def test_missing_file_is_a_clean_error(daemon, tmp_path):
     res = zfile_cli("get", "nope.bin", "--from", daemon.endpoint, "-o", str(tmp_path), check=False)
     assert res.returncode == 1
@@ -157,6 +160,7 @@ def test_missing_file_is_a_clean_error(daemon, tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["send", "send-tree", "send-tree-all", "get", "ls"])
 @pytest.mark.parametrize("where", ["tcp", "ipc"])
 def test_a_dead_endpoint_fails_at_once(tmp_path, command, where):
@@ -202,6 +206,7 @@ def test_a_daemon_that_is_up_but_silent_gets_the_whole_timeout(tmp_path):
     assert "no answer" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_usage_error_exits_2(tmp_path):
     res = zfile_cli("send", check=False)
     assert res.returncode == 2
@@ -209,6 +214,7 @@ def test_usage_error_exits_2(tmp_path):
     assert res.returncode == 2
 
 
+@pytest.mark.slow
 async def test_library_put_get_list(daemon, tmp_path):
     src = make_file(tmp_path / "lib.bin", 3 * MiB + 5)
     async with Client(daemon.endpoint) as client:
@@ -225,6 +231,7 @@ async def test_library_put_get_list(daemon, tmp_path):
         assert not (daemon.root.parent / "escape.bin").exists()
 
 
+@pytest.mark.slow
 async def test_listing_pages(daemon, tmp_path):
     async with Client(daemon.endpoint) as client:
         for i in range(25):
@@ -235,6 +242,7 @@ async def test_listing_pages(daemon, tmp_path):
         assert names == [f"p{i:02d}" for i in range(25)]
 
 
+@pytest.mark.slow
 def test_sigterm_exits_zero(daemon):
     assert daemon.stop() == 0
     assert "stopped" in daemon.log_text()

@@ -132,6 +132,7 @@ def _check_config(*args: str, env: dict[str, str] | None = None) -> subprocess.C
     )
 
 
+@pytest.mark.slow
 def test_check_config_prints_the_effective_config(tmp_path):
     cfg = write(
         tmp_path / "z.toml",
@@ -155,6 +156,7 @@ def test_check_config_prints_the_effective_config(tmp_path):
     assert _check_config("--config", str(again)).stdout == proc.stdout
 
 
+@pytest.mark.slow
 def test_check_config_errors_exit_2_naming_the_key(tmp_path):
     cfg = write(tmp_path / "z.toml", "[server]\nmax_transfers = -1\n")
     proc = _check_config("--config", str(cfg))
@@ -165,6 +167,7 @@ def test_check_config_errors_exit_2_naming_the_key(tmp_path):
     assert proc.stdout == ""
 
 
+@pytest.mark.slow
 def test_client_reads_its_table(tmp_path, daemon):
     cfg = write(tmp_path / "c.toml", f'[client]\nserver = "{daemon.endpoint}"\n')
     # No --from: the endpoint comes from the file.
@@ -174,6 +177,7 @@ def test_client_reads_its_table(tmp_path, daemon):
     assert proc.returncode == 2 and "[client] server must be a string" in proc.stderr
 
 
+@pytest.mark.slow
 def test_client_endpoint_errors_name_their_source(monkeypatch):
     proc = zfile_cli("ls", "--to", "udp://x:1", check=False)
     assert proc.returncode == 2 and "--to/--from" in proc.stderr and "only tcp://" in proc.stderr
@@ -198,6 +202,7 @@ def test_http_settings(tmp_path):
         settings.server_config({"http": "127.0.0.1:8080", "http_cert": "/c"}, None, {})
 
 
+@pytest.mark.slow
 def test_check_config_refuses_open_http():
     proc = _check_config("--http", "0.0.0.0:8080")
     assert proc.returncode == 2 and "--http-tokens" in proc.stderr

@@ -26,6 +26,7 @@ def write(path: Path, data: bytes = b"data") -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_paths_stored_under_one_name_are_refused_before_anything_is_sent(daemon, tmp_path):
     write(tmp_path / "a" / "x.txt", b"from a")
     write(tmp_path / "b" / "x.txt", b"from b")
@@ -38,6 +39,7 @@ def test_two_paths_stored_under_one_name_are_refused_before_anything_is_sent(dae
     assert stored(daemon) == set()
 
 
+@pytest.mark.slow
 def test_relative_stores_each_path_as_given(daemon, tmp_path):
     write(tmp_path / "a" / "x.txt", b"from a")
     write(tmp_path / "b" / "x.txt", b"from b")
@@ -47,6 +49,7 @@ def test_relative_stores_each_path_as_given(daemon, tmp_path):
     assert (daemon.root / "b" / "x.txt").read_bytes() == b"from b"
 
 
+@pytest.mark.slow
 def test_relative_refuses_a_path_that_climbs_out(daemon, tmp_path):
     write(tmp_path / "x.txt")
     (tmp_path / "here").mkdir()
@@ -71,6 +74,7 @@ def odd_tree(root: Path) -> None:
     write(Path(os.fsdecode(bytes(root) + b"/caf\xe9.txt")), b"latin-1 name")
 
 
+@pytest.mark.slow
 def test_a_tree_reports_each_entry_it_skips_and_exits_1(daemon, tmp_path):
     odd_tree(tmp_path / "t")
     res = zfile_cli("send", str(tmp_path / "t"), "--to", daemon.endpoint, check=False)
@@ -89,6 +93,7 @@ def test_a_tree_reports_each_entry_it_skips_and_exits_1(daemon, tmp_path):
     assert "sent 2 file(s)" in res.stdout and "; 8 skipped" in res.stdout
 
 
+@pytest.mark.slow
 def test_copy_links_follows_links_but_never_a_loop(daemon, tmp_path):
     odd_tree(tmp_path / "t")
     res = zfile_cli("send", "-L", str(tmp_path / "t"), "--to", daemon.endpoint, check=False)
@@ -100,6 +105,7 @@ def test_copy_links_follows_links_but_never_a_loop(daemon, tmp_path):
     assert "; 7 skipped" in res.stdout
 
 
+@pytest.mark.slow
 def test_a_file_named_in_bytes_that_are_not_utf8_is_refused_by_name(daemon, tmp_path):
     bad = write(Path(os.fsdecode(bytes(tmp_path) + b"/\xff\xfe.bin")))
     good = write(tmp_path / "good.bin")
@@ -138,6 +144,7 @@ def test_collisions_are_found_inside_trees_too(tmp_path):
 # -- get ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_get_fetches_what_exists_and_reports_each_missing_name(daemon, tmp_path):
     zfile_cli("send", str(write(tmp_path / "a.txt", b"here")), "--to", daemon.endpoint)
     out = tmp_path / "out"
@@ -152,6 +159,7 @@ def test_get_fetches_what_exists_and_reports_each_missing_name(daemon, tmp_path)
     assert "fetched 1 file(s)" in res.stdout and "; 2 failed" in res.stdout
 
 
+@pytest.mark.slow
 def test_a_downloads_temp_files_are_never_sent_nor_fetched(daemon, tmp_path):
     # What an interrupted `get` of big.bin leaves beside its destination.
     out = tmp_path / "out"

@@ -117,6 +117,7 @@ def make_tree(root: Path, count: int, size: int = 100) -> dict[str, bytes]:
     return files
 
 
+@pytest.mark.slow
 async def test_put_many_reports_each_file(daemon, tmp_path: Path) -> None:
     good = tmp_path / "good.txt"
     good.write_bytes(b"good")
@@ -140,6 +141,7 @@ async def test_put_many_reports_each_file(daemon, tmp_path: Path) -> None:
     assert not (daemon.root.parent / "escape.txt").exists()
 
 
+@pytest.mark.slow
 async def test_a_file_answered_busy_is_sent_again_on_its_own(daemon, tmp_path: Path) -> None:
     src = tmp_path / "same.txt"
     src.write_bytes(b"twice in one message")
@@ -149,6 +151,7 @@ async def test_a_file_answered_busy_is_sent_again_on_its_own(daemon, tmp_path: P
     assert (daemon.root / "same.txt").read_bytes() == src.read_bytes()
 
 
+@pytest.mark.slow
 async def test_send_paths_batches_small_files_and_streams_large(daemon, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     files = make_tree(tree, MANY_FILES + 40)
@@ -165,6 +168,7 @@ async def test_send_paths_batches_small_files_and_streams_large(daemon, tmp_path
         assert (daemon.root / name).read_bytes() == data
 
 
+@pytest.mark.slow
 def test_cli_reports_the_refused_file_and_sends_the_rest(daemon, tmp_path: Path) -> None:
     tree = tmp_path / "docs"
     files = make_tree(tree, 30)
@@ -187,6 +191,7 @@ def test_cli_reports_the_refused_file_and_sends_the_rest(daemon, tmp_path: Path)
             assert (daemon.root / name).read_bytes() == data
 
 
+@pytest.mark.slow
 async def test_put_many_never_sends_more_than_the_protocol_allows(daemon, tmp_path: Path) -> None:
     files = []
     for i in range(20):  # 20 x 256 KiB = 5 MiB, over MAX_MANY_BYTES

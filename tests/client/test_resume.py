@@ -50,6 +50,7 @@ async def interrupted_put(endpoint: str, src, name: str, after: int) -> None:
             await client.put(src, name, progress=stop_after(after))
 
 
+@pytest.mark.slow
 async def test_interrupted_send_resumes_with_the_same_command(d, tmp_path):
     src = make_file(tmp_path / "r.bin", 40 * MiB)
     await interrupted_put(d.endpoint, src, "r.bin", 12 * MiB)
@@ -87,6 +88,7 @@ async def test_interrupted_uploads_release_their_partials(tmp_path):
         assert d.stop() == 0, d.log_text()
 
 
+@pytest.mark.slow
 async def test_changed_source_with_same_size_and_mtime_is_never_spliced(d, tmp_path):
     """The partial matches by name, size and mtime, so the upload resumes;
     the whole-file digest then fails, the partial is discarded, and the next
@@ -104,6 +106,7 @@ async def test_changed_source_with_same_size_and_mtime_is_never_spliced(d, tmp_p
     assert (d.root / "s.bin").read_bytes() == src.read_bytes()
 
 
+@pytest.mark.slow
 async def test_changed_mtime_starts_over(d, tmp_path):
     src = make_file(tmp_path / "m.bin", 20 * MiB, seed=b"one")
     await interrupted_put(d.endpoint, src, "m.bin", 8 * MiB)

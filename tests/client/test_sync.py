@@ -26,6 +26,7 @@ def make(path: Path, size: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_put_get_list_round_trip(daemon, tmp_path):
     small = make(tmp_path / "small.bin", 1000)
     large = make(tmp_path / "large.bin", 5 << 20)  # streamed, not inline
@@ -62,6 +63,7 @@ def test_errors_are_raised_in_the_caller(daemon, tmp_path):
         assert c.list("no-such-prefix") == []  # still usable after an error
 
 
+@pytest.mark.slow
 def test_threads_share_one_client(daemon, tmp_path):
     files = [make(tmp_path / f"f{i}.bin", (i + 1) << 19) for i in range(6)]
     with SyncClient(daemon.endpoint) as c, ThreadPoolExecutor(6) as pool:

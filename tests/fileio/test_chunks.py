@@ -247,6 +247,7 @@ async def test_a_file_that_changes_size_while_sent_fails(server: Server, tmp_pat
     assert names == []  # nothing was published
 
 
+@pytest.mark.slow
 async def test_chunks_larger_than_the_credit_go_in_pieces(server: Server, tmp_path: Path, read_path) -> None:
     """A client chunk of 3 MiB against credit granted 2 MiB at a time; a
     download into a window smaller than the daemon's chunk."""

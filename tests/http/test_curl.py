@@ -37,6 +37,7 @@ def status(*args: str) -> int:
     return int(curl("-o", os.devnull, "-w", "%{http_code}", *args).stdout)
 
 
+@pytest.mark.slow
 def test_put_get_ranges_head_and_304(served, tmp_path):
     daemon, base = served
     data = os.urandom(3 << 20)
@@ -71,6 +72,7 @@ def test_put_get_ranges_head_and_304(served, tmp_path):
     assert "GET /files/datasets/a.bin 206 1 B " in daemon.log_text()
 
 
+@pytest.mark.slow
 def test_curl_resumes_with_range(served, tmp_path):
     _, base = served
     data = os.urandom(2 << 20)
@@ -82,6 +84,7 @@ def test_curl_resumes_with_range(served, tmp_path):
     assert out.read_bytes() == data
 
 
+@pytest.mark.slow
 def test_traversal_attempts_get_400(served, tmp_path):
     daemon, base = served
     (tmp_path / "x").write_bytes(b"x")
@@ -92,6 +95,7 @@ def test_traversal_attempts_get_400(served, tmp_path):
     assert sorted(p.name for p in daemon.root.iterdir()) == [".zfile"]
 
 
+@pytest.mark.slow
 def test_zfile_send_then_curl_and_curl_then_zfile_get(served, tmp_path):
     daemon, base = served
     sent = tmp_path / "sent.bin"
@@ -159,6 +163,7 @@ def test_sigterm_lets_a_running_download_finish(tmp_path):
 
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_https_with_cert_and_key(tmp_path):
     from .test_access import make_cert
@@ -179,6 +184,7 @@ def test_https_with_cert_and_key(tmp_path):
         assert d.stop() == 0, d.log_text()
 
 
+@pytest.mark.slow
 def test_json_log_lines_carry_the_request_fields(tmp_path):
     import json
 

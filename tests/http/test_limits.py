@@ -28,6 +28,7 @@ async def strict(big_store, tmp_path):
 AUTH = "Authorization: Bearer wr1ter\n"
 
 
+@pytest.mark.slow
 async def test_a_stalled_body_gets_408_and_releases_its_partial(strict, big_store):
     reader, writer = await asyncio.open_connection("127.0.0.1", strict.port)
     head = f"PUT /files/stall.bin HTTP/1.1\r\nHost: t\r\n{AUTH.strip()}\r\nContent-Length: 1000000\r\n\r\n"

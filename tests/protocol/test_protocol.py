@@ -568,6 +568,7 @@ def test_values_at_the_edges_of_each_range_are_accepted(kind, key):
             assert getattr(event, key) == value
 
 
+@pytest.mark.slow
 @FAST
 @given(event=any_event, buffer=buffer_types)
 def test_round_trip_any_event(event, buffer):
@@ -896,6 +897,7 @@ def test_random_headers(header, version, kind, extra):
     decode_or_refuse([pack(header), *extra])
 
 
+@pytest.mark.slow
 @FAST
 @given(event=any_event, data=st.data())
 def test_mutated_valid_messages(event, data):
@@ -1666,6 +1668,7 @@ def test_upload_with_any_chunking_and_credit(size, chunk, first, grants, resume)
     assert bytes(received) == content
 
 
+@pytest.mark.slow
 @FAST
 @given(
     size=st.integers(0, 64),

@@ -105,6 +105,7 @@ def _open_uploads(peer: RawPeer, tids: range, who: str) -> dict[int, object]:
     return answers
 
 
+@pytest.mark.slow
 async def test_one_client_cannot_take_every_slot(tmp_path: Path) -> None:
     """A connection gets at most max_transfers_per_peer transfers at once;
     another client still gets its own, and busy says which limit was met."""
@@ -194,6 +195,7 @@ async def test_a_trickling_download_is_ended(tmp_path: Path) -> None:
         assert daemon.stop() == 0, daemon.log_text()
 
 
+@pytest.mark.slow
 def test_put_then_cancel_leaves_bounded_litter(tmp_path: Path) -> None:
     """Rounds of PUT then CANCEL leave at most max_partials_per_peer
     partials, the newest among them."""

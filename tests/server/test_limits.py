@@ -44,6 +44,7 @@ def small_fs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+@pytest.mark.slow
 def test_max_file_size_flag(tmp_path):
     d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-file-size", str(MiB))
     try:
@@ -57,6 +58,7 @@ def test_max_file_size_flag(tmp_path):
         assert d.stop() == 0
 
 
+@pytest.mark.slow
 def test_max_name_bytes_flag(tmp_path):
     d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--max-name-bytes", "40")
     try:
@@ -160,6 +162,7 @@ def test_free_space_checked_before_accepting(tmp_path, small_fs):
         assert d.stop() == 0
 
 
+@pytest.mark.slow
 async def test_disk_fills_mid_transfer_on_real_filesystem(tmp_path, small_fs):
     """16 MiB tmpfs: a committed file, then an upload accepted with room to
     spare, then the disk filled by someone else: that upload ends with
@@ -307,6 +310,7 @@ async def test_a_daemon_whose_catalog_cannot_be_written_starts_and_serves_reads(
         assert d.stop() == 0, d.log_text()
 
 
+@pytest.mark.slow
 def test_a_full_daemon_disk_stops_the_run_with_one_line(tmp_path, small_fs):
     if small_fs is None:
         pytest.skip("cannot mount a tmpfs here (root is needed)")

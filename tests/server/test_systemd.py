@@ -117,6 +117,7 @@ async def test_notify_sequence_and_watchdog(tmp_path: Path, monkeypatch):
     assert "systemd watchdog: pinging every 1.000 s" in d.log_text()
 
 
+@pytest.mark.slow
 def test_no_notify_socket_no_notifications(tmp_path: Path, daemon):
     # The ordinary daemon fixture runs without NOTIFY_SOCKET and works as before.
     zfile_cli("ls", "--from", daemon.endpoint)
@@ -144,6 +145,7 @@ def test_notifier_abstract_socket_and_watchdog_rules():
     assert notify.watchdog_interval({}) is None
 
 
+@pytest.mark.slow
 def test_sigterm_sends_stopping_before_the_drain_ends(tmp_path: Path, monkeypatch):
     listener = NotifyListener(tmp_path / "notify.sock")
     monkeypatch.setenv("NOTIFY_SOCKET", str(listener.path))

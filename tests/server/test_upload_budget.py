@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from zfile.protocol.events import Chunk, Credit, PutEnd, PutOk
 
 from ..conftest import start_daemon
@@ -17,6 +19,7 @@ WINDOW = 4 * CHUNK
 UPLOADS = 24  # more than the 16 windows the buffer holds
 
 
+@pytest.mark.slow
 def test_shrunk_windows_are_whole_chunks_and_every_upload_completes(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("ZFILE_WINDOW", str(WINDOW))
     monkeypatch.setenv("ZFILE_CHUNK_SIZE", str(CHUNK))

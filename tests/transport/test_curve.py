@@ -71,6 +71,7 @@ def curve_daemon(tmp_path: Path, keys: Keys):
     assert d.stop() == 0, d.log_text()
 
 
+@pytest.mark.slow
 def test_keygen_writes_a_pyzmq_key_pair(tmp_path):
     out = tmp_path / "k"
     proc = zfile_cli("keygen", "--out", str(out), "--name", "node1")
@@ -85,6 +86,7 @@ def test_keygen_writes_a_pyzmq_key_pair(tmp_path):
     assert auth.load_keypair(secret).secret == sec
 
 
+@pytest.mark.slow
 def test_authorized_client_round_trip_records_its_key(curve_daemon: Daemon, keys: Keys, tmp_path: Path):
     src = tmp_path / "src.bin"
     src.write_bytes(os.urandom(3 * MiB + 5))
@@ -103,6 +105,7 @@ def test_authorized_client_round_trip_records_its_key(curve_daemon: Daemon, keys
     assert "CURVE on, 1 authorized key(s)" in log
 
 
+@pytest.mark.slow
 def test_unknown_key_gets_no_service(curve_daemon: Daemon, keys: Keys, tmp_path: Path):
     src = tmp_path / "intruder.bin"
     src.write_bytes(b"not welcome")
@@ -117,12 +120,14 @@ def test_unknown_key_gets_no_service(curve_daemon: Daemon, keys: Keys, tmp_path:
     assert f"refused client key {keys.public(keys.bob_secret)}" in curve_daemon.log_text()
 
 
+@pytest.mark.slow
 def test_plain_client_cannot_talk_to_a_curve_daemon(curve_daemon: Daemon):
     proc = zfile_cli("ls", "--from", curve_daemon.endpoint, "--timeout", "3", check=False)
     assert proc.returncode == 1
     assert "ZMTP handshake" in proc.stderr and "requires CURVE" in proc.stderr
 
 
+@pytest.mark.slow
 def test_wrong_server_key_is_refused(curve_daemon: Daemon, keys: Keys):
     # The client expects another daemon's key: the handshake must fail.
     proc = zfile_cli(
@@ -257,6 +262,7 @@ async def test_sighup_reloads_keys_without_dropping_a_running_upload(curve_daemo
     assert curve_daemon.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_bad_authorized_keys_reload_keeps_the_old_set(curve_daemon: Daemon, keys: Keys):
     (keys.authorized / "broken.key").write_text("not a key\n")
     curve_daemon.proc.send_signal(signal.SIGHUP)
@@ -273,6 +279,7 @@ def _serve(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_refuses_a_public_address_without_curve(tmp_path: Path, keys: Keys):
     # Only binding is at stake here: the refusal comes before any socket exists.
     public = f"tcp://0.0.0.0:{free_port()}"
@@ -301,6 +308,7 @@ def test_curve_settings_must_come_together(tmp_path: Path, keys: Keys):
     assert proc.returncode == 2 and "holds only a public key" in proc.stderr
 
 
+@pytest.mark.slow
 def test_json_transfer_log_carries_the_peer_key(tmp_path: Path, keys: Keys):
     d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", *keys.serve_args(), "--log-format", "json")
     try:
