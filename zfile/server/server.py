@@ -58,10 +58,11 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.store: Store = make_store(
-            config.root,
+            config.store or config.root,
             max_file_size=config.max_file_size,
             max_name_bytes=config.max_name_bytes,
             partial_ttl=config.partial_ttl,
+            s3_endpoint=config.s3_endpoint,
         )
         self.endpoint: str | None = None
         self._sock: ServerSocket | None = None

@@ -1,0 +1,116 @@
+"""End to end with the S3 backend: ``zfile serve --store s3://...`` on a real
+SeaweedFS (tests/seaweed.py), driven by the CLI and the library."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from zfile.client.client import Client
+
+from ..conftest import start_daemon, zfile_cli
+from ..rawpeer import MiB, digest_of, make_file
+
+pytestmark = pytest.mark.slow
+
+RESUMED = re.compile(r"resuming upload of '([^']+)' at byte (\d+) of (\d+)")
+
+
+def s3_daemon(s3, tmp_path, location: str, log: str = "daemon.log"):
+    return start_daemon(tmp_path / "unused-root", tmp_path / log, "--store", location, "--s3-endpoint", s3.endpoint)
+
+
+def test_send_get_ls_round_trip_through_s3(s3, tmp_path):
+    d = s3_daemon(s3, tmp_path, s3.location())
+    try:
+        sizes = {"empty.bin": 0, "small.bin": 1000, "two-chunks.bin": 2 * MiB + 1, "parts.bin": 20 * MiB + 7}
+        src = tmp_path / "src"
+        for name, size in sizes.items():
+            make_file(src / name, size)
+        zfile_cli("send", *(str(src / n) for n in sizes), "--to", d.endpoint)
+        listing = json.loads(zfile_cli("ls", "--from", d.endpoint, "--json").stdout)
+        assert {e["name"]: e["size"] for e in listing} == sizes
+        back = tmp_path / "back"
+        zfile_cli("get", *sizes, "--from", d.endpoint, "-o", str(back))
+        for name in sizes:
+            assert (back / name).read_bytes() == (src / name).read_bytes(), name
+        assert not (tmp_path / "unused-root").exists()
+    finally:
+        assert d.stop() == 0, d.log_text()
+
+
+def test_two_daemons_on_one_bucket_share_one_namespace(s3, tmp_path):
+    location = s3.location()
+    first = s3_daemon(s3, tmp_path, location, "first.log")
+    second = s3_daemon(s3, tmp_path, location, "second.log")
+    try:
+        src = make_file(tmp_path / "shared.bin", 9 * MiB + 3)
+        zfile_cli("send", str(src), "--to", first.endpoint)
+        listing = json.loads(zfile_cli("ls", "--from", second.endpoint, "--json").stdout)
+        assert [(e["name"], e["size"], e["digest"]) for e in listing] == [
+            ("shared.bin", src.stat().st_size, digest_of(src).hex())
+        ]
+        back = tmp_path / "back"
+        zfile_cli("get", "shared.bin", "--from", second.endpoint, "-o", str(back))
+        assert (back / "shared.bin").read_bytes() == src.read_bytes()
+    finally:
+        assert first.stop() == 0, first.log_text()
+        assert second.stop() == 0, second.log_text()
+
+
+class Interrupted(Exception):
+    pass
+
+
+async def test_an_upload_resumes_after_kill_9_of_the_daemon(s3, tmp_path):
+    location = s3.location()
+    d = s3_daemon(s3, tmp_path, location, "before.log")
+    src = make_file(tmp_path / "k.bin", 64 * MiB + 5)
+    seen = 0
+
+    def progress(n: int) -> None:
+        # Past 56 MiB sent the daemon holds at least 48 MiB: six 8 MiB parts,
+        # of which at most three are still on their way and one is buffered.
+        nonlocal seen
+        seen += n
+        if seen >= 56 * MiB:
+            d.proc.kill()
+            raise Interrupted
+
+    try:
+        async with Client(d.endpoint) as client:
+            with pytest.raises(Interrupted):
+                await client.put(src, "k.bin", progress=progress)
+    finally:
+        d.proc.kill()
+        d.proc.wait(timeout=30)
+    again = s3_daemon(s3, tmp_path, location, "after.log")
+    try:
+        zfile_cli("send", str(src), "--to", again.endpoint)
+        name, offset, size = RESUMED.search(again.log_text()).groups()
+        assert (name, int(size)) == ("k.bin", src.stat().st_size)
+        assert int(offset) > 0 and int(offset) % (8 * MiB) == 0
+        back = tmp_path / "back"
+        zfile_cli("get", "k.bin", "--from", again.endpoint, "-o", str(back))
+        assert digest_of(back / "k.bin") == digest_of(src)
+    finally:
+        assert again.stop() == 0, again.log_text()
+
+
+@pytest.mark.parametrize("credentials", [True, False])
+def test_a_daemon_whose_store_cannot_be_used_says_why(tmp_path, monkeypatch, credentials):
+    from tests.seaweed import aws_env
+
+    from ..conftest import free_port
+
+    for key, value in aws_env().items():
+        monkeypatch.setenv(key, value)
+    if not credentials:
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    expected = "cannot reach the object store at " + re.escape(endpoint) if credentials else "no S3 credentials found"
+    with pytest.raises(RuntimeError, match="zfile: error: could not open the store: .*" + expected):
+        start_daemon(tmp_path / "r", tmp_path / "d.log", "--store", "s3://b/p/", "--s3-endpoint", endpoint)
