@@ -1,5 +1,6 @@
-"""End to end with the S3 backend: ``zfile serve --store s3://...`` on a real
-SeaweedFS (tests/seaweed.py), driven by the CLI and the library."""
+"""End to end, what only the S3 backend does: daemons sharing a bucket, the
+object store failing under a daemon (on a real SeaweedFS, tests/seaweed.py).
+The cases every backend must pass run against S3 too (tests/cli/test_e2e.py)."""
 
 from __future__ import annotations
 
@@ -20,25 +21,6 @@ RESUMED = re.compile(r"resuming upload of '([^']+)' at byte (\d+) of (\d+)")
 
 def s3_daemon(s3, tmp_path, location: str, log: str = "daemon.log"):
     return start_daemon(tmp_path / "unused-root", tmp_path / log, "--store", location, "--s3-endpoint", s3.endpoint)
-
-
-def test_send_get_ls_round_trip_through_s3(s3, tmp_path):
-    d = s3_daemon(s3, tmp_path, s3.location())
-    try:
-        sizes = {"empty.bin": 0, "small.bin": 1000, "two-chunks.bin": 2 * MiB + 1, "parts.bin": 20 * MiB + 7}
-        src = tmp_path / "src"
-        for name, size in sizes.items():
-            make_file(src / name, size)
-        zfile_cli("send", *(str(src / n) for n in sizes), "--to", d.endpoint)
-        listing = json.loads(zfile_cli("ls", "--from", d.endpoint, "--json").stdout)
-        assert {e["name"]: e["size"] for e in listing} == sizes
-        back = tmp_path / "back"
-        zfile_cli("get", *sizes, "--from", d.endpoint, "-o", str(back))
-        for name in sizes:
-            assert (back / name).read_bytes() == (src / name).read_bytes(), name
-        assert not (tmp_path / "unused-root").exists()
-    finally:
-        assert d.stop() == 0, d.log_text()
 
 
 def test_two_daemons_on_one_bucket_share_one_namespace(s3, tmp_path):
