@@ -4,6 +4,7 @@ listing, ranged downloads, the sweep and the errors."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -342,6 +343,21 @@ async def test_large_files_are_published_by_part_copies(store, monkeypatch):
         assert await read_all(download) == data
     finally:
         await download.close()
+
+
+async def test_credentials_stay_out_of_the_logs_even_at_debug(s3, caplog):
+    from tests.seaweed import ACCESS_KEY, SECRET_KEY
+
+    caplog.set_level(logging.DEBUG)
+    store = new_store(s3)
+    await store.open()
+    try:
+        data = os.urandom(MIN_PART + 1)
+        await (await upload(store, "logged.bin", data)).commit(digest(data))
+        await store.list()
+    finally:
+        await store.close()
+    assert ACCESS_KEY not in caplog.text and SECRET_KEY not in caplog.text
 
 
 async def test_a_missing_bucket_is_a_clear_error(s3):

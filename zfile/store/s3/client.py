@@ -13,6 +13,7 @@ nor put in an error message.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any
 
@@ -140,6 +141,10 @@ class Bucket:
             response_checksum_validation="when_required",
             s3={"addressing_style": "path"} if self.endpoint_url else {},
         )
+        # botocore's DEBUG records hold signed request headers (the access key
+        # id, signatures): the daemon's --log-level DEBUG must not reach them.
+        for name in ("botocore", "aiobotocore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         session = get_session()
         if region is None and session.get_config_variable("region") is None:
