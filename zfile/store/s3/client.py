@@ -13,6 +13,7 @@ nor put in an error message.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 from typing import Any
@@ -104,6 +105,41 @@ def s3_error(exc: BaseException, what: str, endpoint: str, bucket: str) -> Zfile
     return StoreError(f"could not {what}: {type(exc).__name__}: {exc}")
 
 
+class BufferBody(io.RawIOBase):
+    """A request body reading a buffer in place: a seekable file over
+    ``buf`` (bytes-like), for PutObject and UploadPart.
+
+    botocore refuses a memoryview, and aiohttp copies a bytes or bytearray
+    body whole before writing it (twice, measured: 10.7 MiB traced for one
+    8 MiB part); a file is read in small pieces instead (0.5 MiB traced).
+    """
+
+    def __init__(self, buf) -> None:
+        super().__init__()
+        self._view = memoryview(buf).cast("B")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = max(0, min(len(b), len(self._view) - self._pos))
+        b[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
 class Bucket:
     """A bucket at an S3 endpoint (``None``: AWS's own), reached through one
     aiobotocore client made by :meth:`open`.
@@ -178,6 +214,9 @@ class Bucket:
                 reraise=True,
             ):
                 with attempt:
+                    body = kw.get("Body")
+                    if isinstance(body, BufferBody):
+                        body.seek(0)  # a retry sends the whole body again
                     return await method(Bucket=self.name, **kw)
         except Exception as exc:
             if error_code(exc) in passthrough:

@@ -39,7 +39,7 @@ from zfile.protocol.events import Buffer, Entry, PutFile
 from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_name
 from zfile.store.base import Store
 from zfile.store.partial import transfer_id
-from zfile.store.s3.client import Bucket
+from zfile.store.s3.client import Bucket, BufferBody
 from zfile.store.s3.download import S3Download
 from zfile.store.s3.meta import from_metadata, to_metadata
 from zfile.store.s3.upload import S3Upload, part_size
@@ -266,9 +266,9 @@ class S3Store(Store):
             raise IntegrityError(f"the digest of {q} does not match its bytes")
         mode = f.mode & _MODE_MASK
         entry = Entry(f.name, f.size, f.mtime_ns, mode, algo, bytes(f.digest), time.time(), uuid.uuid4().hex, peer)
-        return await self.put_object(f.name, bytes(view), entry, f.clobber)
+        return await self.put_object(f.name, view, entry, f.clobber)
 
-    async def put_object(self, name: str, body: bytes | bytearray, entry: Entry, clobber: bool) -> Entry:
+    async def put_object(self, name: str, body: Buffer, entry: Entry, clobber: bool) -> Entry:
         """Write ``body`` to ``name``'s key with ``entry`` as its metadata
         (one PutObject) and return ``entry``; Exists when ``clobber`` is off
         and the name is taken."""
@@ -278,7 +278,7 @@ class S3Store(Store):
             f"store {quote_name(name)}",
             "put_object",
             Key=self.key(name),
-            Body=body,
+            Body=BufferBody(body),
             Metadata=to_metadata(entry),
             ContentType="application/octet-stream",
         )

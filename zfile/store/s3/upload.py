@@ -35,6 +35,7 @@ from zfile.errors import IntegrityError, StoreError, ZfileError
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
 from zfile.store.base import UploadHandle
+from zfile.store.s3.client import BufferBody
 
 if TYPE_CHECKING:
     from zfile.store.s3.store import S3Store
@@ -171,7 +172,7 @@ class S3Upload(UploadHandle):
         buf, self._buf = self._buf, None
         assert buf is not None
         if self._fill < len(buf):
-            del buf[self._fill :]  # the last part: shrunk in place, not copied (botocore takes no memoryview)
+            del buf[self._fill :]  # the last part: shrunk in place, not copied
         self._fill = 0
         number, self._next_part = self._next_part, self._next_part + 1
         task = asyncio.create_task(self._upload_part(number, buf))
@@ -186,7 +187,7 @@ class S3Upload(UploadHandle):
                 Key=self._key,
                 UploadId=self._upload_id,
                 PartNumber=number,
-                Body=buf,
+                Body=BufferBody(buf),
             )
             self._parts[number] = sent["ETag"]
         except ZfileError as exc:
