@@ -18,7 +18,9 @@ Cases (``--quick`` sizes in brackets):
 - memory: zfile's peak RSS of each side for 1 GiB and 8 GiB [256 MiB, 1 GiB]
   (send and get);
 - encrypted: zfile with CURVE against scp, when this zfile has CURVE
-  (``zfile keygen``); skipped with a line saying so otherwise.
+  (``zfile keygen``); skipped with a line saying so otherwise;
+- s3: zfile with the S3 backend into SeaweedFS against aiobotocore straight
+  to it (``scripts/_bench_s3.py``; needs the test extra for ``weed``).
 
 Wall time is the client command's (for socat: until the receiving socat has
 exited, as it alone writes the file).  MB/s are 10**6 bytes per second.
@@ -610,7 +612,7 @@ def markdown(results: list[Run], notes: list[str], header: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in dict.fromkeys(r.case for r in results):
-        lines += table_rows(results, case, per_file=case == "small")
+        lines += table_rows(results, case, per_file=case.endswith("small"))
     lines.append("")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -682,7 +684,7 @@ def goals(results: list[Run], quick: bool) -> list[str]:
         lines.append(f"small: zfile files/s ÷ rsync = {small['zfile']['fps'] / small['rsync']['fps']:.2f} "
                      "(goal ≥ 1.50)")  # fmt: skip
     peaks = [(r.case, r.tool, max(r.client.rss_kib, r.server.rss_kib) / 1024) for r in results
-             if r.tool.startswith("zfile") and r.case != "concurrent"]  # fmt: skip
+             if r.tool.startswith("zfile") and r.case != "concurrent" and not r.case.startswith("s3")]  # fmt: skip
     if peaks:
         worst = max(peaks, key=lambda p: p[2])
         lines.append(f"memory: largest zfile peak RSS of one side {worst[2]:.0f} MiB ({worst[0]}, {worst[1]}) "
@@ -709,7 +711,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="256 MiB / 2,000 files, fewer runs (under 2 minutes)")
     ap.add_argument("--runs", type=int, help="runs per tool of the large case (default 5, quick 3)")
-    ap.add_argument("--cases", default="large,small,concurrent,memory,encrypted", help="comma-separated subset")
+    ap.add_argument("--cases", default="large,small,concurrent,memory,encrypted,s3", help="comma-separated subset")
     ap.add_argument("--out", default=str(ROOT / "bench-results"), help="where the table and charts go")
     ap.add_argument("--workdir", help="scratch directory for data (default: a new one under /var/tmp)")
     ap.add_argument(
@@ -769,6 +771,19 @@ def main() -> int:
             if note:
                 notes.append(note)
                 print(f"bench: {note}", file=sys.stderr)
+        if "s3" in cases:
+            from _bench_s3 import case_s3
+
+            print("bench: s3 (zfile into SeaweedFS against aiobotocore straight to it)", file=sys.stderr)
+            s3_small = make_small(data / "small-1000", 1000, 4096)
+            s3_mem = []
+            for label, size in mem_sizes:
+                path = data / f"mem-{size // MiB}MiB.bin"
+                s3_mem.append((label, large if size == large_size else make_repeated(path, large, size)))
+            notes += case_s3(b, large, s3_small, s3_mem, max(1, runs // 2 + 1), results)
+            for _, size in mem_sizes:
+                if size != large_size:
+                    (data / f"mem-{size // MiB}MiB.bin").unlink(missing_ok=True)
     except KeyboardInterrupt:
         print("bench: interrupted; reporting what finished", file=sys.stderr)
         notes.append("interrupted before every case finished")
