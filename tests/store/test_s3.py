@@ -335,6 +335,7 @@ async def test_large_files_are_published_by_part_copies(store, monkeypatch):
     import zfile.store.s3.store as s3store
 
     monkeypatch.setattr(s3store, "COPY_LIMIT", MIN_PART)  # what S3 does past 5 GiB, on a small file
+    monkeypatch.setattr(s3store, "COPY_PART", MIN_PART)
     data = os.urandom(2 * MIN_PART + 3)
     entry = await (await upload(store, "copied.bin", data)).commit(digest(data))
     assert await store.lookup("copied.bin") == entry

@@ -42,7 +42,7 @@ from zfile.store.partial import transfer_id
 from zfile.store.s3.client import Bucket, BufferBody
 from zfile.store.s3.download import S3Download
 from zfile.store.s3.meta import from_metadata, to_metadata
-from zfile.store.s3.upload import S3Upload, part_size
+from zfile.store.s3.upload import S3Upload
 
 _MODE_MASK = 0o777
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -53,6 +53,10 @@ HEADS_IN_FLIGHT = 32
 #: Largest object one CopyObject may write (S3's limit); larger ones are
 #: copied in UploadPartCopy parts.
 COPY_LIMIT = 5 << 30
+#: Bytes per UploadPartCopy: large, because the commit waits for the whole
+#: copy and each request costs a round trip (8 MiB parts made an 8 GiB
+#: commit outlast the client's 15 s wait for an answer).
+COPY_PART = 1 << 30
 #: Entries the list cache keeps (by key, valid while the ETag, time and size match).
 CACHE_ENTRIES = 100_000
 
@@ -311,7 +315,7 @@ class S3Store(Store):
             what, "create_multipart_upload", Key=key, Metadata=metadata, ContentType="application/octet-stream"
         )
         upload_id = created["UploadId"]
-        step = max(part_size(entry.size), -(-entry.size // 10_000))
+        step = COPY_PART
         slots = asyncio.Semaphore(4)
 
         async def copy_part(number: int, start: int) -> dict[str, Any]:
