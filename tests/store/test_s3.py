@@ -4,6 +4,7 @@ listing, ranged downloads, the sweep and the errors."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -191,6 +192,30 @@ async def test_a_resumed_upload_with_wrong_bytes_is_refused_by_reading_them_back
         await again.commit(digest(b"\1" * MIN_PART + data[MIN_PART:]))
     with pytest.raises(NotFound):
         await store.lookup("rb.bin")
+
+
+async def test_a_commit_whose_caller_stops_waiting_still_publishes_the_file(store, monkeypatch):
+    data = os.urandom(MIN_PART + 3)
+    up = await upload(store, "late.bin", data)
+    publishing, published = asyncio.Event(), asyncio.Event()
+    copy = store.publish_copy
+
+    async def slow_copy(*args, **kw):
+        publishing.set()
+        await asyncio.sleep(0.5)  # a copy of many GiB, in short
+        try:
+            return await copy(*args, **kw)
+        finally:
+            published.set()
+
+    monkeypatch.setattr(store, "publish_copy", slow_copy)
+    commit = asyncio.ensure_future(up.commit(digest(data)))
+    await publishing.wait()
+    commit.cancel()  # the client's timeout, as the server sees it
+    with pytest.raises(asyncio.CancelledError):
+        await commit
+    await asyncio.wait_for(published.wait(), 30)
+    assert (await store.lookup("late.bin")).digest == digest(data)
 
 
 async def test_short_uploads_and_bad_offsets_are_integrity_errors(store):

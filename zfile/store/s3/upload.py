@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 import uuid
@@ -39,6 +40,8 @@ from zfile.store.s3.client import BufferBody
 
 if TYPE_CHECKING:
     from zfile.store.s3.store import S3Store
+
+log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 #: Smallest part (bytes), and the most parts an upload may have (S3's limit).
@@ -237,7 +240,9 @@ class S3Upload(UploadHandle):
                 if self._hasher.digest() != digest:
                     raise IntegrityError(f"the digest of {q} does not match its bytes")
                 body = self._buf if self._buf is not None else bytearray()
-                return await self._store.put_object(self.name, body, self._entry(digest), self._clobber)
+                return await self._to_the_end(
+                    self._store.put_object(self.name, body, self._entry(digest), self._clobber)
+                )
             return await self._commit_parts(digest)
         finally:
             await self._drain()
@@ -253,6 +258,29 @@ class S3Upload(UploadHandle):
         if not self._resumed and self._hasher.digest() != digest:
             await self._abort_parts()
             raise IntegrityError(f"the digest of {q} does not match its bytes")
+        return await self._to_the_end(self._publish(digest))
+
+    async def _to_the_end(self, work) -> Entry:
+        """Await ``work`` (the publishing of verified bytes), which runs to its
+        end even when the caller is cancelled meanwhile: a client that stops
+        waiting for the answer (its timeout) must not undo a commit half
+        made, nor leave a completed upload unpublished.  A failure nobody
+        waits for any more is logged."""
+        task = asyncio.ensure_future(work)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._log_orphan)
+            raise
+
+    def _log_orphan(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.warning(
+                "could not commit %s after its sender stopped waiting: %s", quote_name(self.name), task.exception()
+            )
+
+    async def _publish(self, digest: bytes) -> Entry:
+        q = quote_name(self.name)
         parts = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(self._parts.items())]
         await self._bucket.call(
             f"complete the upload of {q}",
