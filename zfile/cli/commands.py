@@ -318,6 +318,16 @@ def main() -> None:
     help="Store directory [env ZFILE_ROOT].",
 )
 @click.option(
+    "--store",
+    default=None,
+    help="Where files are kept: a directory or s3://BUCKET/PREFIX/ [default: --root; env ZFILE_STORE].",
+)
+@click.option(
+    "--s3-endpoint",
+    default=None,
+    help="URL of the S3 endpoint for an s3:// --store [default: AWS S3; env ZFILE_S3_ENDPOINT].",
+)
+@click.option(
     "--max-file-size",
     type=click.IntRange(min=0),
     default=_DEFAULTS.max_file_size,

@@ -227,6 +227,10 @@ def _check_server(config: ServerConfig, source: Mapping[str, str]) -> ServerConf
     changes["log_level"] = level
     if config.log_format not in LOG_FORMATS:
         raise ConfigError(f"{source['log_format']} must be one of {', '.join(LOG_FORMATS)}, not {config.log_format!r}")
+    if config.store is not None and config.store.startswith("s3://") and not config.store[5:].split("/")[0]:
+        raise ConfigError(f"{source['store']} names no bucket: expected s3://BUCKET/PREFIX/, not {config.store!r}")
+    if config.s3_endpoint is not None and not config.s3_endpoint.startswith(("http://", "https://")):
+        raise ConfigError(f"{source['s3_endpoint']} must be an http:// or https:// URL, not {config.s3_endpoint!r}")
     if (config.secret_key is None) != (config.authorized_keys is None):
         raise ConfigError("secret_key and authorized_keys go together: set both to turn CURVE on, or neither")
     if config.http is not None:

@@ -21,6 +21,11 @@ class ServerConfig:
 
     bind: str = DEFAULT_ENDPOINT
     root: str = "./zfile-data"
+    #: Where the files are kept: a directory, or ``s3://BUCKET/PREFIX/`` for
+    #: an S3-compatible object store (docs/s3.md).  None: ``root``.
+    store: str | None = None
+    #: The S3 endpoint's URL (``http://127.0.0.1:8333``); None: AWS S3.
+    s3_endpoint: str | None = None
     #: Largest chunk the daemon sends in a download.
     chunk_size: int = DEFAULT_CHUNK_SIZE
     #: Credit window per transfer: bytes a sender may have unacknowledged.

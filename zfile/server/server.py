@@ -64,7 +64,7 @@ class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.store: Store = make_store(
-            config.root,
+            config.store or config.root,
             max_file_size=config.max_file_size,
             max_name_bytes=config.max_name_bytes,
             partial_ttl=config.partial_ttl,
@@ -74,6 +74,7 @@ class Server:
                 config.max_partials_per_peer,
                 config.max_partial_bytes_per_peer,
             ),
+            s3_endpoint=config.s3_endpoint,
         )
         self.endpoint: str | None = None
         self._sock: ServerSocket | None = None

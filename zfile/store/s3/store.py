@@ -1,0 +1,497 @@
+"""The S3 backend of the :class:`~zfile.store.base.Store` interface:
+:class:`S3Store`, files as objects under ``s3://BUCKET/PREFIX/``.
+
+The object store is the source of truth: the file ``a/b.txt`` is the object
+``PREFIX/a/b.txt``, and its catalog entry is that object's user metadata
+(:mod:`~zfile.store.s3.meta`), so every daemon on the bucket sees one
+namespace and ``ls`` (ListObjectsV2, then a HeadObject per object not seen
+before with that ETag) needs no GET.  A PutObject or CompleteMultipartUpload
+makes an object appear whole, so a reader never sees part of a file.  The
+parts it delegates:
+
+- :mod:`~zfile.store.s3.upload`: an upload in progress, multipart and resume;
+- :mod:`~zfile.store.s3.download`: ranged GETs and the chunk stream;
+- :mod:`~zfile.store.s3.meta`: an entry as object metadata;
+- :mod:`~zfile.store.s3.client`: aiobotocore, retries and the error mapping.
+
+What is private to the store lives under ``PREFIX/.zfile/`` (a name the
+protocol refuses): the staging keys of multipart uploads.  Two daemons that
+store the same name at once: each object appears whole and the last
+completed wins; a ``clobber=False`` check is made with a HeadObject before
+the write and is not atomic across daemons.  Two daemons that upload the
+same file (name, size, mtime) at once share its staging key, which is not
+supported: one of them fails or the file must be sent again.  Sizes are
+bytes, times seconds since the epoch (``mtime_ns``: nanoseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from zfile.errors import BadName, Busy, ErrorCode, Exists, IntegrityError, NotFound, StoreError, TooLarge, ZfileError
+from zfile.protocol import digest as digests
+from zfile.protocol.events import Buffer, Entry, PutFile
+from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_name
+from zfile.store.base import Store, StoreUsage
+from zfile.store.partial import transfer_id
+from zfile.store.s3.client import Bucket, BufferBody
+from zfile.store.s3.download import S3Download
+from zfile.store.s3.meta import from_metadata, to_metadata
+from zfile.store.s3.upload import S3Upload
+
+_MODE_MASK = 0o777
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+#: PutObject requests of one put_many in flight at once.
+PUTS_IN_FLIGHT = 32
+#: HeadObject requests of one list in flight at once.
+HEADS_IN_FLIGHT = 32
+#: Largest object one CopyObject may write (S3's limit); larger ones are
+#: copied in UploadPartCopy parts.
+COPY_LIMIT = 5 << 30
+#: Bytes per UploadPartCopy: large, because the commit waits for the whole
+#: copy and each request costs a round trip (8 MiB parts made an 8 GiB
+#: commit outlast the client's 15 s wait for an answer).
+COPY_PART = 1 << 30
+#: Entries the list cache keeps (by key, valid while the ETag, time and size match).
+CACHE_ENTRIES = 100_000
+
+
+def parse_location(location: str) -> tuple[str, str]:
+    """``s3://BUCKET/PREFIX/`` as (bucket, prefix); the prefix is "" or ends
+    with "/".  StoreError without a bucket."""
+    rest = location.removeprefix("s3://")
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise StoreError(f"the store location {location!r} names no bucket (expected s3://BUCKET/PREFIX/)")
+    prefix = prefix.strip("/")
+    return bucket, prefix + "/" if prefix else ""
+
+
+class S3Store(Store):
+    """Files as objects under ``location`` (``s3://BUCKET/PREFIX/``) at the
+    S3 ``endpoint`` (a URL; None: AWS); see the module docstring.
+
+    ``max_file_size`` and ``max_name_bytes`` are in bytes; multipart uploads
+    unused for ``partial_ttl`` seconds are aborted by :meth:`sweep_partials`.
+    """
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        endpoint: str | None = None,
+        max_file_size: int = 1 << 40,
+        max_name_bytes: int = 4096,
+        partial_ttl: float = 86400.0,
+    ) -> None:
+        self._location = location
+        self.endpoint = endpoint
+        self.max_file_size = max_file_size
+        self.max_name_bytes = max_name_bytes
+        self.partial_ttl = partial_ttl
+        self._parsed: tuple[str, str] | None = None
+        self._bad_location: StoreError | None = None
+        try:
+            self._parsed = parse_location(location)
+        except StoreError as exc:
+            self._bad_location = exc  # raised by open, as make_store promises
+        bucket, self.prefix = self._parsed or ("", "")
+        self.bucket = Bucket(bucket, endpoint)
+        self._live: dict[str, object] = {}  # transfer -> the upload (or put) holding it
+        self._cache: dict[str, tuple[tuple, Entry]] = {}
+
+    @property
+    def location(self) -> str:
+        """The ``s3://`` URL, and the endpoint when one is set."""
+        return self._location + (f" at {self.endpoint}" if self.endpoint else "")
+
+    # -- keys ----------------------------------------------------------------
+
+    def key(self, name: str) -> str:
+        return self.prefix + name
+
+    def staging_key(self, transfer: str, algo: str) -> str:
+        return f"{self.prefix}{PRIVATE_DIR}/uploads/{transfer}.{algo}"
+
+    # -- open, close ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Make the client, check that the bucket answers (HeadBucket) and
+        sweep stale uploads.  StoreError naming the cause when the location
+        is malformed, aiobotocore is missing, the endpoint cannot be
+        reached, the credentials are refused or the bucket does not exist."""
+        if self._bad_location is not None:
+            raise self._bad_location
+        await self.bucket.open()
+        try:
+            try:
+                await self.bucket.call("open the store", "head_bucket", passthrough=_MISSING | {"NoSuchBucket"})
+            except ZfileError:
+                raise
+            except Exception as exc:
+                raise StoreError(
+                    f"could not open the store: the bucket {self.bucket.name!r} does not exist at "
+                    f"the object store at {self.bucket.endpoint}"
+                ) from exc
+            await self.sweep_partials()
+        except BaseException:
+            await self.bucket.close()
+            raise
+
+    async def close(self) -> None:
+        """Suspend live uploads (their parts stay for a resume) and close the client."""
+        uploads = [u for u in self._live.values() if isinstance(u, S3Upload)]
+        await asyncio.gather(*(u.suspend() for u in uploads), return_exceptions=True)
+        await self.bucket.close()
+
+    def _check_open(self) -> None:
+        if not self.bucket.is_open:
+            raise StoreError(f"the store {self.location} is not open")
+
+    def release(self, transfer: str, holder: object) -> None:
+        """Drop ``holder``'s claim on ``transfer`` (an upload that finished)."""
+        if self._live.get(transfer) is holder:
+            del self._live[transfer]
+
+    def _claim(self, transfer: str, holder: object, name: str) -> None:
+        if transfer in self._live:
+            raise Busy(f"{quote_name(name)} is already being uploaded")
+        self._live[transfer] = holder
+
+    # -- uploads -------------------------------------------------------------
+
+    def _admit(self, name: str, size: int, algo: str) -> digests.Hasher:
+        """The checks that need no request, in the order Store.begin_upload gives."""
+        self._check_open()
+        check_name(name, self.max_name_bytes)
+        hasher = digests.new_hasher(algo)
+        if size < 0:
+            raise ZfileError(f"the size of {quote_name(name)} is negative ({size} bytes)", code=ErrorCode.BAD_REQUEST)
+        if size > self.max_file_size:
+            raise TooLarge(f"{quote_name(name)} is {size} bytes; the store accepts at most {self.max_file_size} bytes")
+        return hasher
+
+    async def _refuse_existing(self, name: str) -> None:
+        if await self._head(name) is not None:
+            raise Exists(f"{quote_name(name)} already exists in the store")
+
+    async def begin_upload(
+        self, *, name: str, size: int, mtime_ns: int, mode: int, algo: str, clobber: bool, peer: str
+    ) -> S3Upload:
+        """Start, or resume, an upload (Store.begin_upload).  Refuses a bad
+        name (BadName), an unknown ``algo`` or negative size (bad-request), a
+        size over the limit (TooLarge), an existing object unless ``clobber``
+        (Exists, by HeadObject), a live upload of the same file in this
+        daemon (Busy).  There is no free-space check: S3 has no such query;
+        a full store fails the writes (NoSpace).  A multipart upload an
+        earlier begin of the same name, size, mtime_ns and algo left is
+        resumed (S3Upload.resume)."""
+        hasher = self._admit(name, size, algo)
+        if not clobber:
+            await self._refuse_existing(name)
+        transfer = transfer_id(name, size, mtime_ns)
+        state = dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
+        upload = S3Upload(self, transfer, state, clobber, hasher)
+        self._claim(transfer, upload, name)
+        try:
+            await upload.resume()
+        except BaseException:
+            self.release(transfer, upload)
+            raise
+        return upload
+
+    async def put_inline(
+        self,
+        *,
+        name: str,
+        size: int,
+        mtime_ns: int,
+        mode: int,
+        algo: str,
+        clobber: bool,
+        peer: str,
+        data: Buffer,
+        digest: bytes,
+    ) -> Entry:
+        """Store a whole file with one PutObject (Store.put_inline)."""
+        whole = PutFile(name, size, mtime_ns, mode, digest, clobber, data)
+        (result,) = await self.put_many([whole], algo=algo, peer=peer)
+        if isinstance(result, ZfileError):
+            raise result
+        return result
+
+    async def put_many(self, files: Sequence[PutFile], *, algo: str, peer: str) -> list[Entry | ZfileError]:
+        """Store whole files, one PutObject each, :data:`PUTS_IN_FLIGHT` at a
+        time (Store.put_many); a second file of one batch with the same
+        name, size and mtime is Busy."""
+        results: list[Entry | ZfileError | None] = [None] * len(files)
+        slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
+        claimed: list[str] = []
+        holder = object()
+
+        async def put(k: int, f: PutFile) -> None:
+            async with slots:
+                try:
+                    results[k] = await self._put_whole(f, algo, peer)
+                except ZfileError as exc:
+                    results[k] = exc
+
+        jobs = []
+        try:
+            for k, f in enumerate(files):
+                try:
+                    self._admit(f.name, f.size, algo)
+                    transfer = transfer_id(f.name, f.size, f.mtime_ns)
+                    self._claim(transfer, holder, f.name)
+                except ZfileError as exc:
+                    results[k] = exc
+                    continue
+                claimed.append(transfer)
+                jobs.append(put(k, f))
+            await asyncio.gather(*jobs)
+        finally:
+            for transfer in claimed:
+                self.release(transfer, holder)
+        return results  # type: ignore[return-value]
+
+    async def _put_whole(self, f: PutFile, algo: str, peer: str) -> Entry:
+        q = quote_name(f.name)
+        view = memoryview(f.data).cast("B")
+        if view.nbytes != f.size:
+            raise IntegrityError(f"{q} is {view.nbytes} bytes, not the {f.size} declared")
+        hasher = digests.new_hasher(algo)
+        hasher.update(view)
+        if hasher.digest() != f.digest:
+            raise IntegrityError(f"the digest of {q} does not match its bytes")
+        mode = f.mode & _MODE_MASK
+        entry = Entry(f.name, f.size, f.mtime_ns, mode, algo, bytes(f.digest), time.time(), uuid.uuid4().hex, peer)
+        return await self.put_object(f.name, view, entry, f.clobber)
+
+    async def put_object(self, name: str, body: Buffer, entry: Entry, clobber: bool) -> Entry:
+        """Write ``body`` to ``name``'s key with ``entry`` as its metadata
+        (one PutObject) and return ``entry``; Exists when ``clobber`` is off
+        and the name is taken."""
+        if not clobber:
+            await self._refuse_existing(name)
+        await self.bucket.call(
+            f"store {quote_name(name)}",
+            "put_object",
+            Key=self.key(name),
+            Body=BufferBody(body),
+            Metadata=to_metadata(entry),
+            ContentType="application/octet-stream",
+        )
+        return entry
+
+    async def publish_copy(self, source: str, entry: Entry, clobber: bool) -> Entry:
+        """Copy the object ``source`` to ``entry``'s key with ``entry`` as its
+        metadata (CopyObject; UploadPartCopy parts above :data:`COPY_LIMIT`)
+        and return ``entry``; Exists when ``clobber`` is off and the name is
+        taken."""
+        q = quote_name(entry.name)
+        if not clobber:
+            await self._refuse_existing(entry.name)
+        key = self.key(entry.name)
+        what = f"store {q}"
+        copy_source = {"Bucket": self.bucket.name, "Key": source}
+        if entry.size <= COPY_LIMIT:
+            await self.bucket.call(
+                what,
+                "copy_object",
+                Key=key,
+                CopySource=copy_source,
+                Metadata=to_metadata(entry),
+                MetadataDirective="REPLACE",
+                ContentType="application/octet-stream",
+            )
+            return entry
+        metadata = to_metadata(entry)
+        created = await self.bucket.call(
+            what, "create_multipart_upload", Key=key, Metadata=metadata, ContentType="application/octet-stream"
+        )
+        upload_id = created["UploadId"]
+        step = COPY_PART
+        slots = asyncio.Semaphore(4)
+
+        async def copy_part(number: int, start: int) -> dict[str, Any]:
+            stop = min(entry.size, start + step)
+            async with slots:
+                got = await self.bucket.call(
+                    what,
+                    "upload_part_copy",
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=copy_source,
+                    CopySourceRange=f"bytes={start}-{stop - 1}",
+                )
+            return {"PartNumber": number, "ETag": got["CopyPartResult"]["ETag"]}
+
+        try:
+            parts = await asyncio.gather(*(copy_part(n, s) for n, s in enumerate(range(0, entry.size, step), 1)))
+            await self.bucket.call(
+                what, "complete_multipart_upload", Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(ZfileError):
+                await self.bucket.call(what, "abort_multipart_upload", Key=key, UploadId=upload_id)
+            raise
+        return entry
+
+    async def delete_key(self, key: str) -> None:
+        """Delete a private object; failures are left for the sweep."""
+        with contextlib.suppress(ZfileError):
+            await self.bucket.call("drop a staged upload", "delete_object", Key=key)
+
+    # -- the catalog -----------------------------------------------------------
+
+    async def _head(self, name: str) -> tuple[Entry, str] | None:
+        """(entry, ETag) of ``name`` from a HeadObject, None when there is no
+        such object or it is not one zfile published."""
+        try:
+            got = await self.bucket.call(
+                f"look up {quote_name(name)}", "head_object", passthrough=_MISSING, Key=self.key(name)
+            )
+        except ZfileError:
+            raise
+        except Exception:
+            return None
+        entry = from_metadata(name, got.get("Metadata", {}), got["ContentLength"])
+        return None if entry is None else (entry, got["ETag"])
+
+    async def lookup(self, name: str) -> Entry:
+        """The entry of ``name``, from a HeadObject (never the cache); BadName or NotFound."""
+        self._check_open()
+        check_name(name, self.max_name_bytes)
+        found = await self._head(name)
+        if found is None:
+            raise NotFound(f"{quote_name(name)} is not in the store")
+        return found[0]
+
+    async def delete(self, name: str) -> Entry:
+        """Delete ``name``'s object (DeleteObject) and return the entry it
+        had.  A download already under way then fails at its next ranged GET
+        (each is conditional on the object's ETag) instead of finishing with
+        the old bytes: S3 keeps no deleted object for a reader.  BadName,
+        NotFound, StoreError."""
+        entry = await self.lookup(name)
+        await self.bucket.call(f"delete {quote_name(name)}", "delete_object", Key=self.key(name))
+        self._cache.pop(name, None)
+        return entry
+
+    def usage(self) -> StoreUsage:
+        """The uploads this daemon holds live (multipart uploads suspended
+        by any daemon need a listing, too dear for every scrape; the bytes
+        they hold are not counted), and no free-space limit (None)."""
+        return StoreUsage(sum(isinstance(u, S3Upload) for u in self._live.values()), 0, None)
+
+    async def open_download(self, name: str) -> S3Download:
+        """Open ``name`` for reading; BadName, NotFound, StoreError."""
+        self._check_open()
+        check_name(name, self.max_name_bytes)
+        found = await self._head(name)
+        if found is None:
+            raise NotFound(f"{quote_name(name)} is not in the store")
+        entry, etag = found
+        return S3Download(self.bucket, self.key(name), entry, etag)
+
+    async def list(self, prefix: str = "", after: str = "", limit: int = 1000) -> list[Entry]:
+        """Up to ``limit`` entries whose names start with ``prefix`` and sort
+        after ``after``, in UTF-8 byte order (ListObjectsV2's own order).
+        Objects that are not zfile's (no entry in their metadata) and the
+        private ``.zfile/`` keys are left out.  BadName for a bad prefix or cursor."""
+        self._check_open()
+        check_prefix(prefix, self.max_name_bytes)
+        try:
+            after.encode()
+        except UnicodeEncodeError:
+            raise BadName(f"the cursor {quote_name(after)} cannot be encoded as UTF-8")
+        entries: list[Entry] = []
+        private = f"{PRIVATE_DIR}/"
+        token: str | None = None
+        slots = asyncio.Semaphore(HEADS_IN_FLIGHT)
+
+        async def entry_of(obj: dict) -> Entry | None:
+            name = obj["Key"][len(self.prefix) :]
+            seen = (obj.get("ETag"), obj.get("LastModified"), obj.get("Size"))
+            cached = self._cache.get(obj["Key"])
+            if cached is not None and cached[0] == seen:
+                return cached[1]
+            async with slots:
+                found = await self._head(name)
+            if found is None:
+                return None
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[obj["Key"]] = (seen, found[0])
+            return found[0]
+
+        while len(entries) < limit:
+            kw: dict[str, Any] = {"Prefix": self.prefix + prefix, "MaxKeys": 1000}
+            if token:
+                kw["ContinuationToken"] = token
+            elif after:
+                kw["StartAfter"] = self.prefix + after
+            page = await self.bucket.call("list the store", "list_objects_v2", **kw)
+            objs = []
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(self.prefix) :]
+                if name.startswith(private):
+                    continue
+                try:
+                    check_name(name, self.max_name_bytes)
+                except BadName:
+                    continue
+                objs.append(obj)
+            while objs and len(entries) < limit:
+                batch, objs = objs[: limit - len(entries)], objs[limit - len(entries) :]
+                found = await asyncio.gather(*(entry_of(o) for o in batch))
+                entries.extend(e for e in found if e is not None)
+            if not page.get("IsTruncated"):
+                break
+            token = page["NextContinuationToken"]
+        return entries
+
+    async def sweep_partials(self, now: float | None = None) -> int:
+        """Abort the multipart uploads under the private prefix that have
+        gone unused (no part stored, nor begun) for more than
+        ``partial_ttl`` seconds before ``now`` (default: the current time)
+        and that no live upload of this daemon holds, and delete staged
+        objects as old.  Returns how many were dropped; StoreError when
+        they cannot be listed."""
+        cutoff = (time.time() if now is None else now) - self.partial_ttl
+        private = f"{self.prefix}{PRIVATE_DIR}/uploads/"
+        swept = 0
+        kw: dict[str, Any] = {"Prefix": private}
+        while True:
+            page = await self.bucket.call("list interrupted uploads", "list_multipart_uploads", **kw)
+            for u in page.get("Uploads", []):
+                transfer = u["Key"][len(private) :].partition(".")[0]
+                if transfer in self._live or u["Initiated"].timestamp() >= cutoff:
+                    continue
+                with contextlib.suppress(ZfileError):
+                    parts = await self.bucket.call(
+                        "list interrupted uploads", "list_parts", Key=u["Key"], UploadId=u["UploadId"]
+                    )
+                    if any(p["LastModified"].timestamp() >= cutoff for p in parts.get("Parts", [])):
+                        continue
+                    if transfer in self._live:  # begun while the parts were listed
+                        continue
+                    await self.bucket.call(
+                        "drop an interrupted upload", "abort_multipart_upload", Key=u["Key"], UploadId=u["UploadId"]
+                    )
+                    swept += 1
+            if not page.get("IsTruncated"):
+                break
+            kw = {"Prefix": private, "KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+        listed = await self.bucket.call("list staged uploads", "list_objects_v2", Prefix=private)
+        for obj in listed.get("Contents", []):
+            if obj["LastModified"].timestamp() < cutoff:
+                await self.delete_key(obj["Key"])
+                swept += 1
+        return swept
