@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import _bench as core
+import _benchlib as core
 import blake3
 
 NGINX = "/usr/sbin/nginx"
@@ -161,7 +161,7 @@ def case_http(b, src: Path, runs: int, small: Path, clients: int, results: list)
 
 
 def goals(summary: dict) -> list[str]:
-    """The issue's goals for the http case, one line each, from :func:`_bench.summarize`."""
+    """The issue's goals for the http case, one line each, from ``_bench.summarize``."""
     lines = []
     get, put, conc = (summary.get(k, {}) for k in ("http get", "http put", "http concurrent"))
     if {"zfile", "nginx", "http.server"} <= get.keys():

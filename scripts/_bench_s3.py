@@ -97,7 +97,7 @@ async def direct_small(endpoint: str, bucket: str, prefix: str, src: Path) -> No
 def case_s3(b, large: Path, small: Path, memory: list[tuple[str, Path]], runs: int, results: list) -> list[str]:
     """Run the case (module docstring) with ``b`` (a _bench.Bench); append
     its Runs to ``results`` and return the goal lines."""
-    from _bench import ZFILE, Run, Usage, digest_of, free_port, med, sync
+    from _benchlib import ZFILE, Run, Usage, digest_of, free_port, med, sync
 
     from tests.seaweed import BUCKET, SeaweedFS, aws_env
 

@@ -30,16 +30,13 @@ import logging
 import math
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from zfile.errors import IntegrityError, StoreError, ZfileError
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
 from zfile.store.base import UploadHandle
-from zfile.store.s3.client import BufferBody
-
-if TYPE_CHECKING:
-    from zfile.store.s3.store import S3Store
+from zfile.store.s3.client import Bucket, BufferBody
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +55,29 @@ def part_size(size: int) -> int:
     return max(MIN_PART, math.ceil(size / MAX_PARTS / MiB) * MiB)
 
 
+class Staging(Protocol):
+    """What an upload needs of its store (:class:`~zfile.store.s3.S3Store`):
+    the bucket, where a transfer's parts are staged, and the ways a
+    verified upload is published or dropped."""
+
+    bucket: Bucket
+
+    def staging_key(self, transfer: str, algo: str) -> str: ...
+
+    def release(self, transfer: str, holder: object) -> None: ...
+
+    async def put_object(self, name: str, body: Buffer, entry: Entry, clobber: bool) -> Entry: ...
+
+    async def publish_copy(self, source: str, entry: Entry, clobber: bool) -> Entry: ...
+
+    async def delete_key(self, key: str) -> None: ...
+
+
 class S3Upload(UploadHandle):
     """One upload (module docstring).  ``state`` holds name, size, mtime_ns,
     mode (masked), algo and peer, as :meth:`S3Store.begin_upload` got them."""
 
-    def __init__(self, store: S3Store, transfer: str, state: dict[str, Any], clobber: bool, hasher) -> None:
+    def __init__(self, store: Staging, transfer: str, state: dict[str, Any], clobber: bool, hasher) -> None:
         self.transfer = transfer
         self.offset = 0
         self.live = True
