@@ -168,7 +168,7 @@ def test_no_clobber_gets_exists(daemon, tmp_path):
     assert again.returncode == 1
     assert "zfile: error:" in again.stderr and "exists" in again.stderr
     assert "Traceback" not in again.stderr
-    assert (daemon.root / "x.bin").stat().st_size == 10
+    assert len(stored_bytes(daemon, "x.bin")) == 10
 
 
 @pytest.mark.slow
