@@ -12,7 +12,8 @@ import pytest
 from tqdm import tqdm
 
 from zfile.cli import settings
-from zfile.cli.commands import BAR_UNITS, _Tally, main
+from zfile.cli.commands import _ls_line, main
+from zfile.cli.common import BAR_UNITS, Tally
 from zfile.client.client import Result
 from zfile.client.tree import Outcome
 from zfile.server.config import ServerConfig
@@ -66,7 +67,7 @@ def test_the_bar_and_the_summary_share_one_unit():
 def test_the_bar_counts_files_done_of_the_total():
     out = io.StringIO()
     with tqdm(total=30, file=out, **BAR_UNITS) as bar:
-        tally = _Tally("send", 3, bar)
+        tally = Tally("send", 3, bar)
         tally.file_done(Outcome("a", result=Result("a", 10, b"")))
         tally.file_done(Outcome("b", error=None))
         assert bar.desc == "send 1/3 files"
@@ -74,7 +75,6 @@ def test_the_bar_counts_files_done_of_the_total():
 
 
 def test_ls_never_prints_a_control_character_of_a_stored_name():
-    from zfile.cli.commands import _ls_line
     from zfile.protocol.events import Entry
 
     line = _ls_line(Entry("a\x9b31mb\nc\x1b.txt", 5, 0, 0o644, "blake3", b"\0" * 32, 0.0))
