@@ -1,5 +1,6 @@
 """What the benchmark's cases share: paths of the tools, process timing
-(``/usr/bin/time -v``), free ports, data sets, copy checks and medians."""
+(``/usr/bin/time -v``, ``/proc/PID/stat``), free ports, data sets, copy
+checks, medians and ratios."""
 
 from __future__ import annotations
 
@@ -69,6 +70,18 @@ def listening(port: int) -> bool:
     return any(f.split()[1] == want and f.split()[3] == "0A" for f in lines)
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and of its reaped children so far
+    (``utime + stime + cutime + cstime``, fields 14-17 of ``/proc/PID/stat``,
+    proc(5)); 0.0 once the process is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # fields[0] is field 3 (state), so field 14 is fields[11].
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -92,6 +105,11 @@ class Timed:
     def child(self) -> int | None:
         kids = children(self.proc.pid)
         return kids[0] if kids else None
+
+    def cpu_now(self) -> float:
+        """CPU seconds the measured process has used so far (0.0 before it started)."""
+        pid = self.child()
+        return proc_cpu(pid) if pid is not None else 0.0
 
     def wait(self, timeout: float | None = None) -> Usage:
         self.proc.wait(timeout=timeout)
@@ -140,6 +158,11 @@ def digest_of(path: Path) -> str:
 
 @dataclass
 class Run:
+    """One timed run of one tool: ``nbytes`` in ``nfiles`` files in ``wall``
+    seconds.  ``server_before`` is the CPU seconds the server had used when the
+    client started (its own start-up), so ``server.cpu - server_before`` is
+    what the transfer cost it."""
+
     tool: str
     case: str
     nbytes: int
@@ -147,6 +170,7 @@ class Run:
     wall: float
     client: Usage
     server: Usage
+    server_before: float = 0.0
 
 
 # -- the tools --------------------------------------------------------------------
@@ -203,4 +227,11 @@ def med(values: list[float]) -> float:
 
 
 def span(values: list[float], fmt: str) -> str:
+    """``median (min–max)`` of ``values``, each formatted with ``fmt``."""
     return f"{format(med(values), fmt)} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
+def ratio_span(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """``med(a) / med(b)`` and the lowest and highest ratio the ranges allow
+    (``min(a) / max(b)``, ``max(a) / min(b)``), for values that are all > 0."""
+    return med(a) / med(b), min(a) / max(b), max(a) / min(b)
