@@ -49,6 +49,8 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -119,6 +121,16 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
 
+    durations: dict[str, float] = {}
+
+    @contextmanager
+    def took(case: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            durations[case] = time.monotonic() - t0
+
     def note(text: str) -> None:
         if text:
             notes.append(text)
@@ -128,56 +140,65 @@ def main() -> int:
         print(f"bench: data in {data}", file=sys.stderr)
         large = make_random(data / f"random-{large_size // MiB}MiB.bin", large_size)
         if "large" in cases:
-            print(f"bench: large ({large_size // MiB} MiB, {runs} runs per tool)", file=sys.stderr)
-            case_large(b, large, runs, results)
+            with took("large"):
+                print(f"bench: large ({large_size // MiB} MiB, {runs} runs per tool)", file=sys.stderr)
+                case_large(b, large, runs, results, page_cache_row=not quick)
         if "small" in cases:
-            print(f"bench: small ({small_count} x 4 KiB, {small_runs} runs per tool)", file=sys.stderr)
-            src = make_small(data / f"small-{small_count}", small_count, 4096)
-            note(case_small(b, src, small_runs, results, fresh_fs=args.small_fs == "fresh"))
+            with took("small"):
+                print(f"bench: small ({small_count} x 4 KiB, {small_runs} runs per tool)", file=sys.stderr)
+                src = make_small(data / f"small-{small_count}", small_count, 4096)
+                note(case_small(b, src, small_runs, results, fresh_fs=args.small_fs == "fresh"))
         if "get" in cases:
-            print(f"bench: get ({large_size // MiB} MiB pulled, {runs} runs per tool)", file=sys.stderr)
-            case_get(b, large, runs, results)
+            with took("get"):
+                print(f"bench: get ({large_size // MiB} MiB pulled, {runs} runs per tool)", file=sys.stderr)
+                case_get(b, large, runs, results)
         if "concurrent" in cases:
-            print(f"bench: concurrent (100 x {conc_size // MiB} MiB)", file=sys.stderr)
-            case_concurrent(b, make_random(data / f"random-{conc_size // MiB}MiB.bin", conc_size), 100, results)
+            with took("concurrent"):
+                print(f"bench: concurrent (100 x {conc_size // MiB} MiB)", file=sys.stderr)
+                case_concurrent(b, make_random(data / f"random-{conc_size // MiB}MiB.bin", conc_size), 100, results)
         if "memory" in cases:
-            print("bench: memory scaling", file=sys.stderr)
-            files = []
-            for label, size in mem_sizes:
-                path = data / f"mem-{size // MiB}MiB.bin"
-                files.append((label, large if size == large_size else make_repeated(path, large, size)))
-            case_memory(b, files, results)
-            for _, size in mem_sizes:
-                (data / f"mem-{size // MiB}MiB.bin").unlink(missing_ok=True)
-        if "encrypted" in cases:
-            print("bench: encrypted", file=sys.stderr)
-            note(case_encrypted(b, large, max(1, runs // 2 + 1) if not quick else 1, results))
-        if "http" in cases:
-            import _bench_http
-
-            what = f"GET and PUT of {large_size // MiB} MiB, 100 x {conc_size // MiB} MiB"
-            print(f"bench: http ({what})", file=sys.stderr)
-            conc = make_random(data / f"random-{conc_size // MiB}MiB.bin", conc_size)
-            _bench_http.case_http(b, large, max(1, runs // 2 + 1), conc, 100, results)
-        if "fanout" in cases:
-            from _bench_fanout import case_fanout
-
-            fan_src = make_random(data / f"random-{fan_size // MiB}MiB.bin", fan_size)
-            print(f"bench: fanout ({fan_size // MiB} MiB to 8 nodes at 200 Mbit/s)", file=sys.stderr)
-            case_fanout(b, fan_src, 8, 1 if quick else 3, results)
-        if "s3" in cases:
-            from _bench_s3 import case_s3
-
-            print("bench: s3 (zfile into SeaweedFS against aiobotocore straight to it)", file=sys.stderr)
-            s3_small = make_small(data / "small-1000", 1000, 4096)
-            s3_mem = []
-            for label, size in mem_sizes:
-                path = data / f"mem-{size // MiB}MiB.bin"
-                s3_mem.append((label, large if size == large_size else make_repeated(path, large, size)))
-            notes.extend(case_s3(b, large, s3_small, s3_mem, max(1, runs // 2 + 1), results))
-            for _, size in mem_sizes:
-                if size != large_size:
+            with took("memory"):
+                print("bench: memory scaling", file=sys.stderr)
+                files = []
+                for label, size in mem_sizes:
+                    path = data / f"mem-{size // MiB}MiB.bin"
+                    files.append((label, large if size == large_size else make_repeated(path, large, size)))
+                case_memory(b, files, results)
+                for _, size in mem_sizes:
                     (data / f"mem-{size // MiB}MiB.bin").unlink(missing_ok=True)
+        if "encrypted" in cases:
+            with took("encrypted"):
+                print("bench: encrypted", file=sys.stderr)
+                note(case_encrypted(b, large, max(1, runs // 2 + 1) if not quick else 1, results))
+        if "http" in cases:
+            with took("http"):
+                import _bench_http
+
+                what = f"GET and PUT of {large_size // MiB} MiB, 100 x {conc_size // MiB} MiB"
+                print(f"bench: http ({what})", file=sys.stderr)
+                conc = make_random(data / f"random-{conc_size // MiB}MiB.bin", conc_size)
+                _bench_http.case_http(b, large, max(1, runs // 2 + 1), conc, 100, results)
+        if "fanout" in cases:
+            with took("fanout"):
+                from _bench_fanout import case_fanout
+
+                fan_src = make_random(data / f"random-{fan_size // MiB}MiB.bin", fan_size)
+                print(f"bench: fanout ({fan_size // MiB} MiB to 8 nodes at 200 Mbit/s)", file=sys.stderr)
+                case_fanout(b, fan_src, 8, 1 if quick else 3, results)
+        if "s3" in cases:
+            with took("s3"):
+                from _bench_s3 import case_s3
+
+                print("bench: s3 (zfile into SeaweedFS against aiobotocore straight to it)", file=sys.stderr)
+                s3_small = make_small(data / "small-1000", 1000, 4096)
+                s3_mem = []
+                for label, size in mem_sizes:
+                    path = data / f"mem-{size // MiB}MiB.bin"
+                    s3_mem.append((label, large if size == large_size else make_repeated(path, large, size)))
+                notes.extend(case_s3(b, large, s3_small, s3_mem, max(1, runs // 2 + 1), results))
+                for _, size in mem_sizes:
+                    if size != large_size:
+                        (data / f"mem-{size // MiB}MiB.bin").unlink(missing_ok=True)
     except KeyboardInterrupt:
         print("bench: interrupted; reporting what finished", file=sys.stderr)
         notes.append("interrupted before every case finished")
@@ -194,6 +215,7 @@ def main() -> int:
         + (f"; fanout = {fan_size // MiB} MiB to 8 nodes at 200 Mbit/s (scripts/cluster)" if "fanout" in cases else "")
         + f"; took {time.monotonic() - began:.0f} s; load average {load} at the end (1 / 5 / 15 min)."
     )
+    notes.append("seconds per case: " + ", ".join(f"{case} {t:.0f}" for case, t in durations.items()))
     notes = goals(results) + notes
     if "http" in cases:
         import _bench_http

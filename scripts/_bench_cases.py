@@ -30,10 +30,14 @@ def _alternate(b: Bench, case: str, tools: list[Tool], src: Path, nbytes: int, n
             print(f"  {case} run {i + 1}/{runs} {r.tool:20s} {rate}", file=sys.stderr)
 
 
-def case_large(b: Bench, src: Path, runs: int, results: list[Run]) -> None:
-    """One large file to a new file on the real disk; ``dd conv=fsync`` of the
-    same bytes is the disk's durable write rate in the same run."""
-    tools = [*b.zfile_tools(), b.run_rsync, b.run_rsync_fsync, b.run_scp, b.run_socat, b.run_disk]
+def case_large(b: Bench, src: Path, runs: int, results: list[Run], page_cache_row: bool = True) -> None:
+    """One large file to a new file on the real disk; ``dd oflag=direct
+    conv=fsync`` of the same bytes is the disk's durable write rate in the
+    same run, and (with ``page_cache_row``) ``dd conv=fsync`` what one write
+    through the page cache and one fsync get."""
+    tools = [*b.zfile_tools(), b.run_rsync, b.run_rsync_fsync, b.run_scp, b.run_socat, b.run_disk_direct]
+    if page_cache_row:
+        tools.append(b.run_disk_buffered)
     _alternate(b, "large", tools, src, src.stat().st_size, 1, runs, results, per_file=False)
 
 

@@ -1,7 +1,8 @@
 """The benchmark's tools, one timed run each: ``zfile send`` and ``zfile get``,
 ``rsync`` to and from an ``rsync --daemon`` module (with and without
 ``--fsync``), ``scp`` to and from a private sshd, ``socat`` (the raw pipe)
-and ``dd conv=fsync`` (the disk's durable write rate).
+and ``dd conv=fsync`` with and without ``oflag=direct`` (the disk's durable
+write rate).
 
 Every server is started for one run under ``/usr/bin/time -v``, stopped after
 it, and every destination is compared with its source outside the timed
@@ -18,7 +19,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _benchlib import SOCAT_BLOCK, SSHD, ZFILE, Run, Timed, Usage, check_copy, free_port, listening, sync, wait_until
+from _benchlib import (
+    DISK_BUFFERED,
+    DISK_DIRECT,
+    SOCAT_BLOCK,
+    SSHD,
+    ZFILE,
+    Run,
+    Timed,
+    Usage,
+    check_copy,
+    free_port,
+    listening,
+    sync,
+    wait_until,
+)
 
 Tool = Callable[[str, Path, int, int], Run]
 
@@ -268,14 +283,22 @@ class Bench:
         shutil.rmtree(dest, ignore_errors=True)
         return Run("socat", case, nbytes, nfiles, wall, cu, su)
 
-    def run_disk(self, case: str, src: Path, nbytes: int, nfiles: int) -> Run:
-        """``dd conv=fsync`` of ``src`` (in the page cache) to a new file: how
-        fast this disk takes the bytes durably, the limit of any transfer
-        that fsyncs its file."""
+    def _disk(self, case: str, src: Path, nbytes: int, nfiles: int, direct: bool) -> Run:
         dest = self.fresh("disk-dest")
         sync()
-        cmd = ["dd", f"if={src}", f"of={dest / src.name}", "bs=4M", "conv=fsync", "status=none"]
+        how = ["bs=16M", "oflag=direct"] if direct else ["bs=4M"]
+        cmd = ["dd", f"if={src}", f"of={dest / src.name}", *how, "conv=fsync", "status=none"]
         wall, cu = self.client("dd", cmd)
         check_copy(src, dest / src.name, case)
         shutil.rmtree(dest, ignore_errors=True)
-        return Run("disk (dd conv=fsync)", case, nbytes, nfiles, wall, cu, Usage())
+        return Run(DISK_DIRECT if direct else DISK_BUFFERED, case, nbytes, nfiles, wall, cu, Usage())
+
+    def run_disk_direct(self, case: str, src: Path, nbytes: int, nfiles: int) -> Run:
+        """``dd oflag=direct conv=fsync`` of ``src`` (in the page cache) to a new
+        file: the rate the disk itself takes bytes durably, the limit of any
+        transfer that fsyncs its file."""
+        return self._disk(case, src, nbytes, nfiles, direct=True)
+
+    def run_disk_buffered(self, case: str, src: Path, nbytes: int, nfiles: int) -> Run:
+        """``dd conv=fsync`` through the page cache: what ``cp`` and one fsync get."""
+        return self._disk(case, src, nbytes, nfiles, direct=False)

@@ -25,6 +25,9 @@ SSHD = "/usr/sbin/sshd"
 MiB = 1 << 20
 GiB = 1 << 30
 SOCAT_BLOCK = 262144
+# The large case's disk rows (tool names): the device's durable write rate, and through the page cache.
+DISK_DIRECT = "disk (dd oflag=direct)"
+DISK_BUFFERED = "disk (dd, page cache)"
 
 
 # -- measuring ------------------------------------------------------------------
