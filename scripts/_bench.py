@@ -4,17 +4,21 @@ Every server is started for one run under ``/usr/bin/time -v`` (peak RSS and
 CPU seconds of each side), stopped after it, and its destination deleted;
 runs alternate between tools (A B C D A B C D ...).  Nothing is tuned against
 a guarantee: zfile fsyncs and verifies every file as in production, and the
-durable comparisons are ``rsync --fsync`` and ``dd conv=fsync``.  After every
-run the destination is compared with the source (size, and BLAKE3 for single
-files) outside the timed interval.
+durable comparisons are ``rsync --fsync`` and ``dd conv=fsync``.  After
+every run the destination is compared with the source (size, and BLAKE3 for
+single files) outside the timed interval.  Under the table: the verdict of
+every goal the run can decide (``_bench_verdict``), where the small case
+wrote, and the seconds each case took.
 
 Cases (``--quick`` sizes in brackets):
 
 - large: one 1 GiB [256 MiB] random file to a new file on the real disk:
   ``zfile send``, ``rsync -W`` and ``rsync -W --fsync`` to an ``rsync
   --daemon`` module, ``scp`` to an sshd on a high port (aes128-gcm),
-  ``socat -b 262144`` (the raw pipe), and ``dd conv=fsync`` of the same bytes
-  (the disk's durable write rate in this run: the limit of a durable transfer);
+  ``socat -b 262144`` (the raw pipe), and ``dd oflag=direct conv=fsync`` of
+  the same bytes (the disk's durable write rate in this run: the limit of a
+  durable transfer), in full runs also ``dd conv=fsync`` (through the page
+  cache);
 - small: 10,000 [2,000] files of 4 KiB into a fresh directory on an ext4 made
   for the case (``_bench_fs``; the shared disk, with a warning, when that is
   not possible): ``zfile send DIR``, ``rsync -a -W`` with and without
