@@ -17,7 +17,7 @@ from pathlib import Path
 
 from _bench_fs import small_fs
 from _bench_tools import Bench, Tool
-from _benchlib import ROOT, ZFILE, MiB, Run, digest_of, sync
+from _benchlib import ROOT, SMALL_ONE, ZFILE, MiB, Run, digest_of, make_small, sync
 
 
 def _alternate(b: Bench, case: str, tools: list[Tool], src: Path, nbytes: int, nfiles: int, runs: int,
@@ -43,16 +43,21 @@ def case_large(b: Bench, src: Path, runs: int, results: list[Run], page_cache_ro
 
 def case_small(b: Bench, src: Path, runs: int, results: list[Run], fresh_fs: bool = True) -> str:
     """Many small files into a fresh directory on a fresh file system
-    (``_bench_fs.small_fs``); returns a note saying where they went."""
+    (``_bench_fs.small_fs``), after one run of each tool with a single file
+    (case :data:`SMALL_ONE`); returns a note saying where they went."""
     files = [p for p in src.iterdir() if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     tools = [*b.zfile_tools(), b.run_rsync, b.run_rsync_fsync, b.run_scp]
-    with small_fs(b.work, len(files) * runs * len(tools), size // max(len(files), 1), fresh_fs) as place:
+    with small_fs(b.work, (len(files) * runs + 1) * len(tools), size // max(len(files), 1), fresh_fs) as place:
         b.dest = place.path
         # Every run creates its files where none were just deleted; on a fresh
         # file system the set-aside runs go with the image.
         b.spent = place.path / "spent"
         try:
+            # What each tool costs for one file: its start-up and connection, which
+            # the CPU per file subtracts (cpu_per_file in _bench_verdict).
+            one = make_small(src.parent / "small-1", 1, size // max(len(files), 1))
+            _alternate(b, SMALL_ONE, tools, one, size // max(len(files), 1), 1, 1, results, per_file=True)
             _alternate(b, "small", tools, src, size, len(files), runs, results, per_file=True)
         finally:
             b.cleanup()  # nothing may hold the file system when it is unmounted

@@ -58,7 +58,7 @@ def markdown(results: list[Run], notes: list[str], header: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in dict.fromkeys(r.case for r in results):
-        lines += table_rows(results, case, per_file=case.endswith("small"))
+        lines += table_rows(results, case, per_file="small" in case)
     lines.append("")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ it, the lowest and highest ratio the runs' min–max ranges allow, and "met" or
 
 from __future__ import annotations
 
-from _benchlib import DISK_BUFFERED, DISK_DIRECT, Run, med, ratio_span, span
+from _benchlib import DISK_BUFFERED, DISK_DIRECT, SMALL_ONE, Run, med, ratio_span, span
 
 # The goals, as ratios (zfile ÷ peer) or MiB.
 SMALL_VS_RSYNC = 1.0  # files/s, at least
@@ -48,20 +48,26 @@ def _have(results: list[Run], case: str, *tools: str) -> bool:
     return all(_runs(results, case, t) for t in tools)
 
 
-def cpu_per_file(results: list[Run], case: str = "small") -> str | None:
-    """CPU microseconds per file of each side of each tool, median (min–max)."""
+def cpu_per_file(results: list[Run], case: str = "small", one: str = SMALL_ONE) -> str | None:
+    """CPU microseconds per file of each side of each tool in ``case``, median
+    (min–max), beyond what the same tool used for the single file of case
+    ``one`` (its start-up and connection); with no such run, everything."""
     sides = {"zfile": ("client", "daemon"), "zfile (baseline)": ("client", "daemon"), "scp": ("client", "sshd")}
     parts = []
     for tool in dict.fromkeys(r.tool for r in results if r.case == case):
         rs = _runs(results, case, tool)
+        base = _runs(results, one, tool)
+        c0 = med([r.client.cpu for r in base]) if base else 0.0
+        s0 = med([r.server.cpu - r.server_before for r in base]) if base else 0.0
+        n = [r.nfiles - (1 if base else 0) for r in rs]
         client, server = sides.get(tool, ("sender", "receiver"))
-        c = span([r.client.cpu / r.nfiles * 1e6 for r in rs], ",.0f")
-        s = span([(r.server.cpu - r.server_before) / r.nfiles * 1e6 for r in rs], ",.0f")
-        parts.append(f"{tool} {client} {c} + {server} {s}")
+        c = span([(r.client.cpu - c0) / k * 1e6 for r, k in zip(rs, n, strict=True)], ",.0f")
+        s = span([(r.server.cpu - r.server_before - s0) / k * 1e6 for r, k in zip(rs, n, strict=True)], ",.0f")
+        parts.append(f"{tool} {client} {c} + {server} {s}" + ("" if base else " (start-up included)"))
     if not parts:
         return None
-    return (f"{case}: CPU µs per file (user + system; a client's includes its own start-up, a server's "
-            f"counts from the client's start): " + "; ".join(parts))  # fmt: skip
+    return (f"{case}: CPU µs per file beyond a one-file run's (user + system; a server's counted from "
+            f"the client's start): " + "; ".join(parts))  # fmt: skip
 
 
 def goals(results: list[Run]) -> list[str]:

@@ -28,6 +28,8 @@ SOCAT_BLOCK = 262144
 # The large case's disk rows (tool names): the device's durable write rate, and through the page cache.
 DISK_DIRECT = "disk (dd oflag=direct)"
 DISK_BUFFERED = "disk (dd, page cache)"
+# The small case's runs of one file each: what a tool costs before its first file.
+SMALL_ONE = "small, 1 file"
 
 
 # -- measuring ------------------------------------------------------------------
