@@ -53,6 +53,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -126,12 +127,20 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     durations: dict[str, float] = {}
+    failed: list[str] = []
 
     @contextmanager
     def took(case: str) -> Iterator[None]:
+        """Time one case; a case that fails is reported and the others still run."""
         t0 = time.monotonic()
         try:
             yield
+        except Exception as exc:  # noqa: BLE001 - one case's failure must not lose the others' results
+            traceback.print_exc()
+            b.cleanup()
+            failed.append(case)
+            first = str(exc).strip().splitlines()
+            note(f"{case}: FAILED ({type(exc).__name__}: {first[0] if first else ''}; the rest on stderr above)")
         finally:
             durations[case] = time.monotonic() - t0
 
@@ -231,7 +240,9 @@ def main() -> int:
     made = charts(results, out) if results else []
     print(text)
     print(f"bench: wrote {out / 'results.md'}, results.json and {len(made)} chart(s)", file=sys.stderr)
-    return 0
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
