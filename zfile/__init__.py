@@ -31,6 +31,7 @@ _EXPORTS = {
     "DownloadPlan": "zfile.client.tree",
     "plan_download": "zfile.client.tree",
     "fetch": "zfile.client.tree",
+    "Filter": "zfile.client.filters",
     "Entry": "zfile.protocol.events",
     "ClientCurve": "zfile.transport.sockets",
     "load_keypair": "zfile.transport.curve",
