@@ -19,6 +19,7 @@ from zfile.client import tree
 from zfile.client.channel import Progress, no_progress
 from zfile.client.client import Client, Result
 from zfile.client.config import ClientConfig
+from zfile.client.ops import Removal
 from zfile.errors import TransportError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.transport.endpoint import DEFAULT_ENDPOINT
@@ -114,6 +115,11 @@ class SyncClient:
             return [entry async for entry in self._client.list(prefix)]
 
         return self._call(collect())
+
+    def remove(self, names: Sequence[str] = (), *, prefix: str | None = None, dry_run: bool = False) -> list[Removal]:
+        """Remove stored files by name and/or every file under ``prefix``;
+        a :class:`Removal` per file (:meth:`Client.remove`)."""
+        return self._call(self._client.remove(names, prefix=prefix, dry_run=dry_run))
 
     def send_paths(
         self,

@@ -272,6 +272,39 @@ class Error:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """Client asks to remove stored files (client -> server).
+
+    Either ``names``, the files to remove (1 to 1,024), or ``prefix``, a
+    tree: the server then removes up to ``limit`` of the entries whose names
+    start with ``prefix`` and sort after ``after`` (a paging cursor, as in
+    :class:`ListRequest`).  Exactly one of ``names`` and ``prefix`` is given.
+    """
+
+    TYPE: ClassVar[str] = "REMOVE"
+    id: int
+    names: tuple[str, ...] = ()
+    prefix: str = ""
+    after: str = ""
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveOk:
+    """Server's answer to a :class:`Remove` (server -> client): ``names``
+    the files it tried (those of the request, in order, or the entries found
+    under the prefix), ``results`` what became of each (``digest`` that of
+    the removed file), ``more`` whether entries under the prefix remain
+    after the last name (ask again with ``after`` = that name)."""
+
+    TYPE: ClassVar[str] = "REMOVE-OK"
+    id: int
+    names: tuple[str, ...]
+    results: tuple[FileResult, ...]
+    more: bool = False
+
+
 Event = (
     Put
     | PutMany
@@ -287,6 +320,8 @@ Event = (
     | ListPage
     | Cancel
     | Error
+    | Remove
+    | RemoveOk
 )
 
 EVENT_TYPES: dict[str, type] = {
@@ -306,5 +341,7 @@ EVENT_TYPES: dict[str, type] = {
         ListPage,
         Cancel,
         Error,
+        Remove,
+        RemoveOk,
     )
 }

@@ -1,0 +1,64 @@
+"""File operations on stored files: the daemon's side of REMOVE.
+
+Each operation is one request and one answer (docs/protocol.md, "File
+operations"); :class:`Operations` turns a request into its answer through
+the :class:`~zfile.store.base.Store` interface alone, so every backend
+serves it.  A refusal that concerns one file (a bad name, a file not found)
+is that file's result and never stops the others; a failure of the whole
+request (a bad prefix, the store down) is raised as a ZfileError and
+answered with an ERROR by :mod:`zfile.server.sessions`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from zfile.errors import ZfileError
+from zfile.protocol import page_fit
+from zfile.protocol.codec import MAX_HEADER_BYTES
+from zfile.protocol.events import Event, FileResult, Remove, RemoveOk
+from zfile.store import Store
+
+# The same logger as the transfers': operators filter the daemon's records by it.
+log = logging.getLogger("zfile.server")
+
+
+class Operations:
+    """Answers to file operations on ``store``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def answer(self, request: Event, who: str) -> Event:
+        """The answer to ``request`` from the peer ``who`` (its CURVE key or
+        address, for the log).  ZfileError when the whole request fails."""
+        if isinstance(request, Remove):
+            return await self.remove(request, who)
+        raise TypeError(f"{request.TYPE} is not a file operation")
+
+    async def remove(self, req: Remove, who: str) -> RemoveOk:
+        """Remove the files ``req`` names, or a page of the tree under its
+        prefix: at most ``req.limit`` entries after ``req.after``, fewer when
+        their names would not fit one answer's frame 0, with ``more`` set when
+        entries remain.  Store.delete makes each removal atomic for readers.
+        BadName (raised) for a bad prefix or cursor."""
+        if req.names:
+            return RemoveOk(req.id, (), tuple([await self._remove_one(name, who) for name in req.names]))
+        entries = await self.store.list(req.prefix, req.after, req.limit + 1)
+        # Each name is answered with a result as well: half the frame for the names.
+        count = page_fit(entries[: req.limit], MAX_HEADER_BYTES // 2) if entries else 0
+        names = tuple(e.name for e in entries[:count])
+        results = tuple([await self._remove_one(name, who) for name in names])
+        return RemoveOk(req.id, names, results, more=len(entries) > count)
+
+    async def _remove_one(self, name: str, who: str) -> FileResult:
+        try:
+            entry = await self.store.delete(name)
+        except ZfileError as exc:
+            log.info("peer=%s remove name=%r refused: %s", who, name, exc)
+            return FileResult(exc.code.value, str(exc))
+        log.info("peer=%s removed name=%r bytes=%d digest=%s", who, name, entry.size, entry.digest.hex()[:16])
+        return FileResult(digest=entry.digest)
+
+
+__all__ = ["Operations"]
