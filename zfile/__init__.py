@@ -22,6 +22,7 @@ _EXPORTS = {
     "Client": "zfile.client.client",
     "Result": "zfile.client.client",
     "Removal": "zfile.client.ops",
+    "Status": "zfile.client.ops",
     "ClientConfig": "zfile.client.config",
     "SyncClient": "zfile.client.sync",
     "Progress": "zfile.client.channel",

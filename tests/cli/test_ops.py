@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import start_daemon, zfile_cli
-from ..rawpeer import make_file
+from ..rawpeer import digest_of, make_file
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +73,51 @@ def test_rm_of_hostile_names_leaves_the_store_alone(node, tmp_path):
     assert proc.stderr.count("zfile: error:") == 3, proc.stderr
     assert "'..' component" in proc.stderr
     assert names_on(node) == ["k"]
+
+
+def test_mv_renames_refuses_to_replace_without_force(node, tmp_path):
+    send_tree(node, tmp_path, ["old.bin", "taken.bin"])
+    proc = zfile_cli("mv", "old.bin", "taken.bin", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "zfile: error: 'taken.bin' already exists in the store; -f/--force replaces it"
+    assert names_on(node) == ["old.bin", "taken.bin"]
+    assert (
+        zfile_cli("mv", "-v", "old.bin", "dir/", "--from", node.endpoint).stdout == "renamed old.bin -> dir/old.bin\n"
+    )
+    zfile_cli("mv", "-f", "dir/old.bin", "taken.bin", "--from", node.endpoint)
+    assert names_on(node) == ["taken.bin"]
+    back = tmp_path / "back"
+    zfile_cli("get", "taken.bin", "--from", node.endpoint, "-o", str(back))
+    assert (back / "taken.bin").read_bytes() == (tmp_path / "src" / "old.bin").read_bytes()
+
+
+def test_mv_refuses_hostile_names_and_missing_files(node, tmp_path):
+    send_tree(node, tmp_path, ["k"])
+    for new in ("../escape", ".zfile/x", "/abs"):
+        proc = zfile_cli("mv", "k", new, "--from", node.endpoint, check=False)
+        assert proc.returncode == 1 and proc.stderr.startswith("zfile: error: the file name"), proc.stderr
+    proc = zfile_cli("mv", "missing", "x", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and "'missing' is not in the store" in proc.stderr
+    assert names_on(node) == ["k"]
+
+
+def test_stat_shows_each_field_and_json(node, tmp_path):
+    send_tree(node, tmp_path, ["s/a.bin"])
+    src = tmp_path / "src" / "s" / "a.bin"
+    src_stat = src.stat()
+    proc = zfile_cli("stat", "s/a.bin", "nope", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and "zfile: error: nope: 'nope' is not in the store" in proc.stderr
+    lines = dict(line.strip().split(": ", 1) for line in proc.stdout.splitlines())
+    assert lines["name"] == "s/a.bin" and lines["size"] == "10 bytes"
+    assert lines["mtime"] == f"2020-09-13T12:26:40.123456789Z ({src_stat.st_mtime_ns} ns)"
+    assert lines["mode"] == f"{src_stat.st_mode & 0o777:04o}"
+    assert lines["digest"] == f"blake3 {digest_of(src).hex()}"
+    assert lines["recv"].endswith("Z") and lines["peer"] == "127.0.0.1"
+    [entry] = json.loads(zfile_cli("stat", "s/a.bin", "--json", "--from", node.endpoint).stdout)
+    assert (entry["name"], entry["size"], entry["mtime_ns"], entry["digest"], entry["algo"]) == (
+        "s/a.bin",
+        10,
+        src_stat.st_mtime_ns,
+        digest_of(src).hex(),
+        "blake3",
+    )

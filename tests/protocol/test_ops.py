@@ -6,8 +6,23 @@ from __future__ import annotations
 import pytest
 
 from zfile.errors import ErrorCode
-from zfile.protocol.machine import Cancel, Error, FileResult, Remove, RemoveOk, Role, State
+from zfile.protocol.machine import (
+    Cancel,
+    Error,
+    FileResult,
+    Move,
+    MoveOk,
+    Ping,
+    Pong,
+    Remove,
+    RemoveOk,
+    Role,
+    Stat,
+    State,
+    StatOk,
+)
 
+from .ops_cases import ENTRY
 from .test_protocol import D1, ID, Pair, pair_after
 
 C, S = Role.CLIENT, Role.SERVER
@@ -68,3 +83,24 @@ def test_the_server_may_refuse_a_remove_whole_and_the_client_cancel_it():
     q = pair_after([(C, Remove(ID, names=("a",)))])
     q.c(Cancel(ID))
     assert q.state() is State.FAILED
+
+
+@pytest.mark.parametrize(
+    ("request_", "answer"),
+    [
+        (Move(ID, "a", "b"), MoveOk(ID, ENTRY)),
+        (Stat(ID, "a"), StatOk(ID, ENTRY)),
+        (Ping(ID), Pong(ID, "0.1.0", 2, 1.5, 0, False)),
+    ],
+    ids=lambda e: e.TYPE,
+)
+def test_move_stat_and_ping_are_one_request_and_one_answer(request_, answer):
+    p = Pair()
+    p.c(request_)
+    assert p.state() is State.OP_WAITING
+    for other in (MoveOk(ID, ENTRY), StatOk(ID, ENTRY), Pong(ID, "0.1.0", 2, 1.5, 0, False)):
+        if other.TYPE != answer.TYPE:  # only the answer to this request
+            pair_after([(C, request_)]).refuse(S, other, f"{other.TYPE} answers a")
+    p.s(answer)
+    assert p.state() is State.DONE
+    pair_after([(C, request_), (S, answer)]).refuse(C, request_, "is not allowed while transfer 7 is done")

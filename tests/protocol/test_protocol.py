@@ -573,6 +573,8 @@ def test_values_at_the_edges_of_each_range_are_accepted(kind, key):
         event = decode(frames_of(header_of(BASE[kind]) | {key: value}, BASE[kind]))
         if key in ("entries", "files", "results", "names"):
             assert len(getattr(event, key)) == len(value)
+        elif key == "entry":
+            assert event.entry.name == value["name"]
         else:
             assert getattr(event, key) == value
 

@@ -1,6 +1,6 @@
 """The daemon's file operations over a real socket: REMOVE by names and by
-prefix, refusals per name (missing, hostile) and of a whole request, and a
-removal while a download of the file is under way."""
+prefix, refusals per name (missing, hostile) and of a whole request, a
+removal while a download of the file is under way; MOVE, STAT and PING."""
 
 from __future__ import annotations
 
@@ -12,7 +12,19 @@ import pytest
 
 from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError
-from zfile.protocol.events import Chunk, Credit, Get, GetMeta, ListPage, ListRequest, Remove, RemoveOk
+from zfile.protocol.events import (
+    Cancel,
+    Chunk,
+    Credit,
+    Get,
+    GetMeta,
+    ListPage,
+    ListRequest,
+    Ping,
+    Pong,
+    Remove,
+    RemoveOk,
+)
 
 from ..conftest import start_daemon
 from ..rawpeer import MiB, RawPeer, digest_of, make_file, snapshot
@@ -165,3 +177,73 @@ def test_on_s3_a_download_under_way_ends_with_a_clear_error(s3, tmp_path):
         assert len(got) < size
     finally:
         assert d.stop() == 0, d.log_text()
+
+
+async def test_move_renames_and_refuses_to_replace_without_clobber(served, tmp_path):
+    await store_files(served.endpoint, tmp_path, ["m/a", "m/b"])
+    async with Client(served.endpoint) as client:
+        before = await client.stat("m/a")
+        with pytest.raises(RemoteError) as info:
+            await client.move("m/a", "m/b")
+        assert info.value.code is ErrorCode.EXISTS
+        moved = await client.move("m/a", "m/sub/c")
+        assert moved.name == "m/sub/c" and (moved.digest, moved.received) == (before.digest, before.received)
+        assert (await client.stat("m/sub/c")) == moved
+        with pytest.raises(RemoteError) as info:
+            await client.stat("m/a")
+        assert info.value.code is ErrorCode.NOT_FOUND
+        await client.move("m/sub/c", "m/b", clobber=True)
+        assert (await client.stat("m/b")).digest == before.digest
+    assert await stored(served.endpoint, "m/") == ["m/b"]
+    assert "moved name='m/a' to='m/sub/c'" in served.log_text()
+
+
+@pytest.mark.parametrize("to", ["../x", "/etc/passwd", ".zfile/catalog.db", "a\x00b", "a//b", "mv"])
+async def test_move_to_a_hostile_name_is_refused_and_changes_nothing(served, tmp_path, to):
+    await store_files(served.endpoint, tmp_path, ["mv/keep"])
+    before = snapshot(served.top, served.root)
+    async with Client(served.endpoint) as client:
+        with pytest.raises(RemoteError) as info:
+            await client.move("mv/keep", to)
+        assert info.value.code is ErrorCode.BAD_REQUEST
+        assert (await client.stat("mv/keep")).name == "mv/keep"
+    assert snapshot(served.top, served.root) == before
+
+
+async def test_stat_of_missing_and_hostile_names(served):
+    async with Client(served.endpoint) as client:
+        for name, code in [("never/stored", ErrorCode.NOT_FOUND), ("../etc/passwd", ErrorCode.BAD_REQUEST)]:
+            with pytest.raises(RemoteError) as info:
+                await client.stat(name)
+            assert info.value.code is code
+
+
+async def test_ping_reports_the_daemon(served):
+    from zfile import __version__
+    from zfile.protocol.codec import PROTOCOL_VERSION
+
+    async with Client(served.endpoint) as client:
+        status = await client.ping()
+    assert (status.version, status.protocol, status.curve, status.transfers) == (
+        __version__,
+        PROTOCOL_VERSION,
+        False,
+        0,
+    )
+    assert 0 < status.uptime < 3600 and 0 < status.rtt < 60
+    assert status.free is not None and 0 < status.free == pytest.approx(
+        os.statvfs(served.root).f_bavail * os.statvfs(served.root).f_frsize, rel=0.01
+    )
+
+
+def test_ping_counts_a_transfer_in_flight(served, tmp_path):
+    asyncio.run(store_files(served.endpoint, tmp_path, ["held.bin"], 4 * MiB))
+    with RawPeer(served.endpoint) as peer:
+        peer.send_event(Get(1, "held.bin", MiB))  # held after one chunk: no more credit
+        peer.expect(1, GetMeta)
+        peer.send_event(Ping(2))
+        pong = peer.expect(2, Pong)
+        peer.send_event(Cancel(1))
+        assert pong.transfers == 1
+        peer.send_event(Ping(3))
+        assert peer.expect(3, Pong).transfers == 0

@@ -1,5 +1,5 @@
-"""The client's side of the file operations: remove (docs/protocol.md,
-"File operations").
+"""The client's side of the file operations: remove, move, stat and ping
+(docs/protocol.md, "File operations").
 
 :class:`FileOps` is a base of :class:`zfile.client.Client`; its methods
 use the client's channels and its retries of ``busy`` answers.
@@ -8,6 +8,7 @@ use the client's channels and its retries of ``busy`` answers.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zfile.client.channel import error_code
 from zfile.errors import ErrorCode, RemoteError, ZfileError
 from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE
-from zfile.protocol.events import Entry, FileResult, Remove, RemoveOk
+from zfile.protocol.events import Entry, Event, FileResult, Move, MoveOk, Ping, Pong, Remove, RemoveOk, Stat, StatOk
 
 if TYPE_CHECKING:
     from zfile.client.channel import Channel
@@ -38,6 +39,23 @@ class Removal:
         if self.error is None:
             return "removed"
         return "not found" if self.error.code is ErrorCode.NOT_FOUND else "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A daemon's answer to :meth:`FileOps.ping`: zfile ``version``,
+    ``protocol`` version, ``uptime`` (seconds), ``free`` bytes for new files
+    (None: the store has no such limit, as an object store), ``transfers``
+    running, ``curve`` (CurveZMQ on), and ``rtt`` the round trip of the
+    ping in seconds, measured by the client."""
+
+    version: str
+    protocol: int
+    uptime: float
+    free: int | None
+    transfers: int
+    curve: bool
+    rtt: float
 
 
 class FileOps:
@@ -81,6 +99,41 @@ class FileOps:
             out.extend(await self._remove_tree(prefix, dry_run))
         return out
 
+    async def move(self, name: str, to: str, *, clobber: bool = False) -> Entry:
+        """Rename the stored file ``name`` to ``to`` on the daemon and return
+        its entry under the new name.  On a local store it is one step (a
+        reader sees the old name or the new); on S3 a copy then a delete
+        (docs/s3.md).  Raises RemoteError: ``exists`` when ``to`` is stored
+        and ``clobber`` is off, ``not-found``, ``bad-request`` for a bad name
+        (the rules of uploads) or equal names."""
+        reply = await self._retry_busy(lambda: self._ask(lambda tid: Move(tid, name, to, clobber)))
+        assert isinstance(reply, MoveOk)
+        return reply.entry
+
+    async def stat(self, name: str) -> Entry:
+        """The catalog entry of the stored file ``name``: size (bytes),
+        mtime_ns, mode, algo and digest, received (seconds since the epoch),
+        peer.  Raises RemoteError (``not-found``, ``bad-request``)."""
+        reply = await self._retry_busy(lambda: self._ask(lambda tid: Stat(tid, name)))
+        assert isinstance(reply, StatOk)
+        return reply.entry
+
+    async def ping(self) -> Status:
+        """Ask the daemon how it is (:class:`Status`); a daemon busy with
+        every transfer slot taken still answers.  Raises TransportError
+        (PeerTimeout when nothing answers)."""
+        began = time.monotonic()
+        reply = await self._ask(lambda tid: Ping(tid))
+        rtt = time.monotonic() - began
+        assert isinstance(reply, Pong)
+        return Status(reply.version, reply.protocol, reply.uptime, reply.free, reply.transfers, reply.curve, rtt)
+
+    async def _ask(self, make: Callable[[int], Event]) -> Event:
+        """Send the request ``make(transfer id)`` on a new channel and return its answer."""
+        async with self._open() as channel:
+            await channel.send(make(channel.id))
+            return await channel.next()
+
     async def _remove_tree(self, prefix: str, dry_run: bool) -> list[Removal]:
         out: list[Removal] = []
         if dry_run:
@@ -120,4 +173,4 @@ def _removal(name: str, result: FileResult) -> Removal:
     return Removal(name, error=RemoteError(result.message, code=error_code(result.code)))
 
 
-__all__ = ["FileOps", "Removal"]
+__all__ = ["FileOps", "Removal", "Status"]

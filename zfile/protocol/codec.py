@@ -157,6 +157,10 @@ def _names(most: int) -> Check:
     return check
 
 
+def _entry(value: Any) -> Entry:
+    return Entry(**_fields(value, _ENTRY_SCHEMA, "entry"))
+
+
 def _results(most: int) -> Check:
     def check(value: Any) -> tuple[FileResult, ...]:
         if not isinstance(value, list):
@@ -269,6 +273,25 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "names": (_names(MAX_REMOVE_PAGE), ()),
         "results": (_results(max(MAX_MANY_FILES, MAX_REMOVE_PAGE)), _REQUIRED),
         "more": (_bool, False),
+    },
+    "MOVE": {
+        "id": (_ID, _REQUIRED),
+        "name": (_NAME, _REQUIRED),
+        "to": (_NAME, _REQUIRED),
+        "clobber": (_bool, False),
+    },
+    "MOVE-OK": {"id": (_ID, _REQUIRED), "entry": (_entry, _REQUIRED)},
+    "STAT": {"id": (_ID, _REQUIRED), "name": (_NAME, _REQUIRED)},
+    "STAT-OK": {"id": (_ID, _REQUIRED), "entry": (_entry, _REQUIRED)},
+    "PING": {"id": (_ID, _REQUIRED)},
+    "PONG": {
+        "id": (_ID, _REQUIRED),
+        "version": (_SHORT, _REQUIRED),
+        "protocol": (_COUNT, _REQUIRED),
+        "uptime": (_float, _REQUIRED),
+        "transfers": (_COUNT, _REQUIRED),
+        "curve": (_bool, _REQUIRED),
+        "free": (_COUNT, None),
     },
     "ERROR": {
         "id": (_int_range(-1, _U63), _REQUIRED),
@@ -484,6 +507,8 @@ def encode(event: Event) -> list[Buffer]:
             value = [_file_map(f) for f in value]
         elif isinstance(event, (PutManyOk, RemoveOk)) and key == "results":
             value = [_result_map(r) for r in value]
+        elif isinstance(value, Entry):
+            value = _entry_map(value)
         header[key] = value
     frames: list[Buffer] = [msgpack.packb(header, use_bin_type=True)]
     if isinstance(event, PutMany):

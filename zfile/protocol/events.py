@@ -305,6 +305,72 @@ class RemoveOk:
     more: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Client asks to rename the stored file ``name`` to ``to`` (client ->
+    server); ``clobber=False`` asks for an ``exists`` error rather than
+    replacing a stored file named ``to``."""
+
+    TYPE: ClassVar[str] = "MOVE"
+    id: int
+    name: str
+    to: str
+    clobber: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MoveOk:
+    """Server renamed the file (server -> client): ``entry`` is its entry
+    under the new name (size, mtime, digest, received and peer unchanged)."""
+
+    TYPE: ClassVar[str] = "MOVE-OK"
+    id: int
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    """Client asks for the catalog entry of ``name`` (client -> server)."""
+
+    TYPE: ClassVar[str] = "STAT"
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatOk:
+    """The entry of the file a :class:`Stat` named (server -> client)."""
+
+    TYPE: ClassVar[str] = "STAT-OK"
+    id: int
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Client asks how the daemon is (client -> server)."""
+
+    TYPE: ClassVar[str] = "PING"
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    """The daemon's state (server -> client): ``version`` of zfile,
+    ``protocol`` version, ``uptime`` in seconds, ``free`` bytes left for
+    new files (None when the store has no such limit: an object store),
+    ``transfers`` running, ``curve`` whether connections are CurveZMQ."""
+
+    TYPE: ClassVar[str] = "PONG"
+    id: int
+    version: str
+    protocol: int
+    uptime: float
+    transfers: int
+    curve: bool
+    free: int | None = None
+
+
 Event = (
     Put
     | PutMany
@@ -322,6 +388,12 @@ Event = (
     | Error
     | Remove
     | RemoveOk
+    | Move
+    | MoveOk
+    | Stat
+    | StatOk
+    | Ping
+    | Pong
 )
 
 EVENT_TYPES: dict[str, type] = {
@@ -343,5 +415,11 @@ EVENT_TYPES: dict[str, type] = {
         Error,
         Remove,
         RemoveOk,
+        Move,
+        MoveOk,
+        Stat,
+        StatOk,
+        Ping,
+        Pong,
     )
 }

@@ -46,6 +46,10 @@ from zfile.protocol.events import (
     GetMeta,
     ListPage,
     ListRequest,
+    Move,
+    MoveOk,
+    Ping,
+    Pong,
     Put,
     PutEnd,
     PutFile,
@@ -55,6 +59,8 @@ from zfile.protocol.events import (
     PutReady,
     Remove,
     RemoveOk,
+    Stat,
+    StatOk,
 )
 
 __all__ = [
@@ -94,8 +100,14 @@ __all__ = [
     "PutManyOk",
     "PutOk",
     "PutReady",
+    "Move",
+    "MoveOk",
+    "Ping",
+    "Pong",
     "Remove",
     "RemoveOk",
+    "Stat",
+    "StatOk",
 ]
 
 #: Default chunk size in bytes: large enough that zero-copy sends pay off
@@ -117,7 +129,7 @@ class State(Enum):
     GET_RECEIVING = "get-receiving"  # chunks flow server -> client under credit
     LIST_WAITING = "list-waiting"  # LIST sent, waiting for LIST-PAGE
     LIST_PAGED = "list-paged"  # a page arrived and more may be asked for
-    OP_WAITING = "op-waiting"  # a file operation (REMOVE...) sent, waiting for its answer
+    OP_WAITING = "op-waiting"  # a file operation (REMOVE, MOVE, STAT, PING) sent, waiting for its answer
     DONE = "done"
     FAILED = "failed"
 
@@ -161,7 +173,9 @@ _TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.LIST_PAGED, C, "LIST"): State.LIST_WAITING,
 }
 # File operations: one request, one answer.  (request, answer) pairs.
-OPERATIONS: dict[str, str] = {"REMOVE": "REMOVE-OK"}
+OPERATIONS: dict[str, str] = {"REMOVE": "REMOVE-OK", "MOVE": "MOVE-OK", "STAT": "STAT-OK", "PING": "PONG"}
+# answer -> the kind of transfer it answers
+_ANSWERS = {answer: request.lower() for request, answer in OPERATIONS.items()}
 for _request, _answer in OPERATIONS.items():
     _TRANSITIONS[(State.IDLE, C, _request)] = State.OP_WAITING
     _TRANSITIONS[(State.OP_WAITING, S, _answer)] = State.DONE
@@ -223,7 +237,7 @@ class Transfer:
         self.credit = 0
         self.resume_offset = 0
         self.resume_digest: bytes | None = None
-        self.kind = ""  # "put", "put-many", "get", "list" or "remove", from the opening message
+        self.kind = ""  # "put", "put-many", "get", "list", or a file operation ("remove"...), from the opening message
         self.files = 0  # files in a PUT-MANY, names in a REMOVE
         self.limit = 0  # most entries a REMOVE of a prefix may answer for
         self.more = False
@@ -297,6 +311,8 @@ class Transfer:
 
     def _apply(self, event: Event, nxt: State) -> State:
         """Counter rules; raise ValueError with the reason to refuse."""
+        if event.TYPE in _ANSWERS and _ANSWERS[event.TYPE] != self.kind:
+            raise ValueError(f"{event.TYPE} answers a {_ANSWERS[event.TYPE].upper()}, not a {self.kind.upper()}")
         if isinstance(event, Put):
             if event.inline:
                 if event.digest is None:
@@ -389,6 +405,8 @@ class Transfer:
             self.kind = "remove"
             self.files = len(event.names)
             self.limit = event.limit if event.prefix else 0
+        elif isinstance(event, (Move, Stat, Ping)):
+            self.kind = event.TYPE.lower()
         elif isinstance(event, RemoveOk):
             found = len(event.results)
             if not self.limit and (found != self.files or event.names):

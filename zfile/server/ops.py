@@ -1,4 +1,5 @@
-"""File operations on stored files: the daemon's side of REMOVE.
+"""File operations on stored files: the daemon's side of REMOVE, MOVE, STAT
+and PING.
 
 Each operation is one request and one answer (docs/protocol.md, "File
 operations"); :class:`Operations` turns a request into its answer through
@@ -12,11 +13,14 @@ answered with an ERROR by :mod:`zfile.server.sessions`.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
+from zfile import __version__
 from zfile.errors import ZfileError
-from zfile.protocol import page_fit
+from zfile.protocol import PROTOCOL_VERSION, page_fit
 from zfile.protocol.codec import MAX_HEADER_BYTES
-from zfile.protocol.events import Event, FileResult, Remove, RemoveOk
+from zfile.protocol.events import Event, FileResult, Move, MoveOk, Ping, Pong, Remove, RemoveOk, Stat, StatOk
 from zfile.store import Store
 
 # The same logger as the transfers': operators filter the daemon's records by it.
@@ -24,16 +28,27 @@ log = logging.getLogger("zfile.server")
 
 
 class Operations:
-    """Answers to file operations on ``store``."""
+    """Answers to file operations on ``store``; ``running`` counts the
+    transfers in flight (for PING), ``curve`` says whether the socket speaks
+    CurveZMQ (set by the server once it is bound)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, running: Callable[[], int]) -> None:
         self.store = store
+        self.running = running
+        self.curve = False
+        self._started = time.monotonic()
 
     async def answer(self, request: Event, who: str) -> Event:
         """The answer to ``request`` from the peer ``who`` (its CURVE key or
         address, for the log).  ZfileError when the whole request fails."""
         if isinstance(request, Remove):
             return await self.remove(request, who)
+        if isinstance(request, Move):
+            return await self.move(request, who)
+        if isinstance(request, Stat):
+            return StatOk(request.id, await self.store.lookup(request.name))
+        if isinstance(request, Ping):
+            return self.ping(request)
         raise TypeError(f"{request.TYPE} is not a file operation")
 
     async def remove(self, req: Remove, who: str) -> RemoveOk:
@@ -50,6 +65,30 @@ class Operations:
         names = tuple(e.name for e in entries[:count])
         results = tuple([await self._remove_one(name, who) for name in names])
         return RemoveOk(req.id, names, results, more=len(entries) > count)
+
+    async def move(self, req: Move, who: str) -> MoveOk:
+        """Rename ``req.name`` to ``req.to`` through Store.rename (its
+        errors raised: BadName, NotFound, Exists, ...)."""
+        try:
+            entry = await self.store.rename(req.name, req.to, clobber=req.clobber)
+        except ZfileError as exc:
+            log.info("peer=%s move name=%r to=%r refused: %s", who, req.name, req.to, exc)
+            raise
+        log.info("peer=%s moved name=%r to=%r bytes=%d", who, req.name, req.to, entry.size)
+        return MoveOk(req.id, entry)
+
+    def ping(self, req: Ping) -> Pong:
+        """The daemon's figures: free bytes from Store.usage (None for a
+        store without a limit), uptime in seconds since this daemon started."""
+        return Pong(
+            req.id,
+            version=__version__,
+            protocol=PROTOCOL_VERSION,
+            uptime=time.monotonic() - self._started,
+            transfers=self.running(),
+            curve=self.curve,
+            free=self.store.usage().free,
+        )
 
     async def _remove_one(self, name: str, who: str) -> FileResult:
         try:

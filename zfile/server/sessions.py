@@ -135,7 +135,8 @@ class Transfers:
             "LIST": self._list_page,
             **dict.fromkeys(protocol.OPERATIONS, self._operation),
         }
-        self.operations = Operations(store)
+        # A PING's own session is running while it counts the others.
+        self.operations = Operations(store, running=lambda: self.active() - 1)
 
     # -- the session table -------------------------------------------------------
 
