@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Client": "zfile.client.client",
     "Result": "zfile.client.client",
+    "Removal": "zfile.client.ops",
+    "Status": "zfile.client.ops",
     "ClientConfig": "zfile.client.config",
     "SyncClient": "zfile.client.sync",
     "Progress": "zfile.client.channel",

@@ -28,6 +28,7 @@ from zfile.cli.common import (
     run,
     timeout_option,
 )
+from zfile.cli.ops import mv, rm, stat
 from zfile.cli.serve import keygen, serve
 from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
 from zfile.client.filters import Filter
@@ -53,6 +54,9 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(keygen)
+main.add_command(rm)
+main.add_command(mv)
+main.add_command(stat)
 
 
 @main.command(short_help="Send files and directories to the daemon.")

@@ -29,6 +29,7 @@ from pathlib import Path
 from zfile.client import stream as streams
 from zfile.client.channel import Channel, Progress, error_code, no_progress
 from zfile.client.config import ClientConfig
+from zfile.client.ops import FileOps, Removal
 from zfile.client.pacing import TokenBucket
 from zfile.client.smallfiles import read_wholes
 from zfile.errors import (
@@ -90,7 +91,7 @@ def is_part_name(basename: str) -> bool:
     return basename.startswith(".") and basename.endswith((PART_SUFFIX, PART_SUFFIX + ".json"))
 
 
-class Client:
+class Client(FileOps):
     """A connection to one zfile daemon, configured by a :class:`ClientConfig`
     (or an endpoint string, short for ``ClientConfig(endpoint)``).
 
@@ -434,4 +435,4 @@ def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None
         return 0, None
 
 
-__all__ = ["Client", "ClientConfig", "Progress", "Result", "is_part_name", "part_paths"]
+__all__ = ["Client", "ClientConfig", "Progress", "Removal", "Result", "is_part_name", "part_paths"]
