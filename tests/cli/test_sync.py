@@ -208,3 +208,46 @@ def test_dry_run_and_delete_refuse_several_nodes(tmp_path):
     for flag in ("-n", "--delete"):
         res = zfile_cli("send", str(src), "--to", "127.0.0.1:1,127.0.0.1:2", flag, check=False)
         assert res.returncode == 2 and "one daemon at a time" in res.stderr
+
+
+def test_send_delete_removes_only_what_the_tree_no_longer_has(daemon, tmp_path):
+    src = photos(tmp_path / "src")
+    zfile_cli("send", str(src), "--prefix", "ds", "--to", daemon.endpoint)
+    outside = write(tmp_path / "photos-2" / "x.jpg")
+    zfile_cli("send", str(outside.parent), "--prefix", "ds", "--to", daemon.endpoint)  # ds/photos-2/: a sibling
+    zfile_cli("send", str(write(tmp_path / "top.txt")), "--prefix", "ds", "--to", daemon.endpoint)
+    (src / "b.log").unlink()
+    shutil.rmtree(src / "raw")
+    (src / "keep.log").unlink()
+    (src / "keep.log").symlink_to("a.jpg")  # send skips the link, but the tree still has keep.log
+    (src / "a.jpg").unlink()
+    res = zfile_cli(
+        "send", str(src), "--prefix", "ds/", "--to", daemon.endpoint, "--delete", "--exclude", "/raw/", check=False
+    )  # fmt: skip
+    assert res.returncode == 1 and "skipped" in res.stderr  # the link, as always
+    assert "; 2 deleted; 0 failed" in summary(res), res.stdout
+    assert set(listing(daemon)) == {
+        "ds/photos/keep.log", "ds/photos/raw/c.cr2", "ds/photos/sub/d.jpg", "ds/photos-2/x.jpg", "ds/top.txt",
+    }  # fmt: skip
+
+
+def test_a_failed_send_deletes_nothing(tmp_path):
+    small = start_daemon(tmp_path / "store", tmp_path / "d.log", "--max-file-size", "100000")
+    try:
+        src = photos(tmp_path / "src")
+        shutil.rmtree(src / "sub")
+        zfile_cli("send", str(src), "--to", small.endpoint)
+        before = set(listing(small))
+        (src / "b.log").unlink()
+        write(src / "huge.bin", os.urandom(200_000))  # over the daemon's --max-file-size
+        res = zfile_cli("send", str(src), "--to", small.endpoint, "--delete", check=False)
+        assert res.returncode == 1 and "nothing was deleted, as 1 file(s) failed" in res.stderr
+        assert set(listing(small)) == before and "photos/b.log" in before
+        # A directory whose content cannot be known (its name is not UTF-8) stops --delete too.
+        (src / "huge.bin").unlink()
+        write(Path(os.fsdecode(bytes(src) + b"/d\xe9j\xe0")) / "x.jpg")
+        res = zfile_cli("send", str(src), "--to", small.endpoint, "--delete", check=False)
+        assert res.returncode == 1 and "nothing was deleted, as" in res.stderr and "could not be read" in res.stderr
+        assert "photos/b.log" in listing(small)
+    finally:
+        assert small.stop() == 0

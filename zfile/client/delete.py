@@ -155,14 +155,18 @@ def can_delete_remote(client: Client) -> bool:
 
 async def delete_remote(client: Client, names: Sequence[str]) -> list[Deleted]:
     """Remove the stored ``names`` on the daemon, one :class:`Deleted` each
-    in order; a name already gone counts as deleted.  Raises
+    in order; a name already gone counts as deleted, and a request the
+    daemon refuses whole (or a lost connection) fails every name.  Raises
     :class:`LocalFileError` when this client has no remove request
-    (:func:`can_delete_remote`), and the client's transport errors."""
+    (:func:`can_delete_remote`)."""
     if not names:
         return []
     if not can_delete_remote(client):
         raise LocalFileError("this zfile cannot remove files on the daemon: its protocol has no remove request")
-    removals = await client.remove(list(names))  # type: ignore[attr-defined]
+    try:
+        removals = await client.remove(list(names))  # type: ignore[attr-defined]
+    except ZfileError as exc:  # the request refused whole, or the link lost: each name failed
+        return [Deleted(name, exc) for name in names]
     done = []
     for removal in removals:
         error = removal.error
