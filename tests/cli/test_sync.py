@@ -98,7 +98,7 @@ def test_get_filters_match_relative_to_the_prefix(daemon, tmp_path):
     out = tmp_path / "out"
     res = zfile_cli(
         "get", "photos/", "--from", daemon.endpoint, "-o", str(out), "--exclude", "/sub", "--exclude", "*.log"
-    )  # noqa: E501
+    )
     assert sorted(snapshot(out / "photos")) == ["a.jpg", "raw", "raw/c.cr2"]
     assert "; 3 excluded" in summary(res)
 
@@ -163,6 +163,12 @@ def test_a_failed_run_deletes_nothing_and_says_so(daemon, tmp_path):
     assert res.returncode == 1
     assert "nothing was deleted, as 1 file(s) failed" in res.stderr and stale.is_file()
     assert "; 0 deleted; 1 failed" in summary(res)
+    # A dry run says the same of the run it stands for.
+    res = zfile_cli(
+        "get", "photos/", "nothing/", "--from", daemon.endpoint, "-o", str(out), "-n", "--delete", check=False
+    )
+    assert res.returncode == 1 and "nothing would be deleted, as 1 file(s) failed" in res.stderr
+    assert "zfile: error: nothing/: no such file" in res.stderr and "; 0 deleted; 1 failed" in summary(res)
     # A destination that cannot be written fails a file: nothing is deleted either.
     shutil.rmtree(out / "photos" / "sub")
     write(out / "photos" / "sub")  # a file where the directory sub/ must go

@@ -127,6 +127,8 @@ def send(
             if dry_run:
                 result.outcomes = list(plan.skipped)
                 if delete:
+                    result.no_delete = _delete_refused(result, plan.unread)
+                if delete and not result.no_delete:
                     result.deleted = [Deleted(n) for n in await remote_deletions(client, plan, filters)]
                 return result
             with progress_bar(sum(size for *_, size in todo), quiet or as_json, "send") as bar, notes(bar, quiet):
@@ -179,6 +181,8 @@ def get(
             if dry_run:
                 result.outcomes = plan.missing + plan.skipped
                 if delete:
+                    result.no_delete = _delete_refused(result)
+                if delete and not result.no_delete:
                     result.deleted = [Deleted(shown(p)) for p in await _local_deletions(plan, filters)]
                 return result
             with progress_bar(sum(e.size for e, _ in todo), quiet or as_json, "get") as bar, notes(bar, quiet):
@@ -205,7 +209,7 @@ def finish(result: Run, quiet: bool, as_json: bool) -> None:
     failed or was skipped."""
     delete_failed = [d for d in result.deleted if d.error is not None]
     if result.no_delete:
-        click.echo(f"zfile: --delete: nothing was deleted, as {result.no_delete}", err=True)
+        click.echo(f"zfile: --delete: {_nothing_deleted(result)}", err=True)
     if as_json:
         _print_json(result)
         failed = result.transfer_failed() or delete_failed
@@ -229,6 +233,10 @@ def finish(result: Run, quiet: bool, as_json: bool) -> None:
     )
 
 
+def _nothing_deleted(result: Run) -> str:
+    return f"nothing {'would be' if result.dry_run else 'was'} deleted, as {result.no_delete}"
+
+
 def _print_dry(result: Run, quiet: bool) -> None:
     verb = "send" if result.verb == "sent" else "fetch"
     for name, path, size in result.todo:
@@ -240,15 +248,19 @@ def _print_dry(result: Run, quiet: bool) -> None:
         click.echo(f"delete    {d.name}")
     for name in result.excluded:
         click.echo(f"exclude   {shown(name)}")
-    for o in result.outcomes:
-        click.echo(f"zfile: {'skipped' if isinstance(o.error, Skipped) else 'error'}: {o.name}: {o.error}", err=True)
+    skipped = [o for o in result.outcomes if isinstance(o.error, Skipped)]
+    failed = [o for o in result.outcomes if not isinstance(o.error, Skipped)]
+    for o in skipped:
+        click.echo(f"zfile: skipped '{o.name}': {o.error}", err=True)
+    for o in failed:
+        click.echo(f"zfile: error: {o.name}: {o.error}", err=True)
     if not quiet:
         nbytes = sum(size for *_, size in result.todo)
         click.echo(
             f"dry run: would have {result.verb} {len(result.todo)} file(s), {nbytes / 1e6:.1f} MB; "
-            f"{len(result.unchanged)} unchanged; {len(result.deleted)} deleted; 0 failed"
+            f"{len(result.unchanged)} unchanged; {len(result.deleted)} deleted; {len(failed)} failed"
             + (f"; {len(result.excluded)} excluded" if result.excluded else "")
-            + (f"; {len(result.outcomes)} skipped" if result.outcomes else "")
+            + (f"; {len(skipped)} skipped" if skipped else "")
             + "; nothing was changed"
         )
     if result.outcomes:
@@ -315,7 +327,7 @@ def _print_json(result: Run) -> None:
         }
     )
     if result.no_delete:
-        summary["error"] = summary["error"] or f"--delete: nothing was deleted, as {result.no_delete}"
+        summary["error"] = summary["error"] or f"--delete: {_nothing_deleted(result)}"
     click.echo(json.dumps([summary], indent=1))
 
 
