@@ -8,7 +8,8 @@ until the debt is paid back, so over any span of ``t`` seconds at most
 ``burst + rate * t`` bytes go, and pieces are spread out evenly in between
 rather than sent in bursts.  Pieces are kept to at most :attr:`quantum`
 bytes (a twentieth of a second's worth, at least 4 KiB) by the loops that
-cut chunks, so one large chunk is not a burst either.
+cut chunks, so one large chunk is not a burst either; only after a stall
+(an idle spell, a delayed wake-up) may up to ``burst`` bytes go at once.
 
 All the transfers of one client share its bucket: the rate is that of the
 client's connection, not of each file.
@@ -49,7 +50,9 @@ class TokenBucket:
     """Paces bytes to ``rate`` bytes per second (module docstring).
 
     ``burst`` is how many bytes may go at once after an idle spell (default:
-    :attr:`quantum`).  ``clock`` (seconds, monotonic) and ``sleep`` (an
+    a fifth of a second's worth, at least :attr:`quantum`): enough that a
+    wake-up the scheduler delays is made up for, not lost, on a busy
+    machine.  ``clock`` (seconds, monotonic) and ``sleep`` (an
     awaitable of seconds) are injectable for tests; they default to
     :func:`time.monotonic` and :func:`asyncio.sleep`.  Raises
     :class:`ValueError` for a rate that is not positive.
@@ -68,7 +71,7 @@ class TokenBucket:
         self.rate = float(rate)
         #: The largest piece a sender should cut at this rate (bytes).
         self.quantum = max(MIN_QUANTUM, int(rate / 20))
-        self.burst = self.quantum if burst is None else burst
+        self.burst = max(self.quantum, int(rate / 5)) if burst is None else burst
         self._clock = clock
         self._sleep = sleep
         self._tokens = float(self.burst)
