@@ -250,22 +250,38 @@ def get(
     )
 
 
-def _ls_line(entry: Entry) -> str:
+def human_size(size: int) -> str:
+    """``size`` bytes as ``ls -h`` shows it: powers of 1024 with K, M, G, T, P
+    and one decimal below 10 (``1.5K``, ``20M``), plain bytes below 1024."""
+    value = float(size)
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if value < 1024 or unit == "P":
+            if not unit:
+                return str(size)
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _ls_line(entry: Entry, human: bool = False) -> str:
     """One entry as ``ls`` prints it; the name escaped (:func:`shown`): a name
     is the daemon's input, and a control character in it (U+009B is CSI)
     would be obeyed by the terminal."""
     when = datetime.fromtimestamp(entry.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
-    return f"{entry.size:>14,}  {when}  {entry.digest.hex()[:12]}  {shown(entry.name)}"
+    size = f"{human_size(entry.size):>6}" if human else f"{entry.size:>14,}"
+    return f"{size}  {when}  {entry.digest.hex()[:12]}  {shown(entry.name)}"
 
 
 @main.command(name="ls", short_help="List stored files.")
 @click.argument("prefix", default="")
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of entries.")
+@click.option("--human", is_flag=True, help="Sizes as ls -h shows them: 1.5K, 20M (K = 1024).")
 @timeout_option
-def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
+def ls(prefix: str, conn: Connection, as_json: bool, human: bool, timeout: float) -> None:
     """List stored files (those under PREFIX), streamed page by page: size in
-    bytes, mtime, the digest's first 12 hex digits, name.
+    bytes (with --human in K, M, G of 1024), mtime, the digest's first 12 hex
+    digits, name.  Every file below PREFIX is listed, at any depth.
 
     \b
     Examples:
@@ -285,7 +301,7 @@ def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
                 if as_json:
                     click.echo(("\n" if first else ",\n") + json.dumps(entry_json(entry)), nl=False)
                 else:
-                    click.echo(_ls_line(entry))
+                    click.echo(_ls_line(entry, human))
                 first = False
             if as_json:
                 click.echo("\n]" if not first else "]")
