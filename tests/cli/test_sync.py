@@ -91,6 +91,8 @@ def test_send_filters_match_relative_to_each_tree(daemon, tmp_path):
     assert set(listing(daemon)) == {"photos/a.jpg", "photos/keep.log", "photos/sub/d.jpg"}
     assert summary(res).startswith("sent 3 file(s)") and "; 2 excluded" in summary(res)
     assert res.returncode == 0
+    res = zfile_cli("send", str(src), "--to", daemon.endpoint, "--exclude-from", str(tmp_path / "none"), check=False)
+    assert res.returncode == 2 and "cannot read the exclude file" in res.stderr
 
 
 def test_get_filters_match_relative_to_the_prefix(daemon, tmp_path):

@@ -14,7 +14,7 @@ import click
 from zfile.client.filters import Filter
 from zfile.client.pacing import parse_rate
 from zfile.client.tree import normalize_prefix
-from zfile.errors import BadName
+from zfile.errors import BadName, LocalFileError
 
 
 def _prefix(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
@@ -43,6 +43,8 @@ def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
             filters = Filter.from_rules(exclude, include, exclude_from)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--exclude/--include") from None
+        except LocalFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--exclude-from") from None
         return command(*args, filters=filters, **kw)
 
     options = (
