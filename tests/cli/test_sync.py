@@ -76,6 +76,11 @@ def test_prefix_with_fan_out(tmp_path):
         assert [r["result"] for r in json.loads(res.stdout)] == ["ok", "ok"]
         for d in nodes:
             assert (d.root / "runs" / "42" / "model.ckpt").read_bytes() == src.read_bytes()
+        zfile_cli("send", str(write(tmp_path / "notes.txt")), "--prefix", "runs/42", "--to", to)
+        out = tmp_path / "out"
+        zfile_cli("get", "runs/", "--from", to, "-o", str(out), "--exclude", "*.ckpt")
+        got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+        assert got == sorted(f"{d.endpoint.split('//')[1].replace(':', '_')}/runs/42/notes.txt" for d in nodes)
     finally:
         for d in nodes:
             assert d.stop() == 0
