@@ -40,7 +40,6 @@ from zfile.cli.fanout import report_json
 from zfile.client.client import Client
 from zfile.client.delete import (
     Deleted,
-    can_delete_remote,
     delete_local,
     delete_remote,
     local_deletions,
@@ -50,7 +49,7 @@ from zfile.client.fanout import NodeReport, node_label, tree_digest
 from zfile.client.filters import Filter
 from zfile.client.quickcheck import Compare, remote_entries, same, unchanged_downloads
 from zfile.client.tree import DownloadPlan, Outcome, UploadPlan, fetch, plan_download, send_paths, shown
-from zfile.errors import LocalFileError, Skipped
+from zfile.errors import Skipped
 from zfile.protocol.digest import DEFAULT_ALGO
 
 
@@ -113,11 +112,6 @@ def send(
 
     async def go() -> Run:
         async with conn.client(timeout, bwlimit) as client:
-            if delete and not dry_run and not can_delete_remote(client):
-                raise LocalFileError(
-                    "--delete on send needs the daemon's remove request, which this zfile does not have; "
-                    "nothing was sent"
-                )
             skip, entries = await _quick_uploads(client, plan, compare)
             todo = [f for f, same_here in zip(plan.files, skip, strict=True) if not same_here]
             for (path, name, size), same_here in zip(plan.files, skip, strict=True):

@@ -147,24 +147,15 @@ async def remote_deletions(client: Client, plan: UploadPlan, filters: Filter = N
     return sorted({name for (name, _), there in zip(candidates, present, strict=True) if not there})
 
 
-def can_delete_remote(client: Client) -> bool:
-    """True when this client can ask the daemon to remove files (the
-    protocol's remove request, ``Client.remove``)."""
-    return callable(getattr(client, "remove", None))
-
-
 async def delete_remote(client: Client, names: Sequence[str]) -> list[Deleted]:
     """Remove the stored ``names`` on the daemon, one :class:`Deleted` each
     in order; a name already gone counts as deleted, and a request the
-    daemon refuses whole (or a lost connection) fails every name.  Raises
-    :class:`LocalFileError` when this client has no remove request
-    (:func:`can_delete_remote`)."""
+    daemon refuses whole (or a lost connection) fails every name, never
+    raised (REMOVE, docs/protocol.md)."""
     if not names:
         return []
-    if not can_delete_remote(client):
-        raise LocalFileError("this zfile cannot remove files on the daemon: its protocol has no remove request")
     try:
-        removals = await client.remove(list(names))  # type: ignore[attr-defined]
+        removals = await client.remove(list(names))
     except ZfileError as exc:  # the request refused whole, or the link lost: each name failed
         return [Deleted(name, exc) for name in names]
     done = []
@@ -176,4 +167,4 @@ async def delete_remote(client: Client, names: Sequence[str]) -> list[Deleted]:
     return done
 
 
-__all__ = ["Deleted", "can_delete_remote", "delete_local", "delete_remote", "local_deletions", "remote_deletions"]
+__all__ = ["Deleted", "delete_local", "delete_remote", "local_deletions", "remote_deletions"]
