@@ -220,7 +220,8 @@ def get(
     unchanged and deleted, and changes nothing.  --delete removes, under
     each prefix's local directory, the regular files the daemon no longer
     holds (never excluded ones, links, or anything outside OUT), then the
-    directories that emptied; only after every file was fetched.
+    directories that emptied; only after every file was fetched.  --bwlimit
+    paces the bytes fetched (K = 1024).
 
     \b
     Examples:
