@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Client": "zfile.client.client",
     "Result": "zfile.client.client",
+    "Removal": "zfile.client.ops",
+    "Status": "zfile.client.ops",
     "ClientConfig": "zfile.client.config",
     "SyncClient": "zfile.client.sync",
     "Progress": "zfile.client.channel",
@@ -31,6 +33,7 @@ _EXPORTS = {
     "DownloadPlan": "zfile.client.tree",
     "plan_download": "zfile.client.tree",
     "fetch": "zfile.client.tree",
+    "Filter": "zfile.client.filters",
     "Entry": "zfile.protocol.events",
     "ClientCurve": "zfile.transport.sockets",
     "load_keypair": "zfile.transport.curve",

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.protocol import ops_cases
 from zfile.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from zfile.protocol.codec import (
     MAX_FRAMES,
@@ -364,6 +365,13 @@ EDGES: dict[str, list[Any]] = {
     "results": [[{}], [{"code": "exists", "message": "m"}], [{"digest": D1, "x-future": 1}]],
 }
 
+# The file operations' messages (tests/protocol/ops_cases.py).
+EXAMPLES += ops_cases.EXAMPLES
+for _table, _cases in ((BASE, ops_cases.BASE), (REQUIRED, ops_cases.REQUIRED), (KINDS, ops_cases.KINDS)):
+    _table.update(_cases)
+for _table, _cases in ((BAD, ops_cases.BAD), (EDGES, ops_cases.EDGES)):
+    _table.update(_cases)
+
 FIELD_CASES = [(kind, key) for kind, fields in KINDS.items() for key in fields]
 
 
@@ -476,6 +484,7 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
         message=texts,
     ),
 }
+EVENT_STRATEGIES.update(ops_cases.STRATEGIES)
 any_event = st.one_of(*EVENT_STRATEGIES.values())
 buffer_types = st.sampled_from([bytes, bytearray, memoryview])
 
@@ -562,8 +571,10 @@ def test_unknown_entry_fields_are_ignored():
 def test_values_at_the_edges_of_each_range_are_accepted(kind, key):
     for value in EDGES[KINDS[kind][key]]:
         event = decode(frames_of(header_of(BASE[kind]) | {key: value}, BASE[kind]))
-        if key in ("entries", "files", "results"):
+        if key in ("entries", "files", "results", "names"):
             assert len(getattr(event, key)) == len(value)
+        elif key == "entry":
+            assert event.entry.name == value["name"]
         else:
             assert getattr(event, key) == value
 
@@ -927,6 +938,7 @@ _OPEN = [
     State.GET_RECEIVING,
     State.LIST_WAITING,
     State.LIST_PAGED,
+    *ops_cases.OPEN_STATES,
 ]
 
 EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
@@ -949,6 +961,7 @@ EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.LIST_WAITING, S, "LIST-PAGE"): State.LIST_PAGED,
     (State.LIST_PAGED, C, "LIST"): State.LIST_WAITING,
     (State.DONE, C, "CREDIT"): State.DONE,
+    **ops_cases.TRANSITIONS,
     **{(s, S, "ERROR"): State.FAILED for s in _OPEN},
     **{(s, C, "CANCEL"): State.FAILED for s in _OPEN},
 }
@@ -1035,6 +1048,10 @@ PROBES: list[Event] = [
     Cancel(ID),
     Error(ID, ErrorCode.INTERNAL.value, "internal error"),
 ]
+
+STEPS.update(ops_cases.STEPS)
+FINISHED += ops_cases.FINISHED
+PROBES += ops_cases.PROBES
 
 
 def _kind(event: Event) -> str:
@@ -1583,6 +1600,8 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Transfer) -> Event:
         return ListPage(ID, (), draw(st.booleans()))
     if kind == "CANCEL":
         return Cancel(ID)
+    if kind in ops_cases.KINDS_OF_EVENTS:
+        return draw(ops_cases.event_of_kind(kind, t))
     assert kind == "ERROR"
     return Error(ID, draw(st.sampled_from([c.value for c in ErrorCode])), "x")
 

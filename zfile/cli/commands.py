@@ -7,35 +7,32 @@ failed or an entry was skipped, 2 usage, 130 interrupted).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
-import time
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from zfile import __version__
-from zfile.cli import fanout
+from zfile.cli import fanout, transfer
 from zfile.cli.boundary import Group
 from zfile.cli.common import (
     Connection,
-    Tally,
     compare_mode,
     compare_options,
     endpoint_option,
     json_option,
-    notes,
     progress_bar,
     quiet_option,
-    report,
     run,
     timeout_option,
 )
+from zfile.cli.ops import mv, rm, stat
 from zfile.cli.serve import keygen, serve
-from zfile.client.quickcheck import unchanged_downloads, unchanged_uploads
-from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
+from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
+from zfile.client.filters import Filter
+from zfile.client.tree import plan_upload, shown
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
 
@@ -57,6 +54,9 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(keygen)
+main.add_command(rm)
+main.add_command(mv)
+main.add_command(stat)
 
 
 @main.command(short_help="Send files and directories to the daemon.")
@@ -76,6 +76,11 @@ main.add_command(keygen)
     is_flag=True,
     help="Inside directories, send what symbolic links point to instead of skipping them.",
 )
+@prefix_option
+@filter_options
+@dry_run_option
+@delete_option("on the daemon")
+@bwlimit_option
 @quiet_option
 @json_option
 @timeout_option
@@ -87,6 +92,11 @@ def send(
     ignore_times: bool,
     relative: bool,
     copy_links: bool,
+    prefix: str,
+    filters: Filter,
+    dry_run: bool,
+    delete: bool,
+    bwlimit: int | None,
     quiet: bool,
     as_json: bool,
     timeout: float,
@@ -105,18 +115,29 @@ def send(
     unfinished file.  With several nodes (--to A,B or @FILE) every node gets
     the files at once and a report line; exit 1 if any failed.
 
+    --prefix DIR/ stores everything under DIR.  --exclude, --include and
+    --exclude-from take gitignore patterns, matched against paths relative
+    to each directory named (a file named on its own: its basename); the
+    last matching rule decides, --include after --exclude.  -n shows what
+    would be sent, left unchanged and deleted, and changes nothing.
+    --delete removes from the daemon, under each directory named, the
+    stored files the directory no longer has (never excluded ones), once
+    every file was sent; a run with a failure deletes nothing.  --bwlimit
+    paces the bytes sent (K = 1024).
+
     \b
     Examples:
       zfile send big.bin photos/ --to node7
-      zfile send -R a/x.txt b/x.txt --to node7     # stored as a/x.txt, b/x.txt
       zfile send model.ckpt --to node1,node2,node3   # every node at once
+      zfile send data/ --prefix datasets/ --exclude '*.tmp' --delete -n --to node7
     """
-    plan = plan_upload(paths, relative=relative, copy_links=copy_links)
+    plan = plan_upload(paths, relative=relative, copy_links=copy_links, prefix=prefix, filters=filters)
     compare = compare_mode(checksum, ignore_times)
-    if conn.nodes or as_json:
+    if conn.nodes:
+        _one_daemon_only(dry_run, delete)
         bar = functools.partial(progress_bar, quiet=quiet or as_json)
         fanout.send(
-            conn.node_configs(timeout),
+            conn.node_configs(timeout, bwlimit),
             plan,
             clobber=not no_clobber,
             compare=compare,
@@ -125,23 +146,24 @@ def send(
             bar=bar,
         )
         return
-    unchanged = 0
+    transfer.send(
+        conn,
+        plan,
+        clobber=not no_clobber,
+        compare=compare,
+        filters=filters,
+        dry_run=dry_run,
+        delete=delete,
+        quiet=quiet,
+        as_json=as_json,
+        timeout=timeout,
+        bwlimit=bwlimit,
+    )
 
-    async def go() -> list[Outcome]:
-        nonlocal unchanged
-        async with conn.client(timeout) as client:
-            skip = await unchanged_uploads(client, plan.files, compare)
-            todo = dataclasses.replace(plan, files=[f for f, same in zip(plan.files, skip, strict=True) if not same])
-            unchanged = len(plan.files) - len(todo.files)
-            with progress_bar(sum(size for *_, size in todo.files), quiet, "send") as bar, notes(bar, quiet):
-                tally = Tally("send", len(todo.files), bar)
-                return await send_paths(
-                    client, paths, clobber=not no_clobber, progress=bar.update, plan=todo, on_file=tally.file_done
-                )
 
-    began = time.monotonic()
-    outcomes = run(go)
-    report(outcomes, "sent", began, quiet, unchanged)
+def _one_daemon_only(dry_run: bool, delete: bool) -> None:
+    if dry_run or delete:
+        raise click.UsageError(f"{'--dry-run' if dry_run else '--delete'} works with one daemon at a time")
 
 
 @main.command(short_help="Fetch files or prefixes from the daemon.")
@@ -157,6 +179,10 @@ def send(
     help="Directory to write into.",
 )
 @compare_options
+@filter_options
+@dry_run_option
+@delete_option("locally")
+@bwlimit_option
 @quiet_option
 @json_option
 @timeout_option
@@ -166,6 +192,10 @@ def get(
     out: str,
     checksum: bool,
     ignore_times: bool,
+    filters: Filter,
+    dry_run: bool,
+    delete: bool,
+    bwlimit: int | None,
     quiet: bool,
     as_json: bool,
     timeout: float,
@@ -185,52 +215,74 @@ def get(
     OUT/<node>/ (the node's host, or HOST_PORT), all nodes at once, with a
     report line per node; exit 1 if any failed.
 
+    --exclude, --include and --exclude-from match paths relative to each
+    prefix named, as send's do.  -n shows what would be fetched, left
+    unchanged and deleted, and changes nothing.  --delete removes, under
+    each prefix's local directory, the regular files the daemon no longer
+    holds (never excluded ones, links, or anything outside OUT), then the
+    directories that emptied; only after every file was fetched.  --bwlimit
+    paces the bytes fetched (K = 1024).
+
     \b
     Examples:
-      zfile get big.bin --from node7                 # writes ./big.bin
       zfile get photos/ --from node7 -o ./back       # writes ./back/photos/...
       zfile get logs/ --from @nodes.txt -o ./collected   # ./collected/<node>/logs/...
+      zfile get photos/ --from node7 -o ./back --delete --exclude '*.raw'
     """
     compare = compare_mode(checksum, ignore_times)
-    if conn.nodes or as_json:
+    if conn.nodes:
+        _one_daemon_only(dry_run, delete)
         bar = functools.partial(progress_bar, quiet=quiet or as_json)
-        fanout.get(conn.node_configs(timeout), names, Path(out), compare=compare, quiet=quiet, as_json=as_json, bar=bar)
+        configs = conn.node_configs(timeout, bwlimit)
+        fanout.get(configs, names, Path(out), compare=compare, filters=filters, quiet=quiet, as_json=as_json, bar=bar)
         return
-    unchanged = 0
-
-    async def go() -> list[Outcome]:
-        nonlocal unchanged
-        Tally("get", 0)  # until the names are resolved: nothing done, nothing to resume
-        async with conn.client(timeout) as client:
-            plan = await plan_download(client, names, Path(out))
-            skip = await unchanged_downloads(plan.files, compare)
-            todo = dataclasses.replace(plan, files=[f for f, same in zip(plan.files, skip, strict=True) if not same])
-            unchanged = len(plan.files) - len(todo.files)
-            with progress_bar(sum(e.size for e, _ in todo.files), quiet, "get") as bar, notes(bar, quiet):
-                tally = Tally("get", len(todo.files), bar)
-                return await fetch(client, todo, progress=bar.update, on_file=tally.file_done)
-
-    began = time.monotonic()
-    outcomes = run(go)
-    report(outcomes, "fetched", began, quiet, unchanged)
+    transfer.get(
+        conn,
+        names,
+        Path(out),
+        compare=compare,
+        filters=filters,
+        dry_run=dry_run,
+        delete=delete,
+        quiet=quiet,
+        as_json=as_json,
+        timeout=timeout,
+        bwlimit=bwlimit,
+    )
 
 
-def _ls_line(entry: Entry) -> str:
+def human_size(size: int) -> str:
+    """``size`` bytes as ``ls -h`` shows it: powers of 1024 with K, M, G, T, P
+    and one decimal below 10 (``1.5K``, ``20M``), plain bytes below 1024."""
+    value = float(size)
+    for unit in ("", "K", "M", "G", "T", "P"):
+        if value < 1024 or unit == "P":
+            if not unit:
+                return str(size)
+            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def _ls_line(entry: Entry, human: bool = False) -> str:
     """One entry as ``ls`` prints it; the name escaped (:func:`shown`): a name
     is the daemon's input, and a control character in it (U+009B is CSI)
     would be obeyed by the terminal."""
     when = datetime.fromtimestamp(entry.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
-    return f"{entry.size:>14,}  {when}  {entry.digest.hex()[:12]}  {shown(entry.name)}"
+    size = f"{human_size(entry.size):>6}" if human else f"{entry.size:>14,}"
+    return f"{size}  {when}  {entry.digest.hex()[:12]}  {shown(entry.name)}"
 
 
 @main.command(name="ls", short_help="List stored files.")
 @click.argument("prefix", default="")
 @endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of entries.")
+@click.option("--human", is_flag=True, help="Sizes as ls -h shows them: 1.5K, 20M (K = 1024).")
 @timeout_option
-def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
+def ls(prefix: str, conn: Connection, as_json: bool, human: bool, timeout: float) -> None:
     """List stored files (those under PREFIX), streamed page by page: size in
-    bytes, mtime, the digest's first 12 hex digits, name.
+    bytes (with --human in K, M, G of 1024), mtime, the digest's first 12 hex
+    digits, name.  Every file below PREFIX is listed, at any depth.
 
     \b
     Examples:
@@ -250,7 +302,7 @@ def ls(prefix: str, conn: Connection, as_json: bool, timeout: float) -> None:
                 if as_json:
                     click.echo(("\n" if first else ",\n") + json.dumps(entry_json(entry)), nl=False)
                 else:
-                    click.echo(_ls_line(entry))
+                    click.echo(_ls_line(entry, human))
                 first = False
             if as_json:
                 click.echo("\n]" if not first else "]")

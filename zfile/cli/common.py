@@ -119,10 +119,22 @@ def notes(bar: tqdm, quiet: bool) -> Iterator[None]:
         logger.removeHandler(handler)
 
 
-def report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool, unchanged: int = 0) -> None:
+def report(
+    outcomes: Sequence[Outcome],
+    verb: str,
+    began: float,
+    quiet: bool,
+    unchanged: int = 0,
+    *,
+    deleted: int = 0,
+    excluded: int = 0,
+    other_failed: int = 0,
+) -> None:
     """One line on stderr per entry skipped or failed, the summary on stdout
-    (with ``unchanged`` files the quick check skipped), and exit 1 when
-    anything the user named was not transferred."""
+    (with ``unchanged`` files the quick check skipped, ``deleted`` files
+    ``--delete`` removed, ``excluded`` entries the filters left out and
+    ``other_failed`` failures already said, such as deletions), and exit 1
+    when anything the user named was not transferred."""
     skipped = [o for o in outcomes if isinstance(o.error, Skipped)]
     failed = [o for o in outcomes if o.error is not None and not isinstance(o.error, Skipped)]
     for outcome in skipped:
@@ -149,11 +161,11 @@ def report(outcomes: Sequence[Outcome], verb: str, began: float, quiet: bool, un
         click.echo(
             f"{verb} {len(done)} file(s), {nbytes / 1e6:.1f} MB in {seconds:.2f} s "
             f"({nbytes / seconds / 1e6:.1f} MB/s)"
-            + (f"; {unchanged} unchanged" if unchanged else "")
+            f"; {unchanged} unchanged; {deleted} deleted; {len(failed) + other_failed} failed"
+            + (f"; {excluded} excluded" if excluded else "")
             + (f"; {len(skipped)} skipped" if skipped else "")
-            + (f"; {len(failed)} failed" if failed else "")
         )
-    if failed or skipped:
+    if failed or skipped or other_failed:
         sys.exit(EXIT_FAILED)
 
 
@@ -166,12 +178,16 @@ class Connection:
     curve: ClientCurve | None = None
     nodes: tuple[str, ...] = ()
 
-    def client(self, timeout: float) -> Client:
-        return Client(ClientConfig(self.endpoint, timeout=timeout, curve=self.curve))
+    def client(self, timeout: float, bwlimit: int | None = None) -> Client:
+        return Client(ClientConfig(self.endpoint, timeout=timeout, curve=self.curve, bwlimit=bwlimit))
 
-    def node_configs(self, timeout: float) -> list[ClientConfig]:
-        """One config per fan-out node, or for the one daemon when there are none."""
-        return [ClientConfig(node, timeout=timeout, curve=self.curve) for node in self.nodes or (self.endpoint,)]
+    def node_configs(self, timeout: float, bwlimit: int | None = None) -> list[ClientConfig]:
+        """One config per fan-out node, or for the one daemon when there are
+        none; ``bwlimit`` (bytes per second) is for the whole command, so
+        each of N nodes gets an Nth of it."""
+        nodes = self.nodes or (self.endpoint,)
+        share = max(1, bwlimit // len(nodes)) if bwlimit else None
+        return [ClientConfig(node, timeout=timeout, curve=self.curve, bwlimit=share) for node in nodes]
 
 
 config_option = click.option(
@@ -266,7 +282,10 @@ quiet_option = click.option(
     help="No progress bar, no summary line and no 'resuming' notes; errors and skipped entries are still shown.",
 )
 json_option = click.option(
-    "--json", "as_json", is_flag=True, help="The per-node report (as with several nodes) as a JSON array."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="The report as a JSON array of one object per node; for one daemon also its counts and each file's result.",
 )
 timeout_option = click.option(
     "--timeout",

@@ -20,6 +20,7 @@ import click
 from zfile.cli.boundary import EXIT_FAILED
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import NodeReport, gather, send_everywhere
+from zfile.client.filters import NO_FILTER, Filter
 from zfile.client.quickcheck import Compare
 from zfile.client.tree import UploadPlan
 
@@ -116,13 +117,14 @@ def get(
     quiet: bool,
     as_json: bool,
     bar: BarFactory,
+    filters: Filter = NO_FILTER,
 ) -> None:
     """``get NAMES --from A,B,... -o OUT``: every node's files into OUT/<node>/, then the report."""
 
     async def go() -> list[NodeReport]:
         # The sizes are known only node by node, after listing: the bar counts bytes without a total.
         with bar(None, desc=f"get x{len(configs)}") as progress:
-            return await gather(configs, specs, out, compare=compare, progress=progress.update)
+            return await gather(configs, specs, out, compare=compare, progress=progress.update, filters=filters)
 
     finish(asyncio.run(go()), as_json, quiet)
 

@@ -29,6 +29,8 @@ from pathlib import Path
 from zfile.client import stream as streams
 from zfile.client.channel import Channel, Progress, error_code, no_progress
 from zfile.client.config import ClientConfig
+from zfile.client.ops import FileOps, Removal
+from zfile.client.pacing import TokenBucket
 from zfile.client.smallfiles import read_wholes
 from zfile.errors import (
     ErrorCode,
@@ -89,7 +91,7 @@ def is_part_name(basename: str) -> bool:
     return basename.startswith(".") and basename.endswith((PART_SUFFIX, PART_SUFFIX + ".json"))
 
 
-class Client:
+class Client(FileOps):
     """A connection to one zfile daemon, configured by a :class:`ClientConfig`
     (or an endpoint string, short for ``ClientConfig(endpoint)``).
 
@@ -113,6 +115,11 @@ class Client:
         self._channels: dict[int, Channel] = {}
         self._ids = itertools.count(1)
         self._failure: TransportError | None = None
+        #: Paces every transfer of this client to ``config.bwlimit`` (None: no limit).
+        self.pacer = TokenBucket(config.bwlimit) if config.bwlimit else None
+        # Paced, a download's credit is about a quarter second of the rate, so
+        # the daemon cannot send far ahead of the pace in one burst.
+        self._window = config.window if self.pacer is None else max(64 << 10, min(config.window, config.bwlimit // 4))
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -254,6 +261,8 @@ class Client:
         hasher = new_hasher(DEFAULT_ALGO)
         hasher.update(data)
         digest = hasher.digest()
+        if self.pacer is not None:
+            await self.pacer.take(len(data))
         await channel.send(Put(channel.id, algo=DEFAULT_ALGO, clobber=clobber, data=data, digest=digest, **meta))
         ok = await channel.next()
         assert isinstance(ok, PutOk)
@@ -301,6 +310,8 @@ class Client:
         return results  # type: ignore[return-value]
 
     async def _put_many_once(self, files: tuple[PutFile, ...]) -> PutManyOk:
+        if self.pacer is not None:
+            await self.pacer.take(sum(f.size for f in files))
         async with self._open() as channel:
             await channel.send(PutMany(channel.id, DEFAULT_ALGO, files))
             reply = await channel.next()
@@ -317,7 +328,7 @@ class Client:
             progress(ready.offset)
         else:
             hasher = new_hasher(DEFAULT_ALGO)
-        await streams.send_file(channel, path, st, self.config.chunk_size, hasher, progress)
+        await streams.send_file(channel, path, st, self.config.chunk_size, hasher, progress, self.pacer)
         digest = hasher.digest()
         await channel.send(PutEnd(channel.id, digest))
         while True:
@@ -352,7 +363,7 @@ class Client:
     async def _get_once(self, name: str, dest: Path, part: Path, state: Path, offset: int, digest, progress):
         async with self._open() as channel:
             try:
-                await channel.send(Get(channel.id, name, self.config.window, offset, digest))
+                await channel.send(Get(channel.id, name, self._window, offset, digest))
                 meta = await channel.next()
                 assert isinstance(meta, GetMeta)
                 return await self._receive_file(channel, meta, dest, part, state, progress)
@@ -368,7 +379,8 @@ class Client:
             hasher = new_hasher(meta.algo)
             state.write_text(json.dumps({"name": meta.name, "size": meta.size, "digest": meta.digest.hex()}))
         config = self.config
-        await streams.receive_file(channel, meta, part, config.window, config.chunk_size, hasher, progress)
+        chunk = config.chunk_size if self.pacer is None else min(config.chunk_size, self._window // 4)
+        await streams.receive_file(channel, meta, part, self._window, chunk, hasher, progress, self.pacer)
         if hasher.digest() != meta.digest:
             # Never splice: a temp file that fails verification is discarded.
             part.unlink(missing_ok=True)
@@ -423,4 +435,4 @@ def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None
         return 0, None
 
 
-__all__ = ["Client", "ClientConfig", "Progress", "Result", "is_part_name", "part_paths"]
+__all__ = ["Client", "ClientConfig", "Progress", "Removal", "Result", "is_part_name", "part_paths"]

@@ -49,6 +49,9 @@ class ClientConfig:
     #: (:func:`zfile.transport.curve.load_public_key`, ``load_keypair``);
     #: None for a plain connection.
     curve: ClientCurve | None = None
+    #: Bytes per second the client's transfers may move in all, both ways
+    #: (a token bucket, :mod:`zfile.client.pacing`); None for no limit.
+    bwlimit: int | None = None
 
 
 __all__ = ["ClientConfig"]

@@ -24,6 +24,7 @@ from pathlib import Path
 from zfile.client.channel import Progress, no_progress
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
+from zfile.client.filters import NO_FILTER, Filter
 from zfile.client.quickcheck import Compare, remote_entries, same, unchanged_downloads
 from zfile.client.tree import Outcome, UploadPlan, fetch, plan_download, send_paths
 from zfile.errors import EndpointError, LocalFileError, ZfileError
@@ -227,7 +228,7 @@ async def send_everywhere(
 
 
 async def _gather_one(
-    config: ClientConfig, specs: Sequence[str], out: Path, compare: Compare, progress: Progress
+    config: ClientConfig, specs: Sequence[str], out: Path, compare: Compare, progress: Progress, filters: Filter
 ) -> NodeReport:
     began = time.monotonic()
     label = node_label(config.endpoint)
@@ -236,7 +237,7 @@ async def _gather_one(
     unchanged = 0
     try:
         async with Client(config) as client:
-            plan = await plan_download(client, specs, out / label)
+            plan = await plan_download(client, specs, out / label, filters=filters)
             skip = await unchanged_downloads(plan.files, compare)
             todo = dataclasses.replace(
                 plan, files=[item for item, same_here in zip(plan.files, skip, strict=True) if not same_here]
@@ -274,16 +275,18 @@ async def gather(
     *,
     compare: Compare = Compare.QUICK,
     progress: Progress = no_progress,
+    filters: Filter = NO_FILTER,
 ) -> list[NodeReport]:
     """Download the names and prefixes ``specs`` from every node of
     ``configs`` at once, node N's files into ``out/<node_label(N)>/`` named
-    as :func:`~zfile.client.tree.plan_download` says.
+    as :func:`~zfile.client.tree.plan_download` says, less what ``filters``
+    exclude.
 
     Returns one :class:`NodeReport` per config, in their order; never raises
     a node's :class:`ZfileError`.  A spec a node does not hold fails that
     node (not-found).  ``progress`` is called with bytes newly received.
     """
-    return list(await asyncio.gather(*(_gather_one(c, specs, out, compare, progress) for c in configs)))
+    return list(await asyncio.gather(*(_gather_one(c, specs, out, compare, progress, filters) for c in configs)))
 
 
 __all__ = ["NodeReport", "gather", "node_label", "read_targets", "send_everywhere", "tree_digest"]

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from zfile.client.channel import Channel, Progress
+from zfile.client.pacing import TokenBucket
 from zfile.errors import LocalFileError
 from zfile.fileio.chunks import ChunkReader, ShortRead, close_after, write_chunks
 from zfile.fileio.writeback import Writeback
@@ -33,11 +34,13 @@ async def send_file(
     chunk_size: int,
     hasher: Hasher,
     progress: Progress,
+    pacer: TokenBucket | None = None,
 ) -> None:
     """Send the file at ``path`` from the transfer's offset to its size as
     CHUNKs of at most ``chunk_size`` bytes, each within the credit granted,
     hashing every byte sent into ``hasher``.  ``channel``'s transfer is past
-    PUT-READY; ``st`` is the file's stat when the upload began.
+    PUT-READY; ``st`` is the file's stat when the upload began.  With a
+    ``pacer`` each piece is at most its quantum and waits for its tokens.
 
     Raises :class:`LocalFileError` when the file cannot be read or changed
     (size or mtime) while being sent; :meth:`Channel.next`'s errors for the
@@ -65,6 +68,9 @@ async def send_file(
                 while (n := next_piece(transfer.credit, len(view) - sent)) == 0:
                     event = await channel.next()
                     assert isinstance(event, Credit)
+                if pacer is not None:
+                    n = pacer.piece(n)
+                    await pacer.take(n)
                 piece = Chunk(transfer.id, transfer.offset, view[sent : sent + n])
                 trackers.append(await channel.send(piece, track=True))
                 sent += n
@@ -88,6 +94,7 @@ async def receive_file(
     chunk_size: int,
     hasher: Hasher,
     progress: Progress,
+    pacer: TokenBucket | None = None,
 ) -> None:
     """Write the CHUNKs of a download into ``part`` from ``meta.offset`` (the
     file is truncated there first) until ``meta.size``, hashing them into
@@ -96,7 +103,8 @@ async def receive_file(
     ``channel``'s transfer is past GET-META, its GET having granted
     ``window`` bytes; credit keeps about ``window`` bytes ahead of what is
     written, granted in steps of at least ``chunk_size`` bytes
-    (:class:`~zfile.protocol.credit.CreditWindow`).  Raises
+    (:class:`~zfile.protocol.credit.CreditWindow`); with a ``pacer`` each
+    chunk's tokens are taken before more credit is granted.  Raises
     ``OSError`` from the file system; :meth:`Channel.next`'s errors for the
     daemon's answers.
     """
@@ -115,6 +123,8 @@ async def receive_file(
             hop = loop.run_in_executor(None, write_chunks, fd, [chunk.data], transfer.offset, hasher, writeback)
             n = await asyncio.shield(hop)  # a cancel leaves hop pending while the thread writes
             progress(n)
+            if pacer is not None:
+                await pacer.take(n)
             step = credit.grant(transfer.offset)
             if step:
                 await channel.send(Credit(transfer.id, step))

@@ -19,6 +19,7 @@ from zfile.client import tree
 from zfile.client.channel import Progress, no_progress
 from zfile.client.client import Client, Result
 from zfile.client.config import ClientConfig
+from zfile.client.ops import Removal, Status
 from zfile.errors import TransportError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.transport.endpoint import DEFAULT_ENDPOINT
@@ -114,6 +115,23 @@ class SyncClient:
             return [entry async for entry in self._client.list(prefix)]
 
         return self._call(collect())
+
+    def remove(self, names: Sequence[str] = (), *, prefix: str | None = None, dry_run: bool = False) -> list[Removal]:
+        """Remove stored files by name and/or every file under ``prefix``;
+        a :class:`Removal` per file (:meth:`Client.remove`)."""
+        return self._call(self._client.remove(names, prefix=prefix, dry_run=dry_run))
+
+    def move(self, name: str, to: str, *, clobber: bool = False) -> Entry:
+        """Rename a stored file; its new entry (:meth:`Client.move`)."""
+        return self._call(self._client.move(name, to, clobber=clobber))
+
+    def stat(self, name: str) -> Entry:
+        """The entry of a stored file (:meth:`Client.stat`)."""
+        return self._call(self._client.stat(name))
+
+    def ping(self) -> Status:
+        """The daemon's state and the round trip (:meth:`Client.ping`)."""
+        return self._call(self._client.ping())
 
     def send_paths(
         self,

@@ -12,11 +12,12 @@ import asyncio
 import os
 import stat
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from zfile.client.channel import Progress, no_progress
 from zfile.client.client import Client, Result, is_part_name
+from zfile.client.filters import NO_FILTER, Filter
 from zfile.errors import BadName, ErrorCode, LocalFileError, NameCollision, RemoteError, Skipped, ZfileError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name
@@ -44,11 +45,22 @@ class UploadPlan:
     ``files`` holds (local path, stored name, size in bytes) for each regular
     file to send; ``skipped`` one :class:`Outcome` per local entry that will
     not be sent, its ``name`` the local path (:func:`shown`) and its
-    ``error`` a :class:`~zfile.errors.Skipped` saying why.
+    ``error`` a :class:`~zfile.errors.Skipped` saying why.  ``excluded``
+    holds the stored names the filters left out (a directory once, nothing
+    below it read); ``trees`` one ``(stored name, local path)`` per
+    directory named on the command line (the name ``""`` for the root of
+    the store, or the prefix itself, with ``relative``), the trees
+    ``--delete`` works in; ``unread`` the
+    local paths that could not be read (a directory, an entry that cannot
+    be stat'ed), whose absence says nothing about the source: ``--delete``
+    then deletes nothing (rsync's "IO error encountered").
     """
 
     files: list[tuple[Path, str, int]]
     skipped: list[Outcome]
+    excluded: list[str] = field(default_factory=list)
+    trees: list[tuple[str, Path]] = field(default_factory=list)
+    unread: list[str] = field(default_factory=list)
 
 
 def shown(path: str | os.PathLike[str]) -> str:
@@ -60,7 +72,12 @@ def shown(path: str | os.PathLike[str]) -> str:
 
 
 def plan_upload(
-    paths: Sequence[str | os.PathLike[str]], *, relative: bool = False, copy_links: bool = False
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    relative: bool = False,
+    copy_links: bool = False,
+    prefix: str = "",
+    filters: Filter = NO_FILTER,
 ) -> UploadPlan:
     """Expand files and directories into the files to send and the entries skipped.
 
@@ -75,22 +92,36 @@ def plan_upload(
     that are not valid UTF-8, and the temp files of unfinished downloads
     (``.NAME.zfile-part`` and its ``.json``; see :class:`UploadPlan`).
 
+    ``prefix`` (``"datasets"`` or ``"datasets/"``, the same) puts every
+    stored name under that directory of the daemon's root.  ``filters``
+    (:class:`~zfile.client.filters.Filter`) match each path relative to the
+    tree it was found in: a directory's entries by their path below it, a
+    file named on its own by its basename; what they exclude is in the
+    plan's ``excluded``.
+
     Raises :class:`NameCollision` when two paths would be stored under one
-    name, and :class:`LocalFileError` for a path that does not exist or that
+    name, :class:`BadName` for a ``prefix`` that is not a valid stored name,
+    and :class:`LocalFileError` for a path that does not exist or that
     ``relative`` cannot store (one that climbs out with ``..``).
     """
     files: list[tuple[Path, str, int]] = []
     skipped: list[Outcome] = []
+    excluded: list[str] = []
+    trees: list[tuple[str, Path]] = []
+    unread: list[str] = []
+    top = normalize_prefix(prefix)
 
-    def skip(path: Path, why: str) -> None:
+    def skip(path: Path, why: str, io_error: bool = False) -> None:
         skipped.append(Outcome(shown(path), error=Skipped(why)))
+        if io_error:
+            unread.append(shown(path))
 
-    def walk(directory: Path, prefix: str, ancestors: frozenset[tuple[int, int]]) -> None:
+    def walk(directory: Path, prefix: str, ancestors: frozenset[tuple[int, int]], rel: str) -> None:
         try:
             with os.scandir(directory) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            skip(directory, f"cannot read the directory: {exc.strerror}")
+            skip(directory, f"cannot read the directory: {exc.strerror}", io_error=True)
             return
         if not entries:
             skip(directory, "empty directory (zfile stores files, not directories)")
@@ -98,7 +129,9 @@ def plan_upload(
         for entry in entries:
             path = Path(entry.path)
             if not _is_utf8(entry.name):
-                skip(path, "the name is not valid UTF-8" + (" (nothing below it is sent)" if entry.is_dir() else ""))
+                is_dir = entry.is_dir()
+                why = "the name is not valid UTF-8" + (" (nothing below it is sent)" if is_dir else "")
+                skip(path, why, io_error=is_dir)
                 continue
             try:
                 if entry.is_symlink():
@@ -110,14 +143,19 @@ def plan_upload(
                         continue
                 st = path.stat() if entry.is_symlink() else entry.stat(follow_symlinks=False)
             except OSError as exc:
-                skip(path, f"cannot read: {exc.strerror}")
+                skip(path, f"cannot read: {exc.strerror}", io_error=True)
+                continue
+            name = f"{prefix}/{entry.name}" if prefix else entry.name
+            below = f"{rel}/{entry.name}" if rel else entry.name
+            if filters.matches(below, is_dir=stat.S_ISDIR(st.st_mode)):
+                excluded.append(name)
                 continue
             if stat.S_ISREG(st.st_mode) and is_part_name(entry.name):
                 skip(path, "an unfinished download's temp file, kept for `zfile get` to resume")
                 continue
-            visit(path, f"{prefix}/{entry.name}" if prefix else entry.name, st, ancestors)
+            visit(path, name, st, ancestors, below)
 
-    def visit(path: Path, name: str, st: os.stat_result, ancestors: frozenset[tuple[int, int]]) -> None:
+    def visit(path: Path, name: str, st: os.stat_result, ancestors: frozenset[tuple[int, int]], rel: str) -> None:
         if stat.S_ISREG(st.st_mode):
             files.append((path, name, st.st_size))
         elif stat.S_ISDIR(st.st_mode):
@@ -125,7 +163,7 @@ def plan_upload(
             if key in ancestors:
                 skip(path, "symbolic link loop (it leads to a directory that contains it)")
             else:
-                walk(path, name, ancestors | {key})
+                walk(path, name, ancestors | {key}, rel)
         else:
             skip(path, f"{_kind(st.st_mode)} (only regular files are sent)")
 
@@ -142,10 +180,33 @@ def plan_upload(
             raise LocalFileError(f"cannot read {shown(path)}: {exc.strerror}") from None
         name = _relative_name(path) if relative else (path.resolve().name if path.is_dir() else path.name)
         if not _is_utf8(name):
-            skip(path, "the name is not valid UTF-8")
+            skip(path, "the name is not valid UTF-8", io_error=stat.S_ISDIR(st.st_mode))
             continue
-        visit(path, name, st, frozenset())
-    return UploadPlan(_refuse_collisions(files), skipped)
+        name = "/".join(p for p in (top, name) if p)
+        if stat.S_ISDIR(st.st_mode):
+            if (name, path) not in trees:
+                trees.append((name, path))
+        elif filters.matches(PurePosixPath(name).name):
+            excluded.append(name)
+            continue
+        visit(path, name, st, frozenset(), "")
+    return UploadPlan(_refuse_collisions(files), skipped, excluded, trees, unread)
+
+
+def normalize_prefix(prefix: str) -> str:
+    """A ``--prefix`` as a stored directory name: ``"datasets/"`` and
+    ``"datasets"`` are both ``"datasets"``, ``""`` is the root.  Raises
+    :class:`BadName` for one that is not a valid stored name (absolute,
+    ``..``, control characters; :func:`~zfile.protocol.names.check_name`)."""
+    if not prefix:
+        return ""
+    stem = prefix[:-1] if prefix.endswith("/") else prefix
+    if not stem:
+        raise BadName(f"the prefix {prefix!r} names no directory (it must be relative, such as datasets/)")
+    try:
+        return check_name(stem)
+    except BadName as exc:
+        raise BadName(f"--prefix: {exc}") from None
 
 
 def _is_utf8(name: str) -> bool:
@@ -205,51 +266,68 @@ class DownloadPlan:
     stored file that will not be fetched (its ``error`` a
     :class:`~zfile.errors.Skipped`): one named like a download's temp file
     (:func:`~zfile.client.client.is_part_name`), whose local name would be
-    taken for a partial.
+    taken for a partial.  ``excluded`` holds the stored names the filters
+    left out; ``trees`` one ``(stored prefix, local directory)`` per spec
+    that named a directory (``""`` for the whole store), the trees
+    ``--delete`` works in.
     """
 
     files: list[tuple[Entry, Path]]
     missing: list[Outcome]
     skipped: list[Outcome]
+    excluded: list[str] = field(default_factory=list)
+    trees: list[tuple[str, Path]] = field(default_factory=list)
 
 
-async def plan_download(client: Client, specs: Sequence[str], out: Path) -> DownloadPlan:
+async def plan_download(
+    client: Client, specs: Sequence[str], out: Path, *, filters: Filter = NO_FILTER
+) -> DownloadPlan:
     """Resolve names and prefixes on the daemon into what to fetch where.
 
     ``spec`` naming a stored file maps to ``out/<basename>``; ``spec`` ending
     in ``/`` or naming a directory maps everything under it to
     ``out/<last component>/<relative path>``.  A spec that matches nothing
-    is reported in the plan's ``missing`` and the others go on.  Raises
-    :class:`BadName` when the daemon returns a name that would escape
+    is reported in the plan's ``missing`` and the others go on.
+    ``filters`` match each name relative to its spec (its path below the
+    prefix, or a file's basename); what they exclude is in ``excluded``.
+    Raises :class:`BadName` when the daemon returns a name that would escape
     ``out``, and :class:`TransportError`.
     """
     files: list[tuple[Entry, Path]] = []
     missing: list[Outcome] = []
     skipped: list[Outcome] = []
+    excluded: list[str] = []
+    trees: list[tuple[str, Path]] = []
     for spec in specs:
         stem = spec.rstrip("/")
-        found = False
+        found = tree = False
         async for entry in client.list(stem):
             if entry.name == stem and not spec.endswith("/"):
-                rel = PurePosixPath(stem).name
+                rel = below = PurePosixPath(stem).name
             elif entry.name.startswith(stem + "/") or not stem:
                 below = entry.name[len(stem) + 1 :] if stem else entry.name
                 rel = str(PurePosixPath(PurePosixPath(stem).name, below)) if stem else below
+                tree = True
             else:
                 continue
             # The daemon's names are input too: never write outside `out`.
             check_name(rel)
             check_name(entry.name)
             found = True
+            if filters.excluded(below):
+                excluded.append(entry.name)
+                continue
             if is_part_name(PurePosixPath(rel).name):
                 why = "its name is that of a download's temp file (.NAME.zfile-part), which get keeps for resume"
                 skipped.append(Outcome(shown(entry.name), error=Skipped(why)))
                 continue
             files.append((entry, out.joinpath(*PurePosixPath(rel).parts)))
+        if tree:
+            trees.append((stem, out / PurePosixPath(stem).name if stem else out))
         if not found:
             error = RemoteError("no such file or directory on the daemon", code=ErrorCode.NOT_FOUND)
             missing.append(Outcome(shown(spec), error=error))
-    return DownloadPlan(files, missing, skipped)
+    return DownloadPlan(files, missing, skipped, excluded, trees)
 
 
 #: Called with each file's :class:`Outcome` as soon as it is known.
@@ -410,6 +488,7 @@ __all__ = [
     "UploadPlan",
     "DownloadPlan",
     "shown",
+    "normalize_prefix",
     "plan_upload",
     "plan_download",
     "run_all",

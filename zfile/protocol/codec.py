@@ -27,6 +27,7 @@ from zfile.protocol.events import (
     PutFile,
     PutMany,
     PutManyOk,
+    RemoveOk,
 )
 
 PROTOCOL_VERSION = 2
@@ -46,6 +47,8 @@ MAX_INLINE_BYTES = 1 << 20
 #: Most frames a legal message holds: frame 0 and one data frame per file
 #: of the largest PUT-MANY.  A receiver refuses a longer message unread.
 MAX_FRAMES = 1 + MAX_MANY_FILES
+#: Most entries one REMOVE of a prefix removes; the client asks again for more.
+MAX_REMOVE_PAGE = 1000
 # Slack for msgpack's own bytes around the limits above.
 _FRAME_MARGIN = 64 << 10
 _U63 = (1 << 63) - 1
@@ -133,6 +136,38 @@ def _list_of(schema: dict[str, tuple[Check, Any]], what: str, most: int) -> Chec
         if not 1 <= len(value) <= most:
             raise ValueError(f"must hold 1 to {most} items, not {len(value)}")
         return tuple(_fields(item, schema, what) for item in value)
+
+    return check
+
+
+def _names(most: int) -> Check:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list, not {type(value).__name__}")
+        if len(value) > most:
+            raise ValueError(f"must hold at most {most} names, not {len(value)}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(_NAME(item))
+            except ValueError as exc:
+                raise ValueError(f"item {i} {exc}") from None
+        return tuple(out)
+
+    return check
+
+
+def _entry(value: Any) -> Entry:
+    return Entry(**_fields(value, _ENTRY_SCHEMA, "entry"))
+
+
+def _results(most: int) -> Check:
+    def check(value: Any) -> tuple[FileResult, ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list, not {type(value).__name__}")
+        if len(value) > most:
+            raise ValueError(f"must hold at most {most} results, not {len(value)}")
+        return tuple(FileResult(**_fields(item, _RESULT_SCHEMA, "result")) for item in value)
 
     return check
 
@@ -226,6 +261,38 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "more": (_bool, _REQUIRED),
     },
     "CANCEL": {"id": (_ID, _REQUIRED)},
+    "REMOVE": {
+        "id": (_ID, _REQUIRED),
+        "names": (_names(MAX_MANY_FILES), ()),
+        "prefix": (_NAME, ""),
+        "after": (_NAME, ""),
+        "limit": (_int_range(1, MAX_REMOVE_PAGE), MAX_REMOVE_PAGE),
+    },
+    "REMOVE-OK": {
+        "id": (_ID, _REQUIRED),
+        "names": (_names(MAX_REMOVE_PAGE), ()),
+        "results": (_results(max(MAX_MANY_FILES, MAX_REMOVE_PAGE)), _REQUIRED),
+        "more": (_bool, False),
+    },
+    "MOVE": {
+        "id": (_ID, _REQUIRED),
+        "name": (_NAME, _REQUIRED),
+        "to": (_NAME, _REQUIRED),
+        "clobber": (_bool, False),
+    },
+    "MOVE-OK": {"id": (_ID, _REQUIRED), "entry": (_entry, _REQUIRED)},
+    "STAT": {"id": (_ID, _REQUIRED), "name": (_NAME, _REQUIRED)},
+    "STAT-OK": {"id": (_ID, _REQUIRED), "entry": (_entry, _REQUIRED)},
+    "PING": {"id": (_ID, _REQUIRED)},
+    "PONG": {
+        "id": (_ID, _REQUIRED),
+        "version": (_SHORT, _REQUIRED),
+        "protocol": (_COUNT, _REQUIRED),
+        "uptime": (_float, _REQUIRED),
+        "transfers": (_COUNT, _REQUIRED),
+        "curve": (_bool, _REQUIRED),
+        "free": (_COUNT, None),
+    },
     "ERROR": {
         "id": (_int_range(-1, _U63), _REQUIRED),
         "code": (_SHORT, _REQUIRED),
@@ -438,8 +505,10 @@ def encode(event: Event) -> list[Buffer]:
             value = [_entry_map(e) for e in value]
         elif isinstance(event, PutMany) and key == "files":
             value = [_file_map(f) for f in value]
-        elif isinstance(event, PutManyOk) and key == "results":
+        elif isinstance(event, (PutManyOk, RemoveOk)) and key == "results":
             value = [_result_map(r) for r in value]
+        elif isinstance(value, Entry):
+            value = _entry_map(value)
         header[key] = value
     frames: list[Buffer] = [msgpack.packb(header, use_bin_type=True)]
     if isinstance(event, PutMany):

@@ -46,6 +46,10 @@ from zfile.protocol.events import (
     GetMeta,
     ListPage,
     ListRequest,
+    Move,
+    MoveOk,
+    Ping,
+    Pong,
     Put,
     PutEnd,
     PutFile,
@@ -53,6 +57,10 @@ from zfile.protocol.events import (
     PutManyOk,
     PutOk,
     PutReady,
+    Remove,
+    RemoveOk,
+    Stat,
+    StatOk,
 )
 
 __all__ = [
@@ -65,6 +73,7 @@ __all__ = [
     "max_frame_bytes",
     "page_fit",
     "DEFAULT_CHUNK_SIZE",
+    "OPERATIONS",
     "Action",
     "action_for",
     "message_kind",
@@ -91,6 +100,14 @@ __all__ = [
     "PutManyOk",
     "PutOk",
     "PutReady",
+    "Move",
+    "MoveOk",
+    "Ping",
+    "Pong",
+    "Remove",
+    "RemoveOk",
+    "Stat",
+    "StatOk",
 ]
 
 #: Default chunk size in bytes: large enough that zero-copy sends pay off
@@ -112,6 +129,7 @@ class State(Enum):
     GET_RECEIVING = "get-receiving"  # chunks flow server -> client under credit
     LIST_WAITING = "list-waiting"  # LIST sent, waiting for LIST-PAGE
     LIST_PAGED = "list-paged"  # a page arrived and more may be asked for
+    OP_WAITING = "op-waiting"  # a file operation (REMOVE, MOVE, STAT, PING) sent, waiting for its answer
     DONE = "done"
     FAILED = "failed"
 
@@ -154,6 +172,13 @@ _TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.LIST_WAITING, S, "LIST-PAGE"): State.LIST_PAGED,
     (State.LIST_PAGED, C, "LIST"): State.LIST_WAITING,
 }
+# File operations: one request, one answer.  (request, answer) pairs.
+OPERATIONS: dict[str, str] = {"REMOVE": "REMOVE-OK", "MOVE": "MOVE-OK", "STAT": "STAT-OK", "PING": "PONG"}
+# answer -> the kind of transfer it answers
+_ANSWERS = {answer: request.lower() for request, answer in OPERATIONS.items()}
+for _request, _answer in OPERATIONS.items():
+    _TRANSITIONS[(State.IDLE, C, _request)] = State.OP_WAITING
+    _TRANSITIONS[(State.OP_WAITING, S, _answer)] = State.DONE
 _OPEN_STATES = frozenset(s for s in State if s not in (State.IDLE, State.DONE, State.FAILED))
 # From any open state the server may fail a transfer and the client abandon it.
 for _state in _OPEN_STATES:
@@ -174,6 +199,8 @@ _ACTIONS: dict[str, Action] = {
     "CREDIT": Action.CREDIT,
     "CANCEL": Action.CANCEL,
     "ERROR": Action.ERROR,
+    **dict.fromkeys(OPERATIONS, Action.OPEN),
+    **dict.fromkeys(OPERATIONS.values(), Action.REPLY),
 }
 
 
@@ -210,8 +237,9 @@ class Transfer:
         self.credit = 0
         self.resume_offset = 0
         self.resume_digest: bytes | None = None
-        self.kind = ""  # "put", "put-many", "get" or "list", from the opening message
-        self.files = 0  # files in a PUT-MANY
+        self.kind = ""  # "put", "put-many", "get", "list", or a file operation ("remove"...), from the opening message
+        self.files = 0  # files in a PUT-MANY, names in a REMOVE
+        self.limit = 0  # most entries a REMOVE of a prefix may answer for
         self.more = False
 
     def __repr__(self) -> str:
@@ -283,6 +311,8 @@ class Transfer:
 
     def _apply(self, event: Event, nxt: State) -> State:
         """Counter rules; raise ValueError with the reason to refuse."""
+        if event.TYPE in _ANSWERS and _ANSWERS[event.TYPE] != self.kind:
+            raise ValueError(f"{event.TYPE} answers a {_ANSWERS[event.TYPE].upper()}, not a {self.kind.upper()}")
         if isinstance(event, Put):
             if event.inline:
                 if event.digest is None:
@@ -367,6 +397,22 @@ class Transfer:
                 raise ValueError(f"PUT-OK for {event.size} bytes, sent {self.size}")
         elif isinstance(event, ListRequest):
             self.kind = "list"
+        elif isinstance(event, Remove):
+            if bool(event.names) == bool(event.prefix):
+                raise ValueError("a REMOVE gives either names or a prefix, not both and not neither")
+            if event.after and not event.prefix:
+                raise ValueError("a REMOVE's 'after' cursor pages a prefix; it has no use with names")
+            self.kind = "remove"
+            self.files = len(event.names)
+            self.limit = event.limit if event.prefix else 0
+        elif isinstance(event, (Move, Stat, Ping)):
+            self.kind = event.TYPE.lower()
+        elif isinstance(event, RemoveOk):
+            found = len(event.results)
+            if not self.limit and (found != self.files or event.names):
+                raise ValueError(f"REMOVE-OK has {found} results and {len(event.names)} names for {self.files} names")
+            if self.limit and (found != len(event.names) or found > self.limit):
+                raise ValueError(f"REMOVE-OK has {found} results for {len(event.names)} names (limit {self.limit})")
         elif isinstance(event, ListPage):
             self.more = event.more
             if not event.more:

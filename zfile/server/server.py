@@ -39,6 +39,7 @@ from zfile.protocol.events import (
     Error,
     Event,
     ListRequest,
+    Ping,
 )
 from zfile.server.config import ServerConfig
 from zfile.server.notify import Notifier
@@ -165,6 +166,7 @@ class Server:
             raise
         self.endpoint = self._sock.endpoint
         self.transfers.sock = self._sock
+        self.transfers.operations.curve = curve is not None
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -346,7 +348,7 @@ class Server:
         if self._draining:
             self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, "the daemon is shutting down"))
             return
-        if not isinstance(event, ListRequest):
+        if not isinstance(event, (ListRequest, Ping)):
             total, mine = self.transfers.running(inc.peer_key or inc.identity)
             # The client's own cap first: a request it refuses must not end another's stream.
             if mine >= self.config.max_transfers_per_peer:

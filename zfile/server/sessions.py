@@ -44,6 +44,7 @@ from zfile.protocol.events import (
     PutReady,
 )
 from zfile.server.config import ServerConfig
+from zfile.server.ops import Operations
 from zfile.store import ChunkStream, Store
 from zfile.transport.sockets import Incoming, ServerSocket
 
@@ -132,11 +133,14 @@ class Transfers:
             "PUT-MANY": self._put_many,
             "GET": self._download,
             "LIST": self._list_page,
+            **dict.fromkeys(protocol.OPERATIONS, self._operation),
         }
+        # A PING's own session is running while it counts the others.
+        self.operations = Operations(store, running=lambda: self.active() - 1)
 
     # -- the session table -------------------------------------------------------
 
-    def start(self, inc: Incoming, transfer: protocol.Transfer, event: Put | PutMany | Get | ListRequest) -> None:
+    def start(self, inc: Incoming, transfer: protocol.Transfer, event: Event) -> None:
         """Record a session for an admitted request and start its task."""
         name = _many_name(event) if isinstance(event, PutMany) else getattr(event, "name", "")
         session = Session(inc.identity, inc.peer, transfer, name=name, peer_key=inc.peer_key)
@@ -485,6 +489,17 @@ class Transfers:
                 reader.pool.give(buf, trackers)
         finally:
             await reader.aclose()
+
+    async def _operation(self, session: Session, req: Event) -> None:
+        """Answer a file operation (:mod:`zfile.server.ops`)."""
+        exc: BaseException | None = None
+        try:
+            await self._send(session, await self.operations.answer(req, session.who))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            exc = e
+        self._finish(session, exc)
 
     async def _list_page(self, session: Session, req: ListRequest) -> None:
         exc: BaseException | None = None

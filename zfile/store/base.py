@@ -248,6 +248,18 @@ class Store(Protocol):
         """
         ...
 
+    async def rename(self, old: str, new: str, *, clobber: bool = False) -> Entry:
+        """Rename the stored file ``old`` to ``new`` and return its entry
+        under the new name (size, mtime, mode, digest, received and peer
+        unchanged).  A local store does it in one step for readers (the old
+        name or the new, never both or neither); what an object store
+        promises is its own (docs/s3.md).  BadName for a bad name or an
+        unusable path, ZfileError bad-request when the names are equal,
+        NotFound when ``old`` is not stored, Exists when ``new`` is and
+        ``clobber`` is off, StoreError or NoSpace.
+        """
+        ...
+
     async def list(self, prefix: str = "", after: str = "", limit: int = 1000) -> list[Entry]:
         """Up to ``limit`` entries whose names start with ``prefix`` and sort
         after ``after`` (a cursor: the last name of the previous page), in

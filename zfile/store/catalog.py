@@ -371,6 +371,25 @@ class Catalog:
             f"delete {quote_name(name)}", lambda: self._db().execute("DELETE FROM files WHERE name = ?", (name,))
         )
 
+    async def rename(self, old: str, entry: Entry, done: str) -> None:
+        """In one transaction: remove the row ``old``, insert ``entry``
+        (replacing any row of its name) and remove the commit intent of
+        ``done``: a rename is recorded whole or not at all."""
+
+        def rename() -> None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM files WHERE name = ?", (old,))
+                db.execute(_INSERT, _row(entry))
+                db.execute("DELETE FROM intents WHERE transfer = ?", (done,))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        await self._write(f"rename {quote_name(old)}", rename)
+
     async def list(self, prefix: str, after: str, limit: int) -> list[Entry]:
         """Return up to ``limit`` entries whose names start with ``prefix``
         and sort after ``after`` ("" for the first page), ordered by name.

@@ -57,6 +57,7 @@ from zfile.errors import (
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry, PutFile
 from zfile.protocol.names import check_name, check_prefix, quote_name
+from zfile.store import moves
 from zfile.store.base import Store, StoreUsage
 from zfile.store.catalog import Catalog
 from zfile.store.claims import Claims
@@ -391,6 +392,13 @@ class LocalStore(Store):
                 raise store_error(exc, name, "delete") from exc
             await self.catalog.delete(name)
         return entry
+
+    async def rename(self, old: str, new: str, *, clobber: bool = False) -> Entry:
+        """Rename ``old`` to ``new``, file and row in one step for readers
+        (:func:`zfile.store.moves.rename`, which says what a crash leaves)."""
+        return await moves.rename(
+            self.layout, self.catalog, self.publisher, old, new, clobber=clobber, max_name_bytes=self.max_name_bytes
+        )
 
     async def open_download(self, name: str) -> Download:
         """Open ``name`` for reading.

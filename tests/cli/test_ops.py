@@ -1,0 +1,123 @@
+"""End to end: ``zfile rm`` against a real daemon, with each store backend
+(a local directory; an S3 bucket on a real SeaweedFS, tests/seaweed.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ..conftest import start_daemon, zfile_cli
+from ..rawpeer import digest_of, make_file
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["local", "s3"])
+def node(request, tmp_path: Path):
+    """A daemon on a fresh store of each backend."""
+    extra: tuple[str, ...] = ()
+    if request.param == "s3":
+        s3 = request.getfixturevalue("s3")
+        extra = ("--store", s3.location(), "--s3-endpoint", s3.endpoint)
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", *extra)
+    yield d
+    assert d.stop() == 0, d.log_text()
+
+
+def send_tree(node, tmp_path: Path, names: list[str]) -> None:
+    src = tmp_path / "src"
+    for name in names:
+        make_file(src / name, 10)
+    zfile_cli("send", "-q", "-R", *names, "--to", node.endpoint, cwd=src)
+
+
+def names_on(node, prefix: str = "") -> list[str]:
+    return [e["name"] for e in json.loads(zfile_cli("ls", prefix, "--from", node.endpoint, "--json").stdout)]
+
+
+def test_rm_removes_names_and_a_missing_one_is_an_error(node, tmp_path):
+    send_tree(node, tmp_path, ["a.txt", "b.txt", "c.txt"])
+    proc = zfile_cli("rm", "a.txt", "nope.txt", "c.txt", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1, proc
+    assert "zfile: error: nope.txt: 'nope.txt' is not in the store" in proc.stderr
+    assert proc.stdout.strip() == "removed 2 file(s)"
+    assert names_on(node) == ["b.txt"]
+
+
+def test_rm_r_removes_a_tree_and_dry_run_changes_nothing(node, tmp_path):
+    send_tree(node, tmp_path, ["ds/2025/a", "ds/2025/sub/b", "ds/2025x", "ds/2024/c"])
+    dry = zfile_cli("rm", "-rn", "ds/2025/", "--from", node.endpoint)
+    assert dry.stdout.splitlines() == ["would remove ds/2025/a", "would remove ds/2025/sub/b", "would remove 2 file(s)"]
+    assert len(names_on(node)) == 4
+    zfile_cli("rm", "-r", "ds/2025", "--from", node.endpoint)  # no slash: the tree ds/2025/, not ds/2025x
+    assert names_on(node) == ["ds/2024/c", "ds/2025x"]
+
+
+def test_rm_without_r_refuses_a_prefix_and_rm_r_of_nothing_is_an_error(node, tmp_path):
+    send_tree(node, tmp_path, ["keep/x"])
+    proc = zfile_cli("rm", "keep/", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and "keep/: is a prefix; use -r" in proc.stderr
+    proc = zfile_cli("rm", "-r", "empty/", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and "empty/: nothing is stored under it" in proc.stderr
+    proc = zfile_cli("rm", "-r", "/", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and "removing every file at once is refused" in proc.stderr
+    assert names_on(node) == ["keep/x"]
+
+
+def test_rm_of_hostile_names_leaves_the_store_alone(node, tmp_path):
+    send_tree(node, tmp_path, ["k"])
+    proc = zfile_cli("rm", "../k", ".zfile/catalog.db", "-r", "../", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1, proc
+    assert proc.stderr.count("zfile: error:") == 3, proc.stderr
+    assert "'..' component" in proc.stderr
+    assert names_on(node) == ["k"]
+
+
+def test_mv_renames_refuses_to_replace_without_force(node, tmp_path):
+    send_tree(node, tmp_path, ["old.bin", "taken.bin"])
+    proc = zfile_cli("mv", "old.bin", "taken.bin", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "zfile: error: 'taken.bin' already exists in the store; -f/--force replaces it"
+    assert names_on(node) == ["old.bin", "taken.bin"]
+    assert (
+        zfile_cli("mv", "-v", "old.bin", "dir/", "--from", node.endpoint).stdout == "renamed old.bin -> dir/old.bin\n"
+    )
+    zfile_cli("mv", "-f", "dir/old.bin", "taken.bin", "--from", node.endpoint)
+    assert names_on(node) == ["taken.bin"]
+    back = tmp_path / "back"
+    zfile_cli("get", "taken.bin", "--from", node.endpoint, "-o", str(back))
+    assert (back / "taken.bin").read_bytes() == (tmp_path / "src" / "old.bin").read_bytes()
+
+
+def test_mv_refuses_hostile_names_and_missing_files(node, tmp_path):
+    send_tree(node, tmp_path, ["k"])
+    for new in ("../escape", ".zfile/x", "/abs"):
+        proc = zfile_cli("mv", "k", new, "--from", node.endpoint, check=False)
+        assert proc.returncode == 1 and proc.stderr.startswith("zfile: error: the file name"), proc.stderr
+    proc = zfile_cli("mv", "missing", "x", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and "'missing' is not in the store" in proc.stderr
+    assert names_on(node) == ["k"]
+
+
+def test_stat_shows_each_field_and_json(node, tmp_path):
+    send_tree(node, tmp_path, ["s/a.bin"])
+    src = tmp_path / "src" / "s" / "a.bin"
+    src_stat = src.stat()
+    proc = zfile_cli("stat", "s/a.bin", "nope", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and "zfile: error: nope: 'nope' is not in the store" in proc.stderr
+    lines = dict(line.strip().split(": ", 1) for line in proc.stdout.splitlines())
+    assert lines["name"] == "s/a.bin" and lines["size"] == "10 bytes"
+    assert lines["mtime"] == f"2020-09-13T12:26:40.123456789Z ({src_stat.st_mtime_ns} ns)"
+    assert lines["mode"] == f"{src_stat.st_mode & 0o777:04o}"
+    assert lines["digest"] == f"blake3 {digest_of(src).hex()}"
+    assert lines["recv"].endswith("Z") and lines["peer"] == "127.0.0.1"
+    [entry] = json.loads(zfile_cli("stat", "s/a.bin", "--json", "--from", node.endpoint).stdout)
+    assert (entry["name"], entry["size"], entry["mtime_ns"], entry["digest"], entry["algo"]) == (
+        "s/a.bin",
+        10,
+        src_stat.st_mtime_ns,
+        digest_of(src).hex(),
+        "blake3",
+    )

@@ -1,0 +1,198 @@
+"""The file operations' messages as cases for tests/protocol/test_protocol.py's
+tables (examples, base events, required fields, field kinds, bad and edge
+values, strategies, transitions), which merges them into its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from zfile.errors import ErrorCode
+from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE, MAX_WIRE_NAME_BYTES
+from zfile.protocol.machine import (
+    Entry,
+    Event,
+    FileResult,
+    Move,
+    MoveOk,
+    Ping,
+    Pong,
+    Remove,
+    RemoveOk,
+    Role,
+    Stat,
+    State,
+    StatOk,
+)
+
+C, S = Role.CLIENT, Role.SERVER
+ID = 7
+D1 = bytes(range(32))
+U63 = (1 << 63) - 1
+ENTRY = Entry("builds/b.tar", 10, 1_700_000_000_123_456_789, 0o640, "blake3", D1, 1_700_000_001.5, "u-1", "10.0.0.2")
+_ENTRY_MAP = {"name": "a", "size": 1, "mtime_ns": 0, "mode": 0o644, "algo": "blake3", "digest": D1, "received": 1.5}
+
+EXAMPLES: list[Event] = [
+    Remove(ID, names=("a.txt", "photos/été/1.jpg")),
+    Remove(ID, prefix="datasets/2025/", after="datasets/2025/b", limit=MAX_REMOVE_PAGE),
+    Remove(0, names=("x" * MAX_WIRE_NAME_BYTES,) + ("n",) * (MAX_MANY_FILES - 1)),
+    RemoveOk(ID, (), (FileResult(digest=D1), FileResult(ErrorCode.NOT_FOUND.value, "'b' is not in the store"))),
+    RemoveOk(ID, ("d/1", "d/2"), (FileResult(digest=D1), FileResult(digest=D1)), more=True),
+    RemoveOk(ID, (), ()),
+    Move(ID, "a.txt", "b/été.txt"),
+    Move(U63, "x" * MAX_WIRE_NAME_BYTES, "y", clobber=True),
+    MoveOk(ID, ENTRY),
+    Stat(ID, "logs/app.log"),
+    StatOk(ID, ENTRY),
+    Ping(ID),
+    Pong(ID, "0.1.0", 2, 12.5, 3, True, 1 << 40),
+    Pong(0, "", 0, 0.0, 0, False),
+]
+
+BASE: dict[str, Event] = {
+    "REMOVE": Remove(ID, prefix="d/", after="d/a", limit=10),
+    "REMOVE-OK": RemoveOk(ID, ("d/b",), (FileResult(digest=D1),), True),
+    "MOVE": Move(ID, "a", "b", True),
+    "MOVE-OK": MoveOk(ID, ENTRY),
+    "STAT": Stat(ID, "a"),
+    "STAT-OK": StatOk(ID, ENTRY),
+    "PING": Ping(ID),
+    "PONG": Pong(ID, "0.1.0", 2, 1.5, 1, False, 1000),
+}
+
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "REMOVE": ("id",),
+    "REMOVE-OK": ("id", "results"),
+    "MOVE": ("id", "name", "to"),
+    "MOVE-OK": ("id", "entry"),
+    "STAT": ("id", "name"),
+    "STAT-OK": ("id", "entry"),
+    "PING": ("id",),
+    "PONG": ("id", "version", "protocol", "uptime", "transfers", "curve"),
+}
+
+KINDS: dict[str, dict[str, str]] = {
+    "REMOVE": {"id": "id", "names": "names", "prefix": "name", "after": "name", "limit": "page"},
+    "REMOVE-OK": {"id": "id", "names": "page-names", "results": "removed", "more": "bool"},
+    "MOVE": {"id": "id", "name": "name", "to": "name", "clobber": "bool"},
+    "MOVE-OK": {"id": "id", "entry": "entry"},
+    "STAT": {"id": "id", "name": "name"},
+    "STAT-OK": {"id": "id", "entry": "entry"},
+    "PING": {"id": "id"},
+    "PONG": {
+        "id": "id",
+        "version": "short",
+        "protocol": "count",
+        "uptime": "float",
+        "transfers": "count",
+        "curve": "bool",
+        "free": "count",
+    },
+}
+
+BAD: dict[str, list[Any]] = {
+    "names": ["a", {}, 1, [1], [b"a"], ["x" * (MAX_WIRE_NAME_BYTES + 1)], ["a"] * (MAX_MANY_FILES + 1)],
+    "page-names": ["a", [None], ["a"] * (MAX_REMOVE_PAGE + 1)],
+    "page": ["10", True, 0, MAX_REMOVE_PAGE + 1],
+    "entry": ["x", 1, [], [_ENTRY_MAP], {}, {**_ENTRY_MAP, "size": "1"}, {**_ENTRY_MAP, "digest": b""}],
+    "float": ["1", True, b"\x01", [1.0]],
+    "removed": [{}, "x", [1], [{"code": 1}], [{"digest": b""}], [{}] * (max(MAX_MANY_FILES, MAX_REMOVE_PAGE) + 1)],
+}
+
+EDGES: dict[str, list[Any]] = {
+    "names": [[], ["a"], ["n"] * MAX_MANY_FILES],
+    "page-names": [[], ["a", "b"]],
+    "page": [1, MAX_REMOVE_PAGE],
+    "entry": [_ENTRY_MAP, {**_ENTRY_MAP, "x-future": 1}],
+    "float": [0, -1.5, 1e300],
+    "removed": [[], [{}], [{"code": "not-found", "message": "m", "x-future": 1}]],
+}
+
+_names = st.text(max_size=40)
+_digests = st.none() | st.binary(min_size=1, max_size=64)
+_results = st.lists(
+    st.builds(FileResult, code=st.text(max_size=16), message=st.text(max_size=100), digest=_digests),
+    max_size=4,
+).map(tuple)
+
+STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
+    "REMOVE": st.builds(
+        Remove,
+        id=st.integers(0, (1 << 63) - 1),
+        names=st.lists(_names, max_size=4).map(tuple),
+        prefix=_names,
+        after=_names,
+        limit=st.integers(1, MAX_REMOVE_PAGE),
+    ),
+    "REMOVE-OK": st.builds(
+        RemoveOk,
+        id=st.integers(0, (1 << 63) - 1),
+        names=st.lists(_names, max_size=4).map(tuple),
+        results=_results,
+        more=st.booleans(),
+    ),
+    "MOVE": st.builds(Move, id=st.integers(0, U63), name=_names, to=_names, clobber=st.booleans()),
+    "MOVE-OK": st.builds(MoveOk, id=st.integers(0, U63), entry=st.just(ENTRY)),
+    "STAT": st.builds(Stat, id=st.integers(0, U63), name=_names),
+    "STAT-OK": st.builds(StatOk, id=st.integers(0, U63), entry=st.just(ENTRY)),
+    "PING": st.builds(Ping, id=st.integers(0, U63)),
+    "PONG": st.builds(
+        Pong,
+        id=st.integers(0, U63),
+        version=st.text(max_size=16),
+        protocol=st.integers(0, U63),
+        uptime=st.floats(allow_nan=False),
+        transfers=st.integers(0, U63),
+        curve=st.booleans(),
+        free=st.none() | st.integers(0, U63),
+    ),
+}
+
+TRANSITIONS: dict[tuple[State, Role, str], State] = {
+    (State.IDLE, C, "REMOVE"): State.OP_WAITING,
+    (State.OP_WAITING, S, "REMOVE-OK"): State.DONE,
+    **{(State.IDLE, C, request): State.OP_WAITING for request in ("MOVE", "STAT", "PING")},
+    **{(State.OP_WAITING, S, answer): State.DONE for answer in ("MOVE-OK", "STAT-OK", "PONG")},
+}
+OPEN_STATES = [State.OP_WAITING]
+
+_REMOVE = Remove(ID, names=("a",))
+_REMOVED = RemoveOk(ID, (), (FileResult(digest=D1),))
+STEPS: dict[str, list[tuple[Role, Event]]] = {
+    "op-waiting": [(C, _REMOVE)],
+    "remove-done": [(C, _REMOVE), (S, _REMOVED)],
+    "stat-done": [(C, Stat(ID, "a")), (S, StatOk(ID, ENTRY))],
+}
+FINISHED = ["remove-done", "stat-done"]
+PROBES: list[Event] = [_REMOVE, _REMOVED, Move(ID, "a", "b"), MoveOk(ID, ENTRY), Stat(ID, "a"), StatOk(ID, ENTRY)]
+PROBES += [Ping(ID), Pong(ID, "0.1.0", 2, 1.0, 0, False)]
+
+
+@st.composite
+def event_of_kind(draw: st.DrawFn, kind: str, t: Any) -> Event:
+    """A wire-valid file-operation event of ``kind`` for transfer ID, often
+    fitting ``t``'s counters (test_both_ends_agree_on_any_sequence)."""
+    if kind == "REMOVE":
+        return draw(
+            st.builds(Remove, st.just(ID), names=st.just(("a", "b")))
+            | st.builds(Remove, st.just(ID), prefix=st.just("d/"), limit=st.integers(1, 3))
+            | st.builds(Remove, st.just(ID), names=st.just(("a",)), prefix=st.just("d/"))
+        )
+    simple = {
+        "MOVE": Move(ID, "a", "b"),
+        "MOVE-OK": MoveOk(ID, ENTRY),
+        "STAT": Stat(ID, "a"),
+        "STAT-OK": StatOk(ID, ENTRY),
+        "PING": Ping(ID),
+        "PONG": Pong(ID, "0.1.0", 2, 1.0, 0, False),
+    }
+    if kind in simple:
+        return simple[kind]
+    assert kind == "REMOVE-OK"
+    n = draw(st.just(t.files or t.limit) | st.integers(0, 3))
+    names = draw(st.just(()) | st.just(tuple(f"d/{i}" for i in range(n))))
+    return RemoveOk(ID, names, tuple(FileResult(digest=D1) for _ in range(n)), draw(st.booleans()))
+
+
+KINDS_OF_EVENTS = frozenset(KINDS)

@@ -1,0 +1,106 @@
+"""The file operations' state rules: one request, one answer, counted and
+refused by both ends alike (Pair, from test_protocol)."""
+
+from __future__ import annotations
+
+import pytest
+
+from zfile.errors import ErrorCode
+from zfile.protocol.machine import (
+    Cancel,
+    Error,
+    FileResult,
+    Move,
+    MoveOk,
+    Ping,
+    Pong,
+    Remove,
+    RemoveOk,
+    Role,
+    Stat,
+    State,
+    StatOk,
+)
+
+from .ops_cases import ENTRY
+from .test_protocol import D1, ID, Pair, pair_after
+
+C, S = Role.CLIENT, Role.SERVER
+OK = FileResult(digest=D1)
+GONE = FileResult(ErrorCode.NOT_FOUND.value, "'b' is not in the store")
+
+
+def test_remove_by_names_gets_one_result_per_name():
+    p = Pair()
+    p.c(Remove(ID, names=("a", "b")))
+    assert p.state() is State.OP_WAITING
+    p.s(RemoveOk(ID, (), (OK, GONE)))
+    assert p.state() is State.DONE
+    assert p.client.finished and p.server.finished
+
+
+def test_remove_by_prefix_names_what_it_found_up_to_the_limit():
+    p = Pair()
+    p.c(Remove(ID, prefix="d/", after="d/a", limit=2))
+    p.s(RemoveOk(ID, ("d/b", "d/c"), (OK, GONE), more=True))
+    assert p.state() is State.DONE
+    empty = Pair()
+    empty.c(Remove(ID, prefix="nothing/"))
+    empty.s(RemoveOk(ID, (), ()))
+    assert empty.state() is State.DONE
+
+
+@pytest.mark.parametrize(
+    ("request_", "match"),
+    [
+        (Remove(ID), "either names or a prefix"),
+        (Remove(ID, names=("a",), prefix="d/"), "either names or a prefix"),
+        (Remove(ID, names=("a",), after="a"), "'after' cursor pages a prefix"),
+    ],
+)
+def test_a_remove_that_says_neither_or_both_is_refused(request_, match):
+    Pair().refuse(C, request_, match)
+
+
+@pytest.mark.parametrize(
+    ("request_", "answer"),
+    [
+        (Remove(ID, names=("a", "b")), RemoveOk(ID, (), (OK,))),
+        (Remove(ID, names=("a",)), RemoveOk(ID, (), (OK, OK))),
+        (Remove(ID, names=("a",)), RemoveOk(ID, ("a",), (OK,))),
+        (Remove(ID, prefix="d/", limit=1), RemoveOk(ID, ("d/a", "d/b"), (OK, OK))),
+        (Remove(ID, prefix="d/"), RemoveOk(ID, ("d/a",), ())),
+    ],
+)
+def test_an_answer_that_does_not_fit_its_request_is_refused(request_, answer):
+    pair_after([(C, request_)]).refuse(S, answer, "REMOVE-OK has")
+
+
+def test_the_server_may_refuse_a_remove_whole_and_the_client_cancel_it():
+    p = pair_after([(C, Remove(ID, prefix="../"))])
+    p.s(Error(ID, ErrorCode.BAD_REQUEST.value, "the prefix '../' has a '..' component"))
+    assert p.state() is State.FAILED
+    q = pair_after([(C, Remove(ID, names=("a",)))])
+    q.c(Cancel(ID))
+    assert q.state() is State.FAILED
+
+
+@pytest.mark.parametrize(
+    ("request_", "answer"),
+    [
+        (Move(ID, "a", "b"), MoveOk(ID, ENTRY)),
+        (Stat(ID, "a"), StatOk(ID, ENTRY)),
+        (Ping(ID), Pong(ID, "0.1.0", 2, 1.5, 0, False)),
+    ],
+    ids=lambda e: e.TYPE,
+)
+def test_move_stat_and_ping_are_one_request_and_one_answer(request_, answer):
+    p = Pair()
+    p.c(request_)
+    assert p.state() is State.OP_WAITING
+    for other in (MoveOk(ID, ENTRY), StatOk(ID, ENTRY), Pong(ID, "0.1.0", 2, 1.5, 0, False)):
+        if other.TYPE != answer.TYPE:  # only the answer to this request
+            pair_after([(C, request_)]).refuse(S, other, f"{other.TYPE} answers a")
+    p.s(answer)
+    assert p.state() is State.DONE
+    pair_after([(C, request_), (S, answer)]).refuse(C, request_, "is not allowed while transfer 7 is done")

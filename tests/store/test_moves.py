@@ -1,0 +1,125 @@
+"""LocalStore.rename: file and catalog row move in one step for readers,
+refusals leave both names as they were, and a crash between the rename and
+the catalog is settled at the next open."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from zfile.errors import BadName, ErrorCode, Exists, NotFound, ZfileError
+from zfile.store import LocalStore
+
+from .test_local import upload
+
+
+async def test_rename_moves_file_and_row_keeping_the_entry(store: LocalStore) -> None:
+    entry = await upload(store, "a/old.bin", b"abc")
+    moved = await store.rename("a/old.bin", "b/c/new.bin")
+    assert moved == dataclasses.replace(entry, name="b/c/new.bin")
+    assert (store.root / "b" / "c" / "new.bin").read_bytes() == b"abc"
+    assert not (store.root / "a" / "old.bin").exists()
+    assert [e.name for e in await store.list()] == ["b/c/new.bin"]
+    with pytest.raises(NotFound):
+        await store.open_download("a/old.bin")
+    assert await store.catalog.intents() == []
+
+
+async def test_an_existing_name_is_kept_unless_clobber(store: LocalStore) -> None:
+    await upload(store, "x", b"x-bytes")
+    await upload(store, "y", b"y-bytes")
+    with pytest.raises(Exists):
+        await store.rename("x", "y")
+    assert (store.root / "y").read_bytes() == b"y-bytes" and (store.root / "x").exists()
+    assert [e.name for e in await store.list()] == ["x", "y"]
+    await store.rename("x", "y", clobber=True)
+    assert (store.root / "y").read_bytes() == b"x-bytes"
+    assert [(e.name, e.size) for e in await store.list()] == [("y", 7)]
+
+
+async def test_missing_and_equal_names_are_refused(store: LocalStore) -> None:
+    await upload(store, "here", b"1")
+    with pytest.raises(NotFound):
+        await store.rename("nowhere", "else")
+    with pytest.raises(ZfileError) as info:
+        await store.rename("here", "here")
+    assert info.value.code is ErrorCode.BAD_REQUEST
+
+
+@pytest.mark.parametrize("new", ["../x", "/etc/passwd", ".zfile/catalog.db", "a\x00b", "", "d"])
+async def test_hostile_or_unusable_new_names_are_refused(store: LocalStore, new: str) -> None:
+    await upload(store, "keep", b"keep")
+    await upload(store, "d/inside", b"a directory's file")
+    with pytest.raises(BadName):
+        await store.rename("keep", new)
+    assert (store.root / "keep").read_bytes() == b"keep"
+    assert [e.name for e in await store.list()] == ["d/inside", "keep"]
+
+
+async def test_a_symlink_out_of_the_root_is_refused(store: LocalStore, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (store.root / "link").symlink_to(outside)
+    await upload(store, "keep", b"keep")
+    with pytest.raises(BadName):
+        await store.rename("keep", "link/stolen")
+    assert list(outside.iterdir()) == []
+
+
+async def test_a_download_opened_before_reads_the_whole_old_file(store: LocalStore) -> None:
+    data = os.urandom(300_000)
+    await upload(store, "big.bin", data)
+    await upload(store, "target", b"replaced")
+    download = await store.open_download("target")
+    try:
+        await store.rename("big.bin", "target", clobber=True)
+        assert await download.read(0, 100) == b"replaced"
+    finally:
+        await download.close()
+    again = await store.open_download("target")
+    try:
+        assert await again.read(0, len(data) + 1) == data
+    finally:
+        await again.close()
+
+
+async def test_a_crash_between_rename_and_catalog_is_settled_at_open(tmp_path: Path) -> None:
+    """What rename leaves when killed after os.replace: the intent recorded,
+    the file under its new name, the old row; the next open records the new
+    name and forgets the old."""
+    root = tmp_path / "root"
+    first = LocalStore(root)
+    await first.open()
+    entry = await upload(first, "old", b"survives")
+    moved = dataclasses.replace(entry, name="new")
+    await first.catalog.add_intents([("mv-cut", moved)])
+    os.replace(root / "old", root / "new")
+    await first.close()
+
+    second = LocalStore(root)
+    await second.open()
+    try:
+        assert [(e.name, e.digest) for e in await second.list()] == [("new", entry.digest)]
+        assert await second.catalog.intents() == []
+    finally:
+        await second.close()
+
+
+async def test_a_crash_before_the_rename_leaves_the_old_name(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    first = LocalStore(root)
+    await first.open()
+    entry = await upload(first, "old", b"stays")
+    await first.catalog.add_intents([("mv-cut", dataclasses.replace(entry, name="new"))])
+    await first.close()
+
+    second = LocalStore(root)
+    await second.open()
+    try:
+        assert [e.name for e in await second.list()] == ["old"]
+        assert await second.catalog.intents() == []
+    finally:
+        await second.close()

@@ -1,0 +1,237 @@
+"""``zfile rm``, ``mv`` and ``stat``: file operations on stored files,
+thin over :mod:`zfile.client.ops`.
+
+Errors that end the command are not caught here (:mod:`zfile.cli.boundary`);
+what befalls one name of several is said on its own line, ``zfile: error:
+'NAME': <sentence>``, the others go on, and the exit code is then 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+import sys
+from datetime import UTC, datetime
+
+import click
+
+from zfile.cli.boundary import EXIT_FAILED
+from zfile.cli.common import Connection, endpoint_option, run, timeout_option
+from zfile.client.ops import Removal
+from zfile.client.tree import shown
+from zfile.errors import ErrorCode, RemoteError
+from zfile.protocol.entries import entry_json
+from zfile.protocol.events import Entry
+
+
+def _one_daemon(conn: Connection, command: str) -> None:
+    if conn.nodes:
+        raise click.UsageError(f"{command} works on one daemon at a time")
+
+
+@click.command(name="rm", short_help="Remove stored files.")
+@click.argument("names", nargs=-1, required=True)
+@endpoint_option
+@click.option(
+    "-r",
+    "-R",
+    "--recursive",
+    is_flag=True,
+    help="Also remove every file under NAME/ (NAME itself too, when it is a stored file).",
+)
+@click.option("-n", "--dry-run", is_flag=True, help="Print what would be removed and change nothing.")
+@click.option("-v", "--verbose", is_flag=True, help="Print each file removed.")
+@click.option("-q", "--quiet", is_flag=True, help="No summary line; errors are still shown.")
+@timeout_option
+def rm(
+    names: tuple[str, ...],
+    conn: Connection,
+    recursive: bool,
+    dry_run: bool,
+    verbose: bool,
+    quiet: bool,
+    timeout: float,
+) -> None:
+    """Remove stored files from the daemon: the file and its catalog entry.
+
+    A download already running goes on to its end with the old bytes; one
+    that starts after gets not-found.  A NAME that is not stored gets an
+    error line on stderr and exit 1, and the other names are still removed.
+    Without -r, a NAME ending in / is refused (as rm refuses a directory);
+    with -r, NAME and everything under NAME/ go (datasets/2025 removes
+    datasets/2025/..., never datasets/2025x).  -n prints "would remove NAME"
+    for each file and changes nothing.
+
+    \b
+    Examples:
+      zfile rm old.bin --from node7
+      zfile rm -r datasets/2025/ --from node7
+      zfile rm -rn logs/ --from node7      # what would go
+    """
+    _one_daemon(conn, "rm")
+    failed = False
+    removed: list[Removal] = []
+
+    def error(name: str, sentence: str) -> None:
+        nonlocal failed
+        failed = True
+        click.echo(f"zfile: error: {shown(name)}: {sentence}", err=True)
+
+    async def go() -> None:
+        async with conn.client(timeout) as client:
+            plain = [n for n in names if not recursive and not n.endswith("/")]
+            for name in names:
+                if not recursive and name.endswith("/"):
+                    error(name, "is a prefix; use -r to remove the files under it")
+            for r in await client.remove(plain, dry_run=dry_run):
+                if r.error is None:
+                    removed.append(r)
+                else:
+                    error(r.name, str(r.error))
+            if recursive:
+                for name in names:
+                    await tree(client, name)
+
+    async def tree(client, name: str) -> None:
+        prefix = name.rstrip("/") + "/"
+        if prefix == "/":
+            error(name, "is no prefix: give one such as 'logs/' (removing every file at once is refused)")
+            return
+        exact = [] if name.endswith("/") else [name]
+        try:
+            found = await client.remove(exact, prefix=prefix, dry_run=dry_run)
+        except RemoteError as exc:
+            if exc.code is ErrorCode.BUSY:
+                raise
+            error(name, str(exc))
+            return
+        if exact and found[0].error is not None and found[0].error.code is ErrorCode.NOT_FOUND:
+            found = found[1:]  # a prefix alone is no error, if something was under it
+            if not found:
+                error(name, "is not in the store, nor is anything under " + shown(prefix))
+                return
+        elif not found:
+            error(name, "nothing is stored under it")
+            return
+        for r in found:
+            if r.error is None:
+                removed.append(r)
+            else:
+                error(r.name, str(r.error))
+
+    run(go)
+    verb = "would remove" if dry_run else "removed"
+    if dry_run or verbose:
+        for r in removed:
+            click.echo(f"{verb} {shown(r.name)}")
+    if not quiet:
+        click.echo(f"{verb} {len(removed)} file(s)")
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+@click.command(name="mv", short_help="Rename a stored file.")
+@click.argument("old")
+@click.argument("new")
+@endpoint_option
+@click.option("-f", "--force", is_flag=True, help="Replace NEW when it is a stored file.")
+@click.option("-v", "--verbose", is_flag=True, help="Print the rename done.")
+@timeout_option
+def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout: float) -> None:
+    """Rename the stored file OLD to NEW on the daemon; NEW ending in / means
+    NEW/<basename of OLD>.
+
+    On a local store the file and its catalog entry move in one step: a
+    reader finds the file under OLD or under NEW, never under both or
+    neither, and a download already running goes on.  On S3 it is a copy then
+    a delete (docs/s3.md).  A stored NEW is refused (exit 1) unless -f; a
+    NEW the daemon would refuse for an upload (.., absolute, control
+    characters, .zfile/...) is refused the same way.
+
+    \b
+    Examples:
+      zfile mv build.tar builds/2026-12-01.tar --from node7
+      zfile mv -f staging/model.ckpt model.ckpt --from node7
+    """
+    _one_daemon(conn, "mv")
+    if new.endswith("/"):
+        new += posixpath.basename(old)
+
+    async def go() -> Entry:
+        async with conn.client(timeout) as client:
+            try:
+                return await client.move(old, new, clobber=force)
+            except RemoteError as exc:
+                if exc.code is ErrorCode.EXISTS:
+                    raise RemoteError(f"{exc}; -f/--force replaces it", code=exc.code) from None
+                raise
+
+    entry = run(go)
+    if verbose:
+        click.echo(f"renamed {shown(old)} -> {shown(entry.name)}")
+
+
+def iso_ns(ns: int) -> str:
+    """``ns`` nanoseconds since the epoch as ISO 8601 in UTC, to the nanosecond."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def stat_lines(entry: Entry) -> list[str]:
+    """``entry`` as ``zfile stat`` prints it, one field a line."""
+    received = datetime.fromtimestamp(entry.received, UTC).isoformat(timespec="milliseconds")
+    return [
+        f"  name: {shown(entry.name)}",
+        f"  size: {entry.size} bytes",
+        f" mtime: {iso_ns(entry.mtime_ns)} ({entry.mtime_ns} ns)",
+        f"  mode: {entry.mode:04o}",
+        f"digest: {entry.algo} {entry.digest.hex()}",
+        f"  recv: {received.replace('+00:00', 'Z')}",
+        f"  peer: {shown(entry.peer) or '-'}",
+    ]
+
+
+@click.command(name="stat", short_help="Show stored files' entries.")
+@click.argument("names", nargs=-1, required=True)
+@endpoint_option
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of entries, as ls --json prints them.")
+@timeout_option
+def stat(names: tuple[str, ...], conn: Connection, as_json: bool, timeout: float) -> None:
+    """Show each stored file's catalog entry: size in bytes, mtime (ISO 8601
+    UTC to the nanosecond, and ns since the epoch), mode, digest algorithm
+    and hex digest, when the daemon received it (recv) and from whom (peer:
+    CURVE key or address).  A NAME that is not stored gets an error line on
+    stderr and exit 1; the others are still shown.
+
+    \b
+    Examples:
+      zfile stat big.bin --from node7
+      zfile stat a.txt b.txt --from node7 --json | jq -r '.[].digest'
+    """
+    _one_daemon(conn, "stat")
+
+    async def go() -> list[Entry | RemoteError]:
+        async with conn.client(timeout) as client:
+            return await asyncio.gather(*(client.stat(n) for n in names), return_exceptions=True)
+
+    results = run(go)
+    found: list[Entry] = []
+    failed = False
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, RemoteError):
+            failed = True
+            click.echo(f"zfile: error: {shown(name)}: {result}", err=True)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            found.append(result)
+    if as_json:
+        click.echo(json.dumps([entry_json(e) for e in found], indent=1))
+    else:
+        click.echo("\n\n".join("\n".join(stat_lines(e)) for e in found))
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+__all__ = ["iso_ns", "mv", "rm", "stat", "stat_lines"]

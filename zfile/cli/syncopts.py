@@ -1,0 +1,110 @@
+"""The rsync-style options of ``send`` and ``get``: ``--prefix``, the
+filters (``--exclude``, ``--include``, ``--exclude-from``), ``-n/--dry-run``,
+``--delete`` and ``--bwlimit``.  Each decorator adds its options and hands
+the command one value, checked (a bad one is a usage error, exit 2)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from zfile.client.filters import Filter
+from zfile.client.pacing import parse_rate
+from zfile.client.tree import normalize_prefix
+from zfile.errors import BadName, LocalFileError
+
+
+def _prefix(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    try:
+        return normalize_prefix(value or "")
+    except BadName as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+prefix_option = click.option(
+    "--prefix",
+    metavar="DIR/",
+    default=None,
+    callback=_prefix,
+    help="Store everything under this directory of the daemon's root (datasets/ and datasets are the same).",
+)
+
+
+def filter_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--exclude, --include and --exclude-from; the command gets ``filters``,
+    a :class:`~zfile.client.filters.Filter`."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, exclude: tuple[str, ...], include: tuple[str, ...], exclude_from, **kw: Any) -> Any:
+        try:
+            filters = Filter.from_rules(exclude, include, exclude_from)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--exclude/--include") from None
+        except LocalFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--exclude-from") from None
+        return command(*args, filters=filters, **kw)
+
+    options = (
+        click.option(
+            "--exclude",
+            multiple=True,
+            metavar="PATTERN",
+            help="Leave out paths matching this gitignore pattern (relative to each tree); repeatable.",
+        ),
+        click.option(
+            "--include",
+            multiple=True,
+            metavar="PATTERN",
+            help="Take back what an --exclude left out (a gitignore '!PATTERN'); repeatable.",
+        ),
+        click.option(
+            "--exclude-from",
+            multiple=True,
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help="Read patterns from FILE, one a line, as a .gitignore; repeatable.",
+        ),
+    )
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+dry_run_option = click.option(
+    "-n",
+    "--dry-run",
+    is_flag=True,
+    help="Say what would be transferred, left unchanged and deleted; change nothing.",
+)
+
+
+def delete_option(where: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--delete",
+        is_flag=True,
+        help=f"Once every transfer succeeded, delete {where} what the source no longer has "
+        "under each tree named (not excluded files).",
+    )
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+bwlimit_option = click.option(
+    "--bwlimit",
+    metavar="RATE",
+    default=None,
+    callback=_rate,
+    help="Most bytes per second for the whole command: 500K, 50M, 1.5G (K = 1024, as rsync); 0 for no limit.",
+)
+
+__all__ = ["bwlimit_option", "delete_option", "dry_run_option", "filter_options", "prefix_option"]

@@ -1,0 +1,176 @@
+"""The client's side of the file operations: remove, move, stat and ping
+(docs/protocol.md, "File operations").
+
+:class:`FileOps` is a base of :class:`zfile.client.Client`; its methods
+use the client's channels and its retries of ``busy`` answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from zfile.client.channel import error_code
+from zfile.errors import ErrorCode, RemoteError, ZfileError
+from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE
+from zfile.protocol.events import Entry, Event, FileResult, Move, MoveOk, Ping, Pong, Remove, RemoveOk, Stat, StatOk
+
+if TYPE_CHECKING:
+    from zfile.client.channel import Channel
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What became of one stored file a remove named or found: ``digest``
+    is the removed file's BLAKE3 digest (for a dry run, that of the file that
+    would be removed), ``error`` why it was not removed (a RemoteError whose
+    ``code`` is ``not-found``, ``bad-name``, ...), None when it was."""
+
+    name: str
+    digest: bytes | None = None
+    error: ZfileError | None = None
+
+    @property
+    def status(self) -> str:
+        """``removed``, ``not found`` or ``error``."""
+        if self.error is None:
+            return "removed"
+        return "not found" if self.error.code is ErrorCode.NOT_FOUND else "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A daemon's answer to :meth:`FileOps.ping`: zfile ``version``,
+    ``protocol`` version, ``uptime`` (seconds), ``free`` bytes for new files
+    (None: the store has no such limit, as an object store), ``transfers``
+    running, ``curve`` (CurveZMQ on), and ``rtt`` the round trip of the
+    ping in seconds, measured by the client."""
+
+    version: str
+    protocol: int
+    uptime: float
+    free: int | None
+    transfers: int
+    curve: bool
+    rtt: float
+
+
+class FileOps:
+    """Remove (and the other file operations) for :class:`zfile.client.Client`,
+    which provides ``_open`` (a new channel), ``_retry_busy`` and ``list``."""
+
+    if TYPE_CHECKING:
+        _open: Callable[[], Channel]
+        _retry_busy: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+        list: Callable[..., AsyncIterator[Entry]]
+
+    async def remove(
+        self, names: Iterable[str] = (), *, prefix: str | None = None, dry_run: bool = False
+    ) -> list[Removal]:
+        """Remove the stored files ``names``, then, with ``prefix``, every
+        file whose name starts with it (``"datasets/2025/"``: give the
+        trailing slash, or ``datasets/2025x`` goes too).  Returns one
+        :class:`Removal` per name given, in order, then one per file found
+        under the prefix, by name; a name that is not stored is a Removal
+        with a ``not-found`` error, and never stops the others.
+
+        Each removal is atomic for readers: on a local store a download
+        already under way finishes with the old bytes (docs/s3.md says what
+        an object store promises).  ``dry_run`` removes nothing and returns
+        what would be removed now.  Raises RemoteError for a request the
+        daemon refuses whole (a bad prefix; ``busy`` after the retries) and
+        TransportError.
+        """
+        names = list(names)
+        if prefix == "":
+            raise ValueError("an empty prefix would remove every file; give a prefix such as 'logs/'")
+        out: list[Removal] = []
+        for start in range(0, len(names), MAX_MANY_FILES):
+            batch = tuple(names[start : start + MAX_MANY_FILES])
+            if dry_run:
+                out.extend([await self._would_remove(name) for name in batch])
+                continue
+            reply = await self._retry_busy(lambda batch=batch: self._remove_once(Remove(0, names=batch)))
+            out.extend(_removal(name, r) for name, r in zip(batch, reply.results, strict=True))
+        if prefix is not None:
+            out.extend(await self._remove_tree(prefix, dry_run))
+        return out
+
+    async def move(self, name: str, to: str, *, clobber: bool = False) -> Entry:
+        """Rename the stored file ``name`` to ``to`` on the daemon and return
+        its entry under the new name.  On a local store it is one step (a
+        reader sees the old name or the new); on S3 a copy then a delete
+        (docs/s3.md).  Raises RemoteError: ``exists`` when ``to`` is stored
+        and ``clobber`` is off, ``not-found``, ``bad-request`` for a bad name
+        (the rules of uploads) or equal names."""
+        reply = await self._retry_busy(lambda: self._ask(lambda tid: Move(tid, name, to, clobber)))
+        assert isinstance(reply, MoveOk)
+        return reply.entry
+
+    async def stat(self, name: str) -> Entry:
+        """The catalog entry of the stored file ``name``: size (bytes),
+        mtime_ns, mode, algo and digest, received (seconds since the epoch),
+        peer.  Raises RemoteError (``not-found``, ``bad-request``)."""
+        reply = await self._retry_busy(lambda: self._ask(lambda tid: Stat(tid, name)))
+        assert isinstance(reply, StatOk)
+        return reply.entry
+
+    async def ping(self) -> Status:
+        """Ask the daemon how it is (:class:`Status`); a daemon busy with
+        every transfer slot taken still answers.  Raises TransportError
+        (PeerTimeout when nothing answers)."""
+        began = time.monotonic()
+        reply = await self._ask(lambda tid: Ping(tid))
+        rtt = time.monotonic() - began
+        assert isinstance(reply, Pong)
+        return Status(reply.version, reply.protocol, reply.uptime, reply.free, reply.transfers, reply.curve, rtt)
+
+    async def _ask(self, make: Callable[[int], Event]) -> Event:
+        """Send the request ``make(transfer id)`` on a new channel and return its answer."""
+        async with self._open() as channel:
+            await channel.send(make(channel.id))
+            return await channel.next()
+
+    async def _remove_tree(self, prefix: str, dry_run: bool) -> list[Removal]:
+        out: list[Removal] = []
+        if dry_run:
+            async for entry in self.list(prefix):
+                out.append(Removal(entry.name, entry.digest))
+            return out
+        after = ""
+        while True:
+            req = Remove(0, prefix=prefix, after=after, limit=MAX_REMOVE_PAGE)
+            reply = await self._retry_busy(lambda req=req: self._remove_once(req))
+            out.extend(_removal(name, r) for name, r in zip(reply.names, reply.results, strict=True))
+            if not reply.more or not reply.names:
+                return out
+            # Past the last name tried: one that could not be removed is not tried again.
+            after = reply.names[-1]
+
+    async def _remove_once(self, template: Remove) -> RemoveOk:
+        async with self._open() as channel:
+            req = Remove(channel.id, template.names, template.prefix, template.after, template.limit)
+            await channel.send(req)
+            reply = await channel.next()
+            assert isinstance(reply, RemoveOk)
+            return reply
+
+    async def _would_remove(self, name: str) -> Removal:
+        async with contextlib.aclosing(self.list(name, page_size=1)) as entries:
+            async for entry in entries:
+                if entry.name == name:  # a name sorts first among those it is a prefix of
+                    return Removal(name, entry.digest)
+                break
+        return Removal(name, error=RemoteError(f"{name!r} is not in the store", code=ErrorCode.NOT_FOUND))
+
+
+def _removal(name: str, result: FileResult) -> Removal:
+    if result.ok:
+        return Removal(name, result.digest)
+    return Removal(name, error=RemoteError(result.message, code=error_code(result.code)))
+
+
+__all__ = ["FileOps", "Removal", "Status"]
