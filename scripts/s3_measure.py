@@ -53,7 +53,10 @@ async def _client(endpoint: str):
 
 
 async def _multipart(s3, key: str, size: int, part: int, in_flight: int, source: Path | None = None) -> tuple:
-    """Upload ``size`` bytes (random, or ``source``'s) as parts; returns (upload id, parts)."""
+    """Upload ``size`` bytes (random, or ``source``'s) as parts, each body
+    sent in place as the backend sends it; returns (upload id, parts)."""
+    from zfile.store.s3.client import BufferBody
+
     upload_id = (await s3.create_multipart_upload(Bucket=BUCKET, Key=key))["UploadId"]
     slots = asyncio.Semaphore(in_flight)
     block = os.urandom(part)
@@ -62,7 +65,10 @@ async def _multipart(s3, key: str, size: int, part: int, in_flight: int, source:
     async def one(n: int, start: int) -> dict:
         async with slots:
             length = min(part, size - start)
-            body = os.pread(fd, length, start) if fd is not None else block[:length]
+            if fd is not None:
+                body = BufferBody(await asyncio.to_thread(os.pread, fd, length, start))
+            else:
+                body = BufferBody(memoryview(block)[:length])
             got = await s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=n, Body=body)
             return {"PartNumber": n, "ETag": got["ETag"]}
 
