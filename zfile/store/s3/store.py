@@ -12,7 +12,8 @@ parts it delegates:
 - :mod:`~zfile.store.s3.upload`: an upload in progress, multipart and resume;
 - :mod:`~zfile.store.s3.download`: ranged GETs and the chunk stream;
 - :mod:`~zfile.store.s3.meta`: an entry as object metadata;
-- :mod:`~zfile.store.s3.client`: aiobotocore, retries and the error mapping.
+- :mod:`~zfile.store.s3.client`: aiobotocore, retries and the error mapping;
+- :mod:`~zfile.store.s3.sweep`: uploads nobody came back for.
 
 A multipart upload goes to the file's own key; its entry's digest is
 written after completion (upload.py).  What is private to the store lives
@@ -44,6 +45,7 @@ from zfile.store.partial import transfer_id
 from zfile.store.s3.client import Bucket, BufferBody
 from zfile.store.s3.download import S3Download
 from zfile.store.s3.meta import from_metadata, to_metadata
+from zfile.store.s3.sweep import sweep
 from zfile.store.s3.upload import S3Upload
 
 _MODE_MASK = 0o777
@@ -483,48 +485,12 @@ class S3Store(Store):
         unused (no part stored, nor begun) for more than ``partial_ttl``
         seconds before ``now`` (default: the current time) and that no live
         upload of this daemon holds, and delete the state objects as old
-        whose upload is gone.  Returns how many were dropped; StoreError
-        when they cannot be listed."""
+        whose upload is gone (:func:`~zfile.store.s3.sweep.sweep`).  Returns
+        how many were dropped; StoreError when they cannot be listed."""
         cutoff = (time.time() if now is None else now) - self.partial_ttl
-        live_keys = {u.key for u in self._live.values() if isinstance(u, S3Upload)}
-        swept = 0
-        kept: set[str] = set()
-        kw: dict[str, Any] = {"Prefix": self.prefix}
-        while True:
-            page = await self.bucket.call("list interrupted uploads", "list_multipart_uploads", **kw)
-            for u in page.get("Uploads", []):
-                kept.add(u["UploadId"])
-                if u["Key"] in live_keys or u["Initiated"].timestamp() >= cutoff:
-                    continue
-                with contextlib.suppress(ZfileError):
-                    parts = await self.bucket.call(
-                        "list interrupted uploads", "list_parts", Key=u["Key"], UploadId=u["UploadId"]
-                    )
-                    if any(p["LastModified"].timestamp() >= cutoff for p in parts.get("Parts", [])):
-                        continue
-                    if u["Key"] in {v.key for v in self._live.values() if isinstance(v, S3Upload)}:
-                        continue  # begun while the parts were listed
-                    await self.bucket.call(
-                        "drop an interrupted upload", "abort_multipart_upload", Key=u["Key"], UploadId=u["UploadId"]
-                    )
-                    kept.discard(u["UploadId"])
-                    swept += 1
-            if not page.get("IsTruncated"):
-                break
-            kw = {"Prefix": self.prefix, "KeyMarker": page["NextKeyMarker"]}
-            kw["UploadIdMarker"] = page["NextUploadIdMarker"]
         private = f"{self.prefix}{PRIVATE_DIR}/uploads/"
-        listed = await self.bucket.call("list interrupted uploads", "list_objects_v2", Prefix=private)
-        for obj in listed.get("Contents", []):
-            if obj["LastModified"].timestamp() >= cutoff:
-                continue
-            with contextlib.suppress(ZfileError):
-                got = await self.bucket.call("list interrupted uploads", "get_object", Key=obj["Key"])
-                try:
-                    upload_id = (await got["Body"].read()).decode(errors="replace")
-                finally:
-                    got["Body"].close()
-                if upload_id not in kept:
-                    await self.delete_key(obj["Key"])
-                    swept += 1
-        return swept
+
+        def live_keys() -> set[str]:
+            return {u.key for u in self._live.values() if isinstance(u, S3Upload)}
+
+        return await sweep(self.bucket, self.prefix, private, cutoff, live_keys)
