@@ -24,11 +24,12 @@ T = TypeVar("T")
 KEEPALIVE = 1.0
 
 
-async def keep_alive(work: Awaitable[T], ping: Callable[[], Awaitable[object]], interval: float = KEEPALIVE) -> T:
+async def keep_alive(work: Awaitable[T], ping: Callable[[], Awaitable[object]], interval: float | None = None) -> T:
     """Await ``work`` and return its result, calling ``ping`` every
-    ``interval`` seconds until it is done.  A cancel is passed on to
+    ``interval`` seconds (default :data:`KEEPALIVE`) until it is done.  A cancel is passed on to
     ``work``, and returns once ``work`` has ended; ``work``'s errors and a
     failing ``ping``'s are raised (``work`` is then cancelled)."""
+    interval = KEEPALIVE if interval is None else interval
     task = asyncio.ensure_future(work)
     try:
         while True:
