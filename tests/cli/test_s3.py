@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 RESUMED = re.compile(r"resuming upload of '([^']+)' at byte (\d+) of (\d+)")
 
 
-def wait_for_a_stored_part(endpoint: str, location: str, timeout: float = 10.0) -> bool:
+def wait_for_a_stored_part(endpoint: str, location: str, timeout: float = 30.0) -> bool:
     """Wait until a multipart upload under ``location`` holds its part 1 (a
     resume goes on after the run of parts from part 1, and parts in flight
     together complete in any order); False if it does not within
