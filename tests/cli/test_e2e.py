@@ -4,6 +4,7 @@ SeaweedFS (tests/seaweed.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -277,3 +278,85 @@ async def test_listing_pages(daemon, tmp_path):
 def test_sigterm_exits_zero(daemon):
     assert daemon.stop() == 0
     assert "stopped" in daemon.log_text()
+
+
+class Interrupted(Exception):
+    """Raised from a progress callback to cut a send short."""
+
+
+@pytest.mark.slow
+async def test_an_interrupted_send_resumes_with_the_same_command(daemon, tmp_path):
+    import re
+
+    src = make_file(tmp_path / "r.bin", 40 * MiB + 3)
+    seen = 0
+
+    def progress(n: int) -> None:
+        nonlocal seen
+        seen += n
+        if seen >= 28 * MiB:  # the daemon holds at least 20 MiB: two whole 8 MiB parts on S3
+            raise Interrupted
+
+    async with Client(daemon.endpoint) as client:
+        with pytest.raises(Interrupted):
+            await client.put(src, "r.bin", progress=progress)
+        deadline = time.monotonic() + 30  # the daemon suspends the upload once it sees the CANCEL
+        while "result=suspended" not in daemon.log_text() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert [e.name async for e in client.list()] == []  # nothing visible before the commit
+    zfile_cli("send", str(src), "--to", daemon.endpoint)
+    resumed = re.search(r"resuming upload of 'r.bin' at byte (\d+) of (\d+)", daemon.log_text())
+    assert resumed is not None, daemon.log_text()
+    assert 0 < int(resumed.group(1)) < src.stat().st_size
+    assert stored_bytes(daemon, "r.bin") == src.read_bytes()
+
+
+@pytest.mark.slow
+def test_get_of_a_prefix_fetches_the_tree_under_it(daemon, tmp_path):
+    src = tmp_path / "src"
+    sizes = {"d/a.bin": 10, "d/e/b.bin": 300 << 10, "d/e/f/c.bin": 9 * MiB + 1, "dx.bin": 5}
+    for name, size in sizes.items():
+        make_file(src / name, size)
+    zfile_cli("send", str(src / "d"), str(src / "dx.bin"), "--to", daemon.endpoint)
+    out = tmp_path / "out"
+    zfile_cli("get", "d/", "--from", daemon.endpoint, "-o", str(out))
+    got = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert got == ["d/a.bin", "d/e/b.bin", "d/e/f/c.bin"]
+    for name in got:
+        assert (out / name).read_bytes() == (src / name).read_bytes(), name
+
+
+HOSTILE = ["/tmp/zfile-e2e-absolute.bin", "../escape.bin", "ok/../../escape.bin", "a\x00b.bin", "bell\x07.bin",
+           "d/" + "c" * 256, "n" * 4097, ".zfile/uploads/x.blake3", ""]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_hostile_names_are_refused_and_nothing_is_stored(daemon):
+    from zfile.protocol.events import Get, Put
+
+    from ..rawpeer import MTIME_NS, RawPeer
+
+    bad = ErrorCode.BAD_REQUEST.value
+    data = b"hostile"
+    digest = blake3.blake3(data).digest()
+    with RawPeer(daemon.endpoint) as peer:
+        for k, name in enumerate(HOSTILE):
+            peer.send_event(Put(100 + k, name, len(data), MTIME_NS, 0o644, "blake3", data=data, digest=digest))
+            peer.expect_error(100 + k, bad)
+            peer.send_event(Put(200 + k, name, 20 * MiB, MTIME_NS, 0o644, "blake3"))
+            peer.expect_error(200 + k, bad)
+            peer.send_event(Get(300 + k, name, MiB))
+            peer.expect_error(300 + k, bad)
+    assert daemon.proc.poll() is None
+    assert json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout) == []
+    assert not Path("/tmp/zfile-e2e-absolute.bin").exists()
+    if hasattr(daemon, "s3"):
+        import botocore.session
+
+        from zfile.store.s3 import parse_location
+
+        endpoint, location = daemon.s3
+        bucket, prefix = parse_location(location)
+        client = botocore.session.Session().create_client("s3", endpoint_url=endpoint)
+        assert client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []) == []
+        assert client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []) == []

@@ -5,6 +5,7 @@ The cases every backend must pass run against S3 too (tests/cli/test_e2e.py)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 
@@ -20,9 +21,11 @@ pytestmark = pytest.mark.slow
 RESUMED = re.compile(r"resuming upload of '([^']+)' at byte (\d+) of (\d+)")
 
 
-def wait_for_a_stored_part(endpoint: str, location: str, timeout: float = 10.0) -> bool:
-    """Wait until a multipart upload under ``location`` holds a part; False
-    if none shows within ``timeout`` seconds."""
+def wait_for_a_stored_part(endpoint: str, location: str, timeout: float = 30.0) -> bool:
+    """Wait until a multipart upload under ``location`` holds its part 1 (a
+    resume goes on after the run of parts from part 1, and parts in flight
+    together complete in any order); False if it does not within
+    ``timeout`` seconds."""
     import botocore.session
 
     bucket, _, prefix = location.removeprefix("s3://").partition("/")
@@ -30,7 +33,8 @@ def wait_for_a_stored_part(endpoint: str, location: str, timeout: float = 10.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for upload in s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", []):
-            if s3.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]).get("Parts"):
+            parts = s3.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]).get("Parts", [])
+            if any(p["PartNumber"] == 1 for p in parts):
                 return True
         time.sleep(0.05)
     return False
@@ -147,7 +151,7 @@ async def test_the_object_store_stopped_mid_upload_is_a_clear_error_and_a_later_
             nonlocal seen
             seen += n
             if seen >= 56 * MiB and weed.proc is not None:
-                wait_for_a_stored_part(weed.endpoint, location)
+                assert wait_for_a_stored_part(weed.endpoint, location)
                 weed.stop()
 
         async with Client(d.endpoint) as client:
@@ -159,17 +163,35 @@ async def test_the_object_store_stopped_mid_upload_is_a_clear_error_and_a_later_
         assert "zfile: error: could not list the store: cannot reach the object store" in listed.stderr
         weed.start()
         zfile_cli("send", str(src), "--to", d.endpoint)
-        # Whether the send resumes from the parts stored before the stop
-        # depends on SeaweedFS still listing that multipart upload after its
-        # restart, which it does only some of the time (docs/s3.md); the
-        # resume itself is tested across daemon restarts
-        # (test_an_upload_resumes_after_kill_9_of_the_daemon).  What must
-        # hold: the send after the store is back stores the whole file.
-        resumed = RESUMED.search(d.log_text())
-        assert resumed is None or (resumed.group(1) == "w.bin" and int(resumed.group(2)) > 0)
+        # SeaweedFS keeps a multipart upload and its parts across its restart
+        # (docs/s3.md), so the send goes on after the parts stored before.
+        name, offset, size = RESUMED.search(d.log_text()).groups()
+        assert (name, int(size)) == ("w.bin", src.stat().st_size)
+        assert int(offset) > 0 and int(offset) % (8 * MiB) == 0
         back = tmp_path / "back"
         zfile_cli("get", "w.bin", "--from", d.endpoint, "-o", str(back))
         assert digest_of(back / "w.bin") == digest_of(src)
+    finally:
+        assert d.stop() == 0, d.log_text()
+
+
+def test_a_send_past_the_old_copy_limit_commits_within_a_short_client_timeout(s3, tmp_path):
+    """A commit no longer copies the file inside the object store (about
+    10 s per GiB on SeaweedFS), and the daemon keeps the client's wait alive
+    while it commits: 640 MiB with a 4 s client timeout (the copy alone took
+    about 6 s)."""
+    location = s3.location()
+    d = s3_daemon(s3, tmp_path, location)
+    try:
+        src = tmp_path / "big.bin"
+        with open(src, "wb") as f:
+            for _ in range(10):
+                f.write(os.urandom(64 * MiB))
+        zfile_cli("send", str(src), "--to", d.endpoint, "--timeout", "4", timeout=300)
+        listing = json.loads(zfile_cli("ls", "--from", d.endpoint, "--json").stdout)
+        assert [(e["name"], e["size"], e["digest"]) for e in listing] == [
+            ("big.bin", src.stat().st_size, digest_of(src).hex())
+        ]
     finally:
         assert d.stop() == 0, d.log_text()
 

@@ -198,17 +198,17 @@ async def test_a_commit_whose_caller_stops_waiting_still_publishes_the_file(stor
     data = os.urandom(MIN_PART + 3)
     up = await upload(store, "late.bin", data)
     publishing, published = asyncio.Event(), asyncio.Event()
-    copy = store.publish_copy
+    set_entry = store.set_entry
 
-    async def slow_copy(*args, **kw):
+    async def slow_set_entry(*args, **kw):
         publishing.set()
-        await asyncio.sleep(0.5)  # a copy of many GiB, in short
+        await asyncio.sleep(0.5)  # a copy of many GiB on a store that copies, in short
         try:
-            return await copy(*args, **kw)
+            return await set_entry(*args, **kw)
         finally:
             published.set()
 
-    monkeypatch.setattr(store, "publish_copy", slow_copy)
+    monkeypatch.setattr(store, "set_entry", slow_set_entry)
     commit = asyncio.ensure_future(up.commit(digest(data)))
     await publishing.wait()
     commit.cancel()  # the client's timeout, as the server sees it
@@ -343,10 +343,13 @@ async def test_the_sweep_aborts_stale_uploads_only(store, s3):
     await stale.suspend()
     live = await upload(store, "live.bin", data)
     assert await store.sweep_partials() == 0
-    assert await store.sweep_partials(now=time.time() + 2 * store.partial_ttl) == 1
+    # The stale upload and the state object that named it.
+    assert await store.sweep_partials(now=time.time() + 2 * store.partial_ttl) == 2
     client = s3_client(s3.endpoint)
     uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=store.prefix).get("Uploads", [])
-    assert [u["Key"] for u in uploads] == [store.staging_key(live.transfer, "blake3")]
+    assert [u["Key"] for u in uploads] == [live.key]
+    private = client.list_objects_v2(Bucket=BUCKET, Prefix=store.prefix + ".zfile/")["Contents"]
+    assert [o["Key"] for o in private] == [store.state_key(live.transfer, "blake3")]
     await live.abort()
     assert client.list_multipart_uploads(Bucket=BUCKET, Prefix=store.prefix).get("Uploads", []) == []
     again = await store.begin_upload(
@@ -356,15 +359,75 @@ async def test_the_sweep_aborts_stale_uploads_only(store, s3):
     await again.abort()
 
 
-async def test_large_files_are_published_by_part_copies(store, monkeypatch):
+async def test_an_entry_can_be_written_by_part_copies_onto_the_object_itself(store, monkeypatch):
+    """What a store that refuses a CopyObject past 5 GiB (S3) gets, on a small file."""
+    import dataclasses
+
     import zfile.store.s3.store as s3store
 
-    monkeypatch.setattr(s3store, "COPY_LIMIT", MIN_PART)  # what S3 does past 5 GiB, on a small file
     monkeypatch.setattr(s3store, "COPY_PART", MIN_PART)
     data = os.urandom(2 * MIN_PART + 3)
     entry = await (await upload(store, "copied.bin", data)).commit(digest(data))
-    assert await store.lookup("copied.bin") == entry
+    changed = dataclasses.replace(entry, mode=0o600, id="another")
+    await store.copy_in_parts(store.key("copied.bin"), changed)
+    assert await store.lookup("copied.bin") == changed
     download = await store.open_download("copied.bin")
+    try:
+        assert await read_all(download) == data
+    finally:
+        await download.close()
+
+
+async def test_an_upload_in_progress_leaves_what_the_key_held_until_it_is_committed(store, s3):
+    old = os.urandom(MIN_PART + 5)
+    first = await (await upload(store, "v.bin", old)).commit(digest(old))
+    new = os.urandom(3 * MIN_PART + 1)
+    up = await store.begin_upload(
+        name="v.bin", size=len(new), mtime_ns=2, mode=0o640, algo="blake3", clobber=True, peer="tester"
+    )
+    for at in range(0, 2 * MIN_PART + MiB, MiB):
+        await up.write(at, new[at : at + MiB])
+    assert await store.lookup("v.bin") == first  # the parts sent so far are nowhere to be read
+    assert [e.name for e in await store.list()] == ["v.bin"]
+    for at in range(up.offset, len(new), MiB):
+        await up.write(at, new[at : at + MiB])
+    with pytest.raises(IntegrityError):
+        await up.commit(digest(b"not these bytes"))
+    assert await store.lookup("v.bin") == first  # a refused upload loses nothing
+    up = await upload(store, "v.bin", new, mtime_ns=3)
+    second = await up.commit(digest(new))
+    assert await store.lookup("v.bin") == second and second.digest == digest(new)
+    client = s3_client(s3.endpoint)
+    assert client.list_multipart_uploads(Bucket=BUCKET, Prefix=store.prefix).get("Uploads", []) == []
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=store.prefix)["Contents"]]
+    assert keys == [store.key("v.bin")]
+
+
+async def test_an_upload_completed_whose_entry_was_not_written_is_finished_by_the_next_send(store, s3):
+    data = os.urandom(2 * MIN_PART)  # whole parts only: all are sent before the commit
+    up = await upload(store, "half.bin", data)
+    await up.suspend()
+    # The daemon stopped between CompleteMultipartUpload and writing the entry.
+    client = s3_client(s3.endpoint)
+    (held,) = client.list_multipart_uploads(Bucket=BUCKET, Prefix=store.prefix)["Uploads"]
+    parts = client.list_parts(Bucket=BUCKET, Key=held["Key"], UploadId=held["UploadId"])["Parts"]
+    client.complete_multipart_upload(
+        Bucket=BUCKET,
+        Key=held["Key"],
+        UploadId=held["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in parts]},
+    )
+    assert client.head_object(Bucket=BUCKET, Key=held["Key"])["ContentLength"] == len(data)
+    with pytest.raises(NotFound):  # bytes without a digest are no entry
+        await store.lookup("half.bin")
+    assert await store.list() == []
+    again = await store.begin_upload(
+        name="half.bin", size=len(data), mtime_ns=1, mode=0o640, algo="blake3", clobber=False, peer="tester"
+    )
+    assert again.offset == len(data)
+    entry = await again.commit(digest(data))
+    assert await store.lookup("half.bin") == entry
+    download = await store.open_download("half.bin")
     try:
         assert await read_all(download) == data
     finally:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from zfile.protocol.events import (
     PutReady,
 )
 from zfile.server.config import ServerConfig
+from zfile.server.keepalive import keep_alive
 from zfile.server.ops import Operations
 from zfile.store import ChunkStream, Store
 from zfile.transport.sockets import Incoming, ServerSocket
@@ -407,7 +409,9 @@ class Transfers:
                         await self._send(session, Credit(put.id, step))
                 else:
                     assert isinstance(event, PutEnd)
-                    entry = await upload.commit(event.digest)
+                    # The commit may outlast the client's timeout (keepalive.py).
+                    ping = functools.partial(self._send, session, Credit(put.id, 1))
+                    entry = await keep_alive(upload.commit(event.digest), ping)
                     upload = None
                     await self._send(session, PutOk(put.id, entry.size, entry.digest))
                     self._log_transfer(session, "in", put.size, began, entry.digest, "ok")

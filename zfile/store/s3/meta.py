@@ -15,6 +15,9 @@ from urllib.parse import quote, unquote
 from zfile.protocol.events import Entry
 
 _P = "zfile-"
+#: The key that marks a multipart upload's object with its transfer id
+#: until the entry is finished (:func:`pending_metadata`).
+TRANSFER = f"{_P}transfer"
 
 
 def to_metadata(entry: Entry) -> dict[str, str]:
@@ -29,6 +32,17 @@ def to_metadata(entry: Entry) -> dict[str, str]:
         f"{_P}id": entry.id,
         f"{_P}peer": quote(entry.peer, safe=""),
     }
+
+
+def pending_metadata(entry: Entry, transfer: str) -> dict[str, str]:
+    """The ``Metadata`` a multipart upload is created with: ``entry`` less
+    its digest (not known yet, so the object is no entry until
+    the digest is written), and the ``transfer`` id, so that a later
+    daemon can tell this upload's completed object from another's."""
+    metadata = to_metadata(entry)
+    del metadata[f"{_P}digest"]
+    metadata[TRANSFER] = transfer
+    return metadata
 
 
 def from_metadata(name: str, metadata: dict[str, str], length: int) -> Entry | None:

@@ -12,14 +12,17 @@ parts it delegates:
 - :mod:`~zfile.store.s3.upload`: an upload in progress, multipart and resume;
 - :mod:`~zfile.store.s3.download`: ranged GETs and the chunk stream;
 - :mod:`~zfile.store.s3.meta`: an entry as object metadata;
-- :mod:`~zfile.store.s3.client`: aiobotocore, retries and the error mapping.
+- :mod:`~zfile.store.s3.client`: aiobotocore, retries and the error mapping;
+- :mod:`~zfile.store.s3.sweep`: uploads nobody came back for.
 
-What is private to the store lives under ``PREFIX/.zfile/`` (a name the
-protocol refuses): the staging keys of multipart uploads.  Two daemons that
-store the same name at once: each object appears whole and the last
+A multipart upload goes to the file's own key; its entry's digest is
+written after completion (upload.py).  What is private to the store lives
+under ``PREFIX/.zfile/`` (a name the protocol refuses): the state objects
+that name the multipart upload of each transfer in progress.  Two daemons
+that store the same name at once: each object appears whole and the last
 completed wins; a ``clobber=False`` check is made with a HeadObject before
 the write and is not atomic across daemons.  Two daemons that upload the
-same file (name, size, mtime) at once share its staging key, which is not
+same file (name, size, mtime) at once share its state object, which is not
 supported: one of them fails or the file must be sent again.  Sizes are
 bytes, times seconds since the epoch (``mtime_ns``: nanoseconds).
 """
@@ -43,20 +46,21 @@ from zfile.store.partial import transfer_id
 from zfile.store.s3.client import Bucket, BufferBody
 from zfile.store.s3.download import S3Download
 from zfile.store.s3.meta import from_metadata, to_metadata
+from zfile.store.s3.sweep import sweep
 from zfile.store.s3.upload import S3Upload
 
 _MODE_MASK = 0o777
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+#: How a store refuses a CopyObject it will not do in one request (S3: over 5 GiB).
+_COPY_REFUSED = frozenset({"InvalidRequest", "EntityTooLarge", "InvalidArgument", "400"})
 #: PutObject requests of one put_many in flight at once.
 PUTS_IN_FLIGHT = 32
 #: HeadObject requests of one list in flight at once.
 HEADS_IN_FLIGHT = 32
-#: Largest object one CopyObject may write (S3's limit); larger ones are
-#: copied in UploadPartCopy parts.
+#: Largest object one CopyObject may write on S3; past it a store that
+#: refuses the metadata-only CopyObject gets UploadPartCopy parts.
 COPY_LIMIT = 5 << 30
-#: Bytes per UploadPartCopy: large, because the commit waits for the whole
-#: copy and each request costs a round trip (8 MiB parts made an 8 GiB
-#: commit outlast the client's 15 s wait for an answer).
+#: Bytes per UploadPartCopy: large, because each request costs a round trip.
 COPY_PART = 1 << 30
 #: Entries the list cache keeps (by key, valid while the ETag, time and size match).
 CACHE_ENTRIES = 100_000
@@ -116,7 +120,8 @@ class S3Store(Store):
     def key(self, name: str) -> str:
         return self.prefix + name
 
-    def staging_key(self, transfer: str, algo: str) -> str:
+    def state_key(self, transfer: str, algo: str) -> str:
+        """The key of the object that holds an upload's id while it runs (upload.py)."""
         return f"{self.prefix}{PRIVATE_DIR}/uploads/{transfer}.{algo}"
 
     # -- open, close ---------------------------------------------------------
@@ -177,7 +182,8 @@ class S3Store(Store):
             raise TooLarge(f"{quote_name(name)} is {size} bytes; the store accepts at most {self.max_file_size} bytes")
         return hasher
 
-    async def _refuse_existing(self, name: str) -> None:
+    async def refuse_existing(self, name: str) -> None:
+        """Exists when ``name``'s key holds a zfile entry (HeadObject)."""
         if await self._head(name) is not None:
             raise Exists(f"{quote_name(name)} already exists in the store")
 
@@ -194,7 +200,7 @@ class S3Store(Store):
         resumed (S3Upload.resume)."""
         hasher = self._admit(name, size, algo)
         if not clobber:
-            await self._refuse_existing(name)
+            await self.refuse_existing(name)
         transfer = transfer_id(name, size, mtime_ns)
         state = dict(name=name, size=size, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
         upload = S3Upload(self, transfer, state, clobber, hasher)
@@ -278,7 +284,7 @@ class S3Store(Store):
         (one PutObject) and return ``entry``; Exists when ``clobber`` is off
         and the name is taken."""
         if not clobber:
-            await self._refuse_existing(name)
+            await self.refuse_existing(name)
         await self.bucket.call(
             f"store {quote_name(name)}",
             "put_object",
@@ -289,31 +295,49 @@ class S3Store(Store):
         )
         return entry
 
-    async def publish_copy(self, source: str, entry: Entry, clobber: bool) -> Entry:
-        """Copy the object ``source`` to ``entry``'s key with ``entry`` as its
-        metadata (CopyObject; UploadPartCopy parts above :data:`COPY_LIMIT`)
-        and return ``entry``; Exists when ``clobber`` is off and the name is
-        taken."""
-        q = quote_name(entry.name)
-        if not clobber:
-            await self._refuse_existing(entry.name)
+    async def set_entry(self, entry: Entry) -> Entry:
+        """Write ``entry`` as the metadata of the object already at its key
+        (the completed multipart upload of its bytes) and return it: a
+        CopyObject of the object onto itself, MetadataDirective REPLACE,
+        which SeaweedFS does without copying the bytes (measured:
+        docs/s3.md).  Past :data:`COPY_LIMIT` a store that refuses that
+        request (S3 does: a CopyObject copies at most 5 GiB) gets the copy
+        in UploadPartCopy parts of :data:`COPY_PART` bytes
+        (:meth:`copy_in_parts`).  StoreError when the store fails."""
+        what = f"store {quote_name(entry.name)}"
         key = self.key(entry.name)
-        what = f"store {q}"
-        copy_source = {"Bucket": self.bucket.name, "Key": source}
-        if entry.size <= COPY_LIMIT:
+        try:
             await self.bucket.call(
                 what,
                 "copy_object",
+                passthrough=_COPY_REFUSED if entry.size > COPY_LIMIT else frozenset(),
                 Key=key,
-                CopySource=copy_source,
+                CopySource={"Bucket": self.bucket.name, "Key": key},
                 Metadata=to_metadata(entry),
                 MetadataDirective="REPLACE",
                 ContentType="application/octet-stream",
             )
-            return entry
-        metadata = to_metadata(entry)
+        except ZfileError:
+            raise
+        except Exception:
+            await self.copy_in_parts(key, entry)
+        return entry
+
+    async def copy_in_parts(self, source: str, entry: Entry) -> None:
+        """Copy the object ``source`` to ``entry``'s key with ``entry`` as its
+        metadata, in UploadPartCopy parts of :data:`COPY_PART` bytes, 4 at
+        a time (a copy onto itself, too: the source stays until
+        CompleteMultipartUpload).  StoreError when the store fails (the
+        copy's own multipart upload is then aborted)."""
+        what = f"store {quote_name(entry.name)}"
+        key = self.key(entry.name)
+        copy_source = {"Bucket": self.bucket.name, "Key": source}
         created = await self.bucket.call(
-            what, "create_multipart_upload", Key=key, Metadata=metadata, ContentType="application/octet-stream"
+            what,
+            "create_multipart_upload",
+            Key=key,
+            Metadata=to_metadata(entry),
+            ContentType="application/octet-stream",
         )
         upload_id = created["UploadId"]
         step = COPY_PART
@@ -342,12 +366,11 @@ class S3Store(Store):
             with contextlib.suppress(ZfileError):
                 await self.bucket.call(what, "abort_multipart_upload", Key=key, UploadId=upload_id)
             raise
-        return entry
 
     async def delete_key(self, key: str) -> None:
         """Delete a private object; failures are left for the sweep."""
         with contextlib.suppress(ZfileError):
-            await self.bucket.call("drop a staged upload", "delete_object", Key=key)
+            await self.bucket.call("drop an upload's object", "delete_object", Key=key)
 
     # -- the catalog -----------------------------------------------------------
 
@@ -474,40 +497,16 @@ class S3Store(Store):
         return entries
 
     async def sweep_partials(self, now: float | None = None) -> int:
-        """Abort the multipart uploads under the private prefix that have
-        gone unused (no part stored, nor begun) for more than
-        ``partial_ttl`` seconds before ``now`` (default: the current time)
-        and that no live upload of this daemon holds, and delete staged
-        objects as old.  Returns how many were dropped; StoreError when
-        they cannot be listed."""
+        """Abort the multipart uploads under the prefix that have gone
+        unused (no part stored, nor begun) for more than ``partial_ttl``
+        seconds before ``now`` (default: the current time) and that no live
+        upload of this daemon holds, and delete the state objects as old
+        whose upload is gone (:func:`~zfile.store.s3.sweep.sweep`).  Returns
+        how many were dropped; StoreError when they cannot be listed."""
         cutoff = (time.time() if now is None else now) - self.partial_ttl
         private = f"{self.prefix}{PRIVATE_DIR}/uploads/"
-        swept = 0
-        kw: dict[str, Any] = {"Prefix": private}
-        while True:
-            page = await self.bucket.call("list interrupted uploads", "list_multipart_uploads", **kw)
-            for u in page.get("Uploads", []):
-                transfer = u["Key"][len(private) :].partition(".")[0]
-                if transfer in self._live or u["Initiated"].timestamp() >= cutoff:
-                    continue
-                with contextlib.suppress(ZfileError):
-                    parts = await self.bucket.call(
-                        "list interrupted uploads", "list_parts", Key=u["Key"], UploadId=u["UploadId"]
-                    )
-                    if any(p["LastModified"].timestamp() >= cutoff for p in parts.get("Parts", [])):
-                        continue
-                    if transfer in self._live:  # begun while the parts were listed
-                        continue
-                    await self.bucket.call(
-                        "drop an interrupted upload", "abort_multipart_upload", Key=u["Key"], UploadId=u["UploadId"]
-                    )
-                    swept += 1
-            if not page.get("IsTruncated"):
-                break
-            kw = {"Prefix": private, "KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
-        listed = await self.bucket.call("list staged uploads", "list_objects_v2", Prefix=private)
-        for obj in listed.get("Contents", []):
-            if obj["LastModified"].timestamp() < cutoff:
-                await self.delete_key(obj["Key"])
-                swept += 1
-        return swept
+
+        def live_keys() -> set[str]:
+            return {u.key for u in self._live.values() if isinstance(u, S3Upload)}
+
+        return await sweep(self.bucket, self.prefix, private, cutoff, live_keys)

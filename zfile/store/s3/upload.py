@@ -4,22 +4,35 @@
 A file of at most one part (:func:`part_size`, 8 MiB or more) is held in
 memory and stored with one PutObject at commit.  A larger one is streamed
 as an S3 multipart upload (CreateMultipartUpload, UploadPart,
-CompleteMultipartUpload) to a private staging key derived from the
-transfer id, ``<prefix>.zfile/uploads/<transfer>.<algo>``: each part is
-sent as soon as it is full, at most :data:`PARTS_IN_FLIGHT` at a time (a
-write waits for a slot), so an upload holds at most ``PARTS_IN_FLIGHT + 1``
-parts in memory whatever the file's size.  Bytes are hashed as they come,
-and the digest is checked before CompleteMultipartUpload; the completed
-staging object is then copied, with the entry as its metadata, to the
-file's key (CopyObject, or UploadPartCopy parts past 5 GiB) and deleted, so
-the file's key only ever holds a whole, verified file.
+CompleteMultipartUpload) to the file's own key: each part is sent as soon
+as it is full, at most :data:`PARTS_IN_FLIGHT` at a time (a write waits for
+a slot), so an upload holds at most ``PARTS_IN_FLIGHT + 1`` parts in memory
+whatever the file's size.  An S3 object appears only when its multipart
+upload is completed, so a reader never sees part of the file.
 
-Resume: :meth:`S3Upload.resume` finds the staging key's multipart upload
-with ListMultipartUploads (it survives the daemon) and the parts it holds
-with ListParts; the upload goes on after the longest run of full parts from
-part 1.  A part's bytes cannot be read back before completion, so a resumed
-upload's digest is checked after CompleteMultipartUpload, by reading the
-staging object, still before the file's key is written.
+The entry is set in two steps, because metadata is fixed when a multipart
+upload is created and the digest is known only at its end: the upload is
+created with every field of the entry but the digest (a key without a
+digest is not a zfile entry: ``ls``, ``stat`` and ``get`` skip it), and
+after CompleteMultipartUpload the store writes the whole entry
+(:meth:`~zfile.store.s3.S3Store.set_entry`, a metadata-only CopyObject of
+the object onto itself where the store allows it).
+
+Bytes are hashed as they come and the digest is checked before
+CompleteMultipartUpload; a mismatch aborts the upload, and what the key
+held before is untouched.
+
+Resume: the upload id is kept in a small state object,
+``<prefix>.zfile/uploads/<transfer>.<algo>`` (the transfer id is a hash of
+name, size and mtime), so a daemon, also one restarted after ``kill -9``,
+finds its upload again and lists its parts (ListParts); the upload goes on
+after the longest run of full parts from part 1.  A part's bytes cannot be
+read back before completion, so the digest of a resumed upload is checked
+after CompleteMultipartUpload, by reading the object, and only then is the
+entry's digest written; a mismatch deletes the object.  An upload
+completed whose entry was never finished (the daemon stopped in between)
+is found the same way and resumed at its end: the next commit checks and
+finishes it.
 """
 
 from __future__ import annotations
@@ -37,6 +50,8 @@ from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
 from zfile.store.base import UploadHandle
 from zfile.store.s3.client import Bucket, BufferBody
+from zfile.store.s3.download import hash_object
+from zfile.store.s3.meta import TRANSFER, pending_metadata
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +61,9 @@ MIN_PART = 8 * MiB
 MAX_PARTS = 10_000
 #: UploadPart requests one upload keeps going at once.
 PARTS_IN_FLIGHT = 3
+
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+_NO_UPLOAD = frozenset({"NoSuchUpload", "404"})
 
 
 def part_size(size: int) -> int:
@@ -57,18 +75,22 @@ def part_size(size: int) -> int:
 
 class Staging(Protocol):
     """What an upload needs of its store (:class:`~zfile.store.s3.S3Store`):
-    the bucket, where a transfer's parts are staged, and the ways a
-    verified upload is published or dropped."""
+    the bucket, a name's key, where a transfer's upload id is kept, and the
+    ways a verified upload is published."""
 
     bucket: Bucket
 
-    def staging_key(self, transfer: str, algo: str) -> str: ...
+    def key(self, name: str) -> str: ...
+
+    def state_key(self, transfer: str, algo: str) -> str: ...
 
     def release(self, transfer: str, holder: object) -> None: ...
 
     async def put_object(self, name: str, body: Buffer, entry: Entry, clobber: bool) -> Entry: ...
 
-    async def publish_copy(self, source: str, entry: Entry, clobber: bool) -> Entry: ...
+    async def refuse_existing(self, name: str) -> None: ...
+
+    async def set_entry(self, entry: Entry) -> Entry: ...
 
     async def delete_key(self, key: str) -> None: ...
 
@@ -90,11 +112,13 @@ class S3Upload(UploadHandle):
         self._hasher = hasher
         self._part = part_size(self.size)
         self._whole = self.size <= self._part
-        self._key = store.staging_key(transfer, state["algo"])
+        self.key = store.key(self.name)
+        self._state_key = store.state_key(transfer, state["algo"])
         self._upload_id: str | None = None
         self._parts: dict[int, str] = {}  # part number -> ETag
         self._next_part = 1
         self._resumed = False  # parts held from before: the digest is checked by reading them back
+        self._completed = False  # completed before, its entry unfinished: only the check is left
         self._buf: bytearray | None = None
         self._fill = 0
         self._spare: list[bytearray] = []
@@ -105,32 +129,46 @@ class S3Upload(UploadHandle):
     # -- resume ------------------------------------------------------------
 
     async def resume(self) -> None:
-        """Take up what an earlier upload of this file left: the staging
-        key's newest multipart upload (older ones are aborted) and its full
-        parts from part 1 on (ListMultipartUploads, ListParts).  Sets
-        :attr:`offset`; StoreError when the store cannot be listed."""
+        """Take up what an earlier upload of this file left: the multipart
+        upload named by the state object and its full parts from part 1 on
+        (GetObject, ListParts), or a completed object whose entry was never
+        finished (HeadObject).  Sets :attr:`offset`; StoreError when the
+        store cannot be read."""
         if self._whole:
             return
         what = f"look for an interrupted upload of {quote_name(self.name)}"
-        listed = await self._bucket.call(what, "list_multipart_uploads", Prefix=self._key)
-        uploads = sorted((u for u in listed.get("Uploads", []) if u["Key"] == self._key), key=lambda u: u["Initiated"])
-        if not uploads:
-            return
-        for stale in uploads[:-1]:
-            with contextlib.suppress(ZfileError):
-                await self._bucket.call(what, "abort_multipart_upload", Key=self._key, UploadId=stale["UploadId"])
-        upload_id = uploads[-1]["UploadId"]
+        try:
+            got = await self._bucket.call(what, "get_object", passthrough=_MISSING, Key=self._state_key)
+        except ZfileError:
+            raise
+        except Exception:
+            return  # no state object: nothing to resume
+        try:
+            upload_id = (await got["Body"].read()).decode()
+        finally:
+            got["Body"].close()
         sizes: dict[int, tuple[int, str]] = {}
         marker = 0
-        while True:
-            page = await self._bucket.call(
-                what, "list_parts", Key=self._key, UploadId=upload_id, PartNumberMarker=marker
-            )
-            for p in page.get("Parts", []):
-                sizes[p["PartNumber"]] = (p["Size"], p["ETag"])
-            if not page.get("IsTruncated"):
-                break
-            marker = int(page["NextPartNumberMarker"])
+        try:
+            while True:
+                page = await self._bucket.call(
+                    what,
+                    "list_parts",
+                    passthrough=_NO_UPLOAD,
+                    Key=self.key,
+                    UploadId=upload_id,
+                    PartNumberMarker=marker,
+                )
+                for p in page.get("Parts", []):
+                    sizes[p["PartNumber"]] = (p["Size"], p["ETag"])
+                if not page.get("IsTruncated"):
+                    break
+                marker = int(page["NextPartNumberMarker"])
+        except ZfileError:
+            raise
+        except Exception:
+            await self._resume_completed(what)
+            return
         n = 1
         while n in sizes and sizes[n][0] == self._part and n * self._part <= self.size:
             self._parts[n] = sizes[n][1]
@@ -139,6 +177,21 @@ class S3Upload(UploadHandle):
         self._next_part = n
         self.offset = (n - 1) * self._part
         self._resumed = self.offset > 0
+
+    async def _resume_completed(self, what: str) -> None:
+        """The state object names an upload the store no longer has: if the
+        key holds the object this transfer completed, entry unfinished, take
+        it up at its end."""
+        try:
+            head = await self._bucket.call(what, "head_object", passthrough=_MISSING, Key=self.key)
+        except ZfileError:
+            raise
+        except Exception:
+            return
+        meta = head.get("Metadata", {})
+        if meta.get(TRANSFER) == self.transfer and "zfile-digest" not in meta and head["ContentLength"] == self.size:
+            self.offset = self.size
+            self._resumed = self._completed = True
 
     # -- the handle ----------------------------------------------------------
 
@@ -172,18 +225,36 @@ class S3Upload(UploadHandle):
             if not self._whole and self._fill == self._part:
                 await self._send_part()
 
+    async def _create(self) -> None:
+        """CreateMultipartUpload at the file's key with the entry less its
+        digest, then the state object that lets a later daemon find it."""
+        q = quote_name(self.name)
+        created = await self._bucket.call(
+            f"start the upload of {q}",
+            "create_multipart_upload",
+            Key=self.key,
+            Metadata=pending_metadata(self._entry(b""), self.transfer),
+            ContentType="application/octet-stream",
+        )
+        upload_id = created["UploadId"]
+        try:
+            await self._bucket.call(
+                f"start the upload of {q}", "put_object", Key=self._state_key, Body=upload_id.encode()
+            )
+        except BaseException:
+            with contextlib.suppress(ZfileError):
+                await self._bucket.call(
+                    f"drop the upload of {q}", "abort_multipart_upload", Key=self.key, UploadId=upload_id
+                )
+            raise
+        self._upload_id = upload_id
+
     async def _send_part(self) -> None:
         """Start the UploadPart of the buffer once a slot is free."""
         await self._slots.acquire()
         try:
             if self._upload_id is None:
-                created = await self._bucket.call(
-                    f"start the upload of {quote_name(self.name)}",
-                    "create_multipart_upload",
-                    Key=self._key,
-                    ContentType="application/octet-stream",
-                )
-                self._upload_id = created["UploadId"]
+                await self._create()
         except BaseException:
             self._slots.release()
             raise
@@ -202,7 +273,7 @@ class S3Upload(UploadHandle):
             sent = await self._bucket.call(
                 f"store part {number} of {quote_name(self.name)}",
                 "upload_part",
-                Key=self._key,
+                Key=self.key,
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=BufferBody(buf),
@@ -234,16 +305,18 @@ class S3Upload(UploadHandle):
                 await self._bucket.call(
                     f"drop the upload of {quote_name(self.name)}",
                     "abort_multipart_upload",
-                    Key=self._key,
+                    Key=self.key,
                     UploadId=self._upload_id,
                 )
+            await self._store.delete_key(self._state_key)
 
     async def commit(self, digest: bytes) -> Entry:
         """Check and publish the file (UploadHandle.commit; module docstring
         for the order of S3 requests).  IntegrityError when bytes are missing
         (parts kept) or the digest differs (upload aborted); Exists when the
-        name was taken meanwhile and ``clobber`` is off (aborted); StoreError
-        or NoSpace when the store fails (parts kept where they can be)."""
+        name was taken meanwhile and ``clobber`` is off (parts kept);
+        StoreError or NoSpace when the store fails (parts kept where they
+        can be)."""
         self._check_live()
         q = quote_name(self.name)
         try:
@@ -273,6 +346,8 @@ class S3Upload(UploadHandle):
         if not self._resumed and self._hasher.digest() != digest:
             await self._abort_parts()
             raise IntegrityError(f"the digest of {q} does not match its bytes")
+        if not self._clobber and not self._completed:
+            await self._store.refuse_existing(self.name)  # not atomic across daemons (S3 has no such test)
         return await self._to_the_end(self._publish(digest))
 
     async def _to_the_end(self, work) -> Entry:
@@ -296,24 +371,24 @@ class S3Upload(UploadHandle):
 
     async def _publish(self, digest: bytes) -> Entry:
         q = quote_name(self.name)
-        parts = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(self._parts.items())]
-        await self._bucket.call(
-            f"complete the upload of {q}",
-            "complete_multipart_upload",
-            Key=self._key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": parts},
-        )
-        try:
-            if self._resumed:
-                from zfile.store.s3.download import hash_object
-
-                got = await hash_object(self._bucket, self._key, self.name, self.state["algo"], self.size)
-                if got != digest:
-                    raise IntegrityError(f"the digest of {q} does not match its bytes")
-            return await self._store.publish_copy(self._key, self._entry(digest), self._clobber)
-        finally:
-            await self._store.delete_key(self._key)
+        if not self._completed:
+            parts = [{"PartNumber": n, "ETag": etag} for n, etag in sorted(self._parts.items())]
+            await self._bucket.call(
+                f"complete the upload of {q}",
+                "complete_multipart_upload",
+                Key=self.key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        if self._resumed:
+            got = await hash_object(self._bucket, self.key, self.name, self.state["algo"], self.size)
+            if got != digest:
+                await self._store.delete_key(self.key)
+                await self._store.delete_key(self._state_key)
+                raise IntegrityError(f"the digest of {q} does not match its bytes")
+        entry = await self._store.set_entry(self._entry(digest))
+        await self._store.delete_key(self._state_key)
+        return entry
 
     def _entry(self, digest: bytes) -> Entry:
         s = self.state
@@ -334,7 +409,8 @@ class S3Upload(UploadHandle):
             self._finish()
 
     async def abort(self) -> None:
-        """Abort the multipart upload (AbortMultipartUpload) and finish; a no-op when finished."""
+        """Abort the multipart upload (AbortMultipartUpload), drop its state
+        object and finish; a no-op when finished."""
         if not self.live:
             return
         try:
