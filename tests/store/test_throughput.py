@@ -187,22 +187,3 @@ async def test_many_small_files_from_one_client_all_verified(daemon, tmp_path: P
         assert {e.name: e.digest async for e in client.list("s")} == files
     for name in files:
         assert (daemon.root / name).read_bytes() == (src / name).read_bytes()
-
-
-async def test_chunks_written_together_are_exact_and_refused_whole(store: LocalStore) -> None:
-    data = os.urandom(5 * MiB + 3)
-    up = await store.begin_upload(
-        name="parts.bin", size=len(data), mtime_ns=MTIME_NS, mode=0o600, algo="blake3", clobber=True, peer="t"
-    )
-    view = memoryview(data)
-    await up.write_parts(0, [view[:MiB], view[MiB : 3 * MiB], view[3 * MiB : 3 * MiB + 1]])
-    assert up.offset == 3 * MiB + 1
-    with pytest.raises(IntegrityError):  # runs past the size: nothing of it is written
-        await up.write_parts(up.offset, [view[3 * MiB + 1 :], b"x"])
-    with pytest.raises(IntegrityError):  # not where the partial ends
-        await up.write_parts(0, [view[:MiB]])
-    assert up.offset == 3 * MiB + 1
-    await up.write_parts(up.offset, [view[3 * MiB + 1 : 4 * MiB], view[4 * MiB :]])
-    entry = await up.commit(b3(data))
-    assert entry.digest == b3(data)
-    assert (store.root / "parts.bin").read_bytes() == data

@@ -102,26 +102,6 @@ class Session:
         return t.state is protocol.State.LIST_PAGED
 
 
-#: Chunks already queued that one write hop takes together.
-_CHUNKS_PER_WRITE = 8
-
-
-def _queued_chunks(queue: asyncio.Queue[Event], first: Chunk) -> tuple[list[Any], Event | None]:
-    """The data of ``first`` and of the CHUNKs queued right behind it that
-    continue it (contiguous offsets), at most :data:`_CHUNKS_PER_WRITE`, so
-    that one worker-thread hop writes them all; and the event taken from the
-    queue that does not belong to them (None when there is none)."""
-    parts = [first.data]
-    end = first.offset + len(first.data)
-    while len(parts) < _CHUNKS_PER_WRITE and not queue.empty():
-        event = queue.get_nowait()
-        if not isinstance(event, Chunk) or event.offset != end:
-            return parts, event
-        parts.append(event.data)
-        end += len(event.data)
-    return parts, None
-
-
 def _many_name(req: PutMany) -> str:
     """How a PUT-MANY is named in its log line: its file's name when it holds one."""
     if len(req.files) == 1:
@@ -413,14 +393,11 @@ class Transfers:
             credit = CreditWindow(upload.offset, put.size, self._upload_window(), self.config.chunk_size)
             await self._send(session, PutReady(put.id, upload.transfer, upload.offset, credit.initial))
             written = upload.offset
-            event: Event | None = None
             while True:
-                event = event if event is not None else await session.queue.get()
+                event = await session.queue.get()
                 if isinstance(event, Chunk):
-                    offset = event.offset
-                    parts, event = _queued_chunks(session.queue, event)
-                    await upload.write_parts(offset, parts)
-                    written += sum(len(p) for p in parts)
+                    await upload.write(event.offset, event.data)
+                    written += len(event.data)
                     # Credit only for bytes written: memory per upload stays within its window.
                     if step := credit.grant(written, self._upload_window()):
                         await self._send(session, Credit(put.id, step))

@@ -131,12 +131,6 @@ class UploadHandle(Protocol):
         """
         ...
 
-    async def write_parts(self, offset: int, parts: Sequence[Buffer]) -> None:
-        """:meth:`write` of ``parts`` one after another from byte ``offset``
-        (chunks that arrived together); same errors, raised as :meth:`write`
-        would for the first part it concerns."""
-        ...
-
     async def commit(self, digest: bytes) -> Entry:
         """Verify the bytes against ``digest``, publish them under the final
         name and return the catalog entry; a reader sees the old file or the

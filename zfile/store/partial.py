@@ -191,16 +191,16 @@ class Upload(UploadHandle):
         if self._torn:
             raise StoreError(f"a write to {quote_name(self.name)} was interrupted; suspend it and resume")
 
-    async def _write_raw(self, parts: Sequence[Buffer], end: int) -> None:
-        """Write ``parts`` at the end of the partial and hash them, in one
+    async def _write_raw(self, data: Buffer) -> None:
+        """Write ``data`` at the end of the partial and hash it, in one
         worker-thread hop that also starts writeback when due (overlapping
         disk writes with the transfer, so commit's fsync has only the tail
-        left); ``end`` is the offset just past the last part.  The bytes go
-        straight to the descriptor: the file object only owns it and never
-        buffers, so its flush and close stay right."""
+        left).  The bytes go straight to the descriptor: the file object
+        only owns it and never buffers, so its flush and close stay right."""
+        end = self.offset + memoryview(data).nbytes
         fd = self._file.fileno()
         loop = asyncio.get_running_loop()
-        self._inflight = loop.run_in_executor(None, write_chunks, fd, parts, end, self._hasher, self._writeback)
+        self._inflight = loop.run_in_executor(None, write_chunks, fd, [data], end, self._hasher, self._writeback)
         # Shielded: a cancelled caller must leave the hop's future pending, not
         # cancelled, so that _release can tell the thread is still writing.
         await asyncio.shield(self._inflight)
@@ -214,16 +214,9 @@ class Upload(UploadHandle):
         StoreError for other write failures (the partial is kept for resume)
         or when the upload is finished.
         """
-        await self.write_parts(offset, (data,))
-
-    async def write_parts(self, offset: int, parts: Sequence[Buffer]) -> None:
-        """:meth:`write` of ``parts``, one after another from byte ``offset``,
-        in one worker-thread hop (chunks that arrived together).  Nothing is
-        written when the parts as a whole would be refused; errors as
-        :meth:`write`."""
         async with self._lock:
             self._check_writable()
-            length = sum(memoryview(p).nbytes for p in parts)
+            length = memoryview(data).nbytes
             q = quote_name(self.name)
             if offset != self.offset:
                 raise IntegrityError(f"data for {q} starts at byte {offset}; the next byte is {self.offset}")
@@ -233,7 +226,7 @@ class Upload(UploadHandle):
                 return
             self._torn = True
             try:
-                await self._write_raw(parts, offset + length)
+                await self._write_raw(data)
             except OSError as exc:
                 err = store_error(exc, self.name, "write the partial file of")
                 await self._release(keep=not isinstance(err, NoSpace))

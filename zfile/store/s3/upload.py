@@ -30,7 +30,6 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from zfile.errors import IntegrityError, StoreError, ZfileError
@@ -172,12 +171,6 @@ class S3Upload(UploadHandle):
             view = view[take:]
             if not self._whole and self._fill == self._part:
                 await self._send_part()
-
-    async def write_parts(self, offset: int, parts: Sequence[Buffer]) -> None:
-        """:meth:`write` of each of ``parts`` in turn (UploadHandle.write_parts)."""
-        for part in parts:
-            await self.write(offset, part)
-            offset += memoryview(part).nbytes
 
     async def _send_part(self) -> None:
         """Start the UploadPart of the buffer once a slot is free."""
