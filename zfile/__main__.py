@@ -1,3 +1,3 @@
-from zfile.cli.commands import main
+from zfile.cli import main
 
 main()

@@ -12,6 +12,17 @@ drop the range before it, whose writeback has had a step's time to finish.
 Disk writes then overlap the transfer, the final fsync has only the tail
 left, and the file's footprint in the page cache stays about two steps.
 
+Many files written at once share one :class:`WritebackBudget`: each
+writer's step is the budget divided among the writers, so 100 uploads keep
+about as much in the page cache together as one does (a step of 1 MiB each
+instead of 8 MiB).  Without it the pages of files that end before their
+first full step stay cached until memory pressure evicts them, and every new
+write lands on never-used memory; on a virtual machine whose host backs
+guest memory lazily that copy cost up to ten times as much CPU per byte as
+a copy into pages just dropped and reused (``copy_folio_from_iter_atomic``
+at 72-79 % of the daemon's CPU with 100 uploads at once).  :func:`drop`
+releases a file's pages once its fsync has made them clean.
+
 This is advice only: durability still comes from the fsync before the
 rename, which is never skipped.  Where ``posix_fadvise`` is missing or fails,
 nothing happens.
@@ -25,8 +36,54 @@ import os
 #: eight 1 MiB chunks.
 DEFAULT_STEP = 8 << 20
 
+#: Page cache (bytes) all writers of one budget may keep between them: about
+#: two steps each.
+DEFAULT_BUDGET = 64 << 20
+
+#: The smallest step a shared budget gives a writer: one default chunk.
+LEAST_STEP = 1 << 20
+
 _ADVISE = getattr(os, "posix_fadvise", None)
 _DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 0)
+
+
+class WritebackBudget:
+    """The page cache that files being written at the same time share.
+
+    Each writer holds about two of its steps in the cache (the step being
+    written back and the step being written), so a writer's step is
+    ``total`` bytes divided by twice the number of writers, within
+    ``[least, most]`` bytes.  Writers join with :meth:`writer` and leave
+    with :meth:`Writeback.close`; the step is read at every write, so a
+    writer's step shrinks when others join and grows when they leave.
+    Used from the event loop's thread (join, leave) and worker threads
+    (reading the step), which only read one int.
+    """
+
+    def __init__(self, total: int = DEFAULT_BUDGET, least: int = LEAST_STEP, most: int = DEFAULT_STEP) -> None:
+        if not 0 < least <= most:
+            raise ValueError(f"least ({least}) must be positive and at most most ({most})")
+        self.total = total
+        self.least = least
+        self.most = most
+        #: Writers that joined and have not left.
+        self.writers = 0
+
+    @property
+    def step(self) -> int:
+        """Bytes between two kicks of each writer, now."""
+        return max(self.least, min(self.most, self.total // (2 * max(1, self.writers))))
+
+    def writer(self, start: int = 0) -> Writeback:
+        """A :class:`Writeback` from byte ``start`` whose step follows this
+        budget; call its :meth:`~Writeback.close` when the file is done."""
+        self.writers += 1
+        return Writeback(start, budget=self)
+
+
+#: The budget of the files a daemon's uploads write: the page cache is one
+#: per machine, so all stores of a process share it.
+UPLOADS = WritebackBudget()
 
 
 class Writeback:
@@ -35,13 +92,27 @@ class Writeback:
     ``start`` is the offset (bytes from the file's start) where this writer
     begins, e.g. a resumed partial's length.  Call :meth:`due` after each
     write with the new end of the data; when it is true, call :meth:`kick`
-    (a blocking system call: run it in a worker thread).
+    (a blocking system call: run it in a worker thread).  ``step`` is fixed
+    bytes, unless ``budget`` (see :meth:`WritebackBudget.writer`) gives it.
     """
 
-    def __init__(self, start: int = 0, step: int = DEFAULT_STEP) -> None:
-        self.step = step
+    def __init__(self, start: int = 0, step: int = DEFAULT_STEP, *, budget: WritebackBudget | None = None) -> None:
+        self._step = step
+        self._budget = budget
         self._kicked = start  # writeback requested up to here
         self._dropped = start  # pages before here were asked to leave the cache
+
+    @property
+    def step(self) -> int:
+        """Bytes between two kicks, now."""
+        return self._step if self._budget is None else self._budget.step
+
+    def close(self) -> None:
+        """Leave the budget, if any (idempotent)."""
+        budget, self._budget = self._budget, None
+        if budget is not None:
+            budget.writers -= 1
+            self._step = budget.step
 
     def due(self, end: int) -> bool:
         """True when at least ``step`` bytes were written since the last kick."""
@@ -62,6 +133,17 @@ class Writeback:
         except OSError:
             return
         self._dropped, self._kicked = self._kicked, end
+
+
+def drop(fd: int) -> None:
+    """Ask the kernel to drop ``fd``'s cached pages, after an fsync made them
+    clean, so the next files written reuse that memory.  Never raises."""
+    if _ADVISE is None:
+        return
+    try:
+        _ADVISE(fd, 0, 0, _DONTNEED)
+    except OSError:
+        pass
 
 
 def start_all(fds: list[int]) -> None:

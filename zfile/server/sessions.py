@@ -47,6 +47,7 @@ from zfile.protocol.events import (
 from zfile.server.config import ServerConfig
 from zfile.server.keepalive import keep_alive
 from zfile.server.ops import Operations
+from zfile.server.replies import PendingReplies
 from zfile.store import ChunkStream, Store
 from zfile.transport.sockets import Incoming, ServerSocket
 
@@ -128,6 +129,7 @@ class Transfers:
         self.on_finished: list[Callable[[str, int, float, str], object]] = []
         # Streaming uploads running, which share the upload buffer (_upload_window).
         self._streaming = 0
+        self._replies: PendingReplies | None = None
         # The work that serves each kind of request (protocol.message_kind).
         self._work: dict[str, Callable[[Session, Any], Awaitable[None]]] = {
             "PUT": self._upload,
@@ -214,6 +216,8 @@ class Transfers:
         tasks = [s.task for s in self.sessions.values() if s.task is not None]
         for task in tasks:
             task.cancel()
+        if self._replies is not None:
+            tasks += self._replies.cancel()
         return tasks
 
     def fail(self, session: Session, exc: ZfileError) -> None:
@@ -240,10 +244,12 @@ class Transfers:
     # -- replying ----------------------------------------------------------------
 
     def reply(self, identity: bytes, event: Event) -> None:
-        """Best-effort send outside any transfer (refusals)."""
+        """Best-effort send outside any transfer (refusals); one that finds
+        the peer's pipe full waits for room (:mod:`zfile.server.replies`)."""
         assert self.sock is not None
-        with contextlib.suppress(TransportError):
-            self.sock.send(identity, event)
+        if self._replies is None:
+            self._replies = PendingReplies(self.sock, self.config.idle_timeout)
+        self._replies.send(identity, event)
 
     async def _send(self, session: Session, event: Event, *, track: bool = False) -> Tracker | None:
         """Send an event within a transfer, waiting while the peer's pipe is full;

@@ -41,7 +41,7 @@ import blake3
 from zfile.errors import IntegrityError, NoSpace, StoreError, ZfileError
 from zfile.fileio.chunks import write_chunks
 from zfile.fileio.hashing import hash_file_prefix
-from zfile.fileio.writeback import Writeback, start_all
+from zfile.fileio.writeback import UPLOADS, Writeback, drop, start_all
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
@@ -182,7 +182,8 @@ class Upload(UploadHandle):
         except OSError as exc:
             raise store_error(exc, self.name, "prepare the partial file of") from exc
         self.offset = offset
-        self._writeback = Writeback(offset)
+        # Steps shrink while many uploads run, so together they keep little in the page cache.
+        self._writeback = UPLOADS.writer(offset)
 
     def _check_writable(self) -> None:
         if not self._live:
@@ -321,6 +322,7 @@ class Upload(UploadHandle):
     def _seal(self, fd: int) -> None:
         self._stamp(fd)
         os.fsync(fd)
+        drop(fd)  # clean now: the next uploads' writes reuse these pages
 
     def install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
         """Move the sealed partial to ``final``; return the directories whose
@@ -387,6 +389,7 @@ class Upload(UploadHandle):
         # Best effort: whatever cannot be closed or removed here, sweep_partials removes later.
         self._live = False
         self.kept = keep
+        self._writeback.close()
         try:
             if self._file is not None:
                 file, self._file = self._file, None
