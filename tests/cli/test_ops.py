@@ -1,15 +1,17 @@
-"""End to end: ``zfile rm`` against a real daemon, with each store backend
+"""End to end: ``zfile rm``, ``mv``, ``stat`` and ``cat`` against a real daemon, with each store backend
 (a local directory; an S3 bucket on a real SeaweedFS, tests/seaweed.py)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ..conftest import start_daemon, zfile_cli
-from ..rawpeer import digest_of, make_file
+from ..rawpeer import MiB, digest_of, make_file
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +123,47 @@ def test_stat_shows_each_field_and_json(node, tmp_path):
         digest_of(src).hex(),
         "blake3",
     )
+
+
+def test_cat_streams_the_file_and_stops_quietly_when_the_pipe_closes(node, tmp_path):
+    src = make_file(tmp_path / "big.bin", 5 * MiB + 7)
+    zfile_cli("send", "-q", str(src), "--to", node.endpoint)
+    whole = subprocess.run(
+        [sys.executable, "-m", "zfile", "cat", "big.bin", "--from", node.endpoint], capture_output=True, timeout=120
+    )
+    assert whole.returncode == 0 and whole.stderr == b"", whole.stderr
+    assert whole.stdout == src.read_bytes()
+    # The reader leaves after 10 bytes: exit 141 (128 + SIGPIPE) as cat's, and nothing on stderr.
+    piped = subprocess.run(
+        f"{sys.executable} -m zfile cat big.bin --from {node.endpoint} | head -c 10; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        timeout=120,
+    )
+    assert (piped.returncode, piped.stdout, piped.stderr) == (141, src.read_bytes()[:10], b"")
+    proc = zfile_cli("cat", "missing.bin", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and proc.stderr == "zfile: error: 'missing.bin' is not in the store\n"
+
+
+def test_cat_of_a_file_corrupted_on_the_daemons_disk_exits_1(tmp_path):
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    try:
+        src = make_file(tmp_path / "c.bin", 3 * MiB)
+        zfile_cli("send", "-q", str(src), "--to", d.endpoint)
+        with open(d.root / "c.bin", "r+b") as f:  # one byte flipped, the size kept
+            f.seek(2 * MiB)
+            byte = f.read(1)
+            f.seek(2 * MiB)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        proc = subprocess.run(
+            [sys.executable, "-m", "zfile", "cat", "c.bin", "--from", d.endpoint], capture_output=True, timeout=120
+        )
+        assert proc.returncode == 1
+        assert len(proc.stdout) == 3 * MiB and proc.stdout != src.read_bytes()
+        assert proc.stderr.decode() == (
+            f"zfile: error: c.bin: the {3 * MiB} bytes received do not match the stored blake3 digest; "
+            "the bytes already written to stdout cannot be taken back\n"
+        )
+    finally:
+        assert d.stop() == 0, d.log_text()

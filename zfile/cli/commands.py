@@ -33,7 +33,7 @@ from zfile.cli.common import (
     run,
     timeout_option,
 )
-from zfile.cli.ops import mv, rm, stat
+from zfile.cli.ops import cat, mv, rm, stat
 from zfile.cli.serve import keygen, serve
 from zfile.client.quickcheck import unchanged_downloads, unchanged_uploads
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
@@ -61,6 +61,7 @@ main.add_command(keygen)
 main.add_command(rm)
 main.add_command(mv)
 main.add_command(stat)
+main.add_command(cat)
 
 
 @main.command(short_help="Send files and directories to the daemon.")

@@ -1,5 +1,5 @@
-"""``zfile rm``, ``mv`` and ``stat``: file operations on stored files,
-thin over :mod:`zfile.client.ops`.
+"""``zfile rm``, ``mv``, ``stat`` and ``cat``: file operations on stored
+files, thin over :mod:`zfile.client.ops`.
 
 Errors that end the command are not caught here (:mod:`zfile.cli.boundary`);
 what befalls one name of several is said on its own line, ``zfile: error:
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import posixpath
 import sys
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from zfile.cli.boundary import EXIT_FAILED
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
 from zfile.client.ops import Removal
 from zfile.client.tree import shown
-from zfile.errors import ErrorCode, RemoteError
+from zfile.errors import ErrorCode, IntegrityError, RemoteError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
 
@@ -234,4 +235,48 @@ def stat(names: tuple[str, ...], conn: Connection, as_json: bool, timeout: float
         sys.exit(EXIT_FAILED)
 
 
-__all__ = ["iso_ns", "mv", "rm", "stat", "stat_lines"]
+#: cat's exit status when the reader of its output went away: what a shell
+#: reports for a cat that SIGPIPE ended, 128 + SIGPIPE (13).
+EXIT_BROKEN_PIPE = 141
+
+
+@click.command(name="cat", short_help="Write a stored file to stdout.")
+@click.argument("name")
+@endpoint_option
+@timeout_option
+def cat(name: str, conn: Connection, timeout: float) -> None:
+    """Write the stored file NAME to stdout as it arrives, chunk by chunk
+    (memory stays within the credit window, 8 MiB, whatever the file's size).
+
+    The BLAKE3 digest is checked after the last byte.  On a mismatch zfile
+    exits 1 with an error on stderr, but the bytes already written to stdout
+    cannot be taken back: treat the output of a cat that failed as garbage
+    (check the exit status, or `set -o pipefail`), and use `zfile get` when a
+    file must be verified before anything reads it.  When the reader of the
+    pipe leaves early (`| head`), zfile stops the download and exits 141
+    without a message, as cat does when SIGPIPE ends it.
+
+    \b
+    Examples:
+      zfile cat logs/app.log --from node7 | grep ERROR
+      zfile cat data.csv --from node7 | head -n 5
+    """
+    _one_daemon(conn, "cat")
+    out = sys.stdout.buffer
+
+    async def go() -> int:
+        async with conn.client(timeout) as client:
+            try:
+                return await client.cat(name, out)
+            except IntegrityError as exc:
+                raise IntegrityError(f"{exc}; the bytes already written to stdout cannot be taken back") from None
+
+    try:
+        run(go)
+    except BrokenPipeError:
+        # Python ignores SIGPIPE, so the write raised; keep its exit flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
+
+
+__all__ = ["EXIT_BROKEN_PIPE", "cat", "iso_ns", "mv", "rm", "stat", "stat_lines"]

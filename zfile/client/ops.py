@@ -1,5 +1,6 @@
 """The client's side of the file operations: remove, move, stat and ping
-(docs/protocol.md, "File operations").
+(docs/protocol.md, "File operations"), and reading a stored file as a
+stream of chunks (a GET whose bytes go to the caller, not to a file).
 
 :class:`FileOps` is a base of :class:`zfile.client.Client`; its methods
 use the client's channels and its retries of ``busy`` answers.
@@ -11,15 +12,35 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from zfile.client.channel import error_code
-from zfile.errors import ErrorCode, RemoteError, ZfileError
+from zfile.errors import ErrorCode, IntegrityError, RemoteError, ZfileError
 from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE
-from zfile.protocol.events import Entry, Event, FileResult, Move, MoveOk, Ping, Pong, Remove, RemoveOk, Stat, StatOk
+from zfile.protocol.credit import CreditWindow
+from zfile.protocol.digest import new_hasher
+from zfile.protocol.events import (
+    Buffer,
+    Chunk,
+    Credit,
+    Entry,
+    Event,
+    FileResult,
+    Get,
+    GetMeta,
+    Move,
+    MoveOk,
+    Ping,
+    Pong,
+    Remove,
+    RemoveOk,
+    Stat,
+    StatOk,
+)
 
 if TYPE_CHECKING:
     from zfile.client.channel import Channel
+    from zfile.client.config import ClientConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +84,7 @@ class FileOps:
     which provides ``_open`` (a new channel), ``_retry_busy`` and ``list``."""
 
     if TYPE_CHECKING:
+        config: ClientConfig
         _open: Callable[[], Channel]
         _retry_busy: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
         list: Callable[..., AsyncIterator[Entry]]
@@ -127,6 +149,62 @@ class FileOps:
         rtt = time.monotonic() - began
         assert isinstance(reply, Pong)
         return Status(reply.version, reply.protocol, reply.uptime, reply.free, reply.transfers, reply.curve, rtt)
+
+    async def read(self, name: str) -> AsyncIterator[Buffer]:
+        """Yield the bytes of the stored file ``name``, chunk by chunk (each
+        at most the daemon's chunk size, 1 MiB by default), from its start to
+        its end; hashed as they pass and checked against the stored digest
+        after the last, which raises IntegrityError on a mismatch: the
+        caller has had every byte by then and must discard what it kept.
+
+        Memory is bounded: credit for more is granted only as the caller
+        takes chunks, so at most ``config.window`` bytes wait unread.
+        Raises RemoteError (``not-found``...) before the first chunk, and
+        TransportError.  Leaving the loop early cancels the download.
+        """
+        channel, meta = await self._retry_busy(lambda: self._start_get(name))
+        try:
+            transfer = channel.transfer
+            hasher = new_hasher(meta.algo)
+            credit = CreditWindow(0, meta.size, self.config.window, self.config.chunk_size)
+            while transfer.offset < meta.size:
+                chunk = await channel.next()
+                assert isinstance(chunk, Chunk)
+                hasher.update(chunk.data)
+                yield chunk.data
+                if step := credit.grant(transfer.offset):
+                    await channel.send(Credit(transfer.id, step))
+        finally:
+            await channel.close()
+        if hasher.digest() != meta.digest:
+            raise IntegrityError(
+                f"{meta.name}: the {meta.size} bytes received do not match the stored {meta.algo} digest"
+            )
+
+    async def cat(self, name: str, out: BinaryIO) -> int:
+        """Write the stored file ``name`` to the binary file ``out`` as it
+        arrives and return the bytes written (:meth:`read`: IntegrityError
+        after the last byte when the digest differs; bytes already written
+        stay written).  OSError from ``out`` (BrokenPipeError when a pipe's
+        reader left) ends the download."""
+        size = 0
+        async with contextlib.aclosing(self.read(name)) as chunks:
+            async for data in chunks:
+                out.write(data)
+                size += len(data)
+        out.flush()
+        return size
+
+    async def _start_get(self, name: str) -> tuple[Channel, GetMeta]:
+        channel = self._open()
+        try:
+            await channel.send(Get(channel.id, name, self.config.window))
+            meta = await channel.next()
+        except BaseException:
+            await channel.close()
+            raise
+        assert isinstance(meta, GetMeta)
+        return channel, meta
 
     async def _ask(self, make: Callable[[int], Event]) -> Event:
         """Send the request ``make(transfer id)`` on a new channel and return its answer."""
