@@ -1,9 +1,10 @@
-"""End to end: ``zfile rm``, ``mv``, ``stat`` and ``cat`` against a real daemon, with each store backend
+"""End to end: ``zfile rm``, ``mv``, ``stat``, ``cat`` and ``ping`` against a real daemon, with each store backend
 (a local directory; an S3 bucket on a real SeaweedFS, tests/seaweed.py)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,47 @@ def test_cat_of_a_file_corrupted_on_the_daemons_disk_exits_1(tmp_path):
         )
     finally:
         assert d.stop() == 0, d.log_text()
+
+
+def test_ping_reports_the_daemon_and_its_backend(node):
+    from zfile import __version__
+
+    status = json.loads(zfile_cli("ping", node.endpoint, "--json").stdout)
+    assert set(status) == {"endpoint", "version", "protocol", "uptime_s", "free_bytes", "transfers", "curve", "rtt_ms"}
+    assert (status["endpoint"], status["version"], status["protocol"]) == (node.endpoint, __version__, 2)
+    assert status["curve"] is False and status["transfers"] == 0 and status["uptime_s"] > 0 and status["rtt_ms"] > 0
+    if "--store" in node.proc.args:
+        assert status["free_bytes"] is None  # an object store has no free-space figure
+        assert "free: no limit (object store)" in zfile_cli("ping", "--from", node.endpoint).stdout
+    else:
+        assert 0 < status["free_bytes"] <= os.statvfs(node.root).f_blocks * os.statvfs(node.root).f_frsize
+    text = zfile_cli("ping", "--from", node.endpoint).stdout
+    assert [line.split(":")[0].strip() for line in text.splitlines()] == [
+        "endpoint",
+        "version",
+        "uptime",
+        "free",
+        "transfers",
+        "curve",
+        "rtt",
+    ]
+
+
+def test_ping_says_curve_on_and_a_dead_endpoint_is_an_error(tmp_path):
+    from zfile.transport import curve as auth
+
+    server_public, server_secret = auth.generate_keypair(tmp_path / "keys", "server")
+    client_public, client_secret = auth.generate_keypair(tmp_path / "keys", "me")
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    (authorized / "me.key").write_bytes(client_public.read_bytes())
+    serve = ("--secret-key", str(server_secret), "--authorized-keys", str(authorized))
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", *serve)
+    try:
+        keys = ("--server-key", str(server_public), "--client-key", str(client_secret))
+        status = json.loads(zfile_cli("ping", d.endpoint, *keys, "--json").stdout)
+        assert status["curve"] is True
+    finally:
+        assert d.stop() == 0, d.log_text()
+    dead = zfile_cli("ping", d.endpoint, "--timeout", "1", check=False)
+    assert dead.returncode == 1 and dead.stderr.startswith("zfile: error: "), dead.stderr

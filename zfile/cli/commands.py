@@ -33,7 +33,7 @@ from zfile.cli.common import (
     run,
     timeout_option,
 )
-from zfile.cli.ops import cat, mv, rm, stat
+from zfile.cli.ops import cat, mv, ping, rm, stat
 from zfile.cli.serve import keygen, serve
 from zfile.client.quickcheck import unchanged_downloads, unchanged_uploads
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
@@ -62,6 +62,7 @@ main.add_command(rm)
 main.add_command(mv)
 main.add_command(stat)
 main.add_command(cat)
+main.add_command(ping)
 
 
 @main.command(short_help="Send files and directories to the daemon.")

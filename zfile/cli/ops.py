@@ -1,5 +1,5 @@
-"""``zfile rm``, ``mv``, ``stat`` and ``cat``: file operations on stored
-files, thin over :mod:`zfile.client.ops`.
+"""``zfile rm``, ``mv``, ``stat`` and ``cat``, file operations on stored
+files, and ``zfile ping``, thin over :mod:`zfile.client.ops`.
 
 Errors that end the command are not caught here (:mod:`zfile.cli.boundary`);
 what befalls one name of several is said on its own line, ``zfile: error:
@@ -9,6 +9,7 @@ what befalls one name of several is said on its own line, ``zfile: error:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import posixpath
@@ -19,11 +20,12 @@ import click
 
 from zfile.cli.boundary import EXIT_FAILED
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
-from zfile.client.ops import Removal
+from zfile.client.ops import Removal, Status
 from zfile.client.tree import shown
 from zfile.errors import ErrorCode, IntegrityError, RemoteError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
+from zfile.transport.endpoint import parse_endpoint
 
 
 def _one_daemon(conn: Connection, command: str) -> None:
@@ -279,4 +281,61 @@ def cat(name: str, conn: Connection, timeout: float) -> None:
         sys.exit(EXIT_BROKEN_PIPE)
 
 
-__all__ = ["EXIT_BROKEN_PIPE", "cat", "iso_ns", "mv", "rm", "stat", "stat_lines"]
+def ping_json(endpoint: str, status: Status) -> dict[str, object]:
+    """``status`` as ``zfile ping --json`` prints it; units in the keys."""
+    return {
+        "endpoint": endpoint,
+        "version": status.version,
+        "protocol": status.protocol,
+        "uptime_s": round(status.uptime, 3),
+        "free_bytes": status.free,
+        "transfers": status.transfers,
+        "curve": status.curve,
+        "rtt_ms": round(status.rtt * 1000, 3),
+    }
+
+
+@click.command(name="ping", short_help="Ask a daemon how it is.")
+@click.argument("endpoint", required=False)
+@endpoint_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object; units in the keys (_s, _bytes, _ms).")
+@timeout_option
+def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) -> None:
+    """Ask the daemon at ENDPOINT (or --from, $ZFILE_SERVER) for its zfile
+    and protocol versions, uptime (s), free space for new files (bytes; none
+    on an object store), transfers in flight and whether CURVE is on, and
+    measure the round trip (ms).  A daemon with every transfer slot taken
+    still answers; one that does not answer within --timeout is an error
+    (exit 1).
+
+    \b
+    Examples:
+      zfile ping node7
+      zfile ping --from node7 --server-key node7.key --client-key me.key_secret --json
+    """
+    _one_daemon(conn, "ping")
+    if endpoint is not None:
+        conn = dataclasses.replace(conn, endpoint=parse_endpoint(endpoint))
+
+    async def go() -> Status:
+        async with conn.client(timeout) as client:
+            return await client.ping()
+
+    status = run(go)
+    if as_json:
+        click.echo(json.dumps(ping_json(conn.endpoint, status)))
+        return
+    free = "no limit (object store)" if status.free is None else f"{status.free} bytes"
+    for label, value in [
+        ("endpoint", conn.endpoint),
+        ("version", f"{status.version} (protocol {status.protocol})"),
+        ("uptime", f"{status.uptime:.1f} s"),
+        ("free", free),
+        ("transfers", f"{status.transfers} in flight"),
+        ("curve", "on" if status.curve else "off"),
+        ("rtt", f"{status.rtt * 1000:.2f} ms"),
+    ]:
+        click.echo(f"{label:>9}: {value}")
+
+
+__all__ = ["EXIT_BROKEN_PIPE", "cat", "iso_ns", "mv", "ping", "ping_json", "rm", "stat", "stat_lines"]
