@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     from zfile.client.config import ClientConfig
 
 
+#: Files one REMOVE asks the daemon to remove (of the protocol's
+#: MAX_MANY_FILES names or MAX_REMOVE_PAGE entries): few enough that a
+#: loaded daemon answers well within the client's timeout.
+REMOVE_BATCH = min(256, MAX_MANY_FILES, MAX_REMOVE_PAGE)
+
+
 @dataclass(frozen=True, slots=True)
 class Removal:
     """What became of one stored file a remove named or found: ``digest``
@@ -110,8 +116,8 @@ class FileOps:
         if prefix == "":
             raise ValueError("an empty prefix would remove every file; give a prefix such as 'logs/'")
         out: list[Removal] = []
-        for start in range(0, len(names), MAX_MANY_FILES):
-            batch = tuple(names[start : start + MAX_MANY_FILES])
+        for start in range(0, len(names), REMOVE_BATCH):
+            batch = tuple(names[start : start + REMOVE_BATCH])
             if dry_run:
                 out.extend([await self._would_remove(name) for name in batch])
                 continue
@@ -220,7 +226,7 @@ class FileOps:
             return out
         after = ""
         while True:
-            req = Remove(0, prefix=prefix, after=after, limit=MAX_REMOVE_PAGE)
+            req = Remove(0, prefix=prefix, after=after, limit=REMOVE_BATCH)
             reply = await self._retry_busy(lambda req=req: self._remove_once(req))
             out.extend(_removal(name, r) for name, r in zip(reply.names, reply.results, strict=True))
             if not reply.more or not reply.names:

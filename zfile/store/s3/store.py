@@ -385,6 +385,20 @@ class S3Store(Store):
         self._cache.pop(name, None)
         return entry
 
+    async def delete_many(self, names: Sequence[str]) -> list[Entry | ZfileError]:
+        """:meth:`delete` of each name, HEADS_IN_FLIGHT at once; an entry or
+        an error per name, in order (Store.delete_many)."""
+        slots = asyncio.Semaphore(HEADS_IN_FLIGHT)
+
+        async def one(name: str) -> Entry | ZfileError:
+            async with slots:
+                try:
+                    return await self.delete(name)
+                except ZfileError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(n) for n in names)))
+
     async def rename(self, old: str, new: str, *, clobber: bool = False) -> Entry:
         """Copy ``old``'s object to ``new``'s key with its entry (as
         :meth:`publish_copy` does), then delete ``old`` (Store.rename).  Not
