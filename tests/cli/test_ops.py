@@ -212,3 +212,28 @@ def test_ping_says_curve_on_and_a_dead_endpoint_is_an_error(tmp_path):
         assert d.stop() == 0, d.log_text()
     dead = zfile_cli("ping", d.endpoint, "--timeout", "1", check=False)
     assert dead.returncode == 1 and dead.stderr.startswith("zfile: error: "), dead.stderr
+
+
+def test_send_stdin_stores_a_stream_of_unknown_size(node, tmp_path):
+    data = os.urandom(9 * MiB + 123)  # more than one S3 part, more than the credit window
+    proc = subprocess.run(
+        [sys.executable, "-m", "zfile", "send", "-", "--name", "builds/build.tar", "--to", node.endpoint],
+        input=data,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().startswith("sent builds/build.tar, 9.4 MB in ")
+    [entry] = json.loads(zfile_cli("stat", "builds/build.tar", "--json", "--from", node.endpoint).stdout)
+    assert entry["size"] == len(data) and entry["mode"] == "0644"
+    back = subprocess.run(
+        [sys.executable, "-m", "zfile", "cat", "builds/build.tar", "--from", node.endpoint],
+        capture_output=True,
+        timeout=120,
+    )
+    assert back.returncode == 0 and back.stdout == data
+    refused = zfile_cli("send", "-", "--name", "builds/build.tar", "--no-clobber", "--to", node.endpoint, check=False)
+    assert refused.returncode == 1 and "already exists" in refused.stderr
+    for args in (["-"], ["-", str(tmp_path)], ["--name", "x", str(tmp_path)]):
+        usage = zfile_cli("send", *args, "--to", node.endpoint, check=False)
+        assert usage.returncode == 2 and "needs --name NAME" in usage.stderr, usage.stderr

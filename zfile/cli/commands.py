@@ -33,7 +33,7 @@ from zfile.cli.common import (
     run,
     timeout_option,
 )
-from zfile.cli.ops import cat, mv, ping, rm, stat
+from zfile.cli.ops import cat, mv, ping, rm, send_stdin, stat
 from zfile.cli.serve import keygen, serve
 from zfile.client.quickcheck import unchanged_downloads, unchanged_uploads
 from zfile.client.tree import Outcome, fetch, plan_download, plan_upload, send_paths, shown
@@ -66,9 +66,10 @@ main.add_command(ping)
 
 
 @main.command(short_help="Send files and directories to the daemon.")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
 @endpoint_option
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
+@click.option("--name", default=None, help="With - (stdin): the name to store it under.")
 @compare_options
 @click.option(
     "-R",
@@ -89,6 +90,7 @@ def send(
     paths: tuple[str, ...],
     conn: Connection,
     no_clobber: bool,
+    name: str | None,
     checksum: bool,
     ignore_times: bool,
     relative: bool,
@@ -116,7 +118,15 @@ def send(
       zfile send big.bin photos/ --to node7
       zfile send -R a/x.txt b/x.txt --to node7     # stored as a/x.txt, b/x.txt
       zfile send model.ckpt --to node1,node2,node3   # every node at once
+      tar c build/ | zfile send - --name builds/build.tar --to node7
+
+    The path - reads stdin to its end and stores it under --name (mode 0644, mtime now),
+    verified and committed atomically like any file; it cannot resume.
     """
+    if "-" in paths or name is not None:
+        extra = checksum or ignore_times or relative or copy_links or as_json
+        send_stdin(conn, paths, name, clobber=not no_clobber, quiet=quiet, timeout=timeout, extra=extra)
+        return
     plan = plan_upload(paths, relative=relative, copy_links=copy_links)
     compare = compare_mode(checksum, ignore_times)
     if conn.nodes or as_json:

@@ -14,6 +14,7 @@ import json
 import os
 import posixpath
 import sys
+import time
 from datetime import UTC, datetime
 
 import click
@@ -235,6 +236,34 @@ def stat(names: tuple[str, ...], conn: Connection, as_json: bool, timeout: float
         click.echo("\n\n".join("\n".join(stat_lines(e)) for e in found))
     if failed:
         sys.exit(EXIT_FAILED)
+
+
+def send_stdin(
+    conn: Connection,
+    paths: tuple[str, ...],
+    name: str | None,
+    *,
+    clobber: bool,
+    quiet: bool,
+    timeout: float,
+    extra: bool,
+) -> None:
+    """``zfile send - --name NAME``: store stdin, read to its end, as NAME
+    (Client.put_stream); a summary line on stdout unless ``quiet``."""
+    if paths != ("-",) or not name:
+        raise click.UsageError("- (stdin) is sent alone and needs --name NAME; --name is only for -")
+    if conn.nodes or extra:
+        raise click.UsageError("- (stdin) goes to one daemon, without -c, -I, -R, -L or --json")
+    began = time.monotonic()
+
+    async def go():
+        async with conn.client(timeout) as client:
+            return await client.put_stream(sys.stdin.buffer, name, clobber=clobber)
+
+    sent = run(go)
+    seconds = max(time.monotonic() - began, 1e-9)
+    if not quiet:
+        click.echo(f"sent {shown(sent.name)}, {sent.size / 1e6:.1f} MB in {seconds:.2f} s")
 
 
 #: cat's exit status when the reader of its output went away: what a shell

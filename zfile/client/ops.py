@@ -1,6 +1,7 @@
 """The client's side of the file operations: remove, move, stat and ping
-(docs/protocol.md, "File operations"), and reading a stored file as a
-stream of chunks (a GET whose bytes go to the caller, not to a file).
+(docs/protocol.md, "File operations"), reading a stored file as a stream
+of chunks (a GET whose bytes go to the caller, not to a file), and
+uploading a stream whose size is known only at its end (PUT-STREAM).
 
 :class:`FileOps` is a base of :class:`zfile.client.Client`; its methods
 use the client's channels and its retries of ``busy`` answers.
@@ -8,17 +9,18 @@ use the client's channels and its retries of ``busy`` answers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from zfile.client.channel import error_code
-from zfile.errors import ErrorCode, IntegrityError, RemoteError, ZfileError
+from zfile.client.channel import Progress, error_code, no_progress
+from zfile.errors import ErrorCode, IntegrityError, LocalFileError, RemoteError, ZfileError
 from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE
-from zfile.protocol.credit import CreditWindow
-from zfile.protocol.digest import new_hasher
+from zfile.protocol.credit import CreditWindow, next_piece
+from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
 from zfile.protocol.events import (
     Buffer,
     Chunk,
@@ -32,6 +34,10 @@ from zfile.protocol.events import (
     MoveOk,
     Ping,
     Pong,
+    PutEnd,
+    PutOk,
+    PutReady,
+    PutStream,
     Remove,
     RemoveOk,
     Stat,
@@ -83,6 +89,16 @@ class Status:
     transfers: int
     curve: bool
     rtt: float
+
+
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """An upload of a stream the daemon committed: the stored ``name``,
+    its ``size`` in bytes and BLAKE3 ``digest``."""
+
+    name: str
+    size: int
+    digest: bytes
 
 
 class FileOps:
@@ -212,6 +228,61 @@ class FileOps:
         assert isinstance(meta, GetMeta)
         return channel, meta
 
+    async def put_stream(
+        self,
+        source: BinaryIO,
+        name: str,
+        *,
+        clobber: bool = True,
+        mode: int = 0o644,
+        progress: Progress = no_progress,
+    ) -> Streamed:
+        """Upload what ``source`` (a binary file object such as
+        ``sys.stdin.buffer``) yields until its end, as ``name``, when its
+        size is known only at that end (PUT-STREAM, docs/protocol.md).
+
+        Bytes go under the daemon's credit and are hashed as they are read;
+        the size and digest travel in PUT-END and the daemon stores the file
+        atomically once both check out.  ``mode`` is the stored permission
+        bits, the mtime the time the upload began.  There is no resume: an
+        interrupted stream is gone.  Raises RemoteError (exists, too large,
+        no space), IntegrityError, LocalFileError when ``source`` cannot be
+        read, TransportError.
+        """
+        async with self._open() as channel:
+            put = PutStream(channel.id, name, time.time_ns(), mode & 0o7777, DEFAULT_ALGO, clobber)
+            await channel.send(put)
+            ready = await channel.next()
+            assert isinstance(ready, PutReady)
+            transfer = channel.transfer
+            hasher = new_hasher(DEFAULT_ALGO)
+            size = 0
+            while True:
+                try:
+                    data = await asyncio.to_thread(source.read, self.config.chunk_size)
+                except OSError as exc:
+                    raise LocalFileError(f"cannot read the stream for {name}: {exc.strerror or exc}") from None
+                if not data:
+                    break
+                hasher.update(data)
+                sent = 0
+                while sent < len(data):
+                    channel.pending()
+                    while (n := next_piece(transfer.credit, len(data) - sent)) == 0:
+                        event = await channel.next()
+                        assert isinstance(event, Credit)
+                    await channel.send(Chunk(transfer.id, transfer.offset, data[sent : sent + n]))
+                    sent += n
+                    progress(n)
+                size += len(data)
+            digest = hasher.digest()
+            await channel.send(PutEnd(channel.id, digest, size))
+            while not isinstance(event := await channel.next(), PutOk):
+                pass  # credit granted before the end reached the daemon
+        if event.digest != digest:
+            raise IntegrityError(f"the daemon stored {name} with another digest")
+        return Streamed(name, size, digest)
+
     async def _ask(self, make: Callable[[int], Event]) -> Event:
         """Send the request ``make(transfer id)`` on a new channel and return its answer."""
         async with self._open() as channel:
@@ -257,4 +328,4 @@ def _removal(name: str, result: FileResult) -> Removal:
     return Removal(name, error=RemoteError(result.message, code=error_code(result.code)))
 
 
-__all__ = ["FileOps", "Removal", "Status"]
+__all__ = ["FileOps", "Removal", "Status", "Streamed"]
