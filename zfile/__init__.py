@@ -23,6 +23,7 @@ _EXPORTS = {
     "Result": "zfile.client.client",
     "Removal": "zfile.client.ops",
     "Status": "zfile.client.ops",
+    "Streamed": "zfile.client.ops",
     "ClientConfig": "zfile.client.config",
     "SyncClient": "zfile.client.sync",
     "Progress": "zfile.client.channel",

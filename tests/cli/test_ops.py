@@ -1,15 +1,18 @@
-"""End to end: ``zfile rm`` against a real daemon, with each store backend
+"""End to end: ``zfile rm``, ``mv``, ``stat``, ``cat`` and ``ping`` against a real daemon, with each store backend
 (a local directory; an S3 bucket on a real SeaweedFS, tests/seaweed.py)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ..conftest import start_daemon, zfile_cli
-from ..rawpeer import digest_of, make_file
+from ..rawpeer import MiB, digest_of, make_file
 
 pytestmark = pytest.mark.slow
 
@@ -121,3 +124,116 @@ def test_stat_shows_each_field_and_json(node, tmp_path):
         digest_of(src).hex(),
         "blake3",
     )
+
+
+def test_cat_streams_the_file_and_stops_quietly_when_the_pipe_closes(node, tmp_path):
+    src = make_file(tmp_path / "big.bin", 5 * MiB + 7)
+    zfile_cli("send", "-q", str(src), "--to", node.endpoint)
+    whole = subprocess.run(
+        [sys.executable, "-m", "zfile", "cat", "big.bin", "--from", node.endpoint], capture_output=True, timeout=120
+    )
+    assert whole.returncode == 0 and whole.stderr == b"", whole.stderr
+    assert whole.stdout == src.read_bytes()
+    # The reader leaves after 10 bytes: exit 141 (128 + SIGPIPE) as cat's, and nothing on stderr.
+    piped = subprocess.run(
+        f"{sys.executable} -m zfile cat big.bin --from {node.endpoint} | head -c 10; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        timeout=120,
+    )
+    assert (piped.returncode, piped.stdout, piped.stderr) == (141, src.read_bytes()[:10], b"")
+    proc = zfile_cli("cat", "missing.bin", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and proc.stderr == "zfile: error: 'missing.bin' is not in the store\n"
+
+
+def test_cat_of_a_file_corrupted_on_the_daemons_disk_exits_1(tmp_path):
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    try:
+        src = make_file(tmp_path / "c.bin", 3 * MiB)
+        zfile_cli("send", "-q", str(src), "--to", d.endpoint)
+        with open(d.root / "c.bin", "r+b") as f:  # one byte flipped, the size kept
+            f.seek(2 * MiB)
+            byte = f.read(1)
+            f.seek(2 * MiB)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        proc = subprocess.run(
+            [sys.executable, "-m", "zfile", "cat", "c.bin", "--from", d.endpoint], capture_output=True, timeout=120
+        )
+        assert proc.returncode == 1
+        assert len(proc.stdout) == 3 * MiB and proc.stdout != src.read_bytes()
+        assert proc.stderr.decode() == (
+            f"zfile: error: c.bin: the {3 * MiB} bytes received do not match the stored blake3 digest; "
+            "the bytes already written to stdout cannot be taken back\n"
+        )
+    finally:
+        assert d.stop() == 0, d.log_text()
+
+
+def test_ping_reports_the_daemon_and_its_backend(node):
+    from zfile import __version__
+
+    status = json.loads(zfile_cli("ping", node.endpoint, "--json").stdout)
+    assert set(status) == {"endpoint", "version", "protocol", "uptime_s", "free_bytes", "transfers", "curve", "rtt_ms"}
+    assert (status["endpoint"], status["version"], status["protocol"]) == (node.endpoint, __version__, 2)
+    assert status["curve"] is False and status["transfers"] == 0 and status["uptime_s"] > 0 and status["rtt_ms"] > 0
+    if "--store" in node.proc.args:
+        assert status["free_bytes"] is None  # an object store has no free-space figure
+        assert "free: no limit (object store)" in zfile_cli("ping", "--from", node.endpoint).stdout
+    else:
+        assert 0 < status["free_bytes"] <= os.statvfs(node.root).f_blocks * os.statvfs(node.root).f_frsize
+    text = zfile_cli("ping", "--from", node.endpoint).stdout
+    assert [line.split(":")[0].strip() for line in text.splitlines()] == [
+        "endpoint",
+        "version",
+        "uptime",
+        "free",
+        "transfers",
+        "curve",
+        "rtt",
+    ]
+
+
+def test_ping_says_curve_on_and_a_dead_endpoint_is_an_error(tmp_path):
+    from zfile.transport import curve as auth
+
+    server_public, server_secret = auth.generate_keypair(tmp_path / "keys", "server")
+    client_public, client_secret = auth.generate_keypair(tmp_path / "keys", "me")
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    (authorized / "me.key").write_bytes(client_public.read_bytes())
+    serve = ("--secret-key", str(server_secret), "--authorized-keys", str(authorized))
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", *serve)
+    try:
+        keys = ("--server-key", str(server_public), "--client-key", str(client_secret))
+        status = json.loads(zfile_cli("ping", d.endpoint, *keys, "--json").stdout)
+        assert status["curve"] is True
+    finally:
+        assert d.stop() == 0, d.log_text()
+    dead = zfile_cli("ping", d.endpoint, "--timeout", "1", check=False)
+    assert dead.returncode == 1 and dead.stderr.startswith("zfile: error: "), dead.stderr
+
+
+def test_send_stdin_stores_a_stream_of_unknown_size(node, tmp_path):
+    data = os.urandom(9 * MiB + 123)  # more than one S3 part, more than the credit window
+    proc = subprocess.run(
+        [sys.executable, "-m", "zfile", "send", "-", "--name", "builds/build.tar", "--to", node.endpoint],
+        input=data,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().startswith("sent builds/build.tar, 9.4 MB in ")
+    [entry] = json.loads(zfile_cli("stat", "builds/build.tar", "--json", "--from", node.endpoint).stdout)
+    assert entry["size"] == len(data) and entry["mode"] == "0644"
+    back = subprocess.run(
+        [sys.executable, "-m", "zfile", "cat", "builds/build.tar", "--from", node.endpoint],
+        capture_output=True,
+        timeout=120,
+    )
+    assert back.returncode == 0 and back.stdout == data
+    refused = zfile_cli("send", "-", "--name", "builds/build.tar", "--no-clobber", "--to", node.endpoint, check=False)
+    assert refused.returncode == 1 and "already exists" in refused.stderr
+    for args in (["-"], ["-", str(tmp_path)], ["--name", "x", str(tmp_path)]):
+        usage = zfile_cli("send", *args, "--to", node.endpoint, check=False)
+        assert usage.returncode == 2 and "needs --name NAME" in usage.stderr, usage.stderr

@@ -99,3 +99,24 @@ def test_no_daemon_is_unreachable():
 def test_bad_endpoint_fails_at_once():
     with pytest.raises(EndpointError):
         SyncClient("udp://somewhere")
+
+
+@pytest.mark.slow
+def test_file_operations_block_and_answer(daemon, tmp_path):
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(1000))
+    with SyncClient(daemon.endpoint) as c:
+        c.put(src, "ops/a")
+        c.put(src, "ops/b")
+        assert c.stat("ops/a").size == 1000
+        with pytest.raises(RemoteError) as info:
+            c.move("ops/a", "ops/b")
+        assert info.value.code is ErrorCode.EXISTS
+        assert c.move("ops/a", "ops/c").name == "ops/c"
+        assert [(r.name, r.status) for r in c.remove(["ops/b", "ops/nope"])] == [
+            ("ops/b", "removed"),
+            ("ops/nope", "not found"),
+        ]
+        assert [r.name for r in c.remove(prefix="ops/", dry_run=True)] == ["ops/c"]
+        assert [e.name for e in c.list("ops/")] == ["ops/c"]
+        assert c.ping().transfers == 0

@@ -18,6 +18,9 @@ from zfile.protocol.machine import (
     MoveOk,
     Ping,
     Pong,
+    PutEnd,
+    PutReady,
+    PutStream,
     Remove,
     RemoveOk,
     Role,
@@ -48,6 +51,10 @@ EXAMPLES: list[Event] = [
     Ping(ID),
     Pong(ID, "0.1.0", 2, 12.5, 3, True, 1 << 40),
     Pong(0, "", 0, 0.0, 0, False),
+    PutStream(ID, "builds/build.tar", 1_700_000_000_123_456_789, 0o644, "blake3"),
+    PutStream(U63, "x" * MAX_WIRE_NAME_BYTES, -(1 << 63), 0o7777, "a" * 64, clobber=False),
+    PutEnd(ID, D1, size=0),
+    PutEnd(ID, D1, size=U63),
 ]
 
 BASE: dict[str, Event] = {
@@ -59,6 +66,7 @@ BASE: dict[str, Event] = {
     "STAT-OK": StatOk(ID, ENTRY),
     "PING": Ping(ID),
     "PONG": Pong(ID, "0.1.0", 2, 1.5, 1, False, 1000),
+    "PUT-STREAM": PutStream(ID, "f.bin", 5, 0o644, "blake3", False),
 }
 
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -70,6 +78,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "STAT-OK": ("id", "entry"),
     "PING": ("id",),
     "PONG": ("id", "version", "protocol", "uptime", "transfers", "curve"),
+    "PUT-STREAM": ("id", "name", "mtime_ns", "mode", "algo"),
 }
 
 KINDS: dict[str, dict[str, str]] = {
@@ -89,7 +98,10 @@ KINDS: dict[str, dict[str, str]] = {
         "curve": "bool",
         "free": "count",
     },
+    "PUT-STREAM": {"id": "id", "name": "name", "mtime_ns": "mtime", "mode": "mode", "algo": "short", "clobber": "bool"},
 }
+#: The field PUT-END gained for PUT-STREAM (merged into PUT-END's kinds).
+PUT_END_KINDS = {"size": "count"}
 
 BAD: dict[str, list[Any]] = {
     "names": ["a", {}, 1, [1], [b"a"], ["x" * (MAX_WIRE_NAME_BYTES + 1)], ["a"] * (MAX_MANY_FILES + 1)],
@@ -147,6 +159,15 @@ STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
         curve=st.booleans(),
         free=st.none() | st.integers(0, U63),
     ),
+    "PUT-STREAM": st.builds(
+        PutStream,
+        id=st.integers(0, U63),
+        name=_names,
+        mtime_ns=st.integers(-(1 << 63), U63),
+        mode=st.integers(0, 0o7777),
+        algo=st.text(max_size=16),
+        clobber=st.booleans(),
+    ),
 }
 
 TRANSITIONS: dict[tuple[State, Role, str], State] = {
@@ -154,6 +175,7 @@ TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.OP_WAITING, S, "REMOVE-OK"): State.DONE,
     **{(State.IDLE, C, request): State.OP_WAITING for request in ("MOVE", "STAT", "PING")},
     **{(State.OP_WAITING, S, answer): State.DONE for answer in ("MOVE-OK", "STAT-OK", "PONG")},
+    (State.IDLE, C, "PUT-STREAM"): State.PUT_OPENING,
 }
 OPEN_STATES = [State.OP_WAITING]
 
@@ -163,10 +185,11 @@ STEPS: dict[str, list[tuple[Role, Event]]] = {
     "op-waiting": [(C, _REMOVE)],
     "remove-done": [(C, _REMOVE), (S, _REMOVED)],
     "stat-done": [(C, Stat(ID, "a")), (S, StatOk(ID, ENTRY))],
+    "stream-sending": [(C, PutStream(ID, "s", 1, 0o644, "blake3")), (S, PutReady(ID, "t", 0, 8))],
 }
 FINISHED = ["remove-done", "stat-done"]
 PROBES: list[Event] = [_REMOVE, _REMOVED, Move(ID, "a", "b"), MoveOk(ID, ENTRY), Stat(ID, "a"), StatOk(ID, ENTRY)]
-PROBES += [Ping(ID), Pong(ID, "0.1.0", 2, 1.0, 0, False)]
+PROBES += [Ping(ID), Pong(ID, "0.1.0", 2, 1.0, 0, False), PutStream(ID, "s", 1, 0o644, "blake3")]
 
 
 @st.composite
@@ -186,6 +209,7 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Any) -> Event:
         "STAT-OK": StatOk(ID, ENTRY),
         "PING": Ping(ID),
         "PONG": Pong(ID, "0.1.0", 2, 1.0, 0, False),
+        "PUT-STREAM": PutStream(ID, "s", 1, 0o644, "blake3"),
     }
     if kind in simple:
         return simple[kind]

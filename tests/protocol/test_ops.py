@@ -8,12 +8,19 @@ import pytest
 from zfile.errors import ErrorCode
 from zfile.protocol.machine import (
     Cancel,
+    Chunk,
+    Credit,
     Error,
     FileResult,
     Move,
     MoveOk,
     Ping,
     Pong,
+    Put,
+    PutEnd,
+    PutOk,
+    PutReady,
+    PutStream,
     Remove,
     RemoveOk,
     Role,
@@ -104,3 +111,34 @@ def test_move_stat_and_ping_are_one_request_and_one_answer(request_, answer):
     p.s(answer)
     assert p.state() is State.DONE
     pair_after([(C, request_), (S, answer)]).refuse(C, request_, "is not allowed while transfer 7 is done")
+
+
+def test_a_stream_upload_gives_its_size_at_the_end():
+    p = Pair()
+    p.c(PutStream(ID, "builds/b.tar", 1, 0o644, "blake3"))
+    p.s(PutReady(ID, "t", 0, 4))
+    p.c(Chunk(ID, 0, b"abcd"))
+    p.s(Credit(ID, 4))
+    p.c(Chunk(ID, 4, b"ef"))
+    p.c(PutEnd(ID, D1, size=6))
+    assert p.client.size == 6 and p.state() is State.PUT_CLOSING
+    p.s(PutOk(ID, 6, D1))
+    assert p.state() is State.DONE
+
+
+@pytest.mark.parametrize(
+    ("end", "match"),
+    [(PutEnd(ID, D1), "needs the size"), (PutEnd(ID, D1, size=3), "says 3 bytes, but 2 were sent")],
+)
+def test_a_stream_end_without_the_right_size_is_refused(end, match):
+    steps = [(C, PutStream(ID, "s", 1, 0o644, "blake3")), (S, PutReady(ID, "t", 0, 8)), (C, Chunk(ID, 0, b"ab"))]
+    pair_after(steps).refuse(C, end, match)
+
+
+def test_a_stream_cannot_resume_and_a_sized_put_end_must_agree():
+    pair_after([(C, PutStream(ID, "s", 1, 0o644, "blake3"))]).refuse(S, PutReady(ID, "t", 2, 8), "cannot resume")
+    sized = [(C, Put(ID, "f", 2, 1, 0o644, "blake3")), (S, PutReady(ID, "t", 0, 8)), (C, Chunk(ID, 0, b"ab"))]
+    pair_after(sized).refuse(C, PutEnd(ID, D1, size=3), "PUT-END says 3 bytes, the PUT 2")
+    p = pair_after(sized)
+    p.c(PutEnd(ID, D1, size=2))
+    assert p.state() is State.PUT_CLOSING

@@ -369,6 +369,7 @@ EDGES: dict[str, list[Any]] = {
 EXAMPLES += ops_cases.EXAMPLES
 for _table, _cases in ((BASE, ops_cases.BASE), (REQUIRED, ops_cases.REQUIRED), (KINDS, ops_cases.KINDS)):
     _table.update(_cases)
+KINDS["PUT-END"] = {**KINDS["PUT-END"], **ops_cases.PUT_END_KINDS}
 for _table, _cases in ((BAD, ops_cases.BAD), (EDGES, ops_cases.EDGES)):
     _table.update(_cases)
 
@@ -432,7 +433,7 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
     "PUT-READY": st.builds(PutReady, id=ids, transfer=shorts, offset=counts, credit=counts),
     "CHUNK": st.builds(Chunk, id=ids, offset=counts, data=st.binary(min_size=1, max_size=512)),
     "CREDIT": st.builds(Credit, id=ids, credit=positives),
-    "PUT-END": st.builds(PutEnd, id=ids, digest=digests),
+    "PUT-END": st.builds(PutEnd, id=ids, digest=digests, size=st.none() | counts),
     "PUT-OK": st.builds(PutOk, id=ids, size=counts, digest=digests),
     "PUT-MANY": st.builds(
         PutMany,
@@ -1587,7 +1588,7 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Transfer) -> Event:
     if kind == "CREDIT":
         return Credit(ID, draw(st.integers(1, 16)))
     if kind == "PUT-END":
-        return PutEnd(ID, draw(_digest))
+        return PutEnd(ID, draw(_digest), draw(st.none() | st.just(t.offset) | _small))
     if kind == "PUT-OK":
         return PutOk(ID, draw(st.just(t.size) | _small), draw(_digest))
     if kind == "GET":

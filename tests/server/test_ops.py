@@ -8,6 +8,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import blake3
 import pytest
 
 from zfile.client.client import Client
@@ -22,12 +23,16 @@ from zfile.protocol.events import (
     ListRequest,
     Ping,
     Pong,
+    PutEnd,
+    PutOk,
+    PutReady,
+    PutStream,
     Remove,
     RemoveOk,
 )
 
 from ..conftest import start_daemon
-from ..rawpeer import MiB, RawPeer, digest_of, make_file, snapshot
+from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +252,31 @@ def test_ping_counts_a_transfer_in_flight(served, tmp_path):
         assert pong.transfers == 1
         peer.send_event(Ping(3))
         assert peer.expect(3, Pong).transfers == 0
+
+
+def test_a_stream_upload_is_stored_only_when_its_digest_matches(served):
+    data = os.urandom(3 * MiB + 11)
+    with RawPeer(served.endpoint) as peer:
+        for tid, digest in ((1, b"\x00" * 32), (2, blake3.blake3(data).digest())):
+            peer.send_event(PutStream(tid, "streams/s.bin", MTIME_NS, 0o640, "blake3"))
+            ready = peer.expect(tid, PutReady)
+            assert ready.offset == 0
+            peer.send_range(tid, data, 0, len(data), ready.credit)
+            peer.send_event(PutEnd(tid, digest, size=len(data)))
+            if tid == 1:
+                peer.expect_error(1, ErrorCode.BAD_REQUEST.value)
+                assert not (served.root / "streams" / "s.bin").exists()
+            else:
+                ok = peer.expect(2, PutOk)
+                assert ok.size == len(data) and ok.digest == digest
+    assert (served.root / "streams" / "s.bin").read_bytes() == data
+    assert partials(served.root) == {}
+
+
+@pytest.mark.parametrize("name", ["../x", ".zfile/catalog.db", "/abs"])
+def test_a_stream_to_a_hostile_name_is_refused_before_any_byte(served, name):
+    before = snapshot(served.top, served.root)
+    with RawPeer(served.endpoint) as peer:
+        peer.send_event(PutStream(1, name, MTIME_NS, 0o644, "blake3"))
+        peer.expect_error(1, ErrorCode.BAD_REQUEST.value)
+    assert snapshot(served.top, served.root) == before

@@ -123,3 +123,25 @@ async def test_a_crash_before_the_rename_leaves_the_old_name(tmp_path: Path) -> 
         assert await second.catalog.intents() == []
     finally:
         await second.close()
+
+
+async def test_delete_many_removes_files_and_rows_and_reports_each(store: LocalStore) -> None:
+    kept = await upload(store, "d/keep", b"keep")
+    a = await upload(store, "d/a", b"a")
+    b = await upload(store, "e/b", b"b")
+    got = await store.delete_many(["d/a", "missing", "../x", "e/b", "d/a"])
+    assert got[0] == a and got[3] == b
+    assert isinstance(got[1], NotFound) and isinstance(got[2], BadName) and isinstance(got[4], NotFound)
+    assert [e.name for e in await store.list()] == ["d/keep"] == [kept.name]
+    assert not (store.root / "d" / "a").exists() and not (store.root / "e" / "b").exists()
+
+
+async def test_delete_many_keeps_reading_what_a_download_opened(store: LocalStore) -> None:
+    data = os.urandom(200_000)
+    await upload(store, "r", data)
+    download = await store.open_download("r")
+    try:
+        assert [type(r).__name__ for r in await store.delete_many(["r"])] == ["Entry"]
+        assert await download.read(0, len(data) + 1) == data
+    finally:
+        await download.close()

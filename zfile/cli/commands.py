@@ -28,7 +28,7 @@ from zfile.cli.common import (
     run,
     timeout_option,
 )
-from zfile.cli.ops import mv, rm, stat
+from zfile.cli.ops import cat, mv, ping, rm, send_stdin, stat
 from zfile.cli.serve import keygen, serve
 from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
 from zfile.client.filters import Filter
@@ -57,12 +57,15 @@ main.add_command(keygen)
 main.add_command(rm)
 main.add_command(mv)
 main.add_command(stat)
+main.add_command(cat)
+main.add_command(ping)
 
 
 @main.command(short_help="Send files and directories to the daemon.")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
 @endpoint_option
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
+@click.option("--name", default=None, help="With - (stdin): the name to store it under.")
 @compare_options
 @click.option(
     "-R",
@@ -88,6 +91,7 @@ def send(
     paths: tuple[str, ...],
     conn: Connection,
     no_clobber: bool,
+    name: str | None,
     checksum: bool,
     ignore_times: bool,
     relative: bool,
@@ -130,7 +134,16 @@ def send(
       zfile send big.bin photos/ --to node7
       zfile send model.ckpt --to node1,node2,node3   # every node at once
       zfile send data/ --prefix datasets/ --exclude '*.tmp' --delete -n --to node7
+      tar c build/ | zfile send - --name builds/build.tar --to node7
+
+    The path - reads stdin to its end and stores it under --name (mode 0644, mtime now),
+    verified and committed atomically like any file; it cannot resume.
     """
+    if "-" in paths or name is not None:
+        extra = checksum or ignore_times or relative or copy_links or as_json or bool(prefix) or dry_run or delete
+        extra = extra or bwlimit is not None or bool(filters)
+        send_stdin(conn, paths, name, clobber=not no_clobber, quiet=quiet, timeout=timeout, extra=extra)
+        return
     plan = plan_upload(paths, relative=relative, copy_links=copy_links, prefix=prefix, filters=filters)
     compare = compare_mode(checksum, ignore_times)
     if conn.nodes:

@@ -1,5 +1,5 @@
-"""``zfile rm``, ``mv`` and ``stat``: file operations on stored files,
-thin over :mod:`zfile.client.ops`.
+"""``zfile rm``, ``mv``, ``stat`` and ``cat``, file operations on stored
+files, and ``zfile ping``, thin over :mod:`zfile.client.ops`.
 
 Errors that end the command are not caught here (:mod:`zfile.cli.boundary`);
 what befalls one name of several is said on its own line, ``zfile: error:
@@ -9,20 +9,24 @@ what befalls one name of several is said on its own line, ``zfile: error:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import posixpath
 import sys
+import time
 from datetime import UTC, datetime
 
 import click
 
 from zfile.cli.boundary import EXIT_FAILED
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
-from zfile.client.ops import Removal
+from zfile.client.ops import Removal, Status
 from zfile.client.tree import shown
-from zfile.errors import ErrorCode, RemoteError
+from zfile.errors import ErrorCode, IntegrityError, RemoteError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
+from zfile.transport.endpoint import parse_endpoint
 
 
 def _one_daemon(conn: Connection, command: str) -> None:
@@ -234,4 +238,133 @@ def stat(names: tuple[str, ...], conn: Connection, as_json: bool, timeout: float
         sys.exit(EXIT_FAILED)
 
 
-__all__ = ["iso_ns", "mv", "rm", "stat", "stat_lines"]
+def send_stdin(
+    conn: Connection,
+    paths: tuple[str, ...],
+    name: str | None,
+    *,
+    clobber: bool,
+    quiet: bool,
+    timeout: float,
+    extra: bool,
+) -> None:
+    """``zfile send - --name NAME``: store stdin, read to its end, as NAME
+    (Client.put_stream); a summary line on stdout unless ``quiet``."""
+    if paths != ("-",) or not name:
+        raise click.UsageError("- (stdin) is sent alone and needs --name NAME; --name is only for -")
+    if conn.nodes or extra:
+        raise click.UsageError("- (stdin) goes to one daemon, without -c, -I, -R, -L, --prefix, filters, -n, --delete, --bwlimit or --json")
+    began = time.monotonic()
+
+    async def go():
+        async with conn.client(timeout) as client:
+            return await client.put_stream(sys.stdin.buffer, name, clobber=clobber)
+
+    sent = run(go)
+    seconds = max(time.monotonic() - began, 1e-9)
+    if not quiet:
+        click.echo(f"sent {shown(sent.name)}, {sent.size / 1e6:.1f} MB in {seconds:.2f} s")
+
+
+#: cat's exit status when the reader of its output went away: what a shell
+#: reports for a cat that SIGPIPE ended, 128 + SIGPIPE (13).
+EXIT_BROKEN_PIPE = 141
+
+
+@click.command(name="cat", short_help="Write a stored file to stdout.")
+@click.argument("name")
+@endpoint_option
+@timeout_option
+def cat(name: str, conn: Connection, timeout: float) -> None:
+    """Write the stored file NAME to stdout as it arrives, chunk by chunk
+    (memory stays within the credit window, 8 MiB, whatever the file's size).
+
+    The BLAKE3 digest is checked after the last byte.  On a mismatch zfile
+    exits 1 with an error on stderr, but the bytes already written to stdout
+    cannot be taken back: treat the output of a cat that failed as garbage
+    (check the exit status, or `set -o pipefail`), and use `zfile get` when a
+    file must be verified before anything reads it.  When the reader of the
+    pipe leaves early (`| head`), zfile stops the download and exits 141
+    without a message, as cat does when SIGPIPE ends it.
+
+    \b
+    Examples:
+      zfile cat logs/app.log --from node7 | grep ERROR
+      zfile cat data.csv --from node7 | head -n 5
+    """
+    _one_daemon(conn, "cat")
+    out = sys.stdout.buffer
+
+    async def go() -> int:
+        async with conn.client(timeout) as client:
+            try:
+                return await client.cat(name, out)
+            except IntegrityError as exc:
+                raise IntegrityError(f"{exc}; the bytes already written to stdout cannot be taken back") from None
+
+    try:
+        run(go)
+    except BrokenPipeError:
+        # Python ignores SIGPIPE, so the write raised; keep its exit flush quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_BROKEN_PIPE)
+
+
+def ping_json(endpoint: str, status: Status) -> dict[str, object]:
+    """``status`` as ``zfile ping --json`` prints it; units in the keys."""
+    return {
+        "endpoint": endpoint,
+        "version": status.version,
+        "protocol": status.protocol,
+        "uptime_s": round(status.uptime, 3),
+        "free_bytes": status.free,
+        "transfers": status.transfers,
+        "curve": status.curve,
+        "rtt_ms": round(status.rtt * 1000, 3),
+    }
+
+
+@click.command(name="ping", short_help="Ask a daemon how it is.")
+@click.argument("endpoint", required=False)
+@endpoint_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object; units in the keys (_s, _bytes, _ms).")
+@timeout_option
+def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) -> None:
+    """Ask the daemon at ENDPOINT (or --from, $ZFILE_SERVER) for its zfile
+    and protocol versions, uptime (s), free space for new files (bytes; none
+    on an object store), transfers in flight and whether CURVE is on, and
+    measure the round trip (ms).  A daemon with every transfer slot taken
+    still answers; one that does not answer within --timeout is an error
+    (exit 1).
+
+    \b
+    Examples:
+      zfile ping node7
+      zfile ping --from node7 --server-key node7.key --client-key me.key_secret --json
+    """
+    _one_daemon(conn, "ping")
+    if endpoint is not None:
+        conn = dataclasses.replace(conn, endpoint=parse_endpoint(endpoint))
+
+    async def go() -> Status:
+        async with conn.client(timeout) as client:
+            return await client.ping()
+
+    status = run(go)
+    if as_json:
+        click.echo(json.dumps(ping_json(conn.endpoint, status)))
+        return
+    free = "no limit (object store)" if status.free is None else f"{status.free} bytes"
+    for label, value in [
+        ("endpoint", conn.endpoint),
+        ("version", f"{status.version} (protocol {status.protocol})"),
+        ("uptime", f"{status.uptime:.1f} s"),
+        ("free", free),
+        ("transfers", f"{status.transfers} in flight"),
+        ("curve", "on" if status.curve else "off"),
+        ("rtt", f"{status.rtt * 1000:.2f} ms"),
+    ]:
+        click.echo(f"{label:>9}: {value}")
+
+
+__all__ = ["EXIT_BROKEN_PIPE", "cat", "iso_ns", "mv", "ping", "ping_json", "rm", "stat", "stat_lines"]

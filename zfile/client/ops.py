@@ -1,5 +1,7 @@
 """The client's side of the file operations: remove, move, stat and ping
-(docs/protocol.md, "File operations").
+(docs/protocol.md, "File operations"), reading a stored file as a stream
+of chunks (a GET whose bytes go to the caller, not to a file), and
+uploading a stream whose size is known only at its end (PUT-STREAM).
 
 :class:`FileOps` is a base of :class:`zfile.client.Client`; its methods
 use the client's channels and its retries of ``busy`` answers.
@@ -7,19 +9,50 @@ use the client's channels and its retries of ``busy`` answers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from zfile.client.channel import error_code
-from zfile.errors import ErrorCode, RemoteError, ZfileError
+from zfile.client.channel import Progress, error_code, no_progress
+from zfile.errors import ErrorCode, IntegrityError, LocalFileError, RemoteError, ZfileError
 from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE
-from zfile.protocol.events import Entry, Event, FileResult, Move, MoveOk, Ping, Pong, Remove, RemoveOk, Stat, StatOk
+from zfile.protocol.credit import CreditWindow, next_piece
+from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
+from zfile.protocol.events import (
+    Buffer,
+    Chunk,
+    Credit,
+    Entry,
+    Event,
+    FileResult,
+    Get,
+    GetMeta,
+    Move,
+    MoveOk,
+    Ping,
+    Pong,
+    PutEnd,
+    PutOk,
+    PutReady,
+    PutStream,
+    Remove,
+    RemoveOk,
+    Stat,
+    StatOk,
+)
 
 if TYPE_CHECKING:
     from zfile.client.channel import Channel
+    from zfile.client.config import ClientConfig
+
+
+#: Files one REMOVE asks the daemon to remove (of the protocol's
+#: MAX_MANY_FILES names or MAX_REMOVE_PAGE entries): few enough that a
+#: loaded daemon answers well within the client's timeout.
+REMOVE_BATCH = min(256, MAX_MANY_FILES, MAX_REMOVE_PAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +91,22 @@ class Status:
     rtt: float
 
 
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """An upload of a stream the daemon committed: the stored ``name``,
+    its ``size`` in bytes and BLAKE3 ``digest``."""
+
+    name: str
+    size: int
+    digest: bytes
+
+
 class FileOps:
     """Remove (and the other file operations) for :class:`zfile.client.Client`,
     which provides ``_open`` (a new channel), ``_retry_busy`` and ``list``."""
 
     if TYPE_CHECKING:
+        config: ClientConfig
         _open: Callable[[], Channel]
         _retry_busy: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
         list: Callable[..., AsyncIterator[Entry]]
@@ -88,8 +132,8 @@ class FileOps:
         if prefix == "":
             raise ValueError("an empty prefix would remove every file; give a prefix such as 'logs/'")
         out: list[Removal] = []
-        for start in range(0, len(names), MAX_MANY_FILES):
-            batch = tuple(names[start : start + MAX_MANY_FILES])
+        for start in range(0, len(names), REMOVE_BATCH):
+            batch = tuple(names[start : start + REMOVE_BATCH])
             if dry_run:
                 out.extend([await self._would_remove(name) for name in batch])
                 continue
@@ -128,6 +172,117 @@ class FileOps:
         assert isinstance(reply, Pong)
         return Status(reply.version, reply.protocol, reply.uptime, reply.free, reply.transfers, reply.curve, rtt)
 
+    async def read(self, name: str) -> AsyncIterator[Buffer]:
+        """Yield the bytes of the stored file ``name``, chunk by chunk (each
+        at most the daemon's chunk size, 1 MiB by default), from its start to
+        its end; hashed as they pass and checked against the stored digest
+        after the last, which raises IntegrityError on a mismatch: the
+        caller has had every byte by then and must discard what it kept.
+
+        Memory is bounded: credit for more is granted only as the caller
+        takes chunks, so at most ``config.window`` bytes wait unread.
+        Raises RemoteError (``not-found``...) before the first chunk, and
+        TransportError.  Leaving the loop early cancels the download.
+        """
+        channel, meta = await self._retry_busy(lambda: self._start_get(name))
+        try:
+            transfer = channel.transfer
+            hasher = new_hasher(meta.algo)
+            credit = CreditWindow(0, meta.size, self.config.window, self.config.chunk_size)
+            while transfer.offset < meta.size:
+                chunk = await channel.next()
+                assert isinstance(chunk, Chunk)
+                hasher.update(chunk.data)
+                yield chunk.data
+                if step := credit.grant(transfer.offset):
+                    await channel.send(Credit(transfer.id, step))
+        finally:
+            await channel.close()
+        if hasher.digest() != meta.digest:
+            raise IntegrityError(
+                f"{meta.name}: the {meta.size} bytes received do not match the stored {meta.algo} digest"
+            )
+
+    async def cat(self, name: str, out: BinaryIO) -> int:
+        """Write the stored file ``name`` to the binary file ``out`` as it
+        arrives and return the bytes written (:meth:`read`: IntegrityError
+        after the last byte when the digest differs; bytes already written
+        stay written).  OSError from ``out`` (BrokenPipeError when a pipe's
+        reader left) ends the download."""
+        size = 0
+        async with contextlib.aclosing(self.read(name)) as chunks:
+            async for data in chunks:
+                out.write(data)
+                size += len(data)
+        out.flush()
+        return size
+
+    async def _start_get(self, name: str) -> tuple[Channel, GetMeta]:
+        channel = self._open()
+        try:
+            await channel.send(Get(channel.id, name, self.config.window))
+            meta = await channel.next()
+        except BaseException:
+            await channel.close()
+            raise
+        assert isinstance(meta, GetMeta)
+        return channel, meta
+
+    async def put_stream(
+        self,
+        source: BinaryIO,
+        name: str,
+        *,
+        clobber: bool = True,
+        mode: int = 0o644,
+        progress: Progress = no_progress,
+    ) -> Streamed:
+        """Upload what ``source`` (a binary file object such as
+        ``sys.stdin.buffer``) yields until its end, as ``name``, when its
+        size is known only at that end (PUT-STREAM, docs/protocol.md).
+
+        Bytes go under the daemon's credit and are hashed as they are read;
+        the size and digest travel in PUT-END and the daemon stores the file
+        atomically once both check out.  ``mode`` is the stored permission
+        bits, the mtime the time the upload began.  There is no resume: an
+        interrupted stream is gone.  Raises RemoteError (exists, too large,
+        no space), IntegrityError, LocalFileError when ``source`` cannot be
+        read, TransportError.
+        """
+        async with self._open() as channel:
+            put = PutStream(channel.id, name, time.time_ns(), mode & 0o7777, DEFAULT_ALGO, clobber)
+            await channel.send(put)
+            ready = await channel.next()
+            assert isinstance(ready, PutReady)
+            transfer = channel.transfer
+            hasher = new_hasher(DEFAULT_ALGO)
+            size = 0
+            while True:
+                try:
+                    data = await asyncio.to_thread(source.read, self.config.chunk_size)
+                except OSError as exc:
+                    raise LocalFileError(f"cannot read the stream for {name}: {exc.strerror or exc}") from None
+                if not data:
+                    break
+                hasher.update(data)
+                sent = 0
+                while sent < len(data):
+                    channel.pending()
+                    while (n := next_piece(transfer.credit, len(data) - sent)) == 0:
+                        event = await channel.next()
+                        assert isinstance(event, Credit)
+                    await channel.send(Chunk(transfer.id, transfer.offset, data[sent : sent + n]))
+                    sent += n
+                    progress(n)
+                size += len(data)
+            digest = hasher.digest()
+            await channel.send(PutEnd(channel.id, digest, size))
+            while not isinstance(event := await channel.next(), PutOk):
+                pass  # credit granted before the end reached the daemon
+        if event.digest != digest:
+            raise IntegrityError(f"the daemon stored {name} with another digest")
+        return Streamed(name, size, digest)
+
     async def _ask(self, make: Callable[[int], Event]) -> Event:
         """Send the request ``make(transfer id)`` on a new channel and return its answer."""
         async with self._open() as channel:
@@ -142,7 +297,7 @@ class FileOps:
             return out
         after = ""
         while True:
-            req = Remove(0, prefix=prefix, after=after, limit=MAX_REMOVE_PAGE)
+            req = Remove(0, prefix=prefix, after=after, limit=REMOVE_BATCH)
             reply = await self._retry_busy(lambda req=req: self._remove_once(req))
             out.extend(_removal(name, r) for name, r in zip(reply.names, reply.results, strict=True))
             if not reply.more or not reply.names:
@@ -173,4 +328,4 @@ def _removal(name: str, result: FileResult) -> Removal:
     return Removal(name, error=RemoteError(result.message, code=error_code(result.code)))
 
 
-__all__ = ["FileOps", "Removal", "Status"]
+__all__ = ["FileOps", "Removal", "Status", "Streamed"]

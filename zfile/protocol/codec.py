@@ -230,7 +230,7 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
     },
     "CHUNK": {"id": (_ID, _REQUIRED), "offset": (_COUNT, _REQUIRED)},
     "CREDIT": {"id": (_ID, _REQUIRED), "credit": (_POSITIVE, _REQUIRED)},
-    "PUT-END": {"id": (_ID, _REQUIRED), "digest": (_DIGEST, _REQUIRED)},
+    "PUT-END": {"id": (_ID, _REQUIRED), "digest": (_DIGEST, _REQUIRED), "size": (_COUNT, None)},
     "PUT-OK": {"id": (_ID, _REQUIRED), "size": (_COUNT, _REQUIRED), "digest": (_DIGEST, _REQUIRED)},
     "GET": {
         "id": (_ID, _REQUIRED),
@@ -292,6 +292,14 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "transfers": (_COUNT, _REQUIRED),
         "curve": (_bool, _REQUIRED),
         "free": (_COUNT, None),
+    },
+    "PUT-STREAM": {
+        "id": (_ID, _REQUIRED),
+        "name": (_NAME, _REQUIRED),
+        "mtime_ns": (_MTIME, _REQUIRED),
+        "mode": (_MODE, _REQUIRED),
+        "algo": (_SHORT, _REQUIRED),
+        "clobber": (_bool, True),
     },
     "ERROR": {
         "id": (_int_range(-1, _U63), _REQUIRED),

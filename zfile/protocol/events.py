@@ -155,11 +155,14 @@ class Credit:
 
 @dataclass(frozen=True, slots=True)
 class PutEnd:
-    """Client has sent every byte; ``digest`` is the whole-file digest."""
+    """Client has sent every byte; ``digest`` is the whole-file digest,
+    ``size`` the bytes sent: required after a :class:`PutStream`, whose size
+    is known only now; after a PUT absent or equal to its size."""
 
     TYPE: ClassVar[str] = "PUT-END"
     id: int
     digest: bytes
+    size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +374,23 @@ class Pong:
     free: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PutStream:
+    """Client asks to upload ``name`` whose size it will know only at the
+    end, as from a pipe (client -> server): a :class:`Put` without ``size``
+    (same other fields and units).  The server answers :class:`PutReady`
+    with offset 0 (there is no resume), CHUNKs follow under credit and the
+    :class:`PutEnd` gives the size."""
+
+    TYPE: ClassVar[str] = "PUT-STREAM"
+    id: int
+    name: str
+    mtime_ns: int
+    mode: int
+    algo: str
+    clobber: bool = True
+
+
 Event = (
     Put
     | PutMany
@@ -394,6 +414,7 @@ Event = (
     | StatOk
     | Ping
     | Pong
+    | PutStream
 )
 
 EVENT_TYPES: dict[str, type] = {
@@ -421,5 +442,6 @@ EVENT_TYPES: dict[str, type] = {
         StatOk,
         Ping,
         Pong,
+        PutStream,
     )
 }

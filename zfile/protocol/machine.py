@@ -57,6 +57,7 @@ from zfile.protocol.events import (
     PutManyOk,
     PutOk,
     PutReady,
+    PutStream,
     Remove,
     RemoveOk,
     Stat,
@@ -100,6 +101,7 @@ __all__ = [
     "PutManyOk",
     "PutOk",
     "PutReady",
+    "PutStream",
     "Move",
     "MoveOk",
     "Ping",
@@ -155,6 +157,7 @@ C, S = Role.CLIENT, Role.SERVER
 # applied in Transfer._apply after this table allowed the message.
 _TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.IDLE, C, "PUT"): State.PUT_OPENING,
+    (State.IDLE, C, "PUT-STREAM"): State.PUT_OPENING,
     (State.IDLE, C, "PUT+DATA"): State.PUT_CLOSING,
     (State.IDLE, C, "PUT-MANY"): State.PUT_CLOSING,
     (State.IDLE, C, "GET"): State.GET_OPENING,
@@ -174,6 +177,9 @@ _TRANSITIONS: dict[tuple[State, Role, str], State] = {
 }
 # File operations: one request, one answer.  (request, answer) pairs.
 OPERATIONS: dict[str, str] = {"REMOVE": "REMOVE-OK", "MOVE": "MOVE-OK", "STAT": "STAT-OK", "PING": "PONG"}
+# A PUT-STREAM's size until its PUT-END: no chunk can run past it.
+_UNKNOWN_SIZE = (1 << 63) - 1
+
 # answer -> the kind of transfer it answers
 _ANSWERS = {answer: request.lower() for request, answer in OPERATIONS.items()}
 for _request, _answer in OPERATIONS.items():
@@ -193,7 +199,7 @@ _TRANSITIONS[(State.IDLE, S, "ERROR")] = State.FAILED
 
 # What the receiver does with each kind of message (refined in Transfer._process).
 _ACTIONS: dict[str, Action] = {
-    **dict.fromkeys(("PUT", "PUT+DATA", "PUT-MANY", "GET", "LIST"), Action.OPEN),
+    **dict.fromkeys(("PUT", "PUT+DATA", "PUT-MANY", "GET", "LIST", "PUT-STREAM"), Action.OPEN),
     **dict.fromkeys(("CHUNK", "PUT-END"), Action.DATA),
     **dict.fromkeys(("PUT-READY", "PUT-OK", "PUT-MANY-OK", "GET-META", "LIST-PAGE"), Action.REPLY),
     "CREDIT": Action.CREDIT,
@@ -240,6 +246,7 @@ class Transfer:
         self.kind = ""  # "put", "put-many", "get", "list", or a file operation ("remove"...), from the opening message
         self.files = 0  # files in a PUT-MANY, names in a REMOVE
         self.limit = 0  # most entries a REMOVE of a prefix may answer for
+        self.streamed = False  # a PUT-STREAM: the size is known only at PUT-END
         self.more = False
 
     def __repr__(self) -> str:
@@ -327,6 +334,10 @@ class Transfer:
                 self.offset = event.size
             self.kind = "put"
             self.size = event.size
+        elif isinstance(event, PutStream):
+            self.kind = "put"
+            self.streamed = True
+            self.size = _UNKNOWN_SIZE
         elif isinstance(event, PutMany):
             if not event.files:
                 raise ValueError("a PUT-MANY needs at least one file")
@@ -342,6 +353,8 @@ class Transfer:
             if len(event.results) != self.files:
                 raise ValueError(f"PUT-MANY-OK has {len(event.results)} results for {self.files} files")
         elif isinstance(event, PutReady):
+            if self.streamed and event.offset:
+                raise ValueError(f"a PUT-STREAM cannot resume, but PUT-READY says offset {event.offset}")
             if event.offset > self.size:
                 raise ValueError(f"resume offset {event.offset} is past the size {self.size}")
             self.offset = self.resume_offset = event.offset
@@ -388,6 +401,14 @@ class Transfer:
             else:
                 self.credit += event.credit
         elif isinstance(event, PutEnd):
+            if self.streamed:
+                if event.size is None:
+                    raise ValueError("the PUT-END of a PUT-STREAM needs the size")
+                if event.size != self.offset:
+                    raise ValueError(f"PUT-END says {event.size} bytes, but {self.offset} were sent")
+                self.size = event.size
+            elif event.size not in (None, self.size):
+                raise ValueError(f"PUT-END says {event.size} bytes, the PUT {self.size}")
             if self.offset != self.size:
                 raise ValueError(f"PUT-END after {self.offset} of {self.size} bytes")
         elif isinstance(event, PutOk):

@@ -55,16 +55,15 @@ class Operations:
         """Remove the files ``req`` names, or a page of the tree under its
         prefix: at most ``req.limit`` entries after ``req.after``, fewer when
         their names would not fit one answer's frame 0, with ``more`` set when
-        entries remain.  Store.delete makes each removal atomic for readers.
+        entries remain.  Store.delete_many removes them at once, each atomically for readers.
         BadName (raised) for a bad prefix or cursor."""
         if req.names:
-            return RemoveOk(req.id, (), tuple([await self._remove_one(name, who) for name in req.names]))
+            return RemoveOk(req.id, (), await self._remove(req.names, who))
         entries = await self.store.list(req.prefix, req.after, req.limit + 1)
         # Each name is answered with a result as well: half the frame for the names.
         count = page_fit(entries[: req.limit], MAX_HEADER_BYTES // 2) if entries else 0
         names = tuple(e.name for e in entries[:count])
-        results = tuple([await self._remove_one(name, who) for name in names])
-        return RemoveOk(req.id, names, results, more=len(entries) > count)
+        return RemoveOk(req.id, names, await self._remove(names, who), more=len(entries) > count)
 
     async def move(self, req: Move, who: str) -> MoveOk:
         """Rename ``req.name`` to ``req.to`` through Store.rename (its
@@ -90,14 +89,16 @@ class Operations:
             free=self.store.usage().free,
         )
 
-    async def _remove_one(self, name: str, who: str) -> FileResult:
-        try:
-            entry = await self.store.delete(name)
-        except ZfileError as exc:
-            log.info("peer=%s remove name=%r refused: %s", who, name, exc)
-            return FileResult(exc.code.value, str(exc))
-        log.info("peer=%s removed name=%r bytes=%d digest=%s", who, name, entry.size, entry.digest.hex()[:16])
-        return FileResult(digest=entry.digest)
+    async def _remove(self, names: tuple[str, ...], who: str) -> tuple[FileResult, ...]:
+        results = []
+        for name, done in zip(names, await self.store.delete_many(names), strict=True):
+            if isinstance(done, ZfileError):
+                log.info("peer=%s remove name=%r refused: %s", who, name, done)
+                results.append(FileResult(done.code.value, str(done)))
+            else:
+                log.info("peer=%s removed name=%r bytes=%d digest=%s", who, name, done.size, done.digest.hex()[:16])
+                results.append(FileResult(digest=done.digest))
+        return tuple(results)
 
 
 __all__ = ["Operations"]

@@ -48,6 +48,7 @@ from zfile.server.config import ServerConfig
 from zfile.server.keepalive import keep_alive
 from zfile.server.ops import Operations
 from zfile.server.replies import PendingReplies
+from zfile.server.stream_in import receive_stream
 from zfile.store import ChunkStream, Store
 from zfile.transport.sockets import Incoming, ServerSocket
 
@@ -138,6 +139,7 @@ class Transfers:
             "GET": self._download,
             "LIST": self._list_page,
             **dict.fromkeys(protocol.OPERATIONS, self._operation),
+            "PUT-STREAM": self._stream_upload,
         }
         # A PING's own session is running while it counts the others.
         self.operations = Operations(store, running=lambda: self.active() - 1)
@@ -499,6 +501,25 @@ class Transfers:
                 reader.pool.give(buf, trackers)
         finally:
             await reader.aclose()
+
+    async def _stream_upload(self, session: Session, put: protocol.PutStream) -> None:
+        async def work() -> tuple[int, bytes, str]:
+            c = self.config
+            entry = await receive_stream(
+                put,
+                self.store,
+                session.queue,
+                lambda event: self._send(session, event),
+                window=self._upload_window(),
+                chunk_size=c.chunk_size,
+                max_file_size=c.max_file_size,
+                max_name_bytes=c.max_name_bytes,
+                peer=session.peer_key or session.peer,
+            )
+            await self._send(session, PutOk(put.id, entry.size, entry.digest))
+            return entry.size, entry.digest, "ok"
+
+        await self._logged(session, work)
 
     async def _operation(self, session: Session, req: Event) -> None:
         """Answer a file operation (:mod:`zfile.server.ops`)."""

@@ -248,6 +248,14 @@ class Store(Protocol):
         """
         ...
 
+    async def delete_many(self, names: Sequence[str]) -> list[Entry | ZfileError]:
+        """Remove the stored files ``names`` as :meth:`delete` does, more
+        cheaply than one by one, and return for each, in order, the entry it
+        had or the error :meth:`delete` would have raised for it (BadName,
+        NotFound, StoreError); one file's error never stops the others.
+        StoreError or NoSpace (raised) when the store fails as a whole."""
+        ...
+
     async def rename(self, old: str, new: str, *, clobber: bool = False) -> Entry:
         """Rename the stored file ``old`` to ``new`` and return its entry
         under the new name (size, mtime, mode, digest, received and peer

@@ -371,6 +371,41 @@ class Catalog:
             f"delete {quote_name(name)}", lambda: self._db().execute("DELETE FROM files WHERE name = ?", (name,))
         )
 
+    async def get_many(self, names: Sequence[str]) -> dict[str, Entry]:
+        """The entries of those of ``names`` the catalog holds, by name, in
+        one hop to the catalog's thread."""
+
+        def get_many() -> dict[str, Entry]:
+            found: dict[str, Entry] = {}
+            unique = list(dict.fromkeys(names))
+            for start in range(0, len(unique), 500):  # under SQLite's limit on bound parameters
+                batch = unique[start : start + 500]
+                marks = ",".join("?" * len(batch))
+                sql = f"SELECT {_COLUMNS} FROM files WHERE name IN ({marks})"
+                for row in self._db().execute(sql, batch):
+                    entry = _entry(row)
+                    found[entry.name] = entry
+            return found
+
+        return await self._run(f"look up {len(names)} names", get_many)
+
+    async def delete_many(self, names: Sequence[str]) -> None:
+        """Remove the entries ``names`` in one transaction (one journal
+        flush for the lot); names without an entry are no error."""
+
+        def delete_many() -> None:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM files WHERE name = ?", [(n,) for n in names])
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        if names:
+            await self._write(f"delete {len(names)} entries", delete_many)
+
     async def rename(self, old: str, entry: Entry, done: str) -> None:
         """In one transaction: remove the row ``old``, insert ``entry``
         (replacing any row of its name) and remove the commit intent of

@@ -393,6 +393,12 @@ class LocalStore(Store):
             await self.catalog.delete(name)
         return entry
 
+    async def delete_many(self, names: Sequence[str]) -> list[Entry | ZfileError]:
+        """Remove many files at once (:func:`zfile.store.moves.delete_many`)."""
+        return await moves.delete_many(
+            self.layout, self.catalog, self.publisher, names, max_name_bytes=self.max_name_bytes
+        )
+
     async def rename(self, old: str, new: str, *, clobber: bool = False) -> Entry:
         """Rename ``old`` to ``new``, file and row in one step for readers
         (:func:`zfile.store.moves.rename`, which says what a crash leaves)."""

@@ -1,5 +1,12 @@
-"""Renaming a stored file in the local backend: :func:`rename`, behind
-:meth:`zfile.store.local.LocalStore.rename`.
+"""Renaming and removing stored files in the local backend: :func:`rename`
+and :func:`delete_many`, behind the LocalStore methods of those names.
+
+Removing many files at once costs one fsync per directory and one catalog
+transaction for the lot, not one of each per file: the files are unlinked,
+their directories fsynced (so that a crash cannot bring back a file whose
+row is gone), then their rows deleted in one transaction, all under the
+group commit's lock.  A crash before the rows go leaves rows without files,
+which the next open forgets.
 
 The file and its catalog row move in one step for readers: under the group
 commit's lock (so no commit or download interleaves), a commit intent for
@@ -19,6 +26,7 @@ import asyncio
 import dataclasses
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from zfile.errors import ErrorCode, NotFound, ZfileError
@@ -75,4 +83,81 @@ async def rename(
     return moved
 
 
-__all__ = ["rename"]
+def _unlink_all(paths: list[Path]) -> list[OSError | None]:
+    """Unlink each path (already gone is no error), then fsync each
+    directory once; the error of each path, None when it went."""
+    errors: list[OSError | None] = []
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+            errors.append(None)
+        except OSError as exc:
+            errors.append(exc)
+    for directory in {p.parent for p, e in zip(paths, errors, strict=True) if e is None}:
+        fsync_dir(directory)
+    return errors
+
+
+def _paths(layout: Layout, names: list[str]) -> dict[str, Path | ZfileError]:
+    """Each name's checked path, or the error checking it raised (BadName,
+    StoreError for a tree that cannot be inspected)."""
+    out: dict[str, Path | ZfileError] = {}
+    for name in names:
+        try:
+            out[name] = layout.check_path(name, False)
+        except ZfileError as exc:
+            out[name] = exc
+        except OSError as exc:
+            out[name] = store_error(exc, name, "inspect the path of")
+    return out
+
+
+async def delete_many(
+    layout: Layout, catalog: Catalog, publisher: Publisher, names: Sequence[str], *, max_name_bytes: int
+) -> list[Entry | ZfileError]:
+    """Remove the stored files ``names`` (module docstring) and return, for
+    each in order, the entry it had or the error Store.delete would have
+    raised for it (BadName, NotFound, StoreError); one file's error never
+    stops the others.  StoreError (raised) when the directories cannot be
+    fsynced or the catalog cannot be written: then nothing is reported
+    removed, though files may be gone (their rows are forgotten at the next
+    open)."""
+    layout.check_open()
+    results: list[Entry | ZfileError] = []
+    async with publisher.lock:
+        wanted: list[str] = []
+        for name in names:
+            try:
+                check_name(name, max_name_bytes)
+                wanted.append(name)
+            except ZfileError as exc:
+                results.append(exc)
+                continue
+            results.append(NotFound(f"{quote_name(name)} is not in the store"))  # until found below
+        found = await catalog.get_many(wanted)
+        # One worker-thread hop for every path check: a hop per file is what a large tree would wait on.
+        paths = await asyncio.to_thread(_paths, layout, [n for n in names if n in found])
+        todo: list[tuple[int, Entry, Path]] = []
+        seen: set[str] = set()
+        for k, name in enumerate(names):
+            if name not in found or name in seen:
+                continue  # refused above, not stored, or named twice (then not found the second time)
+            seen.add(name)
+            path = paths[name]
+            if isinstance(path, ZfileError):
+                results[k] = path
+            else:
+                results[k] = found[name]
+                todo.append((k, found[name], path))
+        try:
+            errors = await asyncio.to_thread(_unlink_all, [path for _, _, path in todo])
+        except OSError as exc:
+            raise store_error(exc, todo[0][1].name, "delete") from exc
+        for (k, entry, _), error in zip(todo, errors, strict=True):
+            if error is not None:
+                results[k] = store_error(error, entry.name, "delete")
+        await catalog.delete_many([entry.name for (k, entry, _) in todo if isinstance(results[k], Entry)])
+    return results
+
+
+__all__ = ["delete_many", "rename"]

@@ -44,6 +44,7 @@ from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_na
 from zfile.store.base import Store, StoreUsage
 from zfile.store.partial import transfer_id
 from zfile.store.s3.client import Bucket, BufferBody
+from zfile.store.s3.copy import copy_object
 from zfile.store.s3.download import S3Download
 from zfile.store.s3.meta import from_metadata, to_metadata
 from zfile.store.s3.sweep import sweep
@@ -408,16 +409,40 @@ class S3Store(Store):
         self._cache.pop(name, None)
         return entry
 
+    async def delete_many(self, names: Sequence[str]) -> list[Entry | ZfileError]:
+        """:meth:`delete` of each name, HEADS_IN_FLIGHT at once; an entry or
+        an error per name, in order (Store.delete_many)."""
+        slots = asyncio.Semaphore(HEADS_IN_FLIGHT)
+
+        async def one(name: str) -> Entry | ZfileError:
+            async with slots:
+                try:
+                    return await self.delete(name)
+                except ZfileError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(n) for n in names)))
+
     async def rename(self, old: str, new: str, *, clobber: bool = False) -> Entry:
-        """Copy ``old``'s object to ``new``'s key with its entry (as
-        :meth:`publish_copy` does), then delete ``old`` (Store.rename).  Not
-        one step: while the copy runs and until the delete, both names are
-        listed, and a crash between leaves both (docs/s3.md, "Renaming")."""
+        """Copy ``old``'s object to ``new``'s key with its entry
+        (:func:`zfile.store.s3.copy.copy_object`), then delete ``old``
+        (Store.rename).  Not one step: while the copy runs and until the
+        delete, both names are listed, and a crash between leaves both; with
+        ``clobber`` off the new name is looked up first, not atomically
+        (docs/s3.md, "Renaming")."""
         check_name(new, self.max_name_bytes)
         if old == new:
             raise ZfileError(f"{quote_name(old)} and its new name are the same", code=ErrorCode.BAD_REQUEST)
         entry = await self.lookup(old)
-        moved = await self.publish_copy(self.key(old), dataclasses.replace(entry, name=new), clobber)
+        if not clobber:
+            try:
+                await self.lookup(new)
+            except NotFound:
+                pass
+            else:
+                raise Exists(f"{quote_name(new)} already exists in the store")
+        moved = dataclasses.replace(entry, name=new)
+        await copy_object(self.bucket, self.key(old), self.key(new), moved)
         await self.bucket.call(f"remove {quote_name(old)} after copying it", "delete_object", Key=self.key(old))
         self._cache.pop(old, None)
         self._cache.pop(new, None)
