@@ -253,7 +253,9 @@ def send_stdin(
     if paths != ("-",) or not name:
         raise click.UsageError("- (stdin) is sent alone and needs --name NAME; --name is only for -")
     if conn.nodes or extra:
-        raise click.UsageError("- (stdin) goes to one daemon, without -c, -I, -R, -L, --prefix, filters, -n, --delete, --bwlimit or --json")
+        raise click.UsageError(
+            "- (stdin) goes to one daemon, without -c, -I, -R, -L, --prefix, filters, -n, --delete, --bwlimit or --json"
+        )
     began = time.monotonic()
 
     async def go():
