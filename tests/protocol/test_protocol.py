@@ -47,7 +47,10 @@ from zfile.protocol.machine import (
     Event,
     FileResult,
     Get,
+    GetMany,
+    GetManyOk,
     GetMeta,
+    GotFile,
     ListPage,
     ListRequest,
     Put,
@@ -216,6 +219,17 @@ EXAMPLES: list[Event] = [
     Cancel(ID),
     Error(ID, ErrorCode.NOT_FOUND.value, "logs/app.log is not in the store"),
     Error(-1, ErrorCode.BAD_REQUEST.value, "header frame is not valid msgpack (ExtraData)"),
+    GetMany(ID, ("a/1.txt", "a/empty", "x" * MAX_WIRE_NAME_BYTES)),
+    GetMany(U63, ("",), most=0),
+    GetManyOk(ID, (GotFile(size=3, mtime_ns=MTIME, mode=0o644, algo="blake3", digest=D1, data=b"one"),)),
+    GetManyOk(
+        ID,
+        (
+            GotFile(ErrorCode.NOT_FOUND.value, "a/gone is not in the store"),
+            GotFile(size=0, mtime_ns=-1, mode=0o7777, algo="b" * 64, digest=D2),
+            GotFile(ErrorCode.TOO_LARGE.value, "a/big does not fit"),
+        ),
+    ),
 ]
 
 #: One plain event of each type, with id ID, for the malformed-input tests.
@@ -234,6 +248,8 @@ BASE: dict[str, Event] = {
     "LIST-PAGE": ListPage(ID, (ENTRY,), True),
     "CANCEL": Cancel(ID),
     "ERROR": Error(ID, "busy", "try again"),
+    "GET-MANY": GetMany(ID, ("f.bin",), 1024),
+    "GET-MANY-OK": GetManyOk(ID, (GotFile(size=3, mtime_ns=MTIME, mode=0o644, algo="blake3", digest=D1, data=b"abc"),)),
 }
 
 #: The fields a message must carry (the rest have defaults).
@@ -252,6 +268,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "LIST-PAGE": ("id", "entries", "more"),
     "CANCEL": ("id",),
     "ERROR": ("id", "code", "message"),
+    "GET-MANY": ("id", "names"),
+    "GET-MANY-OK": ("id", "files"),
 }
 
 #: field -> kind of value, for every field of every message.
@@ -288,6 +306,8 @@ KINDS: dict[str, dict[str, str]] = {
     "LIST-PAGE": {"id": "id", "entries": "entries", "more": "bool"},
     "CANCEL": {"id": "id"},
     "ERROR": {"id": "error-id", "code": "short", "message": "text"},
+    "GET-MANY": {"id": "id", "names": "names", "most": "most"},
+    "GET-MANY-OK": {"id": "id", "files": "got"},
 }
 
 _ENTRY_MAP = {
@@ -301,6 +321,7 @@ _ENTRY_MAP = {
 }
 
 _FILE_MAP = {"name": "f.bin", "size": 3, "mtime_ns": MTIME, "mode": 0o644, "digest": D1}
+_GOT_MAP = {"size": 3, "mtime_ns": MTIME, "mode": 0o644, "algo": "blake3", "digest": D1}
 
 #: kind -> values of a wrong type or out of range.
 BAD: dict[str, list[Any]] = {
@@ -343,6 +364,19 @@ BAD: dict[str, list[Any]] = {
         [_FILE_MAP] * (MAX_MANY_FILES + 1),
     ],
     "results": [{}, "x", [], [1], [{"code": 1}], [{"message": b"m"}], [{"digest": b""}], [{}] * (MAX_MANY_FILES + 1)],
+    "names": [{}, "x", [], [1], [b"f.bin"], ["x" * (MAX_WIRE_NAME_BYTES + 1)], ["f"] * (MAX_MANY_FILES + 1)],
+    "most": ["1", True, 1.0, -1, MAX_MANY_BYTES + 1],
+    "got": [
+        {},
+        "x",
+        [],
+        [1],
+        [{**_GOT_MAP, "size": "3"}],
+        [{**_GOT_MAP, "mode": 0o10000}],
+        [{**_GOT_MAP, "digest": b""}],
+        [{**_GOT_MAP, "code": 1}],
+        [_GOT_MAP] * (MAX_MANY_FILES + 1),
+    ],
 }
 
 #: kind -> values at the edges of the range, which must be accepted.
@@ -362,6 +396,9 @@ EDGES: dict[str, list[Any]] = {
     "entries": [[], [_ENTRY_MAP, {**_ENTRY_MAP, "name": "b", "received": 3}]],
     "files": [[_FILE_MAP], [{**_FILE_MAP, "clobber": False, "x-future": 1}]],
     "results": [[{}], [{"code": "exists", "message": "m"}], [{"digest": D1, "x-future": 1}]],
+    "names": [["f.bin"], ["", "x" * MAX_WIRE_NAME_BYTES], ["f"] * MAX_MANY_FILES],
+    "most": [0, MAX_MANY_BYTES],
+    "got": [[_GOT_MAP], [{**_GOT_MAP, "x-future": 1}]],
 }
 
 FIELD_CASES = [(kind, key) for kind, fields in KINDS.items() for key in fields]
@@ -475,6 +512,29 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
         code=st.sampled_from([c.value for c in ErrorCode]) | shorts,
         message=texts,
     ),
+    "GET-MANY": st.builds(
+        GetMany, id=ids, names=st.lists(names, min_size=1, max_size=4).map(tuple), most=st.integers(0, MAX_MANY_BYTES)
+    ),
+    "GET-MANY-OK": st.builds(
+        GetManyOk,
+        id=ids,
+        files=st.lists(
+            st.builds(GotFile, code=st.sampled_from([c.value for c in ErrorCode]), message=texts)
+            | st.binary(max_size=64).flatmap(
+                lambda data: st.builds(
+                    GotFile,
+                    size=st.just(len(data)),
+                    mtime_ns=mtimes,
+                    mode=modes,
+                    algo=shorts.filter(bool),
+                    digest=digests,
+                    data=st.just(data),
+                )
+            ),
+            min_size=1,
+            max_size=4,
+        ).map(tuple),
+    ),
 }
 any_event = st.one_of(*EVENT_STRATEGIES.values())
 buffer_types = st.sampled_from([bytes, bytearray, memoryview])
@@ -506,7 +566,7 @@ def test_frame_layout(event):
     assert header["v"] == PROTOCOL_VERSION == 2
     assert header["t"] == event.TYPE
     assert header["id"] == event.id
-    if isinstance(event, PutMany):
+    if isinstance(event, PutMany | GetManyOk):
         assert len(frames) == 1 + len(event.files)
         assert all(frame is f.data for frame, f in zip(frames[1:], event.files, strict=True))
         assert all("data" not in f for f in header["files"])
@@ -562,7 +622,7 @@ def test_unknown_entry_fields_are_ignored():
 def test_values_at_the_edges_of_each_range_are_accepted(kind, key):
     for value in EDGES[KINDS[kind][key]]:
         event = decode(frames_of(header_of(BASE[kind]) | {key: value}, BASE[kind]))
-        if key in ("entries", "files", "results"):
+        if key in ("entries", "files", "results", "names"):
             assert len(getattr(event, key)) == len(value)
         else:
             assert getattr(event, key) == value
@@ -704,7 +764,7 @@ def test_specific_wrong_values_are_named():
     assert decode([pack(header_of(BASE["PUT-READY"]) | {"credit": 0})]).credit == 0
 
 
-@pytest.mark.parametrize("kind", [k for k in EVENT_TYPES if k not in ("CHUNK", "PUT", "PUT-MANY")])
+@pytest.mark.parametrize("kind", [k for k in EVENT_TYPES if k not in ("CHUNK", "PUT", "PUT-MANY", "GET-MANY-OK")])
 def test_extra_frame_on_a_header_only_message(kind):
     exc = reject([*encode(BASE[kind]), b"data"], f"{kind} needs 1 frame, got 2")
     assert exc.transfer_id == ID
@@ -927,6 +987,7 @@ _OPEN = [
     State.GET_RECEIVING,
     State.LIST_WAITING,
     State.LIST_PAGED,
+    State.GET_MANY_WAITING,
 ]
 
 EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
@@ -949,6 +1010,8 @@ EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.LIST_WAITING, S, "LIST-PAGE"): State.LIST_PAGED,
     (State.LIST_PAGED, C, "LIST"): State.LIST_WAITING,
     (State.DONE, C, "CREDIT"): State.DONE,
+    (State.IDLE, C, "GET-MANY"): State.GET_MANY_WAITING,
+    (State.GET_MANY_WAITING, S, "GET-MANY-OK"): State.DONE,
     **{(s, S, "ERROR"): State.FAILED for s in _OPEN},
     **{(s, C, "CANCEL"): State.FAILED for s in _OPEN},
 }
@@ -986,6 +1049,10 @@ S_LIST_PAGED = [*S_LIST_WAITING, (S, ListPage(ID, (ENTRY,), True))]
 S_LIST_DONE = [*S_LIST_PAGED, (C, ListRequest(ID, prefix="docs/", after=ENTRY.name)), (S, ListPage(ID, (), False))]
 S_CANCELLED = [*S_PUT_SENDING, (C, Cancel(ID))]
 S_REFUSED = [*S_GET_OPENING, (S, Error(ID, ErrorCode.NOT_FOUND.value, "f.bin is not in the store"))]
+GET_MANY2 = GetMany(ID, ("a", "b"), 16)
+GOT_A = GotFile(size=2, mtime_ns=MTIME, mode=0o644, algo="blake3", digest=D1, data=b"ab")
+S_GET_MANY_SENT = [(C, GET_MANY2)]
+S_GET_MANY_DONE = [*S_GET_MANY_SENT, (S, GetManyOk(ID, (GOT_A, GotFile("not-found", "b is not in the store"))))]
 
 STEPS: dict[str, list[tuple[Role, Event]]] = {
     "idle": [],
@@ -1005,6 +1072,8 @@ STEPS: dict[str, list[tuple[Role, Event]]] = {
     "list-done": S_LIST_DONE,
     "cancelled": S_CANCELLED,
     "refused": S_REFUSED,
+    "get-many-waiting": S_GET_MANY_SENT,
+    "get-many-done": S_GET_MANY_DONE,
 }
 FINISHED = [
     "upload-done",
@@ -1015,6 +1084,7 @@ FINISHED = [
     "list-done",
     "cancelled",
     "refused",
+    "get-many-done",
 ]
 
 #: One wire-valid event of every kind (PUT and inline PUT are different kinds).
@@ -1034,6 +1104,8 @@ PROBES: list[Event] = [
     ListPage(ID, (), False),
     Cancel(ID),
     Error(ID, ErrorCode.INTERNAL.value, "internal error"),
+    GET_MANY2,
+    GetManyOk(ID, (GOT_A, GOT_A)),
 ]
 
 
@@ -1583,6 +1655,12 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Transfer) -> Event:
         return ListPage(ID, (), draw(st.booleans()))
     if kind == "CANCEL":
         return Cancel(ID)
+    if kind == "GET-MANY":
+        return GetMany(ID, tuple(f"f{i}" for i in range(draw(st.integers(1, 3)))), draw(st.integers(0, 16)))
+    if kind == "GET-MANY-OK":
+        n = draw(st.just(t.files) | st.integers(1, 3)) or 1
+        datas = [draw(st.binary(max_size=6)) for _ in range(n)]
+        return GetManyOk(ID, tuple(GotFile(size=len(d), algo="blake3", digest=D1, data=d) for d in datas))
     assert kind == "ERROR"
     return Error(ID, draw(st.sampled_from([c.value for c in ErrorCode])), "x")
 

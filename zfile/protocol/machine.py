@@ -43,7 +43,10 @@ from zfile.protocol.events import (
     Event,
     FileResult,
     Get,
+    GetMany,
+    GetManyOk,
     GetMeta,
+    GotFile,
     ListPage,
     ListRequest,
     Put,
@@ -91,6 +94,9 @@ __all__ = [
     "PutManyOk",
     "PutOk",
     "PutReady",
+    "GetMany",
+    "GetManyOk",
+    "GotFile",
 ]
 
 #: Default chunk size in bytes: large enough that zero-copy sends pay off
@@ -114,6 +120,7 @@ class State(Enum):
     LIST_PAGED = "list-paged"  # a page arrived and more may be asked for
     DONE = "done"
     FAILED = "failed"
+    GET_MANY_WAITING = "get-many-waiting"  # GET-MANY sent, waiting for GET-MANY-OK
 
 
 class Action(Enum):
@@ -153,6 +160,8 @@ _TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.GET_RECEIVING, C, "CREDIT"): State.GET_RECEIVING,
     (State.LIST_WAITING, S, "LIST-PAGE"): State.LIST_PAGED,
     (State.LIST_PAGED, C, "LIST"): State.LIST_WAITING,
+    (State.IDLE, C, "GET-MANY"): State.GET_MANY_WAITING,
+    (State.GET_MANY_WAITING, S, "GET-MANY-OK"): State.DONE,
 }
 _OPEN_STATES = frozenset(s for s in State if s not in (State.IDLE, State.DONE, State.FAILED))
 # From any open state the server may fail a transfer and the client abandon it.
@@ -174,6 +183,8 @@ _ACTIONS: dict[str, Action] = {
     "CREDIT": Action.CREDIT,
     "CANCEL": Action.CANCEL,
     "ERROR": Action.ERROR,
+    "GET-MANY": Action.OPEN,
+    "GET-MANY-OK": Action.REPLY,
 }
 
 
@@ -210,8 +221,8 @@ class Transfer:
         self.credit = 0
         self.resume_offset = 0
         self.resume_digest: bytes | None = None
-        self.kind = ""  # "put", "put-many", "get" or "list", from the opening message
-        self.files = 0  # files in a PUT-MANY
+        self.kind = ""  # "put", "put-many", "get", "list" or "get-many", from the opening message
+        self.files = 0  # files in a PUT-MANY, names in a GET-MANY
         self.more = False
 
     def __repr__(self) -> str:
@@ -365,6 +376,23 @@ class Transfer:
                 raise ValueError("PUT-OK answers a PUT, not a PUT-MANY")
             if event.size != self.size:
                 raise ValueError(f"PUT-OK for {event.size} bytes, sent {self.size}")
+        elif isinstance(event, GetMany):
+            if not event.names:
+                raise ValueError("a GET-MANY needs at least one name")
+            if not 0 <= event.most <= MAX_MANY_BYTES:
+                raise ValueError(f"a GET-MANY may ask for 0 to {MAX_MANY_BYTES} bytes, not {event.most}")
+            self.kind = "get-many"
+            self.files = len(event.names)
+            self.credit = event.most
+        elif isinstance(event, GetManyOk):
+            if len(event.files) != self.files:
+                raise ValueError(f"GET-MANY-OK has {len(event.files)} files for {self.files} names")
+            for i, f in enumerate(event.files):
+                if len(f.data) != (f.size if f.ok else 0):
+                    raise ValueError(f"GET-MANY-OK file {i} declares {f.size} bytes but carries {len(f.data)}")
+            if event.size > self.credit:
+                raise ValueError(f"GET-MANY-OK carries {event.size} bytes, over the {self.credit} asked for")
+            self.size = self.offset = event.size
         elif isinstance(event, ListRequest):
             self.kind = "list"
         elif isinstance(event, ListPage):

@@ -33,6 +33,7 @@ from zfile.protocol.events import (
     Event,
     FileResult,
     Get,
+    GetMany,
     GetMeta,
     ListPage,
     ListRequest,
@@ -43,6 +44,7 @@ from zfile.protocol.events import (
     PutOk,
     PutReady,
 )
+from zfile.server import getmany
 from zfile.server.config import ServerConfig
 from zfile.store import ChunkStream, Store
 from zfile.transport.sockets import Incoming, ServerSocket
@@ -132,13 +134,16 @@ class Transfers:
             "PUT-MANY": self._put_many,
             "GET": self._download,
             "LIST": self._list_page,
+            "GET-MANY": self._get_many,
         }
 
     # -- the session table -------------------------------------------------------
 
-    def start(self, inc: Incoming, transfer: protocol.Transfer, event: Put | PutMany | Get | ListRequest) -> None:
+    def start(self, inc: Incoming, transfer: protocol.Transfer, event: Put | PutMany | Get | ListRequest | GetMany):
         """Record a session for an admitted request and start its task."""
         name = _many_name(event) if isinstance(event, PutMany) else getattr(event, "name", "")
+        if isinstance(event, GetMany):
+            name = getmany.summary(event)
         session = Session(inc.identity, inc.peer, transfer, name=name, peer_key=inc.peer_key)
         self.sessions[session.key] = session
         work = self._work[protocol.message_kind(event)]
@@ -297,19 +302,21 @@ class Transfers:
 
     # -- transfers ---------------------------------------------------------------
 
-    async def _logged(self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]]) -> None:
-        """Run ``work``, which returns (bytes stored, digest, result) for the
-        upload's log line; log a failure instead, and end the session either way."""
+    async def _logged(
+        self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]], direction: str = "in"
+    ) -> None:
+        """Run ``work``, which returns (bytes moved, digest, result) for the
+        transfer's log line; log a failure instead, and end the session either way."""
         began = time.monotonic()
         exc: BaseException | None = None
         try:
             nbytes, digest, result = await work()
-            self._log_transfer(session, "in", nbytes, began, digest, result)
+            self._log_transfer(session, direction, nbytes, began, digest, result)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             exc = e
-            self._log_transfer(session, "in", 0, began, b"", f"failed: {e}")
+            self._log_transfer(session, direction, 0, began, b"", f"failed: {e}")
         finally:
             self._finish(session, exc)
 
@@ -485,6 +492,14 @@ class Transfers:
                 reader.pool.give(buf, trackers)
         finally:
             await reader.aclose()
+
+    async def _get_many(self, session: Session, req: GetMany) -> None:
+        async def work() -> tuple[int, bytes, str]:
+            reply = await getmany.read_many(self.store, req)
+            await self._send(session, reply)
+            return reply.size, b"", getmany.result(reply)
+
+        await self._logged(session, work, "out")
 
     async def _list_page(self, session: Session, req: ListRequest) -> None:
         exc: BaseException | None = None
