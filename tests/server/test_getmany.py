@@ -120,3 +120,23 @@ def test_a_lying_reply_header_never_comes_from_the_daemon(daemon, tmp_path: Path
         heads = msgpack.unpackb(frames[0])["files"]
         assert len(frames) == 1 + len(files)
         assert [h["size"] for h in heads] == [len(f) for f in frames[1:]] == [len(d) for d in files.values()]
+
+
+@pytest.mark.slow
+def test_an_object_store_daemon_answers_through_its_downloads(s3, tmp_path: Path) -> None:
+    from ..conftest import start_daemon
+
+    where = ("--store", "s3://zfile-test/gm/", "--s3-endpoint", s3.endpoint)
+    d = start_daemon(tmp_path / "unused-root", tmp_path / "daemon.log", *where)
+    try:
+        files = {"t/a": b"alpha", "t/b": os.urandom(3000), "t/empty": b""}
+        store_files(d.endpoint, tmp_path, files)
+        with RawPeer(d.endpoint) as peer:
+            peer.send_event(GetMany(1, ("t/a", "t/gone", "../x", "t/b", "t/empty"), most=3000))
+            reply = peer.expect(1, GetManyOk)
+            assert [f.code for f in reply.files] == ["", "not-found", BAD, "too-large", ""]
+            assert bytes(reply.files[0].data) == b"alpha" and reply.files[4].data == b""
+            peer.send_event(GetMany(2, ("t/b",)))
+            assert bytes(peer.expect(2, GetManyOk).files[0].data) == files["t/b"]
+    finally:
+        assert d.stop() == 0, d.log_text()

@@ -4,7 +4,9 @@ A small file costs a download its round trips and messages, not its bytes:
 a GET needs GET-META and a CHUNK, and the daemon opens, reads and closes the
 file in several worker-thread hops.  :func:`read_many` answers a whole
 GET-MANY instead, in the order of its names, within the request's byte
-budget (``most``, at most ``MAX_MANY_BYTES``).  Each name is looked up and
+budget (``most``, at most ``MAX_MANY_BYTES``): for the local store in two
+worker-thread hops for the whole batch (:mod:`zfile.store.wholes`), for any
+other through its downloads, :data:`OPEN_AT_ONCE` at a time.  Each name is looked up and
 read on its own: a bad name, a missing file or one that changed on disk is
 refused in its own :class:`~zfile.protocol.events.GotFile` and the others go
 on.  A file that would take the reply past ``most`` bytes is refused
@@ -19,9 +21,10 @@ from __future__ import annotations
 import asyncio
 
 from zfile.errors import ErrorCode, StoreError, ZfileError
-from zfile.protocol.events import GetMany, GetManyOk, GotFile
+from zfile.protocol.events import Entry, GetMany, GetManyOk, GotFile
 from zfile.protocol.names import quote_name
-from zfile.store import DownloadHandle, Store
+from zfile.store import DownloadHandle, LocalStore, Store
+from zfile.store.wholes import read_wholes
 
 #: Files opened at once while a reply is gathered: their reads overlap, and
 #: one request never holds more than this many descriptors.
@@ -36,6 +39,8 @@ async def read_many(store: Store, req: GetMany) -> GetManyOk:
     zfile error).  The data frames together hold at most ``req.most``
     bytes.
     """
+    if isinstance(store, LocalStore):
+        return GetManyOk(req.id, tuple(_got(r) for r in await read_wholes(store, req.names, req.most)))
     budget = req.most
     out: list[GotFile] = []
     for start in range(0, len(req.names), OPEN_AT_ONCE):
@@ -93,6 +98,15 @@ async def _read_whole(handle: DownloadHandle) -> GotFile:
         return GotFile(ErrorCode.INTERNAL.value, _text(f"{quote_name(entry.name)} could not be read"))
     if len(data) != entry.size:
         return _refused(StoreError(f"{quote_name(entry.name)} changed on disk while being read"))
+    return GotFile(
+        size=entry.size, mtime_ns=entry.mtime_ns, mode=entry.mode, algo=entry.algo, digest=entry.digest, data=data
+    )
+
+
+def _got(result: tuple[Entry, bytes] | ZfileError) -> GotFile:
+    if isinstance(result, ZfileError):
+        return _refused(result)
+    entry, data = result
     return GotFile(
         size=entry.size, mtime_ns=entry.mtime_ns, mode=entry.mode, algo=entry.algo, digest=entry.digest, data=data
     )
