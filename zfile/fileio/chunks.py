@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
-import mmap
 import os
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -47,9 +47,12 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 #: a multiple of every logical block size Linux file systems use.
 DIRECT_ALIGN = 4096
 
-#: A chunk buffer: page-aligned anonymous memory (``mmap``) for a reader that
-#: may read with O_DIRECT, else a ``bytearray``.
-ChunkBuffer = bytearray | mmap.mmap
+
+def aligned_window(buf: bytearray, size: int) -> memoryview:
+    """The ``size`` bytes of ``buf`` that start at its first page-aligned
+    address (``buf`` has :data:`DIRECT_ALIGN` bytes to spare for that)."""
+    skip = -ctypes.addressof(ctypes.c_char.from_buffer(buf)) % DIRECT_ALIGN
+    return memoryview(buf)[skip : skip + size]
 
 
 class Tracker(Protocol):
@@ -85,20 +88,27 @@ class BufferPool:
         self.size = size
         self.keep = keep
         self.limit = limit
-        #: Buffers are page-aligned anonymous mappings (for O_DIRECT reads).
+        #: Each buffer holds ``size`` page-aligned bytes (:func:`aligned_window`),
+        #: for O_DIRECT reads.  They are bytearrays a page longer, not
+        #: anonymous mappings: glibc reuses a freed heap block, where a fresh
+        #: mapping costs a page fault and a zeroed page for every 4 KiB.
         self.aligned = aligned
-        self._free: list[ChunkBuffer] = []
-        self._held: deque[tuple[ChunkBuffer, list[Tracker]]] = deque()
+        self._free: list[bytearray] = []
+        self._held: deque[tuple[bytearray, list[Tracker]]] = deque()
         self._busy = 0  # taken and not given back, or held by a send
 
-    def take(self) -> ChunkBuffer:
+    def take(self) -> bytearray:
         self._recycle()
         self._busy += 1
         if self._free:
             return self._free.pop()
-        return mmap.mmap(-1, self.size) if self.aligned else bytearray(self.size)
+        return bytearray(self.size + DIRECT_ALIGN if self.aligned else self.size)
 
-    def give(self, buf: ChunkBuffer, trackers: Iterable[Tracker | None] = ()) -> None:
+    def window(self, buf: bytearray) -> memoryview:
+        """The ``size`` bytes of ``buf`` a chunk goes in (page-aligned when ``aligned``)."""
+        return aligned_window(buf, self.size) if self.aligned else memoryview(buf)
+
+    def give(self, buf: bytearray, trackers: Iterable[Tracker | None] = ()) -> None:
         pending = [t for t in trackers if t is not None and not t.done]
         if pending:
             self._held.append((buf, pending))
@@ -126,7 +136,7 @@ class BufferPool:
             self._reuse(held.popleft()[0])
         return self._busy
 
-    def _reuse(self, buf: ChunkBuffer) -> None:
+    def _reuse(self, buf: bytearray) -> None:
         if len(self._free) + len(self._held) < self.keep:
             self._free.append(buf)
 
@@ -211,7 +221,8 @@ class ChunkReader:
         if self._room_timeout:
             await self.pool.room(timeout=self._room_timeout)
         buf = self.pool.take()
-        view = memoryview(buf)[:n]
+        whole = self.pool.window(buf)
+        view = whole[:n]
         # Once a chunk came from the disk by a direct read, the next ones go
         # straight there too: probing the page cache first would start its
         # read-ahead, filling pages (and reading the disk) for nothing.
@@ -221,7 +232,7 @@ class ChunkReader:
                 self._hasher.update(view)
         else:
             loop = asyncio.get_running_loop()
-            self._hop = loop.run_in_executor(None, self._read_rest, view, got, self._next)
+            self._hop = loop.run_in_executor(None, self._read_rest, whole, n, got, self._next)
             # Shielded: a cancelled caller must not orphan a hop that still uses fd.
             await asyncio.shield(self._hop)
             self._hop = None
@@ -248,16 +259,17 @@ class ChunkReader:
             got += n
         return got
 
-    def _read_rest(self, view: memoryview, got: int, offset: int) -> None:
+    def _read_rest(self, whole: memoryview, n: int, got: int, offset: int) -> None:
+        """Fill ``whole[got:n]`` (the chunk's buffer window) from byte ``offset + got``."""
         start = offset + got
-        if start % DIRECT_ALIGN or got % DIRECT_ALIGN or not self._read_direct(view, got, start):
-            read_exactly(self.fd, view[got:], start)
+        if start % DIRECT_ALIGN or got % DIRECT_ALIGN or not self._read_direct(whole, n, got, start):
+            read_exactly(self.fd, whole[got:n], start)
         if self._hasher is not None:
-            self._hasher.update(view)
+            self._hasher.update(whole[:n])
 
-    def _read_direct(self, view: memoryview, got: int, start: int) -> bool:
-        """Fill ``view[got:]`` from byte ``start`` with O_DIRECT reads into
-        the page-aligned buffer ``view`` is the start of; False (nothing
+    def _read_direct(self, whole: memoryview, n: int, got: int, start: int) -> bool:
+        """Fill ``whole[got:n]`` from byte ``start`` with O_DIRECT reads into
+        ``whole``, a page-aligned window of the pool's size; False (nothing
         read) where direct reads cannot be had.  ShortRead at end of file."""
         if self._direct is None:
             try:
@@ -266,26 +278,26 @@ class ChunkReader:
                 self._direct = -1
         if self._direct < 0:
             return False
-        need = len(view) - got
+        need = n - got
         # A direct read's length is whole pages too; the buffer has room past
         # the chunk (its size is a multiple of a page) and the file's end
         # cuts the read where it is.
         length = -(-need // DIRECT_ALIGN) * DIRECT_ALIGN
-        region = memoryview(view.obj)[got : got + length]  # type: ignore[arg-type]
+        region = whole[got : got + length]
         if len(region) < length:
             return False
         have = 0
         while have < need:
             try:
-                n = os.preadv(self._direct, [region[have:]], start + have)
+                r = os.preadv(self._direct, [region[have:]], start + have)
             except OSError as exc:
                 if exc.errno != errno.EINVAL or have:
                     raise
                 self._direct = -1  # refused after all: buffered from now on
                 return False
-            if n == 0 or (n % DIRECT_ALIGN and have + n < need):
-                raise ShortRead(f"end of file at byte {start + have + n}")
-            have += n
+            if r == 0 or (r % DIRECT_ALIGN and have + r < need):
+                raise ShortRead(f"end of file at byte {start + have + r}")
+            have += r
         self._cold = got == 0
         return True
 
