@@ -61,13 +61,16 @@ async def read_all(reader: ChunkReader, give_back: bool = True) -> list[bytes]:
     return chunks
 
 
-@pytest.fixture(params=["cached", "hop", "mixed"])
+@pytest.fixture(params=["cached", "hop", "buffered-hop", "mixed"])
 def read_path(request, monkeypatch) -> str:
     """Which way ChunkReader gets its bytes: all from the page cache in the
-    loop, all in worker-thread hops, or a random part of each chunk from the
-    cache and the rest in a hop."""
-    if request.param == "hop":
+    loop, all in worker-thread hops (O_DIRECT where aligned, or always
+    buffered), or a random part of each chunk from the cache and the rest in
+    a hop."""
+    if request.param in ("hop", "buffered-hop"):
         monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)
+    if request.param == "buffered-hop":
+        monkeypatch.setattr(chunkio, "_O_DIRECT", 0)
     elif request.param == "mixed":
         rng = random.Random(7)
 
@@ -96,6 +99,7 @@ async def test_reader_yields_every_byte_in_order_and_hashes_it(tmp_path: Path, r
 
 
 async def test_a_cached_chunk_takes_no_hop_and_an_uncached_one_does(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(chunkio, "_O_DIRECT", 0)  # the hop's buffered read shows here
     data = os.urandom(3 * 4096)
     (tmp_path / "f").write_bytes(data)
     hops = []
@@ -130,6 +134,38 @@ async def test_the_page_cache_path_really_is_taken(tmp_path: Path, monkeypatch) 
     assert b"".join(await read_all(ChunkReader(fd, 0, len(data), 4096, owns_fd=True))) == data
 
 
+async def test_an_uncached_aligned_chunk_is_read_direct_into_its_buffer(tmp_path: Path, monkeypatch) -> None:
+    """No buffered read at all for a file the page cache does not hold:
+    every chunk, the short last one too, comes by O_DIRECT, and whole."""
+    if not chunkio._O_DIRECT:
+        pytest.skip("no O_DIRECT here")
+    data = os.urandom(5 * 4096 + 123)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    try:
+        os.close(os.open(tmp_path / "f", os.O_RDONLY | chunkio._O_DIRECT))
+    except OSError:
+        pytest.skip("this file system refuses O_DIRECT")
+    monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)
+    monkeypatch.setattr(chunkio, "read_exactly", lambda *a: pytest.fail("a buffered read for an aligned chunk"))
+    hasher = RecordingHasher()
+    reader = ChunkReader(fd, 0, len(data), 4096, hasher, owns_fd=True)
+    assert reader.pool.aligned
+    assert b"".join(await read_all(reader)) == data
+    assert hasher.digest() == blake3.blake3(data).digest()
+
+
+async def test_a_pool_that_is_not_aligned_reads_buffered(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)
+    data = os.urandom(3 * 4096)
+    (tmp_path / "f").write_bytes(data)
+    fd = os.open(tmp_path / "f", os.O_RDONLY)
+    reader = ChunkReader(fd, 0, len(data), 4096, pool=BufferPool(4096), owns_fd=True)
+    assert b"".join(await read_all(reader)) == data
+
+
 async def test_a_file_shorter_than_expected_raises_short_read(tmp_path: Path, read_path) -> None:
     (tmp_path / "f").write_bytes(os.urandom(10_000))
     fd = os.open(tmp_path / "f", os.O_RDONLY)
@@ -140,6 +176,7 @@ async def test_a_file_shorter_than_expected_raises_short_read(tmp_path: Path, re
 
 async def test_aclose_closes_the_descriptor_only_after_the_hop_in_flight(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)
+    monkeypatch.setattr(chunkio, "_O_DIRECT", 0)
     (tmp_path / "f").write_bytes(os.urandom(8192))
     release = threading.Event()
     reading = threading.Event()

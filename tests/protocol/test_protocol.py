@@ -48,7 +48,10 @@ from zfile.protocol.machine import (
     Event,
     FileResult,
     Get,
+    GetMany,
+    GetManyOk,
     GetMeta,
+    GotFile,
     ListPage,
     ListRequest,
     Put,
@@ -217,6 +220,17 @@ EXAMPLES: list[Event] = [
     Cancel(ID),
     Error(ID, ErrorCode.NOT_FOUND.value, "logs/app.log is not in the store"),
     Error(-1, ErrorCode.BAD_REQUEST.value, "header frame is not valid msgpack (ExtraData)"),
+    GetMany(ID, ("a/1.txt", "a/empty", "x" * MAX_WIRE_NAME_BYTES)),
+    GetMany(U63, ("",), most=0),
+    GetManyOk(ID, (GotFile(size=3, mtime_ns=MTIME, mode=0o644, algo="blake3", digest=D1, data=b"one"),)),
+    GetManyOk(
+        ID,
+        (
+            GotFile(ErrorCode.NOT_FOUND.value, "a/gone is not in the store"),
+            GotFile(size=0, mtime_ns=-1, mode=0o7777, algo="b" * 64, digest=D2),
+            GotFile(ErrorCode.TOO_LARGE.value, "a/big does not fit"),
+        ),
+    ),
 ]
 
 #: One plain event of each type, with id ID, for the malformed-input tests.
@@ -235,6 +249,8 @@ BASE: dict[str, Event] = {
     "LIST-PAGE": ListPage(ID, (ENTRY,), True),
     "CANCEL": Cancel(ID),
     "ERROR": Error(ID, "busy", "try again"),
+    "GET-MANY": GetMany(ID, ("f.bin",), 1024),
+    "GET-MANY-OK": GetManyOk(ID, (GotFile(size=3, mtime_ns=MTIME, mode=0o644, algo="blake3", digest=D1, data=b"abc"),)),
 }
 
 #: The fields a message must carry (the rest have defaults).
@@ -253,6 +269,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "LIST-PAGE": ("id", "entries", "more"),
     "CANCEL": ("id",),
     "ERROR": ("id", "code", "message"),
+    "GET-MANY": ("id", "names"),
+    "GET-MANY-OK": ("id", "files"),
 }
 
 #: field -> kind of value, for every field of every message.
@@ -289,6 +307,8 @@ KINDS: dict[str, dict[str, str]] = {
     "LIST-PAGE": {"id": "id", "entries": "entries", "more": "bool"},
     "CANCEL": {"id": "id"},
     "ERROR": {"id": "error-id", "code": "short", "message": "text"},
+    "GET-MANY": {"id": "id", "names": "many-names", "most": "most"},
+    "GET-MANY-OK": {"id": "id", "files": "got"},
 }
 
 _ENTRY_MAP = {
@@ -302,6 +322,7 @@ _ENTRY_MAP = {
 }
 
 _FILE_MAP = {"name": "f.bin", "size": 3, "mtime_ns": MTIME, "mode": 0o644, "digest": D1}
+_GOT_MAP = {"size": 3, "mtime_ns": MTIME, "mode": 0o644, "algo": "blake3", "digest": D1}
 
 #: kind -> values of a wrong type or out of range.
 BAD: dict[str, list[Any]] = {
@@ -344,6 +365,19 @@ BAD: dict[str, list[Any]] = {
         [_FILE_MAP] * (MAX_MANY_FILES + 1),
     ],
     "results": [{}, "x", [], [1], [{"code": 1}], [{"message": b"m"}], [{"digest": b""}], [{}] * (MAX_MANY_FILES + 1)],
+    "many-names": [{}, "x", [], [1], [b"f.bin"], ["x" * (MAX_WIRE_NAME_BYTES + 1)], ["f"] * (MAX_MANY_FILES + 1)],
+    "most": ["1", True, 1.0, -1, MAX_MANY_BYTES + 1],
+    "got": [
+        {},
+        "x",
+        [],
+        [1],
+        [{**_GOT_MAP, "size": "3"}],
+        [{**_GOT_MAP, "mode": 0o10000}],
+        [{**_GOT_MAP, "digest": b""}],
+        [{**_GOT_MAP, "code": 1}],
+        [_GOT_MAP] * (MAX_MANY_FILES + 1),
+    ],
 }
 
 #: kind -> values at the edges of the range, which must be accepted.
@@ -363,6 +397,9 @@ EDGES: dict[str, list[Any]] = {
     "entries": [[], [_ENTRY_MAP, {**_ENTRY_MAP, "name": "b", "received": 3}]],
     "files": [[_FILE_MAP], [{**_FILE_MAP, "clobber": False, "x-future": 1}]],
     "results": [[{}], [{"code": "exists", "message": "m"}], [{"digest": D1, "x-future": 1}]],
+    "many-names": [["f.bin"], ["", "x" * MAX_WIRE_NAME_BYTES], ["f"] * MAX_MANY_FILES],
+    "most": [0, MAX_MANY_BYTES],
+    "got": [[_GOT_MAP], [{**_GOT_MAP, "x-future": 1}]],
 }
 
 # The file operations' messages (tests/protocol/ops_cases.py).
@@ -484,6 +521,29 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
         code=st.sampled_from([c.value for c in ErrorCode]) | shorts,
         message=texts,
     ),
+    "GET-MANY": st.builds(
+        GetMany, id=ids, names=st.lists(names, min_size=1, max_size=4).map(tuple), most=st.integers(0, MAX_MANY_BYTES)
+    ),
+    "GET-MANY-OK": st.builds(
+        GetManyOk,
+        id=ids,
+        files=st.lists(
+            st.builds(GotFile, code=st.sampled_from([c.value for c in ErrorCode]), message=texts)
+            | st.binary(max_size=64).flatmap(
+                lambda data: st.builds(
+                    GotFile,
+                    size=st.just(len(data)),
+                    mtime_ns=mtimes,
+                    mode=modes,
+                    algo=shorts.filter(bool),
+                    digest=digests,
+                    data=st.just(data),
+                )
+            ),
+            min_size=1,
+            max_size=4,
+        ).map(tuple),
+    ),
 }
 EVENT_STRATEGIES.update(ops_cases.STRATEGIES)
 any_event = st.one_of(*EVENT_STRATEGIES.values())
@@ -516,7 +576,7 @@ def test_frame_layout(event):
     assert header["v"] == PROTOCOL_VERSION == 2
     assert header["t"] == event.TYPE
     assert header["id"] == event.id
-    if isinstance(event, PutMany):
+    if isinstance(event, PutMany | GetManyOk):
         assert len(frames) == 1 + len(event.files)
         assert all(frame is f.data for frame, f in zip(frames[1:], event.files, strict=True))
         assert all("data" not in f for f in header["files"])
@@ -716,7 +776,7 @@ def test_specific_wrong_values_are_named():
     assert decode([pack(header_of(BASE["PUT-READY"]) | {"credit": 0})]).credit == 0
 
 
-@pytest.mark.parametrize("kind", [k for k in EVENT_TYPES if k not in ("CHUNK", "PUT", "PUT-MANY")])
+@pytest.mark.parametrize("kind", [k for k in EVENT_TYPES if k not in ("CHUNK", "PUT", "PUT-MANY", "GET-MANY-OK")])
 def test_extra_frame_on_a_header_only_message(kind):
     exc = reject([*encode(BASE[kind]), b"data"], f"{kind} needs 1 frame, got 2")
     assert exc.transfer_id == ID
@@ -940,6 +1000,7 @@ _OPEN = [
     State.LIST_WAITING,
     State.LIST_PAGED,
     *ops_cases.OPEN_STATES,
+    State.GET_MANY_WAITING,
 ]
 
 EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
@@ -963,6 +1024,8 @@ EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.LIST_PAGED, C, "LIST"): State.LIST_WAITING,
     (State.DONE, C, "CREDIT"): State.DONE,
     **ops_cases.TRANSITIONS,
+    (State.IDLE, C, "GET-MANY"): State.GET_MANY_WAITING,
+    (State.GET_MANY_WAITING, S, "GET-MANY-OK"): State.DONE,
     **{(s, S, "ERROR"): State.FAILED for s in _OPEN},
     **{(s, C, "CANCEL"): State.FAILED for s in _OPEN},
 }
@@ -1000,6 +1063,10 @@ S_LIST_PAGED = [*S_LIST_WAITING, (S, ListPage(ID, (ENTRY,), True))]
 S_LIST_DONE = [*S_LIST_PAGED, (C, ListRequest(ID, prefix="docs/", after=ENTRY.name)), (S, ListPage(ID, (), False))]
 S_CANCELLED = [*S_PUT_SENDING, (C, Cancel(ID))]
 S_REFUSED = [*S_GET_OPENING, (S, Error(ID, ErrorCode.NOT_FOUND.value, "f.bin is not in the store"))]
+GET_MANY2 = GetMany(ID, ("a", "b"), 16)
+GOT_A = GotFile(size=2, mtime_ns=MTIME, mode=0o644, algo="blake3", digest=D1, data=b"ab")
+S_GET_MANY_SENT = [(C, GET_MANY2)]
+S_GET_MANY_DONE = [*S_GET_MANY_SENT, (S, GetManyOk(ID, (GOT_A, GotFile("not-found", "b is not in the store"))))]
 
 STEPS: dict[str, list[tuple[Role, Event]]] = {
     "idle": [],
@@ -1019,6 +1086,8 @@ STEPS: dict[str, list[tuple[Role, Event]]] = {
     "list-done": S_LIST_DONE,
     "cancelled": S_CANCELLED,
     "refused": S_REFUSED,
+    "get-many-waiting": S_GET_MANY_SENT,
+    "get-many-done": S_GET_MANY_DONE,
 }
 FINISHED = [
     "upload-done",
@@ -1029,6 +1098,7 @@ FINISHED = [
     "list-done",
     "cancelled",
     "refused",
+    "get-many-done",
 ]
 
 #: One wire-valid event of every kind (PUT and inline PUT are different kinds).
@@ -1048,6 +1118,8 @@ PROBES: list[Event] = [
     ListPage(ID, (), False),
     Cancel(ID),
     Error(ID, ErrorCode.INTERNAL.value, "internal error"),
+    GET_MANY2,
+    GetManyOk(ID, (GOT_A, GOT_A)),
 ]
 
 STEPS.update(ops_cases.STEPS)
@@ -1603,6 +1675,12 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Transfer) -> Event:
         return Cancel(ID)
     if kind in ops_cases.KINDS_OF_EVENTS:
         return draw(ops_cases.event_of_kind(kind, t))
+    if kind == "GET-MANY":
+        return GetMany(ID, tuple(f"f{i}" for i in range(draw(st.integers(1, 3)))), draw(st.integers(0, 16)))
+    if kind == "GET-MANY-OK":
+        n = draw(st.just(t.files) | st.integers(1, 3)) or 1
+        datas = [draw(st.binary(max_size=6)) for _ in range(n)]
+        return GetManyOk(ID, tuple(GotFile(size=len(d), algo="blake3", digest=D1, data=d) for d in datas))
     assert kind == "ERROR"
     return Error(ID, draw(st.sampled_from([c.value for c in ErrorCode])), "x")
 

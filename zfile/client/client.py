@@ -32,6 +32,7 @@ from zfile.client.config import ClientConfig
 from zfile.client.ops import FileOps, Removal
 from zfile.client.pacing import TokenBucket
 from zfile.client.smallfiles import read_wholes
+from zfile.client.smallget import write_wholes
 from zfile.errors import (
     ErrorCode,
     IntegrityError,
@@ -47,6 +48,8 @@ from zfile.protocol.events import (
     Entry,
     Event,
     Get,
+    GetMany,
+    GetManyOk,
     GetMeta,
     ListPage,
     ListRequest,
@@ -391,6 +394,48 @@ class Client(FileOps):
         os.replace(part, dest)
         state.unlink(missing_ok=True)
         return Result(meta.name, meta.size, meta.digest, dest)
+
+    async def get_many(
+        self, files: Sequence[tuple[str, str | os.PathLike[str]]], *, progress: Progress = no_progress
+    ) -> list[Result | ZfileError]:
+        """Download small files, ``(name, dest)`` pairs, with one GET-MANY.
+
+        For each file in order, returns its Result or its error: RemoteError
+        when the daemon refused it (not found, bad name), IntegrityError when
+        its bytes do not match the daemon's digest (nothing is written),
+        LocalFileError.  Each file goes through a temp file, fsync and atomic
+        rename as in :meth:`get`.  A file that did not fit in the reply's
+        ``many_bytes`` (it grew since it was listed) or that the daemon
+        answered ``busy`` goes on its own through :meth:`get`.  A failure of
+        the whole message (TransportError, or RemoteError after ``busy``
+        retries) is raised.
+        """
+        pairs = [(name, Path(dest)) for name, dest in files]
+        reply = await self._retry_busy(lambda: self._get_many_once(tuple(name for name, _ in pairs)))
+        results: list[Result | ZfileError | None] = [None] * len(pairs)
+        whole = [(k, got) for k, got in enumerate(reply.files) if got.ok]
+        for k, got in enumerate(reply.files):
+            if not got.ok and got.code not in (ErrorCode.TOO_LARGE.value, ErrorCode.BUSY.value):
+                results[k] = RemoteError(got.message, code=error_code(got.code))
+        jobs = [(got, pairs[k][1], *part_paths(pairs[k][1])) for k, got in whole]
+        for (k, got), error in zip(whole, await asyncio.to_thread(write_wholes, jobs), strict=True):
+            results[k] = error or Result(pairs[k][0], got.size, got.digest or b"", pairs[k][1])
+            if error is None:
+                progress(got.size)
+        for k, result in enumerate(results):
+            if result is None:  # too large for the batch now, or busy: on its own, with its own retries
+                try:
+                    results[k] = await self.get(pairs[k][0], pairs[k][1], progress=progress)
+                except ZfileError as exc:
+                    results[k] = exc
+        return results  # type: ignore[return-value]
+
+    async def _get_many_once(self, names: tuple[str, ...]) -> GetManyOk:
+        async with self._open() as channel:
+            await channel.send(GetMany(channel.id, names, min(self.config.many_bytes, MAX_MANY_BYTES)))
+            reply = await channel.next()
+            assert isinstance(reply, GetManyOk)
+            return reply
 
     # -- listing -----------------------------------------------------------------
 

@@ -448,9 +448,10 @@ async def send_paths(
     return [o for o in outcomes if o is not None] + whole.skipped
 
 
-def _batches(plan: list[tuple[Path, str, int]], small: list[int], most_bytes: int) -> Iterator[list[int]]:
-    """Consecutive runs of ``small`` (indexes into ``plan``) of at most
-    MANY_FILES files and ``most_bytes`` bytes by the plan's sizes."""
+def _batches(plan: Sequence[tuple[object, object, int]], small: list[int], most_bytes: int) -> Iterator[list[int]]:
+    """Consecutive runs of ``small`` (indexes into ``plan``, whose items end
+    with a size in bytes) of at most MANY_FILES files and ``most_bytes``
+    bytes by the plan's sizes."""
     batch: list[int] = []
     total = 0
     for k in small:
@@ -473,13 +474,42 @@ async def fetch(
 ) -> list[Outcome]:
     """Download a plan made by :func:`plan_download`: one :class:`Outcome`
     per file in the plan's order, then its missing specs and skipped files;
-    ``on_file`` sees each file's outcome as soon as it is known."""
+    ``on_file`` sees each file's outcome as soon as it is known.
+
+    Files listed at most ``inline_max`` bytes come many to a message
+    (:meth:`Client.get_many`, up to ``many_bytes`` and :data:`MANY_FILES`
+    files each, :data:`MANY_IN_FLIGHT` messages at once), as uploads do;
+    larger ones stream on their own, ``concurrency`` at once."""
+    files = plan.files
+    outcomes: list[Outcome | None] = [None] * len(files)
+    sizes = [(entry, dest, entry.size) for entry, dest in files]
+    small = [k for k, (_, _, size) in enumerate(sizes) if size <= client.config.inline_max]
+    large = [k for k, (_, _, size) in enumerate(sizes) if size > client.config.inline_max]
 
     def job(entry: Entry, dest: Path) -> Callable[[], Awaitable[Result]]:
         return lambda: client.get(entry.name, dest, progress=progress)
 
-    done = await run_all(((e.name, job(e, d)) for e, d in plan.files), client.config.concurrency, on_file)
-    return done + plan.missing + plan.skipped
+    async def singles() -> None:
+        done = await run_all(((files[k][0].name, job(*files[k])) for k in large), client.config.concurrency, on_file)
+        for k, outcome in zip(large, done, strict=True):
+            outcomes[k] = outcome
+
+    batches = iter(_batches(sizes, small, client.config.many_bytes))
+
+    async def getter() -> None:
+        for ks in batches:
+            results: list[Result | ZfileError]
+            try:
+                results = await client.get_many([(files[k][0].name, files[k][1]) for k in ks], progress=progress)
+            except ZfileError as exc:
+                results = [exc] * len(ks)
+            for k, r in zip(ks, results, strict=True):
+                name = files[k][0].name
+                outcomes[k] = Outcome(name, error=r) if isinstance(r, ZfileError) else Outcome(name, result=r)
+                on_file(outcomes[k])
+
+    await asyncio.gather(singles(), *(getter() for _ in range(MANY_IN_FLIGHT)))
+    return [o for o in outcomes if o is not None] + plan.missing + plan.skipped
 
 
 __all__ = [

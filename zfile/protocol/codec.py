@@ -2,9 +2,10 @@
 
 Frame 0 is a msgpack map ``{"v": 2, "t": TYPE, <fields>}``; a :class:`Chunk`
 and an inline :class:`Put` add frame 1, the raw file bytes; a :class:`PutMany`
-adds one frame per file, in the order of its ``files``.  Decoding checks
-every field's type and range and raises :class:`RemoteProtocolError` naming
-what was wrong; unknown fields are ignored (docs/protocol.md, "Versions").
+and a :class:`GetManyOk` add one frame per file, in the order of their
+``files``.  Decoding checks every field's type and range and raises
+:class:`RemoteProtocolError` naming what was wrong; unknown fields are
+ignored (docs/protocol.md, "Versions").
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from zfile.protocol.events import (
     Entry,
     Event,
     FileResult,
+    GetMany,
+    GetManyOk,
+    GotFile,
     ListPage,
     Put,
     PutFile,
@@ -202,6 +206,25 @@ _RESULT_SCHEMA: dict[str, tuple[Check, Any]] = {
     "digest": (_DIGEST, None),
 }
 
+_GOT_FILE_SCHEMA: dict[str, tuple[Check, Any]] = {
+    "code": (_SHORT, ""),
+    "message": (_TEXT, ""),
+    "size": (_COUNT, 0),
+    "mtime_ns": (_MTIME, 0),
+    "mode": (_MODE, 0),
+    "algo": (_SHORT, ""),
+    "digest": (_DIGEST, None),
+}
+
+
+def _some_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, not {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_MANY_FILES:
+        raise ValueError(f"must hold 1 to {MAX_MANY_FILES} names, not {len(value)}")
+    return tuple(_NAME(v) for v in value)
+
+
 _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
     "PUT": {
         "id": (_ID, _REQUIRED),
@@ -300,6 +323,15 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "mode": (_MODE, _REQUIRED),
         "algo": (_SHORT, _REQUIRED),
         "clobber": (_bool, True),
+    },
+    "GET-MANY": {
+        "id": (_ID, _REQUIRED),
+        "names": (_some_names, _REQUIRED),
+        "most": (_int_range(0, MAX_MANY_BYTES), MAX_MANY_BYTES),
+    },
+    "GET-MANY-OK": {
+        "id": (_ID, _REQUIRED),
+        "files": (_list_of(_GOT_FILE_SCHEMA, "file", MAX_MANY_FILES), _REQUIRED),
     },
     "ERROR": {
         "id": (_int_range(-1, _U63), _REQUIRED),
@@ -416,6 +448,8 @@ def decode(frames: Sequence[Buffer]) -> Event:
     n_frames = len(frames)
     if kind == "PUT-MANY":
         return _put_many(fields, frames, tid)
+    if kind == "GET-MANY-OK":
+        return _get_many_ok(fields, frames, tid)
     if kind == "CHUNK":
         if n_frames != 2:
             raise RemoteProtocolError(f"CHUNK needs 2 frames, got {n_frames}", transfer_id=tid)
@@ -463,6 +497,38 @@ def _put_many(fields: dict[str, Any], frames: Sequence[Buffer], tid: int | None)
         raise RemoteProtocolError(f"PUT-MANY carries {total} bytes, over {MAX_MANY_BYTES}", transfer_id=tid)
     files = tuple(PutFile(data=data, **head) for head, data in zip(heads, frames[1:], strict=True))
     return PutMany(fields["id"], fields["algo"], files)
+
+
+def _get_many_ok(fields: dict[str, Any], frames: Sequence[Buffer], tid: int | None) -> GetManyOk:
+    heads = fields["files"]
+    if len(frames) != 1 + len(heads):
+        raise RemoteProtocolError(
+            f"GET-MANY-OK lists {len(heads)} files and needs {1 + len(heads)} frames, got {len(frames)}",
+            transfer_id=tid,
+        )
+    total = 0
+    for i, (head, data) in enumerate(zip(heads, frames[1:], strict=True)):
+        if head["code"]:
+            if len(data) or head["size"]:
+                raise RemoteProtocolError(f"GET-MANY-OK file {i} is refused but carries data", transfer_id=tid)
+            continue
+        if head["digest"] is None or not head["algo"]:
+            raise RemoteProtocolError(f"GET-MANY-OK file {i} lacks its algo or digest", transfer_id=tid)
+        if len(data) != head["size"]:
+            raise RemoteProtocolError(
+                f"GET-MANY-OK file {i} declares {head['size']} bytes but carries {len(data)}", transfer_id=tid
+            )
+        total += len(data)
+    if total > MAX_MANY_BYTES:
+        raise RemoteProtocolError(f"GET-MANY-OK carries {total} bytes, over {MAX_MANY_BYTES}", transfer_id=tid)
+    files = tuple(GotFile(data=data, **head) for head, data in zip(heads, frames[1:], strict=True))
+    return GetManyOk(fields["id"], files)
+
+
+def _got_map(f: GotFile) -> dict[str, Any]:
+    if f.code:
+        return {"code": f.code, "message": f.message}
+    return {"size": f.size, "mtime_ns": f.mtime_ns, "mode": f.mode, "algo": f.algo, "digest": f.digest}
 
 
 def _file_map(f: PutFile) -> dict[str, Any]:
@@ -517,9 +583,13 @@ def encode(event: Event) -> list[Buffer]:
             value = [_result_map(r) for r in value]
         elif isinstance(value, Entry):
             value = _entry_map(value)
+        elif isinstance(event, GetManyOk) and key == "files":
+            value = [_got_map(f) for f in value]
+        elif isinstance(event, GetMany) and key == "names":
+            value = list(value)
         header[key] = value
     frames: list[Buffer] = [msgpack.packb(header, use_bin_type=True)]
-    if isinstance(event, PutMany):
+    if isinstance(event, PutMany | GetManyOk):
         frames.extend(f.data for f in event.files)
     if kind in _DATA_TYPES:
         data = event.data  # type: ignore[union-attr]

@@ -3,7 +3,8 @@
 An event is what one multipart ZeroMQ message says.  Frame 0 of every message
 is a msgpack map holding the protocol version, the type name and the event's
 fields; :class:`Chunk`, and a :class:`Put` that carries its file inline, add a
-second frame of raw file bytes; a :class:`PutMany` adds one frame per file.
+second frame of raw file bytes; a :class:`PutMany` and a :class:`GetManyOk`
+add one frame per file.
 docs/protocol.md is the reference; units are: sizes, offsets and credit in
 bytes (offsets from the start of the file), times in nanoseconds since the
 Unix epoch (``mtime_ns``) or seconds (``received``).
@@ -391,6 +392,65 @@ class PutStream:
     clobber: bool = True
 
 
+@dataclass(frozen=True, slots=True)
+class GetMany:
+    """Client asks for several small files in one message (client -> server).
+
+    ``names`` are names in the store, 1 to ``MAX_MANY_FILES`` of them;
+    ``most`` is how many bytes of file data the reply may carry in all (at
+    most ``MAX_MANY_BYTES``).  The server answers with one
+    :class:`GetManyOk` holding each file whole, or why it is refused, in the
+    order of ``names``: a PUT-MANY the other way round.
+    """
+
+    TYPE: ClassVar[str] = "GET-MANY"
+
+    id: int
+    names: tuple[str, ...]
+    most: int = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class GotFile:
+    """One file of a :class:`GetManyOk`.  ``code`` is "" for a file that
+    came whole: ``size`` bytes (its ``data``), ``mtime_ns`` (ns since the
+    epoch), ``mode``, and ``algo`` and ``digest`` of the whole file as the
+    store recorded them.  Else ``code`` is an errors.ErrorCode value,
+    ``message`` a sentence for a person, and ``data`` is empty: ``too-large``
+    when the file did not fit in the reply's ``most`` bytes (get it on its
+    own), ``not-found``, ``bad-request`` for a bad name, ``internal``..."""
+
+    code: str = ""
+    message: str = ""
+    size: int = 0
+    mtime_ns: int = 0
+    mode: int = 0
+    algo: str = ""
+    digest: bytes | None = None
+    data: Buffer = field(default=b"", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return not self.code
+
+
+@dataclass(frozen=True, slots=True)
+class GetManyOk:
+    """Server's answer to a :class:`GetMany`: one :class:`GotFile` per
+    name asked for, in the same order (server -> client); each file's data
+    travels in a frame of its own."""
+
+    TYPE: ClassVar[str] = "GET-MANY-OK"
+
+    id: int
+    files: tuple[GotFile, ...]
+
+    @property
+    def size(self) -> int:
+        """Bytes of file data the message carries, all files together."""
+        return sum(f.size for f in self.files if f.ok)
+
+
 Event = (
     Put
     | PutMany
@@ -415,6 +475,8 @@ Event = (
     | Ping
     | Pong
     | PutStream
+    | GetMany
+    | GetManyOk
 )
 
 EVENT_TYPES: dict[str, type] = {
@@ -443,5 +505,7 @@ EVENT_TYPES: dict[str, type] = {
         Ping,
         Pong,
         PutStream,
+        GetMany,
+        GetManyOk,
     )
 }

@@ -43,7 +43,10 @@ from zfile.protocol.events import (
     Event,
     FileResult,
     Get,
+    GetMany,
+    GetManyOk,
     GetMeta,
+    GotFile,
     ListPage,
     ListRequest,
     Move,
@@ -110,6 +113,9 @@ __all__ = [
     "RemoveOk",
     "Stat",
     "StatOk",
+    "GetMany",
+    "GetManyOk",
+    "GotFile",
 ]
 
 #: Default chunk size in bytes: large enough that zero-copy sends pay off
@@ -134,6 +140,7 @@ class State(Enum):
     OP_WAITING = "op-waiting"  # a file operation (REMOVE, MOVE, STAT, PING) sent, waiting for its answer
     DONE = "done"
     FAILED = "failed"
+    GET_MANY_WAITING = "get-many-waiting"  # GET-MANY sent, waiting for GET-MANY-OK
 
 
 class Action(Enum):
@@ -174,6 +181,8 @@ _TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.GET_RECEIVING, C, "CREDIT"): State.GET_RECEIVING,
     (State.LIST_WAITING, S, "LIST-PAGE"): State.LIST_PAGED,
     (State.LIST_PAGED, C, "LIST"): State.LIST_WAITING,
+    (State.IDLE, C, "GET-MANY"): State.GET_MANY_WAITING,
+    (State.GET_MANY_WAITING, S, "GET-MANY-OK"): State.DONE,
 }
 # File operations: one request, one answer.  (request, answer) pairs.
 OPERATIONS: dict[str, str] = {"REMOVE": "REMOVE-OK", "MOVE": "MOVE-OK", "STAT": "STAT-OK", "PING": "PONG"}
@@ -207,6 +216,8 @@ _ACTIONS: dict[str, Action] = {
     "ERROR": Action.ERROR,
     **dict.fromkeys(OPERATIONS, Action.OPEN),
     **dict.fromkeys(OPERATIONS.values(), Action.REPLY),
+    "GET-MANY": Action.OPEN,
+    "GET-MANY-OK": Action.REPLY,
 }
 
 
@@ -243,8 +254,9 @@ class Transfer:
         self.credit = 0
         self.resume_offset = 0
         self.resume_digest: bytes | None = None
-        self.kind = ""  # "put", "put-many", "get", "list", or a file operation ("remove"...), from the opening message
-        self.files = 0  # files in a PUT-MANY, names in a REMOVE
+        # "put", "put-many", "get", "list", "get-many" or a file operation ("remove"...), from the opening message
+        self.kind = ""
+        self.files = 0  # files in a PUT-MANY, names in a REMOVE or a GET-MANY
         self.limit = 0  # most entries a REMOVE of a prefix may answer for
         self.streamed = False  # a PUT-STREAM: the size is known only at PUT-END
         self.more = False
@@ -416,6 +428,23 @@ class Transfer:
                 raise ValueError("PUT-OK answers a PUT, not a PUT-MANY")
             if event.size != self.size:
                 raise ValueError(f"PUT-OK for {event.size} bytes, sent {self.size}")
+        elif isinstance(event, GetMany):
+            if not event.names:
+                raise ValueError("a GET-MANY needs at least one name")
+            if not 0 <= event.most <= MAX_MANY_BYTES:
+                raise ValueError(f"a GET-MANY may ask for 0 to {MAX_MANY_BYTES} bytes, not {event.most}")
+            self.kind = "get-many"
+            self.files = len(event.names)
+            self.credit = event.most
+        elif isinstance(event, GetManyOk):
+            if len(event.files) != self.files:
+                raise ValueError(f"GET-MANY-OK has {len(event.files)} files for {self.files} names")
+            for i, f in enumerate(event.files):
+                if len(f.data) != (f.size if f.ok else 0):
+                    raise ValueError(f"GET-MANY-OK file {i} declares {f.size} bytes but carries {len(f.data)}")
+            if event.size > self.credit:
+                raise ValueError(f"GET-MANY-OK carries {event.size} bytes, over the {self.credit} asked for")
+            self.size = self.offset = event.size
         elif isinstance(event, ListRequest):
             self.kind = "list"
         elif isinstance(event, Remove):

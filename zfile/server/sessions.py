@@ -34,6 +34,7 @@ from zfile.protocol.events import (
     Event,
     FileResult,
     Get,
+    GetMany,
     GetMeta,
     ListPage,
     ListRequest,
@@ -44,6 +45,7 @@ from zfile.protocol.events import (
     PutOk,
     PutReady,
 )
+from zfile.server import getmany
 from zfile.server.config import ServerConfig
 from zfile.server.keepalive import keep_alive
 from zfile.server.ops import Operations
@@ -140,6 +142,7 @@ class Transfers:
             "LIST": self._list_page,
             **dict.fromkeys(protocol.OPERATIONS, self._operation),
             "PUT-STREAM": self._stream_upload,
+            "GET-MANY": self._get_many,
         }
         # A PING's own session is running while it counts the others.
         self.operations = Operations(store, running=lambda: self.active() - 1)
@@ -149,6 +152,8 @@ class Transfers:
     def start(self, inc: Incoming, transfer: protocol.Transfer, event: Event) -> None:
         """Record a session for an admitted request and start its task."""
         name = _many_name(event) if isinstance(event, PutMany) else getattr(event, "name", "")
+        if isinstance(event, GetMany):
+            name = getmany.summary(event)
         session = Session(inc.identity, inc.peer, transfer, name=name, peer_key=inc.peer_key)
         self.sessions[session.key] = session
         work = self._work[protocol.message_kind(event)]
@@ -311,19 +316,21 @@ class Transfers:
 
     # -- transfers ---------------------------------------------------------------
 
-    async def _logged(self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]]) -> None:
-        """Run ``work``, which returns (bytes stored, digest, result) for the
-        upload's log line; log a failure instead, and end the session either way."""
+    async def _logged(
+        self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]], direction: str = "in"
+    ) -> None:
+        """Run ``work``, which returns (bytes moved, digest, result) for the
+        transfer's log line; log a failure instead, and end the session either way."""
         began = time.monotonic()
         exc: BaseException | None = None
         try:
             nbytes, digest, result = await work()
-            self._log_transfer(session, "in", nbytes, began, digest, result)
+            self._log_transfer(session, direction, nbytes, began, digest, result)
         except asyncio.CancelledError:
             raise
         except Exception as e:
             exc = e
-            self._log_transfer(session, "in", 0, began, b"", f"failed: {e}")
+            self._log_transfer(session, direction, 0, began, b"", f"failed: {e}")
         finally:
             self._finish(session, exc)
 
@@ -531,6 +538,14 @@ class Transfers:
         except Exception as e:
             exc = e
         self._finish(session, exc)
+
+    async def _get_many(self, session: Session, req: GetMany) -> None:
+        async def work() -> tuple[int, bytes, str]:
+            reply = await getmany.read_many(self.store, req)
+            await self._send(session, reply)
+            return reply.size, b"", getmany.result(reply)
+
+        await self._logged(session, work, "out")
 
     async def _list_page(self, session: Session, req: ListRequest) -> None:
         exc: BaseException | None = None

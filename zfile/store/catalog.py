@@ -365,29 +365,27 @@ class Catalog:
 
         return await self._run(f"look up {quote_name(name)}", get)
 
+    async def get_many(self, names: Sequence[str]) -> dict[str, Entry]:
+        """The entries of those of ``names`` the catalog holds, by name, in one
+        worker-thread hop (a batched download's lookups)."""
+
+        def get() -> dict[str, Entry]:
+            found: dict[str, Entry] = {}
+            unique = list(dict.fromkeys(names))
+            for start in range(0, len(unique), 500):  # under SQLite's oldest limit of 999 parameters
+                part = unique[start : start + 500]
+                sql = f"SELECT {_COLUMNS} FROM files WHERE name IN ({', '.join('?' * len(part))})"
+                for row in self._db().execute(sql, part):
+                    found[row[0]] = _entry(row)
+            return found
+
+        return await self._run(f"look up {len(names)} names", get)
+
     async def delete(self, name: str) -> None:
         """Remove the entry named ``name``; a no-op when there is none."""
         await self._write(
             f"delete {quote_name(name)}", lambda: self._db().execute("DELETE FROM files WHERE name = ?", (name,))
         )
-
-    async def get_many(self, names: Sequence[str]) -> dict[str, Entry]:
-        """The entries of those of ``names`` the catalog holds, by name, in
-        one hop to the catalog's thread."""
-
-        def get_many() -> dict[str, Entry]:
-            found: dict[str, Entry] = {}
-            unique = list(dict.fromkeys(names))
-            for start in range(0, len(unique), 500):  # under SQLite's limit on bound parameters
-                batch = unique[start : start + 500]
-                marks = ",".join("?" * len(batch))
-                sql = f"SELECT {_COLUMNS} FROM files WHERE name IN ({marks})"
-                for row in self._db().execute(sql, batch):
-                    entry = _entry(row)
-                    found[entry.name] = entry
-            return found
-
-        return await self._run(f"look up {len(names)} names", get_many)
 
     async def delete_many(self, names: Sequence[str]) -> None:
         """Remove the entries ``names`` in one transaction (one journal
