@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from zfile.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from zfile.protocol.codec import (
+    MAX_CHAIN,
     MAX_FRAMES,
     MAX_HEADER_BYTES,
     MAX_INLINE_BYTES,
@@ -40,6 +41,7 @@ from zfile.protocol.machine import (
     MAX_DIGEST_BYTES,
     PROTOCOL_VERSION,
     Cancel,
+    ChainResult,
     Chunk,
     Credit,
     Entry,
@@ -216,6 +218,10 @@ EXAMPLES: list[Event] = [
     Cancel(ID),
     Error(ID, ErrorCode.NOT_FOUND.value, "logs/app.log is not in the store"),
     Error(-1, ErrorCode.BAD_REQUEST.value, "header frame is not valid msgpack (ExtraData)"),
+    Put(ID, "model.ckpt", 5 * DEFAULT_CHUNK_SIZE, MTIME, 0o644, "blake3", chain=("tcp://10.0.0.2:5555",), origin="k"),
+    Put(ID, "m", 0, 0, 0, "blake3", chain=tuple(f"tcp://h{i}:5555" for i in range(MAX_CHAIN))),
+    ChainResult(ID, "tcp://10.0.0.3:5555", digest=D1),
+    ChainResult(ID, "tcp://10.0.0.4:5555", ErrorCode.NO_SPACE.value, "no space left on device"),
 ]
 
 #: One plain event of each type, with id ID, for the malformed-input tests.
@@ -234,6 +240,7 @@ BASE: dict[str, Event] = {
     "LIST-PAGE": ListPage(ID, (ENTRY,), True),
     "CANCEL": Cancel(ID),
     "ERROR": Error(ID, "busy", "try again"),
+    "CHAIN-RESULT": ChainResult(ID, "tcp://h:5555", "busy", "try again", D1),
 }
 
 #: The fields a message must carry (the rest have defaults).
@@ -252,6 +259,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "LIST-PAGE": ("id", "entries", "more"),
     "CANCEL": ("id",),
     "ERROR": ("id", "code", "message"),
+    "CHAIN-RESULT": ("id", "endpoint"),
 }
 
 #: field -> kind of value, for every field of every message.
@@ -265,6 +273,8 @@ KINDS: dict[str, dict[str, str]] = {
         "algo": "short",
         "clobber": "bool",
         "digest": "digest",
+        "chain": "endpoints",
+        "origin": "text",
     },
     "PUT-READY": {"id": "id", "transfer": "short", "offset": "count", "credit": "count"},
     "CHUNK": {"id": "id", "offset": "count"},
@@ -288,6 +298,7 @@ KINDS: dict[str, dict[str, str]] = {
     "LIST-PAGE": {"id": "id", "entries": "entries", "more": "bool"},
     "CANCEL": {"id": "id"},
     "ERROR": {"id": "error-id", "code": "short", "message": "text"},
+    "CHAIN-RESULT": {"id": "id", "endpoint": "text", "code": "short", "message": "text", "digest": "digest"},
 }
 
 _ENTRY_MAP = {
@@ -343,6 +354,7 @@ BAD: dict[str, list[Any]] = {
         [_FILE_MAP] * (MAX_MANY_FILES + 1),
     ],
     "results": [{}, "x", [], [1], [{"code": 1}], [{"message": b"m"}], [{"digest": b""}], [{}] * (MAX_MANY_FILES + 1)],
+    "endpoints": ["tcp://h:5555", {}, 1, [1], [b"tcp://h:5555"], ["x" * 4097], ["h"] * (MAX_CHAIN + 1)],
 }
 
 #: kind -> values at the edges of the range, which must be accepted.
@@ -362,6 +374,7 @@ EDGES: dict[str, list[Any]] = {
     "entries": [[], [_ENTRY_MAP, {**_ENTRY_MAP, "name": "b", "received": 3}]],
     "files": [[_FILE_MAP], [{**_FILE_MAP, "clobber": False, "x-future": 1}]],
     "results": [[{}], [{"code": "exists", "message": "m"}], [{"digest": D1, "x-future": 1}]],
+    "endpoints": [[], ["tcp://h:5555"], ["h"] * MAX_CHAIN],
 }
 
 FIELD_CASES = [(kind, key) for kind, fields in KINDS.items() for key in fields]
@@ -419,6 +432,8 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
         algo=shorts,
         clobber=st.booleans(),
         digest=st.none() | digests,
+        chain=st.lists(texts, max_size=4).map(tuple),
+        origin=texts,
     )
     | inline_puts(),
     "PUT-READY": st.builds(PutReady, id=ids, transfer=shorts, offset=counts, credit=counts),
@@ -474,6 +489,9 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
         id=st.integers(-1, U63),
         code=st.sampled_from([c.value for c in ErrorCode]) | shorts,
         message=texts,
+    ),
+    "CHAIN-RESULT": st.builds(
+        ChainResult, id=ids, endpoint=texts, code=shorts, message=texts, digest=st.none() | digests
     ),
 }
 any_event = st.one_of(*EVENT_STRATEGIES.values())
@@ -562,7 +580,7 @@ def test_unknown_entry_fields_are_ignored():
 def test_values_at_the_edges_of_each_range_are_accepted(kind, key):
     for value in EDGES[KINDS[kind][key]]:
         event = decode(frames_of(header_of(BASE[kind]) | {key: value}, BASE[kind]))
-        if key in ("entries", "files", "results"):
+        if key in ("entries", "files", "results", "chain"):
             assert len(getattr(event, key)) == len(value)
         else:
             assert getattr(event, key) == value
@@ -951,6 +969,7 @@ EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.DONE, C, "CREDIT"): State.DONE,
     **{(s, S, "ERROR"): State.FAILED for s in _OPEN},
     **{(s, C, "CANCEL"): State.FAILED for s in _OPEN},
+    **{(s, S, "CHAIN-RESULT"): s for s in (State.PUT_OPENING, State.PUT_SENDING, State.PUT_CLOSING)},
 }
 
 
@@ -1583,6 +1602,8 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Transfer) -> Event:
         return ListPage(ID, (), draw(st.booleans()))
     if kind == "CANCEL":
         return Cancel(ID)
+    if kind == "CHAIN-RESULT":
+        return ChainResult(ID, "tcp://h:5555", draw(st.sampled_from(["", "no-space"])))
     assert kind == "ERROR"
     return Error(ID, draw(st.sampled_from([c.value for c in ErrorCode])), "x")
 

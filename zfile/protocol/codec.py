@@ -46,6 +46,8 @@ MAX_INLINE_BYTES = 1 << 20
 #: Most frames a legal message holds: frame 0 and one data frame per file
 #: of the largest PUT-MANY.  A receiver refuses a longer message unread.
 MAX_FRAMES = 1 + MAX_MANY_FILES
+#: Most endpoints a PUT's ``chain`` may name (the nodes after the first hop).
+MAX_CHAIN = 1024
 # Slack for msgpack's own bytes around the limits above.
 _FRAME_MARGIN = 64 << 10
 _U63 = (1 << 63) - 1
@@ -126,6 +128,14 @@ def _entries(value: Any) -> tuple[Entry, ...]:
     return tuple(Entry(**_fields(item, _ENTRY_SCHEMA, "entry")) for item in value)
 
 
+def _endpoints(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, not {type(value).__name__}")
+    if len(value) > MAX_CHAIN:
+        raise ValueError(f"must hold at most {MAX_CHAIN} endpoints, not {len(value)}")
+    return tuple(_TEXT(item) for item in value)
+
+
 def _list_of(schema: dict[str, tuple[Check, Any]], what: str, most: int) -> Check:
     def check(value: Any) -> tuple[dict[str, Any], ...]:
         if not isinstance(value, list):
@@ -177,6 +187,8 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "algo": (_SHORT, _REQUIRED),
         "clobber": (_bool, True),
         "digest": (_DIGEST, None),
+        "chain": (_endpoints, ()),
+        "origin": (_TEXT, ""),
     },
     "PUT-MANY": {
         "id": (_ID, _REQUIRED),
@@ -230,6 +242,13 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "id": (_int_range(-1, _U63), _REQUIRED),
         "code": (_SHORT, _REQUIRED),
         "message": (_TEXT, _REQUIRED),
+    },
+    "CHAIN-RESULT": {
+        "id": (_ID, _REQUIRED),
+        "endpoint": (_TEXT, _REQUIRED),
+        "code": (_SHORT, ""),
+        "message": (_TEXT, ""),
+        "digest": (_DIGEST, None),
     },
 }
 
@@ -440,6 +459,12 @@ def encode(event: Event) -> list[Buffer]:
             value = [_file_map(f) for f in value]
         elif isinstance(event, PutManyOk) and key == "results":
             value = [_result_map(r) for r in value]
+        elif isinstance(event, Put) and key == "chain":
+            if not value:
+                continue
+            value = list(value)
+        elif isinstance(event, Put) and key == "origin" and not value:
+            continue
         header[key] = value
     frames: list[Buffer] = [msgpack.packb(header, use_bin_type=True)]
     if isinstance(event, PutMany):

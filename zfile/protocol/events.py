@@ -45,6 +45,12 @@ class Put:
     clobber: bool = True
     data: Buffer | None = field(default=None, repr=False)
     digest: bytes | None = None
+    #: Chain fan-out (docs/protocol.md, "Chain fan-out"): the endpoints this
+    #: daemon forwards the file to, the next hop first; empty: store only.
+    chain: tuple[str, ...] = ()
+    #: Who started the chain (the first hop's view of the client: its CURVE
+    #: key or address), recorded as every node's ``peer``; "" from a client.
+    origin: str = ""
 
     @property
     def inline(self) -> bool:
@@ -272,6 +278,29 @@ class Error:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class ChainResult:
+    """What became of one node further down a chain upload (server -> client).
+
+    A forwarding daemon sends one per node after it, relaying what its own
+    successor sent, before its own PUT-OK or ERROR: ``endpoint`` is the
+    node's endpoint as the chain named it, ``code`` "" and ``digest`` the
+    committed file's digest when the node committed, else an
+    errors.ErrorCode value and a sentence for a person.
+    """
+
+    TYPE: ClassVar[str] = "CHAIN-RESULT"
+    id: int
+    endpoint: str
+    code: str = ""
+    message: str = ""
+    digest: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.code
+
+
 Event = (
     Put
     | PutMany
@@ -287,6 +316,7 @@ Event = (
     | ListPage
     | Cancel
     | Error
+    | ChainResult
 )
 
 EVENT_TYPES: dict[str, type] = {
@@ -306,5 +336,6 @@ EVENT_TYPES: dict[str, type] = {
         ListPage,
         Cancel,
         Error,
+        ChainResult,
     )
 }

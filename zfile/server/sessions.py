@@ -44,6 +44,7 @@ from zfile.protocol.events import (
     PutReady,
 )
 from zfile.server.config import ServerConfig
+from zfile.server.forward import Relays
 from zfile.store import ChunkStream, Store
 from zfile.transport.sockets import Incoming, ServerSocket
 
@@ -133,6 +134,8 @@ class Transfers:
             "GET": self._download,
             "LIST": self._list_page,
         }
+        #: Chain uploads (zfile.server.forward): stored here and forwarded.
+        self.relays = Relays(self)
 
     # -- the session table -------------------------------------------------------
 
@@ -142,6 +145,8 @@ class Transfers:
         session = Session(inc.identity, inc.peer, transfer, name=name, peer_key=inc.peer_key)
         self.sessions[session.key] = session
         work = self._work[protocol.message_kind(event)]
+        if isinstance(event, Put) and (event.chain or event.origin) and not event.inline:
+            work = self.relays.run
         session.task = asyncio.create_task(work(session, event))
 
     def next_page(self, session: Session, req: ListRequest) -> None:
@@ -230,6 +235,21 @@ class Transfers:
             self.reply(session.identity, Error(session.transfer.id, ErrorCode.INTERNAL.value, "internal error"))
         if self.sessions.get(session.key) is session:
             del self.sessions[session.key]
+
+    # -- for zfile.server.forward, which runs chain uploads on these sessions ----
+
+    async def send_in(self, session: Session, event: Event) -> None:
+        """Send ``event`` within ``session``'s transfer (see _send)."""
+        await self._send(session, event)
+
+    def upload_window(self) -> int:
+        return self._upload_window()
+
+    def log_transfer(self, session: Session, direction: str, nbytes: int, began: float, digest: bytes, result: str):
+        self._log_transfer(session, direction, nbytes, began, digest, result)
+
+    def finish(self, session: Session, exc: BaseException | None) -> None:
+        self._finish(session, exc)
 
     # -- replying ----------------------------------------------------------------
 
