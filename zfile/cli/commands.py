@@ -76,6 +76,15 @@ main.add_command(keygen)
     is_flag=True,
     help="Inside directories, send what symbolic links point to instead of skipping them.",
 )
+@click.option(
+    "--fanout",
+    "fan_mode",
+    type=click.Choice(["chain", "star"]),
+    default="chain",
+    show_default=True,
+    help="With several nodes: chain streams each large file to the first node, which forwards it "
+    "(daemons need --forward); star sends to every node directly.",
+)
 @quiet_option
 @json_option
 @timeout_option
@@ -90,6 +99,7 @@ def send(
     quiet: bool,
     as_json: bool,
     timeout: float,
+    fan_mode: str,
 ) -> None:
     """Send files and directories (recursively) to the daemon.
 
@@ -123,6 +133,7 @@ def send(
             quiet=quiet,
             as_json=as_json,
             bar=bar,
+            fanout=fan_mode,
         )
         return
     unchanged = 0
