@@ -36,7 +36,7 @@ from zfile.client.config import ClientConfig
 from zfile.client.fanout import NodeReport, node_label, send_everywhere, tree_digest
 from zfile.client.quickcheck import Compare, remote_entries, same
 from zfile.client.tree import Outcome, UploadPlan
-from zfile.errors import IntegrityError, LocalFileError, RemoteError, ZfileError
+from zfile.errors import IntegrityError, LocalFileError, RemoteError, TransportError, ZfileError
 from zfile.fileio.chunks import ChunkReader, ShortRead
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.protocol.credit import next_piece
@@ -229,10 +229,14 @@ async def send_chain(
     reports = []
     for config, star_report in zip(configs, star, strict=True):
         outcomes = per_node[config.endpoint]
-        failed = tuple(Outcome(n, error=r) for n, r in outcomes if isinstance(r, ZfileError))
+        # A node that could not be reached failed as a node, as in star, not file by file.
+        lost = next((r for _, r in outcomes if isinstance(r, TransportError)), None)
+        failed = tuple(
+            Outcome(n, error=r) for n, r in outcomes if isinstance(r, ZfileError) and not isinstance(r, TransportError)
+        )
         ok = [(n, DEFAULT_ALGO, r) for n, r in outcomes if isinstance(r, bytes)]
         digest = None
-        if not failed and star_report.ok:
+        if not failed and lost is None and star_report.ok:
             if len(plan.files) == 1 and ok:
                 digest = ok[0][2]
             elif len(plan.files) == 1:
@@ -248,7 +252,7 @@ async def send_chain(
                 bytes=star_report.bytes + sum(sizes[n] for n, _, _ in ok),
                 seconds=seconds,
                 digest=digest,
-                error=star_report.error,
+                error=star_report.error or lost,
                 failed=star_report.failed + failed,
             )
         )

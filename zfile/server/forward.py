@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -495,25 +496,28 @@ class Relays:
             self._curve = ClientCurve(pair.public, pair)
         return self._curve
 
-    def check(self, put: Put) -> None:
-        """Refuse a chain this daemon may not forward: ZfileError bad-request."""
+    def check(self, put: Put) -> Put:
+        """The PUT to serve: as it came, or without its chain when this
+        daemon does not forward (it stores the file only, and the client,
+        missing the results of the nodes after it, sends to them itself).
+        ZfileError bad-request for a chain that names a bad endpoint or a
+        node twice."""
         if not put.chain:
-            return
+            return put
         if not self.table.config.forward:
-            raise ZfileError(
-                "this daemon does not forward uploads (start it with --forward, or send with --fanout star)",
-                code=ErrorCode.BAD_REQUEST,
-            )
+            log.info("chain: %r stored but not forwarded to %d node(s): forward is off", put.name, len(put.chain))
+            return dataclasses.replace(put, chain=())
         for endpoint in put.chain:
             parse_endpoint(endpoint)
         if len(set(put.chain)) != len(put.chain):
             raise ZfileError("the chain names a node twice", code=ErrorCode.BAD_REQUEST)
+        return put
 
     async def run(self, session: Upstream, put: Put) -> None:
         """Serve a chain upload (a PUT with a chain or an origin) on ``session``."""
         origin = put.origin or session.who
         try:
-            self.check(put)
+            put = self.check(put)
         except ZfileError as exc:
             self.table.finish(session, exc)
             return
