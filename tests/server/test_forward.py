@@ -190,3 +190,26 @@ def test_serve_check_config_shows_forward(tmp_path: Path):
     assert "forward = true" in out
     assert "forward = false" in zfile_cli("serve", "--check-config").stdout
     assert "forward = true" in zfile_cli("serve", "--forward", "--check-config").stdout
+
+
+async def test_a_client_cannot_claim_another_origin(daemon: Daemon):
+    from zfile.client.client import Client
+    from zfile.protocol.events import Chunk, Put, PutEnd, PutOk, PutReady
+
+    data = os.urandom(300_000)
+    digest = blake3.blake3(data).digest()
+    async with Client(ClientConfig(daemon.endpoint, timeout=10)) as client, client.channel() as ch:
+        # Not inline (a chain upload streams), and naming a chain this daemon does not forward.
+        put = Put(ch.id, "o.bin", len(data), 0, 0o644, "blake3", chain=("tcp://127.0.0.1:9",), origin="mallory")
+        await ch.send(put)
+        ready = await ch.next()
+        assert isinstance(ready, PutReady) and ready.offset == 0
+        await ch.send(Chunk(ch.id, 0, data))
+        await ch.send(PutEnd(ch.id, digest))
+        while not isinstance(ok := await ch.next(), PutOk):
+            pass
+        assert ok.digest == digest
+        entries = [e async for e in client.list()]
+    # A daemon that does not forward trusts no hop: the peer is who connected.
+    assert [(e.name, e.peer) for e in entries] == [("o.bin", "127.0.0.1")]
+    assert "stored but not forwarded to 1 node(s)" in daemon.log_text()

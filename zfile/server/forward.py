@@ -513,9 +513,21 @@ class Relays:
             raise ZfileError("the chain names a node twice", code=ErrorCode.BAD_REQUEST)
         return put
 
+    def origin_of(self, session: Upstream, put: Put) -> str:
+        """Who started the chain: ``put.origin`` when the peer is a hop
+        this daemon trusts to say so (under CURVE: it authenticated with the
+        daemons' own key; without CURVE, where nothing is authenticated: this
+        daemon forwards too), else the peer itself."""
+        if not put.origin:
+            return session.who
+        curve = self.curve()
+        if curve is None:
+            return put.origin if self.table.config.forward else session.who
+        return put.origin if session.peer_key == curve.keypair.public.decode() else session.who
+
     async def run(self, session: Upstream, put: Put) -> None:
         """Serve a chain upload (a PUT with a chain or an origin) on ``session``."""
-        origin = put.origin or session.who
+        origin = self.origin_of(session, put)
         try:
             put = self.check(put)
         except ZfileError as exc:
