@@ -114,7 +114,8 @@ class Successor:
     """This hop's link to the next node: a DEALER of its own and one upload on it.
 
     ``endpoint`` is the node, ``rest`` the chain after it; ``offset`` is the
-    next byte the node expects (byte offset), ``window`` its first grant and
+    next byte the node expects (byte offset), ``window`` its window (its
+    first grant, or ``window`` given, this hop's own, when larger) and
     ``granted_end`` where its grants end (bytes).  CHAIN-RESULTs it sends
     about the nodes after it go to ``on_result``.  ``timeout`` seconds of
     silence while waiting is a :class:`PeerTimeout`; a node that dies or
@@ -127,6 +128,7 @@ class Successor:
         rest: tuple[str, ...],
         timeout: float,
         on_result: Callable[[ChainResult], Awaitable[None]],
+        window: int,
     ) -> None:
         self.endpoint = endpoint
         self.rest = rest
@@ -135,7 +137,9 @@ class Successor:
         self.transfer = Transfer(Role.CLIENT, _LINK_ID)
         self.inbox: asyncio.Queue[Event | BaseException] = asyncio.Queue()
         self.offset = 0
-        self.window = 0
+        # A node that took an upload over grants less than its window at
+        # first: the window assumed is at least this hop's own.
+        self.window = window
         self.granted_end = 0
         self.sock: ClientSocket | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -162,7 +166,7 @@ class Successor:
         while not isinstance(ready := await self.next(), PutReady):
             pass
         self.offset = ready.offset
-        self.window = max(ready.credit, 1)
+        self.window = max(ready.credit, self.window)
         self.granted_end = ready.offset + ready.credit
         return ready.offset
 
@@ -308,7 +312,7 @@ class Relay:
         while chain:
             endpoint, rest = chain[0], chain[1:]
             chain = rest
-            successor = Successor(endpoint, rest, self.relays.timeout, self.report)
+            successor = Successor(endpoint, rest, self.relays.timeout, self.report, self.table.config.window)
             try:
                 offset = await successor.open(self.put, self.origin, curve)
                 if offset < have_from:
