@@ -37,6 +37,7 @@ def draw(data: dict, out: Path) -> None:
     one = data["one_node_s"]
     ax.plot([1, most], [one, one * most], ":", color="tab:red", linewidth=0.8, label="N × one node")
     ax.axhline(one, color="tab:green", linestyle=":", linewidth=0.8, label="one node")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("nodes (N)")
     ax.set_ylabel("wall time (s)")
     ax.set_xticks(sorted({1, *(int(n) for s in data["series"].values() for n in s)}))
