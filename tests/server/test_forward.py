@@ -213,3 +213,25 @@ async def test_a_client_cannot_claim_another_origin(daemon: Daemon):
     # A daemon that does not forward trusts no hop: the peer is who connected.
     assert [(e.name, e.peer) for e in entries] == [("o.bin", "127.0.0.1")]
     assert "stored but not forwarded to 1 node(s)" in daemon.log_text()
+
+
+@pytest.mark.slow
+def test_a_tree_fans_out_large_files_by_chain_and_small_ones_star(chain3: list[Daemon], tmp_path: Path):
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    for i in range(2):
+        (src / f"big{i}.bin").write_bytes(os.urandom(2 * MiB + i))
+    for i in range(5):
+        (src / "sub" / f"small{i}.txt").write_bytes(os.urandom(100 * i))
+    proc = zfile_cli("send", str(src), "--to", ",".join(d.endpoint for d in chain3), "--json")
+    report = json.loads(proc.stdout)
+    assert [(r["result"], r["files"]) for r in report] == [("ok", 7)] * 3
+    assert len({r["digest"] for r in report}) == 1
+    for d in chain3:
+        for path in src.rglob("*"):
+            if path.is_file():
+                assert (d.root / "tree" / path.relative_to(src)).read_bytes() == path.read_bytes()
+    # Each large file was stored once on each node, and a second send finds every file unchanged.
+    assert chain3[0].log_text().count("dir=in name='tree/big") == 2
+    again = json.loads(zfile_cli("send", str(src), "--to", ",".join(d.endpoint for d in chain3), "--json").stdout)
+    assert [(r["result"], r["unchanged"]) for r in again] == [("ok", 7)] * 3

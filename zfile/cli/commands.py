@@ -113,13 +113,17 @@ def send(
     UTF-8 are skipped, one line each on stderr, counted in the summary, and
     make the exit code 1.  Ctrl-C exits 130; sending again resumes each
     unfinished file.  With several nodes (--to A,B or @FILE) every node gets
-    the files at once and a report line; exit 1 if any failed.
+    the files and a report line; exit 1 if any failed.  Files over 256 KiB
+    go along a chain (--fanout chain, the default: the first node forwards
+    to the next as bytes arrive, so N nodes take about the time of one; the
+    daemons need --forward), smaller ones, and all with --fanout star, to
+    every node at once.
 
     \b
     Examples:
       zfile send big.bin photos/ --to node7
       zfile send -R a/x.txt b/x.txt --to node7     # stored as a/x.txt, b/x.txt
-      zfile send model.ckpt --to node1,node2,node3   # every node at once
+      zfile send model.ckpt --to node1,node2,node3   # a chain: node1 forwards to node2...
     """
     plan = plan_upload(paths, relative=relative, copy_links=copy_links)
     compare = compare_mode(checksum, ignore_times)
