@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import blake3
@@ -108,17 +110,24 @@ async def test_a_middle_node_killed_mid_transfer_is_skipped_and_the_next_one_ado
     try:
         src = _file(tmp_path, 160 * MiB)
         configs = [ClientConfig(d.endpoint, timeout=10) for d in daemons]
-        import asyncio
 
-        async def kill_when_started() -> None:
+        def kill_when_started() -> None:
+            # A thread, not a task: the client's own loop is busy streaming.
             tmp = daemons[1].root / ".zfile" / "tmp"
-            while sum(p.stat().st_size for p in tmp.glob("*.part")) < 16 * MiB:
-                await asyncio.sleep(0.01)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if sum(p.stat().st_size for p in tmp.glob("*.part")) >= 16 * MiB:
+                        break
+                except FileNotFoundError:
+                    pass  # a partial committed between the listing and its stat
+                time.sleep(0.005)
             daemons[1].proc.kill()
 
-        killer = asyncio.create_task(kill_when_started())
+        killer = threading.Thread(target=kill_when_started)
+        killer.start()
         results = await chain_file(configs, src, "big.bin")
-        await killer
+        killer.join()
         digest = blake3.blake3(src.read_bytes()).digest()
         assert results[daemons[0].endpoint] == digest
         assert results[daemons[2].endpoint] == digest

@@ -286,6 +286,8 @@ class Relay:
         self.upload_transfer = ""
         self.closing = False
         self.failed: list[str] = []
+        #: Nodes reported committed: a re-link at the very end skips them.
+        self.committed: set[str] = set()
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -293,7 +295,9 @@ class Relay:
 
     async def report(self, result: ChainResult) -> None:
         """Tell the upstream what became of a node after this one."""
-        if not result.ok:
+        if result.ok:
+            self.committed.add(result.endpoint)
+        else:
             self.failed.append(result.endpoint)
             log.warning("chain: %s failed for %r: %s", result.endpoint, self.put.name, result.message)
         event = ChainResult(self.session.transfer.id, result.endpoint, result.code, result.message, result.digest)
@@ -312,6 +316,8 @@ class Relay:
         while chain:
             endpoint, rest = chain[0], chain[1:]
             chain = rest
+            if endpoint in self.committed:
+                continue  # reported committed before the node ahead of it failed
             successor = Successor(endpoint, rest, self.relays.timeout, self.report, self.table.config.window)
             try:
                 offset = await successor.open(self.put, self.origin, curve)
