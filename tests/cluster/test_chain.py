@@ -61,6 +61,8 @@ def test_a_middle_node_lost_mid_transfer_is_skipped_and_the_rest_commit(make_clu
         if how == "paused":
             victim.signal(signal.SIGCONT)
     print(stdout, stderr, sep="\n")
+    for node in cluster.nodes:  # shown when an assertion below fails
+        print(f"--- {node.name}", *node.log_text().splitlines()[1:], sep="\n")
     assert client.returncode == 1, stderr
     assert f"zfile: error: {victim.endpoint}: big.bin: " in stderr
     report = {r["endpoint"]: r for r in json.loads(stdout)}

@@ -288,6 +288,8 @@ class Relay:
         self.failed: list[str] = []
         #: Nodes reported committed: a re-link at the very end skips them.
         self.committed: set[str] = set()
+        #: Every CHAIN-RESULT reported, sent again to an upstream that takes over.
+        self.reported: list[ChainResult] = []
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -300,9 +302,20 @@ class Relay:
         else:
             self.failed.append(result.endpoint)
             log.warning("chain: %s failed for %r: %s", result.endpoint, self.put.name, result.message)
-        event = ChainResult(self.session.transfer.id, result.endpoint, result.code, result.message, result.digest)
-        with contextlib.suppress(TransportError):
+        self.reported.append(result)
+        await self._upstream(
+            ChainResult(self.session.transfer.id, result.endpoint, result.code, result.message, result.digest)
+        )
+
+    async def _upstream(self, event: Event) -> None:
+        """Send ``event`` to the upstream; when it has gone (the node before
+        died or was skipped), go on without it: the hop before that one
+        takes this upload over (:meth:`Relays.adopt`), or the idle sweep
+        ends it, the partial kept."""
+        try:
             await self.table.send_in(self.session, event)
+        except TransportError as exc:
+            log.debug("chain: %r: upstream %s unreachable: %s", self.put.name, self.session.peer or "?", exc)
 
     async def _fail_node(self, endpoint: str, exc: ZfileError) -> None:
         await self.report(ChainResult(0, endpoint, exc.code.value, str(exc)))
@@ -435,7 +448,7 @@ class Relay:
                         self.replay.append((offset, data))
                     self._trim()
                     if step := self.credit.grant(self.position, table.upload_window()):
-                        await table.send_in(session, Credit(session.transfer.id, step))
+                        await self._upstream(Credit(session.transfer.id, step))
                 else:
                     assert isinstance(event, PutEnd)
                     self.closing = True
@@ -568,6 +581,10 @@ class Relays:
         offset = max(received, relay.position)
         log.info("chain: %r taken over by %s at byte %d", relay.put.name, old.peer or "?", offset)
         await self.table.send_in(old, PutReady(old.transfer.id, relay.upload_transfer, offset, credit))
+        # The new upstream may have missed what the old one was told.
+        for result in relay.reported:
+            event = ChainResult(old.transfer.id, result.endpoint, result.code, result.message, result.digest)
+            await self.table.send_in(old, event)
         return True
 
 
