@@ -33,7 +33,8 @@ def partial_bytes(node: Node) -> int:
 
 
 def send_json(cluster: Cluster, *args: str, timeout: str = "5") -> subprocess.CompletedProcess:
-    return zfile_cli("send", *args, "--to", ",".join(cluster.endpoints), "--json", "--timeout", timeout, check=False)
+    to = ",".join(cluster.endpoints)
+    return zfile_cli("send", *args, "--to", to, "--fanout", "star", "--json", "--timeout", timeout, check=False)
 
 
 def test_every_node_gets_byte_identical_files_and_gather_brings_them_back(make_cluster, tmp_path):
@@ -47,7 +48,7 @@ def test_every_node_gets_byte_identical_files_and_gather_brings_them_back(make_c
     nodes = tmp_path / "nodes.txt"
     nodes.write_text("\n".join(cluster.endpoints) + "\n")
 
-    proc = zfile_cli("send", str(src), "--to", f"@{nodes}", "--json", check=False)
+    proc = zfile_cli("send", str(src), "--to", f"@{nodes}", "--fanout", "star", "--json", check=False)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert [r["endpoint"] for r in report] == cluster.endpoints
@@ -75,7 +76,8 @@ def test_a_node_lost_mid_transfer_fails_alone_and_is_named(make_cluster, tmp_pat
     # Three nodes share the sender's 200 Mbit/s: about 8 s for the lot, ample time to lose one.
     src.write_bytes(os.urandom(64 * MiB))
     victim = cluster.nodes[1]
-    cmd = [sys.executable, "-m", "zfile", "send", str(src), "--to", ",".join(cluster.endpoints), "--timeout", "3"]
+    to = ",".join(cluster.endpoints)
+    cmd = [sys.executable, "-m", "zfile", "send", str(src), "--to", to, "--fanout", "star", "--timeout", "3"]
     client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60

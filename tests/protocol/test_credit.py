@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zfile.protocol.credit import CreditWindow, grant_step, next_piece
+from zfile.protocol.credit import CreditWindow, grant_step, next_piece, relayed, replay_floor, resumed_window
 
 MiB = 1 << 20
 
@@ -81,3 +81,86 @@ def test_a_sender_under_the_window_always_finishes(size, window, chunk, steps):
         credit += w.grant(sent)
         assert w.granted_end <= size
     assert sent == size == w.granted_end
+
+
+# -- chains: a hop grants for bytes both written and handed on -----------------
+
+
+def test_relayed_is_what_is_both_written_and_handed_on():
+    assert relayed(5 * MiB, 3 * MiB) == 3 * MiB
+    assert relayed(2 * MiB, 7 * MiB) == 2 * MiB
+    with pytest.raises(ValueError):
+        relayed(-1, 0)
+
+
+def test_replay_floor_keeps_two_windows_below_the_successors_grants():
+    assert replay_floor(40 * MiB, 8 * MiB) == 24 * MiB
+    assert replay_floor(10 * MiB, 8 * MiB) == 0
+
+
+def test_a_resumed_window_stays_within_one_window_of_what_is_consumed():
+    w = resumed_window(consumed=10 * MiB, received=13 * MiB, size=100 * MiB, window=8 * MiB, chunk=MiB)
+    assert w.initial == 5 * MiB  # 8 MiB ahead of 10, less the 3 received and not yet consumed
+    full = resumed_window(consumed=10 * MiB, received=20 * MiB, size=100 * MiB, window=8 * MiB, chunk=MiB)
+    assert full.initial == 0  # more than a window already held: nothing until it is consumed
+    assert full.grant(13 * MiB) == 0 and full.grant(14 * MiB) == 2 * MiB
+    end = resumed_window(consumed=95 * MiB, received=96 * MiB, size=100 * MiB, window=8 * MiB, chunk=MiB)
+    assert end.initial == 4 * MiB  # never past the end
+    with pytest.raises(ValueError):
+        resumed_window(consumed=5, received=4, size=10, window=8, chunk=1)
+
+
+class _Hop:
+    """One node of a simulated chain: receives, writes ``speed`` bytes a tick, hands on."""
+
+    def __init__(self, size: int, window: int, chunk: int, speed: int) -> None:
+        self.credit = CreditWindow(0, size, window, chunk)
+        self.speed = speed
+        self.received = self.written = self.handed = 0
+        self.granted_to_me = 0  # credit this hop holds from its successor
+        self.most_held = 0
+
+
+def _run_chain(size: int, window: int, chunk: int, speeds: list[int]) -> tuple[list[_Hop], int]:
+    hops = [_Hop(size, window, chunk, s) for s in speeds]
+    source_credit = hops[0].credit.initial
+    for up, down in itertools.pairwise(hops):
+        up.granted_to_me = down.credit.initial
+    sent = ticks = 0
+    while any(hop.written < size for hop in hops):
+        ticks += 1
+        assert ticks < 100_000, "the chain stalled"
+        n = min(source_credit, chunk, size - sent)
+        sent += n
+        source_credit -= n
+        hops[0].received += n
+        for i, hop in enumerate(hops):
+            hop.written = min(hop.received, hop.written + hop.speed)
+            if i + 1 < len(hops):
+                nxt = hops[i + 1]
+                m = min(hop.received - hop.handed, hop.granted_to_me, chunk)
+                hop.handed += m
+                hop.granted_to_me -= m
+                nxt.received += m
+            else:
+                hop.handed = hop.received
+            step = hop.credit.grant(relayed(hop.written, hop.handed))
+            if i == 0:
+                source_credit += step
+            else:
+                hops[i - 1].granted_to_me += step
+            hop.most_held = max(hop.most_held, hop.received - relayed(hop.written, hop.handed))
+    return hops, ticks
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 8), min_size=2, max_size=6))
+def test_in_a_chain_memory_per_hop_stays_within_its_window_and_the_slowest_paces_it(speeds):
+    chunk, window, size = 4, 16, 400
+    hops, ticks = _run_chain(size, window, chunk, speeds)
+    for hop in hops:
+        assert hop.written == hop.received == size
+        assert hop.most_held <= window
+    # The chain is as fast as its slowest node, within a fill of the windows, not the sum of them all.
+    slowest = min(min(speeds), chunk)
+    assert ticks <= size / slowest + len(speeds) * window + 2 * len(speeds)

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from tests.protocol import ops_cases
 from zfile.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from zfile.protocol.codec import (
+    MAX_CHAIN,
     MAX_FRAMES,
     MAX_HEADER_BYTES,
     MAX_INLINE_BYTES,
@@ -41,6 +42,7 @@ from zfile.protocol.machine import (
     MAX_DIGEST_BYTES,
     PROTOCOL_VERSION,
     Cancel,
+    ChainResult,
     Chunk,
     Credit,
     Entry,
@@ -231,6 +233,10 @@ EXAMPLES: list[Event] = [
             GotFile(ErrorCode.TOO_LARGE.value, "a/big does not fit"),
         ),
     ),
+    Put(ID, "model.ckpt", 5 * DEFAULT_CHUNK_SIZE, MTIME, 0o644, "blake3", chain=("tcp://10.0.0.2:5555",), origin="k"),
+    Put(ID, "m", 0, 0, 0, "blake3", chain=tuple(f"tcp://h{i}:5555" for i in range(MAX_CHAIN))),
+    ChainResult(ID, "tcp://10.0.0.3:5555", digest=D1),
+    ChainResult(ID, "tcp://10.0.0.4:5555", ErrorCode.NO_SPACE.value, "no space left on device"),
 ]
 
 #: One plain event of each type, with id ID, for the malformed-input tests.
@@ -251,6 +257,7 @@ BASE: dict[str, Event] = {
     "ERROR": Error(ID, "busy", "try again"),
     "GET-MANY": GetMany(ID, ("f.bin",), 1024),
     "GET-MANY-OK": GetManyOk(ID, (GotFile(size=3, mtime_ns=MTIME, mode=0o644, algo="blake3", digest=D1, data=b"abc"),)),
+    "CHAIN-RESULT": ChainResult(ID, "tcp://h:5555", "busy", "try again", D1),
 }
 
 #: The fields a message must carry (the rest have defaults).
@@ -271,6 +278,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "ERROR": ("id", "code", "message"),
     "GET-MANY": ("id", "names"),
     "GET-MANY-OK": ("id", "files"),
+    "CHAIN-RESULT": ("id", "endpoint"),
 }
 
 #: field -> kind of value, for every field of every message.
@@ -284,6 +292,8 @@ KINDS: dict[str, dict[str, str]] = {
         "algo": "short",
         "clobber": "bool",
         "digest": "digest",
+        "chain": "endpoints",
+        "origin": "text",
     },
     "PUT-READY": {"id": "id", "transfer": "short", "offset": "count", "credit": "count"},
     "CHUNK": {"id": "id", "offset": "count"},
@@ -309,6 +319,7 @@ KINDS: dict[str, dict[str, str]] = {
     "ERROR": {"id": "error-id", "code": "short", "message": "text"},
     "GET-MANY": {"id": "id", "names": "many-names", "most": "most"},
     "GET-MANY-OK": {"id": "id", "files": "got"},
+    "CHAIN-RESULT": {"id": "id", "endpoint": "text", "code": "short", "message": "text", "digest": "digest"},
 }
 
 _ENTRY_MAP = {
@@ -378,6 +389,7 @@ BAD: dict[str, list[Any]] = {
         [{**_GOT_MAP, "code": 1}],
         [_GOT_MAP] * (MAX_MANY_FILES + 1),
     ],
+    "endpoints": ["tcp://h:5555", {}, 1, [1], [b"tcp://h:5555"], ["x" * 4097], ["h"] * (MAX_CHAIN + 1)],
 }
 
 #: kind -> values at the edges of the range, which must be accepted.
@@ -400,6 +412,7 @@ EDGES: dict[str, list[Any]] = {
     "many-names": [["f.bin"], ["", "x" * MAX_WIRE_NAME_BYTES], ["f"] * MAX_MANY_FILES],
     "most": [0, MAX_MANY_BYTES],
     "got": [[_GOT_MAP], [{**_GOT_MAP, "x-future": 1}]],
+    "endpoints": [[], ["tcp://h:5555"], ["h"] * MAX_CHAIN],
 }
 
 # The file operations' messages (tests/protocol/ops_cases.py).
@@ -465,6 +478,8 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
         algo=shorts,
         clobber=st.booleans(),
         digest=st.none() | digests,
+        chain=st.lists(texts, max_size=4).map(tuple),
+        origin=texts,
     )
     | inline_puts(),
     "PUT-READY": st.builds(PutReady, id=ids, transfer=shorts, offset=counts, credit=counts),
@@ -544,6 +559,9 @@ EVENT_STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
             max_size=4,
         ).map(tuple),
     ),
+    "CHAIN-RESULT": st.builds(
+        ChainResult, id=ids, endpoint=texts, code=shorts, message=texts, digest=st.none() | digests
+    ),
 }
 EVENT_STRATEGIES.update(ops_cases.STRATEGIES)
 any_event = st.one_of(*EVENT_STRATEGIES.values())
@@ -573,7 +591,7 @@ def test_round_trip_examples(event, buffer):
 def test_frame_layout(event):
     frames = encode(event)
     header = msgpack.unpackb(frames[0], raw=False)
-    assert header["v"] == PROTOCOL_VERSION == 2
+    assert header["v"] == PROTOCOL_VERSION == 3
     assert header["t"] == event.TYPE
     assert header["id"] == event.id
     if isinstance(event, PutMany | GetManyOk):
@@ -596,23 +614,23 @@ def test_decoded_data_is_the_received_frame():
 
 def test_optional_fields_take_their_defaults():
     assert decode(
-        [pack({"v": 2, "t": "PUT", "id": 1, "name": "n", "size": 0, "mtime_ns": 0, "mode": 0, "algo": "a"})]
+        [pack({"v": 3, "t": "PUT", "id": 1, "name": "n", "size": 0, "mtime_ns": 0, "mode": 0, "algo": "a"})]
     ) == Put(1, "n", 0, 0, 0, "a", clobber=True, data=None, digest=None)
-    assert decode([pack({"v": 2, "t": "GET", "id": 1, "name": "n", "credit": 5})]) == Get(1, "n", 5, 0, None)
-    assert decode([pack({"v": 2, "t": "LIST", "id": 1})]) == ListRequest(1, "", "", 1000)
-    page = decode([pack({"v": 2, "t": "LIST-PAGE", "id": 1, "entries": [_ENTRY_MAP], "more": False})])
+    assert decode([pack({"v": 3, "t": "GET", "id": 1, "name": "n", "credit": 5})]) == Get(1, "n", 5, 0, None)
+    assert decode([pack({"v": 3, "t": "LIST", "id": 1})]) == ListRequest(1, "", "", 1000)
+    page = decode([pack({"v": 3, "t": "LIST-PAGE", "id": 1, "entries": [_ENTRY_MAP], "more": False})])
     assert page.entries[0].id == "" and page.entries[0].peer == ""
 
 
 def test_nil_counts_as_absent():
-    assert decode([pack({"v": 2, "t": "LIST", "id": 1, "prefix": None, "limit": None})]) == ListRequest(1)
+    assert decode([pack({"v": 3, "t": "LIST", "id": 1, "prefix": None, "limit": None})]) == ListRequest(1)
     h = header_of(BASE["PUT"]) | {"clobber": None, "digest": None}
     assert decode([pack(h)]) == Put(ID, "f.bin", 5, MTIME, 0o644, "blake3")
 
 
 def test_entry_received_accepts_an_integer_number_of_seconds():
     page = decode(
-        [pack({"v": 2, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "received": 5}], "more": False})]
+        [pack({"v": 3, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "received": 5}], "more": False})]
     )
     assert page.entries[0].received == 5.0 and isinstance(page.entries[0].received, float)
 
@@ -624,7 +642,7 @@ def test_unknown_fields_are_ignored(event):
 
 
 def test_unknown_entry_fields_are_ignored():
-    h = {"v": 2, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "owner": "root"}], "more": False}
+    h = {"v": 3, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "owner": "root"}], "more": False}
     assert decode([pack(h)]).entries[0].name == "a"
 
 
@@ -632,7 +650,7 @@ def test_unknown_entry_fields_are_ignored():
 def test_values_at_the_edges_of_each_range_are_accepted(kind, key):
     for value in EDGES[KINDS[kind][key]]:
         event = decode(frames_of(header_of(BASE[kind]) | {key: value}, BASE[kind]))
-        if key in ("entries", "files", "results", "names"):
+        if key in ("entries", "files", "results", "names", "chain"):
             assert len(getattr(event, key)) == len(value)
         elif key == "entry":
             assert event.entry.name == value["name"]
@@ -674,7 +692,7 @@ def test_trailing_bytes_after_the_header_map():
 def test_header_that_is_not_msgpack_at_all():
     reject([b"\xc1"], "not valid msgpack")  # 0xc1 is never used
     reject([b"\x82\xa1v\x01\xa1t\xa6CANCEL\xff"], "not valid msgpack")
-    reject([pack({"v": 2, "t": "CANCEL", "id": 1})[:-1] + b"\xc1"], "not valid msgpack")
+    reject([pack({"v": 3, "t": "CANCEL", "id": 1})[:-1] + b"\xc1"], "not valid msgpack")
 
 
 def test_header_with_invalid_utf8_string():
@@ -682,7 +700,7 @@ def test_header_with_invalid_utf8_string():
 
 
 def test_header_with_non_string_keys():
-    reject([pack({1: 1, "v": 2, "t": "CANCEL", "id": 1})], "not valid msgpack")
+    reject([pack({1: 1, "v": 3, "t": "CANCEL", "id": 1})], "not valid msgpack")
 
 
 @pytest.mark.parametrize("value", [[1, 2], ["CANCEL"], 5, -1, "CANCEL", b"CANCEL", None, True, 1.5])
@@ -693,7 +711,7 @@ def test_header_that_is_not_a_map(value):
 
 def test_header_over_the_limit():
     def padded(total: int) -> bytes:
-        header = {"v": 2, "t": "CANCEL", "id": ID, "pad": ""}
+        header = {"v": 3, "t": "CANCEL", "id": ID, "pad": ""}
         base = len(pack(header))
         header["pad"] = "x" * (total - base - 4)  # str32: 5 header bytes instead of 1
         frame = pack(header)
@@ -706,7 +724,7 @@ def test_header_over_the_limit():
     reject([memoryview(b"\x00" * (MAX_HEADER_BYTES + 1))], "over")
 
 
-@pytest.mark.parametrize("version", [0, 1, 3, 99, -1, "2", b"\x02", [2], {"major": 2}])
+@pytest.mark.parametrize("version", [0, 1, 2, 4, 99, -1, "3", b"\x03", [3], {"major": 3}])
 def test_other_versions(version):
     header = header_of(BASE["GET"]) | {"v": version}
     exc = reject([pack(header)], "version", code=ErrorCode.UNSUPPORTED_VERSION)
@@ -722,16 +740,16 @@ def test_missing_version():
 
 def test_version_is_checked_before_anything_else():
     # a later version may add types, frames and fields: none of that is judged
-    h = {"v": 3, "t": "RENAME", "id": ID, "from": "a", "to": "b"}
-    exc = reject([pack(h), b"x", b"y"], "version 3", code=ErrorCode.UNSUPPORTED_VERSION)
+    h = {"v": 4, "t": "RENAME", "id": ID, "from": "a", "to": "b"}
+    exc = reject([pack(h), b"x", b"y"], "version 4", code=ErrorCode.UNSUPPORTED_VERSION)
     assert exc.transfer_id == ID
-    exc = reject([pack({"v": 3, "t": "RENAME", "id": "x"})], code=ErrorCode.UNSUPPORTED_VERSION)
+    exc = reject([pack({"v": 4, "t": "RENAME", "id": "x"})], code=ErrorCode.UNSUPPORTED_VERSION)
     assert exc.transfer_id is None  # id unreadable
 
 
 @pytest.mark.parametrize("kind", ["NOPE", "put", "PUT ", "", 5, None, b"PUT", ["PUT"]])
 def test_unknown_type(kind):
-    header = {"v": 2, "id": ID} if kind is None else {"v": 2, "t": kind, "id": ID}
+    header = {"v": 3, "id": ID} if kind is None else {"v": 3, "t": kind, "id": ID}
     exc = reject([pack(header)], "unknown message type")
     assert exc.transfer_id == ID
 
@@ -918,10 +936,10 @@ def test_list_page_with_a_malformed_entry(entries):
 
 
 def test_error_with_unreadable_id():
-    exc = reject([pack({"v": 2, "t": "CANCEL", "id": -1})], "'id'")
+    exc = reject([pack({"v": 3, "t": "CANCEL", "id": -1})], "'id'")
     assert exc.transfer_id is None
     # -1 is only valid in ERROR, and even there it names no transfer
-    assert decode([pack({"v": 2, "t": "ERROR", "id": -1, "code": "busy", "message": ""})]).id == -1
+    assert decode([pack({"v": 3, "t": "ERROR", "id": -1, "code": "busy", "message": ""})]).id == -1
 
 
 @FAST
@@ -1028,6 +1046,7 @@ EXPECTED_TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.GET_MANY_WAITING, S, "GET-MANY-OK"): State.DONE,
     **{(s, S, "ERROR"): State.FAILED for s in _OPEN},
     **{(s, C, "CANCEL"): State.FAILED for s in _OPEN},
+    **{(s, S, "CHAIN-RESULT"): s for s in (State.PUT_OPENING, State.PUT_SENDING, State.PUT_CLOSING)},
 }
 
 
@@ -1681,6 +1700,8 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Transfer) -> Event:
         n = draw(st.just(t.files) | st.integers(1, 3)) or 1
         datas = [draw(st.binary(max_size=6)) for _ in range(n)]
         return GetManyOk(ID, tuple(GotFile(size=len(d), algo="blake3", digest=D1, data=d) for d in datas))
+    if kind == "CHAIN-RESULT":
+        return ChainResult(ID, "tcp://h:5555", draw(st.sampled_from(["", "no-space"])))
     assert kind == "ERROR"
     return Error(ID, draw(st.sampled_from([c.value for c in ErrorCode])), "x")
 

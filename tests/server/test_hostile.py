@@ -78,7 +78,7 @@ def outside(hostile):
 
 
 def header(**fields) -> bytes:
-    return msgpack.packb({"v": 2, **fields})
+    return msgpack.packb({"v": 3, **fields})
 
 
 PUT_FIELDS = dict(t="PUT", name="x.bin", size=10, mtime_ns=MTIME_NS, mode=0o644, algo="blake3")

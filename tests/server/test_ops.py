@@ -121,7 +121,7 @@ def test_a_malformed_remove_gets_an_error(served):
     with RawPeer(served.endpoint) as peer:
         peer.send_event(Remove(1, names=("a",), prefix="d/"))
         peer.expect_error(1, ErrorCode.BAD_REQUEST.value)
-        peer.send_map({"v": 2, "t": "REMOVE", "id": 2, "names": "a"})
+        peer.send_map({"v": 3, "t": "REMOVE", "id": 2, "names": "a"})
         peer.expect_error(2, ErrorCode.BAD_REQUEST.value)
 
 

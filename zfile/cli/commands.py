@@ -84,6 +84,15 @@ main.add_command(ping)
 @dry_run_option
 @delete_option("on the daemon")
 @bwlimit_option
+@click.option(
+    "--fanout",
+    "fan_mode",
+    type=click.Choice(["chain", "star"]),
+    default="chain",
+    show_default=True,
+    help="With several nodes: chain streams each large file to the first node, which forwards it "
+    "(daemons need --forward); star sends to every node directly.",
+)
 @quiet_option
 @json_option
 @timeout_option
@@ -104,6 +113,7 @@ def send(
     quiet: bool,
     as_json: bool,
     timeout: float,
+    fan_mode: str,
 ) -> None:
     """Send files and directories (recursively) to the daemon.
 
@@ -117,7 +127,11 @@ def send(
     UTF-8 are skipped, one line each on stderr, counted in the summary, and
     make the exit code 1.  Ctrl-C exits 130; sending again resumes each
     unfinished file.  With several nodes (--to A,B or @FILE) every node gets
-    the files at once and a report line; exit 1 if any failed.
+    the files and a report line; exit 1 if any failed.  Files over 256 KiB
+    go along a chain (--fanout chain, the default: the first node forwards
+    to the next as bytes arrive, so N nodes take about the time of one; the
+    daemons need --forward), smaller ones, and all with --fanout star, to
+    every node at once.
 
     --prefix DIR/ stores everything under DIR.  --exclude, --include and
     --exclude-from take gitignore patterns, matched against paths relative
@@ -132,7 +146,8 @@ def send(
     \b
     Examples:
       zfile send big.bin photos/ --to node7
-      zfile send model.ckpt --to node1,node2,node3   # every node at once
+      zfile send -R a/x.txt b/x.txt --to node7     # stored as a/x.txt, b/x.txt
+      zfile send model.ckpt --to node1,node2,node3   # a chain: node1 forwards to node2...
       zfile send data/ --prefix datasets/ --exclude '*.tmp' --delete -n --to node7
       tar c build/ | zfile send - --name builds/build.tar --to node7
 
@@ -157,6 +172,7 @@ def send(
             quiet=quiet,
             as_json=as_json,
             bar=bar,
+            fanout=fan_mode,
         )
         return
     transfer.send(

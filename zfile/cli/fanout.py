@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from zfile.cli.boundary import EXIT_FAILED
+from zfile.client.chain import send_chain
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import NodeReport, gather, send_everywhere
 from zfile.client.filters import NO_FILTER, Filter
@@ -93,17 +94,20 @@ def send(
     quiet: bool,
     as_json: bool,
     bar: BarFactory,
+    fanout: str = "chain",
 ) -> None:
-    """``send PATHS --to A,B,...``: the plan to every node at once, then the
-    report; what the plan skipped is said first, one line each, and makes
-    the exit code 1 as for one node."""
+    """``send PATHS --to A,B,...``: the plan to every node, as a chain
+    (:func:`~zfile.client.chain.send_chain`) or at once (``fanout`` "star"),
+    then the report; what the plan skipped is said first, one line each,
+    and makes the exit code 1 as for one node."""
     for outcome in plan.skipped:
         click.echo(f"zfile: skipped '{outcome.name}': {outcome.error}", err=True)
 
     async def go() -> list[NodeReport]:
         total = len(configs) * sum(size for *_, size in plan.files)
         with bar(total, desc=f"send x{len(configs)}") as progress:
-            return await send_everywhere(configs, plan, clobber=clobber, compare=compare, progress=progress.update)
+            fan = send_chain if fanout == "chain" and len(configs) > 1 else send_everywhere
+            return await fan(configs, plan, clobber=clobber, compare=compare, progress=progress.update)
 
     finish(asyncio.run(go()), as_json, quiet, incomplete=bool(plan.skipped))
 

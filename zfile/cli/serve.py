@@ -174,6 +174,12 @@ _DEFAULTS = ServerConfig()
     help="PEM private key of --http-cert [env ZFILE_HTTP_KEY].",
 )
 @click.option(
+    "--forward",
+    is_flag=True,
+    default=None,
+    help="Forward uploads along the chain the client names (send --fanout chain), with this daemon's key pair.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,

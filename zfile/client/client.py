@@ -192,6 +192,11 @@ class Client(FileOps):
         self._channels[channel.id] = channel
         return channel
 
+    def channel(self) -> Channel:
+        """A new transfer on this connection, for protocols built on the
+        client (chain fan-out, :mod:`zfile.client.chain`); close it when done."""
+        return self._open()
+
     def _release(self, transfer_id: int) -> None:
         self._channels.pop(transfer_id, None)
 

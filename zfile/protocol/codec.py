@@ -1,6 +1,6 @@
 """Pure encoding and decoding of protocol events to and from frames.
 
-Frame 0 is a msgpack map ``{"v": 2, "t": TYPE, <fields>}``; a :class:`Chunk`
+Frame 0 is a msgpack map ``{"v": 3, "t": TYPE, <fields>}``; a :class:`Chunk`
 and an inline :class:`Put` add frame 1, the raw file bytes; a :class:`PutMany`
 and a :class:`GetManyOk` add one frame per file, in the order of their
 ``files``.  Decoding checks every field's type and range and raises
@@ -34,7 +34,7 @@ from zfile.protocol.events import (
     RemoveOk,
 )
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: Largest frame 0 accepted, in bytes; a page of 1,000 entries fits easily.
 MAX_HEADER_BYTES = 4 << 20
@@ -53,6 +53,8 @@ MAX_INLINE_BYTES = 1 << 20
 MAX_FRAMES = 1 + MAX_MANY_FILES
 #: Most entries one REMOVE of a prefix removes; the client asks again for more.
 MAX_REMOVE_PAGE = 1000
+#: Most endpoints a PUT's ``chain`` may name (the nodes after the first hop).
+MAX_CHAIN = 1024
 # Slack for msgpack's own bytes around the limits above.
 _FRAME_MARGIN = 64 << 10
 _U63 = (1 << 63) - 1
@@ -131,6 +133,14 @@ def _entries(value: Any) -> tuple[Entry, ...]:
     if not isinstance(value, list):
         raise ValueError(f"must be a list, not {type(value).__name__}")
     return tuple(Entry(**_fields(item, _ENTRY_SCHEMA, "entry")) for item in value)
+
+
+def _endpoints(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, not {type(value).__name__}")
+    if len(value) > MAX_CHAIN:
+        raise ValueError(f"must hold at most {MAX_CHAIN} endpoints, not {len(value)}")
+    return tuple(_TEXT(item) for item in value)
 
 
 def _list_of(schema: dict[str, tuple[Check, Any]], what: str, most: int) -> Check:
@@ -235,6 +245,8 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "algo": (_SHORT, _REQUIRED),
         "clobber": (_bool, True),
         "digest": (_DIGEST, None),
+        "chain": (_endpoints, ()),
+        "origin": (_TEXT, ""),
     },
     "PUT-MANY": {
         "id": (_ID, _REQUIRED),
@@ -337,6 +349,13 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "id": (_int_range(-1, _U63), _REQUIRED),
         "code": (_SHORT, _REQUIRED),
         "message": (_TEXT, _REQUIRED),
+    },
+    "CHAIN-RESULT": {
+        "id": (_ID, _REQUIRED),
+        "endpoint": (_TEXT, _REQUIRED),
+        "code": (_SHORT, ""),
+        "message": (_TEXT, ""),
+        "digest": (_DIGEST, None),
     },
 }
 
@@ -587,6 +606,12 @@ def encode(event: Event) -> list[Buffer]:
             value = [_got_map(f) for f in value]
         elif isinstance(event, GetMany) and key == "names":
             value = list(value)
+        elif isinstance(event, Put) and key == "chain":
+            if not value:
+                continue
+            value = list(value)
+        elif isinstance(event, Put) and key == "origin" and not value:
+            continue
         header[key] = value
     frames: list[Buffer] = [msgpack.packb(header, use_bin_type=True)]
     if isinstance(event, PutMany | GetManyOk):

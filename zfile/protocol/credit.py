@@ -87,4 +87,45 @@ class CreditWindow:
         self.size = size
 
 
-__all__ = ["CreditWindow", "grant_step", "next_piece"]
+def relayed(written: int, handed: int) -> int:
+    """How far a forwarding hop of a chain has consumed its stream (byte
+    offset): the bytes it has both written to its own store (``written``,
+    an offset) and handed to its successor (``handed``, an offset).  A hop
+    grants its predecessor credit only up to here, so the slowest node's
+    credit paces the whole chain and each hop holds at most one window of
+    received, unconsumed bytes."""
+    if written < 0 or handed < 0:
+        raise ValueError(f"written ({written}) and handed ({handed}) must not be negative")
+    return min(written, handed)
+
+
+def replay_floor(granted_end: int, window: int) -> int:
+    """The first byte a forwarding hop must still hold in memory, so that
+    it can re-link past a failed successor: ``granted_end`` is where its
+    successor's grants end (byte offset), ``window`` the successor's first
+    grant (its window, bytes).
+
+    The node after the failed one has consumed at least ``granted_end -
+    window`` (the failed node's grants) less one window more (its own
+    grants to the failed node), when every hop runs the same window; so
+    two windows before ``granted_end`` is the least it can resume from.
+    """
+    return max(0, granted_end - 2 * window)
+
+
+def resumed_window(consumed: int, received: int, size: int, window: int, chunk: int) -> CreditWindow:
+    """The credit of a stream that a new sender takes over from byte
+    ``received`` while the receiver has consumed up to ``consumed`` (a
+    chain re-linked past a failed node).  Its :attr:`CreditWindow.initial`
+    is what the new sender may send at once: the window less what is
+    received and not yet consumed, never negative, so memory stays within
+    one window across the change of sender."""
+    if not 0 <= consumed <= received <= size:
+        raise ValueError(f"need 0 <= consumed ({consumed}) <= received ({received}) <= size ({size})")
+    credit = CreditWindow(consumed, size, window, chunk)
+    credit.granted_end = max(received, credit.granted_end)
+    credit.initial = credit.granted_end - received
+    return credit
+
+
+__all__ = ["CreditWindow", "grant_step", "next_piece", "relayed", "replay_floor", "resumed_window"]

@@ -46,6 +46,12 @@ class Put:
     clobber: bool = True
     data: Buffer | None = field(default=None, repr=False)
     digest: bytes | None = None
+    #: Chain fan-out (docs/protocol.md, "Chain fan-out"): the endpoints this
+    #: daemon forwards the file to, the next hop first; empty: store only.
+    chain: tuple[str, ...] = ()
+    #: Who started the chain (the first hop's view of the client: its CURVE
+    #: key or address), recorded as every node's ``peer``; "" from a client.
+    origin: str = ""
 
     @property
     def inline(self) -> bool:
@@ -451,6 +457,29 @@ class GetManyOk:
         return sum(f.size for f in self.files if f.ok)
 
 
+@dataclass(frozen=True, slots=True)
+class ChainResult:
+    """What became of one node further down a chain upload (server -> client).
+
+    A forwarding daemon sends one per node after it, relaying what its own
+    successor sent, before its own PUT-OK or ERROR: ``endpoint`` is the
+    node's endpoint as the chain named it, ``code`` "" and ``digest`` the
+    committed file's digest when the node committed, else an
+    errors.ErrorCode value and a sentence for a person.
+    """
+
+    TYPE: ClassVar[str] = "CHAIN-RESULT"
+    id: int
+    endpoint: str
+    code: str = ""
+    message: str = ""
+    digest: bytes | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.code
+
+
 Event = (
     Put
     | PutMany
@@ -475,6 +504,7 @@ Event = (
     | Ping
     | Pong
     | PutStream
+    | ChainResult
     | GetMany
     | GetManyOk
 )
@@ -507,5 +537,6 @@ EVENT_TYPES: dict[str, type] = {
         PutStream,
         GetMany,
         GetManyOk,
+        ChainResult,
     )
 }

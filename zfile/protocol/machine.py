@@ -36,6 +36,7 @@ from zfile.protocol.credit import next_piece
 from zfile.protocol.events import (
     Buffer,
     Cancel,
+    ChainResult,
     Chunk,
     Credit,
     Entry,
@@ -87,6 +88,7 @@ __all__ = [
     "decode",
     "encode",
     "Cancel",
+    "ChainResult",
     "Chunk",
     "Credit",
     "Entry",
@@ -199,6 +201,10 @@ _OPEN_STATES = frozenset(s for s in State if s not in (State.IDLE, State.DONE, S
 for _state in _OPEN_STATES:
     _TRANSITIONS[(_state, S, "ERROR")] = State.FAILED
     _TRANSITIONS[(_state, C, "CANCEL")] = State.FAILED
+# A forwarding daemon reports each node after it (chain fan-out) while the
+# upload is open, before its own PUT-OK or ERROR.
+for _state in (State.PUT_OPENING, State.PUT_SENDING, State.PUT_CLOSING):
+    _TRANSITIONS[(_state, S, "CHAIN-RESULT")] = _state
 # A download the server finished (DONE on its side) may still see credit the
 # client granted before the last chunk arrived; it changes nothing.
 _TRANSITIONS[(State.DONE, C, "CREDIT")] = State.DONE
@@ -210,7 +216,7 @@ _TRANSITIONS[(State.IDLE, S, "ERROR")] = State.FAILED
 _ACTIONS: dict[str, Action] = {
     **dict.fromkeys(("PUT", "PUT+DATA", "PUT-MANY", "GET", "LIST", "PUT-STREAM"), Action.OPEN),
     **dict.fromkeys(("CHUNK", "PUT-END"), Action.DATA),
-    **dict.fromkeys(("PUT-READY", "PUT-OK", "PUT-MANY-OK", "GET-META", "LIST-PAGE"), Action.REPLY),
+    **dict.fromkeys(("PUT-READY", "PUT-OK", "PUT-MANY-OK", "GET-META", "LIST-PAGE", "CHAIN-RESULT"), Action.REPLY),
     "CREDIT": Action.CREDIT,
     "CANCEL": Action.CANCEL,
     "ERROR": Action.ERROR,
@@ -333,6 +339,8 @@ class Transfer:
         if event.TYPE in _ANSWERS and _ANSWERS[event.TYPE] != self.kind:
             raise ValueError(f"{event.TYPE} answers a {_ANSWERS[event.TYPE].upper()}, not a {self.kind.upper()}")
         if isinstance(event, Put):
+            if event.chain and event.inline:
+                raise ValueError("an inline PUT cannot carry a chain: a chain upload streams as chunks")
             if event.inline:
                 if event.digest is None:
                     raise ValueError("an inline PUT needs the whole-file digest")

@@ -77,3 +77,7 @@ class ServerConfig:
     #: PEM certificate chain and private key files: with both, HTTP is HTTPS.
     http_cert: str | None = None
     http_key: str | None = None
+    #: Take part in chain fan-out: store an upload and forward it, as it
+    #: arrives, to the endpoints the uploading client named (with CURVE, as
+    #: this daemon's own key pair).  Off: a PUT naming a chain is refused.
+    forward: bool = False

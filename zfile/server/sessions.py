@@ -47,6 +47,7 @@ from zfile.protocol.events import (
 )
 from zfile.server import getmany
 from zfile.server.config import ServerConfig
+from zfile.server.forward import Relays
 from zfile.server.keepalive import keep_alive
 from zfile.server.ops import Operations
 from zfile.server.replies import PendingReplies
@@ -146,6 +147,8 @@ class Transfers:
         }
         # A PING's own session is running while it counts the others.
         self.operations = Operations(store, running=lambda: self.active() - 1)
+        #: Chain uploads (zfile.server.forward): stored here and forwarded.
+        self.relays = Relays(self)
 
     # -- the session table -------------------------------------------------------
 
@@ -157,6 +160,8 @@ class Transfers:
         session = Session(inc.identity, inc.peer, transfer, name=name, peer_key=inc.peer_key)
         self.sessions[session.key] = session
         work = self._work[protocol.message_kind(event)]
+        if isinstance(event, Put) and (event.chain or event.origin) and not event.inline:
+            work = self.relays.run
         session.task = asyncio.create_task(work(session, event))
 
     def next_page(self, session: Session, req: ListRequest) -> None:
@@ -247,6 +252,21 @@ class Transfers:
             self.reply(session.identity, Error(session.transfer.id, ErrorCode.INTERNAL.value, "internal error"))
         if self.sessions.get(session.key) is session:
             del self.sessions[session.key]
+
+    # -- for zfile.server.forward, which runs chain uploads on these sessions ----
+
+    async def send_in(self, session: Session, event: Event) -> None:
+        """Send ``event`` within ``session``'s transfer (see _send)."""
+        await self._send(session, event)
+
+    def upload_window(self) -> int:
+        return self._upload_window()
+
+    def log_transfer(self, session: Session, direction: str, nbytes: int, began: float, digest: bytes, result: str):
+        self._log_transfer(session, direction, nbytes, began, digest, result)
+
+    def finish(self, session: Session, exc: BaseException | None) -> None:
+        self._finish(session, exc)
 
     # -- replying ----------------------------------------------------------------
 
