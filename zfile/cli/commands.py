@@ -146,7 +146,6 @@ def send(
     \b
     Examples:
       zfile send big.bin photos/ --to node7
-      zfile send -R a/x.txt b/x.txt --to node7     # stored as a/x.txt, b/x.txt
       zfile send model.ckpt --to node1,node2,node3   # a chain: node1 forwards to node2...
       zfile send data/ --prefix datasets/ --exclude '*.tmp' --delete -n --to node7
       tar c build/ | zfile send - --name builds/build.tar --to node7
