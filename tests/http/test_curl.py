@@ -59,7 +59,9 @@ def test_put_get_ranges_head_and_304(served, tmp_path):
     assert status("-H", f"If-Modified-Since: {modified}", url) == 304
     piped = subprocess.run(  # from a pipe: no length, so a chunked body
         ["curl", "-sS", "-o", os.devnull, "-w", "%{http_code}", "-T", "-", f"{base}/files/piped.bin"],
-        input=data[:100_000], capture_output=True, timeout=60,
+        input=data[:100_000],
+        capture_output=True,
+        timeout=60,
     )
     assert piped.stdout == b"201" and curl(f"{base}/files/piped.bin").stdout == data[:100_000]
     assert status("-X", "DELETE", url) == 204
@@ -79,7 +81,7 @@ def test_curl_resumes_with_range(served, tmp_path):
     (tmp_path / "r.bin").write_bytes(data)
     assert status("-T", str(tmp_path / "r.bin"), f"{base}/files/r.bin") == 201
     out = tmp_path / "out.bin"
-    out.write_bytes(data[: 700_001])  # what an interrupted download left
+    out.write_bytes(data[:700_001])  # what an interrupted download left
     curl("-C", "-", "-o", str(out), f"{base}/files/r.bin")
     assert out.read_bytes() == data
 
@@ -130,8 +132,15 @@ def test_tokens_reload_on_sighup_and_open_address_refused(tmp_path):
     finally:
         assert d.stop() == 0, d.log_text()
     refused = zfile_cli(
-        "serve", "--root", str(tmp_path / "s2"), "--bind", f"tcp://127.0.0.1:{free_port()}",
-        "--http", f"0.0.0.0:{free_port()}", check=False, timeout=30,
+        "serve",
+        "--root",
+        str(tmp_path / "s2"),
+        "--bind",
+        f"tcp://127.0.0.1:{free_port()}",
+        "--http",
+        f"0.0.0.0:{free_port()}",
+        check=False,
+        timeout=30,
     )
     assert refused.returncode == 2 and "--http-tokens" in refused.stderr
 
@@ -160,7 +169,6 @@ def test_sigterm_lets_a_running_download_finish(tmp_path):
         assert d.proc.wait(timeout=60) == 0, d.log_text()
     finally:
         assert d.stop() == 0, d.log_text()
-
 
 
 @pytest.mark.slow

@@ -125,17 +125,22 @@ CRASH_SCRIPT = textwrap.dedent(
     from zfile.store.catalog import Catalog
     from zfile.store.layout import Layout
     from zfile.store.local import LocalStore, Upload
+    from zfile.store.wholes import Staged
 
     root, src, point, how = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     die = lambda *a, **k: os._exit(9)
     if point == "before-rename":
-        Upload.install = die
+        Upload.install = Staged.publish_to = die
     elif point == "after-link":
         def half_install(self, final, *args, **kwargs):
             final.parent.mkdir(parents=True, exist_ok=True)
             os.link(Layout(root).part_path(self.transfer), final)
             os._exit(9)
+        def half_publish(self, name, check_path):
+            os.link(self.part, self.base, src_dir_fd=self.tmp_fd, dst_dir_fd=self.dir_fd)
+            os._exit(9)
         Upload.install = half_install
+        Staged.publish_to = half_publish
 
     async def main():
         store = LocalStore(root)

@@ -365,6 +365,20 @@ class Catalog:
 
         return await self._run(f"look up {quote_name(name)}", get)
 
+    async def listed(self, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` have an entry: one lookup for a whole batch."""
+
+        def listed() -> set[str]:
+            db = self._db()
+            found: set[str] = set()
+            for k in range(0, len(names), 500):  # SQLite's host parameters are limited per statement
+                part = names[k : k + 500]
+                marks = ",".join("?" * len(part))
+                found.update(r[0] for r in db.execute(f"SELECT name FROM files WHERE name IN ({marks})", part))
+            return found
+
+        return await self._run(f"look up {len(names)} names", listed) if names else set()
+
     async def delete(self, name: str) -> None:
         """Remove the entry named ``name``; a no-op when there is none."""
         await self._write(
