@@ -95,7 +95,8 @@ def main() -> None:
             stored = sum(1 for p in root.rglob("f*") if p.is_file())
             print(
                 f"run {run}: {stored}/{files} stored; daemon {(d1 - d0) / files * 1e6:.0f} us/file, "
-                f"client {client / files * 1e6:.0f} us/file, daemon peak RSS {rss:.0f} MiB, "
+                f"client {client / files * 1e6:.0f} us/file, "
+                f"peak RSS daemon {rss:.0f} MiB client {c1.ru_maxrss / 1024:.0f} MiB, "
                 f"wall {wall:.2f} s, {files / wall:,.0f} files/s, "
                 f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
