@@ -73,6 +73,34 @@ async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: LocalStore
     assert len(store.claims) == 0
 
 
+async def test_a_batch_follows_links_inside_the_store_and_refuses_the_rest(store: LocalStore, tmp_path: Path) -> None:
+    # The batch opens directories with O_NOFOLLOW; what that walk cannot follow gets the full path check.
+    (store.root / "real").mkdir()
+    (store.root / "inside").symlink_to("real")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (store.root / "out").symlink_to(outside)
+    (store.root / "plain").write_bytes(b"a file, not a directory")
+    (store.root / "d").mkdir()
+    (store.root / "d" / "link").symlink_to("../real")
+    files = [
+        whole("inside/a.txt", b"a"),
+        whole("out/b.txt", b"b"),
+        whole("plain/c.txt", b"c"),
+        whole("d/link", b"over a symlink"),
+        whole("real", b"over a directory"),
+        whole("new/deep/e.txt", b"e"),
+    ]
+    results = await store.put_many(files, algo="blake3", peer="")
+    assert [type(r) for r in results] == [Entry, BadName, BadName, BadName, BadName, Entry]
+    assert (store.root / "real" / "a.txt").read_bytes() == b"a"
+    assert (store.root / "new" / "deep" / "e.txt").read_bytes() == b"e"
+    assert list(outside.iterdir()) == []
+    assert {e.name for e in await store.list()} == {"inside/a.txt", "new/deep/e.txt"}
+    assert tmp_files(store) == []
+    assert len(store.claims) == 0
+
+
 async def test_a_failed_syncfs_fails_the_whole_batch(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     # One syncfs makes the batch durable, so when it fails no file of the batch may be published.
     def syncfs(fd: int) -> None:

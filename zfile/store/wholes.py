@@ -226,7 +226,9 @@ def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
     """The path checks of :meth:`Layout.check_inline` for ``f``, relative to
     its directory's descriptor (set on ``f``).  BadName, Exists; OSError."""
     name = f.name
-    length = layout.real_root_bytes + 1 + len(name.encode("utf-8")) + 1
+    # A character is at most 4 bytes of UTF-8: most names need no encoding to pass.
+    short = layout.real_root_bytes + 2 + 4 * len(name) <= layout.path_max
+    length = 0 if short else layout.real_root_bytes + 1 + len(name.encode("utf-8")) + 1
     if length > layout.path_max:
         raise BadName(
             f"{quote_name(name)} would make a path of {length} bytes in the store, over the "
@@ -252,15 +254,14 @@ def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
 def _write(f: Staged, tmp_fd: int, algo: str) -> bytes:
     """Verify ``f``'s bytes and write them to its partial, stamped with its
     mode and mtime; return the digest.  IntegrityError; OSError."""
-    q = quote_name(f.name)
     view = memoryview(f.data).cast("B")
     if view.nbytes != f.size:
-        raise IntegrityError(f"{q} was declared {f.size} bytes but {view.nbytes} arrived")
+        raise IntegrityError(f"{quote_name(f.name)} was declared {f.size} bytes but {view.nbytes} arrived")
     hasher = digests.new_hasher(algo)
     hasher.update(view)
     actual = hasher.digest()
     if not hmac.compare_digest(actual, bytes(f.digest)):
-        raise IntegrityError(f"the digest of {q} does not match the bytes received")
+        raise IntegrityError(f"the digest of {quote_name(f.name)} does not match the bytes received")
     # No stale state file of a streamed partial may be left beside the new bytes.
     if _lexists(f"{f.transfer}.json", tmp_fd):
         os.unlink(f"{f.transfer}.json", dir_fd=tmp_fd)
