@@ -122,8 +122,9 @@ class Publisher:
     async def _commit(self, batch: list[tuple[Sealed, Entry]]) -> list[BaseException | None]:
         failed: dict[int, BaseException] = {}
         intents = [(k, u.transfer, e) for k, (u, e) in enumerate(batch) if u.intent_in_catalog]
+        intent_batch: int | None = None
         try:
-            await self._catalog.add_intents([(t, e) for _, t, e in intents])
+            intent_batch = await self._catalog.add_intents([(t, e) for _, t, e in intents])
         except StoreError as exc:
             # Without its intent an inline file must not be renamed: a crash
             # after the rename could not be finished.
@@ -136,7 +137,7 @@ class Publisher:
                 failed[k] = exc
         entries = [e for k, (_, e) in enumerate(batch) if k not in failed]
         try:
-            await self._catalog.put_many(entries, [t for _, t, _ in intents])
+            await self._catalog.put_many(entries, done_batch=intent_batch)
         except StoreError as exc:
             failed.update({k: exc for k in range(len(batch)) if k not in failed})
         return [failed.get(k) for k in range(len(batch))]
