@@ -126,6 +126,17 @@ def _entries(value: Any) -> tuple[Entry, ...]:
     return tuple(Entry(**_fields(item, _ENTRY_SCHEMA, "entry")) for item in value)
 
 
+def _list_of(schema: dict[str, tuple[Check, Any]], what: str, most: int) -> Check:
+    def check(value: Any) -> tuple[dict[str, Any], ...]:
+        if not isinstance(value, list):
+            raise ValueError(f"must be a list, not {type(value).__name__}")
+        if not 1 <= len(value) <= most:
+            raise ValueError(f"must hold 1 to {most} items, not {len(value)}")
+        return tuple(_fields(item, schema, what) for item in value)
+
+    return check
+
+
 _REQUIRED = object()
 
 # field -> (check, default); _REQUIRED marks a field that must be present
@@ -157,10 +168,10 @@ _RESULT_SCHEMA: dict[str, tuple[Check, Any]] = {
 }
 
 
-def _put_files(value: Any) -> tuple[dict[str, Any], ...]:
+def _put_many_files(value: Any) -> tuple[dict[str, Any], ...]:
     """The ``files`` of a PUT-MANY: a list of 1 to ``MAX_MANY_FILES`` maps,
-    each checked as :func:`_fields` checks it against ``_PUT_FILE_SCHEMA``.
-    The common case (every field present and well-typed) is tested inline,
+    each checked as :func:`_fields` checks it against ``_PUT_FILE_SCHEMA``
+    (as ``_list_of`` would).  The common case (every field present and well-typed) is tested inline,
     since a message holds up to a thousand of them; any item that fails
     the quick test goes through :func:`_fields`, whose error it raises."""
     if not isinstance(value, list):
@@ -202,11 +213,11 @@ def _put_files(value: Any) -> tuple[dict[str, Any], ...]:
     return tuple(out)
 
 
-def _results(value: Any) -> tuple[dict[str, Any], ...]:
+def _put_many_results(value: Any) -> tuple[dict[str, Any], ...]:
     """The ``results`` of a PUT-MANY-OK: a list of 1 to ``MAX_MANY_FILES``
-    maps, each checked as :func:`_fields` checks it against ``_RESULT_SCHEMA``, with a stored file's result (empty code
-    and message, a digest) tested inline and the rest through
-    :func:`_fields`."""
+    maps, each checked as :func:`_fields` checks it against
+    ``_RESULT_SCHEMA``, with a stored file's result (empty code and
+    message, a digest) tested inline and the rest through :func:`_fields`."""
     if not isinstance(value, list):
         raise ValueError(f"must be a list, not {type(value).__name__}")
     if not 1 <= len(value) <= MAX_MANY_FILES:
@@ -240,11 +251,11 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
     "PUT-MANY": {
         "id": (_ID, _REQUIRED),
         "algo": (_SHORT, _REQUIRED),
-        "files": (_put_files, _REQUIRED),
+        "files": (_put_many_files, _REQUIRED),
     },
     "PUT-MANY-OK": {
         "id": (_ID, _REQUIRED),
-        "results": (_results, _REQUIRED),
+        "results": (_put_many_results, _REQUIRED),
     },
     "PUT-READY": {
         "id": (_ID, _REQUIRED),
