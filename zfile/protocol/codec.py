@@ -198,7 +198,7 @@ def _put_many_files(value: Any) -> tuple[dict[str, Any], ...]:
             and 1 <= len(digest) <= MAX_DIGEST_BYTES
             and type(clobber := item.get("clobber", True)) is bool
         ):
-            if len(item) != 6:  # extra keys are ignored; an absent clobber defaults
+            if len(item) != 6 or "clobber" not in item:  # extra keys are ignored; an absent clobber defaults
                 item = {
                     "name": name,
                     "size": size,
