@@ -25,7 +25,7 @@ from zfile.errors import (
     TooLarge,
 )
 from zfile.protocol.events import Entry, PutFile
-from zfile.store import LocalStore, partial
+from zfile.store import LocalStore, wholes
 
 from ..conftest import zfile_cli
 from ..store.test_local import b3, tmp_files
@@ -73,34 +73,63 @@ async def test_each_file_of_a_batch_is_stored_or_refused_alone(store: LocalStore
     assert len(store.claims) == 0
 
 
-async def test_a_failed_fsync_fails_its_file_alone(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_fsync = os.fsync
-    doomed = os.path.realpath(store.layout.part_path(partial.transfer_id("b.txt", 1, MTIME_NS)))
+async def test_a_batch_follows_links_inside_the_store_and_refuses_the_rest(store: LocalStore, tmp_path: Path) -> None:
+    # The batch opens directories with O_NOFOLLOW; what that walk cannot follow gets the full path check.
+    (store.root / "real").mkdir()
+    (store.root / "inside").symlink_to("real")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (store.root / "out").symlink_to(outside)
+    (store.root / "plain").write_bytes(b"a file, not a directory")
+    (store.root / "d").mkdir()
+    (store.root / "d" / "link").symlink_to("../real")
+    files = [
+        whole("inside/a.txt", b"a"),
+        whole("out/b.txt", b"b"),
+        whole("plain/c.txt", b"c"),
+        whole("d/link", b"over a symlink"),
+        whole("real", b"over a directory"),
+        whole("new/deep/e.txt", b"e"),
+    ]
+    results = await store.put_many(files, algo="blake3", peer="")
+    assert [type(r) for r in results] == [Entry, BadName, BadName, BadName, BadName, Entry]
+    assert (store.root / "real" / "a.txt").read_bytes() == b"a"
+    assert (store.root / "new" / "deep" / "e.txt").read_bytes() == b"e"
+    assert list(outside.iterdir()) == []
+    assert {e.name for e in await store.list()} == {"inside/a.txt", "new/deep/e.txt"}
+    assert tmp_files(store) == []
+    assert len(store.claims) == 0
 
-    def fsync(fd: int) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}") == doomed:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", fsync)
+async def test_a_failed_syncfs_fails_the_whole_batch(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One syncfs makes the batch durable, so when it fails no file of the batch may be published.
+    def syncfs(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(wholes, "syncfs", syncfs)
     results = await store.put_many(
         [whole("a.txt", b"a"), whole("b.txt", b"b"), whole("c.txt", b"c")], algo="blake3", peer=""
     )
-    assert [type(r) for r in results] == [Entry, NoSpace, Entry]
-    assert sorted(p.name for p in store.root.iterdir() if p.name != ".zfile") == ["a.txt", "c.txt"]
+    assert [type(r) for r in results] == [NoSpace, NoSpace, NoSpace]
+    assert sorted(p.name for p in store.root.iterdir() if p.name != ".zfile") == []
+    assert await store.list() == []
     assert tmp_files(store) == []
+    assert len(store.claims) == 0
 
 
-async def test_a_batch_is_written_before_any_file_is_fsynced(
+async def test_a_batch_is_synced_once_after_every_write_and_before_any_rename(
     store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The point of the batch: every file's writeback has started when the first fsync waits.
+    # The point of the batch: one syncfs covers every file, and no file reaches its name before it.
     calls: list[str] = []
-    real_fsync, real_start = os.fsync, partial.start_all
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(partial, "start_all", lambda fds: (calls.append(f"start {len(fds)}"), real_start(fds))[1])
-    await store.put_many([whole(f"f{i}", b"%d" % i) for i in range(5)], algo="blake3", peer="")
-    assert calls[:6] == ["start 5"] + ["fsync"] * 5
+    real_syncfs, real_rename, real_write = wholes.syncfs, os.rename, os.write
+    monkeypatch.setattr(wholes, "syncfs", lambda fd: (calls.append("syncfs"), real_syncfs(fd))[1])
+    monkeypatch.setattr(os, "rename", lambda *a, **k: (calls.append("rename"), real_rename(*a, **k))[1])
+    monkeypatch.setattr(os, "write", lambda fd, b: (calls.append("write"), real_write(fd, b))[1])
+    results = await store.put_many([whole(f"d/f{i}", b"%d" % i) for i in range(5)], algo="blake3", peer="")
+    assert all(isinstance(r, Entry) for r in results)
+    assert calls == ["write"] * 5 + ["syncfs"] + ["rename"] * 5
+    assert {e.name for e in await store.list()} == {f"d/f{i}" for i in range(5)}
 
 
 # -- through the daemon --------------------------------------------------------

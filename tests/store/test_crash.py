@@ -125,17 +125,22 @@ CRASH_SCRIPT = textwrap.dedent(
     from zfile.store.catalog import Catalog
     from zfile.store.layout import Layout
     from zfile.store.local import LocalStore, Upload
+    from zfile.store.wholes import Staged
 
     root, src, point, how = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
     die = lambda *a, **k: os._exit(9)
     if point == "before-rename":
-        Upload.install = die
+        Upload.install = Staged.publish_to = die
     elif point == "after-link":
         def half_install(self, final, *args, **kwargs):
             final.parent.mkdir(parents=True, exist_ok=True)
             os.link(Layout(root).part_path(self.transfer), final)
             os._exit(9)
+        def half_publish(self, name, check_path):
+            os.link(self.part, self.base, src_dir_fd=self.tmp_fd, dst_dir_fd=self.dir_fd)
+            os._exit(9)
         Upload.install = half_install
+        Staged.publish_to = half_publish
 
     async def main():
         store = LocalStore(root)
@@ -313,3 +318,50 @@ async def test_kill9_client_mid_transfer(tmp_path):
         if client.poll() is None:
             client.kill()
         assert d.stop() == 0, d.log_text()
+
+
+@pytest.mark.slow
+async def test_kill9_while_put_many_batches_are_in_flight(tmp_path):
+    """kill -9 of the daemon at a random moment while PUT-MANY batches are
+    being written, synced and published: every file acknowledged before the
+    kill is there after the restart with its digest, the catalog agrees with
+    the disk, no partial is left, and the files not acknowledged can be sent
+    again."""
+    root, logs, src = tmp_path / "store", tmp_path / "logs", tmp_path / "src"
+    names = [f"d{k % 7}/f{k:04d}" for k in range(1200)]
+    for name in names:
+        make_file(src / name, 1000 + len(name) * 13)
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    d = restart(root, logs)
+    acked: dict[str, bytes] = {}
+
+    async def send_batches() -> None:
+        async with Client(ClientConfig(d.endpoint, timeout=5.0)) as client:
+            for start in range(0, len(names), 100):
+                batch = [(src / n, n) for n in names[start : start + 100]]
+                for result in await client.put_many(batch):
+                    if not isinstance(result, ZfileError):
+                        acked[result.name] = result.digest
+
+    senders = [asyncio.create_task(send_batches()) for _ in range(2)]
+    await asyncio.sleep(rng.uniform(0.05, 0.6))
+    kill9(d)
+    await asyncio.gather(*senders, return_exceptions=True)
+
+    d = restart(root, logs, endpoint=d.endpoint)
+    try:
+        listed = await catalog_agrees(d.endpoint, root)
+        for name, digest in acked.items():
+            assert listed.get(name) == digest, (name, seed)
+        assert partials(root) == {}
+        missing = [n for n in names if n not in listed]
+        async with Client(d.endpoint) as client:
+            for start in range(0, len(missing), 100):
+                results = await client.put_many([(src / n, n) for n in missing[start : start + 100]])
+                assert not [r for r in results if isinstance(r, ZfileError)], seed
+        listed = await catalog_agrees(d.endpoint, root)
+        assert sorted(listed) == sorted(names)
+        assert all(listed[n] == digest_of(src / n) for n in names)
+    finally:
+        assert d.stop() == 0

@@ -14,6 +14,8 @@ from zfile.errors import LocalFileError
 from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
 from zfile.protocol.events import PutFile
 
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+
 
 def read_wholes(
     files: Sequence[tuple[str | os.PathLike[str], str]], inline_max: int, most_bytes: int, clobber: bool
@@ -29,28 +31,35 @@ def read_wholes(
     """
     out: list[PutFile | LocalFileError | None] = []
     total = 0
+    hasher_of = new_hasher
     for path, name in files:
         try:
             # O_NONBLOCK: opening a FIFO put in a file's place must not hang the batch.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            with open(fd, "rb", buffering=0) as f:
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    out.append(LocalFileError(f"{path} is not a regular file"))
-                    continue
-                if st.st_size > inline_max or total + st.st_size > most_bytes:
-                    out.append(None)
-                    continue
-                data = f.read(st.st_size + 1)
+            fd = os.open(path, _FLAGS)
         except OSError as exc:
             out.append(LocalFileError(f"cannot read {path}: {exc.strerror}"))
             continue
-        if len(data) != st.st_size:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                out.append(LocalFileError(f"{path} is not a regular file"))
+                continue
+            size = st.st_size
+            if size > inline_max or total + size > most_bytes:
+                out.append(None)
+                continue
+            # One read of size + 1 bytes: a file that grew since its fstat shows it.
+            data = os.read(fd, size + 1)
+        except OSError as exc:
+            out.append(LocalFileError(f"cannot read {path}: {exc.strerror}"))
+            continue
+        finally:
+            os.close(fd)
+        if len(data) != size:
             out.append(LocalFileError(f"{path} changed while being sent"))
             continue
-        hasher = new_hasher(DEFAULT_ALGO)
+        hasher = hasher_of(DEFAULT_ALGO)
         hasher.update(data)
-        mode = st.st_mode & 0o7777
-        out.append(PutFile(name, st.st_size, st.st_mtime_ns, mode, hasher.digest(), clobber, data))
-        total += st.st_size
+        out.append(PutFile(name, size, st.st_mtime_ns, st.st_mode & 0o7777, hasher.digest(), clobber, data))
+        total += size
     return out

@@ -235,6 +235,75 @@ def _some_names(value: Any) -> tuple[str, ...]:
     return tuple(_NAME(v) for v in value)
 
 
+def _put_many_files(value: Any) -> tuple[dict[str, Any], ...]:
+    """The ``files`` of a PUT-MANY: a list of 1 to ``MAX_MANY_FILES`` maps,
+    each checked as :func:`_fields` checks it against ``_PUT_FILE_SCHEMA``
+    (as ``_list_of`` would).  The common case (every field present and well-typed) is tested inline,
+    since a message holds up to a thousand of them; any item that fails
+    the quick test goes through :func:`_fields`, whose error it raises."""
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, not {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_MANY_FILES:
+        raise ValueError(f"must hold 1 to {MAX_MANY_FILES} items, not {len(value)}")
+    out = []
+    for item in value:
+        # type() is: a bool is an int subclass and must not pass as one.
+        if (
+            type(item) is dict
+            and type(name := item.get("name")) is str
+            and (
+                len(name) <= MAX_WIRE_NAME_BYTES // 4
+                or len(name.encode("utf-8", "surrogatepass")) <= MAX_WIRE_NAME_BYTES
+            )
+            and type(size := item.get("size")) is int
+            and 0 <= size <= _U63
+            and type(mtime := item.get("mtime_ns")) is int
+            and -(1 << 63) <= mtime <= _U63
+            and type(mode := item.get("mode")) is int
+            and 0 <= mode <= 0o7777
+            and type(digest := item.get("digest")) is bytes
+            and 1 <= len(digest) <= MAX_DIGEST_BYTES
+            and type(clobber := item.get("clobber", True)) is bool
+        ):
+            if len(item) != 6 or "clobber" not in item:  # extra keys are ignored; an absent clobber defaults
+                item = {
+                    "name": name,
+                    "size": size,
+                    "mtime_ns": mtime,
+                    "mode": mode,
+                    "digest": digest,
+                    "clobber": clobber,
+                }
+            out.append(item)
+        else:
+            out.append(_fields(item, _PUT_FILE_SCHEMA, "file"))
+    return tuple(out)
+
+
+def _put_many_results(value: Any) -> tuple[dict[str, Any], ...]:
+    """The ``results`` of a PUT-MANY-OK: a list of 1 to ``MAX_MANY_FILES``
+    maps, each checked as :func:`_fields` checks it against
+    ``_RESULT_SCHEMA``, with a stored file's result (empty code and
+    message, a digest) tested inline and the rest through :func:`_fields`."""
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list, not {type(value).__name__}")
+    if not 1 <= len(value) <= MAX_MANY_FILES:
+        raise ValueError(f"must hold 1 to {MAX_MANY_FILES} items, not {len(value)}")
+    out = []
+    for item in value:
+        if (
+            type(item) is dict
+            and item.get("code") == ""
+            and item.get("message", "") == ""
+            and type(digest := item.get("digest")) is bytes
+            and 1 <= len(digest) <= MAX_DIGEST_BYTES
+        ):
+            out.append({"code": "", "message": "", "digest": digest})
+        else:
+            out.append(_fields(item, _RESULT_SCHEMA, "result"))
+    return tuple(out)
+
+
 _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
     "PUT": {
         "id": (_ID, _REQUIRED),
@@ -251,11 +320,11 @@ _SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
     "PUT-MANY": {
         "id": (_ID, _REQUIRED),
         "algo": (_SHORT, _REQUIRED),
-        "files": (_list_of(_PUT_FILE_SCHEMA, "file", MAX_MANY_FILES), _REQUIRED),
+        "files": (_put_many_files, _REQUIRED),
     },
     "PUT-MANY-OK": {
         "id": (_ID, _REQUIRED),
-        "results": (_list_of(_RESULT_SCHEMA, "result", MAX_MANY_FILES), _REQUIRED),
+        "results": (_put_many_results, _REQUIRED),
     },
     "PUT-READY": {
         "id": (_ID, _REQUIRED),
@@ -490,7 +559,9 @@ def decode(frames: Sequence[Buffer]) -> Event:
     if n_frames != 1:
         raise RemoteProtocolError(f"{kind} needs 1 frame, got {n_frames}", transfer_id=tid)
     if kind == "PUT-MANY-OK":
-        return PutManyOk(fields["id"], tuple(FileResult(**r) for r in fields["results"]))
+        return PutManyOk(
+            fields["id"], tuple(FileResult(r["code"], r["message"], r["digest"]) for r in fields["results"])
+        )
     return cls(**fields)
 
 
@@ -514,7 +585,10 @@ def _put_many(fields: dict[str, Any], frames: Sequence[Buffer], tid: int | None)
         total += len(data)
     if total > MAX_MANY_BYTES:
         raise RemoteProtocolError(f"PUT-MANY carries {total} bytes, over {MAX_MANY_BYTES}", transfer_id=tid)
-    files = tuple(PutFile(data=data, **head) for head, data in zip(heads, frames[1:], strict=True))
+    files = tuple(
+        PutFile(h["name"], h["size"], h["mtime_ns"], h["mode"], h["digest"], h["clobber"], data)
+        for h, data in zip(heads, frames[1:], strict=True)
+    )
     return PutMany(fields["id"], fields["algo"], files)
 
 

@@ -5,7 +5,7 @@ a GET needs GET-META and a CHUNK, and the daemon opens, reads and closes the
 file in several worker-thread hops.  :func:`read_many` answers a whole
 GET-MANY instead, in the order of its names, within the request's byte
 budget (``most``, at most ``MAX_MANY_BYTES``): for the local store in two
-worker-thread hops for the whole batch (:mod:`zfile.store.wholes`), for any
+worker-thread hops for the whole batch (:mod:`zfile.store.batch_read`), for any
 other through its downloads, :data:`OPEN_AT_ONCE` at a time.  Each name is looked up and
 read on its own: a bad name, a missing file or one that changed on disk is
 refused in its own :class:`~zfile.protocol.events.GotFile` and the others go
@@ -24,7 +24,7 @@ from zfile.errors import ErrorCode, StoreError, ZfileError
 from zfile.protocol.events import Entry, GetMany, GetManyOk, GotFile
 from zfile.protocol.names import quote_name
 from zfile.store import DownloadHandle, LocalStore, Store
-from zfile.store.wholes import read_wholes
+from zfile.store.batch_read import read_wholes
 
 #: Files opened at once while a reply is gathered: their reads overlap, and
 #: one request never holds more than this many descriptors.

@@ -2,9 +2,10 @@
 
 The database lives at ``<root>/.zfile/catalog.db`` in WAL mode with
 ``synchronous=FULL``, so a row the store has reported committed survives a
-power cut.  A second table holds commit intents: the entry of a file about to
-be renamed into place, keyed by its transfer id, written before the rename
-and removed in the transaction that records the file (:mod:`zfile.recovery`
+power cut.  Two more tables hold commit intents: the entry of a file about to
+be renamed into place, keyed by its transfer id (``intents``, one row a
+file; ``intent_batches``, one row a group-commit batch), written before the
+rename and removed in the transaction that records the file (:mod:`zfile.recovery`
 finishes what a crash left in between).  sqlite3 blocks, so every call runs on one dedicated thread: a
 single thread serialises writers without SQLite busy errors and keeps the
 connection on the thread that made it.
@@ -28,6 +29,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+import msgpack
 
 from zfile.errors import NoSpace, StoreError
 from zfile.protocol.events import Entry
@@ -65,6 +68,14 @@ CREATE TABLE IF NOT EXISTS intents (
     received REAL,
     id TEXT,
     peer TEXT
+)
+"""
+# One row per group-commit batch: its intents packed (msgpack) into one blob,
+# so that a batch of small files costs one row here, not one per file.
+_INTENT_BATCHES = """
+CREATE TABLE IF NOT EXISTS intent_batches (
+    batch INTEGER PRIMARY KEY,
+    intents BLOB NOT NULL
 )
 """
 _COLUMNS = "name, size, mtime_ns, mode, algo, digest, received, id, peer"
@@ -157,6 +168,7 @@ class Catalog:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(_SCHEMA)
             conn.execute(_INTENTS)
+            conn.execute(_INTENT_BATCHES)
         except BaseException:
             conn.close()
             raise
@@ -296,13 +308,14 @@ class Catalog:
 
         await self._write(f"record {quote_name(entry.name)}", put)
 
-    async def put_many(self, entries: Sequence[Entry], done: Sequence[str] = ()) -> None:
+    async def put_many(self, entries: Sequence[Entry], done: Sequence[str] = (), done_batch: int | None = None) -> None:
         """Insert ``entries`` in one transaction: all rows or none, each
         atomically replacing any row with the same name (a later entry of the
         same name wins), and remove the commit intents of the transfers
-        ``done`` in the same transaction.  One journal flush for the lot is
-        what lets the store commit many small files per second (group
-        commit)."""
+        ``done`` and the batch of intents ``done_batch`` (from
+        :meth:`add_intents`) in the same transaction.  One journal flush for
+        the lot is what lets the store commit many small files per second
+        (group commit)."""
 
         def put_many() -> None:
             db = self._db()
@@ -310,48 +323,59 @@ class Catalog:
             try:
                 db.executemany(_INSERT, [_row(e) for e in entries])
                 db.executemany("DELETE FROM intents WHERE transfer = ?", [(t,) for t in done])
+                if done_batch is not None:
+                    db.execute("DELETE FROM intent_batches WHERE batch = ?", (done_batch,))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
-        if entries or done:
+        if entries or done or done_batch is not None:
             await self._write(f"record {len(entries)} entries", put_many)
 
-    async def add_intents(self, intents: Sequence[tuple[str, Entry]]) -> None:
-        """Record, in one transaction, the commit intents ``(transfer,
-        entry)`` of files about to be renamed into place."""
+    async def add_intents(self, intents: Sequence[tuple[str, Entry]]) -> int | None:
+        """Record the commit intents ``(transfer, entry)`` of files about to
+        be renamed into place, as one row for the lot (committed, durable,
+        before this returns); return that batch's key for :meth:`put_many`,
+        or None when there were none."""
 
-        def add() -> None:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    f"INSERT OR REPLACE INTO intents (transfer, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(t, *_row(e)) for t, e in intents],
-                )
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        def add() -> int | None:
+            packed = msgpack.packb([(t, *_row(e)) for t, e in intents], use_bin_type=True)
+            return self._db().execute("INSERT INTO intent_batches (intents) VALUES (?)", (packed,)).lastrowid
 
-        if intents:
-            await self._write(f"record {len(intents)} commit intents", add)
+        if not intents:
+            return None
+        return await self._write(f"record {len(intents)} commit intents", add)
 
     async def intents(self) -> list[tuple[str, Entry]]:
-        """Every recorded commit intent as ``(transfer, entry)``."""
+        """Every recorded commit intent as ``(transfer, entry)``, batched or not."""
 
         def intents() -> list[tuple[str, Entry]]:
-            rows = self._db().execute(f"SELECT transfer, {_COLUMNS} FROM intents ORDER BY transfer")
-            return [(row[0], _entry(row[1:])) for row in rows]
+            db = self._db()
+            found = [(row[0], _entry(row[1:])) for row in db.execute(f"SELECT transfer, {_COLUMNS} FROM intents")]
+            for (packed,) in db.execute("SELECT intents FROM intent_batches ORDER BY batch"):
+                found.extend((item[0], _entry(tuple(item[1:]))) for item in msgpack.unpackb(packed, raw=False))
+            return sorted(found, key=lambda intent: intent[0])
 
         return await self._run("list commit intents", intents)
 
     async def drop_intents(self, transfers: Sequence[str]) -> None:
-        """Remove the commit intents of ``transfers``."""
+        """Remove the commit intents of ``transfers``, and every batch of
+        intents whose transfers are all among them."""
+        gone = set(transfers)
 
         def drop() -> None:
-            self._db().executemany("DELETE FROM intents WHERE transfer = ?", [(t,) for t in transfers])
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM intents WHERE transfer = ?", [(t,) for t in transfers])
+                for batch, packed in db.execute("SELECT batch, intents FROM intent_batches").fetchall():
+                    if all(item[0] in gone for item in msgpack.unpackb(packed, raw=False)):
+                        db.execute("DELETE FROM intent_batches WHERE batch = ?", (batch,))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
         if transfers:
             await self._write("drop commit intents", drop)
@@ -380,6 +404,20 @@ class Catalog:
             return found
 
         return await self._run(f"look up {len(names)} names", get)
+
+    async def listed(self, names: Sequence[str]) -> set[str]:
+        """Which of ``names`` have an entry: one lookup for a whole batch."""
+
+        def listed() -> set[str]:
+            db = self._db()
+            found: set[str] = set()
+            for k in range(0, len(names), 500):  # SQLite's host parameters are limited per statement
+                part = names[k : k + 500]
+                marks = ",".join("?" * len(part))
+                found.update(r[0] for r in db.execute(f"SELECT name FROM files WHERE name IN ({marks})", part))
+            return found
+
+        return await self._run(f"look up {len(names)} names", listed) if names else set()
 
     async def delete(self, name: str) -> None:
         """Remove the entry named ``name``; a no-op when there is none."""

@@ -21,6 +21,7 @@ their state file.  The group commit needs only a little of an upload, which
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -28,7 +29,7 @@ from typing import Protocol
 from zfile.errors import StoreError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.store.catalog import Catalog
-from zfile.store.fs import fsync_dir, store_error
+from zfile.store.fs import fsync_dir
 
 
 class Sealed(Protocol):
@@ -45,24 +46,28 @@ class Sealed(Protocol):
         (an inline upload), False when its state file holds it already."""
         ...
 
-    def install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
-        """Move the partial to ``final``; return the directories whose
-        entries changed, fsynced unless ``sync_dirs`` is False.  Blocking.
-        Exists when it must not replace a file that is there; OSError."""
+    def publish_to(self, name: str, check_path: Callable[[str], Path]) -> set[Path | int]:
+        """Move the partial to its final name ``name`` (``check_path(name)``
+        gives and checks its path, when the upload has not checked it
+        already against a directory descriptor it holds); return the
+        directories whose entries changed, as paths or open descriptors,
+        not yet fsynced.  Blocking.  BadName; Exists when it must not
+        replace a file that is there; OSError."""
         ...
 
 
-#: A commit waiting for its batch: the upload, its entry, and the future its
-#: caller awaits.
-_Item = tuple[Sealed, Entry, "asyncio.Future[None]"]
+#: One call of :meth:`Publisher.publish` waiting for its batch: its uploads
+#: with their entries, and the future its caller awaits (an outcome each).
+_Call = tuple[Sequence[tuple[Sealed, Entry]], "asyncio.Future[list[BaseException | None]]"]
 
 
 class Publisher:
     """The store's group commit.
 
     ``catalog`` records the entries; ``check_path(name)`` returns the final
-    path for ``name`` or raises (BadName, OSError), run again just before the
-    rename because the tree may have changed since the upload began.
+    path for ``name`` or raises (BadName, OSError), which an upload that
+    holds no checked directory descriptor runs again just before the
+    rename, because the tree may have changed since the upload began.
     :attr:`lock` is held from the first rename of a batch to its catalog
     write; :meth:`zfile.store.local.LocalStore.open_download` takes it too, so a
     download never pairs one version's entry with another version's bytes.
@@ -72,7 +77,7 @@ class Publisher:
         self._catalog = catalog
         self._check_path = check_path
         self.lock = asyncio.Lock()
-        self.queue: list[_Item] = []
+        self.queue: list[_Call] = []
         self._task: asyncio.Task[None] | None = None
 
     async def publish(self, items: Sequence[tuple[Sealed, Entry]]) -> list[BaseException | None]:
@@ -83,60 +88,56 @@ class Publisher:
         batch.  If the caller is cancelled while they wait, they are not
         published.
         """
-        loop = asyncio.get_running_loop()
-        waits: list[asyncio.Future[None]] = []
-        for upload, entry in items:
-            done: asyncio.Future[None] = loop.create_future()
-            self.queue.append((upload, entry, done))
-            waits.append(done)
+        if not items:
+            return []
+        # One future per call, not per file: a PUT-MANY's files wait together.
+        done: asyncio.Future[list[BaseException | None]] = asyncio.get_running_loop().create_future()
+        self.queue.append((items, done))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="zfile-publish")
-        # Futures, not coroutines: no task per file.  A cancelled caller
-        # cancels them, and the batch skips what is already done.
-        outcomes = await asyncio.gather(*waits, return_exceptions=True)
-        return [o if isinstance(o, BaseException) else None for o in outcomes]
+        # A cancelled caller cancels the future, and the batch skips it.
+        return await done
 
     async def _run(self) -> None:
         while self.queue:
-            batch: list[_Item] = []
+            calls: list[_Call] = []
             try:
                 async with self.lock:
                     # Taken under the lock: a commit cancelled while it waited is not published.
-                    batch = [item for item in self.queue if not item[2].done()]
+                    calls = [call for call in self.queue if not call[1].done()]
                     self.queue = []
-                    outcomes = await self._commit(batch)
+                    outcomes = await self._commit([item for items, _ in calls for item in items])
             except BaseException as exc:
                 failure = exc if isinstance(exc, Exception) else StoreError("the store closed while publishing")
-                for _, _, done in batch:
+                for _, done in calls:
                     if not done.done():
                         done.set_exception(failure)
                 raise
-            for (_, _, done), exc in zip(batch, outcomes, strict=True):
-                if done.done():
-                    continue
-                if exc is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(exc)
+            start = 0
+            for items, done in calls:
+                if not done.done():
+                    done.set_result(outcomes[start : start + len(items)])
+                start += len(items)
 
-    async def _commit(self, batch: list[_Item]) -> list[BaseException | None]:
+    async def _commit(self, batch: list[tuple[Sealed, Entry]]) -> list[BaseException | None]:
         failed: dict[int, BaseException] = {}
-        intents = [(k, u.transfer, e) for k, (u, e, _) in enumerate(batch) if u.intent_in_catalog]
+        intents = [(k, u.transfer, e) for k, (u, e) in enumerate(batch) if u.intent_in_catalog]
+        intent_batch: int | None = None
         try:
-            await self._catalog.add_intents([(t, e) for _, t, e in intents])
+            intent_batch = await self._catalog.add_intents([(t, e) for _, t, e in intents])
         except StoreError as exc:
             # Without its intent an inline file must not be renamed: a crash
             # after the rename could not be finished.
             failed = {k: exc for k, _, _ in intents}
             intents = []
-        todo = [(k, u, e.name) for k, (u, e, _) in enumerate(batch) if k not in failed]
+        todo = [(k, u, e.name) for k, (u, e) in enumerate(batch) if k not in failed]
         installed = await asyncio.to_thread(self._install, [(u, name) for _, u, name in todo])
         for (k, _, _), exc in zip(todo, installed, strict=True):
             if exc is not None:
                 failed[k] = exc
-        entries = [e for k, (_, e, _) in enumerate(batch) if k not in failed]
+        entries = [e for k, (_, e) in enumerate(batch) if k not in failed]
         try:
-            await self._catalog.put_many(entries, [t for _, t, _ in intents])
+            await self._catalog.put_many(entries, done_batch=intent_batch)
         except StoreError as exc:
             failed.update({k: exc for k in range(len(batch)) if k not in failed})
         return [failed.get(k) for k in range(len(batch))]
@@ -145,24 +146,19 @@ class Publisher:
         """Rename each sealed partial into place, then fsync each directory
         touched once; runs in a worker thread."""
         outcomes: list[BaseException | None] = []
-        dirs: set[Path] = set()
+        dirs: set[Path | int] = set()
         for upload, name in batch:
             try:
-                final = self._check_path(name)
-            except OSError as exc:
-                outcomes.append(store_error(exc, name, "inspect the path of"))
-                continue
-            except ZfileError as exc:
-                outcomes.append(exc)
-                continue
-            try:
-                dirs |= upload.install(final, sync_dirs=False)
+                dirs |= upload.publish_to(name, self._check_path)
                 outcomes.append(None)
             except (OSError, ZfileError) as exc:
                 outcomes.append(exc)
         try:
             for directory in dirs:
-                fsync_dir(directory)
+                if isinstance(directory, int):
+                    os.fsync(directory)
+                else:
+                    fsync_dir(directory)
         except OSError as exc:
             outcomes = [exc if o is None else o for o in outcomes]
         return outcomes

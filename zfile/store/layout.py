@@ -45,6 +45,8 @@ class Layout:
         self.tmp = self.root / PRIVATE_DIR / "tmp"
         self.catalog_path = self.root / PRIVATE_DIR / "catalog.db"
         self.real_root = ""
+        #: len(os.fsencode(real_root)), for the PATH_MAX check of every name.
+        self.real_root_bytes = 0
         self.name_max = 255
         self.path_max = 4096
 
@@ -54,6 +56,7 @@ class Layout:
         try:
             await aiofiles.os.makedirs(self.tmp, exist_ok=True)
             self.real_root = await asyncio.to_thread(os.path.realpath, self.root)
+            self.real_root_bytes = len(os.fsencode(self.real_root))
             self.name_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_NAME_MAX")
             self.path_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_PATH_MAX")
         except OSError as exc:
@@ -84,7 +87,7 @@ class Layout:
         calls as the checks allow.  BadName too when the real path would
         exceed PATH_MAX, which the system calls on it would refuse."""
         path = self.root / name
-        length = len(os.fsencode(self.real_root)) + 1 + len(name.encode("utf-8")) + 1
+        length = self.real_root_bytes + 1 + len(name.encode("utf-8")) + 1
         if length > self.path_max:
             raise BadName(
                 f"{quote_name(name)} would make a path of {length} bytes in the store, over the "

@@ -11,6 +11,8 @@ of its own that imports only those listed after it:
 
 - :mod:`~zfile.store.partial`: an upload in progress (:class:`Upload`): the
   partial file under ``<root>/.zfile/tmp``, resume, the commit intent;
+- :mod:`~zfile.store.wholes`: whole files held in memory (inline PUTs,
+  PUT-MANY), a batch per worker-thread hop;
 - :mod:`~zfile.store.reader`: reading a stored file (:class:`Download`);
 - :mod:`~zfile.store.recovery`: the reconciliation at startup;
 - :mod:`~zfile.store.group_commit`: publishing commits in batches;
@@ -65,9 +67,10 @@ from zfile.store.fs import fsync_dir, store_error, unlink_all
 from zfile.store.group_commit import Publisher
 from zfile.store.layout import Layout, exists_error
 from zfile.store.litter import Limits, PartialBounds
-from zfile.store.partial import Upload, commit_wholes, probe_partial, transfer_id
+from zfile.store.partial import Upload, probe_partial, transfer_id
 from zfile.store.reader import Download
 from zfile.store.recovery import Reconciled, reconcile
+from zfile.store.wholes import Staged, store_batch
 
 __all__ = ["Download", "LocalStore", "Upload", "transfer_id"]
 
@@ -273,27 +276,50 @@ class LocalStore(Store):
         except NoSpace as exc:
             return [exc] * len(files)
         results: list[Entry | ZfileError | None] = [None] * len(files)
-        claimed: list[tuple[int, Upload, PutFile, bool]] = []
+        batch: list[Staged] = []
+        at: list[int] = []
         try:
-            for k, f in enumerate(files):
-                # The checks of _begin that need no disk; the rest run in commit_wholes' worker hop.
-                try:
-                    hasher = self._admit(f.name, f.size, algo)
-                    listed = not f.clobber and await self.catalog.get(f.name) is not None
-                    state = _state(f.name, f.size, f.mtime_ns, f.mode, algo, peer)
-                    upload = self._claim(transfer_id(f.name, f.size, f.mtime_ns), state, f.clobber, hasher)
-                except ZfileError as exc:
-                    results[k] = exc
-                    continue
-                claimed.append((k, upload, f, listed))
-            committed = await commit_wholes([(u, f.data, f.digest, listed) for _, u, f, listed in claimed])
-            for (k, *_), result in zip(claimed, committed, strict=True):
-                results[k] = result
-        finally:
-            for _, upload, *_ in claimed:
-                if upload.live:
-                    await upload.abort()
+            digests.new_hasher(algo)
+            admit = self._admit_known_algo  # the batch's one algorithm checked once
+        except ZfileError:
+            admit = self._admit  # each file refused with its own first error
+        for k, f in enumerate(files):
+            # The checks of _begin that need no disk; the rest run in the batch's worker-thread hop.
+            try:
+                admit(f.name, f.size, algo)
+                transfer = transfer_id(f.name, f.size, f.mtime_ns)
+                staged = Staged(
+                    transfer, f.name, f.size, f.mtime_ns, f.mode & _MODE_MASK, peer, f.clobber, f.data, f.digest
+                )
+                self.claims.claim(transfer, staged, f.name)
+            except ZfileError as exc:
+                results[k] = exc
+                continue
+            batch.append(staged)
+            at.append(k)
+        if not batch:
+            return results  # type: ignore[return-value]
+        unclobbering = [s for s in batch if not s.clobber]
+        if unclobbering:
+            try:
+                listed = await self.catalog.listed([s.name for s in unclobbering])
+            except ZfileError as exc:
+                for s in batch:
+                    self.claims.release(s.transfer, s)
+                return [exc if r is None else r for r in results]
+            for s in unclobbering:
+                s.listed = s.name in listed
+        stored = await store_batch(self.layout, self.claims, self.publisher, batch, algo)
+        for k, result in zip(at, stored, strict=True):
+            results[k] = result
         return results  # type: ignore[return-value]
+
+    def _admit_known_algo(self, name: str, size: int, algo: str) -> None:
+        """:meth:`_admit` for an ``algo`` known to be valid, without a hasher."""
+        self.layout.check_open()
+        check_name(name, self.max_name_bytes)
+        if size < 0 or size > self.max_file_size:
+            self._admit(name, size, algo)
 
     def _admit(self, name: str, size: int, algo: str) -> digests.Hasher:
         """The checks of an upload that need no disk, in order: store open,

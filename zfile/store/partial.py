@@ -8,8 +8,8 @@ after a crash), fsyncs the partial and hands it to the store's group commit
 (:class:`zfile.store.group_commit.Publisher`), which moves it to its final name
 with ``os.replace`` (or ``link`` when it must not clobber) and writes the
 catalog row.  A whole file sent inside its PUT or a PUT-MANY
-(:func:`commit_wholes`) writes no state file: its commit intent is a catalog
-row, recorded by the group commit before the rename.
+(:mod:`zfile.store.wholes`) writes no state file: its commit intent is a
+catalog row, recorded by the group commit before the rename.
 
 :func:`transfer_id` names a partial, :func:`probe_partial` says how much of
 one can be resumed, and :class:`Upload`, made by
@@ -31,17 +31,17 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiofiles
 import blake3
 
-from zfile.errors import IntegrityError, NoSpace, StoreError, ZfileError
+from zfile.errors import IntegrityError, NoSpace, StoreError
 from zfile.fileio.chunks import write_chunks
 from zfile.fileio.hashing import hash_file_prefix
-from zfile.fileio.writeback import UPLOADS, Writeback, drop, start_all
+from zfile.fileio.writeback import UPLOADS, Writeback, drop
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
@@ -138,8 +138,7 @@ class Upload(UploadHandle):
         # it, so the descriptor is closed only once it is over (_release).
         self._inflight: asyncio.Future[int] | None = None
         self._writeback = Writeback()
-        #: True for an inline PUT: its commit intent goes into the catalog with
-        #: its group commit's batch, not into a state file.
+        #: False: its commit intent is in its state file, not the catalog.
         self.intent_in_catalog = False
 
     @property
@@ -273,41 +272,6 @@ class Upload(UploadHandle):
             await self._release(keep=False)
             return entry
 
-    def _write_whole(self, data: Buffer, digest: bytes, listed: bool) -> tuple[bytes, int]:
-        """The worker-thread part of :func:`commit_wholes` for this upload:
-        the checks of :meth:`Store.begin_upload` (path, existing name, free
-        space), then length and digest, then write, mode and mtime.  Returns
-        the verified digest and the partial's open descriptor, not yet
-        fsynced; the caller fsyncs and closes it."""
-        self._layout.check_inline(self.name, self.size, self.clobber, listed)
-        q = quote_name(self.name)
-        view = memoryview(data).cast("B")
-        if view.nbytes != self.size:
-            raise IntegrityError(f"{q} was declared {self.size} bytes but {view.nbytes} arrived")
-        self._hasher.update(view)
-        actual = self._hasher.digest()
-        if not hmac.compare_digest(actual, bytes(digest)):
-            raise IntegrityError(f"the digest of {q} does not match the bytes received")
-        try:
-            # No stale state file of a streamed partial may be left beside the new
-            # bytes.  Looked up first: an unlink, even of a missing name, takes the
-            # temp directory's lock for writing, and every upload's create and
-            # rename contend for that lock (a tenth of a small-file batch's CPU).
-            if os.path.lexists(self._state_path):
-                self._state_path.unlink(missing_ok=True)
-            fd = os.open(self._part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            try:
-                while view:
-                    view = view[os.write(fd, view) :]
-                self._stamp(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-        except OSError as exc:
-            raise store_error(exc, self.name, "store") from exc
-        self.offset = self.size
-        return actual, fd
-
     def _write_intent(self, digest: bytes) -> None:
         # The verified digest goes into the state file (a commit intent) before
         # the rename, so a crash between rename and catalog write is finished at
@@ -323,6 +287,17 @@ class Upload(UploadHandle):
         self._stamp(fd)
         os.fsync(fd)
         drop(fd)  # clean now: the next uploads' writes reuse these pages
+
+    def publish_to(self, name: str, check_path: Callable[[str], Path]) -> set[Path | int]:
+        """The group commit's step for this upload: check the final path
+        again (the tree may have changed since the upload began), then
+        :meth:`install` without the directory fsyncs, which the group
+        commit does once for its batch.  BadName, Exists; OSError."""
+        try:
+            final = check_path(name)
+        except OSError as exc:
+            raise store_error(exc, name, "inspect the path of") from exc
+        return set(self.install(final, sync_dirs=False))
 
     def install(self, final: Path, sync_dirs: bool = True) -> set[Path]:
         """Move the sealed partial to ``final``; return the directories whose
@@ -404,84 +379,3 @@ class Upload(UploadHandle):
                     await asyncio.to_thread(unlink_all, self._part, self._state_path)
         finally:
             self._claims.release(self.transfer, self)
-
-
-#: One whole file for :func:`commit_wholes`: its claimed upload, its bytes,
-#: the digest the client declared, and whether the catalog already lists its name.
-Whole = tuple[Upload, Buffer, bytes, bool]
-
-
-async def commit_wholes(wholes: Sequence[Whole]) -> list[Entry | ZfileError]:
-    """Commit whole files held in memory (inline PUTs, a PUT-MANY) with the
-    checks and steps of :meth:`Store.begin_upload`, :meth:`Upload.write`
-    then :meth:`Upload.commit`, and return an entry or an error for each, in
-    order; one file's error never stops the others.
-
-    Small files are bound by per-file overhead, so the whole batch takes one
-    worker-thread hop (path and space checks, length and digest, write,
-    mode, mtime, fsync of every file), then joins one group commit.  Every
-    file is still fsynced on its own before its rename.  No state file: the
-    commit intent is recorded in the catalog with the group commit.  Errors
-    per file as :meth:`Upload.commit`; the caller aborts every upload still
-    live afterwards.
-    """
-    if not wholes:
-        return []
-    for upload, *_ in wholes:
-        upload.intent_in_catalog = True
-    results: list[Entry | ZfileError | bytes] = await asyncio.to_thread(_write_wholes, wholes)
-    ready: list[tuple[int, Upload, Entry]] = []
-    ids = os.urandom(16 * len(wholes))  # one system call for the batch's entry ids
-    received = time.time()
-    for k, digest in enumerate(results):
-        if isinstance(digest, bytes):
-            u = wholes[k][0]
-            uid = uuid.UUID(bytes=ids[16 * k : 16 * k + 16], version=4).hex
-            entry = Entry(u.name, u.size, u.mtime_ns, u.mode, u.algo, digest, received=received, id=uid, peer=u.peer)
-            ready.append((k, u, entry))
-    failures = await wholes[0][0]._publisher.publish([(u, e) for _, u, e in ready])
-    for (k, upload, entry), failure in zip(ready, failures, strict=True):
-        if failure is None:
-            # Published: the partial was renamed (or linked and unlinked) into
-            # place and no state file was written, so there is nothing to delete.
-            upload._live = False
-            upload._claims.release(upload.transfer, upload)
-            results[k] = entry
-        elif isinstance(failure, OSError):
-            results[k] = store_error(failure, upload.name, "store")
-        elif isinstance(failure, ZfileError):
-            results[k] = failure
-        else:
-            raise failure
-    return results  # type: ignore[return-value]
-
-
-def _write_wholes(wholes: Sequence[Whole]) -> list[ZfileError | bytes]:
-    """Write every file, then fsync every file; the verified digest of each
-    file written and synced, or its error."""
-    results: list[ZfileError | bytes] = []
-    opened: list[tuple[int, int]] = []  # (index, fd)
-    try:
-        for k, (upload, data, digest, listed) in enumerate(wholes):
-            try:
-                actual, fd = upload._write_whole(data, digest, listed)
-            except ZfileError as exc:
-                results.append(exc)
-                continue
-            results.append(actual)
-            opened.append((k, fd))
-        # Writeback of every file starts before the first fsync waits: that
-        # fsync's journal commit then carries the batch, and the rest find
-        # little left to do (several times the files per second of one
-        # write-and-fsync after another on ext4).
-        start_all([fd for _, fd in opened])
-        for k, fd in opened:
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                results[k] = store_error(exc, wholes[k][0].name, "store")
-    finally:
-        for _, fd in opened:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-    return results

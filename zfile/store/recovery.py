@@ -27,6 +27,11 @@ settles every way the two can disagree:
    bytes actually served.  A change that keeps both size and mtime is not
    detected; zfile itself never makes one (it sets mtime on every commit).
 
+4. **A partial without a state file** (``.part`` without ``.json``: a crash
+   between a whole file's write and its batch's commit intent, or between a
+   streamed upload's create and its state file) cannot be resumed: it is
+   deleted.
+
 Files under the root that no row names and no intent explains are left alone
 and not served: the catalog, not the directory, says what the store holds.
 
@@ -80,6 +85,9 @@ async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Re
     it was; a replaced file that cannot be re-hashed is logged and dropped,
     since its row's digest would fail every download."""
     recorded = await _finish_commits(layout, catalog, max_name_bytes)
+    with contextlib.suppress(OSError):
+        if orphans := await asyncio.to_thread(_drop_stateless_partials, layout.tmp):
+            log.info("removed %d partial file(s) without a state file, left by a crash mid-write", orphans)
     dropped = rehashed = 0
     after = ""
     while True:
@@ -186,6 +194,23 @@ def _drop_orphan(part: Path) -> None:
     if not part.with_suffix(".json").exists():
         with contextlib.suppress(OSError):
             part.unlink()
+
+
+def _drop_stateless_partials(tmp: Path) -> int:
+    """Delete every ``.part`` in ``tmp`` without its ``.json``; return how
+    many.  Nothing can resume one (a resume needs the state file, which a
+    streamed upload writes before its first byte), and a whole file's
+    partial is not published once the store restarts: it is what a crash
+    left between a batch's write and its commit intent."""
+    with os.scandir(tmp) as items:
+        names = {item.name for item in items}
+    dropped = 0
+    for name in names:
+        if name.endswith(".part") and f"{name[:-5]}.json" not in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp / name)
+                dropped += 1
+    return dropped
 
 
 def _read_intents(tmp: Path) -> list[tuple[Path, dict]]:

@@ -1,110 +1,448 @@
-"""Reading many small stored files whole, for a batched download (GET-MANY).
+"""Whole files held in memory (an inline PUT, a PUT-MANY), stored a batch at a time.
 
-:meth:`LocalStore.open_download` costs a small file four worker-thread hops
-(catalog lookup, path check, open, close) and a read.  :func:`read_wholes`
-serves a whole batch in two: one catalog query for every name, then one hop
-that checks each path, opens it (never following a symbolic link at the
-name, never blocking on a FIFO planted there), reads it and closes it.
-Both run under the group commit's lock, as :meth:`open_download` does, so a
-delete or a replace cannot pair an entry with another file.  Sizes are bytes.
+A small file's cost is its system calls and Python objects, not its bytes,
+so a batch goes through the disk in two worker-thread hops with as few of
+both as the checks and the crash guarantees allow:
+
+1. **Write** (:func:`write_batch`): the root is opened once and each
+   parent directory of the batch once, walking down from the root with
+   ``O_NOFOLLOW`` (openat(2) style, no path resolution per file); each
+   final name is checked with one ``lstat`` relative to its directory's
+   descriptor, free space with one ``statvfs`` for the batch, each file
+   verified (length, digest) and written to ``<root>/.zfile/tmp/<transfer>.part``
+   (open, write, futimens, close; fchmod only when the umask would change
+   its mode).  Then one ``syncfs(2)`` makes every file of the batch durable
+   at once (see :func:`zfile.store.fs.syncfs` for its trade-off).
+2. **Publish** (:class:`zfile.store.group_commit.Publisher`): the batch's
+   commit intents in one catalog transaction, the renames relative to the
+   directory descriptors (``renameat``), one fsync per directory touched,
+   and the rows in one more transaction, after which each file is
+   acknowledged.
+
+A path a parent walk cannot follow (a symbolic link inside the root, a file
+where a directory belongs) takes the full check of
+:meth:`zfile.store.layout.Layout.check_path`, which refuses what leaves the
+root and allows what stays inside it, as for a streamed upload.  The
+partials' names and the catalog's intents are those of every other upload,
+so :mod:`zfile.store.recovery` finishes a batch cut short by a crash as it
+finishes any inline upload.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import hmac
 import os
 import stat
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
 
-from zfile.errors import BadName, NotFound, StoreError, TooLarge, ZfileError
-from zfile.protocol.events import Entry
-from zfile.protocol.names import check_name, quote_name
-from zfile.store.fs import store_error
-from zfile.store.layout import Layout
-from zfile.store.local import LocalStore
+from zfile.errors import BadName, IntegrityError, StoreError, ZfileError
+from zfile.protocol import digest as digests
+from zfile.protocol.events import Buffer, Entry
+from zfile.protocol.names import quote_name
+from zfile.store.claims import Claims
+from zfile.store.fs import store_error, syncfs
+from zfile.store.group_commit import Publisher
+from zfile.store.layout import Layout, exists_error
 
-Whole = tuple[Entry, bytes]
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
-async def read_wholes(store: LocalStore, names: Sequence[str], most: int) -> list[Whole | ZfileError]:
-    """Each of ``names`` as (entry, its bytes), or the error a download of it
-    would meet, in order: BadName, NotFound, StoreError when the file on
-    disk is shorter or longer than its entry (it changed) or cannot be read,
-    and TooLarge for each file that would take the files read so far past
-    ``most`` bytes.  StoreError when the store is closed."""
-    store.layout.check_open()
-    results: list[Whole | ZfileError | None] = [None] * len(names)
-    wanted: list[int] = []
-    for k, name in enumerate(names):
+def _read_umask() -> int:
+    # The process's umask cannot be read without setting it: done once, at import.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+class Staged:
+    """One whole file of a batch, from its claim to its publication.
+
+    It holds its partial's claim in the store's :class:`Claims` (so a
+    streamed upload of the same file is Busy meanwhile) and is what the
+    group commit publishes (:class:`zfile.store.group_commit.Sealed`).
+    ``dir_fd`` is its final directory's descriptor once written, owned by
+    the batch; ``base`` its final name's last component.
+    """
+
+    __slots__ = (
+        "transfer",
+        "name",
+        "size",
+        "mtime_ns",
+        "mode",
+        "peer",
+        "clobber",
+        "listed",
+        "data",
+        "digest",
+        "dir_fd",
+        "base",
+        "part",
+        "tmp_fd",
+        "live",
+    )
+
+    #: Its commit intent is a catalog row, written with its batch.
+    intent_in_catalog = True
+    #: A whole file leaves nothing to resume: its partial is never kept.
+    kept = False
+    offset = 0
+
+    def __init__(
+        self,
+        transfer: str,
+        name: str,
+        size: int,
+        mtime_ns: int,
+        mode: int,
+        peer: str,
+        clobber: bool,
+        data: Buffer,
+        digest: bytes,
+    ) -> None:
+        self.transfer = transfer
+        self.name = name
+        self.size = size
+        self.mtime_ns = mtime_ns
+        self.mode = mode
+        self.peer = peer
+        self.clobber = clobber
+        self.listed = False
+        self.data = data
+        self.digest = digest
+        self.dir_fd = -1
+        self.base = ""
+        self.part = f"{transfer}.part"
+        self.tmp_fd = -1
+        self.live = True
+
+    async def suspend(self) -> None:
+        """Nothing to keep: the store's close lets a batch in flight end on its own."""
+
+    def publish_to(self, name: str, check_path: Callable[[str], Path]) -> set[Path | int]:
+        """Rename the partial into its directory (``renameat`` relative to
+        the partials' directory and :attr:`dir_fd`; ``link`` then ``unlink``
+        when it must not clobber); return the directory's descriptor, to
+        fsync.  The path was checked by :func:`write_batch` against this
+        same descriptor, so ``check_path`` is not needed.  Exists; OSError."""
+        tmp_fd = self.tmp_fd
+        if self.clobber:
+            os.rename(self.part, self.base, src_dir_fd=tmp_fd, dst_dir_fd=self.dir_fd)
+        else:
+            # link() refuses an existing name atomically, unlike an exists-check then rename().
+            try:
+                os.link(self.part, self.base, src_dir_fd=tmp_fd, dst_dir_fd=self.dir_fd, follow_symlinks=False)
+                os.unlink(self.part, dir_fd=tmp_fd)
+            except FileExistsError:
+                raise exists_error(self.name) from None
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS or _lexists(self.base, self.dir_fd):
+                    raise
+                os.rename(self.part, self.base, src_dir_fd=tmp_fd, dst_dir_fd=self.dir_fd)
+        return {self.dir_fd}
+
+
+def _lexists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+class Directories:
+    """The descriptors of the directories one batch writes into, keyed by
+    the names' parent ("" for the root); closed by :meth:`close`."""
+
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
+        self.root_fd = -1
+        self.tmp_fd = -1
+        self.fds: dict[str, int] = {}
+        self._opened: list[int] = []
+
+    def open(self) -> None:
+        """Open the root and the partials' directory; OSError."""
+        self.root_fd = self._keep(os.open(self._layout.real_root, _DIR_FLAGS))
+        self.tmp_fd = self._keep(os.open(self._layout.tmp, _DIR_FLAGS))
+
+    def _keep(self, fd: int) -> int:
+        self._opened.append(fd)
+        return fd
+
+    def parent(self, name: str, parent: str) -> int:
+        """The descriptor of ``name``'s parent directory ``parent``, made
+        when missing.  BadName when it is outside the root, in the private
+        directory, or a file is in the way (the checks of
+        :meth:`Layout.check_path`); OSError."""
+        fd = self.fds.get(parent)
+        if fd is not None:
+            return fd
         try:
-            check_name(name, store.max_name_bytes)
-            wanted.append(k)
-        except BadName as exc:
+            fd = self._walk(parent)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
+                raise
+            # A symbolic link or a file on the way: the full check decides.
+            path = self._layout.check_path(name, True)
+            os.makedirs(path.parent, exist_ok=True)
+            fd = self._keep(os.open(os.path.realpath(path.parent), _DIR_FLAGS))
+        self.fds[parent] = fd
+        return fd
+
+    def _walk(self, parent: str) -> int:
+        fd = self.root_fd
+        if not parent:
+            return fd
+        for part in parent.split("/"):
+            try:
+                fd = self._keep(os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd))
+            except FileNotFoundError:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, dir_fd=fd)
+                fd = self._keep(os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd))
+        return fd
+
+    def close(self) -> None:
+        for fd in self._opened:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._opened = []
+        self.fds = {}
+
+
+def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
+    """The path checks of :meth:`Layout.check_inline` for ``f``, relative to
+    its directory's descriptor (set on ``f``).  BadName, Exists; OSError."""
+    name = f.name
+    # A character is at most 4 bytes of UTF-8: most names need no encoding to pass.
+    short = layout.real_root_bytes + 2 + 4 * len(name) <= layout.path_max
+    length = 0 if short else layout.real_root_bytes + 1 + len(name.encode("utf-8")) + 1
+    if length > layout.path_max:
+        raise BadName(
+            f"{quote_name(name)} would make a path of {length} bytes in the store, over the "
+            f"{layout.path_max} bytes of PATH_MAX; use a shorter name"
+        )
+    parent, _, base = name.rpartition("/")
+    if layout.name_max < 255 and any(len(p.encode()) > layout.name_max for p in name.split("/")):
+        raise BadName(f"{quote_name(name)} has a component longer than {layout.name_max} bytes")
+    f.dir_fd = dirs.parent(name, parent)
+    f.base = base
+    try:
+        mode = os.stat(base, dir_fd=f.dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        raise BadName(f"{quote_name(name)} is a symbolic link in the store")
+    if stat.S_ISDIR(mode):
+        raise BadName(f"{quote_name(name)} is a directory in the store")
+    if not f.clobber and (f.listed or mode):
+        raise exists_error(name)
+
+
+def _write(f: Staged, tmp_fd: int, algo: str) -> bytes:
+    """Verify ``f``'s bytes and write them to its partial, stamped with its
+    mode and mtime; return the digest.  IntegrityError; OSError."""
+    view = memoryview(f.data).cast("B")
+    if view.nbytes != f.size:
+        raise IntegrityError(f"{quote_name(f.name)} was declared {f.size} bytes but {view.nbytes} arrived")
+    hasher = digests.new_hasher(algo)
+    hasher.update(view)
+    actual = hasher.digest()
+    if not hmac.compare_digest(actual, bytes(f.digest)):
+        raise IntegrityError(f"the digest of {quote_name(f.name)} does not match the bytes received")
+    # No stale state file of a streamed partial may be left beside the new bytes.
+    if _lexists(f"{f.transfer}.json", tmp_fd):
+        os.unlink(f"{f.transfer}.json", dir_fd=tmp_fd)
+    try:
+        fd = os.open(f.part, _CREATE, f.mode, dir_fd=tmp_fd)
+    except FileExistsError:  # a streamed upload's partial of the same file, no longer claimed
+        os.unlink(f.part, dir_fd=tmp_fd)
+        fd = os.open(f.part, _CREATE, f.mode, dir_fd=tmp_fd)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+        if f.mode & _UMASK:
+            os.fchmod(fd, f.mode)
+        os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
+    finally:
+        os.close(fd)
+    return actual
+
+
+def write_batch(layout: Layout, dirs: Directories, batch: Sequence[Staged], algo: str) -> list[ZfileError | bytes]:
+    """Check, verify and write every file of ``batch``, then make them
+    durable with one ``syncfs``; for each in order its verified digest or
+    the error that refused it (BadName, Exists, NoSpace, IntegrityError,
+    StoreError), in the order of a streamed upload's checks.  Blocking: one
+    worker-thread hop for the batch."""
+    results: list[ZfileError | bytes] = []
+    try:
+        dirs.open()
+    except OSError as exc:
+        err = store_error(exc, batch[0].name, "open the store's directory for")
+        return [err] * len(batch)
+    checked: list[bool] = []
+    for f in batch:
+        try:
+            _check(layout, dirs, f)
+            checked.append(True)
+            results.append(b"")
+        except ZfileError as exc:
+            checked.append(False)
+            results.append(exc)
+        except OSError as exc:
+            checked.append(False)
+            results.append(store_error(exc, f.name, "inspect the path of"))
+    need = sum(f.size for f, ok in zip(batch, checked, strict=True) if ok)
+    if need:
+        free = -1
+        with contextlib.suppress(OSError):
+            fs = os.statvfs(dirs.root_fd)
+            free = fs.f_bavail * fs.f_frsize
+        if free < need:  # short of room (or unknown): each file on its own, as a lone upload would be
+            for k, f in enumerate(batch):
+                if checked[k] and f.size:
+                    try:
+                        layout.check_space(f.name, f.size)
+                    except ZfileError as exc:
+                        checked[k] = False
+                        results[k] = exc
+    tmp_fd = dirs.tmp_fd
+    written = 0
+    for k, f in enumerate(batch):
+        if not checked[k]:
+            continue
+        f.tmp_fd = tmp_fd
+        try:
+            results[k] = _write(f, tmp_fd, algo)
+            written += 1
+        except ZfileError as exc:
             results[k] = exc
-    async with store.publisher.lock:
-        entries = await store.catalog.get_many([names[k] for k in wanted]) if wanted else {}
-        chosen: list[tuple[int, Entry]] = []
-        budget = most
-        for k in wanted:
-            entry = entries.get(names[k])
-            if entry is None:
-                results[k] = NotFound(f"{quote_name(names[k])} is not in the store")
-            elif entry.size > budget:
-                results[k] = TooLarge(
-                    f"{quote_name(entry.name)} ({entry.size} bytes) does not fit in this reply's {most} bytes; "
-                    "get it on its own"
-                )
+        except OSError as exc:
+            results[k] = store_error(exc, f.name, "store")
+            with contextlib.suppress(OSError):
+                os.unlink(f.part, dir_fd=tmp_fd)
+    if written:
+        try:
+            syncfs(tmp_fd)
+        except OSError as exc:
+            err = store_error(exc, batch[0].name, "store")
+            results = [err if isinstance(r, bytes) else r for r in results]
+    return results
+
+
+def entry_ids(count: int) -> list[str]:
+    """``count`` random entry ids: what ``uuid.uuid4().hex`` gives (RFC 4122
+    version 4: 122 random bits, the version and variant bits set), from one
+    ``os.urandom`` call and without a UUID object per file."""
+    raw = bytearray(os.urandom(16 * count))
+    for k in range(6, 16 * count, 16):
+        raw[k] = (raw[k] & 0x0F) | 0x40  # version 4
+        raw[k + 2] = (raw[k + 2] & 0x3F) | 0x80  # variant RFC 4122
+    text = raw.hex()
+    return [text[k : k + 32] for k in range(0, 32 * count, 32)]
+
+
+async def store_batch(
+    layout: Layout, claims: Claims, publisher: Publisher, batch: Sequence[Staged], algo: str
+) -> list[Entry | ZfileError]:
+    """Write, publish and record the claimed files of ``batch``
+    (:func:`write_batch`, then the group commit) and release their claims;
+    for each in order its entry or its error.  A file that was not
+    published leaves no partial behind.  A caller cancelled while the batch
+    waits for the group commit publishes none of the files not yet taken
+    into a commit; the clean-up then waits for the hops still using the
+    batch's descriptors, so none is closed under them."""
+    dirs = Directories(layout)
+    results: list[Entry | ZfileError | bytes] = []
+    writing: asyncio.Future[list[ZfileError | bytes]] | None = None
+    publishing = False
+    try:
+        writing = asyncio.ensure_future(asyncio.to_thread(write_batch, layout, dirs, batch, algo))
+        results = list(await asyncio.shield(writing))
+        ready: list[tuple[int, Staged, Entry]] = []
+        ids = entry_ids(len(batch))
+        received = time.time()
+        for k, digest in enumerate(results):
+            if isinstance(digest, bytes):
+                f = batch[k]
+                entry = Entry(f.name, f.size, f.mtime_ns, f.mode, algo, digest, received, ids[k], f.peer)
+                ready.append((k, f, entry))
+        publishing = True
+        failures = await publisher.publish([(f, e) for _, f, e in ready]) if ready else []
+        publishing = False
+        for (k, f, entry), failure in zip(ready, failures, strict=True):
+            if failure is None:
+                f.live = False  # renamed into place: nothing left to delete
+                results[k] = entry
+            elif isinstance(failure, OSError):
+                results[k] = store_error(failure, f.name, "store")
+            elif isinstance(failure, ZfileError):
+                results[k] = failure
             else:
-                budget -= entry.size
-                chosen.append((k, entry))
-        if chosen:
-            read = await asyncio.to_thread(_read_all, store.layout, [e for _, e in chosen])
-            for (k, _), result in zip(chosen, read, strict=True):
-                results[k] = result
+                raise failure
+    finally:
+        await _uninterrupted(_clean_up(layout, claims, publisher, batch, dirs, writing, publishing))
     return results  # type: ignore[return-value]
 
 
-def _read_all(layout: Layout, entries: Sequence[Entry]) -> list[Whole | ZfileError]:
-    out: list[Whole | ZfileError] = []
-    for entry in entries:
+async def _clean_up(
+    layout: Layout,
+    claims: Claims,
+    publisher: Publisher,
+    batch: Sequence[Staged],
+    dirs: Directories,
+    writing: asyncio.Future | None,
+    publishing: bool,
+) -> None:
+    if writing is not None and not writing.done():
+        await asyncio.wait([writing])  # the write hop's thread still uses the descriptors
+    if publishing:
+        # Cancelled while its files were queued: a group commit that took them is over once its lock is free.
+        async with publisher.lock:
+            pass
+    dirs.close()
+    # Whatever was not published leaves no partial, as an aborted upload leaves none.
+    leftovers = [f.part for f in batch if f.live]
+    if leftovers:
+        with contextlib.suppress(OSError, StoreError):
+            await asyncio.to_thread(_unlink_parts, layout.tmp, leftovers)
+    for f in batch:
+        f.live = False
+        f.data = b""
+        claims.release(f.transfer, f)
+
+
+async def _uninterrupted(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Await ``cleanup`` to its end even if the awaiting task is cancelled
+    meanwhile, then raise that cancellation."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled = False
+    while True:
         try:
-            out.append((entry, _read_one(layout, entry)))
-        except ZfileError as exc:
-            out.append(exc)
-        except OSError as exc:
-            out.append(store_error(exc, entry.name, "read"))
-    return out
+            await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
-def _read_one(layout: Layout, entry: Entry) -> bytes:
-    q = quote_name(entry.name)
-    path = layout.check_path(entry.name, False)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.EMLINK):
-            raise BadName(f"{q} is a symbolic link in the store") from exc
-        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
-            raise NotFound(f"{q} is in the catalog but missing from the disk") from exc
-        raise
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotFound(f"{q} is in the catalog but is not a regular file on the disk")
-        # One byte more than the entry says: a file that grew shows as changed too.
-        data = os.read(fd, entry.size + 1)
-        while len(data) < entry.size + 1:
-            more = os.read(fd, entry.size + 1 - len(data))
-            if not more:
-                break
-            data += more
-    finally:
-        os.close(fd)
-    if len(data) > entry.size:
-        raise StoreError(f"{q} changed on disk: it is longer than the {entry.size} bytes of its entry")
-    if len(data) < entry.size:
-        raise StoreError(f"{q} changed on disk: {len(data)} bytes where its entry says {entry.size}")
-    return data
-
-
-__all__ = ["Whole", "read_wholes"]
+def _unlink_parts(tmp: Path, parts: list[str]) -> None:
+    for part in parts:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp / part)

@@ -199,15 +199,26 @@ class ServerSocket:
             frames = [await self._sock.recv(copy=False)]
             # libzmq delivers a multipart message whole, so once its first
             # frame is here the rest are too and can be read without waiting.
-            while self._frames.rcvmore:
-                if len(frames) > protocol.MAX_FRAMES:
+            # getsockopt, not the rcvmore attribute: pyzmq's attribute lookup
+            # costs more than the read of a small frame.
+            more, recv, rcvmore = self._frames.getsockopt, self._frames.recv, zmq.RCVMORE
+            # Identity, frame 0 and a first data frame (a CHUNK's, kept zero-copy)
+            # as zmq Frames; a PUT-MANY's further data frames are copied into
+            # bytes as they are read, so that libzmq's copy of each is freed at
+            # once instead of both copies of the whole message living together.
+            copied: list[bytes] = []
+            while more(rcvmore):
+                if len(frames) + len(copied) > protocol.MAX_FRAMES:
                     extra = await self._discard_rest()
-                    count = len(frames) - 1 + extra
+                    count = len(frames) + len(copied) - 1 + extra
                     error = RemoteProtocolError(
                         f"message has {count} frames; at most {protocol.MAX_FRAMES} frames are allowed"
                     )
                     return Incoming(frames[0].bytes, _peer_address(frames[0]), None, error)
-                frames.append(self._frames.recv(zmq.NOBLOCK, copy=False))
+                if len(frames) < 3:
+                    frames.append(recv(zmq.NOBLOCK, copy=False))
+                else:
+                    copied.append(recv(zmq.NOBLOCK))
         except zmq.ZMQError as exc:
             raise _transport_error("receive failed", exc) from None
         identity = frames[0].bytes
@@ -221,6 +232,7 @@ class ServerSocket:
         # Small frames are copied into bytes (cheaper than a memoryview's
         # bookkeeping); large ones stay zero-copy views of libzmq's buffer.
         body = [f.bytes if len(f) < zmq.COPY_THRESHOLD else f.buffer for f in frames[1:]]
+        body += copied
         try:
             return Incoming(identity, peer, protocol.decode(body), None, peer_key)
         except RemoteProtocolError as exc:
