@@ -442,10 +442,11 @@ class Catalog:
         if names:
             await self._write(f"delete {len(names)} entries", delete_many)
 
-    async def rename(self, old: str, entry: Entry, done: str) -> None:
+    async def rename(self, old: str, entry: Entry, done: str, done_batch: int | None = None) -> None:
         """In one transaction: remove the row ``old``, insert ``entry``
         (replacing any row of its name) and remove the commit intent of
-        ``done``: a rename is recorded whole or not at all."""
+        ``done`` and the batch ``done_batch`` that holds it (from
+        :meth:`add_intents`): a rename is recorded whole or not at all."""
 
         def rename() -> None:
             db = self._db()
@@ -454,6 +455,8 @@ class Catalog:
                 db.execute("DELETE FROM files WHERE name = ?", (old,))
                 db.execute(_INSERT, _row(entry))
                 db.execute("DELETE FROM intents WHERE transfer = ?", (done,))
+                if done_batch is not None:
+                    db.execute("DELETE FROM intent_batches WHERE batch = ?", (done_batch,))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

@@ -71,7 +71,7 @@ async def rename(
         dst = await layout.resolve(new, True)
         moved = dataclasses.replace(entry, name=new)
         intent = f"mv-{uuid.uuid4().hex}"
-        await catalog.add_intents([(intent, moved)])
+        batch = await catalog.add_intents([(intent, moved)])
         try:
             await asyncio.to_thread(_replace, src, dst)
         except OSError as exc:
@@ -79,7 +79,7 @@ async def rename(
             if isinstance(exc, FileNotFoundError) and not src.exists():
                 raise NotFound(f"{quote_name(old)} is in the catalog but missing from the disk") from exc
             raise store_error(exc, new, "rename to") from exc
-        await catalog.rename(old, moved, intent)
+        await catalog.rename(old, moved, intent, batch)
     return moved
 
 
