@@ -145,10 +145,10 @@ def _sync(results: list[Run]) -> list[str]:
     if _have(results, "sync cat", "zfile cat", "zfile get"):
         vs = ratio_span(_rates(results, "sync cat", "zfile cat"), _rates(results, "sync cat", "zfile get"))
         lines.append(judge("sync cat: zfile cat > /dev/null MB/s ÷ zfile get", vs, SYNC_CAT_VS_GET, at_least=True))
-    if _have(results, "sync stdin", "cat | zfile send -", "zfile send FILE"):
-        vs = ratio_span(_rates(results, "sync stdin", "cat | zfile send -"),
+    if _have(results, "sync stdin", "zfile send - (from cat)", "zfile send FILE"):
+        vs = ratio_span(_rates(results, "sync stdin", "zfile send - (from cat)"),
                         _rates(results, "sync stdin", "zfile send FILE"))  # fmt: skip
-        lines.append(judge("sync stdin: cat | zfile send - MB/s ÷ zfile send FILE", vs, SYNC_STDIN_VS_FILE,
+        lines.append(judge("sync stdin: cat FILE into zfile send - MB/s ÷ zfile send FILE", vs, SYNC_STDIN_VS_FILE,
                            at_least=True))  # fmt: skip
     return lines
 
