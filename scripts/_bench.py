@@ -76,7 +76,7 @@ DEFAULT_CASES = "large,small,get,concurrent,memory,encrypted,http,s3,sync"
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="256 MiB / 2,000 files, fewer runs")
-    ap.add_argument("--runs", type=int, help="runs per tool of the large and get cases (default 5, quick 3)")
+    ap.add_argument("--runs", type=int, help="runs per tool of the large, get and sync cases (default 5, quick 3)")
     ap.add_argument(
         "--cases",
         default=DEFAULT_CASES,
