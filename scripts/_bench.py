@@ -36,7 +36,12 @@ Cases (``--quick`` sizes in brackets):
 - fanout (only when asked for, ``--cases fanout``; needs root): one 256 MiB
   [64 MiB] file to 8 nodes of a ``scripts/cluster`` (``_bench_fanout``);
 - s3: zfile with the S3 backend into SeaweedFS against aiobotocore straight
-  to it (``_bench_s3``; needs the test extra for ``weed``).
+  to it (``_bench_s3``; needs the test extra for ``weed``);
+- sync: re-sync of an unchanged tree of 10,000 [2,000] 4 KiB files in 20
+  directories (``zfile send`` against ``rsync -a``, and with ``-c`` against
+  ``rsync -a -c``), of the tree with one file changed, ``zfile cat`` of the
+  large file to /dev/null against ``zfile get``, and ``cat FILE | zfile send
+  -`` against ``zfile send FILE`` (``_bench_sync``).
 
 Apart from fanout, everything runs on 127.0.0.1.  Wall time is the client
 command's (for socat: until the receiving socat has exited, as it alone writes
@@ -65,13 +70,13 @@ from _bench_tools import Bench
 from _bench_verdict import goals
 from _benchlib import ROOT, GiB, MiB, Run, make_random, make_repeated, make_small
 
-DEFAULT_CASES = "large,small,get,concurrent,memory,encrypted,http,s3"
+DEFAULT_CASES = "large,small,get,concurrent,memory,encrypted,http,s3,sync"
 
 
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="256 MiB / 2,000 files, fewer runs")
-    ap.add_argument("--runs", type=int, help="runs per tool of the large and get cases (default 5, quick 3)")
+    ap.add_argument("--runs", type=int, help="runs per tool of the large, get and sync cases (default 5, quick 3)")
     ap.add_argument(
         "--cases",
         default=DEFAULT_CASES,
@@ -198,6 +203,14 @@ def main() -> int:
                 fan_src = make_random(data / f"random-{fan_size // MiB}MiB.bin", fan_size)
                 print(f"bench: fanout ({fan_size // MiB} MiB to 8 nodes at 200 Mbit/s)", file=sys.stderr)
                 case_fanout(b, fan_src, 8, 1 if quick else 3, results)
+        if "sync" in cases:
+            with took("sync"):
+                from _bench_sync import case_sync, make_tree
+
+                print(f"bench: sync ({small_count} x 4 KiB in 20 directories; {large_size // MiB} MiB streamed)",
+                      file=sys.stderr)  # fmt: skip
+                tree = make_tree(data / f"tree-{small_count}", small_count, 4096)
+                note(case_sync(b, tree, large, runs, max(1, runs // 2 + 1), results))
         if "s3" in cases:
             with took("s3"):
                 from _bench_s3 import case_s3

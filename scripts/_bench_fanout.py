@@ -1,23 +1,28 @@
 """The ``fanout`` case of ``scripts/bench`` (only with ``--cases fanout``; needs
 root): one file to the nodes of a ``scripts/cluster`` (network namespaces on
-one bridge, every link shaped to 200 Mbit/s): ``zfile send --to`` all of them
-at once (star), ``rsync -W`` to each node's ``rsync --daemon`` in turn, and
-``zfile send`` to one node, the time the fan-out is measured against.  Every
-node's copy is checked after every run.  The daemons run for the whole case:
-their RSS is each one's peak over the case (``VmHWM``), and their CPU is not
-measured (0 in the table).
+one bridge, every link shaped to 200 Mbit/s, daemons with ``--forward``):
+``zfile send --to`` all of them along a pipelined chain (``--fanout chain``,
+each node forwarding to the next), the same to all of them at once
+(``--fanout star``), ``rsync -W`` to each node's ``rsync --daemon`` in turn,
+``zfile send`` to one node (the time the fan-out is measured against), and
+the chain with one node SIGKILLed mid-transfer (the others must commit; the
+killed node's daemon is started again after the run).  Every node's copy is
+checked after every run.  The daemons run for the whole case: their RSS is
+each one's peak over the case (``VmHWM``), and their CPU is not measured (0
+in the table).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from _bench_tools import Bench
-from _benchlib import ROOT, ZFILE, Run, Usage, check_copy, sync
+from _benchlib import ROOT, ZFILE, Run, Timed, Usage, check_copy, med, parse_time_v, sync
 
 
 class BenchCluster:
@@ -27,6 +32,7 @@ class BenchCluster:
     NAME = "zfbench"
     NET = "10.77.2"
     RSYNC_PORT = 8730
+    SERVE_ARGS = ("--forward",)
 
     def __init__(self, b: Bench, n: int) -> None:
         self.b = b
@@ -39,8 +45,9 @@ class BenchCluster:
             "ZFILE_CONFIG": os.devnull,
         }
         self.down()
-        up = subprocess.run([str(ROOT / "scripts" / "cluster"), "up", str(n)], env=self.env, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+        # --forward: a chain's nodes pass each chunk on to the next node.
+        up = subprocess.run([str(ROOT / "scripts" / "cluster"), "up", str(n), "--", *self.SERVE_ARGS], env=self.env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
         if up.returncode != 0:
             self.down()
             raise RuntimeError(f"scripts/cluster up {n} failed:\n{up.stderr}")
@@ -71,11 +78,35 @@ class BenchCluster:
     def zfile_root(self, name: str) -> Path:
         return Path(next(node[4] for node in self.nodes if node[0] == name))
 
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i``'s zfile daemon (no clean-up, as in a crash)."""
+        os.kill(int(self.nodes[i][3]), signal.SIGKILL)
+
+    def restart(self, i: int) -> None:
+        """Start node ``i``'s daemon again after :meth:`kill`, as ``scripts/cluster
+        up`` started it, and record its PID where ``scripts/cluster down`` reads it."""
+        name, netns, endpoint, _, root, log = self.nodes[i][:6]
+        cmd = ["ip", "netns", "exec", netns, str(ROOT / ".venv" / "bin" / "zfile"), "serve", "--bind", endpoint,
+               "--root", root, "--insecure", *self.SERVE_ARGS]  # fmt: skip
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.nodes[i][3] = str(proc.pid)
+        (self.state / name / "pid").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 20
+        while "listening on" not in Path(log).read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"node {name}'s daemon did not start again:\n{Path(log).read_text()}")
+            time.sleep(0.05)
+
     def peak_rss_kib(self) -> int:
         """The largest VmHWM (peak RSS, KiB) of the zfile daemons so far."""
         peak = 0
         for node in self.nodes:
-            for line in Path(f"/proc/{node[3]}/status").read_text().splitlines():
+            try:
+                status = Path(f"/proc/{node[3]}/status").read_text()
+            except OSError:  # a node killed a moment ago
+                continue
+            for line in status.splitlines():
                 if line.startswith("VmHWM:"):
                     peak = max(peak, int(line.split()[1]))
         return peak
@@ -94,13 +125,59 @@ def case_fanout(b: Bench, src: Path, n: int, runs: int, results: list[Run]) -> N
     try:
         first = cluster.nodes[0][0]
 
-        def star() -> Run:
+        def fan(how: str) -> tuple[list[str], str]:
+            cmd = [ZFILE, "send", str(src), "--to", f"@{cluster.list_file}", "--fanout", how, "--quiet", "-I",
+                   "--timeout", "60"]  # fmt: skip
+            return cmd, f"zfile {how} x{n}"
+
+        def multi(how: str) -> Run:
             sync()
-            cmd = [ZFILE, "send", str(src), "--to", f"@{cluster.list_file}", "--quiet", "-I", "--timeout", "60"]
-            wall, cu = b.client("zfile-star", cmd)
+            cmd, tool = fan(how)
+            wall, cu = b.client(f"zfile-{how}", cmd)
             for node in cluster.nodes:
                 check_copy(src, cluster.zfile_root(node[0]) / src.name, "fanout")
-            return Run(f"zfile star x{n}", "fanout", size * n, n, wall, cu, Usage(rss_kib=cluster.peak_rss_kib()))
+            return Run(tool, "fanout", size * n, n, wall, cu, Usage(rss_kib=cluster.peak_rss_kib()))
+
+        def chain() -> Run:
+            return multi("chain")
+
+        def star() -> Run:
+            return multi("star")
+
+        victim = n // 2  # mid-chain: the hop before it must link past it
+
+        def chain_kill() -> Run:
+            """The chain with node ``victim`` SIGKILLed at half the no-failure
+            chain's median wall; the command fails (one node did not commit)
+            and the run counts only if every other node holds the file."""
+            sync()
+            cmd, tool = fan("chain")
+            walls = [r.wall for r in results if r.case == "fanout" and r.tool == tool]
+            at = med(walls) / 2 if walls else 1.0
+            killed = cluster.nodes[victim][0]
+            (cluster.zfile_root(killed) / src.name).unlink(missing_ok=True)
+            report, log = b.logs / f"fanout-kill-{len(results)}.time", b.logs / f"fanout-kill-{len(results)}.log"
+            began = time.monotonic()
+            proc = Timed(cmd, report, log)
+            try:
+                time.sleep(at)
+                cluster.kill(victim)
+                proc.proc.wait(timeout=600)
+            finally:
+                proc.kill()
+            wall = time.monotonic() - began
+            cu = parse_time_v(report)
+            text = log.read_text(errors="replace")
+            if proc.proc.returncode == 0 or cluster.nodes[victim][2] not in text:
+                raise RuntimeError(f"fanout: the chain did not report the killed node {killed}:\n{text}")
+            for node in cluster.nodes:
+                if node[0] != killed:
+                    check_copy(src, cluster.zfile_root(node[0]) / src.name, "fanout (one node killed)")
+            if (cluster.zfile_root(killed) / src.name).exists():
+                raise RuntimeError(f"fanout: the killed node {killed} shows the file under its final name")
+            cluster.restart(victim)
+            return Run(f"zfile chain x{n}, 1 killed", "fanout", size * (n - 1), n - 1, wall, cu,
+                       Usage(rss_kib=cluster.peak_rss_kib()))  # fmt: skip
 
         def one() -> Run:
             sync()
@@ -123,8 +200,8 @@ def case_fanout(b: Bench, src: Path, n: int, runs: int, results: list[Run]) -> N
             return Run(f"rsync each x{n}", "fanout", size * n, n, wall, cu, Usage())
 
         for i in range(runs):
-            # Star first: the table's ratio column compares each tool with the first.
-            for tool in (star, rsync_each, one):
+            # Chain first: the table's ratio column compares each tool with the first.
+            for tool in (chain, star, rsync_each, one, chain_kill):
                 r = tool()
                 results.append(r)
                 print(f"  fanout run {i + 1}/{runs} {r.tool:14s} {r.wall:7.1f} s", file=sys.stderr)

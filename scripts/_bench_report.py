@@ -7,6 +7,9 @@ from pathlib import Path
 
 from _benchlib import Run, med, span
 
+# The sync case's rows over a tree of small files: files/s, as in the small case.
+SYNC_TREE = ("sync unchanged", "sync unchanged -c", "sync one changed")
+
 
 def summarize(results: list[Run]) -> dict[str, dict[str, dict[str, float]]]:
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -58,7 +61,7 @@ def markdown(results: list[Run], notes: list[str], header: str) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in dict.fromkeys(r.case for r in results):
-        lines += table_rows(results, case, per_file="small" in case)
+        lines += table_rows(results, case, per_file="small" in case or case in SYNC_TREE)
     lines.append("")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"

@@ -15,6 +15,12 @@ GET_VS_SEND = 0.9  # MB/s, at least
 CONCURRENT_VS_SINGLE = 0.8  # aggregate MB/s ÷ one stream's, at least
 CURVE_VS_SCP = 1.2  # MB/s, at least
 PEAK_RSS_MIB = 64  # each side, at most
+FANOUT_CHAIN_VS_ONE = 1.3  # wall, at most
+FANOUT_KILLED_VS_CHAIN = 1.5  # wall with one node killed ÷ without, at most
+SYNC_UNCHANGED_VS_RSYNC = 1.5  # wall, at most
+SYNC_CHECKSUM_VS_RSYNC = 1.0  # wall, at most
+SYNC_CAT_VS_GET = 0.9  # MB/s, at least
+SYNC_STDIN_VS_FILE = 0.9  # MB/s, at least
 
 
 def judge(label: str, ratio: tuple[float, float, float], goal: float, at_least: bool) -> str:
@@ -120,6 +126,30 @@ def goals(results: list[Run]) -> list[str]:
         lines.append(judge("encrypted: zfile+CURVE MB/s ÷ scp (aes128-gcm)", vs, CURVE_VS_SCP, at_least=True))
     lines += _memory(results)
     lines += _fanout(results)
+    lines += _sync(results)
+    return lines
+
+
+def _sync(results: list[Run]) -> list[str]:
+    lines = []
+    for case, z, peer, goal in (("sync unchanged", "zfile send", "rsync -a", SYNC_UNCHANGED_VS_RSYNC),
+                                ("sync unchanged -c", "zfile send -c", "rsync -a -c", SYNC_CHECKSUM_VS_RSYNC),
+                                ("sync one changed", "zfile send", "rsync -a", None)):  # fmt: skip
+        if not _have(results, case, z, peer):
+            continue
+        vs = ratio_span(_walls(results, case, z), _walls(results, case, peer))
+        if goal is None:
+            lines.append(f"{case}: {z} wall ÷ {peer} = {vs[0]:.2f} ({vs[1]:.2f}–{vs[2]:.2f}) (no goal)")
+        else:
+            lines.append(judge(f"{case}: {z} wall ÷ {peer}", vs, goal, at_least=False))
+    if _have(results, "sync cat", "zfile cat", "zfile get"):
+        vs = ratio_span(_rates(results, "sync cat", "zfile cat"), _rates(results, "sync cat", "zfile get"))
+        lines.append(judge("sync cat: zfile cat > /dev/null MB/s ÷ zfile get", vs, SYNC_CAT_VS_GET, at_least=True))
+    if _have(results, "sync stdin", "zfile send - (from cat)", "zfile send FILE"):
+        vs = ratio_span(_rates(results, "sync stdin", "zfile send - (from cat)"),
+                        _rates(results, "sync stdin", "zfile send FILE"))  # fmt: skip
+        lines.append(judge("sync stdin: cat FILE into zfile send - MB/s ÷ zfile send FILE", vs, SYNC_STDIN_VS_FILE,
+                           at_least=True))  # fmt: skip
     return lines
 
 
@@ -143,9 +173,19 @@ def _fanout(results: list[Run]) -> list[str]:
     fan = {r.tool: r for r in results if r.case == "fanout"}
     if "zfile x1" not in fan:
         return []
-    one = med(_walls(results, "fanout", "zfile x1"))
-    lines = [f"fanout: {tool} wall ÷ zfile to 1 node = {med(_walls(results, 'fanout', tool)) / one:.2f} "
-             "(chain goal ≤ 1.30; star and rsync expected near the node count)"
-             for tool in fan if tool != "zfile x1"]  # fmt: skip
+    one = _walls(results, "fanout", "zfile x1")
+    lines = []
+    chain = next((t for t in fan if t.startswith("zfile chain x") and "killed" not in t), None)
+    if chain:
+        lines.append(judge(f"fanout: {chain} wall ÷ zfile to 1 node", ratio_span(_walls(results, "fanout", chain), one),
+                           FANOUT_CHAIN_VS_ONE, at_least=False))  # fmt: skip
+        killed = next((t for t in fan if "killed" in t), None)
+        if killed:
+            vs = ratio_span(_walls(results, "fanout", killed), _walls(results, "fanout", chain))
+            lines.append(judge(f"fanout: {killed} (the others committed) wall ÷ no failure", vs,
+                               FANOUT_KILLED_VS_CHAIN, at_least=False))  # fmt: skip
+    lines += [f"fanout: {tool} wall ÷ zfile to 1 node = {med(_walls(results, 'fanout', tool)) / med(one):.2f} "
+              "(expected near the node count)"
+              for tool in fan if tool != "zfile x1" and not tool.startswith("zfile chain")]  # fmt: skip
     peak = max(r.server.rss_kib for r in results if r.case == "fanout") / 1024
     return [*lines, f"fanout: largest zfile daemon peak RSS {peak:.0f} MiB"]
