@@ -39,8 +39,10 @@ def test_changes_fail_clearly_and_reads_go_on(read_only, tmp_path):
     _fails_read_only("rm", "d/a.txt", "--from", read_only.endpoint)
     _fails_read_only("rm", "-r", "d/", "--from", read_only.endpoint)
     _fails_read_only("mv", "d/a.txt", "d/b.txt", "--from", read_only.endpoint)
-    listed = json.loads(zfile_cli("ls", "--json", "--from", read_only.endpoint).stdout)
+    listed = json.loads(zfile_cli("ls", "-R", "--json", "--from", read_only.endpoint).stdout)
     assert [e["name"] for e in listed] == ["d/a.txt"]
     zfile_cli("get", "d/a.txt", "--from", read_only.endpoint, "-o", str(tmp_path / "back"))
     assert (tmp_path / "back" / "a.txt").read_bytes() == b"hello"
+    assert "access: read-only" in zfile_cli("ping", read_only.endpoint).stdout
+    assert json.loads(zfile_cli("ping", read_only.endpoint, "--json").stdout)["read_only"] is True
     assert read_only.proc.poll() is None

@@ -109,9 +109,10 @@ async def test_reads_listings_stat_and_ping_go_on(read_only, tmp_path):
         assert digest_of(tmp_path / "got.bin") == digest_of(read_only.top / "src" / "keep.bin")
         assert [e.name async for e in client.list("")] == ["data/keep.bin"]
         assert (await client.stat("data/keep.bin")).size == 5000
-        assert (await client.ping()).protocol >= 1
+        assert (await client.ping()).read_only is True
     with RawPeer(read_only.endpoint) as peer:
         peer.send_event(Ping(20))
-        assert isinstance(peer.expect(20, Pong), Pong)
+        pong = peer.expect(20, Pong)
+        assert isinstance(pong, Pong) and pong.read_only is True
     assert "refused: read-only" in read_only.log_text()
     assert read_only.proc.poll() is None

@@ -169,6 +169,7 @@ class Server:
         self.endpoint = self._sock.endpoint
         self.transfers.sock = self._sock
         self.transfers.operations.curve = curve is not None
+        self.transfers.operations.read_only = self.config.read_only
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
