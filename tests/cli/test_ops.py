@@ -172,6 +172,7 @@ def test_cat_of_a_file_corrupted_on_the_daemons_disk_exits_1(tmp_path):
 
 def test_ping_reports_the_daemon_and_its_backend(node):
     from zfile import __version__
+    from zfile.protocol.codec import PROTOCOL_VERSION
 
     status = json.loads(zfile_cli("ping", node.endpoint, "--json").stdout)
     assert set(status) == {
@@ -185,7 +186,7 @@ def test_ping_reports_the_daemon_and_its_backend(node):
         "read_only",
         "rtt_ms",
     }
-    assert (status["endpoint"], status["version"], status["protocol"]) == (node.endpoint, __version__, 2)
+    assert (status["endpoint"], status["version"], status["protocol"]) == (node.endpoint, __version__, PROTOCOL_VERSION)
     assert status["curve"] is False and status["transfers"] == 0 and status["uptime_s"] > 0 and status["rtt_ms"] > 0
     if "--store" in node.proc.args:
         assert status["free_bytes"] is None  # an object store has no free-space figure
