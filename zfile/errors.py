@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     NO_SPACE = "no-space"
     BUSY = "busy"
     INTERNAL = "internal"
+    READ_ONLY = "read-only"
 
 
 class ZfileError(Exception):
@@ -139,6 +140,13 @@ class TooLarge(StoreError):
 
 class NoSpace(StoreError):
     code = ErrorCode.NO_SPACE
+
+
+class ReadOnly(StoreError):
+    """The daemon serves its store read-only (``zfile serve --read-only``):
+    it refuses every request that would change a file."""
+
+    code = ErrorCode.READ_ONLY
 
 
 class Busy(ZfileError):

@@ -101,7 +101,7 @@ def test_sizes_round_trip_through_the_cli(daemon, tmp_path):
         assert got.stat().st_mode & 0o777 == 0o640
         assert stored_bytes(daemon, name) == (src / name).read_bytes()
 
-    listing = json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout)
+    listing = json.loads(zfile_cli("ls", "-R", "--from", daemon.endpoint, "--json").stdout)
     by_name = {e["name"]: e for e in listing}
     assert set(by_name) == set(SIZES)
     for name, size in SIZES.items():
@@ -122,7 +122,7 @@ def test_odd_names_and_nested_directories(daemon, tmp_path):
     single = make_file(tmp_path / "top level.bin", 12345)
     zfile_cli("send", str(tree), str(single), "--to", daemon.endpoint)
 
-    names = {e["name"] for e in json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout)}
+    names = {e["name"] for e in json.loads(zfile_cli("ls", "-R", "--from", daemon.endpoint, "--json").stdout)}
     assert names == {
         "photos/with space.jpg",
         "photos/naïve café/ünïcödé 名前.txt",
@@ -153,7 +153,7 @@ def test_two_thousand_small_files(daemon, tmp_path):
         expected[f"many/d{i % 20:02d}/f{i:04d}.bin"] = blake3.blake3(data).hexdigest()
     out = zfile_cli("send", str(tree), "--to", daemon.endpoint)
     assert "sent 2000 file(s)" in out.stdout
-    listing = json.loads(zfile_cli("ls", "many/", "--from", daemon.endpoint, "--json").stdout)
+    listing = json.loads(zfile_cli("ls", "-R", "many/", "--from", daemon.endpoint, "--json").stdout)
     assert {e["name"]: e["digest"] for e in listing} == expected
     back = tmp_path / "back"
     zfile_cli("get", "many/", "--from", daemon.endpoint, "-o", str(back), "-q")
@@ -179,7 +179,7 @@ def test_replace_by_name(daemon, tmp_path):
     zfile_cli("send", str(f), "--to", daemon.endpoint)
     f.write_bytes(b"two" * 200_000)
     zfile_cli("send", str(f), "--to", daemon.endpoint)
-    listing = json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout)
+    listing = json.loads(zfile_cli("ls", "-R", "--from", daemon.endpoint, "--json").stdout)
     assert [(e["name"], e["size"]) for e in listing] == [("v.bin", 600_000)]
     assert stored_bytes(daemon, "v.bin") == b"two" * 200_000
 
@@ -348,7 +348,7 @@ def test_hostile_names_are_refused_and_nothing_is_stored(daemon):
             peer.send_event(Get(300 + k, name, MiB))
             peer.expect_error(300 + k, bad)
     assert daemon.proc.poll() is None
-    assert json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout) == []
+    assert json.loads(zfile_cli("ls", "-R", "--from", daemon.endpoint, "--json").stdout) == []
     assert not Path("/tmp/zfile-e2e-absolute.bin").exists()
     if hasattr(daemon, "s3"):
         import botocore.session

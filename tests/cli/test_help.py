@@ -12,8 +12,9 @@ import pytest
 from tqdm import tqdm
 
 from zfile.cli import settings
-from zfile.cli.commands import _ls_line, main
+from zfile.cli.commands import main
 from zfile.cli.common import BAR_UNITS, Tally
+from zfile.cli.listing import Directory, ls_line
 from zfile.client.client import Result
 from zfile.client.tree import Outcome
 from zfile.server.config import ServerConfig
@@ -77,5 +78,7 @@ def test_the_bar_counts_files_done_of_the_total():
 def test_ls_never_prints_a_control_character_of_a_stored_name():
     from zfile.protocol.events import Entry
 
-    line = _ls_line(Entry("a\x9b31mb\nc\x1b.txt", 5, 0, 0o644, "blake3", b"\0" * 32, 0.0))
+    line = ls_line(Entry("a\x9b31mb\nc\x1b.txt", 5, 0, 0o644, "blake3", b"\0" * 32, 0.0))
     assert line.endswith("  a\\x9b31mb\\nc\\x1b.txt") and line.isprintable()
+    line = ls_line(Directory("d\x1b[2J/", files=2, size=10, mtime_ns=0))
+    assert line.endswith("  d\\x1b[2J/") and line.isprintable()

@@ -37,7 +37,7 @@ def send_tree(node, tmp_path: Path, names: list[str]) -> None:
 
 
 def names_on(node, prefix: str = "") -> list[str]:
-    return [e["name"] for e in json.loads(zfile_cli("ls", prefix, "--from", node.endpoint, "--json").stdout)]
+    return [e["name"] for e in json.loads(zfile_cli("ls", "-R", prefix, "--from", node.endpoint, "--json").stdout)]
 
 
 def test_rm_removes_names_and_a_missing_one_is_an_error(node, tmp_path):
@@ -175,7 +175,17 @@ def test_ping_reports_the_daemon_and_its_backend(node):
     from zfile.protocol.codec import PROTOCOL_VERSION
 
     status = json.loads(zfile_cli("ping", node.endpoint, "--json").stdout)
-    assert set(status) == {"endpoint", "version", "protocol", "uptime_s", "free_bytes", "transfers", "curve", "rtt_ms"}
+    assert set(status) == {
+        "endpoint",
+        "version",
+        "protocol",
+        "uptime_s",
+        "free_bytes",
+        "transfers",
+        "curve",
+        "read_only",
+        "rtt_ms",
+    }
     assert (status["endpoint"], status["version"], status["protocol"]) == (node.endpoint, __version__, PROTOCOL_VERSION)
     assert status["curve"] is False and status["transfers"] == 0 and status["uptime_s"] > 0 and status["rtt_ms"] > 0
     if "--store" in node.proc.args:
@@ -191,8 +201,10 @@ def test_ping_reports_the_daemon_and_its_backend(node):
         "free",
         "transfers",
         "curve",
+        "access",
         "rtt",
     ]
+    assert "access: read-write" in text and status["read_only"] is False
 
 
 def test_ping_says_curve_on_and_a_dead_endpoint_is_an_error(tmp_path):

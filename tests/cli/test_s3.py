@@ -51,7 +51,7 @@ def test_two_daemons_on_one_bucket_share_one_namespace(s3, tmp_path):
     try:
         src = make_file(tmp_path / "shared.bin", 9 * MiB + 3)
         zfile_cli("send", str(src), "--to", first.endpoint)
-        listing = json.loads(zfile_cli("ls", "--from", second.endpoint, "--json").stdout)
+        listing = json.loads(zfile_cli("ls", "-R", "--from", second.endpoint, "--json").stdout)
         assert [(e["name"], e["size"], e["digest"]) for e in listing] == [
             ("shared.bin", src.stat().st_size, digest_of(src).hex())
         ]
@@ -158,7 +158,7 @@ async def test_the_object_store_stopped_mid_upload_is_a_clear_error_and_a_later_
             with pytest.raises(RemoteError, match="cannot reach the object store at " + re.escape(weed.endpoint)):
                 await client.put(src, "w.bin", progress=progress)
         assert d.proc.poll() is None  # the daemon stays up
-        listed = zfile_cli("ls", "--from", d.endpoint, check=False)
+        listed = zfile_cli("ls", "-R", "--from", d.endpoint, check=False)
         assert listed.returncode != 0
         assert "zfile: error: could not list the store: cannot reach the object store" in listed.stderr
         weed.start()
@@ -188,7 +188,7 @@ def test_a_send_past_the_old_copy_limit_commits_within_a_short_client_timeout(s3
             for _ in range(10):
                 f.write(os.urandom(64 * MiB))
         zfile_cli("send", str(src), "--to", d.endpoint, "--timeout", "4", timeout=300)
-        listing = json.loads(zfile_cli("ls", "--from", d.endpoint, "--json").stdout)
+        listing = json.loads(zfile_cli("ls", "-R", "--from", d.endpoint, "--json").stdout)
         assert [(e["name"], e["size"], e["digest"]) for e in listing] == [
             ("big.bin", src.stat().st_size, digest_of(src).hex())
         ]
@@ -216,7 +216,7 @@ def test_a_committed_file_survives_the_loss_of_a_volume_server(tmp_path, monkeyp
             assert cluster.volume_bytes("volume1") >= src.stat().st_size
             assert cluster.volume_bytes("volume2") >= src.stat().st_size
             cluster.kill_volume("volume1")
-            listing = json.loads(zfile_cli("ls", "--from", d.endpoint, "--json").stdout)
+            listing = json.loads(zfile_cli("ls", "-R", "--from", d.endpoint, "--json").stdout)
             assert [(e["name"], e["digest"]) for e in listing] == [("kept.bin", digest_of(src).hex())]
             back = tmp_path / "back"
             zfile_cli("get", "kept.bin", "--from", d.endpoint, "-o", str(back))

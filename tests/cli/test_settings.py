@@ -42,6 +42,18 @@ def test_precedence_flags_over_env_over_file_over_defaults(tmp_path):
     assert isinstance(config.idle_timeout, float)
 
 
+def test_read_only_from_flag_env_and_file(tmp_path):
+    assert ServerConfig().read_only is False
+    cfg = write(tmp_path / "z.toml", "[server]\nread_only = true\n")
+    assert settings.server_config({}, cfg, {}).read_only is True
+    assert settings.server_config({}, None, {"ZFILE_READ_ONLY": "1"}).read_only is True
+    assert settings.server_config({"read_only": True}, None, {}).read_only is True
+    with pytest.raises(ConfigError, match="read_only"):
+        settings.server_config({}, write(tmp_path / "bad.toml", '[server]\nread_only = "yes"\n'), {})
+    out = zfile_cli("serve", "--read-only", "--root", str(tmp_path / "s"), "--check-config").stdout
+    assert "read_only = true" in out
+
+
 def test_client_precedence(tmp_path):
     cfg = write(tmp_path / "z.toml", '[client]\nserver = "10.1.2.3"\nserver_key = "/f/server.key"\n')
     env = {"ZFILE_SERVER": "127.0.0.1:6000", "ZFILE_CLIENT_KEY": "/e/me.key_secret"}

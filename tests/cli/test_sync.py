@@ -23,7 +23,7 @@ def write(path: Path, data: bytes = b"data") -> Path:
 
 
 def listing(daemon) -> dict[str, tuple]:
-    entries = json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout)
+    entries = json.loads(zfile_cli("ls", "-R", "--from", daemon.endpoint, "--json").stdout)
     return {e["name"]: (e["size"], e["mtime"], e["digest"], e["received"]) for e in entries}
 
 

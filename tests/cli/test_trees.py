@@ -17,7 +17,7 @@ from ..conftest import zfile_cli
 
 
 def stored(daemon) -> set[str]:
-    return {e["name"] for e in json.loads(zfile_cli("ls", "--from", daemon.endpoint, "--json").stdout)}
+    return {e["name"] for e in json.loads(zfile_cli("ls", "-R", "--from", daemon.endpoint, "--json").stdout)}
 
 
 def write(path: Path, data: bytes = b"data") -> Path:

@@ -73,7 +73,7 @@ def test_a_middle_node_lost_mid_transfer_is_skipped_and_the_rest_commit(make_clu
             continue
         assert report[node.endpoint]["result"] == "ok" and report[node.endpoint]["digest"] == expected
         assert digest_of(stored(node, "big.bin")) == expected
-        ls = json.loads(zfile_cli("ls", "--from", node.endpoint, "--json").stdout)
+        ls = json.loads(zfile_cli("ls", "-R", "--from", node.endpoint, "--json").stdout)
         assert [(e["name"], e["digest"]) for e in ls] == [("big.bin", expected)]
     # The node before the victim linked past it; the one after took over its own upload.
     assert f"re-linked past {victim.endpoint}" in cluster.nodes[0].log_text()

@@ -25,7 +25,7 @@ def test_up_starts_a_reachable_daemon_per_node_on_shaped_links(make_cluster, tmp
     src.write_bytes(b"x" * 100_000)
     for node in cluster.nodes:
         zfile_cli("send", str(src), "--to", node.endpoint)
-        assert "a.bin" in zfile_cli("ls", "--from", node.endpoint).stdout
+        assert "a.bin" in zfile_cli("ls", "-R", "--from", node.endpoint).stdout
     for node in cluster.nodes:
         qdisc = subprocess.run(
             ["ip", "netns", "exec", node.netns, "tc", "qdisc", "show", "dev", "eth0"],
@@ -44,7 +44,7 @@ def test_up_starts_a_reachable_daemon_per_node_on_shaped_links(make_cluster, tmp
         assert "tbf" in qdisc and "200Mbit" in qdisc, dev
     # Nodes reach each other, not only the host.
     ls = subprocess.run(
-        ["ip", "netns", "exec", cluster.nodes[0].netns, sys.executable, "-m", "zfile", "ls"]
+        ["ip", "netns", "exec", cluster.nodes[0].netns, sys.executable, "-m", "zfile", "ls", "-R"]
         + ["--from", cluster.nodes[2].endpoint],
         capture_output=True,
         text=True,

@@ -104,7 +104,7 @@ def test_a_node_lost_mid_transfer_fails_alone_and_is_named(make_cluster, tmp_pat
         assert " ok " in lines[node.endpoint] and expected in lines[node.endpoint]
         assert digest_of(stored(node, "big.bin")) == expected
         assert partial_bytes(node) == 0
-        ls = json.loads(zfile_cli("ls", "--from", node.endpoint, "--json").stdout)
+        ls = json.loads(zfile_cli("ls", "-R", "--from", node.endpoint, "--json").stdout)
         assert [(e["name"], e["digest"]) for e in ls] == [("big.bin", expected)]
     assert not stored(victim, "big.bin").exists()
     # What the victim got stays as a partial, for a later resume.

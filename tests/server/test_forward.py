@@ -176,6 +176,7 @@ async def test_with_curve_each_hop_authenticates_with_its_own_key_pair(tmp_path:
             listing = json.loads(
                 zfile_cli(
                     "ls",
+                    "-R",
                     "--from",
                     d.endpoint,
                     "--json",

@@ -96,7 +96,7 @@ def test_authorized_client_round_trip_records_its_key(curve_daemon: Daemon, keys
     assert (back / "src.bin").read_bytes() == src.read_bytes()
 
     listing = json.loads(
-        zfile_cli("ls", "--json", "--from", curve_daemon.endpoint, *keys.cli(keys.alice_secret)).stdout
+        zfile_cli("ls", "-R", "--json", "--from", curve_daemon.endpoint, *keys.cli(keys.alice_secret)).stdout
     )
     alice = keys.public(keys.alice_secret)
     assert [(e["name"], e["peer"]) for e in listing] == [("src.bin", alice)]
@@ -114,7 +114,7 @@ def test_unknown_key_gets_no_service(curve_daemon: Daemon, keys: Keys, tmp_path:
     assert proc.returncode == 1
     assert "refused this client's CURVE key" in proc.stderr
     # Nothing was stored, and the daemon says whom it refused.
-    listing = json.loads(zfile_cli("ls", "--json", *args, *keys.cli(keys.alice_secret)).stdout)
+    listing = json.loads(zfile_cli("ls", "-R", "--json", *args, *keys.cli(keys.alice_secret)).stdout)
     assert listing == []
     assert not (curve_daemon.root / "intruder.bin").exists()
     assert f"refused client key {keys.public(keys.bob_secret)}" in curve_daemon.log_text()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime
+import sys
 from pathlib import Path
 
 import click
 
 from zfile import __version__
-from zfile.cli import fanout, transfer
+from zfile.cli import fanout, listing, transfer
 from zfile.cli.boundary import Group
 from zfile.cli.common import (
     Connection,
@@ -32,9 +32,7 @@ from zfile.cli.ops import cat, mv, ping, rm, send_stdin, stat
 from zfile.cli.serve import keygen, serve
 from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
 from zfile.client.filters import Filter
-from zfile.client.tree import plan_upload, shown
-from zfile.protocol.entries import entry_json
-from zfile.protocol.events import Entry
+from zfile.client.tree import plan_upload
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -279,58 +277,49 @@ def get(
     )
 
 
-def human_size(size: int) -> str:
-    """``size`` bytes as ``ls -h`` shows it: powers of 1024 with K, M, G, T, P
-    and one decimal below 10 (``1.5K``, ``20M``), plain bytes below 1024."""
-    value = float(size)
-    for unit in ("", "K", "M", "G", "T", "P"):
-        if value < 1024 or unit == "P":
-            if not unit:
-                return str(size)
-            return f"{value:.1f}{unit}" if value < 10 else f"{value:.0f}{unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _ls_line(entry: Entry, human: bool = False) -> str:
-    """One entry as ``ls`` prints it; the name escaped (:func:`shown`): a name
-    is the daemon's input, and a control character in it (U+009B is CSI)
-    would be obeyed by the terminal."""
-    when = datetime.fromtimestamp(entry.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M")
-    size = f"{human_size(entry.size):>6}" if human else f"{entry.size:>14,}"
-    return f"{size}  {when}  {entry.digest.hex()[:12]}  {shown(entry.name)}"
-
-
 @main.command(name="ls", short_help="List stored files.")
 @click.argument("prefix", default="")
 @endpoint_option
-@click.option("--json", "as_json", is_flag=True, help="A JSON array of entries.")
-@click.option("--human", is_flag=True, help="Sizes as ls -h shows them: 1.5K, 20M (K = 1024).")
+@click.option("-R", "--recursive", is_flag=True, help="Every file whose name starts with PREFIX, at any depth.")
+@click.option("--json", "as_json", is_flag=True, help='A JSON array: files, and directories as "type": "dir".')
+@click.option(
+    "--human/--bytes",
+    default=None,
+    help="Sizes as ls -h shows them (1.5K, 20M; K = 1024), or exact bytes [default: --human on a terminal].",
+)
 @timeout_option
-def ls(prefix: str, conn: Connection, as_json: bool, human: bool, timeout: float) -> None:
-    """List stored files (those under PREFIX), streamed page by page: size in
-    bytes (with --human in K, M, G of 1024), mtime, the digest's first 12 hex
-    digits, name.  Every file below PREFIX is listed, at any depth.
+def ls(prefix: str, conn: Connection, recursive: bool, as_json: bool, human: bool | None, timeout: float) -> None:
+    """List stored files as ls does: the files directly under PREFIX and each
+    subdirectory once, with a trailing / (its size blank, its newest mtime,
+    the number of files below it).  PREFIX datasets and datasets/ both list
+    inside datasets/.  -R lists every file whose name starts with PREFIX, at
+    any depth.  Columns: size, mtime, the digest's first 12 hex digits, name.
+    --json follows the same depth (as rclone lsjson does): one object per
+    file ("type": "file", the fields of stat --json) or directory ("type":
+    "dir", files, size, mtime); no header, one array.
 
     \b
     Examples:
       zfile ls --from node7
-      zfile ls photos/ --from node7
-      zfile ls --from node7 --json | jq -r '.[].name'
+      zfile ls photos/2025 --from node7 --bytes
+      zfile ls -R --json --from node7 | jq -r '.[].name'
     """
     if conn.nodes:
         raise click.UsageError("ls lists one daemon at a time")
+    if human is None:
+        human = sys.stdout.isatty()
 
     async def go() -> None:
         first = True
         async with conn.client(timeout) as client:
             if as_json:
                 click.echo("[", nl=False)
-            async for entry in client.list(prefix):
+            items = client.list(listing.list_prefix(prefix, recursive))
+            async for item in items if recursive else listing.one_level(items, prefix):
                 if as_json:
-                    click.echo(("\n" if first else ",\n") + json.dumps(entry_json(entry)), nl=False)
+                    click.echo(("\n" if first else ",\n") + json.dumps(listing.ls_json(item)), nl=False)
                 else:
-                    click.echo(_ls_line(entry, human))
+                    click.echo(listing.ls_line(item, human))
                 first = False
             if as_json:
                 click.echo("\n]" if not first else "]")

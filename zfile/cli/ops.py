@@ -322,6 +322,7 @@ def ping_json(endpoint: str, status: Status) -> dict[str, object]:
         "free_bytes": status.free,
         "transfers": status.transfers,
         "curve": status.curve,
+        "read_only": status.read_only,
         "rtt_ms": round(status.rtt * 1000, 3),
     }
 
@@ -334,7 +335,8 @@ def ping_json(endpoint: str, status: Status) -> dict[str, object]:
 def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) -> None:
     """Ask the daemon at ENDPOINT (or --from, $ZFILE_SERVER) for its zfile
     and protocol versions, uptime (s), free space for new files (bytes; none
-    on an object store), transfers in flight and whether CURVE is on, and
+    on an object store), transfers in flight, whether CURVE is on and
+    whether it is read-only (serve --read-only), and
     measure the round trip (ms).  A daemon with every transfer slot taken
     still answers; one that does not answer within --timeout is an error
     (exit 1).
@@ -364,6 +366,7 @@ def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) 
         ("free", free),
         ("transfers", f"{status.transfers} in flight"),
         ("curve", "on" if status.curve else "off"),
+        ("access", "read-only" if status.read_only else "read-write"),
         ("rtt", f"{status.rtt * 1000:.2f} ms"),
     ]:
         click.echo(f"{label:>9}: {value}")

@@ -180,6 +180,12 @@ _DEFAULTS = ServerConfig()
     help="Forward uploads along the chain the client names (send --fanout chain), with this daemon's key pair.",
 )
 @click.option(
+    "--read-only",
+    is_flag=True,
+    default=None,
+    help="Serve the store read-only: refuse every upload, remove and move (ZeroMQ and HTTP).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,

@@ -79,8 +79,9 @@ class Status:
     """A daemon's answer to :meth:`FileOps.ping`: zfile ``version``,
     ``protocol`` version, ``uptime`` (seconds), ``free`` bytes for new files
     (None: the store has no such limit, as an object store), ``transfers``
-    running, ``curve`` (CurveZMQ on), and ``rtt`` the round trip of the
-    ping in seconds, measured by the client."""
+    running, ``curve`` (CurveZMQ on), ``rtt`` the round trip of the
+    ping in seconds, measured by the client, and ``read_only`` (the daemon
+    refuses every change; False from a daemon that predates the field)."""
 
     version: str
     protocol: int
@@ -89,6 +90,7 @@ class Status:
     transfers: int
     curve: bool
     rtt: float
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,9 @@ class FileOps:
         reply = await self._ask(lambda tid: Ping(tid))
         rtt = time.monotonic() - began
         assert isinstance(reply, Pong)
-        return Status(reply.version, reply.protocol, reply.uptime, reply.free, reply.transfers, reply.curve, rtt)
+        return Status(
+            reply.version, reply.protocol, reply.uptime, reply.free, reply.transfers, reply.curve, rtt, reply.read_only
+        )
 
     async def read(self, name: str) -> AsyncIterator[Buffer]:
         """Yield the bytes of the stored file ``name``, chunk by chunk (each

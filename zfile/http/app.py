@@ -121,7 +121,9 @@ class HttpFront:
     ``shutdown_timeout`` seconds.  A request whose client sends or takes
     no byte of a body for ``idle_timeout`` seconds is ended (an upload's
     partial is released); at most ``max_uploads`` PUTs and POSTs run at
-    once, more get 503 with ``Retry-After``.
+    once, more get 503 with ``Retry-After``.  With ``read_only`` every
+    PUT, POST and DELETE is refused with 405 (``Allow: GET, HEAD``) and a
+    body saying the daemon is read-only, before any byte of a body is read.
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class HttpFront:
         max_uploads: int = 256,
         cert: str | None = None,
         key: str | None = None,
+        read_only: bool = False,
     ) -> None:
         self.store = store
         self.address = address
@@ -151,6 +154,7 @@ class HttpFront:
         self.max_uploads = max_uploads
         self._uploads = 0
         self.cert, self.key = cert, key
+        self.read_only = read_only
         self._tls: ssl.SSLContext | None = None
         self.tokens: Tokens | None = None
         self._checked = False
@@ -214,7 +218,8 @@ class HttpFront:
 
     def _refusal(self, request: web.Request) -> tuple[str, str]:
         """The request's target, after the checks that need no store: its
-        path (400), its method (405) and its token (401, 403)."""
+        path (400), its method (405), its token (401, 403) and a change to a
+        read-only store (405)."""
         kind, value = target(request)
         if request.method not in _ALLOWED[kind]:
             raise web.HTTPMethodNotAllowed(request.method, _ALLOWED[kind], text=f"{request.method} not allowed here\n")
@@ -226,6 +231,12 @@ class HttpFront:
                 )
             if have < _NEEDS[request.method]:
                 raise web.HTTPForbidden(text="this token may only read\n")
+        if self.read_only and _NEEDS[request.method] is Access.WRITE:
+            raise web.HTTPMethodNotAllowed(
+                request.method,
+                ("GET", "HEAD"),
+                text=f"this daemon is read-only (zfile serve --read-only): {request.method} refused\n",
+            )
         return kind, value
 
     async def _expect(self, request: web.Request) -> web.StreamResponse | None:

@@ -369,7 +369,8 @@ class Pong:
     """The daemon's state (server -> client): ``version`` of zfile,
     ``protocol`` version, ``uptime`` in seconds, ``free`` bytes left for
     new files (None when the store has no such limit: an object store),
-    ``transfers`` running, ``curve`` whether connections are CurveZMQ."""
+    ``transfers`` running, ``curve`` whether connections are CurveZMQ,
+    ``read_only`` whether it refuses every change."""
 
     TYPE: ClassVar[str] = "PONG"
     id: int
@@ -379,6 +380,8 @@ class Pong:
     transfers: int
     curve: bool
     free: int | None = None
+    #: The daemon refuses every change (``zfile serve --read-only``).
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

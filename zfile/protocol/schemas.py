@@ -374,6 +374,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "transfers": (_COUNT, REQUIRED),
         "curve": (_bool, REQUIRED),
         "free": (_COUNT, None),
+        "read_only": (_bool, False),
     },
     "PUT-STREAM": {
         "id": (_ID, REQUIRED),

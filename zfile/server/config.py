@@ -81,3 +81,7 @@ class ServerConfig:
     #: arrives, to the endpoints the uploading client named (with CURVE, as
     #: this daemon's own key pair).  Off: a PUT naming a chain is refused.
     forward: bool = False
+    #: Serve the store read-only: every request that would change a file
+    #: (PUT, PUT-MANY, PUT-STREAM, REMOVE, MOVE, a chain upload; HTTP PUT and
+    #: DELETE) is refused with ``read-only`` before any byte is stored.
+    read_only: bool = False

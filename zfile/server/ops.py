@@ -36,6 +36,8 @@ class Operations:
         self.store = store
         self.running = running
         self.curve = False
+        #: The daemon refuses every change (ServerConfig.read_only), for PING.
+        self.read_only = False
         self._started = time.monotonic()
 
     async def answer(self, request: Event, who: str) -> Event:
@@ -87,6 +89,7 @@ class Operations:
             transfers=self.running(),
             curve=self.curve,
             free=self.store.usage().free,
+            read_only=self.read_only,
         )
 
     async def _remove(self, names: tuple[str, ...], who: str) -> tuple[FileResult, ...]:

@@ -41,6 +41,7 @@ from zfile.protocol.events import (
     ListRequest,
     Ping,
 )
+from zfile.server import readonly
 from zfile.server.config import ServerConfig
 from zfile.server.notify import Notifier
 from zfile.server.sessions import Session, Transfers
@@ -103,6 +104,7 @@ class Server:
                 max_uploads=config.max_transfers,
                 cert=config.http_cert,
                 key=config.http_key,
+                read_only=config.read_only,
             )
             metrics = self.http.metrics
             metrics.watch("zfile_zmq_transfers_in_flight", "ZeroMQ transfers running", lambda: self.transfers.active())
@@ -167,6 +169,7 @@ class Server:
         self.endpoint = self._sock.endpoint
         self.transfers.sock = self._sock
         self.transfers.operations.curve = curve is not None
+        self.transfers.operations.read_only = self.config.read_only
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -347,6 +350,10 @@ class Server:
             return
         if self._draining:
             self.transfers.reply(inc.identity, Error(event.id, ErrorCode.BUSY.value, "the daemon is shutting down"))
+            return
+        if self.config.read_only and readonly.changes_store(event):
+            log.info("peer=%s %s refused: read-only", inc.peer or "?", event.TYPE)
+            self.transfers.reply(inc.identity, readonly.refusal(event))
             return
         if not isinstance(event, (ListRequest, Ping)):
             total, mine = self.transfers.running(inc.peer_key or inc.identity)
