@@ -31,9 +31,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiofiles
 import blake3
@@ -47,6 +46,7 @@ from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
 from zfile.store.base import UploadHandle
 from zfile.store.claims import Claims
+from zfile.store.cleanup import uninterrupted
 from zfile.store.fs import fsync_dir, store_error, unlink_all
 from zfile.store.group_commit import Publisher
 from zfile.store.layout import Layout, exists_error
@@ -70,23 +70,6 @@ def probe_partial(tmp: Path, transfer: str, state: dict[str, object]) -> int:
     if not isinstance(saved, dict) or any(saved.get(k) != state[k] for k in keys):
         return 0
     return min(length, int(state["size"]))  # type: ignore[call-overload]
-
-
-async def _uninterrupted(cleanup: Coroutine[Any, Any, None]) -> None:
-    """Await ``cleanup`` to its end even if the awaiting task is cancelled
-    meanwhile, then raise that cancellation."""
-    task = asyncio.ensure_future(cleanup)
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 class Upload(UploadHandle):
@@ -338,7 +321,7 @@ class Upload(UploadHandle):
         cancellation is raised after): a suspend cut short would leave the
         partial claimed, and every resume of it busy, until a restart."""
         if self._live:
-            await _uninterrupted(self._suspend())
+            await uninterrupted(self._suspend())
 
     async def _suspend(self) -> None:
         if not self._live:

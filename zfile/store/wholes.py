@@ -37,15 +37,15 @@ import hmac
 import os
 import stat
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from zfile.errors import BadName, IntegrityError, StoreError, ZfileError
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
 from zfile.store.claims import Claims
+from zfile.store.cleanup import uninterrupted
 from zfile.store.fs import store_error, syncfs
 from zfile.store.group_commit import Publisher
 from zfile.store.layout import Layout, exists_error
@@ -394,7 +394,7 @@ async def store_batch(
             else:
                 raise failure
     finally:
-        await _uninterrupted(_clean_up(layout, claims, publisher, batch, dirs, writing, publishing))
+        await uninterrupted(_clean_up(layout, claims, publisher, batch, dirs, writing, publishing))
     return results  # type: ignore[return-value]
 
 
@@ -423,23 +423,6 @@ async def _clean_up(
         f.live = False
         f.data = b""
         claims.release(f.transfer, f)
-
-
-async def _uninterrupted(cleanup: Coroutine[Any, Any, None]) -> None:
-    """Await ``cleanup`` to its end even if the awaiting task is cancelled
-    meanwhile, then raise that cancellation."""
-    task = asyncio.ensure_future(cleanup)
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
 
 
 def _unlink_parts(tmp: Path, parts: list[str]) -> None:
