@@ -35,13 +35,12 @@ from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import NodeReport, node_label, send_everywhere, tree_digest
 from zfile.client.quickcheck import Compare, remote_entries, same
+from zfile.client.stream import send_file
 from zfile.client.tree import Outcome, UploadPlan
 from zfile.errors import IntegrityError, LocalFileError, RemoteError, TransportError, ZfileError
-from zfile.fileio.chunks import ChunkReader, ShortRead
 from zfile.fileio.hashing import hash_file_prefix
-from zfile.protocol.credit import next_piece
-from zfile.protocol.digest import DEFAULT_ALGO, Hasher, new_hasher
-from zfile.protocol.events import ChainResult, Chunk, Credit, Event, Put, PutEnd, PutOk, PutReady
+from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
+from zfile.protocol.events import ChainResult, Event, Put, PutEnd, PutOk, PutReady
 
 #: Least seconds the client waits on the first node of a chain: longer than
 #: the ZMTP heartbeat timeout (15 s), so that a hop waiting on a paused node
@@ -69,43 +68,6 @@ async def _answer(channel: Channel, results: dict[str, NodeResult]) -> Event:
         return event
 
 
-async def _stream(channel: Channel, path: Path, st: os.stat_result, chunk: int, hasher: Hasher, results, progress):
-    """The file's bytes from the transfer's offset to its end as CHUNKs
-    within the credit granted (as :func:`zfile.client.stream.send_file`),
-    recording the CHAIN-RESULTs that arrive meanwhile."""
-    transfer = channel.transfer
-    try:
-        fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-    reader = ChunkReader(fd, transfer.offset, transfer.size, chunk, hasher, owns_fd=True)
-    try:
-        while not reader.done:
-            try:
-                buf, view = await reader.next()
-            except ShortRead:
-                raise LocalFileError(f"{path} changed while being sent (shorter than {transfer.size} bytes)") from None
-            except OSError as exc:
-                raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-            trackers = []
-            sent = 0
-            while sent < len(view):
-                while (n := next_piece(transfer.credit, len(view) - sent)) == 0:
-                    event = await _answer(channel, results)
-                    assert isinstance(event, Credit)
-                piece = Chunk(transfer.id, transfer.offset, view[sent : sent + n])
-                trackers.append(await channel.send(piece, track=True))
-                sent += n
-                progress(n)
-                await asyncio.sleep(0)
-            reader.pool.give(buf, trackers)
-        now = os.fstat(fd)
-    finally:
-        await reader.aclose()
-    if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-        raise LocalFileError(f"{path} changed while being sent")
-
-
 async def _put_chain(
     client: Client,
     path: Path,
@@ -128,7 +90,15 @@ async def _put_chain(
         else:
             hasher = new_hasher(DEFAULT_ALGO)
         fan = 1 + len(rest)  # each byte sent reaches every node of the chain
-        await _stream(channel, path, st, client.config.chunk_size, hasher, results, lambda n: progress(n * fan))
+        await send_file(
+            channel,
+            path,
+            st,
+            client.config.chunk_size,
+            hasher,
+            lambda n: progress(n * fan),
+            aside=lambda event: _record(results, event),
+        )
         digest = hasher.digest()
         await channel.send(PutEnd(channel.id, digest))
         while not isinstance(ok := await _answer(channel, results), PutOk):

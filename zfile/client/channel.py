@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from zfile.errors import ErrorCode, PeerTimeout, RemoteError, TransportError, ZfileError
 from zfile.fileio.chunks import Tracker
-from zfile.protocol.events import Cancel, Error, Event
+from zfile.protocol.events import Cancel, Credit, Error, Event
 from zfile.protocol.machine import Role, Transfer
 from zfile.transport.sockets import ClientSocket
 
@@ -104,11 +104,14 @@ class Channel:
             raise self._timeout_error() from None
         return self._accept(item)
 
-    def pending(self) -> None:
+    def pending(self, aside: Callable[[Event], None] | None = None) -> None:
         """Apply what already arrived without waiting (credit, or an ERROR,
-        raised as :meth:`next` would)."""
+        raised as :meth:`next` would); events other than CREDIT go to
+        ``aside`` when given (a chain upload's CHAIN-RESULTs)."""
         while not self._inbox.empty():
-            self._accept(self._inbox.get_nowait())
+            event = self._accept(self._inbox.get_nowait())
+            if aside is not None and not isinstance(event, Credit):
+                aside(event)
 
     async def close(self) -> None:
         """Stop routing events here; an unfinished transfer is cancelled on

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from zfile.client.channel import Channel, Progress
@@ -23,7 +24,7 @@ from zfile.fileio.chunks import ChunkReader, ShortRead, close_after, write_chunk
 from zfile.fileio.writeback import Writeback
 from zfile.protocol.credit import CreditWindow, next_piece
 from zfile.protocol.digest import Hasher
-from zfile.protocol.events import Chunk, Credit, GetMeta
+from zfile.protocol.events import Chunk, Credit, Event, GetMeta
 from zfile.protocol.machine import State
 
 
@@ -35,12 +36,15 @@ async def send_file(
     hasher: Hasher,
     progress: Progress,
     pacer: TokenBucket | None = None,
+    aside: Callable[[Event], None] | None = None,
 ) -> None:
     """Send the file at ``path`` from the transfer's offset to its size as
     CHUNKs of at most ``chunk_size`` bytes, each within the credit granted,
     hashing every byte sent into ``hasher``.  ``channel``'s transfer is past
     PUT-READY; ``st`` is the file's stat when the upload began.  With a
     ``pacer`` each piece is at most its quantum and waits for its tokens.
+    Events other than CREDIT that arrive meanwhile go to ``aside`` (a chain
+    upload's CHAIN-RESULTs); without it, only CREDIT may arrive.
 
     Raises :class:`LocalFileError` when the file cannot be read or changed
     (size or mtime) while being sent; :meth:`Channel.next`'s errors for the
@@ -64,9 +68,12 @@ async def send_file(
             trackers = []
             sent = 0
             while sent < len(view):
-                channel.pending()
+                channel.pending(aside)
                 while (n := next_piece(transfer.credit, len(view) - sent)) == 0:
                     event = await channel.next()
+                    if aside is not None and not isinstance(event, Credit):
+                        aside(event)
+                        continue
                     assert isinstance(event, Credit)
                 if pacer is not None:
                     n = pacer.piece(n)
