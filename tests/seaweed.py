@@ -63,6 +63,10 @@ def aws_env() -> dict[str, str]:
     }
 
 
+#: The object the readiness check writes and reads back, outside every location().
+_PROBE = ".ready/probe"
+
+
 def _free_ports(n: int) -> list[int]:
     # Held open together so that no two flags get the same port.
     socks = []
@@ -129,6 +133,12 @@ class SeaweedFS:
                 raise RuntimeError(f"weed mini exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
             try:
                 client.head_bucket(Bucket=BUCKET)
+                # The gateway answers HeadBucket before its volume server has
+                # registered again after a restart; until then a GET of an
+                # object answers InternalError.  A PUT and a GET of a probe
+                # outside every test's prefix need the volume server.
+                client.put_object(Bucket=BUCKET, Key=_PROBE, Body=b"ready")
+                client.get_object(Bucket=BUCKET, Key=_PROBE)["Body"].read()
                 return
             except Exception as exc:  # not up yet: connection refused, 503, bucket still being made
                 last = exc
