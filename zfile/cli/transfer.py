@@ -47,7 +47,7 @@ from zfile.client.delete import (
 )
 from zfile.client.fanout import NodeReport, node_label, tree_digest
 from zfile.client.filters import Filter
-from zfile.client.quickcheck import Compare, remote_entries, same, unchanged_downloads
+from zfile.client.quickcheck import Compare, remote_entries, unchanged_downloads, unchanged_files
 from zfile.client.tree import DownloadPlan, Outcome, UploadPlan, fetch, plan_download, send_paths, shown
 from zfile.errors import Skipped
 from zfile.protocol.digest import DEFAULT_ALGO
@@ -88,8 +88,7 @@ async def _quick_uploads(client: Client, plan: UploadPlan, compare: Compare) -> 
     entries = {}
     if compare is not Compare.NONE and plan.files:
         entries = await remote_entries(client, [name for _, name, _ in plan.files])
-    pairs = [(path, entries.get(name)) for path, name, _ in plan.files]
-    skip = await asyncio.to_thread(lambda: [same(path, entry, compare) for path, entry in pairs])
+    skip = await asyncio.to_thread(unchanged_files, plan.files, entries, compare, plan.mtime_ns)
     return skip, entries
 
 

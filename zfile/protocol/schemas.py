@@ -107,10 +107,71 @@ _DIGEST = _bin(MAX_DIGEST_BYTES)
 _TEXT = _str(4096)
 
 
+# Characters a string may hold and still be within its byte limit whatever
+# they are (UTF-8 takes at most 4 bytes a character); an ASCII string's
+# characters are its bytes.
+_NAME_CHARS = MAX_WIRE_NAME_BYTES // 4
+_SHORT_BYTES = 64
+_TEXT_BYTES = 4096
+
+
 def _entries(value: Any) -> tuple[Entry, ...]:
+    """A LIST-PAGE's entries, each checked as :data:`_ENTRY_SCHEMA` says.
+
+    A listing holds up to 10,000 entries, so the common entry (every field
+    present with its exact type, strings short enough that their UTF-8
+    cannot exceed the limit, or ASCII within it) is checked inline, without
+    a call per field; any other entry goes through :func:`fields_of`, which
+    accepts the same values and names what is wrong with the rest.
+    """
     if not isinstance(value, list):
         raise ValueError(f"must be a list, not {type(value).__name__}")
-    return tuple(Entry(**fields_of(item, _ENTRY_SCHEMA, "entry")) for item in value)
+    out: list[Entry] = []
+    append = out.append
+    for item in value:
+        if type(item) is dict:
+            get = item.get
+            name, size, mtime, mode = get("name"), get("size"), get("mtime_ns"), get("mode")
+            algo, digest, received = get("algo"), get("digest"), get("received")
+            id_, peer = get("id", ""), get("peer", "")
+            if (
+                type(name) is str
+                and (len(name) <= _NAME_CHARS or (len(name) <= MAX_WIRE_NAME_BYTES and name.isascii()))
+                and type(size) is int
+                and 0 <= size <= U63
+                and type(mtime) is int
+                and -(1 << 63) <= mtime <= U63
+                and type(mode) is int
+                and 0 <= mode <= 0o7777
+                and type(algo) is str
+                and len(algo) <= _SHORT_BYTES
+                and algo.isascii()
+                and type(digest) is bytes
+                and 1 <= len(digest) <= MAX_DIGEST_BYTES
+                and type(received) is float
+                and type(id_) is str
+                and len(id_) <= _SHORT_BYTES
+                and id_.isascii()
+                and type(peer) is str
+                and len(peer) <= _TEXT_BYTES
+                and peer.isascii()
+            ):
+                append(
+                    Entry(
+                        name=name,
+                        size=size,
+                        mtime_ns=mtime,
+                        mode=mode,
+                        algo=algo,
+                        digest=digest,
+                        received=received,
+                        id=id_,
+                        peer=peer,
+                    )
+                )
+                continue
+        append(Entry(**fields_of(item, _ENTRY_SCHEMA, "entry")))
+    return tuple(out)
 
 
 def _endpoints(value: Any) -> tuple[str, ...]:
