@@ -118,9 +118,9 @@ def test_a_page_of_many_entries_round_trips():
 
 
 def test_a_page_of_wide_characters_that_fits_unmeasured_is_within_the_limit():
-    # 4-byte characters make a name's UTF-8 as long as the bound page_fit
-    # takes without packing: a page that bound lets through whole (128 bytes
-    # an entry for what is not a string) must be within the receiver's limit.
+    # 4-byte characters: a page the bound lets through whole, without
+    # packing each entry (128 bytes an entry for what is not a string or the
+    # digest), must be within the receiver's limit.
     name_chars = 1004
     bound = 4 * (name_chars + len("blake3")) + len(D) + 128
     entries = tuple(

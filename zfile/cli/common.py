@@ -7,7 +7,6 @@ line and an exit code.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -21,6 +20,7 @@ import click
 
 from zfile.cli import fanout, settings
 from zfile.cli.boundary import EXIT_FAILED, on_interrupt
+from zfile.cli.running import run_main
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import read_targets
@@ -38,18 +38,7 @@ T = TypeVar("T")
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     """Run a library coroutine to its end (its errors reach the boundary)."""
-    result: list[T] = []
-
-    async def main() -> None:
-        result.append(await coro_fn())
-
-    # The result is handed out beside the main task, not as its result: on
-    # the way out asyncio.run restores SIGINT's handler, and signal.getsignal
-    # turns the handler it installed (a partial holding the task) into an
-    # enum's "not a valid Handlers" error, so reprs the task and its result,
-    # which for a run over a tree of 10,000 files costs ~0.1 s of CPU.
-    asyncio.run(main())
-    return result[0]
+    return run_main(coro_fn())
 
 
 def endpoint_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:

@@ -7,7 +7,6 @@ node failed.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from typing import Any
 import click
 
 from zfile.cli.boundary import EXIT_FAILED
+from zfile.cli.running import run_main
 from zfile.client.chain import send_chain
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import NodeReport, gather, send_everywhere
@@ -109,7 +109,7 @@ def send(
             fan = send_chain if fanout == "chain" and len(configs) > 1 else send_everywhere
             return await fan(configs, plan, clobber=clobber, compare=compare, progress=progress.update)
 
-    finish(asyncio.run(go()), as_json, quiet, incomplete=bool(plan.skipped))
+    finish(run_main(go()), as_json, quiet, incomplete=bool(plan.skipped))
 
 
 def get(
@@ -130,7 +130,7 @@ def get(
         with bar(None, desc=f"get x{len(configs)}") as progress:
             return await gather(configs, specs, out, compare=compare, progress=progress.update, filters=filters)
 
-    finish(asyncio.run(go()), as_json, quiet)
+    finish(run_main(go()), as_json, quiet)
 
 
 __all__ = ["BarFactory", "finish", "get", "send", "is_node_list", "report_json", "report_line"]

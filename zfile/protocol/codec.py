@@ -86,10 +86,12 @@ def page_fit(entries: Sequence[Entry], budget: int = MAX_HEADER_BYTES) -> int:
     ``MAX_WIRE_NAME_BYTES``.  A page cut short says ``more``, and the next
     starts after its last name (docs/protocol.md, "LIST-PAGE")."""
     room = budget - _PAGE_SLACK
-    # An entry's map is its strings' and digest's bytes (UTF-8: at most 4 a
-    # character) plus keys, headers and numbers: when that bound fits, the
-    # page does, without packing each entry to measure it.
-    bound = sum(4 * (len(e.name) + len(e.algo) + len(e.id) + len(e.peer)) + len(e.digest) for e in entries)
+    # An entry's map is its strings' UTF-8 and its digest plus at most
+    # _ENTRY_OVERHEAD bytes of keys, headers and numbers: when that bound
+    # fits, the page does, without packing each entry to measure it.
+    bound = sum(
+        len(f"{e.name}{e.algo}{e.id}{e.peer}".encode("utf-8", "surrogatepass")) + len(e.digest) for e in entries
+    )
     if bound + _ENTRY_OVERHEAD * len(entries) <= room:
         return len(entries)
     for count, entry in enumerate(entries):
