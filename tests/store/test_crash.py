@@ -245,7 +245,12 @@ async def test_reconcile_missing_and_replaced_files(tmp_path):
     async with Client(d.endpoint) as client:
         for name, path in files.items():
             await client.put(path, f"dir/{name}")
+        await client.put(files["same.bin"], "moved/x.bin")
     assert d.stop() == 0
+    # A directory swapped for a symbolic link out of the root: its rows can no
+    # longer be served, though the file behind the link looks the same.
+    (root / "moved").rename(tmp_path / "elsewhere")
+    (root / "moved").symlink_to(tmp_path / "elsewhere")
 
     (root / "dir" / "gone.bin").unlink()
     (root / "dir" / "changed.bin").write_bytes(b"edited by hand" * 1000)

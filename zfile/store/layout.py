@@ -78,14 +78,19 @@ class Layout:
         """The state file (parameters, then commit intent) of the upload ``transfer``."""
         return self.tmp / f"{transfer}.json"
 
-    def check_path(self, name: str, for_write: bool) -> Path:
+    def check_path(self, name: str, for_write: bool, realpaths: dict[str, str] | None = None) -> Path:
         """Return root/name, raising BadName when its parent resolves outside
         the root or into the private directory, or (for_write) when the path
         is a symlink or directory or a file blocks a needed directory; OSError
         when the tree cannot be inspected.  Runs twice for every file stored
         (before the write and before the rename), so it makes as few system
         calls as the checks allow.  BadName too when the real path would
-        exceed PATH_MAX, which the system calls on it would refuse."""
+        exceed PATH_MAX, which the system calls on it would refuse.
+
+        ``realpaths``, when given, caches each parent directory's real path
+        across calls (keyed by the parent as named): for a batch of names
+        checked while the tree does not change, such as a catalog page at
+        start-up, where most names share a parent."""
         path = self.root / name
         length = self.real_root_bytes + 1 + len(name.encode("utf-8")) + 1
         if length > self.path_max:
@@ -93,7 +98,13 @@ class Layout:
                 f"{quote_name(name)} would make a path of {length} bytes in the store, over the "
                 f"{self.path_max} bytes of PATH_MAX; use a shorter name"
             )
-        parent = os.path.realpath(path.parent)
+        if realpaths is None:
+            parent = os.path.realpath(path.parent)
+        else:
+            named = str(path.parent)
+            parent = realpaths.get(named)
+            if parent is None:
+                parent = realpaths[named] = os.path.realpath(named)
         root = self.real_root
         private = os.path.join(root, PRIVATE_DIR)
         if not (parent == root or parent.startswith(root + os.sep)) or (

@@ -92,8 +92,10 @@ async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Re
     after = ""
     while True:
         page = await catalog.list("", after, _PAGE)
-        for entry in page:
-            verdict = await asyncio.to_thread(_examine, layout, entry)
+        # One worker hop per page, not per row: a store of many small files
+        # otherwise spends its start-up in thread hand-offs.
+        verdicts = await asyncio.to_thread(_examine_page, layout, page)
+        for entry, verdict in zip(page, verdicts, strict=True):
             if verdict == "drop":
                 log.warning(
                     "catalog: %s is missing from the disk (or not a regular file); forgetting it",
@@ -111,10 +113,16 @@ async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Re
     return Reconciled(recorded, dropped, rehashed)
 
 
-def _examine(layout: Layout, entry: Entry) -> str | Entry | None:
+def _examine_page(layout: Layout, page: list[Entry]) -> list[str | Entry | None]:
+    """:func:`_examine` for each entry of ``page``, its parents' real paths resolved once."""
+    realpaths: dict[str, str] = {}
+    return [_examine(layout, entry, realpaths) for entry in page]
+
+
+def _examine(layout: Layout, entry: Entry, realpaths: dict[str, str]) -> str | Entry | None:
     """Return "drop", a replacement Entry, or None when the row is right."""
     try:
-        path = layout.check_path(entry.name, False)
+        path = layout.check_path(entry.name, False, realpaths)
         st = path.lstat()
     except (FileNotFoundError, NotADirectoryError):
         return "drop"
