@@ -18,6 +18,7 @@ from zfile.errors import BadName, Busy, Exists, IntegrityError, NotFound, StoreE
 from zfile.protocol.events import PutFile
 from zfile.store import make_store
 from zfile.store.s3 import S3Store, parse_location
+from zfile.store.s3.store import PUTS_IN_FLIGHT
 from zfile.store.s3.upload import MIN_PART
 
 pytestmark = pytest.mark.slow  # every test starts (or shares) a SeaweedFS
@@ -241,6 +242,32 @@ async def test_clobber_off_refuses_an_existing_name(store):
     assert isinstance(results[0], Exists)
     with pytest.raises(BadName):
         await store.begin_upload(name="../x", size=3, mtime_ns=2, mode=0o600, algo="blake3", clobber=True, peer="")
+
+
+async def test_several_put_many_at_once_share_one_limit_of_puts_in_flight(store, monkeypatch):
+    # A client sends several PUT-MANY messages at once; the store's PutObjects
+    # must stay within PUTS_IN_FLIGHT together, not per message.
+    in_flight = peak = 0
+    call = store.bucket.call
+
+    async def counted(what, op, **kw):
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await call(what, op, **kw)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(store.bucket, "call", counted)
+    batches = [
+        [PutFile(f"lim/{b}/{k:02d}", 2, k, 0o644, digest(b"%02d" % k), True, b"%02d" % k) for k in range(40)]
+        for b in range(3)
+    ]
+    results = await asyncio.gather(*(store.put_many(files, algo="blake3", peer="p") for files in batches))
+    assert all(not isinstance(r, Exception) for batch in results for r in batch)
+    assert len(await store.list("lim/")) == 120
+    assert 0 < peak <= PUTS_IN_FLIGHT
 
 
 async def test_put_many_stores_each_file_and_refuses_the_bad_ones_alone(store):

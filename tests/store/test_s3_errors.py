@@ -4,12 +4,14 @@ under load or when full (503 SlowDown, 507) on demand."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 import zfile.store.s3.client as s3client
 from zfile.errors import NoSpace, StoreError
-from zfile.store.s3.client import Bucket
+from zfile.store.s3.client import SMALL_BODY, Bucket, BufferBody, request_body
 
 
 def answer(code: str, status: int) -> ClientError:
@@ -82,3 +84,14 @@ async def test_answers_the_caller_judges_pass_through_untouched(bucket):
 async def test_a_closed_bucket_refuses_calls():
     with pytest.raises(StoreError, match="not open"):
         await Bucket("bk", None).call("store x", "put_object", Key="x")
+
+
+def test_a_small_body_goes_as_bytes_a_large_one_in_place():
+    small = request_body(bytearray(b"abc"))
+    assert small == b"abc" and isinstance(small, bytes)
+    buf = bytearray(os.urandom(SMALL_BODY + 1))
+    large = request_body(buf)
+    assert isinstance(large, BufferBody) and large.read() == bytes(buf)
+    buf[0] ^= 0xFF  # read in place, not copied
+    large.seek(0)
+    assert large.read(1) == bytes(buf[:1])

@@ -140,6 +140,21 @@ class BufferBody(io.RawIOBase):
         return self._pos
 
 
+#: Bodies up to this many bytes are sent as bytes (one copy); larger ones in
+#: place (:class:`BufferBody`).  aiohttp reads a file body in its thread
+#: pool, a hop to a worker thread for each read and one more for the close:
+#: for a 4 KiB PutObject those hops were most of the daemon's time past the
+#: direct client's (docs/s3.md, "Where the time goes").
+SMALL_BODY = 64 * 1024
+
+
+def request_body(buf):
+    """The request body for ``buf`` (bytes-like): its bytes when it is at
+    most :data:`SMALL_BODY` bytes, else a :class:`BufferBody` over it."""
+    view = memoryview(buf).cast("B")
+    return bytes(view) if view.nbytes <= SMALL_BODY else BufferBody(view)
+
+
 class Bucket:
     """A bucket at an S3 endpoint (``None``: AWS's own), reached through one
     aiobotocore client made by :meth:`open`.

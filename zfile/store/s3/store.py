@@ -43,7 +43,7 @@ from zfile.protocol.events import Buffer, Entry, PutFile
 from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_name
 from zfile.store.base import Store, StoreUsage
 from zfile.store.partial import transfer_id
-from zfile.store.s3.client import Bucket, BufferBody
+from zfile.store.s3.client import Bucket, request_body
 from zfile.store.s3.copy import copy_object
 from zfile.store.s3.download import S3Download
 from zfile.store.s3.meta import from_metadata, to_metadata
@@ -54,7 +54,10 @@ _MODE_MASK = 0o777
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 #: How a store refuses a CopyObject it will not do in one request (S3: over 5 GiB).
 _COPY_REFUSED = frozenset({"InvalidRequest", "EntityTooLarge", "InvalidArgument", "400"})
-#: PutObject requests of one put_many in flight at once.
+#: PutObject requests of small files in flight at once, across every
+#: put_many of the store: a client sends several PUT-MANY messages at once
+#: (four of 256 files of 4 KiB), and a limit per message let 128 requests
+#: wait on the 64 connections (docs/s3.md, "Where the time goes").
 PUTS_IN_FLIGHT = 32
 #: HeadObject requests of one list in flight at once.
 HEADS_IN_FLIGHT = 32
@@ -109,6 +112,7 @@ class S3Store(Store):
         bucket, self.prefix = self._parsed or ("", "")
         self.bucket = Bucket(bucket, endpoint)
         self._live: dict[str, object] = {}  # transfer -> the upload (or put) holding it
+        self._put_slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
         self._cache: dict[str, tuple[tuple, Entry]] = {}
 
     @property
@@ -234,11 +238,11 @@ class S3Store(Store):
         return result
 
     async def put_many(self, files: Sequence[PutFile], *, algo: str, peer: str) -> list[Entry | ZfileError]:
-        """Store whole files, one PutObject each, :data:`PUTS_IN_FLIGHT` at a
-        time (Store.put_many); a second file of one batch with the same
-        name, size and mtime is Busy."""
+        """Store whole files, one PutObject each, at most
+        :data:`PUTS_IN_FLIGHT` at a time in the whole store (Store.put_many);
+        a second file of one batch with the same name, size and mtime is Busy."""
         results: list[Entry | ZfileError | None] = [None] * len(files)
-        slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
+        slots = self._put_slots
         claimed: list[str] = []
         holder = object()
 
@@ -290,7 +294,7 @@ class S3Store(Store):
             f"store {quote_name(name)}",
             "put_object",
             Key=self.key(name),
-            Body=BufferBody(body),
+            Body=request_body(body),
             Metadata=to_metadata(entry),
             ContentType="application/octet-stream",
         )
