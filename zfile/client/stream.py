@@ -4,10 +4,11 @@
 :class:`zfile.client.Client` opens the transfer (PUT and PUT-READY, GET and
 GET-META) and finishes it (PUT-END and PUT-OK; fsync, verification and the
 rename); these loops move the bytes between them over the transfer's
-:class:`~zfile.client.channel.Channel`, with at most one worker-thread hop
-per chunk (:mod:`zfile.fileio.chunks`).  Where a chunk is cut and when credit
-is granted is decided by :mod:`zfile.protocol.credit`.  Offsets and sizes are
-bytes.
+:class:`~zfile.client.channel.Channel`: an upload with at most one
+worker-thread hop per chunk (:mod:`zfile.fileio.chunks`), a download through
+one writer thread per file (:mod:`zfile.fileio.writer`).  Where a chunk is
+cut and when credit is granted is decided by :mod:`zfile.protocol.credit`.
+Offsets and sizes are bytes.
 """
 
 from __future__ import annotations
