@@ -123,7 +123,11 @@ async def receive_file(
     # One writer thread for the whole file, fed without waiting: the loop
     # goes back to the socket while a chunk is written (zfile/fileio/writer.py).
     # Writeback overlaps the transfer, so the fsync has only the tail left.
-    writer = ChunkWriter(fd, meta.offset, hasher, Writeback(meta.offset))
+    try:
+        writer = ChunkWriter(fd, meta.offset, hasher, Writeback(meta.offset))
+    except BaseException:  # no thread to start: nothing else holds fd
+        os.close(fd)
+        raise
     try:
         credit = CreditWindow(meta.offset, meta.size, window, chunk_size)
         reported = meta.offset
