@@ -83,6 +83,33 @@ def test_a_sender_under_the_window_always_finishes(size, window, chunk, steps):
     assert sent == size == w.granted_end
 
 
+@settings(deadline=None)
+@given(
+    size=st.integers(1, 1 << 14),
+    window=st.integers(1, 1 << 14),
+    chunk=st.integers(1, 1 << 12),
+    consumed=st.lists(st.integers(0, 1 << 14), min_size=1, max_size=10),
+)
+def test_due_at_is_the_least_offset_that_grants(size, window, chunk, consumed):
+    """A receiver that waits until due_at() never waits past a grant, nor
+    wakes before one; None once the whole size is granted."""
+    w = CreditWindow(0, size, window, chunk)
+    at = 0
+    for more in consumed:
+        at = min(size, at + more)
+        due = w.due_at()
+        if due is None:
+            assert w.granted_end == size and w.grant(at) == 0
+            continue
+        for offset, grants in ((max(0, due), True), (due - 1, False)):
+            if offset < 0:
+                continue
+            probe = CreditWindow(0, size, window, chunk)
+            probe.granted_end = w.granted_end
+            assert (probe.grant(offset) > 0) is grants
+        w.grant(at)
+
+
 # -- chains: a hop grants for bytes both written and handed on -----------------
 
 

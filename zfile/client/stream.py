@@ -4,10 +4,11 @@
 :class:`zfile.client.Client` opens the transfer (PUT and PUT-READY, GET and
 GET-META) and finishes it (PUT-END and PUT-OK; fsync, verification and the
 rename); these loops move the bytes between them over the transfer's
-:class:`~zfile.client.channel.Channel`, with at most one worker-thread hop
-per chunk (:mod:`zfile.fileio.chunks`).  Where a chunk is cut and when credit
-is granted is decided by :mod:`zfile.protocol.credit`.  Offsets and sizes are
-bytes.
+:class:`~zfile.client.channel.Channel`: an upload with at most one
+worker-thread hop per chunk (:mod:`zfile.fileio.chunks`), a download through
+one writer thread per file (:mod:`zfile.fileio.writer`).  Where a chunk is
+cut and when credit is granted is decided by :mod:`zfile.protocol.credit`.
+Offsets and sizes are bytes.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 from zfile.client.channel import Channel, Progress
 from zfile.client.pacing import TokenBucket
 from zfile.errors import LocalFileError
-from zfile.fileio.chunks import ChunkReader, ShortRead, close_after, write_chunks
+from zfile.fileio.chunks import ChunkReader, ShortRead, close_after
 from zfile.fileio.writeback import Writeback
+from zfile.fileio.writer import ChunkWriter
 from zfile.protocol.credit import CreditWindow, next_piece
 from zfile.protocol.digest import Hasher
 from zfile.protocol.events import Chunk, Credit, Event, GetMeta
@@ -118,34 +120,45 @@ async def receive_file(
     transfer = channel.transfer
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if meta.offset else os.O_TRUNC)
     fd = await asyncio.to_thread(_open_at, part, flags, meta.offset)
-    loop = asyncio.get_running_loop()
-    hop: asyncio.Future | None = None
+    # One writer thread for the whole file, fed without waiting: the loop
+    # goes back to the socket while a chunk is written (zfile/fileio/writer.py).
+    # Writeback overlaps the transfer, so the fsync has only the tail left.
     try:
-        # Overlap disk writes with the transfer: the fsync below has only the tail left.
-        writeback = Writeback(meta.offset)
+        writer = ChunkWriter(fd, meta.offset, hasher, Writeback(meta.offset))
+    except BaseException:  # no thread to start: nothing else holds fd
+        os.close(fd)
+        raise
+    try:
         credit = CreditWindow(meta.offset, meta.size, window, chunk_size)
+        reported = meta.offset
         while transfer.state is State.GET_RECEIVING:
-            chunk = await channel.next()
-            assert isinstance(chunk, Chunk)
-            hop = loop.run_in_executor(None, write_chunks, fd, [chunk.data], transfer.offset, hasher, writeback)
-            n = await asyncio.shield(hop)  # a cancel leaves hop pending while the thread writes
-            progress(n)
-            if pacer is not None:
-                await pacer.take(n)
-            step = credit.grant(transfer.offset)
+            due = credit.due_at()
+            if transfer.offset >= credit.granted_end and due is not None:
+                # The daemon has spent its credit: nothing comes until the writer frees some.
+                await writer.reach(due)
+            else:
+                chunk = await channel.next()
+                assert isinstance(chunk, Chunk)
+                writer.feed(chunk.data)
+                if pacer is not None:
+                    await pacer.take(len(chunk.data))
+            if writer.written > reported:
+                progress(writer.written - reported)
+                reported = writer.written
+            step = credit.grant(writer.written)
             if step:
                 await channel.send(Credit(transfer.id, step))
-        hop = loop.run_in_executor(None, os.fsync, fd)
-        await asyncio.shield(hop)
+        await writer.finish()
+        progress(writer.written - reported)
     finally:
-        close_after(hop, fd)
+        writer.abort()
+        close_after(writer.done, fd)
 
 
 def _open_at(path: Path, flags: int, offset: int) -> int:
     fd = os.open(path, flags, 0o666)
     try:
         os.ftruncate(fd, offset)
-        os.lseek(fd, offset, os.SEEK_SET)
     except BaseException:
         os.close(fd)
         raise

@@ -12,8 +12,9 @@ loop wake-up) costs about a tenth of a millisecond of CPU.  So:
   that must come from the disk is read (and hashed) in a worker-thread hop,
   so the loop never waits on a disk.  The kernel's sequential read-ahead
   brings the next chunks in meanwhile;
-- :func:`write_chunks` (receiver: the daemon's upload, the client's
-  download) writes a chunk, hashes it and, every
+- :func:`write_chunks` (receiver: the daemon's upload; the client's
+  download has its own writer thread, :mod:`zfile.fileio.writer`) writes a
+  chunk, hashes it and, every
   :data:`zfile.writeback.DEFAULT_STEP` bytes, starts writeback of what was
   written, all in one hop (a write may wait on the disk).
 

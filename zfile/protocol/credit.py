@@ -82,6 +82,18 @@ class CreditWindow:
             return step
         return 0
 
+    def due_at(self) -> int | None:
+        """The least consumed offset at which :meth:`grant` (with this
+        window) grants again, or None when everything up to the stream's
+        size is granted.  A receiver whose sender has spent its credit
+        waits until it has consumed this far, and no further."""
+        if self.size is not None and self.granted_end >= self.size:
+            return None
+        due = self.granted_end + grant_step(self.window, self.chunk) - self.window
+        if self.size is not None:
+            due = min(due, self.size - self.window)
+        return due
+
     def set_size(self, size: int) -> None:
         """Learn the stream's size (bytes) once it is announced (GET-META)."""
         self.size = size
