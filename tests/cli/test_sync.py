@@ -254,6 +254,16 @@ def test_dry_run_and_delete_work_per_node(tmp_path):
         res = zfile_cli("send", str(src), "-n", "--to", f"{e0},127.0.0.1:1", "--timeout", "1", check=False)
         assert res.returncode == 1 and "zfile: error: tcp://127.0.0.1:1: " in res.stderr, res.stderr
         assert f"{e0}  unchanged photos/a.jpg" in res.stdout.splitlines()
+        # A node where a file failed deletes nothing; the other still does.
+        nodes.append(start_daemon(tmp_path / "s2", tmp_path / "d2.log", "--max-file-size", "5"))
+        e2 = nodes[2].endpoint
+        zfile_cli("send", str(write(tmp_path / "other" / "photos" / "keep.log").parent), "--to", f"{e0},{e2}")
+        zfile_cli("send", str(write(tmp_path / "other" / "photos" / "gone.txt").parent), "--to", f"{e0},{e2}")
+        res = zfile_cli("send", str(src), "--delete", "--to", f"{e0},{e2}", "--json", check=False)
+        assert res.returncode == 1
+        assert f"zfile: --delete: {e2}: nothing was deleted, as its files did not all arrive" in res.stderr
+        assert [(r["result"], r["deleted"]) for r in json.loads(res.stdout)] == [("ok", 2), ("failed", 0)]
+        assert "photos/gone.txt" not in listing(nodes[0]) and "photos/gone.txt" in listing(nodes[2])
     finally:
         for d in nodes:
             assert d.stop() == 0
