@@ -164,3 +164,22 @@ def test_stream_parts_grow_so_that_ten_thousand_hold_more_than_a_tebibyte():
     assert stream_part_size(STREAM_TIER + 1) == 2 * MIN_PART
     assert max(stream_part_size(n) for n in range(1, 10_001)) <= 5 << 30
     assert sum(stream_part_size(n) for n in range(1, 10_001)) > 1 << 40
+
+
+async def test_what_a_crash_mid_stream_leaves_is_deleted_at_the_next_start(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    await store.open()
+    up = await stream(store, "cut.bin", os.urandom(MiB + 7))
+    [part] = store.layout.tmp.iterdir()
+    left = part.read_bytes()  # what kill -9 would leave on the disk
+    await store.close()
+    part.write_bytes(left)
+    again = LocalStore(tmp_path / "store")
+    await again.open()
+    try:
+        assert list(again.layout.tmp.iterdir()) == []
+        assert up.transfer not in again.claims
+        with pytest.raises(NotFound):
+            await again.lookup("cut.bin")
+    finally:
+        await again.close()
