@@ -14,7 +14,11 @@ pipe's buffer is raised to one chunk where Linux allows it
 (``F_SETPIPE_SZ``, fcntl(2); at most ``/proc/sys/fs/pipe-max-size``), so the
 writer blocks less often.  The thread is a daemon thread: a producer that
 never writes again cannot keep the process from exiting once the upload
-failed.  Offsets and sizes are bytes.
+failed.  Give it a raw file (``sys.stdin.buffer.raw``, an ``io.FileIO``)
+where the process may exit while a read waits: a buffered reader holds its
+lock while its read waits, and an interpreter that exits meanwhile aborts
+when it flushes that reader (CPython's "could not acquire lock ... at
+interpreter shutdown").  Offsets and sizes are bytes.
 """
 
 from __future__ import annotations
