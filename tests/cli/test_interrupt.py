@@ -107,3 +107,33 @@ def test_ctrl_c_during_send_exits_130_and_sending_again_resumes(d, tmp_path):
     [offset] = RESUMING.findall(again.stderr)
     assert 0 < int(offset) < big.stat().st_size
     assert (d.root / "big.bin").read_bytes() == big.read_bytes()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_send_stdin_exits_130_and_stores_nothing(d):
+    # The producer writes 3 MiB, then keeps the pipe open: the client's read-ahead waits on it.
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zfile", "send", "-", "--name", "piped.bin", "--to", d.endpoint],
+        stdin=r,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(r)
+    try:
+        os.write(w, os.urandom(3 * MiB))
+        wait_for(lambda: sum(partials(d.root).values()) >= 2 * MiB, proc, "the stream in the daemon's partial")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(w)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Fatal Python error" not in err and "zfile: interrupted" in err
+    deadline = time.monotonic() + 10  # the daemon drops the stream once CANCEL arrives
+    while partials(d.root) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert partials(d.root) == {}
+    assert not (d.root / "piped.bin").exists()

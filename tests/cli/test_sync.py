@@ -216,11 +216,57 @@ def test_bwlimit_moves_the_same_bytes_and_refuses_a_bad_rate(daemon, tmp_path):
     assert res.returncode == 2 and "500K" in res.stderr
 
 
-def test_dry_run_and_delete_refuse_several_nodes(tmp_path):
-    src = write(tmp_path / "a.bin")
-    for flag in ("-n", "--delete"):
-        res = zfile_cli("send", str(src), "--to", "127.0.0.1:1,127.0.0.1:2", flag, check=False)
-        assert res.returncode == 2 and "one daemon at a time" in res.stderr
+def test_dry_run_and_delete_work_per_node(tmp_path):
+    nodes = [start_daemon(tmp_path / f"s{k}", tmp_path / f"d{k}.log") for k in range(2)]
+    try:
+        e0, e1 = (d.endpoint for d in nodes)
+        src = photos(tmp_path / "src")
+        shutil.rmtree(src / "sub")  # small files only: they go star, so the daemons need no --forward
+        zfile_cli("send", str(src), "--to", e0)
+        zfile_cli("send", str(write(tmp_path / "other" / "photos" / "old.txt").parent), "--to", e1)
+        (src / "b.log").unlink()
+        before = [listing(d) for d in nodes]
+        res = zfile_cli("send", str(src), "-n", "--delete", "--to", f"{e0},{e1}")
+        lines = res.stdout.splitlines()
+        for line in (
+            f"{e0}  unchanged photos/a.jpg",
+            f"{e0}  delete    photos/b.log",
+            f"{e1}  send      photos/a.jpg  (10 bytes)",
+            f"{e1}  delete    photos/old.txt",
+        ):
+            assert line in lines, res.stdout
+        dry = [line for line in lines if "dry run:" in line]
+        assert dry[0].startswith(f"{e0}  dry run: would have sent 0 file(s)") and "; 3 unchanged; 1 deleted;" in dry[0]
+        assert dry[1].startswith(f"{e1}  dry run: would have sent 3 file(s)") and "; 0 unchanged; 1 deleted;" in dry[1]
+        reports = json.loads(zfile_cli("send", str(src), "-n", "--delete", "--to", f"{e0},{e1}", "--json").stdout)
+        assert [(r["endpoint"], r["dry_run"], r["sent"], r["deleted"]) for r in reports] == [
+            (e0, True, 0, 1),
+            (e1, True, 3, 1),
+        ]
+        assert [listing(d) for d in nodes] == before  # a dry run changes nothing
+        res = zfile_cli("send", str(src), "--delete", "--to", f"{e0},{e1}", "--json")
+        assert [(r["result"], r["deleted"], r["delete_error"]) for r in json.loads(res.stdout)] == [("ok", 1, None)] * 2
+        for d in nodes:
+            assert set(listing(d)) == {"photos/a.jpg", "photos/keep.log", "photos/raw/c.cr2"}
+        res = zfile_cli("send", str(src), "--delete", "--to", f"{e0},{e1}")
+        assert [line.endswith("(3 unchanged)  (0 deleted)") for line in res.stdout.splitlines()[:2]] == [True] * 2
+        # A node that cannot be reached is an error of its own; the other is still shown.
+        res = zfile_cli("send", str(src), "-n", "--to", f"{e0},127.0.0.1:1", "--timeout", "1", check=False)
+        assert res.returncode == 1 and "zfile: error: tcp://127.0.0.1:1: " in res.stderr, res.stderr
+        assert f"{e0}  unchanged photos/a.jpg" in res.stdout.splitlines()
+        # A node where a file failed deletes nothing; the other still does.
+        nodes.append(start_daemon(tmp_path / "s2", tmp_path / "d2.log", "--max-file-size", "5"))
+        e2 = nodes[2].endpoint
+        zfile_cli("send", str(write(tmp_path / "other" / "photos" / "keep.log").parent), "--to", f"{e0},{e2}")
+        zfile_cli("send", str(write(tmp_path / "other" / "photos" / "gone.txt").parent), "--to", f"{e0},{e2}")
+        res = zfile_cli("send", str(src), "--delete", "--to", f"{e0},{e2}", "--json", check=False)
+        assert res.returncode == 1
+        assert f"zfile: --delete: {e2}: nothing was deleted, as its files did not all arrive" in res.stderr
+        assert [(r["result"], r["deleted"]) for r in json.loads(res.stdout)] == [("ok", 2), ("failed", 0)]
+        assert "photos/gone.txt" not in listing(nodes[0]) and "photos/gone.txt" in listing(nodes[2])
+    finally:
+        for d in nodes:
+            assert d.stop() == 0
 
 
 def test_send_delete_removes_only_what_the_tree_no_longer_has(daemon, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import blake3
@@ -271,6 +272,27 @@ def test_a_stream_upload_is_stored_only_when_its_digest_matches(served):
                 assert ok.size == len(data) and ok.digest == digest
     assert (served.root / "streams" / "s.bin").read_bytes() == data
     assert partials(served.root) == {}
+
+
+def test_a_stream_goes_into_a_partial_as_it_comes_and_is_dropped_when_it_stops_short(served):
+    data = os.urandom(2 * MiB + 5)
+    with RawPeer(served.endpoint) as peer:
+        for tid, end in ((11, Cancel(11)), (12, PutEnd(12, blake3.blake3(data).digest(), size=len(data) + 1))):
+            peer.send_event(PutStream(tid, "streams/short.bin", MTIME_NS, 0o644, "blake3"))
+            ready = peer.expect(tid, PutReady)
+            peer.send_range(tid, data, 0, len(data), ready.credit)
+            peer.expect(tid, Credit)  # granted for bytes written: they are in the partial, not spooled
+            [held] = partials(served.root).values()
+            assert MiB <= held <= len(data)
+            peer.send_event(end)
+            if tid == 12:
+                peer.expect_error(12, ErrorCode.BAD_REQUEST.value)
+            deadline = time.monotonic() + 10  # the abort runs after the answer, in the stream's own task
+            while partials(served.root) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert partials(served.root) == {}
+            assert not (served.root / "streams" / "short.bin").exists()
+    assert list((served.root / ".zfile" / "tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["../x", ".zfile/catalog.db", "/abs"])

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from zfile import __version__
-from zfile.cli import fanout, listing, transfer
+from zfile.cli import fanout, fansync, listing, transfer
 from zfile.cli.boundary import Group
 from zfile.cli.common import (
     Connection,
@@ -138,7 +138,9 @@ def send(
     would be sent, left unchanged and deleted, and changes nothing.
     --delete removes from the daemon, under each directory named, the
     stored files the directory no longer has (never excluded ones), once
-    every file was sent; a run with a failure deletes nothing.  --bwlimit
+    every file was sent; a run with a failure deletes nothing.  With
+    several nodes both work per node (a node's lines after its endpoint;
+    --delete on each node that got every file).  --bwlimit
     paces the bytes sent (K = 1024).
 
     \b
@@ -159,10 +161,16 @@ def send(
     plan = plan_upload(paths, relative=relative, copy_links=copy_links, prefix=prefix, filters=filters)
     compare = compare_mode(checksum, ignore_times)
     if conn.nodes:
-        _one_daemon_only(dry_run, delete)
+        configs = conn.node_configs(timeout, bwlimit)
+        if dry_run:
+            fansync.send_dry(
+                configs, plan, compare=compare, filters=filters, delete=delete, quiet=quiet, as_json=as_json
+            )
+            return
         bar = functools.partial(progress_bar, quiet=quiet or as_json)
+        after = functools.partial(fansync.delete_everywhere, configs, plan=plan, filters=filters) if delete else None
         fanout.send(
-            conn.node_configs(timeout, bwlimit),
+            configs,
             plan,
             clobber=not no_clobber,
             compare=compare,
@@ -170,6 +178,7 @@ def send(
             as_json=as_json,
             bar=bar,
             fanout=fan_mode,
+            after=after,
         )
         return
     transfer.send(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,9 @@ from zfile.client.tree import UploadPlan
 #: Makes a progress bar: ``(total bytes or None, desc=description)`` -> a context manager
 #: whose value has ``update(n)``.
 BarFactory = Callable[..., AbstractContextManager[Any]]
+#: ``--delete`` after a fan-out send: the reports -> endpoint -> the names
+#: deleted there (objects with ``error``, None when deleted), or why none were.
+AfterSend = Callable[[list[NodeReport]], Awaitable[dict[str, Any]]]
 
 
 def is_node_list(value: str | None) -> bool:
@@ -65,17 +68,38 @@ def report_line(report: NodeReport) -> str:
     return line
 
 
-def finish(reports: Sequence[NodeReport], as_json: bool, quiet: bool, incomplete: bool = False) -> None:
+def finish(
+    reports: Sequence[NodeReport],
+    as_json: bool,
+    quiet: bool,
+    incomplete: bool = False,
+    deleted: dict[str, Any] | None = None,
+) -> None:
     """Print the report and exit 1 if any node failed, or when
-    ``incomplete`` (something the user named was not sent anywhere)."""
+    ``incomplete`` (something the user named was not sent anywhere).
+    ``deleted`` is what ``--delete`` did on each node (:data:`AfterSend`):
+    a count in its line (``deleted`` in ``--json``), an error line for each
+    name it could not delete or for why it deleted nothing, and exit 1
+    then."""
+    deleted = deleted or {}
+    gone = {e: sum(d.error is None for d in done) for e, done in deleted.items() if not isinstance(done, str)}
     if as_json:
-        click.echo(json.dumps([report_json(r) for r in reports], indent=1))
+        click.echo(json.dumps([_with_deleted(report_json(r), deleted.get(r.endpoint)) for r in reports], indent=1))
     elif not quiet:
         for report in reports:
-            click.echo(report_line(report))
+            line = report_line(report)
+            click.echo(line + (f"  ({gone[report.endpoint]} deleted)" if report.endpoint in gone else ""))
     failed = [r for r in reports if not r.ok]
     for report in failed:
         click.echo(f"zfile: error: {report.endpoint}: {report.reason()}", err=True)
+    for endpoint, done in deleted.items():
+        if isinstance(done, str):
+            click.echo(f"zfile: --delete: {endpoint}: {done}", err=True)
+            continue
+        for d in done:
+            if d.error is not None:
+                incomplete = True
+                click.echo(f"zfile: error: {endpoint}: {d.error}", err=True)
     if not quiet and not as_json:
         click.echo(
             f"{len(reports) - len(failed)} of {len(reports)} node(s) done"
@@ -83,6 +107,15 @@ def finish(reports: Sequence[NodeReport], as_json: bool, quiet: bool, incomplete
         )
     if failed or incomplete:
         sys.exit(EXIT_FAILED)
+
+
+def _with_deleted(report: dict[str, Any], done: Any) -> dict[str, Any]:
+    if done is None:
+        return report
+    if isinstance(done, str):
+        return {**report, "deleted": 0, "delete_error": done}
+    errors = [str(d.error) for d in done if d.error is not None]
+    return {**report, "deleted": len(done) - len(errors), "delete_error": errors[0] if errors else None}
 
 
 def send(
@@ -95,21 +128,25 @@ def send(
     as_json: bool,
     bar: BarFactory,
     fanout: str = "chain",
+    after: AfterSend | None = None,
 ) -> None:
     """``send PATHS --to A,B,...``: the plan to every node, as a chain
     (:func:`~zfile.client.chain.send_chain`) or at once (``fanout`` "star"),
-    then the report; what the plan skipped is said first, one line each,
-    and makes the exit code 1 as for one node."""
+    then ``after`` (``--delete``) with the reports, then the report; what
+    the plan skipped is said first, one line each, and makes the exit code
+    1 as for one node."""
     for outcome in plan.skipped:
         click.echo(f"zfile: skipped '{outcome.name}': {outcome.error}", err=True)
 
-    async def go() -> list[NodeReport]:
+    async def go() -> tuple[list[NodeReport], dict[str, Any] | None]:
         total = len(configs) * sum(size for *_, size in plan.files)
         with bar(total, desc=f"send x{len(configs)}") as progress:
             fan = send_chain if fanout == "chain" and len(configs) > 1 else send_everywhere
-            return await fan(configs, plan, clobber=clobber, compare=compare, progress=progress.update)
+            reports = await fan(configs, plan, clobber=clobber, compare=compare, progress=progress.update)
+        return reports, (await after(reports) if after is not None else None)
 
-    finish(run_main(go()), as_json, quiet, incomplete=bool(plan.skipped))
+    reports, deleted = run_main(go())
+    finish(reports, as_json, quiet, incomplete=bool(plan.skipped), deleted=deleted)
 
 
 def get(

@@ -260,7 +260,10 @@ def send_stdin(
 
     async def go():
         async with conn.client(timeout) as client:
-            return await client.put_stream(sys.stdin.buffer, name, clobber=clobber)
+            # The raw file: nothing has read stdin yet, so its buffer holds nothing, and a
+            # read left waiting in the reader's thread holds no lock that exiting (Ctrl-C,
+            # a refusal) must take (zfile.client.pipe).
+            return await client.put_stream(sys.stdin.buffer.raw, name, clobber=clobber)
 
     sent = run(go)
     seconds = max(time.monotonic() - began, 1e-9)

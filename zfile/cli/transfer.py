@@ -111,19 +111,10 @@ def send(
 
     async def go() -> Run:
         async with conn.client(timeout, bwlimit) as client:
-            skip, entries = await _quick_uploads(client, plan, compare)
-            todo = [f for f, same_here in zip(plan.files, skip, strict=True) if not same_here]
-            for (path, name, size), same_here in zip(plan.files, skip, strict=True):
-                if same_here:
-                    result.unchanged.append((name, path, size, entries[name].digest))
-            result.todo = [(name, path, size) for path, name, size in todo]
+            await plan_send(client, plan, result, compare=compare, filters=filters, delete=delete)
             if dry_run:
-                result.outcomes = list(plan.skipped)
-                if delete:
-                    result.no_delete = _delete_refused(result, plan.unread)
-                if delete and not result.no_delete:
-                    result.deleted = [Deleted(n) for n in await remote_deletions(client, plan, filters)]
                 return result
+            todo = [(path, name, size) for name, path, size in result.todo]
             with progress_bar(sum(size for *_, size in todo), quiet or as_json, "send") as bar, notes(bar, quiet):
                 tally = Tally("send", len(todo), bar)
                 result.outcomes = await send_paths(
@@ -141,6 +132,28 @@ def send(
             return result
 
     finish(run(go), quiet, as_json)
+
+
+async def plan_send(
+    client: Client, plan: UploadPlan, result: Run, *, compare: Compare, filters: Filter, delete: bool
+) -> None:
+    """Fill ``result`` with what a send of ``plan`` to ``client``'s daemon
+    would do: the files to send and those unchanged (the quick check by
+    ``compare``); for a dry run also the entries the plan skipped and, with
+    ``delete``, the stored files it would delete (or why none would be).
+    Raises the client's errors."""
+    skip, entries = await _quick_uploads(client, plan, compare)
+    for (path, name, size), same_here in zip(plan.files, skip, strict=True):
+        if same_here:
+            result.unchanged.append((name, path, size, entries[name].digest))
+        else:
+            result.todo.append((name, path, size))
+    if result.dry_run:
+        result.outcomes = list(plan.skipped)
+        if delete:
+            result.no_delete = _delete_refused(result, plan.unread)
+        if delete and not result.no_delete:
+            result.deleted = [Deleted(n) for n in await remote_deletions(client, plan, filters)]
 
 
 def get(
@@ -204,7 +217,7 @@ def finish(result: Run, quiet: bool, as_json: bool) -> None:
     if result.no_delete:
         click.echo(f"zfile: --delete: {_nothing_deleted(result)}", err=True)
     if as_json:
-        _print_json(result)
+        click.echo(json.dumps([json_summary(result)], indent=1))
         failed = result.transfer_failed() or delete_failed
         if failed or any(isinstance(o.error, Skipped) for o in result.outcomes):
             sys.exit(EXIT_FAILED)
@@ -212,7 +225,8 @@ def finish(result: Run, quiet: bool, as_json: bool) -> None:
     for d in delete_failed:
         click.echo(f"zfile: error: {d.error}", err=True)
     if result.dry_run:
-        _print_dry(result, quiet)
+        if print_dry(result, quiet):
+            sys.exit(EXIT_FAILED)
         return
     report(
         result.outcomes,
@@ -226,38 +240,45 @@ def finish(result: Run, quiet: bool, as_json: bool) -> None:
     )
 
 
+def nothing_deleted(result: Run) -> str:
+    """Why a run's ``--delete`` deleted nothing, as a clause."""
+    return _nothing_deleted(result)
+
+
 def _nothing_deleted(result: Run) -> str:
     return f"nothing {'would be' if result.dry_run else 'was'} deleted, as {result.no_delete}"
 
 
-def _print_dry(result: Run, quiet: bool) -> None:
+def print_dry(result: Run, quiet: bool, prefix: str = "", skipped_said: bool = False) -> bool:
+    """Print a dry run's lines (module docstring), each after ``prefix``
+    (a node's endpoint with several), the skipped entries on stderr unless
+    ``skipped_said``; True when anything was skipped or failed."""
     verb = "send" if result.verb == "sent" else "fetch"
     for name, path, size in result.todo:
         where = f" -> {shown(path)}" if verb == "fetch" else ""
-        click.echo(f"{verb:<9} {shown(name)}{where}  ({size:,} bytes)")
+        click.echo(f"{prefix}{verb:<9} {shown(name)}{where}  ({size:,} bytes)")
     for name, *_ in result.unchanged:
-        click.echo(f"unchanged {shown(name)}")
+        click.echo(f"{prefix}unchanged {shown(name)}")
     for d in result.deleted:
-        click.echo(f"delete    {d.name}")
+        click.echo(f"{prefix}delete    {d.name}")
     for name in result.excluded:
-        click.echo(f"exclude   {shown(name)}")
+        click.echo(f"{prefix}exclude   {shown(name)}")
     skipped = [o for o in result.outcomes if isinstance(o.error, Skipped)]
     failed = [o for o in result.outcomes if not isinstance(o.error, Skipped)]
-    for o in skipped:
+    for o in [] if skipped_said else skipped:
         click.echo(f"zfile: skipped '{o.name}': {o.error}", err=True)
     for o in failed:
         click.echo(f"zfile: error: {o.name}: {o.error}", err=True)
     if not quiet:
         nbytes = sum(size for *_, size in result.todo)
         click.echo(
-            f"dry run: would have {result.verb} {len(result.todo)} file(s), {nbytes / 1e6:.1f} MB; "
+            f"{prefix}dry run: would have {result.verb} {len(result.todo)} file(s), {nbytes / 1e6:.1f} MB; "
             f"{len(result.unchanged)} unchanged; {len(result.deleted)} deleted; {len(failed)} failed"
             + (f"; {len(result.excluded)} excluded" if result.excluded else "")
             + (f"; {len(skipped)} skipped" if skipped else "")
             + "; nothing was changed"
         )
-    if result.outcomes:
-        sys.exit(EXIT_FAILED)
+    return bool(result.outcomes)
 
 
 def _file(name: str, path: Path | None, outcome: str, size=None, digest=None, error=None) -> dict[str, Any]:
@@ -271,7 +292,8 @@ def _file(name: str, path: Path | None, outcome: str, size=None, digest=None, er
     }
 
 
-def _print_json(result: Run) -> None:
+def json_summary(result: Run) -> dict[str, Any]:
+    """The run as one object of the ``--json`` array (module docstring)."""
     results: list[dict[str, Any]] = []
     done = [o for o in result.outcomes if o.result is not None]
     failed = [o for o in result.outcomes if o.error is not None and not isinstance(o.error, Skipped)]
@@ -321,7 +343,7 @@ def _print_json(result: Run) -> None:
     )
     if result.no_delete:
         summary["error"] = summary["error"] or f"--delete: {_nothing_deleted(result)}"
-    click.echo(json.dumps([summary], indent=1))
+    return summary
 
 
-__all__ = ["Run", "finish", "get", "send"]
+__all__ = ["Run", "finish", "get", "json_summary", "nothing_deleted", "plan_send", "print_dry", "send"]

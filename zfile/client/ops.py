@@ -9,7 +9,6 @@ use the client's channels and its retries of ``busy`` answers.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -17,9 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from zfile.client.channel import Progress, error_code, no_progress
+from zfile.client.pipe import send_pipe
 from zfile.errors import ErrorCode, IntegrityError, LocalFileError, RemoteError, ZfileError
 from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE
-from zfile.protocol.credit import CreditWindow, next_piece
+from zfile.protocol.credit import CreditWindow
 from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
 from zfile.protocol.events import (
     Buffer,
@@ -245,7 +245,8 @@ class FileOps:
         ``sys.stdin.buffer``) yields until its end, as ``name``, when its
         size is known only at that end (PUT-STREAM, docs/protocol.md).
 
-        Bytes go under the daemon's credit and are hashed as they are read;
+        Bytes go under the daemon's credit and are hashed as they are read,
+        a chunk ahead of the sends (:mod:`zfile.client.pipe`);
         the size and digest travel in PUT-END and the daemon stores the file
         atomically once both check out.  ``mode`` is the stored permission
         bits, the mtime the time the upload began.  There is no resume: an
@@ -258,27 +259,11 @@ class FileOps:
             await channel.send(put)
             ready = await channel.next()
             assert isinstance(ready, PutReady)
-            transfer = channel.transfer
             hasher = new_hasher(DEFAULT_ALGO)
-            size = 0
-            while True:
-                try:
-                    data = await asyncio.to_thread(source.read, self.config.chunk_size)
-                except OSError as exc:
-                    raise LocalFileError(f"cannot read the stream for {name}: {exc.strerror or exc}") from None
-                if not data:
-                    break
-                hasher.update(data)
-                sent = 0
-                while sent < len(data):
-                    channel.pending()
-                    while (n := next_piece(transfer.credit, len(data) - sent)) == 0:
-                        event = await channel.next()
-                        assert isinstance(event, Credit)
-                    await channel.send(Chunk(transfer.id, transfer.offset, data[sent : sent + n]))
-                    sent += n
-                    progress(n)
-                size += len(data)
+            try:
+                size = await send_pipe(channel, source, self.config.chunk_size, hasher, progress)
+            except OSError as exc:
+                raise LocalFileError(f"cannot read the stream for {name}: {exc.strerror or exc}") from None
             digest = hasher.digest()
             await channel.send(PutEnd(channel.id, digest, size))
             while not isinstance(event := await channel.next(), PutOk):

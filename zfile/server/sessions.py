@@ -537,16 +537,19 @@ class Transfers:
                 self.store,
                 session.queue,
                 lambda event: self._send(session, event),
-                window=self._upload_window(),
+                window=self._upload_window,
                 chunk_size=c.chunk_size,
-                max_file_size=c.max_file_size,
                 max_name_bytes=c.max_name_bytes,
                 peer=session.peer_key or session.peer,
             )
             await self._send(session, PutOk(put.id, entry.size, entry.digest))
             return entry.size, entry.digest, "ok"
 
-        await self._logged(session, work)
+        self._streaming += 1  # its unwritten bytes count against the shared upload buffer
+        try:
+            await self._logged(session, work)
+        finally:
+            self._streaming -= 1
 
     async def _operation(self, session: Session, req: Event) -> None:
         """Answer a file operation (:mod:`zfile.server.ops`)."""

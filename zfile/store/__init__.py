@@ -1,7 +1,7 @@
 """The daemon's store: what the server needs of one, and its backends.
 
 :class:`Store` (:mod:`zfile.store.base`) is the interface the server
-depends on, with :class:`UploadHandle`, :class:`DownloadHandle` and
+depends on, with :class:`UploadHandle`, :class:`StreamHandle`, :class:`DownloadHandle` and
 :class:`ChunkStream`; :func:`make_store` builds the backend for a location:
 :class:`LocalStore` (:mod:`zfile.store.local`) for a directory,
 :class:`~zfile.store.s3.S3Store` (:mod:`zfile.store.s3`) for an
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zfile.store.base import ChunkStream, DownloadHandle, Store, StoreUsage, UploadHandle
+from zfile.store.base import ChunkStream, DownloadHandle, Store, StoreUsage, StreamHandle, UploadHandle
 from zfile.store.litter import Limits
 from zfile.store.local import LocalStore
 
@@ -57,4 +57,13 @@ def make_store(
     )
 
 
-__all__ = ["ChunkStream", "DownloadHandle", "LocalStore", "Store", "StoreUsage", "UploadHandle", "make_store"]
+__all__ = [
+    "ChunkStream",
+    "DownloadHandle",
+    "LocalStore",
+    "Store",
+    "StoreUsage",
+    "StreamHandle",
+    "UploadHandle",
+    "make_store",
+]

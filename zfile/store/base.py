@@ -4,7 +4,8 @@ The server holds a :class:`Store`, made by :func:`zfile.store.make_store`,
 and knows nothing of the backend behind it; today that is always
 :class:`zfile.store.local.LocalStore`, files under a directory.  An upload
 goes through an :class:`UploadHandle` (begin, write in order, commit; or
-suspend to resume later, or abort), a whole small file through
+suspend to resume later, or abort), one whose size is known only at its end
+(PUT-STREAM) through a :class:`StreamHandle`, a whole small file through
 :meth:`Store.put_inline` or a batch of them through :meth:`Store.put_many`,
 a download through a :class:`DownloadHandle` and its :class:`ChunkStream`.
 
@@ -155,6 +156,43 @@ class UploadHandle(Protocol):
         ...
 
 
+class StreamHandle(Protocol):
+    """An upload whose size is known only at its end, made by
+    :meth:`Store.begin_stream`: its bytes go straight to where the store
+    keeps an upload in progress (a partial file, a multipart upload), never
+    under the final name before :meth:`commit`.  It cannot be resumed, so
+    there is no suspend: whatever stops it before its commit drops its bytes.
+    ``transfer`` names it for logs; ``offset`` is the bytes written so far.
+    """
+
+    transfer: str
+    offset: int
+
+    async def write(self, offset: int, data: Buffer) -> None:
+        """Append ``data`` at byte ``offset``, which must equal :attr:`offset`.
+
+        IntegrityError (the upload stays live) when ``offset`` is not the
+        current end; TooLarge (live) when the bytes would pass the store's
+        ``max_file_size``; NoSpace when the store is full and StoreError for
+        other failures or when finished (the upload is finished then, its
+        bytes dropped)."""
+        ...
+
+    async def commit(self, digest: bytes, size: int) -> Entry:
+        """Check that exactly ``size`` bytes were written and that they hash
+        to ``digest``, then publish them under the final name, atomically as
+        :meth:`UploadHandle.commit` does, and return the entry.
+        IntegrityError when either differs (bytes dropped); BadName, Exists,
+        NoSpace or StoreError as for :meth:`UploadHandle.commit`.  Finished
+        either way."""
+        ...
+
+    async def abort(self) -> None:
+        """Drop the bytes written so far and finish; a no-op when finished.
+        Runs to its end even when the caller is cancelled meanwhile."""
+        ...
+
+
 class Store(Protocol):
     """What the daemon needs of a store (module docstring for units and errors).
 
@@ -195,6 +233,18 @@ class Store(Protocol):
         come (NoSpace), another live upload of the same file (Busy).  What an
         earlier upload of the same name, size, mtime_ns and algo left is
         resumed: the handle's ``offset`` says where to go on.
+        """
+        ...
+
+    async def begin_stream(
+        self, *, name: str, mtime_ns: int, mode: int, algo: str, clobber: bool, peer: str
+    ) -> StreamHandle:
+        """Start an upload to ``name`` whose size is given only at its
+        commit (:class:`StreamHandle`).  Refuses, in this order: a bad name
+        or an unusable path (BadName), an unknown ``algo`` (ZfileError
+        bad-request), an existing file of that name unless ``clobber``
+        (Exists).  The size is held to the store's limit as the bytes come
+        (TooLarge), and free space is the writes' to find short (NoSpace).
         """
         ...
 
@@ -283,4 +333,4 @@ class Store(Protocol):
         ...
 
 
-__all__ = ["ChunkStream", "DownloadHandle", "Store", "UploadHandle"]
+__all__ = ["ChunkStream", "DownloadHandle", "Store", "StreamHandle", "UploadHandle"]

@@ -42,6 +42,7 @@ import logging
 import os
 import stat
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,12 +68,12 @@ from zfile.store.fs import fsync_dir, store_error, unlink_all
 from zfile.store.group_commit import Publisher
 from zfile.store.layout import Layout, exists_error
 from zfile.store.litter import Limits, PartialBounds
-from zfile.store.partial import Upload, probe_partial, transfer_id
+from zfile.store.partial import StreamUpload, Upload, probe_partial, transfer_id
 from zfile.store.reader import Download
 from zfile.store.recovery import Reconciled, reconcile
 from zfile.store.wholes import Staged, store_batch
 
-__all__ = ["Download", "LocalStore", "Upload", "transfer_id"]
+__all__ = ["Download", "LocalStore", "StreamUpload", "Upload", "transfer_id"]
 
 log = logging.getLogger("zfile.store")
 
@@ -195,6 +196,40 @@ class LocalStore(Store):
         """
         return await self._begin(name, size, mtime_ns, mode, algo, clobber, peer, resume=True)
 
+    async def begin_stream(
+        self, *, name: str, mtime_ns: int, mode: int, algo: str, clobber: bool, peer: str
+    ) -> StreamUpload:
+        """Start an upload whose size is known only at its commit
+        (:class:`~zfile.store.partial.StreamUpload`: its partial under a
+        fresh transfer id, never resumed), held to ``max_file_size`` bytes.
+
+        The checks of :meth:`begin_upload` that need no size, in its order:
+        the name (BadName), ``algo`` (ZfileError bad-request), an existing
+        entry or file when ``clobber`` is False (Exists); NoSpace while the
+        catalog cannot be written.  Free space is not checked ahead: a full
+        disk fails a write with NoSpace."""
+        hasher = self._admit(name, 0, algo)
+        await self._writable()
+        await self._refuse_existing(name, clobber)
+        transfer = uuid.uuid4().hex  # the fixed length of every partial's name
+        state = _state(name, 0, mtime_ns, mode, algo, peer)
+        upload = StreamUpload(
+            self.layout, self.claims, self.publisher, transfer, state, clobber, hasher, self.max_file_size
+        )
+        self.claims.claim(transfer, upload, name)
+        await upload.prepare()
+        self.partials.note(transfer, peer, 0, time.time())
+        return upload
+
+    async def _refuse_existing(self, name: str, clobber: bool) -> None:
+        """BadName for a path the store cannot use; with ``clobber`` False,
+        Exists when ``name`` has an entry or its path holds a file."""
+        final = await self.layout.resolve(name, True)
+        if not clobber and (
+            await self.catalog.get(name) is not None or await asyncio.to_thread(os.path.lexists, final)
+        ):
+            raise exists_error(name)
+
     async def _writable(self) -> None:
         """NoSpace while the catalog is read-only (its disk full); tries to
         make it writable again at most every few seconds."""
@@ -222,11 +257,7 @@ class LocalStore(Store):
     ) -> Upload:
         hasher = self._admit(name, size, algo)
         await self._writable()
-        final = await self.layout.resolve(name, True)
-        if not clobber and (
-            await self.catalog.get(name) is not None or await asyncio.to_thread(os.path.lexists, final)
-        ):
-            raise exists_error(name)
+        await self._refuse_existing(name, clobber)
         transfer = transfer_id(name, size, mtime_ns)
         state = _state(name, size, mtime_ns, mode, algo, peer)
         held = await asyncio.to_thread(probe_partial, self.layout.tmp, transfer, state) if resume else 0

@@ -9,12 +9,15 @@ after a crash), fsyncs the partial and hands it to the store's group commit
 with ``os.replace`` (or ``link`` when it must not clobber) and writes the
 catalog row.  A whole file sent inside its PUT or a PUT-MANY
 (:mod:`zfile.store.wholes`) writes no state file: its commit intent is a
-catalog row, recorded by the group commit before the rename.
+catalog row, recorded by the group commit before the rename.  An upload
+whose size is known only at its end (PUT-STREAM) is a :class:`StreamUpload`:
+the same partial, with no state file until its commit.
 
 :func:`transfer_id` names a partial, :func:`probe_partial` says how much of
 one can be resumed, and :class:`Upload`, made by
 :meth:`zfile.store.local.LocalStore.begin_upload`, writes, commits, suspends or
-aborts it.  An upload finds its paths and checks in the store's
+aborts it; :class:`StreamUpload` is made by
+:meth:`~zfile.store.local.LocalStore.begin_stream`.  An upload finds its paths and checks in the store's
 :class:`~zfile.store.layout.Layout` and releases its claim
 (:class:`~zfile.store.claims.Claims`) when it finishes.  ``OSError`` becomes
 NoSpace or StoreError (:func:`zfile.store.fs.store_error`).  Sizes and
@@ -37,14 +40,14 @@ from pathlib import Path
 import aiofiles
 import blake3
 
-from zfile.errors import IntegrityError, NoSpace, StoreError
+from zfile.errors import IntegrityError, NoSpace, StoreError, TooLarge
 from zfile.fileio.chunks import write_chunks
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.fileio.writeback import UPLOADS, Writeback, drop
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
-from zfile.store.base import UploadHandle
+from zfile.store.base import StreamHandle, UploadHandle
 from zfile.store.claims import Claims
 from zfile.store.cleanup import uninterrupted
 from zfile.store.fs import fsync_dir, store_error, unlink_all
@@ -362,3 +365,83 @@ class Upload(UploadHandle):
                     await asyncio.to_thread(unlink_all, self._part, self._state_path)
         finally:
             self._claims.release(self.transfer, self)
+
+
+class StreamUpload(Upload, StreamHandle):
+    """An upload whose size is known only at its end (PUT-STREAM); made by
+    :meth:`LocalStore.begin_stream <zfile.store.local.LocalStore.begin_stream>`.
+
+    Its bytes go to ``<transfer>.part`` as an :class:`Upload`'s do, written
+    and hashed in one worker-thread hop a chunk, with early writeback, so
+    they are written once.  Nothing can resume it (its bytes came from a
+    pipe), so it writes no state file before its commit, and a crash
+    mid-stream leaves a partial without one, which the next start deletes
+    (:mod:`zfile.store.recovery`).  ``limit`` is the most bytes it takes.
+    :meth:`commit` fixes the size, then verifies, records the commit intent
+    and publishes as an :class:`Upload` does; :meth:`suspend` (the store's
+    close) drops the bytes, as :meth:`abort` does.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        claims: Claims[Upload],
+        publisher: Publisher,
+        transfer: str,
+        state: dict,
+        clobber: bool,
+        hasher: digests.Hasher,
+        limit: int,
+    ) -> None:
+        # Until the commit the declared size is the limit: no write can pass it.
+        super().__init__(layout, claims, publisher, transfer, {**state, "size": limit}, clobber, hasher)
+        self.limit = limit
+        # Set once the commit begins: from then on the state file holds a
+        # commit intent, which is kept where an Upload's would be.
+        self._committing = False
+
+    async def prepare(self, resume: bool = False) -> None:
+        """Create the partial (``resume`` is ignored: a stream starts afresh).
+        NoSpace or StoreError, the upload finished, when it cannot be made."""
+        try:
+            self._file = await aiofiles.open(self._part, "wb")
+        except OSError as exc:
+            await self._release(keep=False)
+            raise store_error(exc, self.name, "prepare the partial file of") from exc
+        self._writeback = UPLOADS.writer(0)
+
+    async def write(self, offset: int, data: Buffer) -> None:
+        """Append ``data`` at byte ``offset`` (:meth:`Upload.write`); TooLarge,
+        the upload still live, when it would pass :attr:`limit` bytes."""
+        if offset + memoryview(data).nbytes > self.limit:
+            raise TooLarge(f"{quote_name(self.name)} passed {self.limit} bytes, the most the store accepts")
+        await super().write(offset, data)
+
+    async def commit(self, digest: bytes, size: int | None = None) -> Entry:
+        """Publish the ``size`` bytes written, checked against ``digest``
+        (:meth:`Upload.commit`).  IntegrityError, the bytes dropped, when
+        ``size`` is not the number written or the digest differs."""
+        self._check_writable()
+        if size != self.offset:
+            await self.abort()
+            raise IntegrityError(
+                f"the stream of {quote_name(self.name)} ended after {self.offset} bytes, "
+                f"but its end says {size}; discarded them"
+            )
+        self.size = self._state["size"] = size
+        self._committing = True
+        return await super().commit(digest)
+
+    async def suspend(self) -> None:
+        """Drop the bytes, as :meth:`abort` does: a stream cannot resume."""
+        await self.abort()
+
+    async def abort(self) -> None:
+        """Delete the partial; a no-op when finished; runs to its end even
+        when the caller is cancelled meanwhile."""
+        if self._live:
+            await uninterrupted(self._release(keep=False))
+
+    async def _release(self, *, keep: bool) -> None:
+        # Before the commit there is nothing a later upload could use.
+        await super()._release(keep=keep and self._committing)

@@ -28,9 +28,10 @@ settles every way the two can disagree:
    detected; zfile itself never makes one (it sets mtime on every commit).
 
 4. **A partial without a state file** (``.part`` without ``.json``: a crash
-   between a whole file's write and its batch's commit intent, or between a
-   streamed upload's create and its state file) cannot be resumed: it is
-   deleted.
+   between a whole file's write and its batch's commit intent, between a
+   streamed upload's create and its state file, or in the middle of a
+   PUT-STREAM, whose partial has no state file before its commit) cannot
+   be resumed: it is deleted.
 
 Files under the root that no row names and no intent explains are left alone
 and not served: the catalog, not the directory, says what the store holds.
@@ -207,7 +208,8 @@ def _drop_orphan(part: Path) -> None:
 def _drop_stateless_partials(tmp: Path) -> int:
     """Delete every ``.part`` in ``tmp`` without its ``.json``; return how
     many.  Nothing can resume one (a resume needs the state file, which a
-    streamed upload writes before its first byte), and a whole file's
+    streamed upload writes before its first byte; a PUT-STREAM, which
+    cannot resume, writes it only at its commit), and a whole file's
     partial is not published once the store restarts: it is what a crash
     left between a batch's write and its commit intent."""
     with os.scandir(tmp) as items:

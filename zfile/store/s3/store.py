@@ -217,6 +217,23 @@ class S3Store(Store):
             raise
         return upload
 
+    async def begin_stream(
+        self, *, name: str, mtime_ns: int, mode: int, algo: str, clobber: bool, peer: str
+    ) -> S3Upload:
+        """Start an upload whose size is known only at its commit
+        (Store.begin_stream; upload.py): at most ``max_file_size`` bytes,
+        under a fresh transfer id, never resumed.  Refuses a bad name
+        (BadName), an unknown ``algo`` (bad-request), an existing object
+        unless ``clobber`` (Exists, by HeadObject)."""
+        hasher = self._admit(name, 0, algo)
+        if not clobber:
+            await self.refuse_existing(name)
+        transfer = uuid.uuid4().hex
+        state = dict(name=name, size=0, mtime_ns=mtime_ns, mode=mode & _MODE_MASK, algo=algo, peer=peer)
+        upload = S3Upload(self, transfer, state, clobber, hasher, limit=self.max_file_size)
+        self._claim(transfer, upload, name)
+        return upload
+
     async def put_inline(
         self,
         *,

@@ -33,6 +33,12 @@ entry's digest written; a mismatch deletes the object.  An upload
 completed whose entry was never finished (the daemon stopped in between)
 is found the same way and resumed at its end: the next commit checks and
 finishes it.
+
+A stream (PUT-STREAM, made by :meth:`~zfile.store.s3.S3Store.begin_stream`)
+has no size until its commit, so its parts grow: :func:`stream_part_size`.
+One that ends within its first part is one PutObject; a longer one is a
+multipart upload as above, with no state object, since nothing can resume
+it: whatever stops it aborts the upload.
 """
 
 from __future__ import annotations
@@ -45,10 +51,11 @@ import time
 import uuid
 from typing import Any, Protocol
 
-from zfile.errors import IntegrityError, StoreError, ZfileError
+from zfile.errors import IntegrityError, StoreError, TooLarge, ZfileError
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
-from zfile.store.base import UploadHandle
+from zfile.store.base import StreamHandle, UploadHandle
+from zfile.store.cleanup import uninterrupted
 from zfile.store.s3.client import Bucket, BufferBody
 from zfile.store.s3.download import hash_object
 from zfile.store.s3.meta import TRANSFER, pending_metadata
@@ -61,6 +68,8 @@ MIN_PART = 8 * MiB
 MAX_PARTS = 10_000
 #: UploadPart requests one upload keeps going at once.
 PARTS_IN_FLIGHT = 3
+#: A stream's parts double in size every this many parts (stream_part_size).
+STREAM_TIER = 1000
 
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 _NO_UPLOAD = frozenset({"NoSuchUpload", "404"})
@@ -71,6 +80,16 @@ def part_size(size: int) -> int:
     MiB) when the file would need more than 10,000 parts (past 78 GiB).
     The same for every begin of one file, so a resume finds its parts whole."""
     return max(MIN_PART, math.ceil(size / MAX_PARTS / MiB) * MiB)
+
+
+def stream_part_size(number: int) -> int:
+    """Bytes of part ``number`` (from 1) of a stream, whose size is not known
+    ahead: 8 MiB for the first :data:`STREAM_TIER` parts (8 GiB), then
+    twice as much every :data:`STREAM_TIER` parts, to 4 GiB (under S3's
+    5 GiB a part), so that 10,000 parts hold about 8 TiB while a stream of
+    a few GiB keeps 8 MiB parts (and its memory, ``PARTS_IN_FLIGHT + 1``
+    parts, small)."""
+    return MIN_PART << min((number - 1) // STREAM_TIER, 9)
 
 
 class Staging(Protocol):
@@ -95,23 +114,29 @@ class Staging(Protocol):
     async def delete_key(self, key: str) -> None: ...
 
 
-class S3Upload(UploadHandle):
+class S3Upload(UploadHandle, StreamHandle):
     """One upload (module docstring).  ``state`` holds name, size, mtime_ns,
-    mode (masked), algo and peer, as :meth:`S3Store.begin_upload` got them."""
+    mode (masked), algo and peer, as :meth:`S3Store.begin_upload` got them.
+    With a ``limit`` it is a stream of at most that many bytes, whose size
+    (0 in ``state`` until then) is given to :meth:`commit`."""
 
-    def __init__(self, store: Staging, transfer: str, state: dict[str, Any], clobber: bool, hasher) -> None:
+    def __init__(
+        self, store: Staging, transfer: str, state: dict[str, Any], clobber: bool, hasher, limit: int | None = None
+    ) -> None:
         self.transfer = transfer
         self.offset = 0
         self.live = True
         self.state = state
         self.name: str = state["name"]
-        self.size: int = state["size"]
+        self.stream = limit is not None
+        # A stream's declared size is its limit until the commit: no write can pass it.
+        self.size: int = state["size"] if limit is None else limit
         self._store = store
         self._bucket = store.bucket
         self._clobber = clobber
         self._hasher = hasher
-        self._part = part_size(self.size)
-        self._whole = self.size <= self._part
+        self._part = MIN_PART if self.stream else part_size(self.size)
+        self._whole = not self.stream and self.size <= self._part
         self.key = store.key(self.name)
         self._state_key = store.state_key(transfer, state["algo"])
         self._upload_id: str | None = None
@@ -208,6 +233,8 @@ class S3Upload(UploadHandle):
         view = memoryview(data).cast("B")
         if offset != self.offset:
             raise IntegrityError(f"a chunk of {q} starts at byte {offset}, expected {self.offset}")
+        if self.stream and offset + view.nbytes > self.size:
+            raise TooLarge(f"{q} passed {self.size} bytes, the most the store accepts")
         if offset + view.nbytes > self.size:
             raise IntegrityError(f"{q} runs past its declared size of {self.size} bytes")
         if self._failed is not None:
@@ -216,14 +243,21 @@ class S3Upload(UploadHandle):
             self._hasher.update(view)
         while view:
             if self._buf is None:
-                self._buf = self._spare.pop() if self._spare else bytearray(self.size if self._whole else self._part)
+                want = self.size if self._whole else self._part_bytes(self._next_part)
+                while self._spare and len(self._spare[-1]) != want:
+                    self._spare.pop()  # a stream's parts grew past it
+                self._buf = self._spare.pop() if self._spare else bytearray(want)
             take = min(len(self._buf) - self._fill, view.nbytes)
             self._buf[self._fill : self._fill + take] = view[:take]
             self._fill += take
             self.offset += take
             view = view[take:]
-            if not self._whole and self._fill == self._part:
+            if not self._whole and self._fill == len(self._buf):
                 await self._send_part()
+
+    def _part_bytes(self, number: int) -> int:
+        """The size of part ``number``: :attr:`_part`, or a stream's growing one."""
+        return stream_part_size(number) if self.stream else self._part
 
     async def _create(self) -> None:
         """CreateMultipartUpload at the file's key with the entry less its
@@ -237,6 +271,9 @@ class S3Upload(UploadHandle):
             ContentType="application/octet-stream",
         )
         upload_id = created["UploadId"]
+        if self.stream:  # nothing can resume it: no state object to find it by
+            self._upload_id = upload_id
+            return
         try:
             await self._bucket.call(
                 f"start the upload of {q}", "put_object", Key=self._state_key, Body=upload_id.encode()
@@ -284,7 +321,7 @@ class S3Upload(UploadHandle):
         except Exception as exc:  # an exception a bug let through: the upload still fails cleanly
             self._failed = self._failed or StoreError(f"could not store part {number} of {self.name}: {exc}")
         finally:
-            if len(buf) == self._part:
+            if len(buf) == self._part_bytes(number):
                 self._spare.append(buf)
             self._slots.release()
 
@@ -308,17 +345,21 @@ class S3Upload(UploadHandle):
                     Key=self.key,
                     UploadId=self._upload_id,
                 )
-            await self._store.delete_key(self._state_key)
+            if not self.stream:
+                await self._store.delete_key(self._state_key)
 
-    async def commit(self, digest: bytes) -> Entry:
+    async def commit(self, digest: bytes, size: int | None = None) -> Entry:
         """Check and publish the file (UploadHandle.commit; module docstring
         for the order of S3 requests).  IntegrityError when bytes are missing
         (parts kept) or the digest differs (upload aborted); Exists when the
         name was taken meanwhile and ``clobber`` is off (parts kept);
         StoreError or NoSpace when the store fails (parts kept where they
-        can be)."""
+        can be).  A stream's ``size`` is the bytes it declares at its end:
+        IntegrityError (upload aborted) when that is not the bytes written."""
         self._check_live()
         q = quote_name(self.name)
+        if self.stream:
+            await self._fix_size(size)
         try:
             if self._failed is not None:
                 raise self._failed
@@ -335,6 +376,22 @@ class S3Upload(UploadHandle):
         finally:
             await self._drain()
             self._finish()
+
+    async def _fix_size(self, size: int | None) -> None:
+        """A stream's size, now known: IntegrityError (upload aborted) when
+        it is not the bytes written; a stream that never filled its first
+        part is stored whole, with one PutObject."""
+        if size != self.offset:
+            await self.abort()
+            raise IntegrityError(
+                f"the stream of {quote_name(self.name)} ended after {self.offset} bytes, "
+                f"but its end says {size}; discarded them"
+            )
+        self.size = self.state["size"] = size
+        if self._upload_id is None and self._next_part == 1:
+            self._whole = True
+            if self._buf is not None:
+                del self._buf[self._fill :]
 
     async def _commit_parts(self, digest: bytes) -> Entry:
         q = quote_name(self.name)
@@ -387,7 +444,8 @@ class S3Upload(UploadHandle):
                 await self._store.delete_key(self._state_key)
                 raise IntegrityError(f"the digest of {q} does not match its bytes")
         entry = await self._store.set_entry(self._entry(digest))
-        await self._store.delete_key(self._state_key)
+        if not self.stream:
+            await self._store.delete_key(self._state_key)
         return entry
 
     def _entry(self, digest: bytes) -> Entry:
@@ -400,7 +458,9 @@ class S3Upload(UploadHandle):
         """Keep the parts sent (the multipart upload stays open for a
         resume); what is buffered and not yet a whole part is dropped.  A
         no-op when finished; waits for the parts in flight even when
-        cancelled meanwhile."""
+        cancelled meanwhile.  A stream cannot resume: it is aborted."""
+        if self.stream:
+            await self.abort()
         if not self.live:
             return
         try:
@@ -410,7 +470,12 @@ class S3Upload(UploadHandle):
 
     async def abort(self) -> None:
         """Abort the multipart upload (AbortMultipartUpload), drop its state
-        object and finish; a no-op when finished."""
+        object and finish; a no-op when finished; runs to its end even when
+        the caller is cancelled meanwhile."""
+        if self.live:
+            await uninterrupted(self._abort())
+
+    async def _abort(self) -> None:
         if not self.live:
             return
         try:
