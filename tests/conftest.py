@@ -46,7 +46,8 @@ def start_daemon(root: Path, log: Path, *extra: str, endpoint: str | None = None
     start = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as log_file:
         proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
+    # Generous: on a loaded machine a Python process can take many seconds to start.
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if "listening on" in log.read_bytes()[start:].decode(errors="replace"):
             return Daemon(endpoint, root, proc, log)

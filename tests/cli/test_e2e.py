@@ -211,10 +211,9 @@ def test_a_dead_endpoint_fails_at_once(tmp_path, command, where):
         "get": ["get", "x.bin", "--from", endpoint, "-o", str(tmp_path / "out")],
         "ls": ["ls", "--from", endpoint],
     }[command]
-    began = time.monotonic()
-    res = zfile_cli(*args, check=False)
-    # Well under the 15 s timeout: a refused connection is known at once.
-    assert time.monotonic() - began < 5
+    # A refused connection is known at once, not after the hour's timeout
+    # (the run is bounded far from both, so that a loaded machine does not matter).
+    res = zfile_cli(*args, "--timeout", "3600", check=False, timeout=60)
     assert res.returncode == 1
     # One line, with the same sentence for every command, however many files.
     [line] = res.stderr.strip().splitlines()

@@ -74,11 +74,13 @@ async def test_an_upload_resumes_after_kill_9_of_the_daemon(s3, tmp_path):
     seen = 0
 
     def progress(n: int) -> None:
-        # Past 56 MiB sent the daemon holds at least 48 MiB: six 8 MiB parts,
-        # of which at most three are still on their way and one is buffered.
+        # Kill the daemon only once the store holds part 1 of this upload,
+        # asked of the store itself: at 56 MiB sent, three parts may still be
+        # on their way, part 1 among them (parts complete in any order).
         nonlocal seen
         seen += n
         if seen >= 56 * MiB:
+            assert wait_for_a_stored_part(s3.endpoint, location)
             d.proc.kill()
             raise Interrupted
 

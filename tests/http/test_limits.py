@@ -28,6 +28,25 @@ async def strict(big_store, tmp_path):
 AUTH = "Authorization: Bearer wr1ter\n"
 
 
+def answered(front: HttpFront, method: str) -> float:
+    """Requests of ``method`` the front has finished answering, whatever their status."""
+    return sum(
+        sample.value
+        for metric in front.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == "zfile_http_requests_total" and sample.labels.get("method") == method
+    )
+
+
+async def until(condition, what: str, timeout: float = 30.0) -> None:
+    """Wait for ``condition()`` to hold, by its own event and not a time (the
+    front runs in this event loop); AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"{what}: not within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
 @pytest.mark.slow
 async def test_a_stalled_body_gets_408_and_releases_its_partial(strict, big_store):
     reader, writer = await asyncio.open_connection("127.0.0.1", strict.port)
@@ -47,16 +66,17 @@ async def test_a_stalled_body_gets_408_and_releases_its_partial(strict, big_stor
 
 
 @pytest.mark.slow
-async def test_uploads_over_the_cap_get_503(strict, http):
+async def test_uploads_over_the_cap_get_503(strict, http, big_store):
     reader, writer = await asyncio.open_connection("127.0.0.1", strict.port)
     head = f"PUT /files/slow.bin HTTP/1.1\r\nHost: t\r\n{AUTH.strip()}\r\nContent-Length: 100000\r\n\r\n"
     writer.write(head.encode() + b"x" * 100)
     await writer.drain()
-    await asyncio.sleep(0.1)  # the first upload is in its handler
+    await until(big_store.claims.uploads, "the first upload in its handler")
     async with http.put(f"{strict.url}/files/second.bin", data=b"y", headers={"Authorization": "Bearer wr1ter"}) as r:
         assert r.status == 503 and r.headers["Retry-After"] == "1"
     writer.close()
-    await asyncio.sleep(0.8)  # past the idle timeout: the first one is over
+    # The first one is over (its peer gone, or past the idle timeout): both PUTs answered.
+    await until(lambda: answered(strict, "PUT") == 2, "the first upload's end")
     status, _ = await put(http, strict, "second.bin", b"y", Authorization="Bearer wr1ter")
     assert status == 201
 
@@ -68,7 +88,9 @@ async def test_a_client_that_stops_reading_is_cut_off(front, http, big_store):
     reader, writer = await asyncio.open_connection("127.0.0.1", front.port)
     writer.write(b"GET /files/huge.bin HTTP/1.1\r\nHost: t\r\n\r\n")
     await writer.drain()
-    await asyncio.sleep(2)  # read nothing: the socket buffers fill and the server's write waits
+    # Read nothing: the socket buffers fill, the server's write waits past
+    # the idle timeout, and the server ends its answer.
+    await until(lambda: answered(front, "GET") == 1, "the GET cut off")
     got = 0
     while chunk := await asyncio.wait_for(reader.read(1 << 20), 10):
         got += len(chunk)

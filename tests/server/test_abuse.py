@@ -77,18 +77,21 @@ async def test_a_million_frame_message_is_refused_without_stalling_the_daemon(tm
             # Sent before the measurement starts: the test's own send would
             # hold this process's event loop too.
             peer.send([header(t="PUT-MANY", id=7, algo="blake3", files=[]), *[b""] * 1_000_000])
+            # How long the loop stood still, counted in this thread's CPU time:
+            # the other callbacks that ran before this one's turn came again.
+            # Wall time would count the waits of a loaded machine as well.
             longest = 0.0
             deadline = time.monotonic() + 60
             while not peer.sock.poll(0):
                 assert time.monotonic() < deadline, "no answer within 60 s"
-                began = time.monotonic()
+                began = time.thread_time()
                 await asyncio.sleep(0.01)
-                longest = max(longest, time.monotonic() - began)
+                longest = max(longest, time.thread_time() - began)
             err = peer.recv_event()
         assert err.code == BAD, err
         assert f"at most {MAX_FRAMES} frames" in err.message, err
-        # Reading a million frames at once held the loop for over 3 s.
-        assert longest < 1.5, f"the daemon's event loop stood still for {longest:.2f} s"
+        # Reading a million frames at once held the loop for over 3 s of CPU.
+        assert longest < 1.5, f"the daemon's event loop stood still for {longest:.2f} s of CPU"
     finally:
         await server.shutdown()
 

@@ -105,7 +105,7 @@ async def test_sigterm_during_20_transfers_then_resume(tmp_path):
     want = distinct_files(src, 20, 16 * MiB)
     root, logs = tmp_path / "store", tmp_path / "logs"
     d = restart(root, logs, "--grace-period", "1")
-    async with Client(ClientConfig(d.endpoint, timeout=3)) as client:
+    async with Client(d.endpoint) as client:
         # The clients read slowly (about 50 MiB/s for all 20), so none is done in time.
         tasks = [asyncio.create_task(client.put(src / n, n, progress=lambda _: time.sleep(0.02))) for n in sorted(want)]
         deadline = time.monotonic() + 60

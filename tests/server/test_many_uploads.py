@@ -57,7 +57,7 @@ def test_committed_uploads_leave_little_in_the_page_cache(tmp_path):
         try:
             out = subprocess.run(["fincore", "-b", "-n", "-o", "RES", *paths], capture_output=True, text=True)
         except FileNotFoundError:
-            pytest.skip("fincore (util-linux) is not installed")
+            pytest.skip("fincore is not installed (Debian: util-linux-extra)")
         cached = sum(int(line) for line in out.stdout.split())
     finally:
         assert d.stop() == 0, d.log_text()

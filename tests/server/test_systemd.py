@@ -66,6 +66,12 @@ class NotifyListener:
         self.sock.close()
 
 
+def idle_after_busy(fields: list[list[str]]) -> bool:
+    """Whether a STATUS of none in flight came after one of an upload in flight."""
+    busy = [i for i, f in enumerate(fields) if any("1 transfer(s) in flight" in x for x in f)]
+    return bool(busy) and any("0 transfer(s) in flight" in x for f in fields[busy[0] + 1 :] for x in f)
+
+
 @pytest.mark.slow
 async def test_notify_sequence_and_watchdog(tmp_path: Path, monkeypatch):
     listener = NotifyListener(tmp_path / "notify.sock")
@@ -87,9 +93,10 @@ async def test_notify_sequence_and_watchdog(tmp_path: Path, monkeypatch):
             await client.send(Cancel(1))
         finally:
             client.close()
-        # Let a few watchdog pings arrive.
+        # Let a few watchdog pings arrive, and the STATUS of none in flight
+        # (checked every second) after the busy one, before the stop.
         deadline = time.monotonic() + 20
-        while sum("WATCHDOG=1" in f for f in listener.fields()) < 4:
+        while sum("WATCHDOG=1" in f for f in listener.fields()) < 4 or not idle_after_busy(listener.fields()):
             assert time.monotonic() < deadline, listener.fields()
             await asyncio.sleep(0.1)
     finally:

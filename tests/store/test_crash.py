@@ -86,7 +86,9 @@ async def test_kill9_daemon_mid_upload_resumes(tmp_path, capsys):
         if i:
             d = restart(root, logs, endpoint=endpoint)
         held = max(partials(root).values(), default=0)
-        async with Client(ClientConfig(endpoint, timeout=2)) as client:
+        # The default timeout: a shorter one could end the upload on a loaded
+        # machine before the kill; the kill's cancel ends it anyway.
+        async with Client(endpoint) as client:
             task = asyncio.create_task(client.put(src, "big.bin", progress=lambda n: time.sleep(0.008)))
             # at the random offset, and at least a chunk past where this run resumed
             await wait_for_partial(root, max(target, held + MiB + 1), task)
@@ -301,16 +303,19 @@ async def test_kill9_client_mid_transfer(tmp_path):
         while max(partials(root).values(), default=0) < 4 * MiB:
             assert time.monotonic() < deadline and client.poll() is None, "the client did not get going"
             await asyncio.sleep(0.01)
+        # Asked while the client still sends (it has 60 MiB to go at most
+        # 20 MiB/s): asked after the kill, the answer would race the idle timeout.
+        async with Client(ClientConfig(d.endpoint, busy_retries=0)) as c:
+            with pytest.raises(RemoteError) as info:  # the client's transfer holds the one slot
+                await c.put(other, "other.bin")
+            assert info.value.code is ErrorCode.BUSY
         client.kill()
         client.wait()
         held = max(partials(root).values())
 
-        async with Client(ClientConfig(d.endpoint, busy_retries=0)) as c:
-            with pytest.raises(RemoteError) as info:  # the dead client's transfer still holds the one slot
-                await c.put(other, "other.bin")
-            assert info.value.code is ErrorCode.BUSY
         async with Client(ClientConfig(d.endpoint, busy_retries=8, busy_backoff=0.1)) as c:
-            # freed after the idle timeout: the retry with backoff gets through
+            # the dead client's transfer, held until the idle timeout ends it:
+            # then the retry with backoff gets through
             await c.put(other, "other.bin")
             assert "idle for" in d.log_text()
             assert 0 < held <= max(partials(root).values()) < src.stat().st_size  # partial kept

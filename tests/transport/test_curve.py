@@ -109,7 +109,7 @@ def test_authorized_client_round_trip_records_its_key(curve_daemon: Daemon, keys
 def test_unknown_key_gets_no_service(curve_daemon: Daemon, keys: Keys, tmp_path: Path):
     src = tmp_path / "intruder.bin"
     src.write_bytes(b"not welcome")
-    args = ("--to", curve_daemon.endpoint, "--timeout", "3")
+    args = ("--to", curve_daemon.endpoint)
     proc = zfile_cli("send", str(src), *args, *keys.cli(keys.bob_secret), check=False)
     assert proc.returncode == 1
     assert "refused this client's CURVE key" in proc.stderr
@@ -122,7 +122,7 @@ def test_unknown_key_gets_no_service(curve_daemon: Daemon, keys: Keys, tmp_path:
 
 @pytest.mark.slow
 def test_plain_client_cannot_talk_to_a_curve_daemon(curve_daemon: Daemon):
-    proc = zfile_cli("ls", "--from", curve_daemon.endpoint, "--timeout", "3", check=False)
+    proc = zfile_cli("ls", "--from", curve_daemon.endpoint, check=False)
     assert proc.returncode == 1
     assert "ZMTP handshake" in proc.stderr and "requires CURVE" in proc.stderr
 
@@ -225,7 +225,7 @@ async def test_sighup_reloads_keys_without_dropping_a_running_upload(curve_daemo
         await alice.send(Chunk(1, 0, data[:half]))
 
         # Bob is not authorized yet.
-        async with Client(ClientConfig(curve_daemon.endpoint, timeout=2, curve=keys.curve(keys.bob_secret))) as bob:
+        async with Client(ClientConfig(curve_daemon.endpoint, curve=keys.curve(keys.bob_secret))) as bob:
             with pytest.raises(AuthFailed):
                 [e async for e in bob.list()]
 
@@ -363,13 +363,16 @@ async def test_a_listener_that_is_not_zmq_fails_at_once():
 
     server = await asyncio.start_server(garbage, "127.0.0.1", 0)
     endpoint = f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        began = time.monotonic()
-        async with Client(ClientConfig(endpoint, timeout=30)) as client:
+
+    async def listing() -> None:
+        async with Client(ClientConfig(endpoint, timeout=3600)) as client:
             with pytest.raises(AuthFailed, match="not a zfile daemon"):
                 [e async for e in client.list()]
-        # Known from the first refused handshake, not after the 30 s timeout.
-        assert time.monotonic() - began < 5
+
+    try:
+        # Known from the first refused handshake, not after the hour's timeout
+        # (a bound far from both, so that a loaded machine does not matter).
+        await asyncio.wait_for(listing(), 60)
     finally:
         server.close()
 
