@@ -38,7 +38,16 @@ T = TypeVar("T")
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     """Run a library coroutine to its end (its errors reach the boundary)."""
-    return asyncio.run(coro_fn())
+    box: list[T] = []
+
+    async def main() -> None:
+        box.append(await coro_fn())
+
+    # The main task's result stays None: asyncio.run (3.11) formats the task's
+    # repr, result included, when it restores the SIGINT handler, and the
+    # repr of a run's outcomes costs tens of microseconds a file.
+    asyncio.run(main())
+    return box[0]
 
 
 def endpoint_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
