@@ -51,6 +51,7 @@ from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
 from zfile.store import unnamed
+from zfile.store.batchdirs import Directories
 from zfile.store.claims import Claims
 from zfile.store.cleanup import uninterrupted
 from zfile.store.fs import store_error, syncfs
@@ -58,7 +59,6 @@ from zfile.store.group_commit import Publisher, SyncFs
 from zfile.store.layout import Layout, exists_error
 
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
@@ -212,79 +212,6 @@ def _lexists(name: str, dir_fd: int) -> bool:
     return True
 
 
-class Directories:
-    """The descriptors of the directories one batch writes into, keyed by
-    the names' parent ("" for the root); closed by :meth:`close`."""
-
-    def __init__(self, layout: Layout) -> None:
-        self._layout = layout
-        self.root_fd = -1
-        self.tmp_fd = -1
-        self.fds: dict[str, int] = {}
-        self._opened: list[int] = []
-        self._reserved = 0
-
-    def reserve(self, wanted: int) -> int:
-        """Reserve up to ``wanted`` unnamed files from the process's budget
-        for this batch, until :meth:`close`; return how many."""
-        granted = unnamed.DESCRIPTORS.take(wanted)
-        self._reserved += granted
-        return granted
-
-    def open(self) -> None:
-        """Open the root and the partials' directory; OSError."""
-        self.root_fd = self._keep(os.open(self._layout.real_root, _DIR_FLAGS))
-        self.tmp_fd = self._keep(os.open(self._layout.tmp, _DIR_FLAGS))
-
-    def _keep(self, fd: int) -> int:
-        self._opened.append(fd)
-        return fd
-
-    def parent(self, name: str, parent: str) -> int:
-        """The descriptor of ``name``'s parent directory ``parent``, made
-        when missing.  BadName when it is outside the root, in the private
-        directory, or a file is in the way (the checks of
-        :meth:`Layout.check_path`); OSError."""
-        fd = self.fds.get(parent)
-        if fd is not None:
-            return fd
-        try:
-            fd = self._walk(parent)
-        except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                raise
-            # A symbolic link or a file on the way: the full check decides.
-            path = self._layout.check_path(name, True)
-            os.makedirs(path.parent, exist_ok=True)
-            fd = self._keep(os.open(os.path.realpath(path.parent), _DIR_FLAGS))
-        self.fds[parent] = fd
-        return fd
-
-    def _walk(self, parent: str) -> int:
-        fd = self.root_fd
-        if not parent:
-            return fd
-        for part in parent.split("/"):
-            try:
-                fd = self._keep(os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd))
-            except FileNotFoundError:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, dir_fd=fd)
-                fd = self._keep(os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd))
-        return fd
-
-    def close(self) -> None:
-        """Close the directories and return the batch's reservation: call
-        it once every unnamed file of the batch is closed."""
-        for fd in self._opened:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._opened = []
-        self.fds = {}
-        unnamed.DESCRIPTORS.give(self._reserved)
-        self._reserved = 0
-
-
 def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
     """The path checks of :meth:`Layout.check_inline` for ``f``, relative to
     its directory's descriptor (set on ``f``).  BadName, Exists; OSError."""
@@ -302,10 +229,14 @@ def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
         raise BadName(f"{quote_name(name)} has a component longer than {layout.name_max} bytes")
     f.dir_fd = dirs.parent(name, parent)
     f.base = base
-    try:
-        mode = os.stat(base, dir_fd=f.dir_fd, follow_symlinks=False).st_mode
-    except FileNotFoundError:
+    if parent in dirs.made:
+        # Only this batch's files can be in it, and linkat (or link for no-clobber) refuses a taken name atomically.
         mode = 0
+    else:
+        try:
+            mode = os.stat(base, dir_fd=f.dir_fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            mode = 0
     if stat.S_ISLNK(mode):
         raise BadName(f"{quote_name(name)} is a symbolic link in the store")
     if stat.S_ISDIR(mode):
