@@ -25,7 +25,7 @@ from zfile.errors import (
     TooLarge,
 )
 from zfile.protocol.events import Entry, PutFile
-from zfile.store import LocalStore, wholes
+from zfile.store import LocalStore, group_commit, unnamed, wholes
 
 from ..conftest import zfile_cli
 from ..store.test_local import b3, tmp_files
@@ -117,19 +117,26 @@ async def test_a_failed_syncfs_fails_the_whole_batch(store: LocalStore, monkeypa
     assert len(store.claims) == 0
 
 
+@pytest.mark.parametrize("unnamed_files", [4096, 0])
 async def test_a_batch_is_synced_once_after_every_write_and_before_any_rename(
-    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch, unnamed_files: int
 ) -> None:
     # The point of the batch: one syncfs covers every file, and no file reaches its name before it.
+    # Unnamed files are linked, then synced again (their link counts); named partials are renamed.
     calls: list[str] = []
-    real_syncfs, real_rename, real_write = wholes.syncfs, os.rename, os.write
+    real_syncfs, real_rename, real_link, real_write = wholes.syncfs, os.rename, os.link, os.write
+    monkeypatch.setattr(unnamed, "DESCRIPTORS", unnamed.Budget(unnamed_files))
     monkeypatch.setattr(wholes, "syncfs", lambda fd: (calls.append("syncfs"), real_syncfs(fd))[1])
+    monkeypatch.setattr(group_commit, "syncfs", lambda fd: (calls.append("syncfs"), real_syncfs(fd))[1])
     monkeypatch.setattr(os, "rename", lambda *a, **k: (calls.append("rename"), real_rename(*a, **k))[1])
+    monkeypatch.setattr(os, "link", lambda *a, **k: (calls.append("link"), real_link(*a, **k))[1])
     monkeypatch.setattr(os, "write", lambda fd, b: (calls.append("write"), real_write(fd, b))[1])
     results = await store.put_many([whole(f"d/f{i}", b"%d" % i) for i in range(5)], algo="blake3", peer="")
     assert all(isinstance(r, Entry) for r in results)
-    assert calls == ["write"] * 5 + ["syncfs"] + ["rename"] * 5
+    published = ["link"] * 5 + ["syncfs"] if unnamed_files else ["rename"] * 5
+    assert calls == ["write"] * 5 + ["syncfs"] + published
     assert {e.name for e in await store.list()} == {f"d/f{i}" for i in range(5)}
+    assert tmp_files(store) == []
 
 
 # -- through the daemon --------------------------------------------------------

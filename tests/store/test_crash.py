@@ -127,9 +127,12 @@ CRASH_SCRIPT = textwrap.dedent(
     from zfile.store.catalog import Catalog
     from zfile.store.layout import Layout
     from zfile.store.local import LocalStore, Upload
+    from zfile.store import unnamed
     from zfile.store.wholes import Staged
 
     root, src, point, how = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+    if how == "inline-named":  # past the budget of unnamed files: a named partial
+        unnamed.DESCRIPTORS = unnamed.Budget(0)
     die = lambda *a, **k: os._exit(9)
     if point == "before-rename":
         Upload.install = Staged.publish_to = die
@@ -139,7 +142,10 @@ CRASH_SCRIPT = textwrap.dedent(
             os.link(Layout(root).part_path(self.transfer), final)
             os._exit(9)
         def half_publish(self, name, check_path):
-            os.link(self.part, self.base, src_dir_fd=self.tmp_fd, dst_dir_fd=self.dir_fd)
+            if self.file_fd >= 0:  # an unnamed file: its link is the whole step
+                os.link(f"/proc/self/fd/{self.file_fd}", self.base, dst_dir_fd=self.dir_fd, follow_symlinks=True)
+            else:
+                os.link(self.part, self.base, src_dir_fd=self.tmp_fd, dst_dir_fd=self.dir_fd)
             os._exit(9)
         Upload.install = half_install
         Staged.publish_to = half_publish
@@ -153,7 +159,7 @@ CRASH_SCRIPT = textwrap.dedent(
         data = src.read_bytes()
         meta = dict(name="f.bin", size=st.st_size, mtime_ns=st.st_mtime_ns, mode=0o644, algo="blake3",
                     clobber=point != "after-link", peer="t")
-        if how == "inline":
+        if how.startswith("inline"):
             await store.put_inline(**meta, data=data, digest=blake3.blake3(data).digest())
         else:
             upload = await store.begin_upload(**meta)
@@ -204,17 +210,24 @@ async def test_kill9_at_commit(tmp_path, point):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["before-rename", "after-rename", "after-link"])
-async def test_kill9_at_inline_commit(tmp_path, point):
+@pytest.mark.parametrize(
+    ("point", "how"),
+    [
+        ("before-rename", "inline"),
+        ("after-rename", "inline"),
+        ("after-link", "inline"),
+        ("after-link", "inline-named"),
+    ],
+)
+async def test_kill9_at_inline_commit(tmp_path, point, how):
     """A crash inside an inline PUT's commit, whose intent is a catalog row
-    rather than a state file: before the rename the file is not published
-    and its partial is removed; after the rename (or a no-clobber link) but
+    rather than a state file: before the rename (or link) the file is not
+    published and nothing of it is left; after the rename (or a link: of
+    the unnamed file, or of a named partial that must not clobber) but
     before the catalog row, the next start records it."""
     root, logs = tmp_path / "store", tmp_path / "logs"
     src = make_file(tmp_path / "f.bin", 4096 + 7)
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASH_SCRIPT, str(root), str(src), point, "inline"], capture_output=True
-    )
+    proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(root), str(src), point, how], capture_output=True)
     assert proc.returncode == 9, proc.stderr.decode()
 
     d = restart(root, logs)

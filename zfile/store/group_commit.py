@@ -23,13 +23,25 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from zfile.errors import StoreError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.store.catalog import Catalog
-from zfile.store.fs import fsync_dir
+from zfile.store.fs import fsync_dir, syncfs
+
+
+@dataclass(frozen=True, slots=True)
+class SyncFs:
+    """What a publish leaves to make durable when an fsync of the directory
+    is not enough: the whole file system of the directory descriptor ``fd``
+    (syncfs(2)).  A file linked from an unnamed inode
+    (:mod:`zfile.store.unnamed`) needs its own inode written too (its link
+    count), which not every file system's directory fsync does."""
+
+    fd: int
 
 
 class Sealed(Protocol):
@@ -46,12 +58,12 @@ class Sealed(Protocol):
         (an inline upload), False when its state file holds it already."""
         ...
 
-    def publish_to(self, name: str, check_path: Callable[[str], Path]) -> set[Path | int]:
+    def publish_to(self, name: str, check_path: Callable[[str], Path]) -> set[Path | int | SyncFs]:
         """Move the partial to its final name ``name`` (``check_path(name)``
         gives and checks its path, when the upload has not checked it
         already against a directory descriptor it holds); return the
         directories whose entries changed, as paths or open descriptors,
-        not yet fsynced.  Blocking.  BadName; Exists when it must not
+        not yet fsynced, or a :class:`SyncFs` for a file system to sync.  Blocking.  BadName; Exists when it must not
         replace a file that is there; OSError."""
         ...
 
@@ -146,7 +158,7 @@ class Publisher:
         """Rename each sealed partial into place, then fsync each directory
         touched once; runs in a worker thread."""
         outcomes: list[BaseException | None] = []
-        dirs: set[Path | int] = set()
+        dirs: set[Path | int | SyncFs] = set()
         for upload, name in batch:
             try:
                 dirs |= upload.publish_to(name, self._check_path)
@@ -154,8 +166,14 @@ class Publisher:
             except (OSError, ZfileError) as exc:
                 outcomes.append(exc)
         try:
+            synced: set[int] = set()
             for directory in dirs:
-                if isinstance(directory, int):
+                if isinstance(directory, SyncFs):
+                    device = os.fstat(directory.fd).st_dev
+                    if device not in synced:  # one syncfs per file system
+                        syncfs(directory.fd)
+                        synced.add(device)
+                elif isinstance(directory, int):
                     os.fsync(directory)
                 else:
                     fsync_dir(directory)

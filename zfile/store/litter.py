@@ -48,6 +48,9 @@ class PartialBounds:
     def __len__(self) -> int:
         return len(self._held)
 
+    def __contains__(self, transfer: str) -> bool:
+        return transfer in self._held
+
     @property
     def bytes(self) -> int:
         """Bytes all the partials hold."""

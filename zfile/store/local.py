@@ -326,6 +326,8 @@ class LocalStore(Store):
             except ZfileError as exc:
                 results[k] = exc
                 continue
+            # The partials on disk are known here, so the write needs no lstat to find a stale one.
+            staged.stale = transfer in self.partials
             batch.append(staged)
             at.append(k)
         if not batch:

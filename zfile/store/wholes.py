@@ -9,15 +9,21 @@ both as the checks and the crash guarantees allow:
    ``O_NOFOLLOW`` (openat(2) style, no path resolution per file); each
    final name is checked with one ``lstat`` relative to its directory's
    descriptor, free space with one ``statvfs`` for the batch, each file
-   verified (length, digest) and written to ``<root>/.zfile/tmp/<transfer>.part``
-   (open, write, futimens, close; fchmod only when the umask would change
-   its mode).  Then one ``syncfs(2)`` makes every file of the batch durable
+   verified (length, digest) and written to an unnamed file in its final
+   directory (``O_TMPFILE``, :mod:`zfile.store.unnamed`; open, write,
+   futimens, kept open; fchmod only when the umask would change its mode),
+   or, past the process's budget of such descriptors or where the file
+   system has none, to ``<root>/.zfile/tmp/<transfer>.part`` (closed once
+   written).  Then one ``syncfs(2)`` makes every file of the batch durable
    at once (see :func:`zfile.store.fs.syncfs` for its trade-off).
 2. **Publish** (:class:`zfile.store.group_commit.Publisher`): the batch's
-   commit intents in one catalog transaction, the renames relative to the
-   directory descriptors (``renameat``), one fsync per directory touched,
-   and the rows in one more transaction, after which each file is
-   acknowledged.
+   commit intents in one catalog transaction; each unnamed file linked to
+   its final name (``linkat``; a name that exists is replaced by a rename
+   from the partials' directory) and each named partial renamed
+   (``renameat``), relative to the directory descriptors; then one fsync
+   per directory touched, or one ``syncfs`` when a file was linked (its
+   inode's link count must be written too); and the rows in one more
+   transaction, after which each file is acknowledged.
 
 A path a parent walk cannot follow (a symbolic link inside the root, a file
 where a directory belongs) takes the full check of
@@ -44,14 +50,15 @@ from zfile.errors import BadName, IntegrityError, StoreError, ZfileError
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
+from zfile.store import unnamed
+from zfile.store.batchdirs import Directories
 from zfile.store.claims import Claims
 from zfile.store.cleanup import uninterrupted
 from zfile.store.fs import store_error, syncfs
-from zfile.store.group_commit import Publisher
+from zfile.store.group_commit import Publisher, SyncFs
 from zfile.store.layout import Layout, exists_error
 
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
@@ -72,7 +79,11 @@ class Staged:
     streamed upload of the same file is Busy meanwhile) and is what the
     group commit publishes (:class:`zfile.store.group_commit.Sealed`).
     ``dir_fd`` is its final directory's descriptor once written, owned by
-    the batch; ``base`` its final name's last component.
+    the batch; ``base`` its final name's last component; ``file_fd`` the
+    descriptor of its unnamed file until it is linked (-1 for a named
+    partial); ``found`` true when its name was taken when checked;
+    ``stale`` true when a streamed upload's partial of the same transfer
+    may be in the partials' directory (deleted before the write).
     """
 
     __slots__ = (
@@ -91,6 +102,9 @@ class Staged:
         "part",
         "tmp_fd",
         "live",
+        "file_fd",
+        "found",
+        "stale",
     )
 
     #: Its commit intent is a catalog row, written with its batch.
@@ -126,16 +140,23 @@ class Staged:
         self.part = f"{transfer}.part"
         self.tmp_fd = -1
         self.live = True
+        self.file_fd = -1
+        self.found = False
+        self.stale = False
 
     async def suspend(self) -> None:
         """Nothing to keep: the store's close lets a batch in flight end on its own."""
 
-    def publish_to(self, name: str, check_path: Callable[[str], Path]) -> set[Path | int]:
-        """Rename the partial into its directory (``renameat`` relative to
-        the partials' directory and :attr:`dir_fd`; ``link`` then ``unlink``
-        when it must not clobber); return the directory's descriptor, to
-        fsync.  The path was checked by :func:`write_batch` against this
-        same descriptor, so ``check_path`` is not needed.  Exists; OSError."""
+    def publish_to(self, name: str, check_path: Callable[[str], Path]) -> set[Path | int | SyncFs]:
+        """Link the unnamed file to its name, or rename the partial into its
+        directory (``renameat`` relative to the partials' directory and
+        :attr:`dir_fd`; ``link`` then ``unlink`` when it must not clobber);
+        return what to make durable: the directory's descriptor to fsync, or
+        its file system to sync after a link.  The path was checked by
+        :func:`write_batch` against this same descriptor, so ``check_path``
+        is not needed.  Exists; OSError."""
+        if self.file_fd >= 0:
+            return self._link()
         tmp_fd = self.tmp_fd
         if self.clobber:
             os.rename(self.part, self.base, src_dir_fd=tmp_fd, dst_dir_fd=self.dir_fd)
@@ -152,6 +173,36 @@ class Staged:
                 os.rename(self.part, self.base, src_dir_fd=tmp_fd, dst_dir_fd=self.dir_fd)
         return {self.dir_fd}
 
+    def _link(self) -> set[Path | int | SyncFs]:
+        fd, self.file_fd = self.file_fd, -1
+        try:
+            if not self.found:
+                try:
+                    unnamed.link(fd, self.base, self.dir_fd)
+                    return {SyncFs(self.dir_fd)}
+                except FileExistsError:
+                    if not self.clobber:
+                        raise exists_error(self.name) from None
+            elif not self.clobber:
+                raise exists_error(self.name)
+            # Replacing a file: the name is taken, so the new one gets a partial's name to rename from.
+            try:
+                unnamed.link(fd, self.part, self.tmp_fd)
+            except FileExistsError:  # a streamed upload's partial of the same file, no longer claimed
+                os.unlink(self.part, dir_fd=self.tmp_fd)
+                unnamed.link(fd, self.part, self.tmp_fd)
+            os.rename(self.part, self.base, src_dir_fd=self.tmp_fd, dst_dir_fd=self.dir_fd)
+            return {SyncFs(self.dir_fd)}
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Close the unnamed file if it is still open (it then vanishes)."""
+        if self.file_fd >= 0:
+            fd, self.file_fd = self.file_fd, -1
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
 
 def _lexists(name: str, dir_fd: int) -> bool:
     try:
@@ -159,67 +210,6 @@ def _lexists(name: str, dir_fd: int) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-class Directories:
-    """The descriptors of the directories one batch writes into, keyed by
-    the names' parent ("" for the root); closed by :meth:`close`."""
-
-    def __init__(self, layout: Layout) -> None:
-        self._layout = layout
-        self.root_fd = -1
-        self.tmp_fd = -1
-        self.fds: dict[str, int] = {}
-        self._opened: list[int] = []
-
-    def open(self) -> None:
-        """Open the root and the partials' directory; OSError."""
-        self.root_fd = self._keep(os.open(self._layout.real_root, _DIR_FLAGS))
-        self.tmp_fd = self._keep(os.open(self._layout.tmp, _DIR_FLAGS))
-
-    def _keep(self, fd: int) -> int:
-        self._opened.append(fd)
-        return fd
-
-    def parent(self, name: str, parent: str) -> int:
-        """The descriptor of ``name``'s parent directory ``parent``, made
-        when missing.  BadName when it is outside the root, in the private
-        directory, or a file is in the way (the checks of
-        :meth:`Layout.check_path`); OSError."""
-        fd = self.fds.get(parent)
-        if fd is not None:
-            return fd
-        try:
-            fd = self._walk(parent)
-        except OSError as exc:
-            if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-                raise
-            # A symbolic link or a file on the way: the full check decides.
-            path = self._layout.check_path(name, True)
-            os.makedirs(path.parent, exist_ok=True)
-            fd = self._keep(os.open(os.path.realpath(path.parent), _DIR_FLAGS))
-        self.fds[parent] = fd
-        return fd
-
-    def _walk(self, parent: str) -> int:
-        fd = self.root_fd
-        if not parent:
-            return fd
-        for part in parent.split("/"):
-            try:
-                fd = self._keep(os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd))
-            except FileNotFoundError:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, dir_fd=fd)
-                fd = self._keep(os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd))
-        return fd
-
-    def close(self) -> None:
-        for fd in self._opened:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._opened = []
-        self.fds = {}
 
 
 def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
@@ -239,21 +229,28 @@ def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
         raise BadName(f"{quote_name(name)} has a component longer than {layout.name_max} bytes")
     f.dir_fd = dirs.parent(name, parent)
     f.base = base
-    try:
-        mode = os.stat(base, dir_fd=f.dir_fd, follow_symlinks=False).st_mode
-    except FileNotFoundError:
+    if parent in dirs.made:
+        # Only this batch's files can be in it, and linkat (or link for no-clobber) refuses a taken name atomically.
         mode = 0
+    else:
+        try:
+            mode = os.stat(base, dir_fd=f.dir_fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            mode = 0
     if stat.S_ISLNK(mode):
         raise BadName(f"{quote_name(name)} is a symbolic link in the store")
     if stat.S_ISDIR(mode):
         raise BadName(f"{quote_name(name)} is a directory in the store")
     if not f.clobber and (f.listed or mode):
         raise exists_error(name)
+    f.found = mode != 0
 
 
-def _write(f: Staged, tmp_fd: int, algo: str) -> bytes:
-    """Verify ``f``'s bytes and write them to its partial, stamped with its
-    mode and mtime; return the digest.  IntegrityError; OSError."""
+def _write(f: Staged, tmp_fd: int, algo: str, unnamed_ok: bool) -> bytes:
+    """Verify ``f``'s bytes and write them to an unnamed file in its
+    directory when ``unnamed_ok`` (left open in ``f.file_fd``), else to its
+    partial, stamped with its mode and mtime; return the digest.
+    IntegrityError; OSError."""
     view = memoryview(f.data).cast("B")
     if view.nbytes != f.size:
         raise IntegrityError(f"{quote_name(f.name)} was declared {f.size} bytes but {view.nbytes} arrived")
@@ -262,22 +259,39 @@ def _write(f: Staged, tmp_fd: int, algo: str) -> bytes:
     actual = hasher.digest()
     if not hmac.compare_digest(actual, bytes(f.digest)):
         raise IntegrityError(f"the digest of {quote_name(f.name)} does not match the bytes received")
-    # No stale state file of a streamed partial may be left beside the new bytes.
-    if _lexists(f"{f.transfer}.json", tmp_fd):
-        os.unlink(f"{f.transfer}.json", dir_fd=tmp_fd)
-    try:
-        fd = os.open(f.part, _CREATE, f.mode, dir_fd=tmp_fd)
-    except FileExistsError:  # a streamed upload's partial of the same file, no longer claimed
-        os.unlink(f.part, dir_fd=tmp_fd)
-        fd = os.open(f.part, _CREATE, f.mode, dir_fd=tmp_fd)
+    if f.stale:
+        # A streamed upload's partial of the same file, no longer claimed: it
+        # must not be resumed (its state file beside new bytes) nor outlive this upload.
+        for stale in (f"{f.transfer}.json", f.part):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale, dir_fd=tmp_fd)
+    fd = -1
+    if unnamed_ok:
+        try:
+            fd = unnamed.create(f.dir_fd, f.mode)
+        except OSError as exc:
+            if exc.errno not in unnamed.UNSUPPORTED:
+                raise
+    named = fd < 0
+    if named:
+        try:
+            fd = os.open(f.part, _CREATE, f.mode, dir_fd=tmp_fd)
+        except FileExistsError:  # a partial no longer claimed, of the same file
+            os.unlink(f.part, dir_fd=tmp_fd)
+            fd = os.open(f.part, _CREATE, f.mode, dir_fd=tmp_fd)
     try:
         while view:
             view = view[os.write(fd, view) :]
         if f.mode & _UMASK:
             os.fchmod(fd, f.mode)
         os.utime(fd, ns=(f.mtime_ns, f.mtime_ns))
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    if named:
+        os.close(fd)
+    else:
+        f.file_fd = fd
     return actual
 
 
@@ -321,12 +335,15 @@ def write_batch(layout: Layout, dirs: Directories, batch: Sequence[Staged], algo
                         results[k] = exc
     tmp_fd = dirs.tmp_fd
     written = 0
+    unnamed_left = dirs.reserve(sum(checked))
     for k, f in enumerate(batch):
         if not checked[k]:
             continue
         f.tmp_fd = tmp_fd
         try:
-            results[k] = _write(f, tmp_fd, algo)
+            results[k] = _write(f, tmp_fd, algo, unnamed_left > 0)
+            # Named although it might have been unnamed: not here, or out of descriptors, for the rest too.
+            unnamed_left = unnamed_left - 1 if f.file_fd >= 0 else 0
             written += 1
         except ZfileError as exc:
             results[k] = exc
@@ -413,19 +430,22 @@ async def _clean_up(
         # Cancelled while its files were queued: a group commit that took them is over once its lock is free.
         async with publisher.lock:
             pass
-    dirs.close()
     # Whatever was not published leaves no partial, as an aborted upload leaves none.
-    leftovers = [f.part for f in batch if f.live]
+    leftovers = [f for f in batch if f.live]
     if leftovers:
         with contextlib.suppress(OSError, StoreError):
-            await asyncio.to_thread(_unlink_parts, layout.tmp, leftovers)
+            await asyncio.to_thread(_discard, layout.tmp, leftovers)
+    dirs.close()
     for f in batch:
         f.live = False
         f.data = b""
         claims.release(f.transfer, f)
 
 
-def _unlink_parts(tmp: Path, parts: list[str]) -> None:
-    for part in parts:
+def _discard(tmp: Path, files: list[Staged]) -> None:
+    """Close the unnamed files of ``files`` and delete their named partials."""
+    for f in files:
+        f.close()
+    for f in files:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp / part)
+            os.unlink(tmp / f.part)
