@@ -53,10 +53,7 @@ def test_bytes_count_in_all_and_per_peer() -> None:
 
 
 async def _settled(store: LocalStore) -> None:
-    for _ in range(100):
-        if store._reclaimer is None or store._reclaimer.done():
-            return
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(store.keeper.settled(), 10)
 
 
 async def test_put_then_cancel_leaves_at_most_the_bound(tmp_path: Path) -> None:

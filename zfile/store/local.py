@@ -17,8 +17,8 @@ of its own that imports only those listed after it:
 - :mod:`~zfile.store.recovery`: the reconciliation at startup;
 - :mod:`~zfile.store.group_commit`: publishing commits in batches;
 - :mod:`~zfile.store.claims`: which partials a live upload holds (Busy);
-- :mod:`~zfile.store.litter`: the bounds on the partials kept, and which
-  to reclaim past them;
+- :mod:`~zfile.store.reclaim`: the partials kept for resume, swept when
+  they expire and reclaimed past their bounds (:mod:`~zfile.store.litter`);
 - :mod:`~zfile.store.layout`: the paths on disk and their checks;
 - :mod:`~zfile.store.catalog`: the SQLite catalog;
 - :mod:`~zfile.store.fs`: the ``OSError`` mapping and the fsync and unlink
@@ -35,9 +35,7 @@ bytes, ``mtime_ns`` nanoseconds since the epoch, ages and TTLs seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import json
 import logging
 import os
 import stat
@@ -53,7 +51,6 @@ from zfile.errors import (
     ErrorCode,
     NoSpace,
     NotFound,
-    StoreError,
     TooLarge,
     ZfileError,
 )
@@ -64,12 +61,13 @@ from zfile.store import moves
 from zfile.store.base import Store, StoreUsage
 from zfile.store.catalog import Catalog
 from zfile.store.claims import Claims
-from zfile.store.fs import fsync_dir, store_error, unlink_all
+from zfile.store.fs import fsync_dir, store_error
 from zfile.store.group_commit import Publisher
 from zfile.store.layout import Layout, exists_error
 from zfile.store.litter import Limits, PartialBounds
 from zfile.store.partial import StreamUpload, Upload, probe_partial, transfer_id
 from zfile.store.reader import Download
+from zfile.store.reclaim import PartialKeeper
 from zfile.store.recovery import Reconciled, reconcile
 from zfile.store.wholes import Staged, store_batch
 
@@ -131,8 +129,8 @@ class LocalStore(Store):
         self.claims: Claims[Upload] = Claims(self._released)
         #: The partials on disk, held within ``partial_limits``.
         self.partials = PartialBounds(partial_limits or Limits())
-        self._reclaimer: asyncio.Task[None] | None = None
-        self._reclaim_again = False
+        #: Their sweep and reclaim.
+        self.keeper = PartialKeeper(self.layout, self.claims, self.partials, partial_ttl)
         self._retry_writable_at = 0.0
         # Group commit; its lock is also held by open_download from catalog
         # read to open, so a download never pairs one version's entry with
@@ -165,17 +163,13 @@ class LocalStore(Store):
         if not self.catalog.read_only:  # (it logged why it is)
             # Before any transfer: settle what a crash or a hand edit left behind.
             self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
-        await self.sweep_partials()
-        for transfer, peer, size, touched in await asyncio.to_thread(_scan_partials, self.layout.tmp):
-            self.partials.note(transfer, peer, size, touched)
-        await self._reclaim()
+        await self.keeper.open()
 
     async def close(self) -> None:
         """Suspend live uploads (their partials stay resumable) and close the catalog."""
         uploads = self.claims.uploads()
         await asyncio.gather(*(u.suspend() for u in uploads), return_exceptions=True)
-        if self._reclaimer is not None:
-            await asyncio.gather(self._reclaimer, return_exceptions=True)
+        await self.keeper.settled()
         await self.catalog.close()
         self.layout.close()
 
@@ -265,8 +259,7 @@ class LocalStore(Store):
             await asyncio.to_thread(self.layout.check_space, name, size - held)
         upload = self._claim(transfer, state, clobber, hasher)
         await upload.prepare(resume)
-        self.partials.note(transfer, peer, upload.offset, time.time())
-        self._start_reclaim()
+        self.keeper.kept(transfer, peer, upload.offset)
         return upload
 
     async def put_inline(
@@ -377,48 +370,9 @@ class LocalStore(Store):
 
     def _released(self, upload: Upload) -> None:
         if upload.kept:
-            self.partials.note(upload.transfer, upload.peer, upload.offset, time.time())
-            self._start_reclaim()
+            self.keeper.kept(upload.transfer, upload.peer, upload.offset)
         else:
             self.partials.forget(upload.transfer)
-
-    def _start_reclaim(self) -> None:
-        if self._reclaimer is not None and not self._reclaimer.done():
-            self._reclaim_again = True  # the running pass may have chosen before this partial came
-        elif self.partials.over(self.claims.__contains__):
-            self._reclaimer = asyncio.get_running_loop().create_task(self._reclaim(), name="zfile-reclaim")
-
-    async def _reclaim(self) -> None:
-        """Delete the oldest partials no live upload holds until the rest are
-        within the bounds (:class:`~zfile.store.litter.PartialBounds`)."""
-        while True:
-            self._reclaim_again = False
-            reclaimed = 0
-            for transfer in self.partials.over(self.claims.__contains__):
-                if transfer in self.claims:
-                    continue  # claimed since it was chosen
-                with self.claims.sweeping(transfer):  # a begin_upload racing the deletion gets Busy
-                    part, state = self.layout.part_path(transfer), self.layout.state_path(transfer)
-                    try:
-                        await asyncio.to_thread(unlink_all, part, state)
-                    except OSError as exc:
-                        log.warning("could not reclaim partial upload %s: %s", transfer, exc.strerror or exc)
-                        continue
-                self.partials.forget(transfer)
-                reclaimed += 1
-            if reclaimed:
-                lim = self.partials.limits
-                log.info(
-                    "reclaimed %d partial upload(s), oldest first, to keep them within %d in all, %d per peer "
-                    "(%d and %d bytes)",
-                    reclaimed,
-                    lim.count,
-                    lim.count_per_peer,
-                    lim.bytes,
-                    lim.bytes_per_peer,
-                )
-            if not self._reclaim_again:
-                return
 
     async def lookup(self, name: str) -> Entry:
         """Return the catalog entry of ``name``; BadName or NotFound."""
@@ -511,60 +465,4 @@ class LocalStore(Store):
         the epoch; default the current time) and that no live upload holds.
         Returns how many partials were deleted; StoreError when the partials'
         directory cannot be listed."""
-        cutoff = (time.time() if now is None else now) - self.partial_ttl
-        tmp = self.layout.tmp
-
-        def stale() -> list[str]:
-            touched: dict[str, float] = {}
-            with os.scandir(tmp) as items:
-                for item in items:
-                    transfer, _, ext = item.name.rpartition(".")
-                    if transfer and ext in ("part", "json"):
-                        with contextlib.suppress(FileNotFoundError):
-                            mtime = item.stat(follow_symlinks=False).st_mtime
-                            if ext == "json" or transfer not in touched:  # the state file's time wins
-                                touched[transfer] = mtime
-            return [transfer for transfer, mtime in touched.items() if mtime < cutoff]
-
-        try:
-            transfers = await asyncio.to_thread(stale)
-        except OSError as exc:
-            raise StoreError(f"could not list partial uploads in {tmp}: {exc.strerror or exc}") from exc
-        swept = 0
-        for transfer in transfers:
-            if transfer in self.claims:
-                continue
-            with self.claims.sweeping(transfer):  # a begin_upload racing the deletion gets Busy
-                try:
-                    part, state = self.layout.part_path(transfer), self.layout.state_path(transfer)
-                    await asyncio.to_thread(unlink_all, part, state)
-                    swept += 1
-                except OSError:
-                    continue  # left for the next sweep
-            self.partials.forget(transfer)
-        return swept
-
-
-def _scan_partials(tmp: Path) -> list[tuple[str, str, int, float]]:
-    """(transfer, peer, bytes, last touched) of each partial in ``tmp``, read
-    from its state file (peer "" when unreadable) and its ``.part``."""
-    found = []
-    with os.scandir(tmp) as items:
-        names = [item.name for item in items]
-    for name in names:
-        transfer, _, ext = name.rpartition(".")
-        if not transfer or ext != "json":
-            continue
-        path = tmp / name
-        try:
-            touched = path.stat().st_mtime
-            saved = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        peer = saved.get("peer") if isinstance(saved, dict) else None
-        try:
-            size = (tmp / f"{transfer}.part").stat().st_size
-        except OSError:
-            size = 0
-        found.append((transfer, peer if isinstance(peer, str) else "", size, touched))
-    return found
+        return await self.keeper.sweep(now)

@@ -1,0 +1,166 @@
+"""The local store's partials on disk: interrupted uploads' ``.part`` and
+``.json`` files under ``<root>/.zfile/tmp``, kept so that the uploads can
+resume.
+
+:class:`PartialKeeper` deletes them when they expire (the sweep, after
+``partial_ttl`` seconds untouched) and as soon as they exceed their bounds
+(reclaiming the oldest first, :class:`~zfile.store.litter.PartialBounds`),
+and finds them again when the store opens.  A partial a live upload holds
+(:class:`~zfile.store.claims.Claims`) is never deleted, and a deletion
+holds the partial's claim so that a ``begin_upload`` racing it gets Busy.
+Times are seconds since the epoch, sizes bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from zfile.errors import StoreError
+from zfile.store.claims import Claims
+from zfile.store.fs import unlink_all
+from zfile.store.layout import Layout
+from zfile.store.litter import PartialBounds
+
+log = logging.getLogger("zfile.store")
+
+
+class PartialKeeper:
+    """The partials of ``layout``'s store, counted in ``bounds`` (module docstring)."""
+
+    def __init__(self, layout: Layout, claims: Claims[Any], bounds: PartialBounds, ttl: float) -> None:
+        self.layout = layout
+        self.claims = claims
+        self.bounds = bounds
+        #: Seconds a partial stays untouched before the sweep deletes it.
+        self.ttl = ttl
+        self._reclaimer: asyncio.Task[None] | None = None
+        self._again = False
+
+    async def open(self) -> None:
+        """At the store's open, before any upload: sweep what expired, count
+        what is left, and reclaim past the bounds.  StoreError when the
+        partials' directory cannot be listed."""
+        await self.sweep()
+        for transfer, peer, size, touched in await asyncio.to_thread(scan, self.layout.tmp):
+            self.bounds.note(transfer, peer, size, touched)
+        await self._reclaim()
+
+    async def settled(self) -> None:
+        """Wait for a reclaim in progress (the store's close)."""
+        if self._reclaimer is not None:
+            await asyncio.gather(self._reclaimer, return_exceptions=True)
+
+    def kept(self, transfer: str, peer: str, size: int) -> None:
+        """An upload left its partial of ``size`` bytes: count it, and start
+        reclaiming when that takes the partials past their bounds."""
+        self.bounds.note(transfer, peer, size, time.time())
+        if self._reclaimer is not None and not self._reclaimer.done():
+            self._again = True  # the running pass may have chosen before this partial came
+        elif self.bounds.over(self.claims.__contains__):
+            self._reclaimer = asyncio.get_running_loop().create_task(self._reclaim(), name="zfile-reclaim")
+
+    async def _reclaim(self) -> None:
+        """Delete the oldest partials no live upload holds until the rest are within the bounds."""
+        while True:
+            self._again = False
+            reclaimed = 0
+            for transfer in self.bounds.over(self.claims.__contains__):
+                if transfer in self.claims:
+                    continue  # claimed since it was chosen
+                try:
+                    await self._delete(transfer)
+                except OSError as exc:
+                    log.warning("could not reclaim partial upload %s: %s", transfer, exc.strerror or exc)
+                    continue
+                reclaimed += 1
+            if reclaimed:
+                lim = self.bounds.limits
+                log.info(
+                    "reclaimed %d partial upload(s), oldest first, to keep them within %d in all, %d per peer "
+                    "(%d and %d bytes)",
+                    reclaimed,
+                    lim.count,
+                    lim.count_per_peer,
+                    lim.bytes,
+                    lim.bytes_per_peer,
+                )
+            if not self._again:
+                return
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Delete partials (``.part`` and ``.json``) whose state file was last
+        touched more than :attr:`ttl` seconds before ``now`` (default the
+        current time) and that no live upload holds.  Returns how many were
+        deleted; StoreError when the partials' directory cannot be listed.
+        A partial that cannot be deleted is left for the next sweep."""
+        cutoff = (time.time() if now is None else now) - self.ttl
+        tmp = self.layout.tmp
+        try:
+            transfers = await asyncio.to_thread(_touched_before, tmp, cutoff)
+        except OSError as exc:
+            raise StoreError(f"could not list partial uploads in {tmp}: {exc.strerror or exc}") from exc
+        swept = 0
+        for transfer in transfers:
+            if transfer in self.claims:
+                continue
+            with contextlib.suppress(OSError):
+                await self._delete(transfer)
+                swept += 1
+        return swept
+
+    async def _delete(self, transfer: str) -> None:
+        with self.claims.sweeping(transfer):  # a begin_upload racing the deletion gets Busy
+            part, state = self.layout.part_path(transfer), self.layout.state_path(transfer)
+            await asyncio.to_thread(unlink_all, part, state)
+        self.bounds.forget(transfer)
+
+
+def _touched_before(tmp: Path, cutoff: float) -> list[str]:
+    """The transfers whose partial in ``tmp`` was last touched before ``cutoff``
+    (its state file's time, else its ``.part``'s).  OSError."""
+    touched: dict[str, float] = {}
+    with os.scandir(tmp) as items:
+        for item in items:
+            transfer, _, ext = item.name.rpartition(".")
+            if transfer and ext in ("part", "json"):
+                with contextlib.suppress(FileNotFoundError):
+                    mtime = item.stat(follow_symlinks=False).st_mtime
+                    if ext == "json" or transfer not in touched:  # the state file's time wins
+                        touched[transfer] = mtime
+    return [transfer for transfer, mtime in touched.items() if mtime < cutoff]
+
+
+def scan(tmp: Path) -> list[tuple[str, str, int, float]]:
+    """(transfer, peer, bytes, last touched) of each partial in ``tmp``, read
+    from its state file (peer "" when unreadable) and its ``.part``.  OSError
+    when ``tmp`` cannot be listed."""
+    found = []
+    with os.scandir(tmp) as items:
+        names = [item.name for item in items]
+    for name in names:
+        transfer, _, ext = name.rpartition(".")
+        if not transfer or ext != "json":
+            continue
+        path = tmp / name
+        try:
+            touched = path.stat().st_mtime
+            saved = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        peer = saved.get("peer") if isinstance(saved, dict) else None
+        try:
+            size = (tmp / f"{transfer}.part").stat().st_size
+        except OSError:
+            size = 0
+        found.append((transfer, peer if isinstance(peer, str) else "", size, touched))
+    return found
+
+
+__all__ = ["PartialKeeper", "scan"]
