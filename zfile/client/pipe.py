@@ -33,10 +33,9 @@ import threading
 from typing import BinaryIO
 
 from zfile.client.channel import Channel, Progress
+from zfile.client.stream import send_view
 from zfile.fileio.chunks import BufferPool
-from zfile.protocol.credit import next_piece
 from zfile.protocol.digest import Hasher
-from zfile.protocol.events import Chunk, Credit
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", None)
 
@@ -165,19 +164,7 @@ async def send_pipe(channel: Channel, source: BinaryIO, chunk_size: int, hasher:
             if not view:
                 reader.pool.give(buf)
                 return transfer.offset
-            trackers = []
-            sent = 0
-            while sent < len(view):
-                channel.pending()
-                while (n := next_piece(transfer.credit, len(view) - sent)) == 0:
-                    event = await channel.next()
-                    assert isinstance(event, Credit)
-                piece = Chunk(transfer.id, transfer.offset, view[sent : sent + n])
-                trackers.append(await channel.send(piece, track=True))
-                sent += n
-                progress(n)
-                # zmq.asyncio sends rarely yield (pyzmq #1259); let receives run.
-                await asyncio.sleep(0)
+            trackers = await send_view(channel, view, progress)
             # libzmq owns the buffer until the tracker says it sent it.
             reader.pool.give(buf, trackers)
     finally:

@@ -66,26 +66,7 @@ async def send_file(
                 raise LocalFileError(f"{path} changed while being sent (shorter than {transfer.size} bytes)") from None
             except OSError as exc:
                 raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
-            # Credit is granted in bytes, so a chunk may have to go in pieces.
-            trackers = []
-            sent = 0
-            while sent < len(view):
-                channel.pending(aside)
-                while (n := next_piece(transfer.credit, len(view) - sent)) == 0:
-                    event = await channel.next()
-                    if aside is not None and not isinstance(event, Credit):
-                        aside(event)
-                        continue
-                    assert isinstance(event, Credit)
-                if pacer is not None:
-                    n = pacer.piece(n)
-                    await pacer.take(n)
-                piece = Chunk(transfer.id, transfer.offset, view[sent : sent + n])
-                trackers.append(await channel.send(piece, track=True))
-                sent += n
-                progress(n)
-                # zmq.asyncio sends rarely yield (pyzmq #1259); let receives run.
-                await asyncio.sleep(0)
+            trackers = await send_view(channel, view, progress, pacer, aside)
             # libzmq owns the buffer until the tracker says it sent it.
             reader.pool.give(buf, trackers)
         now = os.fstat(fd)
@@ -93,6 +74,42 @@ async def send_file(
         await reader.aclose()
     if (now.st_size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
         raise LocalFileError(f"{path} changed while being sent")
+
+
+async def send_view(
+    channel: Channel,
+    view: memoryview,
+    progress: Progress,
+    pacer: TokenBucket | None = None,
+    aside: Callable[[Event], None] | None = None,
+) -> list:
+    """Send ``view``, the upload's next bytes from the transfer's offset, as
+    CHUNKs each within the credit granted (credit is granted in bytes, so a
+    buffer may go in pieces), waiting for CREDIT when there is none; return
+    the pieces' send trackers (libzmq owns ``view``'s buffer until they are
+    done).  ``pacer`` and ``aside`` as for :func:`send_file`.  Raises
+    :meth:`Channel.next`'s and :meth:`Channel.send`'s errors."""
+    transfer = channel.transfer
+    trackers = []
+    sent = 0
+    while sent < len(view):
+        channel.pending(aside)
+        while (n := next_piece(transfer.credit, len(view) - sent)) == 0:
+            event = await channel.next()
+            if aside is not None and not isinstance(event, Credit):
+                aside(event)
+                continue
+            assert isinstance(event, Credit)
+        if pacer is not None:
+            n = pacer.piece(n)
+            await pacer.take(n)
+        piece = Chunk(transfer.id, transfer.offset, view[sent : sent + n])
+        trackers.append(await channel.send(piece, track=True))
+        sent += n
+        progress(n)
+        # zmq.asyncio sends rarely yield (pyzmq #1259); let receives run.
+        await asyncio.sleep(0)
+    return trackers
 
 
 async def receive_file(
