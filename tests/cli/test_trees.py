@@ -13,7 +13,7 @@ import pytest
 from zfile.client.tree import plan_upload
 from zfile.errors import NameCollision, Skipped
 
-from ..conftest import zfile_cli
+from ..conftest import free_port, zfile_cli
 
 
 def stored(daemon) -> set[str]:
@@ -139,6 +139,22 @@ def test_collisions_are_found_inside_trees_too(tmp_path):
     write(tmp_path / "two" / "d" / "x")
     with pytest.raises(NameCollision, match="would both be stored as 'd/x'"):
         plan_upload([tmp_path / "one" / "d", tmp_path / "two" / "d"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reachable", [True, False])
+def test_a_collision_found_by_the_walk_is_the_error_whether_or_not_the_daemon_answers(daemon, tmp_path, reachable):
+    # The walk runs while the client connects: its error is the one said, and nothing is sent.
+    write(tmp_path / "one" / "d" / "x")
+    write(tmp_path / "two" / "d" / "x")
+    to = daemon.endpoint if reachable else f"tcp://127.0.0.1:{free_port()}"
+    paths = [str(tmp_path / "one" / "d"), str(tmp_path / "two" / "d")]
+    res = zfile_cli("send", *paths, "--to", to, "--timeout", "3", check=False)
+    assert res.returncode == 2, res.stderr
+    assert "would both be stored as 'd/x'" in res.stderr and "Traceback" not in res.stderr
+    assert "nothing was sent" in res.stderr
+    if reachable:
+        assert zfile_cli("ls", "-R", "--from", daemon.endpoint).stdout == ""
 
 
 # -- get ---------------------------------------------------------------------

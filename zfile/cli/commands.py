@@ -32,7 +32,7 @@ from zfile.cli.ops import cat, mv, ping, rm, send_stdin, stat
 from zfile.cli.serve import keygen, serve
 from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
 from zfile.client.filters import Filter
-from zfile.client.tree import plan_upload
+from zfile.client.tree import plan_upload, root_names
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,9 +158,12 @@ def send(
         extra = extra or bwlimit is not None or bool(filters)
         send_stdin(conn, paths, name, clobber=not no_clobber, quiet=quiet, timeout=timeout, extra=extra)
         return
-    plan = plan_upload(paths, relative=relative, copy_links=copy_links, prefix=prefix, filters=filters)
+    planner = functools.partial(
+        plan_upload, paths, relative=relative, copy_links=copy_links, prefix=prefix, filters=filters
+    )
     compare = compare_mode(checksum, ignore_times)
     if conn.nodes:
+        plan = planner()
         configs = conn.node_configs(timeout, bwlimit)
         if dry_run:
             fansync.send_dry(
@@ -183,7 +186,8 @@ def send(
         return
     transfer.send(
         conn,
-        plan,
+        planner,
+        root_names(paths, relative=relative, prefix=prefix),
         clobber=not no_clobber,
         compare=compare,
         filters=filters,

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import click
 
@@ -58,17 +58,42 @@ BAR_UNITS: dict[str, Any] = {
 }
 
 
-def progress_bar(total: int | None, quiet: bool, desc: str) -> tqdm:
-    # Imported here: it costs every command's start-up ~20 ms, ls included.
+class NoBar:
+    """What :func:`progress_bar` gives when no bar is shown: the calls a
+    tqdm bar takes here, doing nothing but :meth:`write`."""
+
+    def __enter__(self) -> NoBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def update(self, n: float = 1) -> None:
+        return None
+
+    def set_description_str(self, desc: str, refresh: bool = True) -> None:
+        return None
+
+    def write(self, s: str, file: TextIO | None = None) -> None:
+        print(s, file=file or sys.stdout)
+
+
+def progress_bar(total: int | None, quiet: bool, desc: str) -> tqdm | NoBar:
+    """A tqdm bar of ``total`` bytes (None: a count without one) on stderr,
+    or a :class:`NoBar` when ``quiet`` or stderr is not a terminal."""
+    if quiet or not sys.stderr.isatty():
+        # Without importing tqdm: it costs a command's start-up ~15 ms, and
+        # scripts and jobs, which show no bar, are where start-up counts.
+        return NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, disable=quiet or not sys.stderr.isatty(), leave=False, **BAR_UNITS)
+    return tqdm(total=total, desc=desc, leave=False, **BAR_UNITS)
 
 
 class Tally:
     """Files done out of those planned: shown on the bar, and said on Ctrl-C."""
 
-    def __init__(self, verb: str, total: int, bar: tqdm | None = None) -> None:
+    def __init__(self, verb: str, total: int, bar: tqdm | NoBar | None = None) -> None:
         self.verb = verb
         self.total = total
         self.done = 0
@@ -94,7 +119,7 @@ class Tally:
 class StderrLog(logging.Handler):
     """The library's notes (``resuming NAME at N bytes``) as ``zfile: ...`` lines on stderr."""
 
-    def __init__(self, bar: tqdm) -> None:
+    def __init__(self, bar: tqdm | NoBar) -> None:
         super().__init__(logging.INFO)
         self.bar = bar
 
@@ -104,7 +129,7 @@ class StderrLog(logging.Handler):
 
 
 @contextlib.contextmanager
-def notes(bar: tqdm, quiet: bool) -> Iterator[None]:
+def notes(bar: tqdm | NoBar, quiet: bool) -> Iterator[None]:
     """Show the client library's INFO notes on stderr while the block runs, unless ``quiet``."""
     if quiet:
         yield

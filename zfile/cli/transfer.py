@@ -27,7 +27,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,18 @@ from zfile.client.delete import (
 )
 from zfile.client.fanout import NodeReport, node_label, tree_digest
 from zfile.client.filters import Filter
-from zfile.client.quickcheck import Compare, remote_entries, unchanged_downloads, unchanged_files
+from zfile.client.quickcheck import (
+    Compare,
+    listing_prefixes,
+    remote_entries,
+    remote_listing,
+    unchanged_downloads,
+    unchanged_files,
+)
 from zfile.client.tree import DownloadPlan, Outcome, UploadPlan, fetch, plan_download, send_paths, shown
-from zfile.errors import Skipped
+from zfile.errors import Skipped, ZfileError
 from zfile.protocol.digest import DEFAULT_ALGO
+from zfile.protocol.events import Entry
 
 
 @dataclass
@@ -84,17 +92,44 @@ def _delete_refused(run: Run, unread: Sequence[str] = ()) -> str:
     return ""
 
 
-async def _quick_uploads(client: Client, plan: UploadPlan, compare: Compare) -> tuple[list[bool], dict]:
+async def _quick_uploads(
+    client: Client, plan: UploadPlan, compare: Compare, listing: Awaitable[dict[str, Entry]] | None
+) -> tuple[list[bool], dict]:
     entries = {}
     if compare is not Compare.NONE and plan.files:
-        entries = await remote_entries(client, [name for _, name, _ in plan.files])
+        names = [name for _, name, _ in plan.files]
+        if listing is None:
+            entries = await remote_entries(client, names)
+        else:
+            held = await listing
+            entries = {name: held[name] for name in names if name in held}
     skip = await asyncio.to_thread(unchanged_files, plan.files, entries, compare, plan.mtime_ns)
     return skip, entries
 
 
+async def _plan_while_listing(
+    client: Client, planning: asyncio.Future[UploadPlan], roots: Sequence[str], compare: Compare
+) -> tuple[UploadPlan, asyncio.Task[dict[str, Entry]] | None]:
+    # The daemon lists what it holds under the roots while this side walks
+    # them: for a re-sent tree the two take about as long.  Not for the whole
+    # store, which may hold far more than the plan asks about.
+    prefixes = listing_prefixes(roots)
+    listing = None
+    if compare is not Compare.NONE and prefixes and "" not in prefixes:
+        listing = asyncio.ensure_future(remote_listing(client, prefixes))
+    try:
+        return await planning, listing
+    except BaseException:
+        if listing is not None:
+            listing.cancel()
+            await asyncio.gather(listing, return_exceptions=True)
+        raise
+
+
 def send(
     conn: Connection,
-    plan: UploadPlan,
+    planner: Callable[[], UploadPlan],
+    roots: Sequence[str],
     *,
     clobber: bool,
     compare: Compare,
@@ -106,43 +141,71 @@ def send(
     timeout: float,
     bwlimit: int | None,
 ) -> None:
-    """``zfile send`` to one daemon (module docstring)."""
-    result = Run("sent", conn.endpoint, dry_run, excluded=list(plan.excluded))
+    """``zfile send`` to one daemon (module docstring): ``planner`` walks the
+    paths (:func:`~zfile.client.tree.plan_upload`, in a worker thread, while
+    the client connects and lists what the daemon holds under ``roots``,
+    the paths' stored names from :func:`~zfile.client.tree.root_names`).
+    A local error (:class:`~zfile.errors.LocalFileError`, a name collision)
+    is raised before the daemon is reached, or instead of the daemon's
+    error when both fail."""
+    result = Run("sent", conn.endpoint, dry_run)
 
     async def go() -> Run:
-        async with conn.client(timeout, bwlimit) as client:
-            await plan_send(client, plan, result, compare=compare, filters=filters, delete=delete)
-            if dry_run:
-                return result
-            todo = [(path, name, size) for name, path, size in result.todo]
-            with progress_bar(sum(size for *_, size in todo), quiet or as_json, "send") as bar, notes(bar, quiet):
-                tally = Tally("send", len(todo), bar)
-                result.outcomes = await send_paths(
-                    client,
-                    [],
-                    clobber=clobber,
-                    progress=bar.update,
-                    plan=dataclasses.replace(plan, files=todo),
-                    on_file=tally.file_done,
-                )
-            if delete:
-                result.no_delete = _delete_refused(result, plan.unread)
-                if not result.no_delete:
-                    result.deleted = await delete_remote(client, await remote_deletions(client, plan, filters))
+        planning = asyncio.ensure_future(asyncio.to_thread(planner))
+        try:
+            async with conn.client(timeout, bwlimit) as client:
+                plan, listing = await _plan_while_listing(client, planning, roots, compare)
+                result.excluded = list(plan.excluded)
+                await plan_send(client, plan, result, compare=compare, filters=filters, delete=delete, listing=listing)
+                return await send_planned(client, plan)
+        except ZfileError:
+            # What is wrong here (no such file) says more than an unreachable daemon.
+            await asyncio.wait([planning])
+            if not planning.cancelled() and planning.exception() is not None:
+                raise planning.exception() from None
+            raise
+
+    async def send_planned(client: Client, plan: UploadPlan) -> Run:
+        if dry_run:
             return result
+        todo = [(path, name, size) for name, path, size in result.todo]
+        with progress_bar(sum(size for *_, size in todo), quiet or as_json, "send") as bar, notes(bar, quiet):
+            tally = Tally("send", len(todo), bar)
+            result.outcomes = await send_paths(
+                client,
+                [],
+                clobber=clobber,
+                progress=bar.update,
+                plan=dataclasses.replace(plan, files=todo),
+                on_file=tally.file_done,
+            )
+        if delete:
+            result.no_delete = _delete_refused(result, plan.unread)
+            if not result.no_delete:
+                result.deleted = await delete_remote(client, await remote_deletions(client, plan, filters))
+        return result
 
     finish(run(go), quiet, as_json)
 
 
 async def plan_send(
-    client: Client, plan: UploadPlan, result: Run, *, compare: Compare, filters: Filter, delete: bool
+    client: Client,
+    plan: UploadPlan,
+    result: Run,
+    *,
+    compare: Compare,
+    filters: Filter,
+    delete: bool,
+    listing: Awaitable[dict[str, Entry]] | None = None,
 ) -> None:
     """Fill ``result`` with what a send of ``plan`` to ``client``'s daemon
     would do: the files to send and those unchanged (the quick check by
-    ``compare``); for a dry run also the entries the plan skipped and, with
-    ``delete``, the stored files it would delete (or why none would be).
-    Raises the client's errors."""
-    skip, entries = await _quick_uploads(client, plan, compare)
+    ``compare``, against ``listing`` when given: the daemon's entries under
+    the plan's roots, :func:`~zfile.client.quickcheck.remote_listing`); for
+    a dry run also the entries the plan skipped and, with ``delete``, the
+    stored files it would delete (or why none would be).  Raises the
+    client's errors."""
+    skip, entries = await _quick_uploads(client, plan, compare, listing)
     for (path, name, size), same_here in zip(plan.files, skip, strict=True):
         if same_here:
             result.unchanged.append((name, path, size, entries[name].digest))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
@@ -51,25 +51,45 @@ class Compare(Enum):
     NONE = "none"
 
 
+def listing_prefixes(names: Iterable[str]) -> list[str]:
+    """The LIST prefixes whose entries hold every one of ``names`` (stored
+    names; a directory's may end in ``/``): the first directory of each
+    name below one, each top-level name on its own, or ``""`` (the whole
+    store) in place of more than :data:`_BARE_NAMES_MAX` top-level names;
+    sorted, each once."""
+    wanted = set(names)
+    prefixes = {n.split("/", 1)[0] + "/" for n in wanted if "/" in n}
+    bare = [n for n in wanted if "/" not in n]
+    if len(bare) > _BARE_NAMES_MAX or "" in bare:
+        return [""]
+    prefixes.update(bare)
+    return sorted(prefixes)
+
+
+async def remote_listing(
+    client: Client, prefixes: Sequence[str], wanted: Container[str] | None = None
+) -> dict[str, Entry]:
+    """The entries the daemon holds under ``prefixes`` (LIST prefixes, such
+    as :func:`listing_prefixes` gives), by name, in pages of
+    :data:`LIST_PAGE`; with ``wanted``, only those whose names it holds (a
+    listing of the whole store keeps no more than that).  Raises the
+    client's errors (:class:`~zfile.errors.RemoteError`,
+    :class:`~zfile.errors.TransportError`)."""
+    found: dict[str, Entry] = {}
+    for prefix in prefixes:
+        async for entry in client.list(prefix, page_size=LIST_PAGE):
+            if wanted is None or entry.name in wanted:
+                found[entry.name] = entry
+    return found
+
+
 async def remote_entries(client: Client, names: Sequence[str]) -> dict[str, Entry]:
     """The daemon's entries for those of ``names`` it holds, by name.
 
     Raises the client's errors (:class:`~zfile.errors.RemoteError`,
     :class:`~zfile.errors.TransportError`)."""
     wanted = set(names)
-    prefixes: set[str] = set()
-    bare = [n for n in wanted if "/" not in n]
-    prefixes.update(n.split("/", 1)[0] + "/" for n in wanted if "/" in n)
-    if len(bare) > _BARE_NAMES_MAX:
-        prefixes = {""}
-    else:
-        prefixes.update(bare)
-    found: dict[str, Entry] = {}
-    for prefix in sorted(prefixes):
-        async for entry in client.list(prefix, page_size=LIST_PAGE):
-            if entry.name in wanted:
-                found[entry.name] = entry
-    return found
+    return await remote_listing(client, listing_prefixes(wanted), wanted)
 
 
 def same(local: Path, entry: Entry | None, compare: Compare) -> bool:
@@ -163,4 +183,13 @@ async def unchanged_downloads(plan: Sequence[tuple[Entry, Path]], compare: Compa
     return await asyncio.to_thread(_unchanged, [(dest, entry) for entry, dest in plan], compare)
 
 
-__all__ = ["Compare", "remote_entries", "same", "unchanged_downloads", "unchanged_files", "unchanged_uploads"]
+__all__ = [
+    "Compare",
+    "listing_prefixes",
+    "remote_entries",
+    "remote_listing",
+    "same",
+    "unchanged_downloads",
+    "unchanged_files",
+    "unchanged_uploads",
+]
