@@ -9,7 +9,8 @@ from pathlib import Path
 
 import blake3
 
-from zfile.client.quickcheck import Compare, unchanged_files
+from zfile.client import quickcheck
+from zfile.client.quickcheck import Compare, local_digests, unchanged_files
 from zfile.client.tree import plan_upload
 from zfile.protocol.events import Entry
 
@@ -68,16 +69,16 @@ def test_quick_check_stats_a_file_the_plan_has_no_mtime_for(tmp_path):
     assert unchanged_files([(path, "x.bin", 10)], entries, Compare.NONE) == [False]
 
 
-def test_checksum_in_threads_finds_each_changed_file(tmp_path):
-    # More files than one worker's batch, so that several threads hash.
+def test_checksum_finds_each_changed_file_small_or_hashed_in_threads(tmp_path):
+    # Small files are hashed in the calling thread, those of 256 KiB and more in the pool.
     for i in range(140):
-        make_file(tmp_path / "t" / f"f{i:03d}.bin", 4096)
+        make_file(tmp_path / "t" / f"f{i:03d}.bin", 4096 if i % 20 else 300 << 10)
     plan = plan_upload([tmp_path / "t"])
     entries = {name: entry_of(path, name) for path, name, _ in plan.files}
-    changed = {"t/f007.bin", "t/f070.bin", "t/f139.bin"}
-    for path, name, _ in plan.files:
+    changed = {"t/f007.bin", "t/f040.bin", "t/f120.bin", "t/f139.bin"}
+    for path, name, size in plan.files:
         if name in changed:  # new bytes, same size and mtime: only -c sees it
-            make_file(path, 4096)
+            make_file(path, size)
     gone = "t/f100.bin"
     next(path for path, name, _ in plan.files if name == gone).unlink()  # cannot be read: not unchanged
     got = dict(
@@ -98,3 +99,34 @@ def test_checksum_needs_the_same_size_as_well_as_the_digest(tmp_path):
     assert unchanged_files([(path, "x.bin", 10)], {"x.bin": entry_of(path, "x.bin")}, Compare.CHECKSUM) == [True]
     other_algo = entry_of(path, "x.bin", algo="xxh3")
     assert unchanged_files([(path, "x.bin", 10)], {"x.bin": other_algo}, Compare.CHECKSUM) == [False]
+
+
+def test_digests_made_ahead_are_those_of_the_small_files_and_are_used(tmp_path):
+    small = make_file(tmp_path / "t" / "small.bin", 4096)
+    large = make_file(tmp_path / "t" / "large.bin", 300 << 10)
+    plan = plan_upload([tmp_path / "t"])
+    ahead = local_digests(plan.files)
+    assert ahead == {"t/small.bin": blake3.blake3(small.read_bytes()).digest()}
+    entries = {name: entry_of(path, name) for path, name, _ in plan.files}
+    assert unchanged_files(plan.files, entries, Compare.CHECKSUM, plan.mtime_ns, ahead) == [True, True]
+    # The digest made ahead is the one compared: the file is not read again.
+    stale = {"t/small.bin": b"\0" * 32}
+    verdicts = dict(
+        zip(
+            (n for _, n, _ in plan.files),
+            unchanged_files(plan.files, entries, Compare.CHECKSUM, plan.mtime_ns, stale),
+            strict=True,
+        )
+    )
+    assert verdicts == {"t/large.bin": True, "t/small.bin": False}
+    assert large.exists()
+
+
+def test_digests_ahead_stop_at_their_budget_and_mark_an_unreadable_or_resized_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(quickcheck, "_AHEAD_BYTES", 3 * 4096)
+    paths = [make_file(tmp_path / f"f{i}.bin", 4096) for i in range(5)]
+    files = [(p, p.name, 4096) for p in paths]
+    paths[0].unlink()
+    paths[1].write_bytes(b"longer" * 1000)
+    ahead = local_digests(files)
+    assert ahead == {"f0.bin": None, "f1.bin": None, "f2.bin": blake3.blake3(paths[2].read_bytes()).digest()}

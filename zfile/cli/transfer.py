@@ -27,7 +27,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from zfile.client.filters import Filter
 from zfile.client.quickcheck import (
     Compare,
     listing_prefixes,
+    local_digests,
     remote_entries,
     remote_listing,
     unchanged_downloads,
@@ -92,38 +93,50 @@ def _delete_refused(run: Run, unread: Sequence[str] = ()) -> str:
     return ""
 
 
+#: The daemon's entries under a plan's roots, by name, and the digests of
+#: the local files -c hashed while they came (None: none were).
+Listing = Awaitable[tuple[dict[str, Entry], Mapping[str, bytes | None] | None]]
+
+
 async def _quick_uploads(
-    client: Client, plan: UploadPlan, compare: Compare, listing: Awaitable[dict[str, Entry]] | None
+    client: Client, plan: UploadPlan, compare: Compare, listing: Listing | None
 ) -> tuple[list[bool], dict]:
     entries = {}
-    if compare is not Compare.NONE and plan.files:
-        names = [name for _, name, _ in plan.files]
-        if listing is None:
-            entries = await remote_entries(client, names)
-        else:
-            held = await listing
-            entries = {name: held[name] for name in names if name in held}
-    skip = await asyncio.to_thread(unchanged_files, plan.files, entries, compare, plan.mtime_ns)
+    digests = None
+    if listing is not None:
+        held, digests = await listing
+        entries = {name: held[name] for _, name, _ in plan.files if name in held}
+    elif compare is not Compare.NONE and plan.files:
+        entries = await remote_entries(client, [name for _, name, _ in plan.files])
+    skip = await asyncio.to_thread(unchanged_files, plan.files, entries, compare, plan.mtime_ns, digests)
     return skip, entries
 
 
 async def _plan_while_listing(
     client: Client, planning: asyncio.Future[UploadPlan], roots: Sequence[str], compare: Compare
-) -> tuple[UploadPlan, asyncio.Task[dict[str, Entry]] | None]:
+) -> tuple[UploadPlan, Listing | None]:
     # The daemon lists what it holds under the roots while this side walks
     # them: for a re-sent tree the two take about as long.  Not for the whole
     # store, which may hold far more than the plan asks about.
     prefixes = listing_prefixes(roots)
-    listing = None
-    if compare is not Compare.NONE and prefixes and "" not in prefixes:
-        listing = asyncio.ensure_future(remote_listing(client, prefixes))
+    if compare is Compare.NONE or not prefixes or "" in prefixes:
+        return await planning, None
+    held = asyncio.ensure_future(remote_listing(client, prefixes))
     try:
-        return await planning, listing
+        plan = await planning
+        digests = None
+        if compare is Compare.CHECKSUM and not held.done():
+            # As rsync's sender does with -c: hash while the listing comes.
+            digests = await asyncio.to_thread(local_digests, plan.files)
     except BaseException:
-        if listing is not None:
-            listing.cancel()
-            await asyncio.gather(listing, return_exceptions=True)
+        held.cancel()
+        await asyncio.gather(held, return_exceptions=True)
         raise
+
+    async def listing() -> tuple[dict[str, Entry], Mapping[str, bytes | None] | None]:
+        return await held, digests
+
+    return plan, listing()
 
 
 def send(
@@ -196,12 +209,13 @@ async def plan_send(
     compare: Compare,
     filters: Filter,
     delete: bool,
-    listing: Awaitable[dict[str, Entry]] | None = None,
+    listing: Listing | None = None,
 ) -> None:
     """Fill ``result`` with what a send of ``plan`` to ``client``'s daemon
     would do: the files to send and those unchanged (the quick check by
     ``compare``, against ``listing`` when given: the daemon's entries under
-    the plan's roots, :func:`~zfile.client.quickcheck.remote_listing`); for
+    the plan's roots, :func:`~zfile.client.quickcheck.remote_listing`, and
+    for ``-c`` the digests of files hashed while it came, or None); for
     a dry run also the entries the plan skipped and, with ``delete``, the
     stored files it would delete (or why none would be).  Raises the
     client's errors."""
