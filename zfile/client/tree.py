@@ -22,6 +22,9 @@ from zfile.errors import BadName, ErrorCode, LocalFileError, NameCollision, Remo
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name
 
+#: Entries per LIST page when a download resolves its names: the
+#: protocol's most, so that a tree of 10,000 files takes one round trip.
+LIST_PAGE = 10_000
 #: Most files in one PUT-MANY message, and messages in flight at once: 256
 #: files of 4 KiB make a 1 MiB message, and four keep the daemon's disk busy
 #: while the client reads the next batch.
@@ -360,13 +363,17 @@ async def plan_download(
     trees: list[tuple[str, Path]] = []
     for spec in specs:
         stem = spec.rstrip("/")
+        # Names are joined as strings, not PurePosixPaths: a tree of 10,000
+        # entries spent most of its planning parsing paths.  check_name below
+        # makes each one a plain relative POSIX name first.
+        base = stem.rsplit("/", 1)[-1]
         found = tree = False
-        async for entry in client.list(stem):
+        async for entry in client.list(stem, page_size=LIST_PAGE):
             if entry.name == stem and not spec.endswith("/"):
-                rel = below = PurePosixPath(stem).name
+                rel = below = base
             elif entry.name.startswith(stem + "/") or not stem:
                 below = entry.name[len(stem) + 1 :] if stem else entry.name
-                rel = str(PurePosixPath(PurePosixPath(stem).name, below)) if stem else below
+                rel = f"{base}/{below}" if stem else below
                 tree = True
             else:
                 continue
@@ -377,13 +384,13 @@ async def plan_download(
             if filters.excluded(below):
                 excluded.append(entry.name)
                 continue
-            if is_part_name(PurePosixPath(rel).name):
+            if is_part_name(rel.rsplit("/", 1)[-1]):
                 why = "its name is that of a download's temp file (.NAME.zfile-part), which get keeps for resume"
                 skipped.append(Outcome(shown(entry.name), error=Skipped(why)))
                 continue
-            files.append((entry, out.joinpath(*PurePosixPath(rel).parts)))
+            files.append((entry, out / rel))
         if tree:
-            trees.append((stem, out / PurePosixPath(stem).name if stem else out))
+            trees.append((stem, out / base if stem else out))
         if not found:
             error = RemoteError("no such file or directory on the daemon", code=ErrorCode.NOT_FOUND)
             missing.append(Outcome(shown(spec), error=error))
