@@ -16,7 +16,7 @@ from zfile.cli.commands import main
 from zfile.cli.common import BAR_UNITS, Tally
 from zfile.cli.listing import Directory, ls_line
 from zfile.client.client import Result
-from zfile.client.tree import Outcome
+from zfile.client.plan import Outcome
 from zfile.server.config import ServerConfig
 
 from ..conftest import zfile_cli

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from zfile.client.tree import plan_upload
+from zfile.client.plan import plan_upload
 from zfile.errors import NameCollision, Skipped
 
 from ..conftest import free_port, zfile_cli
@@ -126,7 +126,7 @@ def test_an_unreadable_directory_is_skipped_with_its_reason(tmp_path, monkeypatc
             raise PermissionError(13, "Permission denied")
         return real() if path is None else real(path)
 
-    monkeypatch.setattr("zfile.client.tree.os.scandir", scandir)
+    monkeypatch.setattr("zfile.client.plan.os.scandir", scandir)
     plan = plan_upload([tmp_path / "t"])
     assert [name for _, name, _ in plan.files] == ["t/ok.txt"]
     [skip] = plan.skipped

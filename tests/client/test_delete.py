@@ -9,7 +9,7 @@ from pathlib import Path
 
 from zfile.client.delete import delete_local, local_deletions
 from zfile.client.filters import Filter
-from zfile.client.tree import DownloadPlan
+from zfile.client.plan import DownloadPlan
 from zfile.protocol.events import Entry
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import gather, node_label, read_targets, send_everywhere, tree_digest
+from zfile.client.plan import plan_upload
 from zfile.client.quickcheck import Compare
-from zfile.client.tree import plan_upload
 from zfile.errors import EndpointError, LocalFileError, PeerUnreachable, RemoteError
 
 from ..conftest import free_port, start_daemon, zfile_cli

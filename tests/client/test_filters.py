@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from zfile.client.filters import Filter
-from zfile.client.tree import normalize_prefix, plan_upload
+from zfile.client.plan import normalize_prefix, plan_upload
 from zfile.errors import BadName, LocalFileError
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from zfile.client.plan import plan_upload, root_names
 from zfile.client.quickcheck import listing_prefixes
-from zfile.client.tree import plan_upload, root_names
 from zfile.errors import BadName, LocalFileError
 
 from ..rawpeer import make_file

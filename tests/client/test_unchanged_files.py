@@ -10,8 +10,8 @@ from pathlib import Path
 import blake3
 
 from zfile.client import quickcheck
+from zfile.client.plan import plan_upload
 from zfile.client.quickcheck import Compare, local_digests, unchanged_files
-from zfile.client.tree import plan_upload
 from zfile.protocol.events import Entry
 
 from ..rawpeer import MTIME_NS, make_file

@@ -16,7 +16,7 @@ import pytest
 
 from zfile.client.chain import chain_file, send_chain
 from zfile.client.config import ClientConfig
-from zfile.client.tree import plan_upload
+from zfile.client.plan import plan_upload
 from zfile.errors import ErrorCode, RemoteError
 from zfile.transport import curve as auth
 from zfile.transport.curve import load_keypair, load_public_key

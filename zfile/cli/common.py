@@ -24,8 +24,8 @@ from zfile.cli.running import run_main
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import read_targets
+from zfile.client.plan import Outcome, shown
 from zfile.client.quickcheck import Compare
-from zfile.client.tree import Outcome, shown
 from zfile.errors import EndpointError, ErrorCode, LocalFileError, Skipped, TransportError
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
 from zfile.transport.sockets import ClientCurve

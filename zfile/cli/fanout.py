@@ -22,8 +22,8 @@ from zfile.client.chain import send_chain
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import NodeReport, gather, send_everywhere
 from zfile.client.filters import NO_FILTER, Filter
+from zfile.client.plan import UploadPlan
 from zfile.client.quickcheck import Compare
-from zfile.client.tree import UploadPlan
 
 #: Makes a progress bar: ``(total bytes or None, desc=description)`` -> a context manager
 #: whose value has ``update(n)``.

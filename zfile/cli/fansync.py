@@ -34,8 +34,8 @@ from zfile.client.config import ClientConfig
 from zfile.client.delete import Deleted, delete_remote, remote_deletions
 from zfile.client.fanout import NodeReport, node_label
 from zfile.client.filters import Filter
+from zfile.client.plan import UploadPlan
 from zfile.client.quickcheck import Compare
-from zfile.client.tree import UploadPlan
 from zfile.errors import ZfileError
 
 

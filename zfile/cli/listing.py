@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from zfile.client.tree import shown
+from zfile.client.plan import shown
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
 

@@ -22,7 +22,7 @@ import click
 from zfile.cli.boundary import EXIT_FAILED
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
 from zfile.client.ops import Removal, Status
-from zfile.client.tree import shown
+from zfile.client.plan import shown
 from zfile.errors import ErrorCode, IntegrityError, RemoteError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry

@@ -13,7 +13,7 @@ import click
 
 from zfile.client.filters import Filter
 from zfile.client.pacing import parse_rate
-from zfile.client.tree import normalize_prefix
+from zfile.client.plan import normalize_prefix
 from zfile.errors import BadName, LocalFileError
 
 

@@ -47,6 +47,7 @@ from zfile.client.delete import (
 )
 from zfile.client.fanout import NodeReport, node_label, tree_digest
 from zfile.client.filters import Filter
+from zfile.client.plan import DownloadPlan, Outcome, UploadPlan, plan_download, shown
 from zfile.client.quickcheck import (
     Compare,
     listing_prefixes,
@@ -56,7 +57,7 @@ from zfile.client.quickcheck import (
     unchanged_downloads,
     unchanged_files,
 )
-from zfile.client.tree import DownloadPlan, Outcome, UploadPlan, fetch, plan_download, send_paths, shown
+from zfile.client.tree import fetch, send_paths
 from zfile.errors import Skipped, ZfileError
 from zfile.protocol.digest import DEFAULT_ALGO
 from zfile.protocol.events import Entry
@@ -155,9 +156,9 @@ def send(
     bwlimit: int | None,
 ) -> None:
     """``zfile send`` to one daemon (module docstring): ``planner`` walks the
-    paths (:func:`~zfile.client.tree.plan_upload`, in a worker thread, while
+    paths (:func:`~zfile.client.plan.plan_upload`, in a worker thread, while
     the client connects and lists what the daemon holds under ``roots``,
-    the paths' stored names from :func:`~zfile.client.tree.root_names`).
+    the paths' stored names from :func:`~zfile.client.plan.root_names`).
     A local error (:class:`~zfile.errors.LocalFileError`, a name collision)
     is raised before the daemon is reached, or instead of the daemon's
     error when both fail."""

@@ -34,9 +34,9 @@ from zfile.client.channel import Channel, Progress, error_code, no_progress
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.fanout import NodeReport, node_label, send_everywhere, tree_digest
+from zfile.client.plan import Outcome, UploadPlan
 from zfile.client.quickcheck import Compare, remote_entries, same
 from zfile.client.stream import send_file
-from zfile.client.tree import Outcome, UploadPlan
 from zfile.errors import IntegrityError, LocalFileError, RemoteError, TransportError, ZfileError
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.protocol.digest import DEFAULT_ALGO, new_hasher

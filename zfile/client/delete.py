@@ -34,7 +34,7 @@ from pathlib import Path, PurePosixPath
 
 from zfile.client.client import Client, is_part_name
 from zfile.client.filters import NO_FILTER, Filter
-from zfile.client.tree import DownloadPlan, UploadPlan, shown
+from zfile.client.plan import DownloadPlan, UploadPlan, shown
 from zfile.errors import ErrorCode, LocalFileError, ZfileError
 
 

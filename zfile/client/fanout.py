@@ -25,8 +25,9 @@ from zfile.client.channel import Progress, no_progress
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.client.filters import NO_FILTER, Filter
+from zfile.client.plan import Outcome, UploadPlan, plan_download
 from zfile.client.quickcheck import Compare, remote_entries, same, unchanged_downloads
-from zfile.client.tree import Outcome, UploadPlan, fetch, plan_download, send_paths
+from zfile.client.tree import fetch, send_paths
 from zfile.errors import EndpointError, LocalFileError, ZfileError
 from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
 from zfile.protocol.events import Entry
@@ -214,7 +215,7 @@ async def send_everywhere(
     compare: Compare = Compare.QUICK,
     progress: Progress = no_progress,
 ) -> list[NodeReport]:
-    """Upload the files of ``plan`` (from :func:`~zfile.client.tree.plan_upload`;
+    """Upload the files of ``plan`` (from :func:`~zfile.client.plan.plan_upload`;
     what it skipped is the caller's to report) to every node of ``configs``
     at once, one client each.
 
@@ -279,7 +280,7 @@ async def gather(
 ) -> list[NodeReport]:
     """Download the names and prefixes ``specs`` from every node of
     ``configs`` at once, node N's files into ``out/<node_label(N)>/`` named
-    as :func:`~zfile.client.tree.plan_download` says, less what ``filters``
+    as :func:`~zfile.client.plan.plan_download` says, less what ``filters``
     exclude.
 
     Returns one :class:`NodeReport` per config, in their order; never raises

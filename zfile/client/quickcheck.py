@@ -161,7 +161,7 @@ def unchanged_files(
     unchanged, in the plan's order.
 
     The quick check takes the size and ``mtime_ns`` (nanoseconds, by stored
-    name; a plan's :attr:`~zfile.client.tree.UploadPlan.mtime_ns`) the plan
+    name; a plan's :attr:`~zfile.client.plan.UploadPlan.mtime_ns`) the plan
     recorded, and stats only the files missing there.  CHECKSUM hashes only
     the files whose planned size matches their entry's, those of
     :data:`_THREADED_SIZE` bytes or more in up to :data:`_HASH_THREADS`

@@ -20,6 +20,7 @@ from zfile.client.channel import Progress, no_progress
 from zfile.client.client import Client, Result
 from zfile.client.config import ClientConfig
 from zfile.client.ops import Removal, Status
+from zfile.client.plan import Outcome, plan_download
 from zfile.errors import TransportError, ZfileError
 from zfile.protocol.events import Entry
 from zfile.transport.endpoint import DEFAULT_ENDPOINT
@@ -139,7 +140,7 @@ class SyncClient:
         *,
         clobber: bool = True,
         progress: Progress = no_progress,
-    ) -> list[tree.Outcome]:
+    ) -> list[Outcome]:
         """Upload files and directories, a directory as ``<its name>/<relative
         path>``; one Outcome per file, in order, a failed file not stopping
         the others (:func:`zfile.send_paths`).  Raises
@@ -149,15 +150,15 @@ class SyncClient:
 
     def get_paths(
         self, specs: Sequence[str], out: str | os.PathLike[str], *, progress: Progress = no_progress
-    ) -> list[tree.Outcome]:
+    ) -> list[Outcome]:
         """Download stored names and prefixes (``"logs/"``) below the
         directory ``out``, as ``zfile get`` does (:func:`zfile.plan_download`,
         :func:`zfile.fetch`); one Outcome per file, then one per spec that
         matched nothing (its error a :class:`RemoteError`, code
         ``not-found``) and per file skipped (:class:`zfile.DownloadPlan`)."""
 
-        async def run() -> list[tree.Outcome]:
-            plan = await tree.plan_download(self._client, specs, Path(out))
+        async def run() -> list[Outcome]:
+            plan = await plan_download(self._client, specs, Path(out))
             return await tree.fetch(self._client, plan, progress=progress)
 
         return self._call(run())
