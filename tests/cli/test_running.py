@@ -4,6 +4,7 @@ way out (a report over a large tree is costly to repr)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 
 import pytest
 
@@ -32,9 +33,15 @@ def test_the_result_comes_back_without_a_repr():
 
 def test_plain_asyncio_run_reprs_it():
     # What run_main avoids; should a Python release stop doing this, this
-    # test says so and run_main's reason is gone.
-    result = Counted()
-    assert asyncio.run(give(result)) is result
+    # test says so and run_main's reason is gone.  asyncio.run installs its
+    # SIGINT handler (whose restoring reprs the task) only over Python's
+    # default one, which an earlier test in this process may have replaced.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = Counted()
+        assert asyncio.run(give(result)) is result
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert result.reprs > 0
 
 
