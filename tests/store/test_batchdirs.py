@@ -9,7 +9,7 @@ import pytest
 
 from zfile.errors import Exists
 from zfile.protocol.events import Entry, PutFile
-from zfile.store import LocalStore
+from zfile.store import LocalStore, unnamed
 
 from .test_local import MTIME_NS, b3, tmp_files
 
@@ -33,6 +33,8 @@ def stats_of(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 async def test_names_in_a_directory_the_batch_made_are_not_looked_up(store: LocalStore, monkeypatch) -> None:
     (store.root / "old").mkdir()
+    # Named partials: an unnamed file's name is not looked up anywhere (tests/store/test_unnamed.py).
+    monkeypatch.setattr(unnamed, "DESCRIPTORS", unnamed.Budget(0))
     looked = stats_of(monkeypatch)
     files = [whole("new/deep/a", b"a"), whole("new/deep/b", b"b"), whole("old/c", b"c")]
     assert all(isinstance(r, Entry) for r in await store.put_many(files, algo="blake3", peer=""))

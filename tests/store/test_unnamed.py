@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from zfile.errors import Exists, NoSpace
+from zfile.errors import BadName, Exists, NoSpace
 from zfile.protocol.events import Entry, PutFile
 from zfile.store import LocalStore, unnamed, wholes
 
@@ -55,8 +55,9 @@ async def test_new_files_are_linked_and_stored_files_replaced(store: LocalStore,
     calls = count_calls(monkeypatch, "link", "rename")
     again = [whole("d/a", b"new a", mtime_ns=MTIME_NS + 1), whole("d/c", b"c")]
     assert all(isinstance(r, Entry) for r in await store.put_many(again, algo="blake3", peer=""))
-    # d/a was there: linked to a partial's name and renamed over it; d/c linked straight to its name.
-    assert calls == {"link": 2, "rename": 1}
+    # d/a was there: its link to its name refused, then linked to a partial's name and renamed
+    # over it; d/c linked straight to its name.
+    assert calls == {"link": 3, "rename": 1}
     assert {p.name: p.read_bytes() for p in (store.root / "d").iterdir()} == {
         "a": b"new a",
         "b": b"old b",
@@ -72,6 +73,42 @@ async def test_a_name_taken_on_disk_is_not_clobbered(store: LocalStore) -> None:
     (result,) = await store.put_many([whole("x", b"mine", clobber=False)], algo="blake3", peer="")
     assert isinstance(result, Exists)
     assert (store.root / "x").read_bytes() == b"put there by hand"
+    assert tmp_files(store) == []
+
+
+async def test_a_free_name_is_linked_without_a_look_at_it(store: LocalStore, monkeypatch) -> None:
+    (store.root / "d").mkdir()  # not made by the batch: its names could be taken
+    calls = count_calls(monkeypatch, "stat", "link")
+    assert all(isinstance(r, Entry) for r in await store.put_many([whole("d/a", b"a")], algo="blake3", peer=""))
+    assert calls == {"stat": 0, "link": 1}
+    assert (store.root / "d" / "a").read_bytes() == b"a"
+
+
+@pytest.mark.parametrize("clobber", [True, False])
+async def test_a_link_or_directory_found_by_the_link_is_refused(store: LocalStore, tmp_path, clobber: bool) -> None:
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not the store's")
+    (store.root / "ln").symlink_to(outside)
+    (store.root / "dir").mkdir()
+    before = open_descriptors()
+    files = [whole("ln", b"mine", clobber=clobber), whole("dir", b"mine", clobber=clobber), whole("ok", b"ok")]
+    results = await store.put_many(files, algo="blake3", peer="")
+    assert [type(r) for r in results] == [BadName, BadName, Entry]
+    assert "symbolic link" in str(results[0]) and "directory" in str(results[1])
+    assert (store.root / "ln").is_symlink() and outside.read_bytes() == b"not the store's"
+    assert (store.root / "dir").is_dir() and list((store.root / "dir").iterdir()) == []
+    assert tmp_files(store) == []
+    assert open_descriptors() == before
+
+
+async def test_a_named_partial_looks_at_its_name_before_the_write(store: LocalStore, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(unnamed, "DESCRIPTORS", unnamed.Budget(0))
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not the store's")
+    (store.root / "ln").symlink_to(outside)
+    (result,) = await store.put_many([whole("ln", b"mine")], algo="blake3", peer="")
+    assert isinstance(result, BadName)
+    assert (store.root / "ln").is_symlink() and outside.read_bytes() == b"not the store's"
     assert tmp_files(store) == []
 
 

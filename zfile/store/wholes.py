@@ -6,15 +6,19 @@ both as the checks and the crash guarantees allow:
 
 1. **Write** (:func:`write_batch`): the root is opened once and each
    parent directory of the batch once, walking down from the root with
-   ``O_NOFOLLOW`` (openat(2) style, no path resolution per file); each
-   final name is checked with one ``lstat`` relative to its directory's
-   descriptor, free space with one ``statvfs`` for the batch, each file
+   ``O_NOFOLLOW`` (openat(2) style, no path resolution per file); free
+   space is checked with one ``statvfs`` for the batch, each file
    verified (length, digest) and written to an unnamed file in its final
    directory (``O_TMPFILE``, :mod:`zfile.store.unnamed`; open, write,
    futimens, kept open; fchmod only when the umask would change its mode),
    or, past the process's budget of such descriptors or where the file
    system has none, to ``<root>/.zfile/tmp/<transfer>.part`` (closed once
-   written).  Then one ``syncfs(2)`` makes every file of the batch durable
+   written).  A file written unnamed needs no ``lstat`` of its final name:
+   its ``linkat`` refuses a taken name atomically, and only then is the
+   name looked at (a symbolic link or a directory there is refused, a
+   file replaced or, without clobber, refused as it exists); a named
+   partial's final name is looked at before its write, as its rename
+   would replace a symbolic link.  Then one ``syncfs(2)`` makes every file of the batch durable
    at once (see :func:`zfile.store.fs.syncfs` for its trade-off).
 2. **Publish** (:class:`zfile.store.group_commit.Publisher`): the batch's
    commit intents in one catalog transaction; each unnamed file linked to
@@ -81,7 +85,8 @@ class Staged:
     ``dir_fd`` is its final directory's descriptor once written, owned by
     the batch; ``base`` its final name's last component; ``file_fd`` the
     descriptor of its unnamed file until it is linked (-1 for a named
-    partial); ``found`` true when its name was taken when checked;
+    partial); ``found`` true when its name was taken when looked at,
+    False when free, None when not looked at (its link decides);
     ``stale`` true when a streamed upload's partial of the same transfer
     may be in the partials' directory (deleted before the write).
     """
@@ -141,7 +146,7 @@ class Staged:
         self.tmp_fd = -1
         self.live = True
         self.file_fd = -1
-        self.found = False
+        self.found: bool | None = False
         self.stale = False
 
     async def suspend(self) -> None:
@@ -181,6 +186,8 @@ class Staged:
                     unnamed.link(fd, self.base, self.dir_fd)
                     return {SyncFs(self.dir_fd)}
                 except FileExistsError:
+                    if self.found is None:
+                        _look(self)  # what holds the name decides: BadName, or Exists without clobber
                     if not self.clobber:
                         raise exists_error(self.name) from None
             elif not self.clobber:
@@ -212,9 +219,29 @@ def _lexists(name: str, dir_fd: int) -> bool:
     return True
 
 
+def _look(f: Staged) -> None:
+    """Look at what holds ``f``'s final name (one ``lstat`` relative to its
+    directory's descriptor) and set :attr:`Staged.found`.  BadName for a
+    symbolic link or a directory; Exists when the name is taken and ``f``
+    must not clobber; OSError."""
+    try:
+        mode = os.stat(f.base, dir_fd=f.dir_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        raise BadName(f"{quote_name(f.name)} is a symbolic link in the store")
+    if stat.S_ISDIR(mode):
+        raise BadName(f"{quote_name(f.name)} is a directory in the store")
+    if not f.clobber and mode:
+        raise exists_error(f.name)
+    f.found = mode != 0
+
+
 def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
-    """The path checks of :meth:`Layout.check_inline` for ``f``, relative to
-    its directory's descriptor (set on ``f``).  BadName, Exists; OSError."""
+    """The path checks of :meth:`Layout.check_inline` for ``f`` that need
+    no look at its final name, relative to its directory's descriptor (set
+    on ``f``); the name itself is looked at by its write or its link
+    (:func:`_look`).  BadName, Exists; OSError."""
     name = f.name
     # A character is at most 4 bytes of UTF-8: most names need no encoding to pass.
     short = layout.real_root_bytes + 2 + 4 * len(name) <= layout.path_max
@@ -229,21 +256,11 @@ def _check(layout: Layout, dirs: Directories, f: Staged) -> None:
         raise BadName(f"{quote_name(name)} has a component longer than {layout.name_max} bytes")
     f.dir_fd = dirs.parent(name, parent)
     f.base = base
-    if parent in dirs.made:
-        # Only this batch's files can be in it, and linkat (or link for no-clobber) refuses a taken name atomically.
-        mode = 0
-    else:
-        try:
-            mode = os.stat(base, dir_fd=f.dir_fd, follow_symlinks=False).st_mode
-        except FileNotFoundError:
-            mode = 0
-    if stat.S_ISLNK(mode):
-        raise BadName(f"{quote_name(name)} is a symbolic link in the store")
-    if stat.S_ISDIR(mode):
-        raise BadName(f"{quote_name(name)} is a directory in the store")
-    if not f.clobber and (f.listed or mode):
+    if not f.clobber and f.listed:
         raise exists_error(name)
-    f.found = mode != 0
+    # Only this batch's files can be in a directory it made, and linkat (or
+    # link for no-clobber) refuses a taken name atomically.
+    f.found = False if parent in dirs.made else None
 
 
 def _write(f: Staged, tmp_fd: int, algo: str, unnamed_ok: bool) -> bytes:
@@ -274,6 +291,8 @@ def _write(f: Staged, tmp_fd: int, algo: str, unnamed_ok: bool) -> bytes:
                 raise
     named = fd < 0
     if named:
+        if f.found is None:
+            _look(f)  # before the write: the partial's rename would replace a symbolic link
         try:
             fd = os.open(f.part, _CREATE, f.mode, dir_fd=tmp_fd)
         except FileExistsError:  # a partial no longer claimed, of the same file
