@@ -143,7 +143,13 @@ def snapshot(top: Path, skip: Path) -> dict[str, tuple[int, int]]:
 def partials(root: Path) -> dict[str, int]:
     """Partial uploads under ``root``: transfer id -> bytes held."""
     tmp = root / ".zfile" / "tmp"
-    return {p.stem: p.stat().st_size for p in tmp.glob("*.part")} if tmp.is_dir() else {}
+    held = {}
+    for p in tmp.glob("*.part") if tmp.is_dir() else ():
+        try:
+            held[p.stem] = p.stat().st_size
+        except FileNotFoundError:  # deleted by the daemon between the listing and the stat
+            continue
+    return held
 
 
 def peak_rss_mib(pid: int) -> float:

@@ -37,7 +37,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import aiofiles
 import blake3
 
 from zfile.errors import IntegrityError, NoSpace, StoreError, TooLarge
@@ -112,7 +111,9 @@ class Upload(UploadHandle):
         self._hasher = hasher
         self._part = layout.part_path(transfer)
         self._state_path = layout.state_path(transfer)
-        self._file = None
+        # The partial's descriptor, written straight (never buffered); None
+        # when closed.
+        self._fd: int | None = None
         self._live = True
         #: Whether the partial stayed on disk when the upload finished.
         self.kept = False
@@ -120,9 +121,10 @@ class Upload(UploadHandle):
         # was cancelled mid-flight); committing then could publish unverified bytes.
         self._torn = False
         self._lock = asyncio.Lock()
-        # The last write's worker-thread hop: a cancelled caller does not stop
-        # it, so the descriptor is closed only once it is over (_release).
-        self._inflight: asyncio.Future[int] | None = None
+        # The last worker-thread hop on the descriptor (a write, the seal): a
+        # cancelled caller does not stop it, so the descriptor is closed only
+        # once it is over (_release).
+        self._inflight: asyncio.Future | None = None
         self._writeback = Writeback()
         #: False: its commit intent is in its state file, not the catalog.
         self.intent_in_catalog = False
@@ -145,30 +147,46 @@ class Upload(UploadHandle):
             raise
 
     async def _prepare(self, resume: bool) -> None:
+        loop = asyncio.get_running_loop()
+        hop = loop.run_in_executor(None, self._open_partial, resume)
         try:
-            offset = 0
-            if resume:
-                offset = await asyncio.to_thread(probe_partial, self._layout.tmp, self.transfer, self._state)
-            if offset:
-                await asyncio.to_thread(os.truncate, self._part, offset)
-                prime = hash_file_prefix
-                try:
-                    self._hasher = await asyncio.to_thread(prime, str(self._part), offset, self.algo)
-                except EOFError:  # the partial shrank under us: start afresh
-                    offset = 0
-            if offset:
-                self._file = await aiofiles.open(self._part, "ab")
-            else:
-                # State file goes first so a crash can never pair it with another upload's bytes.
-                await asyncio.to_thread(self._state_path.unlink, missing_ok=True)
-                self._file = await aiofiles.open(self._part, "wb")
-                async with aiofiles.open(self._state_path, "w") as f:
-                    await f.write(json.dumps({**self._state, "created": time.time()}))
+            fd, offset, hasher = await asyncio.shield(hop)
         except OSError as exc:
             raise store_error(exc, self.name, "prepare the partial file of") from exc
+        except asyncio.CancelledError:
+            hop.add_done_callback(_close_opened)  # the thread may still open it
+            raise
+        self._fd = fd
+        if hasher is not None:
+            self._hasher = hasher
         self.offset = offset
         # Steps shrink while many uploads run, so together they keep little in the page cache.
         self._writeback = UPLOADS.writer(offset)
+
+    def _open_partial(self, resume: bool) -> tuple[int, int, digests.Hasher | None]:
+        """Open the partial, in one worker-thread hop: with ``resume`` after
+        what a matching partial holds, else afresh with a new state file.
+        Returns (descriptor, offset, the hasher primed with the bytes kept,
+        or None when starting afresh).  OSError."""
+        offset = probe_partial(self._layout.tmp, self.transfer, self._state) if resume else 0
+        hasher = None
+        if offset:
+            os.truncate(self._part, offset)
+            try:
+                hasher = hash_file_prefix(str(self._part), offset, self.algo)
+            except EOFError:  # the partial shrank under us: start afresh
+                offset, hasher = 0, None
+        if offset:
+            return os.open(self._part, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC), offset, hasher
+        # State file goes first so a crash can never pair it with another upload's bytes.
+        self._state_path.unlink(missing_ok=True)
+        fd = os.open(self._part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            self._state_path.write_text(json.dumps({**self._state, "created": time.time()}))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, 0, None
 
     def _check_writable(self) -> None:
         if not self._live:
@@ -183,7 +201,7 @@ class Upload(UploadHandle):
         left).  The bytes go straight to the descriptor: the file object
         only owns it and never buffers, so its flush and close stay right."""
         end = self.offset + memoryview(data).nbytes
-        fd = self._file.fileno()
+        fd = self._fd
         loop = asyncio.get_running_loop()
         self._inflight = loop.run_in_executor(None, write_chunks, fd, [data], end, self._hasher, self._writeback)
         # Shielded: a cancelled caller must leave the hop's future pending, not
@@ -238,11 +256,9 @@ class Upload(UploadHandle):
                 await self.abort()
                 raise IntegrityError(f"the digest of {q} does not match the bytes received; discarded them")
             try:
-                await self._file.flush()
-                await asyncio.to_thread(self._write_intent, actual)
-                await asyncio.to_thread(self._seal, self._file.fileno())
-                await self._file.close()
-                self._file = None
+                await self._hop(self._seal, actual)
+                fd, self._fd = self._fd, None
+                os.close(fd)  # cheap: fsynced, nothing left to write back
                 fields = (self.name, self.size, self.mtime_ns, self.mode, self.algo, actual)
                 entry = Entry(*fields, received=time.time(), id=uuid.uuid4().hex, peer=self.peer)
                 (failure,) = await self._publisher.publish([(self, entry)])
@@ -255,8 +271,19 @@ class Upload(UploadHandle):
             except BaseException:
                 await self._release(keep=True)
                 raise
-            await self._release(keep=False)
+            await self._release(keep=False, published=True)
             return entry
+
+    async def _hop(self, fn: Callable[..., object], *args: object) -> None:
+        """Run ``fn(*args)``, which uses the descriptor, in a worker-thread
+        hop that :meth:`_release` waits for before it closes the descriptor;
+        after the hop before it, should a cancelled write still run."""
+        prior = self._inflight
+        if prior is not None and not prior.done():
+            await asyncio.wait([prior])
+        self._inflight = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        # Shielded: a cancelled caller must leave the hop's future pending (see _write_raw).
+        await asyncio.shield(self._inflight)
 
     def _write_intent(self, digest: bytes) -> None:
         # The verified digest goes into the state file (a commit intent) before
@@ -269,7 +296,11 @@ class Upload(UploadHandle):
         os.fchmod(fd, self.mode)
         os.utime(fd if os.utime in os.supports_fd else self._part, ns=(self.mtime_ns, self.mtime_ns))
 
-    def _seal(self, fd: int) -> None:
+    def _seal(self, digest: bytes) -> None:
+        # One hop for the commit's file work: the intent, then mode, mtime and
+        # the fsync that makes the bytes durable before any rename.
+        self._write_intent(digest)
+        fd = self._fd
         self._stamp(fd)
         os.fsync(fd)
         drop(fd)  # clean now: the next uploads' writes reuse these pages
@@ -330,41 +361,52 @@ class Upload(UploadHandle):
         if not self._live:
             return
         try:
-            if self._file is not None:
-                await self._file.flush()
-                await asyncio.to_thread(os.fsync, self._file.fileno())
-            # The TTL of sweep_partials counts from the last activity, not from creation.
-            await asyncio.to_thread(os.utime, self._state_path)
+            await self._hop(self._save)
         except OSError as exc:
             err = store_error(exc, self.name, "save the partial file of")
             await self._release(keep=not isinstance(err, NoSpace))
             raise err from exc
         await self._release(keep=True)
 
+    def _save(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+        # The TTL of sweep_partials counts from the last activity, not from creation.
+        os.utime(self._state_path)
+
     async def abort(self) -> None:
         """Delete the partial and its state file; a no-op when finished."""
         if self._live:
             await self._release(keep=False)
 
-    async def _release(self, *, keep: bool) -> None:
+    async def _release(self, *, keep: bool, published: bool = False) -> None:
         # Best effort: whatever cannot be closed or removed here, sweep_partials removes later.
         self._live = False
         self.kept = keep
         self._writeback.close()
         try:
-            if self._file is not None:
-                file, self._file = self._file, None
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
                 if self._inflight is not None and not self._inflight.done():
                     # Closed under a write still running, the descriptor's number
                     # could be reused by another file before that write lands.
                     await asyncio.wait([self._inflight])
                 with contextlib.suppress(OSError):
-                    await file.close()
+                    os.close(fd)
             if not keep:
+                # A published partial has its final name: only the state file is left.
+                paths = (self._state_path,) if published else (self._part, self._state_path)
                 with contextlib.suppress(OSError):
-                    await asyncio.to_thread(unlink_all, self._part, self._state_path)
+                    await asyncio.to_thread(unlink_all, *paths)
         finally:
             self._claims.release(self.transfer, self)
+
+
+def _close_opened(hop: asyncio.Future) -> None:
+    """Close the descriptor an abandoned :meth:`Upload._open_partial` hop opened."""
+    if not hop.cancelled() and hop.exception() is None:
+        with contextlib.suppress(OSError):
+            os.close(hop.result()[0])
 
 
 class StreamUpload(Upload, StreamHandle):
@@ -403,8 +445,9 @@ class StreamUpload(Upload, StreamHandle):
     async def prepare(self, resume: bool = False) -> None:
         """Create the partial (``resume`` is ignored: a stream starts afresh).
         NoSpace or StoreError, the upload finished, when it cannot be made."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
-            self._file = await aiofiles.open(self._part, "wb")
+            self._fd = await asyncio.to_thread(os.open, self._part, flags, 0o666)
         except OSError as exc:
             await self._release(keep=False)
             raise store_error(exc, self.name, "prepare the partial file of") from exc
@@ -442,6 +485,6 @@ class StreamUpload(Upload, StreamHandle):
         if self._live:
             await uninterrupted(self._release(keep=False))
 
-    async def _release(self, *, keep: bool) -> None:
+    async def _release(self, *, keep: bool, published: bool = False) -> None:
         # Before the commit there is nothing a later upload could use.
-        await super()._release(keep=keep and self._committing)
+        await super()._release(keep=keep and self._committing, published=published)
