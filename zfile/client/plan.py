@@ -18,12 +18,9 @@ from pathlib import Path, PurePosixPath
 from zfile.client.client import Client, Result, is_part_name
 from zfile.client.filters import NO_FILTER, Filter
 from zfile.errors import BadName, ErrorCode, LocalFileError, NameCollision, RemoteError, Skipped, ZfileError
+from zfile.protocol.codec import MAX_LIST_PAGE
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name
-
-#: Entries per LIST page when a download resolves its names: the
-#: protocol's most, so that a tree of 10,000 files takes one round trip.
-LIST_PAGE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +359,8 @@ async def plan_download(
         # makes each one a plain relative POSIX name first.
         base = stem.rsplit("/", 1)[-1]
         found = tree = False
-        async for entry in client.list(stem, page_size=LIST_PAGE):
+        # The protocol's most entries a page: a tree of 10,000 files in one round trip.
+        async for entry in client.list(stem, page_size=MAX_LIST_PAGE):
             if entry.name == stem and not spec.endswith("/"):
                 rel = below = base
             elif entry.name.startswith(stem + "/") or not stem:
@@ -393,7 +391,6 @@ async def plan_download(
 
 __all__ = [
     "DownloadPlan",
-    "LIST_PAGE",
     "Outcome",
     "UploadPlan",
     "normalize_prefix",

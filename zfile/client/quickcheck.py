@@ -29,15 +29,13 @@ from pathlib import Path
 
 from zfile.client.client import Client
 from zfile.fileio.hashing import whole_file_digest
+from zfile.protocol.codec import MAX_LIST_PAGE
 from zfile.protocol.digest import DEFAULT_ALGO
 from zfile.protocol.events import Entry
 
 #: Files named on their own above which one listing of the whole store is
 #: cheaper than one listing per name.
 _BARE_NAMES_MAX = 64
-#: Entries per LIST page for a quick check: the protocol's most, so that a
-#: tree of 10,000 files costs one round trip rather than ten.
-LIST_PAGE = 10_000
 #: Under -c, files of this many bytes or more are hashed in up to
 #: _HASH_THREADS worker threads; smaller ones in the calling thread.  The
 #: reads and BLAKE3 release the GIL, but for files of 4 to 64 KiB the
@@ -78,13 +76,14 @@ async def remote_listing(
 ) -> dict[str, Entry]:
     """The entries the daemon holds under ``prefixes`` (LIST prefixes, such
     as :func:`listing_prefixes` gives), by name, in pages of
-    :data:`LIST_PAGE`; with ``wanted``, only those whose names it holds (a
+    :data:`~zfile.protocol.codec.MAX_LIST_PAGE` (the protocol's most, so
+    that a tree of 10,000 files costs one round trip); with ``wanted``, only those whose names it holds (a
     listing of the whole store keeps no more than that).  Raises the
     client's errors (:class:`~zfile.errors.RemoteError`,
     :class:`~zfile.errors.TransportError`)."""
     found: dict[str, Entry] = {}
     for prefix in prefixes:
-        async for entry in client.list(prefix, page_size=LIST_PAGE):
+        async for entry in client.list(prefix, page_size=MAX_LIST_PAGE):
             if wanted is None or entry.name in wanted:
                 found[entry.name] = entry
     return found

@@ -31,6 +31,8 @@ MAX_INLINE_BYTES = 1 << 20
 MAX_FRAMES = 1 + MAX_MANY_FILES
 #: Most entries one REMOVE of a prefix removes; the client asks again for more.
 MAX_REMOVE_PAGE = 1000
+#: Most entries a LIST may ask for in one LIST-PAGE (its ``limit``).
+MAX_LIST_PAGE = 10_000
 #: Most endpoints a PUT's ``chain`` may name (the nodes after the first hop).
 MAX_CHAIN = 1024
 # Slack for msgpack's own bytes around the limits above.
@@ -396,7 +398,7 @@ SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
         "id": (_ID, REQUIRED),
         "prefix": (_NAME, ""),
         "after": (_NAME, ""),
-        "limit": (_int_range(1, 10_000), 1000),
+        "limit": (_int_range(1, MAX_LIST_PAGE), 1000),
     },
     "LIST-PAGE": {
         "id": (_ID, REQUIRED),
