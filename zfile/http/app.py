@@ -26,6 +26,7 @@ import asyncio
 import logging
 import ssl
 import time
+import weakref
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -160,6 +161,9 @@ class HttpFront:
         self._checked = False
         self._runner: web.AppRunner | None = None
         self._stopping: asyncio.Task[None] | None = None
+        # Every connection a request came on, until it is gone: stop() waits
+        # for what their transports still hold.
+        self._transports: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
         self.metrics = Metrics()
 
     @property
@@ -207,12 +211,23 @@ class HttpFront:
 
     async def stop(self) -> None:
         """Stop listening, give running requests ``shutdown_timeout`` seconds,
-        then close.  Calls after the first wait for the same stop."""
+        then close; return once every answer given has left the process (or
+        the same timeout is over).  Calls after the first wait for the same stop."""
         if self._runner is None:
             return
         if self._stopping is None:
-            self._stopping = asyncio.create_task(self._runner.cleanup(), name="zfile-http-stop")
+            self._stopping = asyncio.create_task(self._close(self._runner), name="zfile-http-stop")
         await asyncio.shield(self._stopping)
+
+    async def _close(self, runner: web.AppRunner) -> None:
+        deadline = time.monotonic() + self.shutdown_timeout
+        await runner.cleanup()
+        # A handler returns once the tail of its answer is in the transport's
+        # buffer, not in the kernel's; aiohttp then closes the transport, which
+        # goes on writing that tail only while the event loop runs.  A daemon
+        # that exited now would cut a finished download short.
+        while time.monotonic() < deadline and any(t.get_write_buffer_size() for t in list(self._transports)):
+            await asyncio.sleep(0.01)
 
     # -- requests ----------------------------------------------------------------
 
@@ -294,6 +309,8 @@ class HttpFront:
     async def _observe(self, request: web.Request, handler) -> web.StreamResponse:
         request[BYTES] = 0
         began = time.monotonic()
+        if request.transport is not None:
+            self._transports.add(request.transport)
         status = 500
         self.metrics.in_flight.inc()
         try:
