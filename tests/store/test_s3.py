@@ -390,13 +390,13 @@ async def test_an_entry_can_be_written_by_part_copies_onto_the_object_itself(sto
     """What a store that refuses a CopyObject past 5 GiB (S3) gets, on a small file."""
     import dataclasses
 
-    import zfile.store.s3.store as s3store
+    from zfile.store.s3 import copy
 
-    monkeypatch.setattr(s3store, "COPY_PART", MIN_PART)
+    monkeypatch.setattr(copy, "COPY_PART_BYTES", MIN_PART)
     data = os.urandom(2 * MIN_PART + 3)
     entry = await (await upload(store, "copied.bin", data)).commit(digest(data))
     changed = dataclasses.replace(entry, mode=0o600, id="another")
-    await store.copy_in_parts(store.key("copied.bin"), changed)
+    await copy.copy_in_parts(store.bucket, store.key("copied.bin"), store.key("copied.bin"), changed)
     assert await store.lookup("copied.bin") == changed
     download = await store.open_download("copied.bin")
     try:

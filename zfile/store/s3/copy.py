@@ -1,8 +1,10 @@
 """Copying an object to another key inside the bucket, with a new entry as
 its metadata: what :meth:`zfile.store.s3.S3Store.rename` does before it
-deletes the old key.  A CopyObject up to 5 GiB (S3's limit for one), else a
-multipart upload of UploadPartCopy parts of 1 GiB, 4 at a time; the bytes
-never leave the object store."""
+deletes the old key, and writing a new entry onto an object that has one
+(``set_entry``) where the store will not do that in one request.  A
+CopyObject up to 5 GiB (S3's limit for one), else a multipart upload of
+UploadPartCopy parts of 1 GiB, 4 at a time; the bytes never leave the
+object store."""
 
 from __future__ import annotations
 
@@ -39,14 +41,26 @@ async def copy_object(bucket: Bucket, source: str, key: str, entry: Entry) -> No
             ContentType="application/octet-stream",
         )
         return
+    await copy_in_parts(bucket, source, key, entry)
+
+
+async def copy_in_parts(bucket: Bucket, source: str, key: str, entry: Entry) -> None:
+    """Copy the object ``source`` to ``key`` with ``entry`` as its metadata
+    in UploadPartCopy parts of :data:`COPY_PART_BYTES`, 4 at a time; a copy
+    onto itself too (``source == key``: the source stays until
+    CompleteMultipartUpload).  StoreError or NoSpace when the store fails;
+    the copy's own multipart upload is then aborted."""
+    what = f"store {quote_name(entry.name)}"
+    copy_source = {"Bucket": bucket.name, "Key": source}
     created = await bucket.call(
-        what, "create_multipart_upload", Key=key, Metadata=metadata, ContentType="application/octet-stream"
+        what, "create_multipart_upload", Key=key, Metadata=to_metadata(entry), ContentType="application/octet-stream"
     )
     upload_id = created["UploadId"]
+    step = COPY_PART_BYTES
     slots = asyncio.Semaphore(4)
 
     async def copy_part(number: int, start: int) -> dict[str, Any]:
-        stop = min(entry.size, start + COPY_PART_BYTES)
+        stop = min(entry.size, start + step)
         async with slots:
             got = await bucket.call(
                 what,
@@ -60,8 +74,7 @@ async def copy_object(bucket: Bucket, source: str, key: str, entry: Entry) -> No
         return {"PartNumber": number, "ETag": got["CopyPartResult"]["ETag"]}
 
     try:
-        starts = range(0, entry.size, COPY_PART_BYTES)
-        parts = await asyncio.gather(*(copy_part(n, s) for n, s in enumerate(starts, 1)))
+        parts = await asyncio.gather(*(copy_part(n, s) for n, s in enumerate(range(0, entry.size, step), 1)))
         await bucket.call(
             what, "complete_multipart_upload", Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
@@ -71,4 +84,4 @@ async def copy_object(bucket: Bucket, source: str, key: str, entry: Entry) -> No
         raise
 
 
-__all__ = ["COPY_PART_BYTES", "ONE_COPY_LIMIT", "copy_object"]
+__all__ = ["COPY_PART_BYTES", "ONE_COPY_LIMIT", "copy_in_parts", "copy_object"]

@@ -44,7 +44,7 @@ from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_na
 from zfile.store.base import Store, StoreUsage
 from zfile.store.partial import transfer_id
 from zfile.store.s3.client import Bucket, request_body
-from zfile.store.s3.copy import copy_object
+from zfile.store.s3.copy import ONE_COPY_LIMIT, copy_in_parts, copy_object
 from zfile.store.s3.download import S3Download
 from zfile.store.s3.meta import from_metadata, to_metadata
 from zfile.store.s3.sweep import sweep
@@ -61,11 +61,6 @@ _COPY_REFUSED = frozenset({"InvalidRequest", "EntityTooLarge", "InvalidArgument"
 PUTS_IN_FLIGHT = 32
 #: HeadObject requests of one list in flight at once.
 HEADS_IN_FLIGHT = 32
-#: Largest object one CopyObject may write on S3; past it a store that
-#: refuses the metadata-only CopyObject gets UploadPartCopy parts.
-COPY_LIMIT = 5 << 30
-#: Bytes per UploadPartCopy: large, because each request costs a round trip.
-COPY_PART = 1 << 30
 #: Entries the list cache keeps (by key, valid while the ETag, time and size match).
 CACHE_ENTRIES = 100_000
 
@@ -322,17 +317,18 @@ class S3Store(Store):
         (the completed multipart upload of its bytes) and return it: a
         CopyObject of the object onto itself, MetadataDirective REPLACE,
         which SeaweedFS does without copying the bytes (measured:
-        docs/s3.md).  Past :data:`COPY_LIMIT` a store that refuses that
-        request (S3 does: a CopyObject copies at most 5 GiB) gets the copy
-        in UploadPartCopy parts of :data:`COPY_PART` bytes
-        (:meth:`copy_in_parts`).  StoreError when the store fails."""
+        docs/s3.md).  Past :data:`~zfile.store.s3.copy.ONE_COPY_LIMIT` a
+        store that refuses that request (S3 does: a CopyObject copies at
+        most 5 GiB) gets the copy in UploadPartCopy parts
+        (:func:`~zfile.store.s3.copy.copy_in_parts`).  StoreError when the
+        store fails."""
         what = f"store {quote_name(entry.name)}"
         key = self.key(entry.name)
         try:
             await self.bucket.call(
                 what,
                 "copy_object",
-                passthrough=_COPY_REFUSED if entry.size > COPY_LIMIT else frozenset(),
+                passthrough=_COPY_REFUSED if entry.size > ONE_COPY_LIMIT else frozenset(),
                 Key=key,
                 CopySource={"Bucket": self.bucket.name, "Key": key},
                 Metadata=to_metadata(entry),
@@ -342,52 +338,8 @@ class S3Store(Store):
         except ZfileError:
             raise
         except Exception:
-            await self.copy_in_parts(key, entry)
+            await copy_in_parts(self.bucket, key, key, entry)
         return entry
-
-    async def copy_in_parts(self, source: str, entry: Entry) -> None:
-        """Copy the object ``source`` to ``entry``'s key with ``entry`` as its
-        metadata, in UploadPartCopy parts of :data:`COPY_PART` bytes, 4 at
-        a time (a copy onto itself, too: the source stays until
-        CompleteMultipartUpload).  StoreError when the store fails (the
-        copy's own multipart upload is then aborted)."""
-        what = f"store {quote_name(entry.name)}"
-        key = self.key(entry.name)
-        copy_source = {"Bucket": self.bucket.name, "Key": source}
-        created = await self.bucket.call(
-            what,
-            "create_multipart_upload",
-            Key=key,
-            Metadata=to_metadata(entry),
-            ContentType="application/octet-stream",
-        )
-        upload_id = created["UploadId"]
-        step = COPY_PART
-        slots = asyncio.Semaphore(4)
-
-        async def copy_part(number: int, start: int) -> dict[str, Any]:
-            stop = min(entry.size, start + step)
-            async with slots:
-                got = await self.bucket.call(
-                    what,
-                    "upload_part_copy",
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource=copy_source,
-                    CopySourceRange=f"bytes={start}-{stop - 1}",
-                )
-            return {"PartNumber": number, "ETag": got["CopyPartResult"]["ETag"]}
-
-        try:
-            parts = await asyncio.gather(*(copy_part(n, s) for n, s in enumerate(range(0, entry.size, step), 1)))
-            await self.bucket.call(
-                what, "complete_multipart_upload", Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
-        except BaseException:
-            with contextlib.suppress(ZfileError):
-                await self.bucket.call(what, "abort_multipart_upload", Key=key, UploadId=upload_id)
-            raise
 
     async def delete_key(self, key: str) -> None:
         """Delete a private object; failures are left for the sweep."""
