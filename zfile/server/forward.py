@@ -62,7 +62,7 @@ log = logging.getLogger("zfile.server")
 
 
 class Upstream(Protocol):
-    """What a relay needs of its session (zfile.server.sessions.Session)."""
+    """What a relay needs of its session (zfile.server.session.Session)."""
 
     identity: bytes
     peer: str

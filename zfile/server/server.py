@@ -44,7 +44,8 @@ from zfile.protocol.events import (
 from zfile.server import readonly
 from zfile.server.config import ServerConfig
 from zfile.server.notify import Notifier
-from zfile.server.sessions import Session, Transfers
+from zfile.server.session import Session
+from zfile.server.sessions import Transfers
 from zfile.store import Store, make_store
 from zfile.store.litter import Limits
 from zfile.transport.curve import AuthorizedKeys, load_keypair

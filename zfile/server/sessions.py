@@ -20,7 +20,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from zfile import protocol
@@ -33,9 +32,7 @@ from zfile.protocol.events import (
     Error,
     Event,
     FileResult,
-    Get,
     GetMany,
-    GetMeta,
     ListPage,
     ListRequest,
     Put,
@@ -45,14 +42,15 @@ from zfile.protocol.events import (
     PutOk,
     PutReady,
 )
-from zfile.server import getmany
+from zfile.server import downloads, getmany
 from zfile.server.config import ServerConfig
 from zfile.server.forward import Relays
 from zfile.server.keepalive import keep_alive
 from zfile.server.ops import Operations
 from zfile.server.replies import PendingReplies
+from zfile.server.session import Session, log_name
 from zfile.server.stream_in import receive_stream
-from zfile.store import ChunkStream, Store
+from zfile.store import Store
 from zfile.transport.sockets import Incoming, ServerSocket
 
 # The daemon's records keep one logger name whichever module writes them: the
@@ -68,53 +66,6 @@ _STREAMING = frozenset({protocol.State.PUT_SENDING, protocol.State.GET_RECEIVING
 # Seconds a stream may go under min_rate before a request that finds every
 # slot taken may end it to take its slot (Transfers.slowest_stalled).
 _STALL_GRACE = 2.0
-
-
-@dataclass(eq=False)
-class Session:
-    identity: bytes
-    peer: str
-    transfer: protocol.Transfer
-    name: str = ""
-    #: The CURVE public key the peer authenticated with ("" without CURVE).
-    peer_key: str = ""
-    last_heard: float = field(default_factory=time.monotonic)
-    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
-    credit_arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    #: (monotonic time, stream offset) when the current rate period began;
-    #: None until the stream flows (see Transfers.too_slow).
-    rate_mark: tuple[float, int] | None = None
-
-    @property
-    def key(self) -> tuple[bytes, int]:
-        return (self.identity, self.transfer.id)
-
-    @property
-    def owner(self) -> str | bytes:
-        """Whose transfer this is, for the per-client cap: the CURVE key the
-        peer authenticated with, else its connection's routing identity."""
-        return self.peer_key or self.identity
-
-    @property
-    def who(self) -> str:
-        """The peer as recorded in the catalog and logs: its CURVE key, else its address."""
-        return self.peer_key or self.peer or "?"
-
-    def waits_on_peer(self) -> bool:
-        t = self.transfer
-        if t.state is protocol.State.PUT_SENDING:
-            return self.queue.empty()
-        if t.state is protocol.State.GET_RECEIVING:
-            return t.credit == 0
-        return t.state is protocol.State.LIST_PAGED
-
-
-def _many_name(req: PutMany) -> str:
-    """How a PUT-MANY is named in its log line: its file's name when it holds one."""
-    if len(req.files) == 1:
-        return req.files[0].name
-    return f"{req.files[0].name} and {len(req.files) - 1} more"
 
 
 class Transfers:
@@ -139,11 +90,11 @@ class Transfers:
             "PUT": self._upload,
             "PUT+DATA": self._inline_upload,
             "PUT-MANY": self._put_many,
-            "GET": self._download,
+            "GET": functools.partial(downloads.download, self),
             "LIST": self._list_page,
             **dict.fromkeys(protocol.OPERATIONS, self._operation),
             "PUT-STREAM": self._stream_upload,
-            "GET-MANY": self._get_many,
+            "GET-MANY": functools.partial(downloads.get_many, self),
         }
         # A PING's own session is running while it counts the others.
         self.operations = Operations(store, running=lambda: self.active() - 1)
@@ -154,7 +105,7 @@ class Transfers:
 
     def start(self, inc: Incoming, transfer: protocol.Transfer, event: Event) -> None:
         """Record a session for an admitted request and start its task."""
-        name = _many_name(event) if isinstance(event, PutMany) else getattr(event, "name", "")
+        name = log_name(event) if isinstance(event, PutMany) else getattr(event, "name", "")
         if isinstance(event, GetMany):
             name = getmany.summary(event)
         session = Session(inc.identity, inc.peer, transfer, name=name, peer_key=inc.peer_key)
@@ -253,11 +204,11 @@ class Transfers:
         if self.sessions.get(session.key) is session:
             del self.sessions[session.key]
 
-    # -- for zfile.server.forward, which runs chain uploads on these sessions ----
+    # -- for zfile.server.forward and .downloads, which run work on these sessions
 
-    async def send_in(self, session: Session, event: Event) -> None:
+    async def send_in(self, session: Session, event: Event, *, track: bool = False) -> Tracker | None:
         """Send ``event`` within ``session``'s transfer (see _send)."""
-        await self._send(session, event)
+        return await self._send(session, event, track=track)
 
     def upload_window(self) -> int:
         return self._upload_window()
@@ -336,7 +287,7 @@ class Transfers:
 
     # -- transfers ---------------------------------------------------------------
 
-    async def _logged(
+    async def logged(
         self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]], direction: str = "in"
     ) -> None:
         """Run ``work``, which returns (bytes moved, digest, result) for the
@@ -371,7 +322,7 @@ class Transfers:
             await self._send(session, PutOk(put.id, entry.size, entry.digest))
             return put.size, entry.digest, "ok"
 
-        await self._logged(session, work)
+        await self.logged(session, work)
 
     async def _put_many(self, session: Session, req: PutMany) -> None:
         async def work() -> tuple[int, bytes, str]:
@@ -395,7 +346,7 @@ class Transfers:
                 return stored, replies[0].digest or b"", "ok" if ok else "refused"
             return stored, b"", f"ok {ok} of {len(replies)}"
 
-        await self._logged(session, work)
+        await self.logged(session, work)
 
     def _upload_window(self) -> int:
         """Bytes one upload may have granted and not yet written: ``window``,
@@ -473,62 +424,6 @@ class Transfers:
                 self._streaming -= 1
             self._finish(session, exc)
 
-    async def _download(self, session: Session, get: Get) -> None:
-        began = time.monotonic()
-        exc: BaseException | None = None
-        download = None
-        try:
-            download = await self.store.open_download(get.name)
-            entry = download.entry
-            resume = get.offset if get.digest == entry.digest and get.offset <= entry.size else 0
-            await self._send(
-                session,
-                GetMeta(
-                    get.id,
-                    entry.name,
-                    entry.size,
-                    entry.mtime_ns,
-                    entry.mode,
-                    entry.algo,
-                    entry.digest,
-                    resume,
-                ),
-            )
-            await self._send_chunks(session, download.reader(resume, self.config.chunk_size))
-            self._log_transfer(session, "out", entry.size - resume, began, entry.digest, "ok")
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            exc = e
-            self._log_transfer(session, "out", 0, began, b"", f"failed: {e}")
-        finally:
-            if download is not None:
-                await download.close()
-            self._finish(session, exc)
-
-    async def _send_chunks(self, session: Session, reader: ChunkStream) -> None:
-        """Send what ``reader`` reads as CHUNKs, each within the credit the
-        peer granted; the file's bytes from the transfer's offset to its size.
-        StoreError when the file got shorter meanwhile, or cannot be read."""
-        t = session.transfer
-        try:
-            while not reader.done:
-                buf, view = await reader.next()
-                trackers = []
-                sent = 0
-                while sent < len(view):
-                    chunk = t.next_chunk(view[sent:])
-                    if chunk is None:
-                        session.credit_arrived.clear()
-                        await session.credit_arrived.wait()
-                        continue
-                    trackers.append(await self._send(session, chunk, track=True))
-                    sent += len(chunk.data)
-                # libzmq owns the buffer until the tracker says it sent it.
-                reader.pool.give(buf, trackers)
-        finally:
-            await reader.aclose()
-
     async def _stream_upload(self, session: Session, put: protocol.PutStream) -> None:
         async def work() -> tuple[int, bytes, str]:
             c = self.config
@@ -547,7 +442,7 @@ class Transfers:
 
         self._streaming += 1  # its unwritten bytes count against the shared upload buffer
         try:
-            await self._logged(session, work)
+            await self.logged(session, work)
         finally:
             self._streaming -= 1
 
@@ -561,14 +456,6 @@ class Transfers:
         except Exception as e:
             exc = e
         self._finish(session, exc)
-
-    async def _get_many(self, session: Session, req: GetMany) -> None:
-        async def work() -> tuple[int, bytes, str]:
-            reply = await getmany.read_many(self.store, req)
-            await self._send(session, reply)
-            return reply.size, b"", getmany.result(reply)
-
-        await self._logged(session, work, "out")
 
     async def _list_page(self, session: Session, req: ListRequest) -> None:
         exc: BaseException | None = None
