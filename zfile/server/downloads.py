@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from zfile.protocol.events import Get, GetMany, GetMeta
+from zfile.fileio.chunks import Tracker
+from zfile.protocol.events import Event, Get, GetMany, GetMeta
 from zfile.server import getmany
+from zfile.server.config import ServerConfig
 from zfile.server.session import Session
-from zfile.store import ChunkStream
+from zfile.store import ChunkStream, Store
 
-if TYPE_CHECKING:
-    from zfile.server.sessions import Transfers
+
+class Transfers(Protocol):
+    """What a download needs of the session table (zfile.server.sessions.Transfers)."""
+
+    config: ServerConfig
+    store: Store
+
+    async def send_in(self, session: Session, event: Event, *, track: bool = False) -> Tracker | None: ...
+
+    def log_transfer(self, session: Session, direction: str, nbytes: int, began: float, digest: bytes, result: str): ...
+
+    def finish(self, session: Session, exc: BaseException | None) -> None: ...
+
+    async def logged(
+        self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]], direction: str = "in"
+    ) -> None: ...
 
 
 async def download(transfers: Transfers, session: Session, get: Get) -> None:
@@ -91,4 +108,4 @@ async def get_many(transfers: Transfers, session: Session, req: GetMany) -> None
     await transfers.logged(session, work, "out")
 
 
-__all__ = ["download", "get_many", "send_chunks"]
+__all__ = ["Transfers", "download", "get_many", "send_chunks"]
