@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 
+import aiohttp
 import blake3
 import pytest
 
@@ -144,6 +145,23 @@ async def test_a_file_replaced_while_served_is_served_whole_from_the_old_version
     assert got == old
     async with http.get(f"{front.url}/files/v.bin") as r:
         assert await r.read() == new
+
+
+async def test_a_file_cut_short_on_disk_ends_its_answer_early_and_the_front_stays_up(
+    front, http, big_store, tmp_path, caplog
+):
+    data = os.urandom(4 << 20)
+    await put(http, front, "cut.bin", data)
+    await put(http, front, "whole.bin", b"fine")
+    os.truncate(tmp_path / "root" / "cut.bin", 1 << 20)  # behind the store's back
+    with caplog.at_level(logging.ERROR, logger="zfile.http"):
+        async with http.get(f"{front.url}/files/cut.bin") as r:
+            assert r.status == 200 and r.content_length == len(data)
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await r.read()  # fewer bytes than Content-Length said, then the connection ends
+    assert "changed on disk" in caplog.text
+    async with http.get(f"{front.url}/files/whole.bin") as r:
+        assert await r.read() == b"fine"
 
 
 @pytest.mark.slow

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import os
 import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 from aiohttp import web
 
-from zfile.errors import Exists, IntegrityError
+from zfile.errors import Exists, IntegrityError, StoreError
 from zfile.http.conditional import Unsatisfiable, byte_range, etag, http_date, last_modified, precondition
 from zfile.http.spool import open_spool, spool, unspool
 from zfile.protocol import digest as digests
@@ -30,6 +31,8 @@ from zfile.store import Store
 
 #: Bytes read from the store per chunk of a response body.
 READ_CHUNK = 256 * 1024
+#: Bytes of a response body one sendfile(2) call may send, each within the idle timeout.
+SENDFILE_PIECE = 1 << 20
 #: Bytes of a request body gathered before one store write (fewer, larger writes).
 WRITE_CHUNK = 1 << 20
 #: Mode of a file stored over HTTP, which carries none.
@@ -107,11 +110,46 @@ async def get_file(store: Store, request: web.Request, name: str, idle: float | 
         await response.prepare(request)
         request[STARTED] = True
         if request.method == "GET" and length:
-            await _send(download.reader(start, READ_CHUNK), response, length, request, idle)
+            fd = download.local_fd()
+            transport = request.transport
+            if fd is not None and transport is not None and transport.get_extra_info("sslcontext") is None:
+                await _sendfile(fd, transport, start, length, request, idle)
+            else:
+                await _send(download.reader(start, READ_CHUNK), response, length, request, idle)
         await response.write_eof()
         return response
     finally:
         await download.close()
+
+
+async def _sendfile(
+    fd: int, transport: asyncio.Transport, start: int, length: int, request: web.Request, idle: float | None
+) -> None:
+    """Send ``length`` bytes of the file ``fd`` from byte ``start`` with
+    sendfile(2) (``loop.sendfile``): the page cache's pages go to the socket
+    uncopied, as nginx sends a file, where a read and a write cost the
+    daemon about three times the CPU.  Pieces of :data:`SENDFILE_PIECE`
+    bytes, each within ``idle`` seconds.  StoreError when the file is
+    shorter than that; the connection's errors as they come."""
+    loop = asyncio.get_running_loop()
+    # A file object of its own: loop.sendfile moves its offset, which the
+    # download's own reads must not see.
+    with os.fdopen(os.dup(fd), "rb", buffering=0) as file:
+        sent = 0
+        while sent < length:
+            n = min(SENDFILE_PIECE, length - sent)
+            try:
+                async with asyncio.timeout(idle):
+                    done = await loop.sendfile(transport, file, start + sent, n)
+            except TimeoutError:
+                # Half a body on a connection kept open would hang the client:
+                # end the connection as a cut-off write would have.
+                transport.close()
+                raise ConnectionAbortedError(f"the client took no bytes for {idle:g} s") from None
+            if not done:
+                raise StoreError(f"the stored file ended {length - sent} bytes early: it changed on disk")
+            sent += done
+            request[BYTES] += done
 
 
 async def _send(stream, response: web.StreamResponse, length: int, request: web.Request, idle: float | None) -> None:

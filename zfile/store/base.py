@@ -102,6 +102,13 @@ class DownloadHandle(Protocol):
         download is closed."""
         ...
 
+    def local_fd(self) -> int | None:
+        """The descriptor of the local file that holds the bytes, which a
+        caller may give to sendfile(2) (read with offsets only, never moved,
+        and valid until :meth:`close`); None when the bytes are not in a
+        local file (an object store) or the download is closed."""
+        ...
+
     async def close(self) -> None:
         """Release the file; a no-op when already closed; never raises."""
         ...

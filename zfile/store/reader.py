@@ -75,6 +75,10 @@ class Download(DownloadHandle):
         # waiting here would only put that off.
         return FileChunks(self.entry.name, self._file.fileno(), offset, self.entry.size, chunk, room_timeout=0)
 
+    def local_fd(self) -> int | None:
+        """The open file's descriptor (DownloadHandle.local_fd); None once closed."""
+        return None if self._file is None else self._file.fileno()
+
     async def close(self) -> None:
         """Close the file; a no-op when already closed."""
         if self._file is not None:

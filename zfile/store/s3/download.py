@@ -174,5 +174,9 @@ class S3Download(DownloadHandle):
             raise StoreError(f"the download of {quote_name(self.entry.name)} is closed")
         return ObjectChunks(self, offset, chunk)
 
+    def local_fd(self) -> None:
+        """None: an object's bytes are in no local file (DownloadHandle.local_fd)."""
+        return None
+
     async def close(self) -> None:
         self._closed = True
