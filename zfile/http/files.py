@@ -127,8 +127,8 @@ async def _sendfile(
 ) -> None:
     """Send ``length`` bytes of the file ``fd`` from byte ``start`` with
     sendfile(2) (``loop.sendfile``): the page cache's pages go to the socket
-    uncopied, as nginx sends a file, where a read and a write cost the
-    daemon about three times the CPU.  Pieces of :data:`SENDFILE_PIECE`
+    uncopied, as nginx sends a file; a read and a write per chunk cost the
+    daemon about five times the CPU (docs/performance.md, "The HTTP front").  Pieces of :data:`SENDFILE_PIECE`
     bytes, each within ``idle`` seconds.  StoreError when the file is
     shorter than that; the connection's errors as they come."""
     loop = asyncio.get_running_loop()

@@ -8,8 +8,10 @@ it), and the daemon sends a downloader no more than it granted.
 
 :class:`zfile.server.Server` owns one :class:`Transfers`: it decides which
 requests to admit and feeds each session the events its peer sends; this
-module does the work of each transfer (upload, inline upload, download, list
-pages), sends its replies, and logs it when it ends.
+module does the work of each upload (streamed, inline, PUT-MANY, PUT-STREAM)
+and list page, sends its replies, and logs each transfer when it ends;
+downloads run in :mod:`zfile.server.downloads`, file operations in
+:mod:`zfile.server.ops`, chain uploads in :mod:`zfile.server.forward`.
 """
 
 from __future__ import annotations
