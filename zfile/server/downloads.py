@@ -8,35 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
 
-from zfile.fileio.chunks import Tracker
-from zfile.protocol.events import Event, Get, GetMany, GetMeta
+from zfile.protocol.events import Get, GetMany, GetMeta
 from zfile.server import getmany
-from zfile.server.config import ServerConfig
-from zfile.server.session import Session
-from zfile.store import ChunkStream, Store
+from zfile.server.session import Session, Table
+from zfile.store import ChunkStream
 
 
-class Transfers(Protocol):
-    """What a download needs of the session table (zfile.server.sessions.Transfers)."""
-
-    config: ServerConfig
-    store: Store
-
-    async def send_in(self, session: Session, event: Event, *, track: bool = False) -> Tracker | None: ...
-
-    def log_transfer(self, session: Session, direction: str, nbytes: int, began: float, digest: bytes, result: str): ...
-
-    def finish(self, session: Session, exc: BaseException | None) -> None: ...
-
-    async def logged(
-        self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]], direction: str = "in"
-    ) -> None: ...
-
-
-async def download(transfers: Transfers, session: Session, get: Get) -> None:
+async def download(transfers: Table, session: Session, get: Get) -> None:
     """Serve a GET: GET-META (with the offset it resumes from when the
     peer's digest is the stored file's), then the file's bytes as CHUNKs
     under the peer's credit; one log line either way."""
@@ -73,7 +52,7 @@ async def download(transfers: Transfers, session: Session, get: Get) -> None:
         transfers.finish(session, exc)
 
 
-async def send_chunks(transfers: Transfers, session: Session, reader: ChunkStream) -> None:
+async def send_chunks(transfers: Table, session: Session, reader: ChunkStream) -> None:
     """Send what ``reader`` reads as CHUNKs, each within the credit the
     peer granted; the file's bytes from the transfer's offset to its size.
     StoreError when the file got shorter meanwhile, or cannot be read."""
@@ -97,7 +76,7 @@ async def send_chunks(transfers: Transfers, session: Session, reader: ChunkStrea
         await reader.aclose()
 
 
-async def get_many(transfers: Transfers, session: Session, req: GetMany) -> None:
+async def get_many(transfers: Table, session: Session, req: GetMany) -> None:
     """Serve a GET-MANY: the small files asked for, in one reply (:mod:`zfile.server.getmany`)."""
 
     async def work() -> tuple[int, bytes, str]:
@@ -108,4 +87,4 @@ async def get_many(transfers: Transfers, session: Session, req: GetMany) -> None
     await transfers.logged(session, work, "out")
 
 
-__all__ = ["Transfers", "download", "get_many", "send_chunks"]
+__all__ = ["download", "get_many", "send_chunks"]

@@ -30,7 +30,6 @@ import dataclasses
 import logging
 import time
 from collections import deque
-from typing import Any, Protocol
 
 from zfile.errors import (
     ErrorCode,
@@ -50,10 +49,8 @@ from zfile.protocol.events import (
     PutOk,
     PutReady,
 )
-from zfile.protocol.machine import Transfer
-from zfile.server.config import ServerConfig
+from zfile.server.session import Session, Table
 from zfile.server.successor import Successor
-from zfile.store import Store
 from zfile.transport.curve import load_keypair
 from zfile.transport.endpoint import parse_endpoint
 from zfile.transport.sockets import ClientCurve
@@ -61,43 +58,10 @@ from zfile.transport.sockets import ClientCurve
 log = logging.getLogger("zfile.server")
 
 
-class Upstream(Protocol):
-    """What a relay needs of its session (zfile.server.session.Session)."""
-
-    identity: bytes
-    peer: str
-    peer_key: str
-    transfer: Transfer
-    queue: asyncio.Queue[Event]
-    last_heard: float
-
-    @property
-    def key(self) -> tuple[bytes, int]: ...
-
-    @property
-    def who(self) -> str: ...
-
-
-class Table(Protocol):
-    """What a relay needs of the session table (zfile.server.sessions.Transfers)."""
-
-    config: ServerConfig
-    store: Store
-    sessions: dict[tuple[bytes, int], Any]
-
-    async def send_in(self, session: Any, event: Event) -> None: ...
-
-    def upload_window(self) -> int: ...
-
-    def log_transfer(self, session: Any, direction: str, nbytes: int, began: float, digest: bytes, result: str): ...
-
-    def finish(self, session: Any, exc: BaseException | None) -> None: ...
-
-
 class Relay:
     """One chain upload on this hop (module docstring)."""
 
-    def __init__(self, relays: Relays, session: Upstream, put: Put, origin: str) -> None:
+    def __init__(self, relays: Relays, session: Session, put: Put, origin: str) -> None:
         self.relays = relays
         self.table = relays.table
         self.session = session
@@ -362,7 +326,7 @@ class Relays:
             raise ZfileError("the chain names a node twice", code=ErrorCode.BAD_REQUEST)
         return put
 
-    def origin_of(self, session: Upstream, put: Put) -> str:
+    def origin_of(self, session: Session, put: Put) -> str:
         """Who started the chain: ``put.origin`` when the peer is a hop
         this daemon trusts to say so (under CURVE: it authenticated with the
         daemons' own key; without CURVE, where nothing is authenticated: this
@@ -374,7 +338,7 @@ class Relays:
             return put.origin if self.table.config.forward else session.who
         return put.origin if session.peer_key == curve.keypair.public.decode() else session.who
 
-    async def run(self, session: Upstream, put: Put) -> None:
+    async def run(self, session: Session, put: Put) -> None:
         """Serve a chain upload (a PUT with a chain or an origin) on ``session``."""
         origin = self.origin_of(session, put)
         try:
@@ -388,7 +352,7 @@ class Relays:
             return
         await relay.run()
 
-    async def adopt(self, relay: Relay, session: Upstream) -> bool:
+    async def adopt(self, relay: Relay, session: Session) -> bool:
         """Hand ``relay``'s live upload to the new upstream ``session`` (a
         PUT for the same file and origin: the hop before re-linked past a
         failed node).  False when the upload is closing."""

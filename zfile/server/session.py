@@ -1,15 +1,21 @@
 """A transfer in flight as the daemon keeps it: :class:`Session`, what
 :class:`zfile.server.sessions.Transfers` tables and hands to the work of
-each request.  Times are :func:`time.monotonic` seconds, offsets bytes."""
+each request, and :class:`Table`, what that work needs of the table.
+Times are :func:`time.monotonic` seconds, offsets bytes."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from zfile import protocol
+from zfile.fileio.chunks import Tracker
 from zfile.protocol.events import Event, PutMany
+from zfile.server.config import ServerConfig
+from zfile.store import Store
 
 
 @dataclass(eq=False)
@@ -56,6 +62,29 @@ class Session:
         return t.state is protocol.State.LIST_PAGED
 
 
+class Table(Protocol):
+    """What the work of a request run outside :mod:`zfile.server.sessions`
+    (downloads, chain uploads) needs of the session table,
+    :class:`zfile.server.sessions.Transfers`, named here so that those
+    modules need not import the table that imports them."""
+
+    config: ServerConfig
+    store: Store
+    sessions: dict[tuple[bytes, int], Session]
+
+    async def send_in(self, session: Session, event: Event, *, track: bool = False) -> Tracker | None: ...
+
+    def upload_window(self) -> int: ...
+
+    def log_transfer(self, session: Session, direction: str, nbytes: int, began: float, digest: bytes, result: str): ...
+
+    def finish(self, session: Session, exc: BaseException | None) -> None: ...
+
+    async def logged(
+        self, session: Session, work: Callable[[], Awaitable[tuple[int, bytes, str]]], direction: str = "in"
+    ) -> None: ...
+
+
 def log_name(req: PutMany) -> str:
     """How a PUT-MANY is named in its log line: its file's name when it holds one."""
     if len(req.files) == 1:
@@ -63,4 +92,4 @@ def log_name(req: PutMany) -> str:
     return f"{req.files[0].name} and {len(req.files) - 1} more"
 
 
-__all__ = ["Session", "log_name"]
+__all__ = ["Session", "Table", "log_name"]
