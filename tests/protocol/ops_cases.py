@@ -9,8 +9,10 @@ from typing import Any
 from hypothesis import strategies as st
 
 from zfile.errors import ErrorCode
-from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE, MAX_WIRE_NAME_BYTES
+from zfile.protocol.codec import MAX_CHECK_FILES, MAX_MANY_FILES, MAX_REMOVE_PAGE, MAX_WIRE_NAME_BYTES
 from zfile.protocol.machine import (
+    Check,
+    CheckOk,
     Entry,
     Event,
     FileResult,
@@ -55,6 +57,14 @@ EXAMPLES: list[Event] = [
     PutStream(U63, "x" * MAX_WIRE_NAME_BYTES, -(1 << 63), 0o7777, "a" * 64, clobber=False),
     PutEnd(ID, D1, size=0),
     PutEnd(ID, D1, size=U63),
+    Check(ID, "blake3", ("a.txt", "photos/été/1.jpg"), (0, U63), mtimes_ns=(-(1 << 63), U63)),
+    Check(ID, "blake3", ("a",), (5,)),
+    Check(U63, "a" * 64, ("x" * MAX_WIRE_NAME_BYTES,), (1,), mtimes_ns=(2,)),
+    Check(0, "b", ("n",) * MAX_CHECK_FILES, (4096,) * MAX_CHECK_FILES, mtimes_ns=(0,) * MAX_CHECK_FILES),
+    CheckOk(ID, b"\x00\x01\x02", (D1,)),
+    CheckOk(ID, b"\x01\x01", (b"", b"\x00" * 64)),
+    CheckOk(ID, b"\x01" * MAX_CHECK_FILES, (D1,) * MAX_CHECK_FILES),
+    CheckOk(ID, b""),
 ]
 
 BASE: dict[str, Event] = {
@@ -67,6 +77,8 @@ BASE: dict[str, Event] = {
     "PING": Ping(ID),
     "PONG": Pong(ID, "0.1.0", 2, 1.5, 1, False, 1000),
     "PUT-STREAM": PutStream(ID, "f.bin", 5, 0o644, "blake3", False),
+    "CHECK": Check(ID, "blake3", ("a", "b/c"), (1, 2), (3, 4)),
+    "CHECK-OK": CheckOk(ID, b"\x01\x00", (D1,)),
 }
 
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -79,6 +91,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "PING": ("id",),
     "PONG": ("id", "version", "protocol", "uptime", "transfers", "curve"),
     "PUT-STREAM": ("id", "name", "mtime_ns", "mode", "algo"),
+    "CHECK": ("id", "algo", "names", "sizes"),
+    "CHECK-OK": ("id", "same"),
 }
 
 KINDS: dict[str, dict[str, str]] = {
@@ -99,6 +113,14 @@ KINDS: dict[str, dict[str, str]] = {
         "free": "count",
     },
     "PUT-STREAM": {"id": "id", "name": "name", "mtime_ns": "mtime", "mode": "mode", "algo": "short", "clobber": "bool"},
+    "CHECK": {
+        "id": "id",
+        "names": "check-names",
+        "sizes": "check-sizes",
+        "mtimes_ns": "check-mtimes",
+        "algo": "short",
+    },
+    "CHECK-OK": {"id": "id", "same": "verdicts", "digests": "check-digests"},
 }
 #: The field PUT-END gained for PUT-STREAM (merged into PUT-END's kinds).
 PUT_END_KINDS = {"size": "count"}
@@ -110,6 +132,19 @@ BAD: dict[str, list[Any]] = {
     "entry": ["x", 1, [], [_ENTRY_MAP], {}, {**_ENTRY_MAP, "size": "1"}, {**_ENTRY_MAP, "digest": b""}],
     "float": ["1", True, b"\x01", [1.0]],
     "removed": [{}, "x", [1], [{"code": 1}], [{"digest": b""}], [{}] * (max(MAX_MANY_FILES, MAX_REMOVE_PAGE) + 1)],
+    "check-names": [
+        "a",
+        [],
+        [1],
+        [b"a"],
+        ["a", None],
+        ["x" * (MAX_WIRE_NAME_BYTES + 1)],
+        ["a"] * (MAX_CHECK_FILES + 1),
+    ],
+    "check-sizes": [1, [], [-1], [1.0], [True], ["1"], [U63 + 1], [0] * (MAX_CHECK_FILES + 1)],
+    "check-mtimes": [0, [], [U63 + 1], [0.5], [False], [0] * (MAX_CHECK_FILES + 1)],
+    "check-digests": [b"x", [b"x" * 65], ["ab"], [1], [None], [D1] * (MAX_CHECK_FILES + 1)],
+    "verdicts": ["\x01", [1], b"\x03", b"\x01\xff", b"\x00" * (MAX_CHECK_FILES + 1)],
 }
 
 EDGES: dict[str, list[Any]] = {
@@ -119,6 +154,11 @@ EDGES: dict[str, list[Any]] = {
     "entry": [_ENTRY_MAP, {**_ENTRY_MAP, "x-future": 1}],
     "float": [0, -1.5, 1e300],
     "removed": [[], [{}], [{"code": "not-found", "message": "m", "x-future": 1}]],
+    "check-names": [["a"], ["", "é" * 100], ["x" * MAX_WIRE_NAME_BYTES], ["n"] * MAX_CHECK_FILES],
+    "check-sizes": [[0], [U63], [1] * MAX_CHECK_FILES],
+    "check-mtimes": [[-(1 << 63)], [U63, 0]],
+    "check-digests": [[], [b""], [b"\x00"], [b"x" * 64]],
+    "verdicts": [b"", b"\x00\x01\x02", b"\x02" * MAX_CHECK_FILES],
 }
 
 _names = st.text(max_size=40)
@@ -170,11 +210,30 @@ STRATEGIES: dict[str, st.SearchStrategy[Event]] = {
     ),
 }
 
+
+def _checks(draw: st.DrawFn) -> Check:
+    n = draw(st.integers(1, 4))
+    names = tuple(draw(st.lists(_names, min_size=n, max_size=n)))
+    sizes = tuple(draw(st.lists(st.integers(0, U63), min_size=n, max_size=n)))
+    mtimes = draw(st.none() | st.lists(st.integers(-(1 << 63), U63), min_size=n, max_size=n).map(tuple))
+    return Check(draw(st.integers(0, U63)), draw(st.text(max_size=16)), names, sizes, mtimes)
+
+
+def _check_oks(draw: st.DrawFn) -> CheckOk:
+    same = bytes(draw(st.lists(st.sampled_from(b"\x00\x01\x02"), max_size=8)))
+    n = same.count(1)
+    digests = tuple(draw(st.lists(st.binary(max_size=64), min_size=n, max_size=n)))
+    return CheckOk(draw(st.integers(0, U63)), same, digests)
+
+
+STRATEGIES["CHECK"] = st.composite(_checks)()
+STRATEGIES["CHECK-OK"] = st.composite(_check_oks)()
+
 TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.IDLE, C, "REMOVE"): State.OP_WAITING,
     (State.OP_WAITING, S, "REMOVE-OK"): State.DONE,
-    **{(State.IDLE, C, request): State.OP_WAITING for request in ("MOVE", "STAT", "PING")},
-    **{(State.OP_WAITING, S, answer): State.DONE for answer in ("MOVE-OK", "STAT-OK", "PONG")},
+    **{(State.IDLE, C, request): State.OP_WAITING for request in ("MOVE", "STAT", "PING", "CHECK")},
+    **{(State.OP_WAITING, S, answer): State.DONE for answer in ("MOVE-OK", "STAT-OK", "PONG", "CHECK-OK")},
     (State.IDLE, C, "PUT-STREAM"): State.PUT_OPENING,
 }
 OPEN_STATES = [State.OP_WAITING]
@@ -185,11 +244,13 @@ STEPS: dict[str, list[tuple[Role, Event]]] = {
     "op-waiting": [(C, _REMOVE)],
     "remove-done": [(C, _REMOVE), (S, _REMOVED)],
     "stat-done": [(C, Stat(ID, "a")), (S, StatOk(ID, ENTRY))],
+    "check-done": [(C, Check(ID, "blake3", ("a", "b"), (1, 2))), (S, CheckOk(ID, b"\x01\x00", (D1,)))],
     "stream-sending": [(C, PutStream(ID, "s", 1, 0o644, "blake3")), (S, PutReady(ID, "t", 0, 8))],
 }
-FINISHED = ["remove-done", "stat-done"]
+FINISHED = ["remove-done", "stat-done", "check-done"]
 PROBES: list[Event] = [_REMOVE, _REMOVED, Move(ID, "a", "b"), MoveOk(ID, ENTRY), Stat(ID, "a"), StatOk(ID, ENTRY)]
 PROBES += [Ping(ID), Pong(ID, "0.1.0", 2, 1.0, 0, False), PutStream(ID, "s", 1, 0o644, "blake3")]
+PROBES += [Check(ID, "blake3", ("a",), (1,)), CheckOk(ID, b"\x01", (D1,))]
 
 
 @st.composite
@@ -213,6 +274,12 @@ def event_of_kind(draw: st.DrawFn, kind: str, t: Any) -> Event:
     }
     if kind in simple:
         return simple[kind]
+    if kind == "CHECK":
+        n = draw(st.integers(1, 3))
+        return Check(ID, "blake3", tuple(f"f{i}" for i in range(n)), (1,) * n, draw(st.none() | st.just((5,) * n)))
+    if kind == "CHECK-OK":
+        n = draw(st.just(t.files) | st.integers(0, 3))
+        return CheckOk(ID, b"\x01" * n, (D1,) * n)
     assert kind == "REMOVE-OK"
     n = draw(st.just(t.files or t.limit) | st.integers(0, 3))
     names = draw(st.just(()) | st.just(tuple(f"d/{i}" for i in range(n))))

@@ -29,7 +29,7 @@ def got(data: bytes) -> GotFile:
 
 
 def reply_frames(files: list[dict], data: list[bytes]) -> list[bytes]:
-    return [msgpack.packb({"v": 3, "t": "GET-MANY-OK", "id": ID, "files": files}, use_bin_type=True), *data]
+    return [msgpack.packb({"v": 4, "t": "GET-MANY-OK", "id": ID, "files": files}, use_bin_type=True), *data]
 
 
 HEAD = {"size": 3, "mtime_ns": 5, "mode": 0o644, "algo": "blake3", "digest": D1}
@@ -44,7 +44,7 @@ def test_round_trip_keeps_order_and_data_frames():
 
 
 def test_a_request_round_trips_and_defaults_most_to_the_limit():
-    head = msgpack.packb({"v": 3, "t": "GET-MANY", "id": ID, "names": ["a", "b/c"]}, use_bin_type=True)
+    head = msgpack.packb({"v": 4, "t": "GET-MANY", "id": ID, "names": ["a", "b/c"]}, use_bin_type=True)
     assert decode([head]) == GetMany(ID, ("a", "b/c"), MAX_MANY_BYTES)
     assert decode(encode(GetMany(ID, ("a",), 10))) == GetMany(ID, ("a",), 10)
 
@@ -71,7 +71,7 @@ def test_a_reply_whose_frames_lie_about_their_files_is_malformed(files, data, wo
 
 def test_too_many_names_or_none_are_malformed():
     for names in ([], ["f"] * (MAX_MANY_FILES + 1)):
-        head = msgpack.packb({"v": 3, "t": "GET-MANY", "id": ID, "names": names}, use_bin_type=True)
+        head = msgpack.packb({"v": 4, "t": "GET-MANY", "id": ID, "names": names}, use_bin_type=True)
         with pytest.raises(RemoteProtocolError, match="'names'"):
             decode([head])
     assert len(decode(encode(GetMany(ID, ("f",) * MAX_MANY_FILES))).names) == MAX_MANY_FILES

@@ -30,7 +30,7 @@ GOOD: dict[str, Any] = {
 
 
 def page(entries: list[Any]) -> list[bytes]:
-    return [msgpack.packb({"v": 3, "t": "LIST-PAGE", "id": ID, "entries": entries, "more": False}, use_bin_type=True)]
+    return [msgpack.packb({"v": 4, "t": "LIST-PAGE", "id": ID, "entries": entries, "more": False}, use_bin_type=True)]
 
 
 def expected(raw: dict[str, Any]) -> Entry:

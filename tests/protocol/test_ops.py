@@ -8,6 +8,8 @@ import pytest
 from zfile.errors import ErrorCode
 from zfile.protocol.machine import (
     Cancel,
+    Check,
+    CheckOk,
     Chunk,
     Credit,
     Error,
@@ -142,3 +144,38 @@ def test_a_stream_cannot_resume_and_a_sized_put_end_must_agree():
     p = pair_after(sized)
     p.c(PutEnd(ID, D1, size=2))
     assert p.state() is State.PUT_CLOSING
+
+
+def test_a_check_gets_one_verdict_per_name_and_a_digest_per_file_found_the_same():
+    p = Pair()
+    p.c(Check(ID, "blake3", ("a", "b", "c"), (1, 2, 3), mtimes_ns=(4, 5, 6)))
+    assert p.state() is State.OP_WAITING
+    p.s(CheckOk(ID, b"\x01\x00\x02", (D1,)))
+    assert p.state() is State.DONE
+    assert p.client.finished and p.server.finished
+
+
+@pytest.mark.parametrize(
+    ("request_", "match"),
+    [
+        (Check(ID, "blake3", (), ()), "needs names and as many sizes"),
+        (Check(ID, "blake3", ("a", "b"), (1,)), "2 names and 1 sizes"),
+        (Check(ID, "blake3", ("a",), (1,), mtimes_ns=(1, 2)), "of 1 names has 2 mtimes_ns"),
+    ],
+)
+def test_a_check_whose_arrays_disagree_is_refused(request_, match):
+    Pair().refuse(C, request_, match)
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (CheckOk(ID, b""), "0 verdicts for 2 names"),
+        (CheckOk(ID, b"\x01", (D1,)), "1 verdicts for 2 names"),
+        (CheckOk(ID, b"\x01\x01\x01", (D1,) * 3), "3 verdicts for 2 names"),
+        (CheckOk(ID, b"\x01\x01", (D1,)), "1 digests for 2 files found the same"),
+        (CheckOk(ID, b"\x00\x02", (D1,)), "1 digests for 0 files found the same"),
+    ],
+)
+def test_a_check_ok_that_does_not_fit_its_check_is_refused(answer, match):
+    pair_after([(C, Check(ID, "blake3", ("a", "b"), (1, 2)))]).refuse(S, answer, match)

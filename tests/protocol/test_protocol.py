@@ -591,7 +591,7 @@ def test_round_trip_examples(event, buffer):
 def test_frame_layout(event):
     frames = encode(event)
     header = msgpack.unpackb(frames[0], raw=False)
-    assert header["v"] == PROTOCOL_VERSION == 3
+    assert header["v"] == PROTOCOL_VERSION == 4
     assert header["t"] == event.TYPE
     assert header["id"] == event.id
     if isinstance(event, PutMany | GetManyOk):
@@ -614,23 +614,23 @@ def test_decoded_data_is_the_received_frame():
 
 def test_optional_fields_take_their_defaults():
     assert decode(
-        [pack({"v": 3, "t": "PUT", "id": 1, "name": "n", "size": 0, "mtime_ns": 0, "mode": 0, "algo": "a"})]
+        [pack({"v": 4, "t": "PUT", "id": 1, "name": "n", "size": 0, "mtime_ns": 0, "mode": 0, "algo": "a"})]
     ) == Put(1, "n", 0, 0, 0, "a", clobber=True, data=None, digest=None)
-    assert decode([pack({"v": 3, "t": "GET", "id": 1, "name": "n", "credit": 5})]) == Get(1, "n", 5, 0, None)
-    assert decode([pack({"v": 3, "t": "LIST", "id": 1})]) == ListRequest(1, "", "", 1000)
-    page = decode([pack({"v": 3, "t": "LIST-PAGE", "id": 1, "entries": [_ENTRY_MAP], "more": False})])
+    assert decode([pack({"v": 4, "t": "GET", "id": 1, "name": "n", "credit": 5})]) == Get(1, "n", 5, 0, None)
+    assert decode([pack({"v": 4, "t": "LIST", "id": 1})]) == ListRequest(1, "", "", 1000)
+    page = decode([pack({"v": 4, "t": "LIST-PAGE", "id": 1, "entries": [_ENTRY_MAP], "more": False})])
     assert page.entries[0].id == "" and page.entries[0].peer == ""
 
 
 def test_nil_counts_as_absent():
-    assert decode([pack({"v": 3, "t": "LIST", "id": 1, "prefix": None, "limit": None})]) == ListRequest(1)
+    assert decode([pack({"v": 4, "t": "LIST", "id": 1, "prefix": None, "limit": None})]) == ListRequest(1)
     h = header_of(BASE["PUT"]) | {"clobber": None, "digest": None}
     assert decode([pack(h)]) == Put(ID, "f.bin", 5, MTIME, 0o644, "blake3")
 
 
 def test_entry_received_accepts_an_integer_number_of_seconds():
     page = decode(
-        [pack({"v": 3, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "received": 5}], "more": False})]
+        [pack({"v": 4, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "received": 5}], "more": False})]
     )
     assert page.entries[0].received == 5.0 and isinstance(page.entries[0].received, float)
 
@@ -642,7 +642,7 @@ def test_unknown_fields_are_ignored(event):
 
 
 def test_unknown_entry_fields_are_ignored():
-    h = {"v": 3, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "owner": "root"}], "more": False}
+    h = {"v": 4, "t": "LIST-PAGE", "id": 1, "entries": [{**_ENTRY_MAP, "owner": "root"}], "more": False}
     assert decode([pack(h)]).entries[0].name == "a"
 
 
@@ -650,7 +650,7 @@ def test_unknown_entry_fields_are_ignored():
 def test_values_at_the_edges_of_each_range_are_accepted(kind, key):
     for value in EDGES[KINDS[kind][key]]:
         event = decode(frames_of(header_of(BASE[kind]) | {key: value}, BASE[kind]))
-        if key in ("entries", "files", "results", "names", "chain"):
+        if key in ("entries", "files", "results", "names", "chain", "sizes", "mtimes_ns", "digests"):
             assert len(getattr(event, key)) == len(value)
         elif key == "entry":
             assert event.entry.name == value["name"]
@@ -692,7 +692,7 @@ def test_trailing_bytes_after_the_header_map():
 def test_header_that_is_not_msgpack_at_all():
     reject([b"\xc1"], "not valid msgpack")  # 0xc1 is never used
     reject([b"\x82\xa1v\x01\xa1t\xa6CANCEL\xff"], "not valid msgpack")
-    reject([pack({"v": 3, "t": "CANCEL", "id": 1})[:-1] + b"\xc1"], "not valid msgpack")
+    reject([pack({"v": 4, "t": "CANCEL", "id": 1})[:-1] + b"\xc1"], "not valid msgpack")
 
 
 def test_header_with_invalid_utf8_string():
@@ -700,7 +700,7 @@ def test_header_with_invalid_utf8_string():
 
 
 def test_header_with_non_string_keys():
-    reject([pack({1: 1, "v": 3, "t": "CANCEL", "id": 1})], "not valid msgpack")
+    reject([pack({1: 1, "v": 4, "t": "CANCEL", "id": 1})], "not valid msgpack")
 
 
 @pytest.mark.parametrize("value", [[1, 2], ["CANCEL"], 5, -1, "CANCEL", b"CANCEL", None, True, 1.5])
@@ -711,7 +711,7 @@ def test_header_that_is_not_a_map(value):
 
 def test_header_over_the_limit():
     def padded(total: int) -> bytes:
-        header = {"v": 3, "t": "CANCEL", "id": ID, "pad": ""}
+        header = {"v": 4, "t": "CANCEL", "id": ID, "pad": ""}
         base = len(pack(header))
         header["pad"] = "x" * (total - base - 4)  # str32: 5 header bytes instead of 1
         frame = pack(header)
@@ -724,7 +724,7 @@ def test_header_over_the_limit():
     reject([memoryview(b"\x00" * (MAX_HEADER_BYTES + 1))], "over")
 
 
-@pytest.mark.parametrize("version", [0, 1, 2, 4, 99, -1, "3", b"\x03", [3], {"major": 3}])
+@pytest.mark.parametrize("version", [0, 1, 2, 3, 5, 99, -1, "4", b"\x04", [4], {"major": 4}, 4.0, True])
 def test_other_versions(version):
     header = header_of(BASE["GET"]) | {"v": version}
     exc = reject([pack(header)], "version", code=ErrorCode.UNSUPPORTED_VERSION)
@@ -740,16 +740,16 @@ def test_missing_version():
 
 def test_version_is_checked_before_anything_else():
     # a later version may add types, frames and fields: none of that is judged
-    h = {"v": 4, "t": "RENAME", "id": ID, "from": "a", "to": "b"}
-    exc = reject([pack(h), b"x", b"y"], "version 4", code=ErrorCode.UNSUPPORTED_VERSION)
+    h = {"v": 5, "t": "RENAME", "id": ID, "from": "a", "to": "b"}
+    exc = reject([pack(h), b"x", b"y"], "version 5", code=ErrorCode.UNSUPPORTED_VERSION)
     assert exc.transfer_id == ID
-    exc = reject([pack({"v": 4, "t": "RENAME", "id": "x"})], code=ErrorCode.UNSUPPORTED_VERSION)
+    exc = reject([pack({"v": 5, "t": "RENAME", "id": "x"})], code=ErrorCode.UNSUPPORTED_VERSION)
     assert exc.transfer_id is None  # id unreadable
 
 
 @pytest.mark.parametrize("kind", ["NOPE", "put", "PUT ", "", 5, None, b"PUT", ["PUT"]])
 def test_unknown_type(kind):
-    header = {"v": 3, "id": ID} if kind is None else {"v": 3, "t": kind, "id": ID}
+    header = {"v": 4, "id": ID} if kind is None else {"v": 4, "t": kind, "id": ID}
     exc = reject([pack(header)], "unknown message type")
     assert exc.transfer_id == ID
 
@@ -936,10 +936,10 @@ def test_list_page_with_a_malformed_entry(entries):
 
 
 def test_error_with_unreadable_id():
-    exc = reject([pack({"v": 3, "t": "CANCEL", "id": -1})], "'id'")
+    exc = reject([pack({"v": 4, "t": "CANCEL", "id": -1})], "'id'")
     assert exc.transfer_id is None
     # -1 is only valid in ERROR, and even there it names no transfer
-    assert decode([pack({"v": 3, "t": "ERROR", "id": -1, "code": "busy", "message": ""})]).id == -1
+    assert decode([pack({"v": 4, "t": "ERROR", "id": -1, "code": "busy", "message": ""})]).id == -1
 
 
 @FAST

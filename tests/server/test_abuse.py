@@ -29,7 +29,7 @@ BAD = "bad-request"
 
 
 def header(**fields) -> bytes:
-    return msgpack.packb({"v": 3, **fields})
+    return msgpack.packb({"v": 4, **fields})
 
 
 @pytest.mark.slow

@@ -66,13 +66,13 @@ def test_too_many_names_or_a_broken_list_is_refused_whole(daemon, tmp_path: Path
         peer.send_event(GetMany(1, ("x",) * MAX_MANY_FILES))  # the most allowed: answered
         reply = peer.expect(1, GetManyOk)
         assert len(reply.files) == MAX_MANY_FILES and {f.code for f in reply.files} == {"not-found"}
-        head = {"v": 3, "t": "GET-MANY", "id": 2, "names": ["x"] * (MAX_MANY_FILES + 1)}
+        head = {"v": 4, "t": "GET-MANY", "id": 2, "names": ["x"] * (MAX_MANY_FILES + 1)}
         peer.send_map(head)
         assert "names" in peer.expect_error(2, BAD).message
         for tid, names in ((3, []), (4, "t/a"), (5, [b"t/a"]), (6, [1])):
-            peer.send_map({"v": 3, "t": "GET-MANY", "id": tid, "names": names})
+            peer.send_map({"v": 4, "t": "GET-MANY", "id": tid, "names": names})
             peer.expect_error(tid, BAD)
-        peer.send_map({"v": 3, "t": "GET-MANY", "id": 7, "names": ["a"], "most": (4 << 20) + 1})
+        peer.send_map({"v": 4, "t": "GET-MANY", "id": 7, "names": ["a"], "most": (4 << 20) + 1})
         peer.expect_error(7, BAD)
         still_serving(peer, 8)
 

@@ -78,7 +78,7 @@ def outside(hostile):
 
 
 def header(**fields) -> bytes:
-    return msgpack.packb({"v": 3, **fields})
+    return msgpack.packb({"v": 4, **fields})
 
 
 PUT_FIELDS = dict(t="PUT", name="x.bin", size=10, mtime_ns=MTIME_NS, mode=0o644, algo="blake3")
@@ -133,6 +133,10 @@ MALFORMED = {
         BAD,
     ),
     "put-many-ok-from-client": ([header(t="PUT-MANY-OK", id=36, results=[{}])], 36, BAD),
+    "check-arrays-disagree": ([header(t="CHECK", id=38, algo="blake3", names=["a", "b"], sizes=[1])], 38, BAD),
+    "check-size-not-an-int": ([header(t="CHECK", id=39, algo="blake3", names=["a"], sizes=["1"])], 39, BAD),
+    "check-no-names": ([header(t="CHECK", id=40, algo="blake3", names=[], sizes=[])], 40, BAD),
+    "check-ok-from-client": ([header(t="CHECK-OK", id=41, same=b"")], 41, BAD),
 }
 
 

@@ -1,6 +1,7 @@
 """The daemon's file operations over a real socket: REMOVE by names and by
 prefix, refusals per name (missing, hostile) and of a whole request, a
-removal while a download of the file is under way; MOVE, STAT and PING."""
+removal while a download of the file is under way; MOVE, STAT, CHECK and
+PING."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ import pytest
 from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.events import (
+    CHECK_ABSENT,
+    CHECK_DIFFERS,
+    CHECK_SAME,
     Cancel,
     Chunk,
     Credit,
@@ -122,7 +126,7 @@ def test_a_malformed_remove_gets_an_error(served):
     with RawPeer(served.endpoint) as peer:
         peer.send_event(Remove(1, names=("a",), prefix="d/"))
         peer.expect_error(1, ErrorCode.BAD_REQUEST.value)
-        peer.send_map({"v": 3, "t": "REMOVE", "id": 2, "names": "a"})
+        peer.send_map({"v": 4, "t": "REMOVE", "id": 2, "names": "a"})
         peer.expect_error(2, ErrorCode.BAD_REQUEST.value)
 
 
@@ -302,3 +306,19 @@ def test_a_stream_to_a_hostile_name_is_refused_before_any_byte(served, name):
         peer.send_event(PutStream(1, name, MTIME_NS, 0o644, "blake3"))
         peer.expect_error(1, ErrorCode.BAD_REQUEST.value)
     assert snapshot(served.top, served.root) == before
+
+
+async def test_a_check_answers_from_the_catalog_and_holds_hostile_names_absent(served, tmp_path):
+    await store_files(served.endpoint, tmp_path, ["chk/a.bin", "chk/b.bin"], size=300)
+    a = tmp_path / "src" / "chk/a.bin"
+    hostile = ["../chk/a.bin", "/chk/a.bin", "chk/a.bin\x00", "chk/./a.bin", "n" * 4097, ".zfile/catalog.db", ""]
+    before = snapshot(served.top, served.top / "a" / "store" / ".zfile")
+    async with Client(served.endpoint) as client:
+        got = await client.check(["chk/a.bin", "chk/b.bin", *hostile], [300] * (2 + len(hostile)), None)
+        assert got == [(CHECK_SAME, digest_of(a)), (CHECK_SAME, digest_of(tmp_path / "src" / "chk/b.bin"))] + [
+            (CHECK_ABSENT, None)
+        ] * len(hostile)
+        moved = await client.check(["chk/a.bin", "chk/b.bin"], [300, 300], [MTIME_NS, MTIME_NS + 1])
+        assert moved == [(CHECK_SAME, digest_of(a)), (CHECK_DIFFERS, None)]
+    assert snapshot(served.top, served.top / "a" / "store" / ".zfile") == before
+    assert served.proc.poll() is None

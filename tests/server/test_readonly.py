@@ -1,6 +1,6 @@
 """A read-only daemon (``zfile serve --read-only``) over a real socket: every
 request that would change the store is refused with ``read-only`` before a
-byte is stored, while reads, listings, STAT and PING go on and the daemon
+byte is stored, while reads, listings, STAT, CHECK and PING go on and the daemon
 stays up."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 from zfile.client.client import Client
 from zfile.errors import ErrorCode, RemoteError
 from zfile.protocol.events import (
+    CHECK_SAME,
     Move,
     Ping,
     Pong,
@@ -99,7 +100,7 @@ def test_a_move_is_refused(read_only):
     _refused(read_only, Move(9, "data/keep.bin", "moved.bin"), "MOVE of 'data/keep.bin'")
 
 
-async def test_reads_listings_stat_and_ping_go_on(read_only, tmp_path):
+async def test_reads_listings_stat_check_and_ping_go_on(read_only, tmp_path):
     async with Client(read_only.endpoint) as client:
         with pytest.raises(RemoteError) as refused:
             await client.put(make_file(tmp_path / "up.bin", 100), "up.bin")
@@ -109,6 +110,8 @@ async def test_reads_listings_stat_and_ping_go_on(read_only, tmp_path):
         assert digest_of(tmp_path / "got.bin") == digest_of(read_only.top / "src" / "keep.bin")
         assert [e.name async for e in client.list("")] == ["data/keep.bin"]
         assert (await client.stat("data/keep.bin")).size == 5000
+        keep = digest_of(read_only.top / "src" / "keep.bin")
+        assert await client.check(["data/keep.bin"], [5000], [MTIME_NS]) == [(CHECK_SAME, keep)]
         assert (await client.ping()).read_only is True
     with RawPeer(read_only.endpoint) as peer:
         peer.send_event(Ping(20))

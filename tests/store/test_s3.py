@@ -16,6 +16,7 @@ import pytest
 from tests.seaweed import BUCKET
 from zfile.errors import BadName, Busy, Exists, IntegrityError, NotFound, StoreError
 from zfile.protocol.events import PutFile
+from zfile.store import held as held_module
 from zfile.store import make_store
 from zfile.store.s3 import S3Store, parse_location
 from zfile.store.s3.store import PUTS_IN_FLIGHT
@@ -340,6 +341,21 @@ async def test_objects_that_are_not_zfiles_are_not_listed(store, s3):
     assert await store.list() == []
     with pytest.raises(NotFound):
         await store.lookup("foreign")
+
+
+async def test_held_answers_a_check_from_listings_across_pages(store, s3, monkeypatch):
+    monkeypatch.setattr(held_module, "PAGE", 2)  # several pages under one prefix
+    names = ["d/a", "d/b", "d/sub/c", "top.bin"]
+    for i, name in enumerate(names):
+        await (await upload(store, name, bytes([i]) * (10 + i), mtime_ns=100 + i)).commit(digest(bytes([i]) * (10 + i)))
+    s3_client(s3.endpoint).put_object(Bucket=BUCKET, Key=store.prefix + "d/foreign", Body=b"x")
+    got = await store.held(["d/a", "d/sub/c", "top.bin", "d/foreign", "d/none", "../d/a", "other/x"])
+    assert got == {
+        "d/a": (10, 100, "blake3", digest(bytes([0]) * 10)),
+        "d/sub/c": (12, 102, "blake3", digest(bytes([2]) * 12)),
+        "top.bin": (13, 103, "blake3", digest(bytes([3]) * 13)),
+    }
+    assert await store.held([]) == {}
 
 
 async def test_a_download_of_a_replaced_file_fails_instead_of_mixing_versions(store):

@@ -32,7 +32,7 @@ from zfile.cli.ops import cat, mv, ping, rm, send_stdin, stat
 from zfile.cli.serve import keygen, serve
 from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
 from zfile.client.filters import Filter
-from zfile.client.plan import plan_upload, root_names
+from zfile.client.plan import plan_upload
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -187,7 +187,6 @@ def send(
     transfer.send(
         conn,
         planner,
-        root_names(paths, relative=relative, prefix=prefix),
         clobber=not no_clobber,
         compare=compare,
         filters=filters,

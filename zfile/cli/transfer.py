@@ -27,7 +27,7 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,19 +48,10 @@ from zfile.client.delete import (
 from zfile.client.fanout import NodeReport, node_label, tree_digest
 from zfile.client.filters import Filter
 from zfile.client.plan import DownloadPlan, Outcome, UploadPlan, plan_download, shown
-from zfile.client.quickcheck import (
-    Compare,
-    listing_prefixes,
-    local_digests,
-    remote_entries,
-    remote_listing,
-    unchanged_downloads,
-    unchanged_files,
-)
+from zfile.client.quickcheck import Compare, unchanged_downloads, unchanged_uploads
 from zfile.client.tree import fetch, send_paths
 from zfile.errors import Skipped, ZfileError
 from zfile.protocol.digest import DEFAULT_ALGO
-from zfile.protocol.events import Entry
 
 
 @dataclass
@@ -94,56 +85,9 @@ def _delete_refused(run: Run, unread: Sequence[str] = ()) -> str:
     return ""
 
 
-#: The daemon's entries under a plan's roots, by name, and the digests of
-#: the local files -c hashed while they came (None: none were).
-Listing = Awaitable[tuple[dict[str, Entry], Mapping[str, bytes | None] | None]]
-
-
-async def _quick_uploads(
-    client: Client, plan: UploadPlan, compare: Compare, listing: Listing | None
-) -> tuple[list[bool], dict]:
-    entries = {}
-    digests = None
-    if listing is not None:
-        held, digests = await listing
-        entries = {name: held[name] for _, name, _ in plan.files if name in held}
-    elif compare is not Compare.NONE and plan.files:
-        entries = await remote_entries(client, [name for _, name, _ in plan.files])
-    skip = await asyncio.to_thread(unchanged_files, plan.files, entries, compare, plan.mtime_ns, digests)
-    return skip, entries
-
-
-async def _plan_while_listing(
-    client: Client, planning: asyncio.Future[UploadPlan], roots: Sequence[str], compare: Compare
-) -> tuple[UploadPlan, Listing | None]:
-    # The daemon lists what it holds under the roots while this side walks
-    # them: for a re-sent tree the two take about as long.  Not for the whole
-    # store, which may hold far more than the plan asks about.
-    prefixes = listing_prefixes(roots)
-    if compare is Compare.NONE or not prefixes or "" in prefixes:
-        return await planning, None
-    held = asyncio.ensure_future(remote_listing(client, prefixes))
-    try:
-        plan = await planning
-        digests = None
-        if compare is Compare.CHECKSUM and not held.done():
-            # As rsync's sender does with -c: hash while the listing comes.
-            digests = await asyncio.to_thread(local_digests, plan.files)
-    except BaseException:
-        held.cancel()
-        await asyncio.gather(held, return_exceptions=True)
-        raise
-
-    async def listing() -> tuple[dict[str, Entry], Mapping[str, bytes | None] | None]:
-        return await held, digests
-
-    return plan, listing()
-
-
 def send(
     conn: Connection,
     planner: Callable[[], UploadPlan],
-    roots: Sequence[str],
     *,
     clobber: bool,
     compare: Compare,
@@ -157,8 +101,8 @@ def send(
 ) -> None:
     """``zfile send`` to one daemon (module docstring): ``planner`` walks the
     paths (:func:`~zfile.client.plan.plan_upload`, in a worker thread, while
-    the client connects and lists what the daemon holds under ``roots``,
-    the paths' stored names from :func:`~zfile.client.plan.root_names`).
+    the client connects), then CHECK requests ask the daemon which files it
+    holds unchanged.
     A local error (:class:`~zfile.errors.LocalFileError`, a name collision)
     is raised before the daemon is reached, or instead of the daemon's
     error when both fail."""
@@ -168,9 +112,9 @@ def send(
         planning = asyncio.ensure_future(asyncio.to_thread(planner))
         try:
             async with conn.client(timeout, bwlimit) as client:
-                plan, listing = await _plan_while_listing(client, planning, roots, compare)
+                plan = await planning
                 result.excluded = list(plan.excluded)
-                await plan_send(client, plan, result, compare=compare, filters=filters, delete=delete, listing=listing)
+                await plan_send(client, plan, result, compare=compare, filters=filters, delete=delete)
                 return await send_planned(client, plan)
         except ZfileError:
             # What is wrong here (no such file) says more than an unreachable daemon.
@@ -210,20 +154,17 @@ async def plan_send(
     compare: Compare,
     filters: Filter,
     delete: bool,
-    listing: Listing | None = None,
 ) -> None:
     """Fill ``result`` with what a send of ``plan`` to ``client``'s daemon
     would do: the files to send and those unchanged (the quick check by
-    ``compare``, against ``listing`` when given: the daemon's entries under
-    the plan's roots, :func:`~zfile.client.quickcheck.remote_listing`, and
-    for ``-c`` the digests of files hashed while it came, or None); for
-    a dry run also the entries the plan skipped and, with ``delete``, the
-    stored files it would delete (or why none would be).  Raises the
-    client's errors."""
-    skip, entries = await _quick_uploads(client, plan, compare, listing)
-    for (path, name, size), same_here in zip(plan.files, skip, strict=True):
+    ``compare``, asked of the daemon in CHECK requests,
+    :func:`~zfile.client.quickcheck.unchanged_uploads`); for a dry run also
+    the entries the plan skipped and, with ``delete``, the stored files it
+    would delete (or why none would be).  Raises the client's errors."""
+    verdicts = await unchanged_uploads(client, plan.files, compare, plan.mtime_ns)
+    for (path, name, size), (same_here, digest) in zip(plan.files, verdicts, strict=True):
         if same_here:
-            result.unchanged.append((name, path, size, entries[name].digest))
+            result.unchanged.append((name, path, size, digest))
         else:
             result.todo.append((name, path, size))
     if result.dry_run:

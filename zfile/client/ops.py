@@ -1,5 +1,5 @@
-"""The client's side of the file operations: remove, move, stat and ping
-(docs/protocol.md, "File operations"), reading a stored file as a stream
+"""The client's side of the file operations: remove, move, stat, check and
+ping (docs/protocol.md, "File operations"), reading a stored file as a stream
 of chunks (a GET whose bytes go to the caller, not to a file), and
 uploading a stream whose size is known only at its end (PUT-STREAM).
 
@@ -9,20 +9,24 @@ use the client's channels and its retries of ``busy`` answers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from zfile.client.channel import Progress, error_code, no_progress
 from zfile.client.pipe import send_pipe
 from zfile.errors import ErrorCode, IntegrityError, LocalFileError, RemoteError, ZfileError
-from zfile.protocol.codec import MAX_MANY_FILES, MAX_REMOVE_PAGE
+from zfile.protocol.codec import MAX_CHECK_FILES, MAX_HEADER_BYTES, MAX_MANY_FILES, MAX_REMOVE_PAGE
 from zfile.protocol.credit import CreditWindow
 from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
 from zfile.protocol.events import (
+    CHECK_SAME,
     Buffer,
+    Check,
+    CheckOk,
     Chunk,
     Credit,
     Entry,
@@ -53,6 +57,9 @@ if TYPE_CHECKING:
 #: MAX_MANY_FILES names or MAX_REMOVE_PAGE entries): few enough that a
 #: loaded daemon answers well within the client's timeout.
 REMOVE_BATCH = min(256, MAX_MANY_FILES, MAX_REMOVE_PAGE)
+#: Bytes of names one CHECK carries at most: its frame 0 also holds a size
+#: and an mtime per name (9 bytes each) and msgpack's headers.
+_CHECK_NAME_BYTES = MAX_HEADER_BYTES - (64 << 10) - 32 * MAX_CHECK_FILES
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,53 @@ class FileOps:
         reply = await self._retry_busy(lambda: self._ask(lambda tid: Stat(tid, name)))
         assert isinstance(reply, StatOk)
         return reply.entry
+
+    async def check(
+        self,
+        names: Sequence[str],
+        sizes: Sequence[int],
+        mtimes_ns: Sequence[int] | None = None,
+        *,
+        algo: str = DEFAULT_ALGO,
+    ) -> list[tuple[int, bytes | None]]:
+        """Ask the daemon which of these files it holds: rsync's quick check,
+        made by the daemon from its catalog (docs/protocol.md, "CHECK").
+        ``names`` (stored names), ``sizes`` (bytes) and ``mtimes_ns``
+        (nanoseconds since the epoch; None compares sizes only, as ``-c``
+        wants) are parallel.
+
+        Returns, for each name in order, ``(verdict, digest)``: the verdict
+        :data:`~zfile.protocol.events.CHECK_ABSENT` (not stored, or another
+        size), ``CHECK_SAME`` or ``CHECK_DIFFERS`` (the same size, another
+        mtime), and for ``CHECK_SAME`` the stored file's digest in ``algo``
+        (None otherwise, or when it is stored under another algorithm).
+        Sent as CHECK requests of at most MAX_CHECK_FILES names that fit a
+        frame 0, all at once.  Raises RemoteError and TransportError.
+        """
+        if not names:
+            return []
+        spans: list[tuple[int, int]] = []
+        start = room = 0
+        for i, name in enumerate(names):
+            need = len(name) if name.isascii() else len(name.encode("utf-8", "surrogatepass"))
+            if i > start and (i - start == MAX_CHECK_FILES or room + need > _CHECK_NAME_BYTES):
+                spans.append((start, i))
+                start, room = i, 0
+            room += need
+        spans.append((start, len(names)))
+
+        async def ask(lo: int, hi: int) -> list[tuple[int, bytes | None]]:
+            times = None if mtimes_ns is None else tuple(mtimes_ns[lo:hi])
+            part = (tuple(names[lo:hi]), tuple(sizes[lo:hi]), times)
+            reply = await self._retry_busy(lambda: self._ask(lambda tid: Check(tid, algo, *part)))
+            assert isinstance(reply, CheckOk)
+            found = iter(reply.digests)
+            return [(v, (next(found) or None) if v == CHECK_SAME else None) for v in reply.same]
+
+        out: list[tuple[int, bytes | None]] = []
+        for part in await asyncio.gather(*(ask(lo, hi) for lo, hi in spans)):
+            out += part
+        return out
 
     async def ping(self) -> Status:
         """Ask the daemon how it is (:class:`Status`); a daemon busy with

@@ -200,33 +200,6 @@ def plan_upload(
     return UploadPlan(_refuse_collisions(files), skipped, excluded, trees, unread, mtimes)
 
 
-def root_names(paths: Sequence[str | os.PathLike[str]], *, relative: bool = False, prefix: str = "") -> list[str]:
-    """The stored names :func:`plan_upload` gives the ``paths`` themselves,
-    without walking below them: a directory's with a trailing ``/`` (its
-    files are stored under it), a file's as it is.
-
-    Cheap (a ``stat(2)`` per path): a client asks the daemon for what it
-    holds under these names while the walk runs.  A path that
-    :func:`plan_upload` skips (a dangling link, a name not UTF-8) is left
-    out; raises what :func:`plan_upload` raises for the paths themselves,
-    :class:`LocalFileError` and :class:`BadName`, so that a command fails
-    on them before it reaches a daemon."""
-    top = normalize_prefix(prefix)
-    names: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        st = _stat_root(path)
-        if st is None:
-            continue
-        name = _root_name(path, st, relative)
-        if not _is_utf8(name):
-            continue
-        name = "/".join(p for p in (top, name) if p)
-        # "" is the store's root (-R of "."): everything it holds may be in the plan.
-        names.append(name + "/" if stat.S_ISDIR(st.st_mode) and name else name)
-    return names
-
-
 def _stat_root(path: Path) -> os.stat_result | None:
     # A path named on the command line, followed if a link; None for a dangling link.
     try:
@@ -396,6 +369,5 @@ __all__ = [
     "normalize_prefix",
     "plan_download",
     "plan_upload",
-    "root_names",
     "shown",
 ]

@@ -11,18 +11,21 @@ under the same name, and a file found unchanged is not sent again:
   re-reads a file to compare; this side hashes its own copy;
 - :attr:`Compare.NONE` (rsync's ``-I``): everything is sent.
 
-The daemon's side comes from LIST pages (one request per top-level
-directory of the tree, or per file named on its own), the local side from
-the ``stat(2)`` the plan's walk made, and hashing only for files whose size
-already matches, several at once in worker threads (BLAKE3 and the reads
-release the GIL).
+An upload asks the daemon with CHECK requests (:func:`unchanged_uploads`):
+the client sends each file's name, size and the mtime its walk's
+``stat(2)`` saw, and the daemon answers a verdict and a stored digest per
+file, so that a tree sent again costs no listing on either side.  Under
+``-c`` it asks by size, and hashes only files whose size already matches,
+large ones several at once in worker threads (BLAKE3 and the reads release
+the GIL).  Fan-out and downloads compare against LIST pages (one request
+per top-level directory of the tree, or per file named on its own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
@@ -31,11 +34,9 @@ from zfile.client.client import Client
 from zfile.fileio.hashing import whole_file_digest
 from zfile.protocol.codec import MAX_LIST_PAGE
 from zfile.protocol.digest import DEFAULT_ALGO
-from zfile.protocol.events import Entry
+from zfile.protocol.events import CHECK_SAME, Entry
+from zfile.protocol.names import listing_prefixes
 
-#: Files named on their own above which one listing of the whole store is
-#: cheaper than one listing per name.
-_BARE_NAMES_MAX = 64
 #: Under -c, files of this many bytes or more are hashed in up to
 #: _HASH_THREADS worker threads; smaller ones in the calling thread.  The
 #: reads and BLAKE3 release the GIL, but for files of 4 to 64 KiB the
@@ -43,9 +44,6 @@ _BARE_NAMES_MAX = 64
 #: files of 4 KiB: 66 ms in one thread, 110 ms in four).
 _THREADED_SIZE = 256 << 10
 _HASH_THREADS = 4
-#: Bytes of small files -c hashes before the daemon's listing has come
-#: (:func:`local_digests`): 10,000 files of 4 KiB.
-_AHEAD_BYTES = 40 << 20
 
 
 class Compare(Enum):
@@ -54,21 +52,6 @@ class Compare(Enum):
     QUICK = "quick"
     CHECKSUM = "checksum"
     NONE = "none"
-
-
-def listing_prefixes(names: Iterable[str]) -> list[str]:
-    """The LIST prefixes whose entries hold every one of ``names`` (stored
-    names; a directory's may end in ``/``): the first directory of each
-    name below one, each top-level name on its own, or ``""`` (the whole
-    store) in place of more than :data:`_BARE_NAMES_MAX` top-level names;
-    sorted, each once."""
-    wanted = set(names)
-    prefixes = {n.split("/", 1)[0] + "/" for n in wanted if "/" in n}
-    bare = [n for n in wanted if "/" not in n]
-    if len(bare) > _BARE_NAMES_MAX or "" in bare:
-        return [""]
-    prefixes.update(bare)
-    return sorted(prefixes)
 
 
 async def remote_listing(
@@ -123,92 +106,74 @@ def _unchanged(pairs: Sequence[tuple[Path, Entry | None]], compare: Compare) -> 
     return [same(local, entry, compare) for local, entry in pairs]
 
 
-def local_digests(files: Sequence[tuple[Path, str, int]]) -> dict[str, bytes | None]:
-    """The digests (:data:`~zfile.protocol.digest.DEFAULT_ALGO`) of an
-    upload plan's files under :data:`_THREADED_SIZE` bytes, by stored name,
-    at most :data:`_AHEAD_BYTES` in all, in the plan's order; None for a
-    file that cannot be read or no longer has its planned size.
-
-    For ``-c``: made while the daemon's listing is on its way, as rsync's
-    sender checksums its files while it builds its list; whatever the
-    listing then shows to be new was hashed for nothing, which the limit
-    keeps to about 20 ms.  Blocking: run it in a worker thread."""
-    out: dict[str, bytes | None] = {}
-    budget = _AHEAD_BYTES
-    for path, name, size in files:
-        if size >= _THREADED_SIZE:
-            continue
-        budget -= size
-        if budget < 0:
-            break
-        try:
-            out[name] = whole_file_digest(path, size)
-        except OSError:
-            out[name] = None
-    return out
-
-
-def unchanged_files(
-    files: Sequence[tuple[Path, str, int]],
-    entries: Mapping[str, Entry],
-    compare: Compare,
-    mtime_ns: Mapping[str, int] | None = None,
-    digests: Mapping[str, bytes | None] | None = None,
-) -> list[bool]:
-    """For each ``(local path, stored name, size in bytes)`` of an upload
-    plan, whether ``entries`` (the daemon's, by stored name) holds that file
-    unchanged, in the plan's order.
-
-    The quick check takes the size and ``mtime_ns`` (nanoseconds, by stored
-    name; a plan's :attr:`~zfile.client.plan.UploadPlan.mtime_ns`) the plan
-    recorded, and stats only the files missing there.  CHECKSUM hashes only
-    the files whose planned size matches their entry's, those of
+def _hashed_same(checks: Sequence[tuple[int, Path, int, bytes]]) -> list[tuple[int, bool]]:
+    """For each ``(index, local path, size, stored digest)``, whether the
+    file holds ``size`` bytes of that digest (DEFAULT_ALGO); those of
     :data:`_THREADED_SIZE` bytes or more in up to :data:`_HASH_THREADS`
-    worker threads, or takes its digest from ``digests`` (by stored name,
-    :func:`local_digests`) when that holds it; a file that cannot be read,
-    or that changed size since, is not unchanged.  Blocking: run it in a worker
-    thread."""
-    if compare is Compare.NONE:
-        return [False] * len(files)
-    known = mtime_ns or {}
-    hashed = digests or {}
-    out = [False] * len(files)
-    check: list[tuple[int, Path, Entry]] = []
-    for i, (path, name, size) in enumerate(files):
-        entry = entries.get(name)
-        if entry is None or entry.size != size:
-            continue
-        if compare is Compare.QUICK:
-            mtime = known.get(name)
-            out[i] = same(path, entry, compare) if mtime is None else mtime == entry.mtime_ns
-        elif name in hashed and entry.algo == DEFAULT_ALGO:
-            out[i] = hashed[name] == entry.digest
-        else:
-            check.append((i, path, entry))
+    worker threads.  A file that cannot be read is not the same.  Blocking."""
 
-    def verdict(c: tuple[int, Path, Entry]) -> tuple[int, bool]:
-        return c[0], same(c[1], c[2], compare)
+    def verdict(c: tuple[int, Path, int, bytes]) -> tuple[int, bool]:
+        try:
+            return c[0], whole_file_digest(c[1], c[2]) == c[3]
+        except OSError:
+            return c[0], False
 
-    inline = [c for c in check if c[2].size < _THREADED_SIZE]
-    pooled = [c for c in check if c[2].size >= _THREADED_SIZE]
+    inline = [c for c in checks if c[2] < _THREADED_SIZE]
+    pooled = [c for c in checks if c[2] >= _THREADED_SIZE]
     if len(pooled) < 2:  # a pool gains nothing for one file
-        inline, pooled = check, []
+        inline, pooled = list(checks), []
     verdicts = list(map(verdict, inline))
     if pooled:
         with ThreadPoolExecutor(min(_HASH_THREADS, os.cpu_count() or 1, len(pooled))) as pool:
             verdicts += pool.map(verdict, pooled)
-    for i, unchanged in verdicts:
-        out[i] = unchanged
+    return verdicts
+
+
+async def unchanged_uploads(
+    client: Client,
+    files: Sequence[tuple[Path, str, int]],
+    compare: Compare,
+    mtime_ns: Mapping[str, int] | None = None,
+) -> list[tuple[bool, bytes | None]]:
+    """For each ``(local path, stored name, size in bytes)`` of an upload
+    plan, in order, whether the daemon already holds that file unchanged,
+    and then its stored digest (None when not unchanged, or when the daemon
+    keeps it under another algorithm), from one CHECK of the whole plan
+    (:meth:`Client.check <zfile.client.ops.FileOps.check>`).
+
+    QUICK sends the size and ``mtime_ns`` (nanoseconds, by stored name; a
+    plan's :attr:`~zfile.client.plan.UploadPlan.mtime_ns`; a file missing
+    there is stat'ed, and one that cannot be is sent).  CHECKSUM asks by
+    size alone and hashes only the files the daemon holds at that size,
+    comparing with the digests the answer carries.  Raises the client's
+    errors (RemoteError, TransportError)."""
+    out: list[tuple[bool, bytes | None]] = [(False, None)] * len(files)
+    if compare is Compare.NONE or not files:
+        return out
+    known = mtime_ns or {}
+    asked: list[int] = []
+    mtimes: list[int] | None = [] if compare is Compare.QUICK else None
+    for i, (path, name, _) in enumerate(files):
+        if mtimes is not None:
+            mtime = known.get(name)
+            if mtime is None:
+                try:
+                    mtime = path.stat().st_mtime_ns
+                except OSError:
+                    continue  # not unchanged: its send says why it cannot be read
+            mtimes.append(mtime)
+        asked.append(i)
+    verdicts = await client.check([files[i][1] for i in asked], [files[i][2] for i in asked], mtimes)
+    if compare is Compare.QUICK:
+        for i, (verdict, digest) in zip(asked, verdicts, strict=True):
+            out[i] = (verdict == CHECK_SAME, digest)
+        return out
+    stored = {i: d for i, (v, d) in zip(asked, verdicts, strict=True) if v == CHECK_SAME and d is not None}
+    checks = [(i, files[i][0], files[i][2], d) for i, d in stored.items()]
+    for i, same_bytes in await asyncio.to_thread(_hashed_same, checks):
+        if same_bytes:
+            out[i] = (True, stored[i])
     return out
-
-
-async def unchanged_uploads(client: Client, plan: Sequence[tuple[Path, str, int]], compare: Compare) -> list[bool]:
-    """For each ``(local path, stored name, size)`` of an upload plan, whether
-    the daemon already holds that file unchanged (in the plan's order)."""
-    if compare is Compare.NONE or not plan:
-        return [False] * len(plan)
-    entries = await remote_entries(client, [name for _, name, _ in plan])
-    return await asyncio.to_thread(unchanged_files, plan, entries, compare)
 
 
 async def unchanged_downloads(plan: Sequence[tuple[Entry, Path]], compare: Compare) -> list[bool]:
@@ -222,11 +187,9 @@ async def unchanged_downloads(plan: Sequence[tuple[Entry, Path]], compare: Compa
 __all__ = [
     "Compare",
     "listing_prefixes",
-    "local_digests",
     "remote_entries",
     "remote_listing",
     "same",
     "unchanged_downloads",
-    "unchanged_files",
     "unchanged_uploads",
 ]

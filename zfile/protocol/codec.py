@@ -33,9 +33,9 @@ from zfile.protocol.events import (
     PutManyOk,
     RemoveOk,
 )
-from zfile.protocol.schemas import (
-    DATA_TYPES,
+from zfile.protocol.limits import (
     MAX_CHAIN,
+    MAX_CHECK_FILES,
     MAX_DIGEST_BYTES,
     MAX_FRAMES,
     MAX_HEADER_BYTES,
@@ -46,15 +46,15 @@ from zfile.protocol.schemas import (
     MAX_REMOVE_PAGE,
     MAX_WIRE_NAME_BYTES,
     PROTOCOL_VERSION,
-    SCHEMAS,
     U63,
-    fields_of,
     max_frame_bytes,
 )
+from zfile.protocol.schemas import DATA_TYPES, SCHEMAS, fields_of
 
 # The limits are the codec's to name (docs/protocol.md, "Limits and defaults").
 __all__ = [
     "MAX_CHAIN",
+    "MAX_CHECK_FILES",
     "MAX_DIGEST_BYTES",
     "MAX_FRAMES",
     "MAX_HEADER_BYTES",

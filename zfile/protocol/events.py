@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from zfile.protocol.op_events import (
+    CHECK_ABSENT,
+    CHECK_DIFFERS,
+    CHECK_SAME,
+    Check,
+    CheckOk,
     Entry,
     ListPage,
     ListRequest,
@@ -104,6 +109,8 @@ Event = (
     | ChainResult
     | GetMany
     | GetManyOk
+    | Check
+    | CheckOk
 )
 
 EVENT_TYPES: dict[str, type] = {
@@ -135,13 +142,20 @@ EVENT_TYPES: dict[str, type] = {
         GetMany,
         GetManyOk,
         ChainResult,
+        Check,
+        CheckOk,
     )
 }
 
 __all__ = [
+    "CHECK_ABSENT",
+    "CHECK_DIFFERS",
+    "CHECK_SAME",
     "Buffer",
     "Cancel",
     "ChainResult",
+    "Check",
+    "CheckOk",
     "Chunk",
     "Credit",
     "EVENT_TYPES",

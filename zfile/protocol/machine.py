@@ -34,9 +34,12 @@ from zfile.protocol.codec import (
 )
 from zfile.protocol.credit import next_piece
 from zfile.protocol.events import (
+    CHECK_SAME,
     Buffer,
     Cancel,
     ChainResult,
+    Check,
+    CheckOk,
     Chunk,
     Credit,
     Entry,
@@ -89,6 +92,8 @@ __all__ = [
     "encode",
     "Cancel",
     "ChainResult",
+    "Check",
+    "CheckOk",
     "Chunk",
     "Credit",
     "Entry",
@@ -187,7 +192,13 @@ _TRANSITIONS: dict[tuple[State, Role, str], State] = {
     (State.GET_MANY_WAITING, S, "GET-MANY-OK"): State.DONE,
 }
 # File operations: one request, one answer.  (request, answer) pairs.
-OPERATIONS: dict[str, str] = {"REMOVE": "REMOVE-OK", "MOVE": "MOVE-OK", "STAT": "STAT-OK", "PING": "PONG"}
+OPERATIONS: dict[str, str] = {
+    "REMOVE": "REMOVE-OK",
+    "MOVE": "MOVE-OK",
+    "STAT": "STAT-OK",
+    "PING": "PONG",
+    "CHECK": "CHECK-OK",
+}
 # A PUT-STREAM's size until its PUT-END: no chunk can run past it.
 _UNKNOWN_SIZE = (1 << 63) - 1
 
@@ -262,7 +273,7 @@ class Transfer:
         self.resume_digest: bytes | None = None
         # "put", "put-many", "get", "list", "get-many" or a file operation ("remove"...), from the opening message
         self.kind = ""
-        self.files = 0  # files in a PUT-MANY, names in a REMOVE or a GET-MANY
+        self.files = 0  # files in a PUT-MANY, names in a REMOVE, a GET-MANY or a CHECK
         self.limit = 0  # most entries a REMOVE of a prefix may answer for
         self.streamed = False  # a PUT-STREAM: the size is known only at PUT-END
         self.more = False
@@ -465,6 +476,20 @@ class Transfer:
             self.limit = event.limit if event.prefix else 0
         elif isinstance(event, (Move, Stat, Ping)):
             self.kind = event.TYPE.lower()
+        elif isinstance(event, Check):
+            n = len(event.names)
+            if not n or len(event.sizes) != n:
+                raise ValueError(f"a CHECK needs names and as many sizes, not {n} names and {len(event.sizes)} sizes")
+            if event.mtimes_ns is not None and len(event.mtimes_ns) != n:
+                raise ValueError(f"a CHECK of {n} names has {len(event.mtimes_ns)} mtimes_ns")
+            self.kind = "check"
+            self.files = n
+        elif isinstance(event, CheckOk):
+            if len(event.same) != self.files:
+                raise ValueError(f"CHECK-OK has {len(event.same)} verdicts for {self.files} names")
+            same = event.same.count(CHECK_SAME)
+            if len(event.digests) != same:
+                raise ValueError(f"CHECK-OK has {len(event.digests)} digests for {same} files found the same")
         elif isinstance(event, RemoveOk):
             found = len(event.results)
             if not self.limit and (found != self.files or event.names):

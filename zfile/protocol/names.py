@@ -11,6 +11,7 @@ carry UTF-8).  Symbolic links inside the root are the store's concern
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from zfile.errors import BadName
 
@@ -126,3 +127,23 @@ def check_prefix(prefix: str, max_bytes: int = 4096) -> str:
         raise BadName("the prefix '/' is absolute; names are relative to the store")
     _check(body, max_bytes, "prefix")
     return prefix
+
+
+#: Files named on their own above which one listing of the whole store is
+#: cheaper than one listing per name.
+BARE_NAMES_MAX = 64
+
+
+def listing_prefixes(names: Iterable[str]) -> list[str]:
+    """The LIST prefixes whose entries hold every one of ``names`` (stored
+    names; a directory's may end in ``/``): the first directory of each
+    name below one, each top-level name on its own, or ``""`` (the whole
+    store) in place of more than :data:`BARE_NAMES_MAX` top-level names;
+    sorted, each once."""
+    wanted = set(names)
+    prefixes = {n.split("/", 1)[0] + "/" for n in wanted if "/" in n}
+    bare = [n for n in wanted if "/" not in n]
+    if len(bare) > BARE_NAMES_MAX or "" in bare:
+        return [""]
+    prefixes.update(bare)
+    return sorted(prefixes)

@@ -1,6 +1,6 @@
 """The events that read and change the catalog without moving file bytes:
-LIST, REMOVE, MOVE and STAT with their answers and the :class:`Entry` they
-carry, and PING.
+LIST, REMOVE, MOVE, STAT and CHECK with their answers and the
+:class:`Entry` they carry, and PING.
 
 :mod:`zfile.protocol.events` is the protocol's whole set, with the units
 every event uses; docs/protocol.md is the reference.  This module imports
@@ -159,4 +159,67 @@ class Pong:
     read_only: bool = False
 
 
-__all__ = ["Entry", "ListRequest", "ListPage", "Remove", "RemoveOk", "Move", "MoveOk", "Stat", "StatOk", "Ping", "Pong"]
+#: The verdicts of a CHECK-OK, one byte per file asked about.
+#: No stored file of that name and size.
+CHECK_ABSENT = 0
+#: A stored file of that name and size (and that mtime, when asked).
+CHECK_SAME = 1
+#: A stored file of that name and size whose mtime is another.
+CHECK_DIFFERS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """Client asks which of its files the daemon already holds (client ->
+    server): rsync's quick check answered by the daemon from its catalog,
+    so that a tree sent again costs one request of names, sizes and mtimes
+    and an answer of a byte and a digest per file, not a listing.
+
+    ``names``, ``sizes`` (bytes) and, when given, ``mtimes_ns``
+    (nanoseconds since the epoch) are parallel: item ``i`` of each
+    describes one file.  Without ``mtimes_ns`` only sizes are compared (for
+    ``-c``, which then compares the digests the answer carries).  ``algo``
+    names the digest algorithm the answer's digests are wanted in.
+    """
+
+    TYPE: ClassVar[str] = "CHECK"
+    id: int
+    algo: str
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+    mtimes_ns: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOk:
+    """The daemon's verdict on each file of a :class:`Check` (server ->
+    client): ``same`` holds one byte per name, in the request's order,
+    :data:`CHECK_ABSENT`, :data:`CHECK_SAME` or :data:`CHECK_DIFFERS`;
+    ``digests`` one per :data:`CHECK_SAME` verdict, in order, the stored
+    file's digest in the request's algo, or ``b""`` when it is stored under
+    another algorithm."""
+
+    TYPE: ClassVar[str] = "CHECK-OK"
+    id: int
+    same: bytes
+    digests: tuple[bytes, ...] = ()
+
+
+__all__ = [
+    "CHECK_ABSENT",
+    "CHECK_DIFFERS",
+    "CHECK_SAME",
+    "Check",
+    "CheckOk",
+    "Entry",
+    "ListPage",
+    "ListRequest",
+    "Move",
+    "MoveOk",
+    "Ping",
+    "Pong",
+    "Remove",
+    "RemoveOk",
+    "Stat",
+    "StatOk",
+]

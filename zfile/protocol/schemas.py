@@ -1,120 +1,51 @@
-"""The protocol's limits, and the schema each message's frame 0 is checked
-against: for every type, each field's check (type and range) and its
-default, or ``REQUIRED`` (docs/protocol.md, "Messages" and "Limits and
-defaults").  Pure: :mod:`zfile.protocol.codec` applies them.
+"""The schema each message's frame 0 is checked against: for every type,
+each field's check (type and range, :mod:`zfile.protocol.checks`) and its
+default, or ``REQUIRED`` (docs/protocol.md, "Messages"; the limits are
+:mod:`zfile.protocol.limits`).  Pure: :mod:`zfile.protocol.codec` applies
+them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from zfile.errors import RemoteProtocolError
+from zfile.protocol.checks import (
+    COUNT,
+    DIGEST,
+    ID,
+    MODE,
+    MTIME,
+    NAME,
+    NAME_CHARS,
+    POSITIVE,
+    SHORT,
+    SHORT_BYTES,
+    TEXT,
+    TEXT_BYTES,
+    Check,
+    array,
+    boolean,
+    int_range,
+    is_mtime,
+    is_short_name,
+    is_size,
+    is_stored_digest,
+    number,
+    stored_digest,
+    verdicts,
+)
 from zfile.protocol.events import Entry, FileResult
-
-PROTOCOL_VERSION = 3
-
-#: Largest frame 0 accepted, in bytes; a page of 1,000 entries fits easily.
-MAX_HEADER_BYTES = 4 << 20
-#: Longest name the codec passes on, in bytes of UTF-8; the store applies
-#: its own (smaller, configurable) limit.
-MAX_WIRE_NAME_BYTES = 65536
-MAX_DIGEST_BYTES = 64
-#: Most files one PUT-MANY may carry, and most bytes of file data in all.
-MAX_MANY_FILES = 1024
-MAX_MANY_BYTES = 4 << 20
-#: Most bytes an inline PUT may carry: one chunk of the default size.  A
-#: larger file streams as CHUNK messages under credit.
-MAX_INLINE_BYTES = 1 << 20
-#: Most frames a legal message holds: frame 0 and one data frame per file
-#: of the largest PUT-MANY.  A receiver refuses a longer message unread.
-MAX_FRAMES = 1 + MAX_MANY_FILES
-#: Most entries one REMOVE of a prefix removes; the client asks again for more.
-MAX_REMOVE_PAGE = 1000
-#: Most entries a LIST may ask for in one LIST-PAGE (its ``limit``).
-MAX_LIST_PAGE = 10_000
-#: Most endpoints a PUT's ``chain`` may name (the nodes after the first hop).
-MAX_CHAIN = 1024
-# Slack for msgpack's own bytes around the limits above.
-_FRAME_MARGIN = 64 << 10
-U63 = (1 << 63) - 1
-
-Check = Callable[[Any], Any]
-
-
-def max_frame_bytes(chunk_bytes: int) -> int:
-    """The largest frame a legal message may hold, in bytes, for a receiver
-    that lets chunks of up to ``chunk_bytes`` (its chunk size or credit
-    window, whichever is larger) reach it: frame 0's limit, one chunk and a
-    PUT-MANY's data together, with a margin, so that no legal frame comes
-    near it.  A receiver may set it as ``ZMQ_MAXMSGSIZE`` (zmq_setsockopt(3)).
-    """
-    return MAX_HEADER_BYTES + chunk_bytes + MAX_MANY_BYTES + _FRAME_MARGIN
-
-
-def _int_range(lo: int, hi: int) -> Check:
-    def check(value: Any) -> int:
-        # bool is an int subclass; a true/false where a number belongs is malformed
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"must be an integer, not {type(value).__name__}")
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}, not {value}")
-        return value
-
-    return check
-
-
-def _str(max_bytes: int) -> Check:
-    def check(value: Any) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"must be a string, not {type(value).__name__}")
-        if len(value.encode("utf-8", "surrogatepass")) > max_bytes:
-            raise ValueError(f"must be at most {max_bytes} bytes")
-        return value
-
-    return check
-
-
-def _bin(max_bytes: int) -> Check:
-    def check(value: Any) -> bytes:
-        if not isinstance(value, bytes):
-            raise ValueError(f"must be binary, not {type(value).__name__}")
-        if not 1 <= len(value) <= max_bytes:
-            raise ValueError(f"must be 1 to {max_bytes} bytes long")
-        return value
-
-    return check
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, not {type(value).__name__}")
-    return value
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"must be a number, not {type(value).__name__}")
-    return float(value)
-
-
-_ID = _int_range(0, U63)
-_COUNT = _int_range(0, U63)
-_POSITIVE = _int_range(1, U63)
-_MTIME = _int_range(-(1 << 63), U63)
-_MODE = _int_range(0, 0o7777)
-_NAME = _str(MAX_WIRE_NAME_BYTES)
-_SHORT = _str(64)
-_DIGEST = _bin(MAX_DIGEST_BYTES)
-_TEXT = _str(4096)
-
-
-# Characters a string may hold and still be within its byte limit whatever
-# they are (UTF-8 takes at most 4 bytes a character); an ASCII string's
-# characters are its bytes.
-_NAME_CHARS = MAX_WIRE_NAME_BYTES // 4
-_SHORT_BYTES = 64
-_TEXT_BYTES = 4096
+from zfile.protocol.limits import (
+    MAX_CHAIN,
+    MAX_DIGEST_BYTES,
+    MAX_LIST_PAGE,
+    MAX_MANY_BYTES,
+    MAX_MANY_FILES,
+    MAX_REMOVE_PAGE,
+    MAX_WIRE_NAME_BYTES,
+    U63,
+)
 
 
 def _entries(value: Any) -> tuple[Entry, ...]:
@@ -138,7 +69,7 @@ def _entries(value: Any) -> tuple[Entry, ...]:
             id_, peer = get("id", ""), get("peer", "")
             if (
                 type(name) is str
-                and (len(name) <= _NAME_CHARS or (len(name) <= MAX_WIRE_NAME_BYTES and name.isascii()))
+                and (len(name) <= NAME_CHARS or (len(name) <= MAX_WIRE_NAME_BYTES and name.isascii()))
                 and type(size) is int
                 and 0 <= size <= U63
                 and type(mtime) is int
@@ -146,16 +77,16 @@ def _entries(value: Any) -> tuple[Entry, ...]:
                 and type(mode) is int
                 and 0 <= mode <= 0o7777
                 and type(algo) is str
-                and len(algo) <= _SHORT_BYTES
+                and len(algo) <= SHORT_BYTES
                 and algo.isascii()
                 and type(digest) is bytes
                 and 1 <= len(digest) <= MAX_DIGEST_BYTES
                 and type(received) is float
                 and type(id_) is str
-                and len(id_) <= _SHORT_BYTES
+                and len(id_) <= SHORT_BYTES
                 and id_.isascii()
                 and type(peer) is str
-                and len(peer) <= _TEXT_BYTES
+                and len(peer) <= TEXT_BYTES
                 and peer.isascii()
             ):
                 append(
@@ -181,7 +112,7 @@ def _endpoints(value: Any) -> tuple[str, ...]:
         raise ValueError(f"must be a list, not {type(value).__name__}")
     if len(value) > MAX_CHAIN:
         raise ValueError(f"must hold at most {MAX_CHAIN} endpoints, not {len(value)}")
-    return tuple(_TEXT(item) for item in value)
+    return tuple(TEXT(item) for item in value)
 
 
 def _list_of(schema: dict[str, tuple[Check, Any]], what: str, most: int) -> Check:
@@ -204,7 +135,7 @@ def _names(most: int) -> Check:
         out = []
         for i, item in enumerate(value):
             try:
-                out.append(_NAME(item))
+                out.append(NAME(item))
             except ValueError as exc:
                 raise ValueError(f"item {i} {exc}") from None
         return tuple(out)
@@ -231,40 +162,40 @@ REQUIRED = object()
 
 # field -> (check, default); REQUIRED marks a field that must be present
 _ENTRY_SCHEMA: dict[str, tuple[Check, Any]] = {
-    "name": (_NAME, REQUIRED),
-    "size": (_COUNT, REQUIRED),
-    "mtime_ns": (_MTIME, REQUIRED),
-    "mode": (_MODE, REQUIRED),
-    "algo": (_SHORT, REQUIRED),
-    "digest": (_DIGEST, REQUIRED),
-    "received": (_float, REQUIRED),
-    "id": (_SHORT, ""),
-    "peer": (_TEXT, ""),
+    "name": (NAME, REQUIRED),
+    "size": (COUNT, REQUIRED),
+    "mtime_ns": (MTIME, REQUIRED),
+    "mode": (MODE, REQUIRED),
+    "algo": (SHORT, REQUIRED),
+    "digest": (DIGEST, REQUIRED),
+    "received": (number, REQUIRED),
+    "id": (SHORT, ""),
+    "peer": (TEXT, ""),
 }
 
 _PUT_FILE_SCHEMA: dict[str, tuple[Check, Any]] = {
-    "name": (_NAME, REQUIRED),
-    "size": (_COUNT, REQUIRED),
-    "mtime_ns": (_MTIME, REQUIRED),
-    "mode": (_MODE, REQUIRED),
-    "digest": (_DIGEST, REQUIRED),
-    "clobber": (_bool, True),
+    "name": (NAME, REQUIRED),
+    "size": (COUNT, REQUIRED),
+    "mtime_ns": (MTIME, REQUIRED),
+    "mode": (MODE, REQUIRED),
+    "digest": (DIGEST, REQUIRED),
+    "clobber": (boolean, True),
 }
 
 _RESULT_SCHEMA: dict[str, tuple[Check, Any]] = {
-    "code": (_SHORT, ""),
-    "message": (_TEXT, ""),
-    "digest": (_DIGEST, None),
+    "code": (SHORT, ""),
+    "message": (TEXT, ""),
+    "digest": (DIGEST, None),
 }
 
 _GOT_FILE_SCHEMA: dict[str, tuple[Check, Any]] = {
-    "code": (_SHORT, ""),
-    "message": (_TEXT, ""),
-    "size": (_COUNT, 0),
-    "mtime_ns": (_MTIME, 0),
-    "mode": (_MODE, 0),
-    "algo": (_SHORT, ""),
-    "digest": (_DIGEST, None),
+    "code": (SHORT, ""),
+    "message": (TEXT, ""),
+    "size": (COUNT, 0),
+    "mtime_ns": (MTIME, 0),
+    "mode": (MODE, 0),
+    "algo": (SHORT, ""),
+    "digest": (DIGEST, None),
 }
 
 
@@ -273,7 +204,7 @@ def _some_names(value: Any) -> tuple[str, ...]:
         raise ValueError(f"must be a list, not {type(value).__name__}")
     if not 1 <= len(value) <= MAX_MANY_FILES:
         raise ValueError(f"must hold 1 to {MAX_MANY_FILES} names, not {len(value)}")
-    return tuple(_NAME(v) for v in value)
+    return tuple(NAME(v) for v in value)
 
 
 def _put_many_files(value: Any) -> tuple[dict[str, Any], ...]:
@@ -347,126 +278,138 @@ def _put_many_results(value: Any) -> tuple[dict[str, Any], ...]:
 
 SCHEMAS: dict[str, dict[str, tuple[Check, Any]]] = {
     "PUT": {
-        "id": (_ID, REQUIRED),
-        "name": (_NAME, REQUIRED),
-        "size": (_COUNT, REQUIRED),
-        "mtime_ns": (_MTIME, REQUIRED),
-        "mode": (_MODE, REQUIRED),
-        "algo": (_SHORT, REQUIRED),
-        "clobber": (_bool, True),
-        "digest": (_DIGEST, None),
+        "id": (ID, REQUIRED),
+        "name": (NAME, REQUIRED),
+        "size": (COUNT, REQUIRED),
+        "mtime_ns": (MTIME, REQUIRED),
+        "mode": (MODE, REQUIRED),
+        "algo": (SHORT, REQUIRED),
+        "clobber": (boolean, True),
+        "digest": (DIGEST, None),
         "chain": (_endpoints, ()),
-        "origin": (_TEXT, ""),
+        "origin": (TEXT, ""),
     },
     "PUT-MANY": {
-        "id": (_ID, REQUIRED),
-        "algo": (_SHORT, REQUIRED),
+        "id": (ID, REQUIRED),
+        "algo": (SHORT, REQUIRED),
         "files": (_put_many_files, REQUIRED),
     },
     "PUT-MANY-OK": {
-        "id": (_ID, REQUIRED),
+        "id": (ID, REQUIRED),
         "results": (_put_many_results, REQUIRED),
     },
     "PUT-READY": {
-        "id": (_ID, REQUIRED),
-        "transfer": (_SHORT, REQUIRED),
-        "offset": (_COUNT, REQUIRED),
-        "credit": (_COUNT, REQUIRED),
+        "id": (ID, REQUIRED),
+        "transfer": (SHORT, REQUIRED),
+        "offset": (COUNT, REQUIRED),
+        "credit": (COUNT, REQUIRED),
     },
-    "CHUNK": {"id": (_ID, REQUIRED), "offset": (_COUNT, REQUIRED)},
-    "CREDIT": {"id": (_ID, REQUIRED), "credit": (_POSITIVE, REQUIRED)},
-    "PUT-END": {"id": (_ID, REQUIRED), "digest": (_DIGEST, REQUIRED), "size": (_COUNT, None)},
-    "PUT-OK": {"id": (_ID, REQUIRED), "size": (_COUNT, REQUIRED), "digest": (_DIGEST, REQUIRED)},
+    "CHUNK": {"id": (ID, REQUIRED), "offset": (COUNT, REQUIRED)},
+    "CREDIT": {"id": (ID, REQUIRED), "credit": (POSITIVE, REQUIRED)},
+    "PUT-END": {"id": (ID, REQUIRED), "digest": (DIGEST, REQUIRED), "size": (COUNT, None)},
+    "PUT-OK": {"id": (ID, REQUIRED), "size": (COUNT, REQUIRED), "digest": (DIGEST, REQUIRED)},
     "GET": {
-        "id": (_ID, REQUIRED),
-        "name": (_NAME, REQUIRED),
-        "credit": (_POSITIVE, REQUIRED),
-        "offset": (_COUNT, 0),
-        "digest": (_DIGEST, None),
+        "id": (ID, REQUIRED),
+        "name": (NAME, REQUIRED),
+        "credit": (POSITIVE, REQUIRED),
+        "offset": (COUNT, 0),
+        "digest": (DIGEST, None),
     },
     "GET-META": {
-        "id": (_ID, REQUIRED),
-        "name": (_NAME, REQUIRED),
-        "size": (_COUNT, REQUIRED),
-        "mtime_ns": (_MTIME, REQUIRED),
-        "mode": (_MODE, REQUIRED),
-        "algo": (_SHORT, REQUIRED),
-        "digest": (_DIGEST, REQUIRED),
-        "offset": (_COUNT, REQUIRED),
+        "id": (ID, REQUIRED),
+        "name": (NAME, REQUIRED),
+        "size": (COUNT, REQUIRED),
+        "mtime_ns": (MTIME, REQUIRED),
+        "mode": (MODE, REQUIRED),
+        "algo": (SHORT, REQUIRED),
+        "digest": (DIGEST, REQUIRED),
+        "offset": (COUNT, REQUIRED),
     },
     "LIST": {
-        "id": (_ID, REQUIRED),
-        "prefix": (_NAME, ""),
-        "after": (_NAME, ""),
-        "limit": (_int_range(1, MAX_LIST_PAGE), 1000),
+        "id": (ID, REQUIRED),
+        "prefix": (NAME, ""),
+        "after": (NAME, ""),
+        "limit": (int_range(1, MAX_LIST_PAGE), 1000),
     },
     "LIST-PAGE": {
-        "id": (_ID, REQUIRED),
+        "id": (ID, REQUIRED),
         "entries": (_entries, REQUIRED),
-        "more": (_bool, REQUIRED),
+        "more": (boolean, REQUIRED),
     },
-    "CANCEL": {"id": (_ID, REQUIRED)},
+    "CANCEL": {"id": (ID, REQUIRED)},
     "REMOVE": {
-        "id": (_ID, REQUIRED),
+        "id": (ID, REQUIRED),
         "names": (_names(MAX_MANY_FILES), ()),
-        "prefix": (_NAME, ""),
-        "after": (_NAME, ""),
-        "limit": (_int_range(1, MAX_REMOVE_PAGE), MAX_REMOVE_PAGE),
+        "prefix": (NAME, ""),
+        "after": (NAME, ""),
+        "limit": (int_range(1, MAX_REMOVE_PAGE), MAX_REMOVE_PAGE),
     },
     "REMOVE-OK": {
-        "id": (_ID, REQUIRED),
+        "id": (ID, REQUIRED),
         "names": (_names(MAX_REMOVE_PAGE), ()),
         "results": (_results(max(MAX_MANY_FILES, MAX_REMOVE_PAGE)), REQUIRED),
-        "more": (_bool, False),
+        "more": (boolean, False),
     },
     "MOVE": {
-        "id": (_ID, REQUIRED),
-        "name": (_NAME, REQUIRED),
-        "to": (_NAME, REQUIRED),
-        "clobber": (_bool, False),
+        "id": (ID, REQUIRED),
+        "name": (NAME, REQUIRED),
+        "to": (NAME, REQUIRED),
+        "clobber": (boolean, False),
     },
-    "MOVE-OK": {"id": (_ID, REQUIRED), "entry": (_entry, REQUIRED)},
-    "STAT": {"id": (_ID, REQUIRED), "name": (_NAME, REQUIRED)},
-    "STAT-OK": {"id": (_ID, REQUIRED), "entry": (_entry, REQUIRED)},
-    "PING": {"id": (_ID, REQUIRED)},
+    "MOVE-OK": {"id": (ID, REQUIRED), "entry": (_entry, REQUIRED)},
+    "STAT": {"id": (ID, REQUIRED), "name": (NAME, REQUIRED)},
+    "STAT-OK": {"id": (ID, REQUIRED), "entry": (_entry, REQUIRED)},
+    "PING": {"id": (ID, REQUIRED)},
+    "CHECK": {
+        "id": (ID, REQUIRED),
+        "algo": (SHORT, REQUIRED),
+        "names": (array(NAME, is_short_name, "names"), REQUIRED),
+        "sizes": (array(COUNT, is_size, "sizes"), REQUIRED),
+        "mtimes_ns": (array(MTIME, is_mtime, "mtimes"), None),
+    },
+    "CHECK-OK": {
+        "id": (ID, REQUIRED),
+        "same": (verdicts, REQUIRED),
+        "digests": (array(stored_digest, is_stored_digest, "digests", least=0), ()),
+    },
     "PONG": {
-        "id": (_ID, REQUIRED),
-        "version": (_SHORT, REQUIRED),
-        "protocol": (_COUNT, REQUIRED),
-        "uptime": (_float, REQUIRED),
-        "transfers": (_COUNT, REQUIRED),
-        "curve": (_bool, REQUIRED),
-        "free": (_COUNT, None),
-        "read_only": (_bool, False),
+        "id": (ID, REQUIRED),
+        "version": (SHORT, REQUIRED),
+        "protocol": (COUNT, REQUIRED),
+        "uptime": (number, REQUIRED),
+        "transfers": (COUNT, REQUIRED),
+        "curve": (boolean, REQUIRED),
+        "free": (COUNT, None),
+        "read_only": (boolean, False),
     },
     "PUT-STREAM": {
-        "id": (_ID, REQUIRED),
-        "name": (_NAME, REQUIRED),
-        "mtime_ns": (_MTIME, REQUIRED),
-        "mode": (_MODE, REQUIRED),
-        "algo": (_SHORT, REQUIRED),
-        "clobber": (_bool, True),
+        "id": (ID, REQUIRED),
+        "name": (NAME, REQUIRED),
+        "mtime_ns": (MTIME, REQUIRED),
+        "mode": (MODE, REQUIRED),
+        "algo": (SHORT, REQUIRED),
+        "clobber": (boolean, True),
     },
     "GET-MANY": {
-        "id": (_ID, REQUIRED),
+        "id": (ID, REQUIRED),
         "names": (_some_names, REQUIRED),
-        "most": (_int_range(0, MAX_MANY_BYTES), MAX_MANY_BYTES),
+        "most": (int_range(0, MAX_MANY_BYTES), MAX_MANY_BYTES),
     },
     "GET-MANY-OK": {
-        "id": (_ID, REQUIRED),
+        "id": (ID, REQUIRED),
         "files": (_list_of(_GOT_FILE_SCHEMA, "file", MAX_MANY_FILES), REQUIRED),
     },
     "ERROR": {
-        "id": (_int_range(-1, U63), REQUIRED),
-        "code": (_SHORT, REQUIRED),
-        "message": (_TEXT, REQUIRED),
+        "id": (int_range(-1, U63), REQUIRED),
+        "code": (SHORT, REQUIRED),
+        "message": (TEXT, REQUIRED),
     },
     "CHAIN-RESULT": {
-        "id": (_ID, REQUIRED),
-        "endpoint": (_TEXT, REQUIRED),
-        "code": (_SHORT, ""),
-        "message": (_TEXT, ""),
-        "digest": (_DIGEST, None),
+        "id": (ID, REQUIRED),
+        "endpoint": (TEXT, REQUIRED),
+        "code": (SHORT, ""),
+        "message": (TEXT, ""),
+        "digest": (DIGEST, None),
     },
 }
 

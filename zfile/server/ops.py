@@ -1,5 +1,5 @@
-"""File operations on stored files: the daemon's side of REMOVE, MOVE, STAT
-and PING.
+"""File operations on stored files: the daemon's side of REMOVE, MOVE, STAT,
+CHECK and PING.
 
 Each operation is one request and one answer (docs/protocol.md, "File
 operations"); :class:`Operations` turns a request into its answer through
@@ -20,7 +20,20 @@ from zfile import __version__
 from zfile.errors import ZfileError
 from zfile.protocol import PROTOCOL_VERSION, page_fit
 from zfile.protocol.codec import MAX_HEADER_BYTES
-from zfile.protocol.events import Event, FileResult, Move, MoveOk, Ping, Pong, Remove, RemoveOk, Stat, StatOk
+from zfile.protocol.events import (
+    Check,
+    Event,
+    FileResult,
+    Move,
+    MoveOk,
+    Ping,
+    Pong,
+    Remove,
+    RemoveOk,
+    Stat,
+    StatOk,
+)
+from zfile.protocol.quickcheck import answer_check
 from zfile.store import Store
 
 # The same logger as the transfers': operators filter the daemon's records by it.
@@ -51,6 +64,8 @@ class Operations:
             return StatOk(request.id, await self.store.lookup(request.name))
         if isinstance(request, Ping):
             return self.ping(request)
+        if isinstance(request, Check):
+            return answer_check(request, await self.store.held(request.names))
         raise TypeError(f"{request.TYPE} is not a file operation")
 
     async def remove(self, req: Remove, who: str) -> RemoveOk:

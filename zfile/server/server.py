@@ -36,6 +36,7 @@ from zfile.errors import (
     TransportError,
 )
 from zfile.protocol.events import (
+    Check,
     Error,
     Event,
     ListRequest,
@@ -356,7 +357,7 @@ class Server:
             log.info("peer=%s %s refused: read-only", inc.peer or "?", event.TYPE)
             self.transfers.reply(inc.identity, readonly.refusal(event))
             return
-        if not isinstance(event, (ListRequest, Ping)):
+        if not isinstance(event, (ListRequest, Check, Ping)):
             total, mine = self.transfers.running(inc.peer_key or inc.identity)
             # The client's own cap first: a request it refuses must not end another's stream.
             if mine >= self.config.max_transfers_per_peer:

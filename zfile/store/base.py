@@ -36,6 +36,7 @@ from typing import Protocol
 from zfile.errors import ZfileError
 from zfile.fileio.chunks import BufferPool
 from zfile.protocol.events import Buffer, Entry, PutFile
+from zfile.protocol.quickcheck import Held
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +331,13 @@ class Store(Protocol):
         after ``after`` (a cursor: the last name of the previous page), in
         order of their names' UTF-8 bytes.  BadName for a bad prefix or
         cursor."""
+        ...
+
+    async def held(self, names: Sequence[str]) -> dict[str, Held]:
+        """What a CHECK compares (:data:`~zfile.protocol.quickcheck.Held`:
+        size, mtime_ns, algo, digest) of those of ``names`` the store holds,
+        by name; a name it does not hold, or could not hold (a bad name), is
+        left out.  StoreError when the store fails as a whole."""
         ...
 
     async def sweep_partials(self, now: float | None = None) -> int:

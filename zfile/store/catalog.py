@@ -35,6 +35,7 @@ import msgpack
 from zfile.errors import NoSpace, StoreError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import quote_name
+from zfile.protocol.quickcheck import Held
 
 T = TypeVar("T")
 
@@ -392,32 +393,31 @@ class Catalog:
     async def get_many(self, names: Sequence[str]) -> dict[str, Entry]:
         """The entries of those of ``names`` the catalog holds, by name, in one
         worker-thread hop (a batched download's lookups)."""
+        rows = await self._run(f"look up {len(names)} names", self._rows_of, _COLUMNS, names)
+        return {row[0]: _entry(row) for row in rows}
 
-        def get() -> dict[str, Entry]:
-            found: dict[str, Entry] = {}
-            unique = list(dict.fromkeys(names))
-            for start in range(0, len(unique), 500):  # under SQLite's oldest limit of 999 parameters
-                part = unique[start : start + 500]
-                sql = f"SELECT {_COLUMNS} FROM files WHERE name IN ({', '.join('?' * len(part))})"
-                for row in self._db().execute(sql, part):
-                    found[row[0]] = _entry(row)
-            return found
+    async def held(self, names: Sequence[str]) -> dict[str, Held]:
+        """(size, mtime_ns, algo, digest) of those of ``names`` the catalog
+        holds, by name, in one worker-thread hop and no Entry built (a
+        CHECK of 10,000 names costs about 20 ms)."""
+        rows = await self._run(f"check {len(names)} names", self._rows_of, "name, size, mtime_ns, algo, digest", names)
+        return {name: (size, mtime, algo, bytes(digest)) for name, size, mtime, algo, digest in rows}
 
-        return await self._run(f"look up {len(names)} names", get)
+    def _rows_of(self, columns: str, names: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The rows (``columns``, the name first) of those of ``names`` the
+        catalog holds.  Blocking: the worker thread's."""
+        db = self._db()
+        unique = list(dict.fromkeys(names))
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(unique), 500):  # under SQLite's oldest limit of 999 parameters
+            part = unique[start : start + 500]
+            rows += db.execute(f"SELECT {columns} FROM files WHERE name IN ({', '.join('?' * len(part))})", part)
+        return rows
 
     async def listed(self, names: Sequence[str]) -> set[str]:
         """Which of ``names`` have an entry: one lookup for a whole batch."""
-
-        def listed() -> set[str]:
-            db = self._db()
-            found: set[str] = set()
-            for k in range(0, len(names), 500):  # SQLite's host parameters are limited per statement
-                part = names[k : k + 500]
-                marks = ",".join("?" * len(part))
-                found.update(r[0] for r in db.execute(f"SELECT name FROM files WHERE name IN ({marks})", part))
-            return found
-
-        return await self._run(f"look up {len(names)} names", listed) if names else set()
+        rows = await self._run(f"look up {len(names)} names", self._rows_of, "name", names) if names else []
+        return {r[0] for r in rows}
 
     async def delete(self, name: str) -> None:
         """Remove the entry named ``name``; a no-op when there is none."""

@@ -57,6 +57,7 @@ from zfile.errors import (
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry, PutFile
 from zfile.protocol.names import check_name, check_prefix, quote_name
+from zfile.protocol.quickcheck import Held
 from zfile.store import moves
 from zfile.store.base import Store, StoreUsage
 from zfile.store.catalog import Catalog
@@ -459,6 +460,11 @@ class LocalStore(Store):
             await file.close()
             raise NotFound(f"{q} is in the catalog but is not a regular file on the disk")
         return Download(entry, file)
+
+    async def held(self, names: Sequence[str]) -> dict[str, Held]:
+        """What a CHECK compares of those of ``names`` the catalog holds (Store.held)."""
+        self.layout.check_open()
+        return await self.catalog.held(names)
 
     async def list(self, prefix: str = "", after: str = "", limit: int = 1000) -> list[Entry]:
         """Up to ``limit`` entries whose names start with ``prefix`` and sort

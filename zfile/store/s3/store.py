@@ -41,7 +41,9 @@ from zfile.errors import BadName, Busy, ErrorCode, Exists, IntegrityError, NotFo
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry, PutFile
 from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_name
+from zfile.protocol.quickcheck import Held
 from zfile.store.base import Store, StoreUsage
+from zfile.store.held import held_by_listing
 from zfile.store.partial import transfer_id
 from zfile.store.s3.client import Bucket, request_body
 from zfile.store.s3.copy import ONE_COPY_LIMIT, copy_in_parts, copy_object
@@ -436,6 +438,10 @@ class S3Store(Store):
             raise NotFound(f"{quote_name(name)} is not in the store")
         entry, etag = found
         return S3Download(self.bucket, self.key(name), entry, etag)
+
+    async def held(self, names: Sequence[str]) -> dict[str, Held]:
+        """What a CHECK compares of those of ``names`` the bucket holds, from listings (Store.held)."""
+        return await held_by_listing(self, names)
 
     async def list(self, prefix: str = "", after: str = "", limit: int = 1000) -> list[Entry]:
         """Up to ``limit`` entries whose names start with ``prefix`` and sort
