@@ -196,14 +196,17 @@ class FileOps:
         if not names:
             return []
         spans: list[tuple[int, int]] = []
-        start = room = 0
-        for i, name in enumerate(names):
-            need = len(name) if name.isascii() else len(name.encode("utf-8", "surrogatepass"))
-            if i > start and (i - start == MAX_CHECK_FILES or room + need > _CHECK_NAME_BYTES):
-                spans.append((start, i))
-                start, room = i, 0
-            room += need
-        spans.append((start, len(names)))
+        if len(names) <= MAX_CHECK_FILES and 4 * sum(map(len, names)) <= _CHECK_NAME_BYTES:
+            spans.append((0, len(names)))  # UTF-8 takes at most 4 bytes a character: one request holds them
+        else:
+            start = room = 0
+            for i, name in enumerate(names):
+                need = len(name) if name.isascii() else len(name.encode("utf-8", "surrogatepass"))
+                if i > start and (i - start == MAX_CHECK_FILES or room + need > _CHECK_NAME_BYTES):
+                    spans.append((start, i))
+                    start, room = i, 0
+                room += need
+            spans.append((start, len(names)))
 
         async def ask(lo: int, hi: int) -> list[tuple[int, bytes | None]]:
             times = None if mtimes_ns is None else tuple(mtimes_ns[lo:hi])

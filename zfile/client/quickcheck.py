@@ -129,6 +129,24 @@ def _hashed_same(checks: Sequence[tuple[int, Path, int, bytes]]) -> list[tuple[i
     return verdicts
 
 
+def _stat_mtimes(files: Sequence[tuple[Path, str, int]], known: Mapping[str, int]) -> tuple[list[int], list[int]]:
+    """The indexes of ``files`` whose mtime is known or stat'ed, and those
+    mtimes; a file that cannot be stat'ed is left out (not unchanged: its
+    send says why it cannot be read)."""
+    asked: list[int] = []
+    mtimes: list[int] = []
+    for i, (path, name, _) in enumerate(files):
+        mtime = known.get(name)
+        if mtime is None:
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                continue
+        asked.append(i)
+        mtimes.append(mtime)
+    return asked, mtimes
+
+
 async def unchanged_uploads(
     client: Client,
     files: Sequence[tuple[Path, str, int]],
@@ -151,18 +169,13 @@ async def unchanged_uploads(
     if compare is Compare.NONE or not files:
         return out
     known = mtime_ns or {}
-    asked: list[int] = []
-    mtimes: list[int] | None = [] if compare is Compare.QUICK else None
-    for i, (path, name, _) in enumerate(files):
-        if mtimes is not None:
-            mtime = known.get(name)
-            if mtime is None:
-                try:
-                    mtime = path.stat().st_mtime_ns
-                except OSError:
-                    continue  # not unchanged: its send says why it cannot be read
-            mtimes.append(mtime)
-        asked.append(i)
+    asked: list[int] = list(range(len(files)))
+    mtimes: list[int] | None = None
+    if compare is Compare.QUICK:
+        try:  # the plan's walk recorded every mtime: no stat
+            mtimes = [known[name] for _, name, _ in files]
+        except KeyError:
+            asked, mtimes = _stat_mtimes(files, known)
     verdicts = await client.check([files[i][1] for i in asked], [files[i][2] for i in asked], mtimes)
     if compare is Compare.QUICK:
         for i, (verdict, digest) in zip(asked, verdicts, strict=True):
