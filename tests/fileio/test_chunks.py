@@ -157,6 +157,105 @@ async def test_an_uncached_aligned_chunk_is_read_direct_into_its_buffer(tmp_path
     assert hasher.digest() == blake3.blake3(data).digest()
 
 
+def cold_file(path: Path, size: int) -> tuple[bytes, int]:
+    """A file of ``size`` random bytes the page cache does not hold, open
+    read-only; skips where O_DIRECT cannot be had."""
+    if not chunkio._O_DIRECT:
+        pytest.skip("no O_DIRECT here")
+    data = os.urandom(size)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    try:
+        os.close(os.open(path, os.O_RDONLY | chunkio._O_DIRECT))
+    except OSError:
+        os.close(fd)
+        pytest.skip("this file system refuses O_DIRECT")
+    return data, fd
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 3, 8])
+@pytest.mark.parametrize("start", [0, 3 * 4096, 100])
+async def test_without_a_hasher_direct_reads_run_ahead_each_chunk_once(tmp_path: Path, monkeypatch, ahead, start):
+    """Once chunks come from the disk by direct reads, a reader without a
+    hasher keeps READ_AHEAD more under way; every chunk is still read once
+    and handed out in order, to the file's last byte."""
+    data, fd = cold_file(tmp_path / "f", 9 * 4096 + 77)
+    monkeypatch.setattr(chunkio, "READ_AHEAD", ahead)
+    reads: list[int] = []
+    real = ChunkReader._read_rest
+
+    def counted(self, whole, n, got, offset):
+        reads.append(offset + got)
+        real(self, whole, n, got, offset)
+
+    monkeypatch.setattr(ChunkReader, "_read_rest", counted)
+    reader = ChunkReader(fd, start, len(data), 4096, owns_fd=True)
+    most = 0
+    chunks = []
+    try:
+        while not reader.done:
+            buf, view = await reader.next()
+            most = max(most, len(reader._ahead))
+            chunks.append(bytes(view))
+            reader.pool.give(buf)
+    finally:
+        await reader.aclose()
+    assert b"".join(chunks) == data[start:]
+    assert sorted(reads) == sorted(set(reads))  # no chunk read twice
+    # Unaligned chunks are buffered reads, which the kernel reads ahead itself.
+    assert most == (min(ahead, len(chunks) - 1) if start % 4096 == 0 else 0)
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
+async def test_a_reader_with_a_hasher_reads_one_chunk_at_a_time(tmp_path: Path) -> None:
+    data, fd = cold_file(tmp_path / "f", 6 * 4096)
+    hasher = RecordingHasher()
+    reader = ChunkReader(fd, 0, len(data), 4096, hasher, owns_fd=True)
+    try:
+        while not reader.done:
+            buf, _ = await reader.next()
+            assert not reader._ahead
+            reader.pool.give(buf)
+    finally:
+        await reader.aclose()
+    assert hasher.parts == [data[k : k + 4096] for k in range(0, len(data), 4096)]
+
+
+async def test_aclose_waits_for_every_read_ahead_before_closing(tmp_path: Path, monkeypatch) -> None:
+    data, fd = cold_file(tmp_path / "f", 8 * 4096)
+    monkeypatch.setattr(chunkio, "READ_AHEAD", 3)
+    release = threading.Event()
+    real = ChunkReader._read_rest
+    open_during: list[bool] = []
+
+    def slow(self, whole, n, got, offset):
+        if offset:  # the first read goes through; those ahead wait
+            release.wait(5)
+            try:
+                os.fstat(self.fd)
+                open_during.append(True)
+            except OSError:
+                open_during.append(False)
+        real(self, whole, n, got, offset)
+
+    monkeypatch.setattr(ChunkReader, "_read_rest", slow)
+    reader = ChunkReader(fd, 0, len(data), 4096, owns_fd=True)
+    buf, view = await reader.next()
+    assert bytes(view) == data[:4096] and len(reader._ahead) == 3
+    closing = asyncio.create_task(reader.aclose())
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    os.fstat(fd)
+    release.set()
+    await closing
+    assert open_during == [True, True, True]
+    with pytest.raises(OSError):
+        os.fstat(fd)
+
+
 async def test_a_pool_that_is_not_aligned_reads_buffered(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)
     data = os.urandom(3 * 4096)

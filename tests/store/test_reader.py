@@ -9,6 +9,7 @@ import os
 import pytest
 
 from zfile.errors import ErrorCode, StoreError
+from zfile.fileio.chunks import READ_AHEAD
 from zfile.store import LocalStore
 
 from .test_local import upload
@@ -34,7 +35,8 @@ async def test_streamed_chunks_are_the_file(store: LocalStore) -> None:
 
 
 async def test_a_file_cut_short_while_streamed_is_a_store_error(store: LocalStore) -> None:
-    data = os.urandom(3 * CHUNK)
+    # Longer than the chunks a reader reads ahead: those were read before the cut, whole.
+    data = os.urandom((3 + READ_AHEAD) * CHUNK)
     await upload(store, "f", data)
     dl = await store.open_download("f")
     reader = dl.reader(0, CHUNK)
@@ -43,9 +45,15 @@ async def test_a_file_cut_short_while_streamed_is_a_store_error(store: LocalStor
         assert bytes(view) == data[:CHUNK]
         reader.pool.give(buf)
         os.truncate(store.root / "f", CHUNK + 10)
+        handed = CHUNK
         with pytest.raises(StoreError, match="'f' changed on disk while being sent") as info:
-            await reader.next()
+            while not reader.done:
+                buf, view = await reader.next()
+                assert bytes(view) == data[handed : handed + len(view)]  # never a mix of the two
+                handed += len(view)
+                reader.pool.give(buf)
         assert type(info.value) is StoreError
+        assert handed <= (1 + READ_AHEAD) * CHUNK
     finally:
         await reader.aclose()
         await dl.close()

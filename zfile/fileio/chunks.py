@@ -47,6 +47,12 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 #: Alignment of a direct read's offset, length and buffer address: a page,
 #: a multiple of every logical block size Linux file systems use.
 DIRECT_ALIGN = 4096
+#: Chunks a reader without a hasher reads from the disk ahead of the one
+#: its caller waits for, once its chunks come by direct reads: the kernel
+#: reads ahead for buffered reads only, and one 1 MiB direct read at a time
+#: left the disk idle between them (a daemon's download of a file the page
+#: cache had dropped spent most of its time waiting on the next read).
+READ_AHEAD = 2
 
 
 def aligned_window(buf: bytearray, size: int) -> memoryview:
@@ -179,7 +185,13 @@ class ChunkReader:
     the name has been replaced; the kernel writes back any dirty pages of
     the range before a direct read, so the bytes are the file's.  Where
     ``O_DIRECT`` is refused (tmpfs, some FUSE file systems) or a chunk is
-    not aligned, the read is a buffered one.
+    not aligned, the read is a buffered one.  A reader without a hasher
+    keeps :data:`READ_AHEAD` more direct reads under way, each in its own
+    hop and buffer, so that the disk reads the next chunks while this one
+    is sent (a chunk read ahead holds the bytes the file had when it was
+    read: a file cut short meanwhile raises ShortRead at the first chunk
+    read after the cut); a reader with one reads one chunk at a time, in
+    order, for its hasher.
     """
 
     def __init__(
@@ -208,6 +220,10 @@ class ChunkReader:
         self._owns_fd = owns_fd
         self._nowait = _RWF_NOWAIT is not None
         self._hop: asyncio.Future[None] | None = None
+        # Direct reads under way ahead of _next: (buffer, chunk view, hop), in file order,
+        # up to _ahead_end (where the next one would start).
+        self._ahead: deque[tuple[bytearray, memoryview, asyncio.Future[None]]] = deque()
+        self._ahead_end = offset
 
     @property
     def done(self) -> bool:
@@ -218,6 +234,8 @@ class ChunkReader:
         """The next chunk, read and hashed."""
         if self._next >= self._end:
             raise ShortRead("no bytes left to read")
+        if self._ahead:
+            return await self._next_ahead()
         n = min(self._chunk, self._end - self._next)
         if self._room_timeout:
             await self.pool.room(timeout=self._room_timeout)
@@ -238,7 +256,35 @@ class ChunkReader:
             await asyncio.shield(self._hop)
             self._hop = None
         self._next += n
+        self._read_ahead()
         return buf, view
+
+    async def _next_ahead(self) -> tuple[bytearray, memoryview]:
+        """The chunk whose read-ahead is first in line (at ``_next``)."""
+        buf, view, hop = self._ahead.popleft()
+        self._read_ahead()  # the disk goes on with the next ones meanwhile
+        self._hop = hop
+        await asyncio.shield(hop)
+        self._hop = None
+        self._next += len(view)
+        return buf, view
+
+    def _read_ahead(self) -> None:
+        """Start direct reads of the chunks after those under way, up to
+        :data:`READ_AHEAD` of them, once chunks come from the disk (and
+        only without a hasher, which must see the chunks in order)."""
+        if not self._cold or self._hasher is not None:
+            return
+        loop = asyncio.get_running_loop()
+        start = max(self._ahead_end, self._next)
+        while len(self._ahead) < READ_AHEAD and start < self._end:
+            n = min(self._chunk, self._end - start)
+            buf = self.pool.take()
+            whole = self.pool.window(buf)
+            hop = loop.run_in_executor(None, self._read_rest, whole, n, 0, start)
+            self._ahead.append((buf, whole[:n], hop))
+            start += n
+        self._ahead_end = start
 
     def _read_cached(self, view: memoryview, offset: int) -> int:
         """Bytes of ``view`` filled from the page cache without waiting: 0 when
@@ -304,9 +350,12 @@ class ChunkReader:
 
     async def aclose(self) -> None:
         """Close ``fd`` if owned, once no hop uses it any more: now, or when
-        the hop in flight finishes (even if the caller is cancelled while
-        it waits).  Never raises the hop's error."""
-        hop, self._hop = self._hop, None
+        the hops in flight finish (even if the caller is cancelled while
+        it waits).  Never raises a hop's error."""
+        hops = [h for h in (self._hop, *(a[2] for a in self._ahead)) if h is not None and not h.done()]
+        self._hop = None
+        self._ahead.clear()
+        hop = asyncio.gather(*hops, return_exceptions=True) if hops else None
         if self._owns_fd:
             close_after(hop, self.fd)
         direct, self._direct = self._direct, -1
