@@ -151,7 +151,10 @@ class Layout:
         except OSError as exc:
             raise store_error(exc, name, "measure free space for") from exc
         if (free := fs.f_bavail * fs.f_frsize) < need:
-            raise NoSpace(f"{quote_name(name)} needs {need} more bytes; the store's disk has {free} free")
+            raise NoSpace(
+                f"no space on the store's disk for {quote_name(name)}: "
+                f"it needs {need} more bytes, the disk has {free} free"
+            )
 
     def check_inline(self, name: str, size: int, clobber: bool, listed: bool) -> Path:
         """The disk checks of a streamed upload's begin, for a whole file
