@@ -79,3 +79,18 @@ def test_a_client_does_not_import_the_daemon():
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == zfile.__version__
+
+
+def test_a_client_never_refused_does_not_import_its_retry_policy(daemon, tmp_path):
+    src = tmp_path / "x.bin"
+    src.write_bytes(b"x" * 5000)
+    probe = (
+        "import sys, zfile\n"
+        f"with zfile.SyncClient(zfile.ClientConfig({daemon.endpoint!r})) as c:\n"
+        f"    c.put({str(src)!r}, 'x.bin')\n"
+        "    assert [e.name for e in c.list()] == ['x.bin']\n"
+        "assert 'tenacity' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert (daemon.root / "x.bin").read_bytes() == src.read_bytes()

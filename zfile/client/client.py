@@ -207,7 +207,14 @@ class Client(FileOps):
         (``busy_backoff`` seconds doubling, at most ``busy_backoff_max``; the
         AWS "exponential backoff and jitter" policy, via tenacity).  The last
         ``busy`` is raised as :class:`RemoteError`."""
-        # Imported here, by the transfers that may need it: `zfile ls` starts faster.
+        try:
+            return await attempt()
+        except RemoteError as exc:
+            if not _is_busy(exc) or self.config.busy_retries <= 0:
+                raise
+            refused = exc
+        # Imported only once the daemon has said busy: a command that is never
+        # refused (most) starts without it, ~6 ms sooner.
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
         config = self.config
@@ -219,8 +226,12 @@ class Client(FileOps):
             ),
             reraise=True,
         )
+        first = True
         async for try_ in retrying:
             with try_:
+                if first:  # the refusal above is the policy's first attempt: its backoff comes next
+                    first = False
+                    raise refused
                 return await attempt()
         raise AssertionError("unreachable: tenacity reraises the last error")
 
