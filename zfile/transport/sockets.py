@@ -438,28 +438,44 @@ class ClientSocket:
         and :class:`TransportError` when the socket fails.
         """
         frames = protocol.encode(event)
-        # pyzmq tries the send at once and returns a finished future when it
-        # went; only a send that must wait (no connection yet, or a full pipe)
-        # also watches for the link going down, which would block it for good,
-        # and only then is a timer set up.
-        sending = self._sock.send_multipart(frames, copy=len(frames) == 1, track=track)
-        if not sending.done():
-            down = self._down
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            # pyzmq tries the send at once and returns a finished future when
+            # it went; only a send that must wait (no connection yet, or a full
+            # pipe) also watches for the link going down, which would block it
+            # for good, and only then is a timer set up.
+            sending = self._sock.send_multipart(frames, copy=len(frames) == 1, track=track)
+            waited = not sending.done()
+            if waited:
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                down = self._down
+                try:
+                    await asyncio.wait((sending, down), timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not sending.done():
+                        sending.cancel()
+                if sending.cancelled():
+                    failure = self.link_failure()
+                    if failure is not None:
+                        raise failure
+                    raise TimeoutError(f"send to {self.endpoint} waited over {timeout} s")
             try:
-                await asyncio.wait((sending, down), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not sending.done():
-                    sending.cancel()
-            if sending.cancelled():
+                tracker = sending.result()
+            except zmq.Again as exc:
+                if not waited:  # not pyzmq's way for a blocking send: no loop on it
+                    raise _transport_error(f"send to {self.endpoint} failed", exc) from None
+                # A waiting send wakes when the socket turns writable and then
+                # tries once: a pipe that came up and went at once (a refused
+                # handshake) leaves it EAGAIN, with nothing sent.  Wait again,
+                # now for the link's failure, which the monitor reports next.
                 failure = self.link_failure()
                 if failure is not None:
-                    raise failure
-                raise TimeoutError(f"send to {self.endpoint} waited over {timeout} s")
-        try:
-            tracker = sending.result()
-        except zmq.ZMQError as exc:
-            raise _transport_error(f"send to {self.endpoint} failed", exc) from None
-        return tracker if track else None
+                    raise failure from None
+                continue
+            except zmq.ZMQError as exc:
+                raise _transport_error(f"send to {self.endpoint} failed", exc) from None
+            return tracker if track else None
 
     async def recv(self) -> Event:
         """Wait for the next event from the daemon.
