@@ -83,6 +83,10 @@ class Server:
         self.endpoint: str | None = None
         self._sock: ServerSocket | None = None
         self._draining = False
+        # Transfers the idle sweep ended whose ERROR waits for their work to
+        # stop, by (identity, transfer id): their late frames are dropped, so
+        # that the ERROR saying why is the peer's first answer.
+        self._ending: set[tuple[bytes, int]] = set()
         self._stop: asyncio.Event | None = None
         self._background: list[asyncio.Task[None]] = []
         self._authorized: AuthorizedKeys | None = None
@@ -344,6 +348,8 @@ class Server:
         action = protocol.action_for(event)
         if action in (protocol.Action.CREDIT, protocol.Action.CANCEL):
             return  # late credit or cancel for a transfer already over: harmless
+        if action is not protocol.Action.OPEN and (inc.identity, event.id) in self._ending:
+            return  # sent before the peer heard its transfer ended; the ERROR is on its way
         if action is not protocol.Action.OPEN:
             self.transfers.reply(
                 inc.identity,
@@ -428,12 +434,14 @@ class Server:
                     continue
                 self.transfers.end(session)
                 ended.append((session, why))
+                self._ending.add((session.identity, session.transfer.id))
             # Tell the peers once their uploads have released their partials, so
             # that one resuming at once is not answered busy.
             tasks = [s.task for s, _ in ended if s.task is not None]
             if tasks:
                 await asyncio.wait(tasks, timeout=self.config.idle_timeout)
             for session, why in ended:
+                self._ending.discard((session.identity, session.transfer.id))
                 self.transfers.reply(session.identity, Error(session.transfer.id, ErrorCode.BAD_REQUEST.value, why))
 
     async def _sweep_partials(self) -> None:
