@@ -7,12 +7,9 @@ cut by credit, small windows."""
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import mmap
 import os
 import random
 import threading
-import time
 from pathlib import Path
 
 import blake3
@@ -160,64 +157,29 @@ async def test_an_uncached_aligned_chunk_is_read_direct_into_its_buffer(tmp_path
     assert hasher.digest() == blake3.blake3(data).digest()
 
 
-def resident_pages(fd: int, size: int) -> int:
-    """How many of the first ``size`` bytes' pages of ``fd`` the page cache
-    holds (mincore(2) on a mapping no one touches, so counting faults none in)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-    if addr in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap failed")
-    try:
-        vec = ctypes.create_string_buffer(-(-size // mmap.PAGESIZE))
-        if libc.mincore(addr, size, vec) != 0:
-            raise OSError(ctypes.get_errno(), "mincore failed")
-        return sum(b & 1 for b in vec.raw)
-    finally:
-        libc.munmap(addr, size)
-
-
 def cold_file(path: Path, size: int) -> tuple[bytes, int]:
     """A file of ``size`` random bytes the page cache does not hold, open
     read-only; skips where O_DIRECT cannot be had.
 
-    POSIX_FADV_DONTNEED is advice the kernel may leave undone for a page in
-    use, so the drop is repeated until mincore(2) sees no page left.  The
-    readers of such a file in these tests turn RWF_NOWAIT off
-    (:func:`no_cache_probe`)."""
+    Its readers in these tests turn the page-cache probe (RWF_NOWAIT) off:
+    a probe of a page not cached starts the kernel's read-ahead and returns
+    the page if that read is done by the time the kernel looks again (3 in
+    500 probes of a one-page chunk here, more under load); the reader then
+    stays on the page cache, correctly, but a test of direct reads would
+    see none."""
     if not chunkio._O_DIRECT:
         pytest.skip("no O_DIRECT here")
     data = os.urandom(size)
     path.write_bytes(data)
     fd = os.open(path, os.O_RDONLY)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     try:
         os.close(os.open(path, os.O_RDONLY | chunkio._O_DIRECT))
     except OSError:
         os.close(fd)
         pytest.skip("this file system refuses O_DIRECT")
-    give_up = time.monotonic() + 10
-    while True:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        left = resident_pages(fd, size)
-        if not left:
-            return data, fd
-        if time.monotonic() > give_up:
-            os.close(fd)
-            pytest.fail(f"the page cache still holds {left} pages of a {size}-byte file after 10 s of drops")
-        time.sleep(0.02)
-
-
-def no_cache_probe(monkeypatch) -> None:
-    """Turn off the page-cache probe (RWF_NOWAIT) of readers made after.
-    A probe of a page not cached starts the kernel's read-ahead and returns
-    the page if that read is done by the time the kernel looks again (3 in
-    500 probes of a one-page chunk here, more under load); the reader then stays on the
-    page cache, correctly, but a test of direct reads would see none."""
-    monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)
+    return data, fd
 
 
 @pytest.mark.parametrize("ahead", [1, 2, 3, 8])
@@ -227,7 +189,7 @@ async def test_without_a_hasher_direct_reads_run_ahead_each_chunk_once(tmp_path:
     hasher keeps READ_AHEAD more under way; every chunk is still read once
     and handed out in order, to the file's last byte."""
     data, fd = cold_file(tmp_path / "f", 9 * 4096 + 77)
-    no_cache_probe(monkeypatch)
+    monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)  # see cold_file
     monkeypatch.setattr(chunkio, "READ_AHEAD", ahead)
     reads: list[int] = []
     real = ChunkReader._read_rest
@@ -272,7 +234,7 @@ async def test_a_reader_with_a_hasher_reads_one_chunk_at_a_time(tmp_path: Path) 
 
 async def test_aclose_waits_for_every_read_ahead_before_closing(tmp_path: Path, monkeypatch) -> None:
     data, fd = cold_file(tmp_path / "f", 8 * 4096)
-    no_cache_probe(monkeypatch)
+    monkeypatch.setattr(chunkio, "_RWF_NOWAIT", None)  # see cold_file
     monkeypatch.setattr(chunkio, "READ_AHEAD", 3)
     release = threading.Event()
     real = ChunkReader._read_rest
