@@ -438,8 +438,7 @@ class ClientSocket:
         and :class:`TransportError` when the socket fails.
         """
         frames = protocol.encode(event)
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline: float | None = None  # set at the first wait: most sends never wait
         while True:
             # pyzmq tries the send at once and returns a finished future when
             # it went; only a send that must wait (no connection yet, or a full
@@ -448,7 +447,11 @@ class ClientSocket:
             sending = self._sock.send_multipart(frames, copy=len(frames) == 1, track=track)
             waited = not sending.done()
             if waited:
-                left = None if deadline is None else max(0.0, deadline - loop.time())
+                left = None
+                if timeout is not None:
+                    now = asyncio.get_running_loop().time()
+                    deadline = now + timeout if deadline is None else deadline
+                    left = max(0.0, deadline - now)
                 down = self._down
                 try:
                     await asyncio.wait((sending, down), timeout=left, return_when=asyncio.FIRST_COMPLETED)
