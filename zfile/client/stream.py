@@ -132,7 +132,8 @@ async def receive_file(
     (:class:`~zfile.protocol.credit.CreditWindow`); with a ``pacer`` each
     chunk's tokens are taken before more credit is granted.  Raises
     ``OSError`` from the file system; :meth:`Channel.next`'s errors for the
-    daemon's answers.
+    daemon's answers.  Once it has raised (but for a cancellation, which
+    does not wait), nothing writes ``part`` any more.
     """
     transfer = channel.transfer
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if meta.offset else os.O_TRUNC)
@@ -167,6 +168,13 @@ async def receive_file(
                 await channel.send(Credit(transfer.id, step))
         await writer.finish()
         progress(writer.written - reported)
+    except Exception:
+        # The write in progress lands before the error is raised: the temp
+        # file the caller then finds (to resume from) no longer grows.  At
+        # most one chunk: abort drops what is queued.
+        writer.abort()
+        await asyncio.shield(writer.done)
+        raise
     finally:
         writer.abort()
         close_after(writer.done, fd)
