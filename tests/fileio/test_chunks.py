@@ -1,7 +1,7 @@
 """The large-file data path: ChunkReader (reads and hashes in order, from the
 page cache in the event loop or from the disk in a worker-thread hop),
-BufferPool (a buffer is reused only once its sends are done), write_chunks,
-the credit step, and end to end a file that changes while it is sent, chunks
+BufferPool (a buffer is reused only once its sends are done), the credit
+step, and end to end a file that changes while it is sent, chunks
 cut by credit, small windows."""
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.errors import LocalFileError
 from zfile.fileio import chunks as chunkio
-from zfile.fileio.chunks import BufferPool, ChunkReader, ShortRead, write_chunks
-from zfile.fileio.writeback import Writeback
+from zfile.fileio.chunks import BufferPool, ChunkReader, ShortRead
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
 
@@ -340,23 +339,6 @@ def test_pool_keeps_at_most_keep_buffers() -> None:
     kept = {id(pool.take()) for _ in range(2)}
     assert kept <= {id(b) for b in bufs}
     assert id(pool.take()) not in {id(b) for b in bufs}  # the rest were let go
-
-
-def test_write_chunks_writes_hashes_and_starts_writeback(tmp_path: Path) -> None:
-    data = [os.urandom(3000) for _ in range(10)]
-    fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
-    hasher = blake3.blake3()
-    wb = Writeback(step=8000)
-    end = 0
-    try:
-        for batch in (data[:1], data[1:4], data[4:5], data[5:]):
-            end += sum(map(len, batch))
-            assert write_chunks(fd, [memoryview(p) for p in batch], end, hasher, wb) == sum(map(len, batch))
-    finally:
-        os.close(fd)
-    assert (tmp_path / "f").read_bytes() == b"".join(data)
-    assert hasher.digest() == blake3.blake3(b"".join(data)).digest()
-    assert not wb.due(end)  # writeback was started along the way
 
 
 # -- end to end ---------------------------------------------------------------------

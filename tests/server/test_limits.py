@@ -19,11 +19,11 @@ import zmq
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.errors import ErrorCode, RemoteError
+from zfile.fileio.direct import DirectAppender
 from zfile.protocol.codec import decode, encode
 from zfile.protocol.events import Cancel, Error, Event, Put, PutOk, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
-from zfile.store import partial
 
 from ..conftest import free_port, start_daemon, zfile_cli
 from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, restart
@@ -219,16 +219,16 @@ async def test_write_error_mid_transfer_is_no_space(tmp_path, monkeypatch, err):
         async with Client(server.endpoint) as client:
             await client.put(kept, "kept.bin")
             writes = 0
-            real = partial.write_chunks
+            real = DirectAppender.append
 
-            def failing(fd, parts, end, hasher, writeback) -> int:
+            def failing(appender, data, hasher) -> None:
                 nonlocal writes
                 writes += 1
                 if writes == 3:
                     raise OSError(err, os.strerror(err))
-                return real(fd, parts, end, hasher, writeback)
+                real(appender, data, hasher)
 
-            monkeypatch.setattr(partial, "write_chunks", failing)
+            monkeypatch.setattr(DirectAppender, "append", failing)
             with pytest.raises(RemoteError) as info:
                 await client.put(big, "big.bin")
             assert info.value.code is ErrorCode.NO_SPACE

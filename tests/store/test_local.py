@@ -27,9 +27,10 @@ from zfile.errors import (
     TooLarge,
     ZfileError,
 )
+from zfile.fileio.direct import DirectAppender
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name, check_prefix
-from zfile.store import LocalStore, partial
+from zfile.store import LocalStore
 from zfile.store.catalog import Catalog
 
 MTIME_NS = 1_600_000_000_123_456_789
@@ -397,12 +398,12 @@ async def test_busy(store: LocalStore) -> None:
 async def test_no_space_while_writing(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     await upload(store, "f", b"committed")
 
-    def full(fd, parts, end, hasher, writeback):
+    def full(appender, data, hasher):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     up = await begin(store, "f", 100)
     await up.write(0, b"x" * 10)
-    monkeypatch.setattr(partial, "write_chunks", full)
+    monkeypatch.setattr(DirectAppender, "append", full)
     with pytest.raises(NoSpace, match="no space left") as info:
         await up.write(10, b"y" * 10)
     assert info.value.code is ErrorCode.NO_SPACE
@@ -411,11 +412,11 @@ async def test_no_space_while_writing(store: LocalStore, monkeypatch: pytest.Mon
 
 
 async def test_other_os_error_is_store_error(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(fd, parts, end, hasher, writeback):
+    def broken(appender, data, hasher):
         raise OSError(errno.EIO, "Input/output error")
 
     up = await begin(store, "f", 100)
-    monkeypatch.setattr(partial, "write_chunks", broken)
+    monkeypatch.setattr(DirectAppender, "append", broken)
     with pytest.raises(StoreError, match="'f'.*Input/output error") as info:
         await up.write(0, b"x")
     assert type(info.value) is StoreError and info.value.code is ErrorCode.INTERNAL
@@ -424,13 +425,12 @@ async def test_other_os_error_is_store_error(store: LocalStore, monkeypatch: pyt
 async def test_cancelled_write_blocks_commit(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     started, release = threading.Event(), threading.Event()
 
-    def stuck(fd, parts, end, hasher, writeback):
+    def stuck(appender, data, hasher):
         started.set()
-        release.wait(10)
-        return 0  # the write never landed
+        release.wait(10)  # the write never lands
 
     up = await begin(store, "f", 2)
-    monkeypatch.setattr(partial, "write_chunks", stuck)
+    monkeypatch.setattr(DirectAppender, "append", stuck)
     task = asyncio.create_task(up.write(0, b"ab"))
     try:
         await asyncio.to_thread(started.wait)
@@ -452,7 +452,7 @@ async def test_a_cancelled_write_finishes_before_the_partial_is_closed(
     # descriptor under it would let a reused descriptor number take the bytes.
     events: list[str] = []
     entered = threading.Event()
-    real = partial.write_chunks
+    real = DirectAppender.append
     up = await begin(store, "f", 2)
     part = os.path.realpath(store.layout.part_path(up.transfer))
 
@@ -462,14 +462,14 @@ async def test_a_cancelled_write_finishes_before_the_partial_is_closed(
         except FileNotFoundError:
             return False
 
-    def slow_write(fd, parts, end, hasher, writeback):
+    def slow_write(appender, data, hasher):
         entered.set()
         time.sleep(0.3)
-        n = real(fd, parts, end, hasher, writeback)
-        events.append("written" if is_part(fd) else "written after the partial was closed")
-        return n
+        real(appender, data, hasher)
+        appender.flush()  # what a direct write would keep for later is written too
+        events.append("written" if is_part(appender.fd) else "written after the partial was closed")
 
-    monkeypatch.setattr(partial, "write_chunks", slow_write)
+    monkeypatch.setattr(DirectAppender, "append", slow_write)
     task = asyncio.create_task(up.write(0, b"ab"))
     await asyncio.to_thread(entered.wait)
     task.cancel()

@@ -12,6 +12,7 @@ import pytest
 
 from tests.seaweed import BUCKET
 from zfile.errors import Exists, IntegrityError, NotFound, StoreError, TooLarge
+from zfile.fileio.direct import ALIGN
 from zfile.store import LocalStore, make_store
 from zfile.store.s3.upload import MIN_PART, STREAM_TIER, stream_part_size
 
@@ -101,7 +102,9 @@ async def test_the_local_store_writes_a_stream_straight_into_its_partial(tmp_pat
         up = await stream(store, "s.bin", data)
         [part] = store.layout.tmp.iterdir()  # no state file: nothing could resume it
         assert part.name == f"{up.transfer}.part" and len(up.transfer) == 32
-        assert part.read_bytes() == data
+        # All but less than a page, which a direct write keeps until the commit's flush.
+        written = part.read_bytes()
+        assert data.startswith(written) and len(data) - len(written) < ALIGN
         await up.commit(b3(data), len(data))
         assert (tmp_path / "store" / "s.bin").read_bytes() == data
         assert list(store.layout.tmp.iterdir()) == []

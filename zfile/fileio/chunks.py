@@ -12,11 +12,9 @@ loop wake-up) costs about a tenth of a millisecond of CPU.  So:
   that must come from the disk is read (and hashed) in a worker-thread hop,
   so the loop never waits on a disk.  The kernel's sequential read-ahead
   brings the next chunks in meanwhile;
-- :func:`write_chunks` (receiver: the daemon's upload; the client's
-  download has its own writer thread, :mod:`zfile.fileio.writer`) writes a
-  chunk, hashes it and, every
-  :data:`zfile.writeback.DEFAULT_STEP` bytes, starts writeback of what was
-  written, all in one hop (a write may wait on the disk).
+- the receivers write elsewhere: the daemon's upload with ``O_DIRECT``
+  (:mod:`zfile.fileio.direct`), the client's download in a writer thread
+  of its own (:mod:`zfile.fileio.writer`).
 
 Chunks go out zero-copy (``copy=False``): libzmq holds the buffer until its
 I/O thread has written it to the connection.  :class:`BufferPool` therefore
@@ -35,12 +33,10 @@ import ctypes
 import errno
 import os
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Protocol
 
-from zfile.fileio.writeback import Writeback
 from zfile.protocol.digest import Hasher
-from zfile.protocol.events import Buffer
 
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
@@ -384,24 +380,6 @@ def close_after(hop: asyncio.Future | None, fd: int) -> None:
         hop.add_done_callback(close)
 
 
-def write_chunks(fd: int, parts: Sequence[Buffer], end: int, hasher: Hasher, writeback: Writeback) -> int:
-    """Write all of each of ``parts`` to ``fd`` at its current position, in
-    order, hash them, and start writeback when due; ``end`` is the file
-    offset just past the last part.  Blocking: run it in a worker thread
-    (one hop for all of ``parts``).  Returns the bytes written; OSError."""
-    total = 0
-    for part in parts:
-        view = memoryview(part).cast("B")
-        rest = view
-        while rest:
-            rest = rest[os.write(fd, rest) :]
-        hasher.update(view)
-        total += view.nbytes
-    if writeback.due(end):
-        writeback.kick(fd, end)
-    return total
-
-
 __all__ = [
     "BufferPool",
     "ChunkReader",
@@ -409,5 +387,4 @@ __all__ = [
     "Tracker",
     "close_after",
     "read_exactly",
-    "write_chunks",
 ]

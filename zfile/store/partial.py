@@ -40,7 +40,7 @@ from pathlib import Path
 import blake3
 
 from zfile.errors import IntegrityError, NoSpace, StoreError, TooLarge
-from zfile.fileio.chunks import write_chunks
+from zfile.fileio.direct import DirectAppender
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.fileio.writeback import UPLOADS, Writeback, drop
 from zfile.protocol import digest as digests
@@ -126,6 +126,8 @@ class Upload(UploadHandle):
         # once it is over (_release).
         self._inflight: asyncio.Future | None = None
         self._writeback = Writeback()
+        #: Writes the partial, with O_DIRECT where it can (zfile.fileio.direct); set with the descriptor.
+        self._appender: DirectAppender | None = None
         #: False: its commit intent is in its state file, not the catalog.
         self.intent_in_catalog = False
 
@@ -162,6 +164,7 @@ class Upload(UploadHandle):
         self.offset = offset
         # Steps shrink while many uploads run, so together they keep little in the page cache.
         self._writeback = UPLOADS.writer(offset)
+        self._appender = DirectAppender(fd, offset, self._writeback)
 
     def _open_partial(self, resume: bool) -> tuple[int, int, digests.Hasher | None]:
         """Open the partial, in one worker-thread hop: with ``resume`` after
@@ -196,14 +199,13 @@ class Upload(UploadHandle):
 
     async def _write_raw(self, data: Buffer) -> None:
         """Write ``data`` at the end of the partial and hash it, in one
-        worker-thread hop that also starts writeback when due (overlapping
-        disk writes with the transfer, so commit's fsync has only the tail
-        left).  The bytes go straight to the descriptor: the file object
-        only owns it and never buffers, so its flush and close stay right."""
-        end = self.offset + memoryview(data).nbytes
-        fd = self._fd
+        worker-thread hop: whole pages with O_DIRECT, less than a page kept
+        for the next write or the fsync (:class:`DirectAppender`), or
+        through the page cache with writeback started when due where
+        O_DIRECT is refused."""
+        assert self._appender is not None
         loop = asyncio.get_running_loop()
-        self._inflight = loop.run_in_executor(None, write_chunks, fd, [data], end, self._hasher, self._writeback)
+        self._inflight = loop.run_in_executor(None, self._appender.append, data, self._hasher)
         # Shielded: a cancelled caller must leave the hop's future pending, not
         # cancelled, so that _release can tell the thread is still writing.
         await asyncio.shield(self._inflight)
@@ -301,6 +303,7 @@ class Upload(UploadHandle):
         # the fsync that makes the bytes durable before any rename.
         self._write_intent(digest)
         fd = self._fd
+        self._flush()
         self._stamp(fd)
         os.fsync(fd)
         drop(fd)  # clean now: the next uploads' writes reuse these pages
@@ -368,8 +371,13 @@ class Upload(UploadHandle):
             raise err from exc
         await self._release(keep=True)
 
+    def _flush(self) -> None:
+        if self._appender is not None:
+            self._appender.flush()
+
     def _save(self) -> None:
         if self._fd is not None:
+            self._flush()
             os.fsync(self._fd)
         # The TTL of sweep_partials counts from the last activity, not from creation.
         os.utime(self._state_path)
@@ -393,6 +401,8 @@ class Upload(UploadHandle):
                     await asyncio.wait([self._inflight])
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            if self._appender is not None:
+                self._appender.close()  # no write runs now: the commit's seal or the wait above ended the last
             if not keep:
                 # A published partial has its final name: only the state file is left.
                 paths = (self._state_path,) if published else (self._part, self._state_path)
@@ -452,6 +462,7 @@ class StreamUpload(Upload, StreamHandle):
             await self._release(keep=False)
             raise store_error(exc, self.name, "prepare the partial file of") from exc
         self._writeback = UPLOADS.writer(0)
+        self._appender = DirectAppender(self._fd, 0, self._writeback)
 
     async def write(self, offset: int, data: Buffer) -> None:
         """Append ``data`` at byte ``offset`` (:meth:`Upload.write`); TooLarge,
