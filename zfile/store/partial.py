@@ -1,8 +1,9 @@
 """An upload in progress: its partial file, state file, resume and commit.
 
-An upload streams into ``<root>/.zfile/tmp/<transfer>.part`` (its parameters
-in ``<transfer>.json``, so an interrupted upload can resume) while its digest
-is computed from the same buffers.  A commit verifies the digest, records it
+An upload streams into ``<root>/.zfile/tmp/<transfer>.part``, whole pages
+with ``O_DIRECT`` (:mod:`zfile.fileio.direct`), its parameters in
+``<transfer>.json`` so that it can resume, and its digest is computed from
+the same buffers.  A commit verifies the digest, records it
 in the state file (the commit intent :mod:`zfile.store.recovery` finishes
 after a crash), fsyncs the partial and hands it to the store's group commit
 (:class:`zfile.store.group_commit.Publisher`), which moves it to its final name
@@ -14,10 +15,9 @@ whose size is known only at its end (PUT-STREAM) is a :class:`StreamUpload`:
 the same partial, with no state file until its commit.
 
 :func:`transfer_id` names a partial, :func:`probe_partial` says how much of
-one can be resumed, and :class:`Upload`, made by
-:meth:`zfile.store.local.LocalStore.begin_upload`, writes, commits, suspends or
-aborts it; :class:`StreamUpload` is made by
-:meth:`~zfile.store.local.LocalStore.begin_stream`.  An upload finds its paths and checks in the store's
+one can be resumed, and :class:`Upload` (:meth:`LocalStore.begin_upload
+<zfile.store.local.LocalStore.begin_upload>`; :class:`StreamUpload`,
+``begin_stream``) writes, commits, suspends or aborts it.  An upload finds its paths and checks in the store's
 :class:`~zfile.store.layout.Layout` and releases its claim
 (:class:`~zfile.store.claims.Claims`) when it finishes.  ``OSError`` becomes
 NoSpace or StoreError (:func:`zfile.store.fs.store_error`).  Sizes and
