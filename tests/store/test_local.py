@@ -345,10 +345,12 @@ async def test_resume(store: LocalStore) -> None:
     up = await begin(store, "r", len(data))
     transfer = up.transfer
     await up.write(0, data[:5000])
+    assert up.written_digest() == b3(data[:5000])
     await up.suspend()
     up = await begin(store, "r", len(data))
     assert (up.transfer, up.offset) == (transfer, 5000)
     await up.write(5000, data[5000:])
+    assert up.written_digest() == b3(data)  # the resumed prefix counted in
     entry = await up.commit(b3(data))
     assert entry.digest == b3(data)
     assert (store.root / "r").read_bytes() == data

@@ -109,6 +109,7 @@ async def test_a_small_upload_is_one_object_with_its_entry_as_metadata(store, s3
 async def test_a_multipart_upload_round_trips_and_leaves_nothing_private(store, s3):
     data = os.urandom(2 * MIN_PART + 12345)
     up = await upload(store, "big.bin", data)
+    assert up.written_digest() == digest(data)
     entry = await up.commit(digest(data))
     assert entry.size == len(data)
     client = s3_client(s3.endpoint)
@@ -165,6 +166,7 @@ async def test_a_suspended_upload_resumes_from_the_parts_held_even_in_another_st
         assert again.offset == 2 * MIN_PART
         for at in range(again.offset, len(data), MiB):
             await again.write(at, data[at : at + MiB])
+        assert again.written_digest() is None  # the parts held are hashed only when read back
         entry = await again.commit(digest(data))
         assert entry.digest == digest(data)
         download = await store.open_download("r.bin")

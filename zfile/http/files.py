@@ -5,9 +5,11 @@ and PUT (§9.3.4), all streamed through the :class:`~zfile.store.Store` interfac
 A GET reads from one :class:`~zfile.store.DownloadHandle`, opened before the
 first byte goes out: the store pairs it with one version's bytes, so a file
 replaced meanwhile is served whole from the old version.  A PUT streams the
-body into an :class:`~zfile.store.UploadHandle`, hashing it on the way, and
-commits only a complete body whose digest matches ``X-Zfile-Digest`` when
-given; otherwise the upload is suspended and nothing appears under the name.
+body into an :class:`~zfile.store.UploadHandle`, which hashes it as it
+writes (:meth:`~zfile.store.UploadHandle.written_digest`: the body is
+hashed once), and commits only a complete body whose digest matches
+``X-Zfile-Digest`` when given; otherwise the upload is suspended and
+nothing appears under the name.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from zfile.errors import Exists, IntegrityError, StoreError
 from zfile.http.conditional import Unsatisfiable, byte_range, etag, http_date, last_modified, precondition
 from zfile.http.spool import open_spool, spool, unspool
 from zfile.protocol import digest as digests
+from zfile.protocol.digest import Hasher
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
-from zfile.store import Store
+from zfile.store import Store, UploadHandle
 
 #: Bytes read from the store per chunk of a response body.
 READ_CHUNK = 256 * 1024
@@ -221,7 +224,8 @@ async def store_stream(
     )
     committed = False
     try:
-        hasher = digests.new_hasher(digests.DEFAULT_ALGO)
+        # A partial the store resumed is not this body's: hashed here, its commit is refused.
+        hasher = digests.new_hasher(digests.DEFAULT_ALGO) if upload.offset else None
         pending = bytearray()
         async for chunk in chunks:
             if counted is not None:
@@ -230,15 +234,15 @@ async def store_stream(
                 raise IntegrityError(f"the body of {name!r} runs past its {size} bytes")
             pending += chunk
             if len(pending) >= WRITE_CHUNK:
-                hasher.update(pending)
-                await upload.write(upload.offset, pending)
+                await _write(upload, pending, hasher)
                 pending = bytearray()  # the store may still hold the last one
         if pending:
-            hasher.update(pending)
-            await upload.write(upload.offset, pending)
+            await _write(upload, pending, hasher)
         if upload.offset != size:
             raise IntegrityError(f"the body of {name!r} ended after {upload.offset} of {size} bytes")
-        digest = hasher.digest()
+        digest = upload.written_digest() if hasher is None else hasher.digest()
+        if digest is None:
+            raise StoreError(f"the store cannot tell the digest of {name!r}")
         if expected is not None and digest != expected:
             await upload.abort()
             raise IntegrityError(
@@ -250,6 +254,12 @@ async def store_stream(
     finally:
         if not committed:
             await upload.suspend()
+
+
+async def _write(upload: UploadHandle, data: bytearray, hasher: Hasher | None) -> None:
+    if hasher is not None:
+        hasher.update(data)
+    await upload.write(upload.offset, data)
 
 
 async def put_file(

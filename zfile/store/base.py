@@ -140,6 +140,14 @@ class UploadHandle(Protocol):
         """
         ...
 
+    def written_digest(self) -> bytes | None:
+        """The digest, in the upload's algorithm, of the bytes written so far
+        (:attr:`offset` of them), from the hashing the store does as it
+        writes; None when the store cannot tell (a resumed upload whose
+        earlier bytes it did not hash again).  A front that does not get the
+        digest from its peer commits with this one, hashing nothing twice."""
+        ...
+
     async def commit(self, digest: bytes) -> Entry:
         """Verify the bytes against ``digest``, publish them under the final
         name and return the catalog entry; a reader sees the old file or the

@@ -239,6 +239,10 @@ class Upload(UploadHandle):
             self.offset += length
             self._torn = False
 
+    def written_digest(self) -> bytes:
+        """The digest of the partial's bytes so far (a resumed prefix included)."""
+        return self._hasher.digest()
+
     async def commit(self, digest: bytes) -> Entry:
         """Verify, publish under the final name, record, and return the entry.
 

@@ -220,6 +220,11 @@ class S3Upload(UploadHandle, StreamHandle):
 
     # -- the handle ----------------------------------------------------------
 
+    def written_digest(self) -> bytes | None:
+        """The digest of the bytes written so far; None once resumed (the
+        parts held from before are hashed only when read back at the commit)."""
+        return None if self._resumed else self._hasher.digest()
+
     def _check_live(self) -> None:
         if not self.live:
             raise StoreError(f"the upload of {quote_name(self.name)} is finished")
