@@ -83,7 +83,7 @@ async def test_send_everywhere_and_gather_round_trip_with_one_node_missing(two_d
 
     assert [r.endpoint for r in reports] == [c.endpoint for c in configs]
     ok, missing = reports[:2], reports[2]
-    expected = tree_digest([(name, "blake3", b3(path.read_bytes())) for path, name, _ in plan.files])
+    expected = tree_digest([(name, "blake3", b3(Path(path).read_bytes())) for path, name, _ in plan.files])
     for report in ok:
         assert report.ok and report.files == 2 and report.unchanged == 0
         assert report.bytes == (3 << 20) + 5 and report.digest == expected

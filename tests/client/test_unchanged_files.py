@@ -75,9 +75,9 @@ async def test_checksum_finds_each_changed_file_small_or_hashed_in_threads(daemo
         changed = {"t/f007.bin", "t/f040.bin", "t/f120.bin", "t/f139.bin"}
         for path, name, size in plan.files:
             if name in changed:  # new bytes, same size and mtime: only -c sees it
-                make_file(path, size)
+                make_file(Path(path), size)
         gone = "t/f100.bin"
-        next(path for path, name, _ in plan.files if name == gone).unlink()  # cannot be read: not unchanged
+        os.unlink(next(path for path, name, _ in plan.files if name == gone))  # cannot be read: not unchanged
         got = await unchanged_uploads(client, plan.files, Compare.CHECKSUM, plan.mtime_ns)
         names = [n for _, n, _ in plan.files]
         assert {n for n, (same, _) in zip(names, got, strict=True) if not same} == changed | {gone}

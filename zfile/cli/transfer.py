@@ -62,9 +62,9 @@ class Run:
     endpoint: str
     dry_run: bool
     #: (stored name, local path, size) of each file to transfer.
-    todo: list[tuple[str, Path, int]] = field(default_factory=list)
+    todo: list[tuple[str, str | Path, int]] = field(default_factory=list)
     #: (stored name, local path, size, digest or None) of each unchanged file.
-    unchanged: list[tuple[str, Path, int, bytes | None]] = field(default_factory=list)
+    unchanged: list[tuple[str, str | Path, int, bytes | None]] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     deleted: list[Deleted] = field(default_factory=list)

@@ -28,7 +28,6 @@ import dataclasses
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from zfile.client.channel import Channel, Progress, error_code, no_progress
 from zfile.client.client import Client
@@ -70,7 +69,7 @@ async def _answer(channel: Channel, results: dict[str, NodeResult]) -> Event:
 
 async def _put_chain(
     client: Client,
-    path: Path,
+    path: str | os.PathLike[str],
     name: str,
     st: os.stat_result,
     clobber: bool,
@@ -110,7 +109,7 @@ async def _put_chain(
 
 async def chain_file(
     configs: Sequence[ClientConfig],
-    path: Path,
+    path: str | os.PathLike[str],
     name: str,
     *,
     clobber: bool = True,
@@ -122,7 +121,7 @@ async def chain_file(
     this client sends (each reaches every node of the chain)."""
     results: dict[str, NodeResult] = {}
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError as exc:
         error = LocalFileError(f"cannot read {path}: {exc.strerror}")
         return {c.endpoint: error for c in configs}
@@ -229,7 +228,7 @@ async def send_chain(
     return reports
 
 
-def _tree(star: NodeReport, ok: list[tuple[str, str, bytes]], small: list[tuple[Path, str, int]]) -> bytes | None:
+def _tree(star: NodeReport, ok: list[tuple[str, str, bytes]], small: list[tuple[str, str, int]]) -> bytes | None:
     """The tree digest of all the node's files, when the star part's digests are known."""
     if not small:
         return tree_digest(ok)

@@ -156,7 +156,7 @@ def _digest_of(digests: list[tuple[str, str, bytes]]) -> bytes | None:
 
 async def _send_one(
     config: ClientConfig,
-    plan: list[tuple[Path, str, int]],
+    plan: list[tuple[str, str, int]],
     clobber: bool,
     compare: Compare,
     progress: Progress,

@@ -81,7 +81,7 @@ async def remote_entries(client: Client, names: Sequence[str]) -> dict[str, Entr
     return await remote_listing(client, listing_prefixes(wanted), wanted)
 
 
-def same(local: Path, entry: Entry | None, compare: Compare) -> bool:
+def same(local: str | os.PathLike[str], entry: Entry | None, compare: Compare) -> bool:
     """True when the file at ``local`` matches ``entry`` under ``compare``;
     False when there is no entry, the file cannot be read, or it differs.
     Blocking (stat, and for CHECKSUM a read of the file): run it in a worker
@@ -96,23 +96,23 @@ def same(local: Path, entry: Entry | None, compare: Compare) -> bool:
         except OSError:
             return False
     try:
-        st = local.stat()
+        st = os.stat(local)
     except OSError:
         return False
     return st.st_size == entry.size and st.st_mtime_ns == entry.mtime_ns
 
 
-def _unchanged(pairs: Sequence[tuple[Path, Entry | None]], compare: Compare) -> list[bool]:
+def _unchanged(pairs: Sequence[tuple[str | os.PathLike[str], Entry | None]], compare: Compare) -> list[bool]:
     return [same(local, entry, compare) for local, entry in pairs]
 
 
-def _hashed_same(checks: Sequence[tuple[int, Path, int, bytes]]) -> list[tuple[int, bool]]:
+def _hashed_same(checks: Sequence[tuple[int, str, int, bytes]]) -> list[tuple[int, bool]]:
     """For each ``(index, local path, size, stored digest)``, whether the
     file holds ``size`` bytes of that digest (DEFAULT_ALGO); those of
     :data:`_THREADED_SIZE` bytes or more in up to :data:`_HASH_THREADS`
     worker threads.  A file that cannot be read is not the same.  Blocking."""
 
-    def verdict(c: tuple[int, Path, int, bytes]) -> tuple[int, bool]:
+    def verdict(c: tuple[int, str, int, bytes]) -> tuple[int, bool]:
         try:
             return c[0], whole_file_digest(c[1], c[2]) == c[3]
         except OSError:
@@ -129,7 +129,7 @@ def _hashed_same(checks: Sequence[tuple[int, Path, int, bytes]]) -> list[tuple[i
     return verdicts
 
 
-def _stat_mtimes(files: Sequence[tuple[Path, str, int]], known: Mapping[str, int]) -> tuple[list[int], list[int]]:
+def _stat_mtimes(files: Sequence[tuple[str, str, int]], known: Mapping[str, int]) -> tuple[list[int], list[int]]:
     """The indexes of ``files`` whose mtime is known or stat'ed, and those
     mtimes; a file that cannot be stat'ed is left out (not unchanged: its
     send says why it cannot be read)."""
@@ -139,7 +139,7 @@ def _stat_mtimes(files: Sequence[tuple[Path, str, int]], known: Mapping[str, int
         mtime = known.get(name)
         if mtime is None:
             try:
-                mtime = path.stat().st_mtime_ns
+                mtime = os.stat(path).st_mtime_ns
             except OSError:
                 continue
         asked.append(i)
@@ -149,7 +149,7 @@ def _stat_mtimes(files: Sequence[tuple[Path, str, int]], known: Mapping[str, int
 
 async def unchanged_uploads(
     client: Client,
-    files: Sequence[tuple[Path, str, int]],
+    files: Sequence[tuple[str, str, int]],
     compare: Compare,
     mtime_ns: Mapping[str, int] | None = None,
 ) -> list[tuple[bool, bytes | None]]:

@@ -32,7 +32,7 @@ from zfile.protocol.machine import State
 
 async def send_file(
     channel: Channel,
-    path: Path,
+    path: str | os.PathLike[str],
     st: os.stat_result,
     chunk_size: int,
     hasher: Hasher,

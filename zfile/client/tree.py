@@ -109,7 +109,7 @@ async def send_paths(
     small = [k for k, (_, _, size) in enumerate(plan) if size <= client.config.inline_max]
     large = [k for k, (_, _, size) in enumerate(plan) if size > client.config.inline_max]
 
-    def job(path: Path, name: str) -> Callable[[], Awaitable[Result]]:
+    def job(path: str, name: str) -> Callable[[], Awaitable[Result]]:
         return lambda: client.put(path, name, clobber=clobber, progress=progress)
 
     async def singles() -> None:
