@@ -4,6 +4,8 @@ known size (the quick check's -c)."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import blake3
 import pytest
@@ -20,9 +22,30 @@ def test_a_file_of_the_size_given_gives_its_digest(tmp_path, size):
 
 
 @pytest.mark.parametrize("said", [4095, 4097, 0])
-def test_a_file_shorter_or_longer_than_said_gives_none(tmp_path, said):
+@pytest.mark.parametrize("block", [1000, 1 << 20])
+def test_a_file_shorter_or_longer_than_said_gives_none(tmp_path, said, block):
     (tmp_path / "f").write_bytes(os.urandom(4096))
-    assert whole_file_digest(tmp_path / "f", said, block=1000) is None
+    assert whole_file_digest(tmp_path / "f", said, block=block) is None
+
+
+def test_a_read_cut_short_reads_on_to_the_size(tmp_path):
+    # A FIFO hands over what its writer has written so far: the first read(2) is short.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    halves = os.urandom(100), os.urandom(100)
+
+    def writer() -> None:
+        with open(fifo, "wb", buffering=0) as f:
+            f.write(halves[0])
+            time.sleep(0.2)
+            f.write(halves[1])
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        assert whole_file_digest(fifo, 200) == blake3.blake3(b"".join(halves)).digest()
+    finally:
+        t.join()
 
 
 def test_a_missing_file_raises_oserror(tmp_path):

@@ -33,16 +33,28 @@ def whole_file_digest(
     bytes, else None (it is shorter or longer).
 
     The quick check's ``-c`` (rsync's ``--checksum``) calls it for every file
-    of a tree whose size matches the other side's, so a small file costs one
-    ``open(2)``, two ``read(2)`` and a ``close(2)``, no Python file object.
-    Raises ``OSError`` from the file system.
+    of a tree whose size matches the other side's, so a file of less than
+    ``block`` bytes costs one ``open(2)``, one ``read(2)`` of one byte more
+    than ``size`` (a longer file shows without a ``stat(2)``) and a
+    ``close(2)``, no Python file object.  Raises ``OSError`` from the file
+    system.
     """
-    hasher = new_hasher(algo)
-    total = 0
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
+        if size < block:
+            data = os.read(fd, size + 1)
+            hasher = new_hasher(algo)
+            hasher.update(data)
+            if len(data) == size:
+                return hasher.digest()
+            if len(data) > size:
+                return None
+            # Short of size: a read cut short (a signal, a network file
+            # system) or a shorter file; the loop below tells which.
+            total = len(data)
+        else:
+            total, hasher = 0, new_hasher(algo)
         while True:
-            # One byte more than is left: a longer file shows without another stat.
             data = os.read(fd, min(block, size - total + 1))
             if not data:
                 break
