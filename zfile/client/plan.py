@@ -38,8 +38,9 @@ class UploadPlan:
 
     ``files`` holds (local path, stored name, size in bytes) for each regular
     file to send, the path a ``str`` (the walked directory's joined with the
-    file's name, as :func:`os.scandir` gives it: a tree of 10,000 files
-    built no :class:`~pathlib.Path` for each); ``skipped`` one :class:`Outcome` per local entry that will
+    file's name, as :func:`os.scandir` gives it, with no
+    :class:`~pathlib.Path` built per file); ``skipped`` one
+    :class:`Outcome` per local entry that will
     not be sent, its ``name`` the local path (:func:`shown`) and its
     ``error`` a :class:`~zfile.errors.Skipped` saying why.  ``excluded``
     holds the stored names the filters left out (a directory once, nothing

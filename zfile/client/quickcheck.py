@@ -18,8 +18,9 @@ file, so that a tree sent again costs no listing on either side.  Under
 ``-c`` it asks by size and hashes small files while the answer is on its
 way (in a worker thread, stopping at those the daemon does not hold at that
 size), larger ones only once their size is known to match, several at once
-in worker threads (BLAKE3 and the reads release the GIL).  Fan-out and downloads compare against LIST pages (one request
-per top-level directory of the tree, or per file named on its own).
+in worker threads (BLAKE3 and the reads release the GIL).  Fan-out and
+downloads compare against LIST pages (one request per top-level directory
+of the tree, or per file named on its own).
 """
 
 from __future__ import annotations
