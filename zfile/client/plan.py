@@ -134,9 +134,10 @@ def plan_upload(
         # DirEntry's, cached), no other system call for a regular file, and
         # the DirEntry's own path string (a Path joined to the directory's
         # cost as much as the lstat).
+        here = directory == "."  # the walk of "." names its files as Path did: "x", not "./x"
         for entry in entries:
             base = entry.name
-            path = entry.path
+            path = base if here else entry.path
             if not (base.isascii() or _is_utf8(base)):
                 is_dir = entry.is_dir()
                 why = "the name is not valid UTF-8" + (" (nothing below it is sent)" if is_dir else "")

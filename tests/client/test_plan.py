@@ -1,0 +1,35 @@
+"""Tests of zfile.client.plan's walk: the local paths and stored names it plans."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from zfile.client.plan import plan_upload
+
+
+def tree(root: Path) -> None:
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"a")
+    (root / "sub" / "b.txt").write_bytes(b"bb")
+
+
+def test_the_walk_gives_each_file_its_path_name_size_and_mtime(tmp_path):
+    tree(tmp_path / "t")
+    plan = plan_upload([tmp_path / "t"])
+    assert plan.files == [
+        (str(tmp_path / "t" / "a.txt"), "t/a.txt", 1),
+        (str(tmp_path / "t" / "sub" / "b.txt"), "t/sub/b.txt", 2),
+    ]
+    assert plan.mtime_ns == {name: os.stat(path).st_mtime_ns for path, name, _ in plan.files}
+
+
+def test_the_current_directory_walked_names_its_files_without_a_dot(tmp_path, monkeypatch):
+    tree(tmp_path / "t")
+    monkeypatch.chdir(tmp_path / "t")
+    for spelled in (".", "./"):
+        plan = plan_upload([spelled])
+        assert [(path, name) for path, name, _ in plan.files] == [
+            ("a.txt", "t/a.txt"),
+            (os.path.join("sub", "b.txt"), "t/sub/b.txt"),
+        ]
