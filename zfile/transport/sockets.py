@@ -36,6 +36,7 @@ from zmq.utils.monitor import parse_monitor_message
 from zfile import protocol
 from zfile.errors import AuthFailed, PeerGone, PeerUnreachable, RemoteProtocolError, TransportError
 from zfile.protocol.events import Event
+from zfile.transport.context import client_context
 
 if TYPE_CHECKING:
     # CURVE support is imported when a socket uses it: a plain client's start-up skips it.
@@ -334,7 +335,7 @@ class ClientSocket:
         connection is CurveZMQ-encrypted and authenticated with
         ``curve.keypair``; the daemon must hold ``curve.server_key``.  Raises
         :class:`TransportError`."""
-        ctx = zmq.asyncio.Context()
+        ctx = client_context()
         sock = ctx.socket(zmq.DEALER)
         monitor = None
         try:
@@ -355,7 +356,6 @@ class ClientSocket:
             if monitor is not None:
                 monitor.close(linger=0)
             sock.close(linger=0)
-            ctx.term()
             raise _transport_error(f"cannot connect to {endpoint}", exc) from None
         return cls(ctx, sock, endpoint, monitor, curve is not None, on_down)
 
@@ -501,5 +501,6 @@ class ClientSocket:
             self._sock.disable_monitor()
             self._monitor.close(linger=0)
             self._monitor = None
+        # The context is the process's (zfile.transport.context): the queued
+        # messages leave within the linger after this returns.
         self._sock.close(linger=int(linger_s * 1000))
-        self._ctx.term()
