@@ -39,29 +39,22 @@ def whole_file_digest(
     ``close(2)``, no Python file object.  Raises ``OSError`` from the file
     system.
     """
+    hasher = new_hasher(algo)
+    total = 0
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if size < block:
-            data = os.read(fd, size + 1)
-            hasher = new_hasher(algo)
-            hasher.update(data)
-            if len(data) == size:
-                return hasher.digest()
-            if len(data) > size:
-                return None
-            # Short of size: a read cut short (a signal, a network file
-            # system) or a shorter file; the loop below tells which.
-            total = len(data)
-        else:
-            total, hasher = 0, new_hasher(algo)
         while True:
-            data = os.read(fd, min(block, size - total + 1))
+            # One byte more than is left: a longer file shows without a stat.
+            want = min(block, size - total + 1)
+            data = os.read(fd, want)
             if not data:
                 break
             total += len(data)
             if total > size:
                 return None
             hasher.update(data)
+            if total == size and len(data) < want:
+                break  # short of the byte more asked for: the end, with no read(2) to see it
     finally:
         os.close(fd)
     return hasher.digest() if total == size else None
