@@ -116,7 +116,7 @@ class _Hashes:
     says are held at their size, the rest are not hashed; a digest that
     turns out unwanted costs one small read."""
 
-    def __init__(self, files: Sequence[tuple[str, str, int]]) -> None:
+    def __init__(self, files: Sequence[tuple[str | os.PathLike[str], str, int]]) -> None:
         self._files = files
         self._wanted: Container[int] | None = None
         #: Digest (None: another size now) or OSError, by index into files.
@@ -139,27 +139,20 @@ class _Hashes:
                 self.done[i] = exc
 
 
-def _hashed_same(
-    checks: Sequence[tuple[int, str, int, bytes]], ahead: Mapping[int, bytes | None | OSError]
-) -> list[tuple[int, bool]]:
+def _hashed_same(checks: Sequence[tuple[int, str | os.PathLike[str], int, bytes]]) -> list[tuple[int, bool]]:
     """For each ``(index, local path, size, stored digest)``, whether the
-    file holds ``size`` bytes of that digest (DEFAULT_ALGO); a digest in
-    ``ahead`` (by index) is not computed again, and of the others those of
-    :data:`_THREADED_SIZE` bytes or more are hashed in up to
-    :data:`_HASH_THREADS` worker threads.  A file that cannot be read is not
-    the same.  Blocking."""
+    file holds ``size`` bytes of that digest (DEFAULT_ALGO); those of
+    :data:`_THREADED_SIZE` bytes or more in up to :data:`_HASH_THREADS`
+    worker threads.  A file that cannot be read is not the same.  Blocking."""
 
-    def verdict(c: tuple[int, str, int, bytes]) -> tuple[int, bool]:
-        got = ahead.get(c[0], ahead)
-        if got is ahead:
-            try:
-                got = whole_file_digest(c[1], c[2])
-            except OSError:
-                return c[0], False
-        return c[0], got == c[3]
+    def verdict(c: tuple[int, str | os.PathLike[str], int, bytes]) -> tuple[int, bool]:
+        try:
+            return c[0], whole_file_digest(c[1], c[2]) == c[3]
+        except OSError:
+            return c[0], False
 
-    inline = [c for c in checks if c[2] < _THREADED_SIZE or c[0] in ahead]
-    pooled = [c for c in checks if c[2] >= _THREADED_SIZE and c[0] not in ahead]
+    inline = [c for c in checks if c[2] < _THREADED_SIZE]
+    pooled = [c for c in checks if c[2] >= _THREADED_SIZE]
     if len(pooled) < 2:  # a pool gains nothing for one file
         inline, pooled = list(checks), []
     verdicts = list(map(verdict, inline))
@@ -169,7 +162,9 @@ def _hashed_same(
     return verdicts
 
 
-def _stat_mtimes(files: Sequence[tuple[str, str, int]], known: Mapping[str, int]) -> tuple[list[int], list[int]]:
+def _stat_mtimes(
+    files: Sequence[tuple[str | os.PathLike[str], str, int]], known: Mapping[str, int]
+) -> tuple[list[int], list[int]]:
     """The indexes of ``files`` whose mtime is known or stat'ed, and those
     mtimes; a file that cannot be stat'ed is left out (not unchanged: its
     send says why it cannot be read)."""
@@ -189,7 +184,7 @@ def _stat_mtimes(files: Sequence[tuple[str, str, int]], known: Mapping[str, int]
 
 async def unchanged_uploads(
     client: Client,
-    files: Sequence[tuple[str, str, int]],
+    files: Sequence[tuple[str | os.PathLike[str], str, int]],
     compare: Compare,
     mtime_ns: Mapping[str, int] | None = None,
 ) -> list[tuple[bool, bytes | None]]:
@@ -220,7 +215,7 @@ async def unchanged_uploads(
         for i, (verdict, digest) in zip(asked, verdicts, strict=True):
             out[i] = (verdict == CHECK_SAME, digest)
         return out
-    ahead = _Hashes([(os.fspath(path), name, size) for path, name, size in files])
+    ahead = _Hashes(files)
     hashing = asyncio.ensure_future(asyncio.to_thread(ahead.run))
     try:
         verdicts = await client.check([name for _, name, _ in files], [size for *_, size in files], None)
@@ -230,11 +225,14 @@ async def unchanged_uploads(
         raise
     stored = {i: d for i, (v, d) in enumerate(verdicts) if v == CHECK_SAME and d is not None}
     ahead.only(stored)
-    await hashing
-    checks = [(i, os.fspath(files[i][0]), files[i][2], d) for i, d in stored.items()]
-    for i, same_bytes in await asyncio.to_thread(_hashed_same, checks, ahead.done):
-        if same_bytes:
-            out[i] = (True, stored[i])
+    await hashing  # every small file held is hashed by now: only the larger ones are left
+    left = [(i, files[i][0], files[i][2], d) for i, d in stored.items() if i not in ahead.done]
+    same_bytes = {i: ahead.done[i] == d for i, d in stored.items() if i in ahead.done}
+    if left:
+        same_bytes.update(await asyncio.to_thread(_hashed_same, left))
+    for i, digest in stored.items():
+        if same_bytes[i]:
+            out[i] = (True, digest)
     return out
 
 
