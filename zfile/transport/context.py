@@ -29,24 +29,20 @@ EXIT_LINGER_MS = 1000
 
 _lock = threading.Lock()
 _shared: tuple[int, zmq.asyncio.Context] | None = None
-_hooked = False
 
 
 def client_context() -> zmq.asyncio.Context:
     """This process's context for client sockets, made when first asked
     for (again in a child after fork(2), or once it was closed)."""
-    global _shared, _hooked
+    global _shared
     with _lock:
         pid = os.getpid()
         if _shared is None or _shared[0] != pid or _shared[1].closed:
             _shared = (pid, zmq.asyncio.Context())
-            if not _hooked:
-                # Registered after pyzmq's own exit hook, so it runs before it (atexit is LIFO).
-                atexit.register(_destroy_at_exit)
-                _hooked = True
         return _shared[1]
 
 
+@atexit.register  # after pyzmq's own exit hook (imported above), so it runs first: atexit is LIFO
 def _destroy_at_exit() -> None:
     shared = _shared
     if shared is not None and shared[0] == os.getpid() and not shared[1].closed:
