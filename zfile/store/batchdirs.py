@@ -17,7 +17,7 @@ import errno
 import os
 
 from zfile.store import unnamed
-from zfile.store.layout import Layout
+from zfile.store.layout import Layout, other_fs_error
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -56,12 +56,13 @@ class Directories:
         """The descriptor of ``name``'s parent directory ``parent``, made
         when missing.  BadName when it is outside the root, in the private
         directory, or a file is in the way (the checks of
-        :meth:`Layout.check_path`); OSError."""
+        :meth:`Layout.check_path`) or on another file system than the
+        partials' directory; OSError."""
         fd = self.fds.get(parent)
         if fd is not None:
             return fd
         try:
-            fd = self._walk(parent)
+            fd = self._walk(name, parent)
         except OSError as exc:
             if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
                 raise
@@ -72,7 +73,7 @@ class Directories:
         self.fds[parent] = fd
         return fd
 
-    def _walk(self, parent: str) -> int:
+    def _walk(self, name: str, parent: str) -> int:
         fd = self.root_fd
         if not parent:
             return fd
@@ -81,6 +82,9 @@ class Directories:
             try:
                 fd = self._keep(os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd))
                 made = False
+                # Before anything is made below it: a mount inside the root.
+                if os.fstat(fd).st_dev != self._layout.device:
+                    raise other_fs_error(name, self._layout.real_root)
             except FileNotFoundError:
                 try:
                     os.mkdir(part, dir_fd=fd)

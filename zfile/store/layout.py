@@ -5,7 +5,8 @@ A stored file lives at ``<root>/<name>``; an upload in progress at
 ``<transfer>.json``; the catalog at ``<root>/.zfile/catalog.db``.
 :class:`Layout` knows these paths and checks a name's path against the tree
 (symlinks leaving the root, directories or files in the way, components over
-the file system's NAME_MAX, paths over PATH_MAX) and the free space for an upload.  The checks
+the file system's NAME_MAX, paths over PATH_MAX, a directory on another file
+system than the partials' directory) and the free space for an upload.  The checks
 block: callers run them in a worker thread, except :meth:`Layout.resolve`,
 which makes that hop itself.  Sizes are bytes.
 """
@@ -29,6 +30,18 @@ def exists_error(name: str) -> Exists:
     return Exists(f"{quote_name(name)} already exists in the store")
 
 
+def other_fs_error(name: str, root: str) -> BadName:
+    """The error for a name whose directory is on another file system than
+    the store's partials directory (a mount inside the root): a file is
+    committed by a rename (or link) from there, and rename(2) cannot cross
+    file systems (EXDEV)."""
+    return BadName(
+        f"{quote_name(name)} would be stored on another file system than the store's, mounted inside "
+        f"{root}; a file is committed by a rename from the store's partials directory, which cannot "
+        "cross file systems: choose a name outside that mount, or serve it as a store of its own"
+    )
+
+
 class Layout:
     """The on-disk layout of a store under ``root``, and its path checks.
 
@@ -37,7 +50,8 @@ class Layout:
     :attr:`name_max` (the longest file name component, in bytes) are known
     once :meth:`open` has run, as is :attr:`path_max` (the longest path a
     system call takes, in bytes with its NUL); :attr:`real_root` is "" while
-    closed.
+    closed.  :attr:`device` is the partials' directory's file system
+    (``st_dev``), where every stored file's directory must be.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -49,6 +63,7 @@ class Layout:
         self.real_root_bytes = 0
         self.name_max = 255
         self.path_max = 4096
+        self.device = -1
 
     async def open(self) -> None:
         """Create the root and the partials' directory and learn the root's
@@ -59,6 +74,7 @@ class Layout:
             self.real_root_bytes = len(os.fsencode(self.real_root))
             self.name_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_NAME_MAX")
             self.path_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_PATH_MAX")
+            self.device = (await asyncio.to_thread(os.stat, self.tmp)).st_dev
         except OSError as exc:
             raise StoreError(f"could not create the store at {self.root}: {exc.strerror or exc}") from exc
 
@@ -85,7 +101,9 @@ class Layout:
         when the tree cannot be inspected.  Runs twice for every file stored
         (before the write and before the rename), so it makes as few system
         calls as the checks allow.  BadName too when the real path would
-        exceed PATH_MAX, which the system calls on it would refuse.
+        exceed PATH_MAX, which the system calls on it would refuse, and (for
+        write) when its directory is on another file system than
+        :attr:`device`.
 
         ``realpaths``, when given, caches each parent directory's real path
         across calls (keyed by the parent as named): for a batch of names
@@ -128,11 +146,15 @@ class Layout:
         ancestor = parent
         while True:
             try:
-                if not stat.S_ISDIR(os.stat(ancestor).st_mode):
-                    raise BadName(f"{quote_name(name)} needs a directory where the store holds a file")
+                st = os.stat(ancestor)
                 break
             except FileNotFoundError:
                 ancestor = os.path.dirname(ancestor)
+        if not stat.S_ISDIR(st.st_mode):
+            raise BadName(f"{quote_name(name)} needs a directory where the store holds a file")
+        # A directory made later inside a mount is on the mount's file system, as its nearest ancestor is.
+        if st.st_dev != self.device:
+            raise other_fs_error(name, self.real_root)
         return path
 
     async def resolve(self, name: str, for_write: bool) -> Path:
