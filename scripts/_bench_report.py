@@ -3,6 +3,7 @@ bar charts (matplotlib, the ``bench`` extra)."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from _benchlib import Run, med, span
@@ -85,7 +86,9 @@ def charts(results: list[Run], out: Path) -> list[Path]:
         colors = [
             "#1f77b4" if k.startswith("zfile") else "#9ecae1" if k.startswith("baseline") else "#999999" for k in labels
         ]
-        ax.bar(labels, [values[k] for k in labels], color=colors)
+        ax.bar(range(len(labels)), [values[k] for k in labels], color=colors)
+        # Wrapped, so that long names ("disk (dd oflag=direct)") do not run into their neighbours.
+        ax.set_xticks(range(len(labels)), [textwrap.fill(k, 14) for k in labels])
         for i, k in enumerate(labels):
             ax.text(i, values[k], f"{values[k]:,.0f}", ha="center", va="bottom", fontsize=8)
         ax.set_title(title, fontsize=10)
