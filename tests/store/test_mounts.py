@@ -77,3 +77,34 @@ async def test_a_directory_beside_the_mount_is_still_writable(store: LocalStore,
     # "mnt2" starts with the mount's name but is the root's own directory.
     assert (await upload(store, "mnt2/x", b"x")).size == 1
     assert (store.root / "mnt2" / "x").read_bytes() == b"x"
+
+
+@pytest.mark.slow
+def test_send_into_a_mount_says_why_and_the_rest_of_the_run_lands(tmp_path: Path) -> None:
+    """Through a real daemon and the CLI: a tree sent under the mount fails
+    with the store's sentence, exit 1, nothing stored there; the same files
+    under another prefix land."""
+    from ..conftest import start_daemon, zfile_cli
+
+    root = tmp_path / "store"
+    (root / "mnt").mkdir(parents=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root / "mnt")], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root is needed): {res.stderr.decode(errors='replace').strip()}")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small.txt").write_bytes(b"small")
+    (src / "large.bin").write_bytes(os.urandom(3 << 20))  # past the inline size: a streamed upload
+    d = start_daemon(root, tmp_path / "daemon.log")
+    try:
+        run = zfile_cli("send", str(src), "--to", d.endpoint, "--prefix", "mnt/", check=False)
+        assert run.returncode == 1, run.stderr
+        for name in ("mnt/src/small.txt", "mnt/src/large.bin"):
+            assert f"{name}: '{name}' would be stored on another file system than the store's" in run.stderr
+        assert "sent 0 file(s)" in run.stdout and "; 2 failed" in run.stdout
+        assert mounted_files(root / "mnt") == []
+        zfile_cli("send", str(src), "--to", d.endpoint, "--prefix", "beside/")
+        assert (root / "beside" / "src" / "large.bin").read_bytes() == (src / "large.bin").read_bytes()
+    finally:
+        assert d.stop() == 0
+        subprocess.run(["umount", "-l", str(root / "mnt")], check=False)
