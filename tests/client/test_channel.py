@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from zfile.client.channel import Channel, error_code
@@ -138,3 +140,20 @@ async def test_credit_is_counted_by_the_transfer():
     await ch.next()
     await ch.send(Credit(7, 6))
     assert ch.transfer.credit == 10
+
+
+async def test_a_cancel_as_an_event_arrives_is_not_lost():
+    """Ctrl-C cancels the command's task (asyncio.run's SIGINT handler); an
+    event delivered in the same turn of the loop must neither swallow the
+    cancellation (Python 3.11's ``asyncio.wait_for`` did: the command went
+    on and waited out its timeout) nor be lost itself."""
+    ch, _ = channel(FakeSocket())
+    await ch.send(Get(7, "a.bin", 1 << 20))
+    waiting = asyncio.create_task(ch.next())
+    for _ in range(3):
+        await asyncio.sleep(0)  # blocked on the empty inbox
+    ch.deliver(META)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await ch.next() == META

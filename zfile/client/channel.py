@@ -99,7 +99,10 @@ class Channel:
         if not self._inbox.empty():  # the common case mid-stream: no timer to set up
             return self._accept(self._inbox.get_nowait())
         try:
-            item = await asyncio.wait_for(self._inbox.get(), self._timeout)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns an item
+            # that arrives in the turn its caller is cancelled, and Ctrl-C is lost.
+            async with asyncio.timeout(self._timeout):
+                item = await self._inbox.get()
         except TimeoutError:
             raise self._timeout_error() from None
         return self._accept(item)
@@ -125,7 +128,8 @@ class Channel:
             cancel = Cancel(self.transfer.id)
             with contextlib.suppress(ZfileError, TimeoutError):
                 self.transfer.send(cancel)
-                await asyncio.wait_for(self._sock.send(cancel), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self._sock.send(cancel)
 
     async def __aenter__(self) -> Channel:
         return self

@@ -138,7 +138,9 @@ class Successor:
         """The node's next answer but CHAIN-RESULTs (handed to ``on_result``)."""
         while True:
             try:
-                item = await asyncio.wait_for(self.inbox.get(), self.timeout)
+                # Not wait_for, which in Python 3.11 can swallow a cancellation (channel.py).
+                async with asyncio.timeout(self.timeout):
+                    item = await self.inbox.get()
             except TimeoutError:
                 assert self.sock is not None
                 raise self.sock.link_failure() or PeerTimeout(
@@ -192,7 +194,8 @@ class Successor:
             with contextlib.suppress(ZfileError, TimeoutError):
                 cancel = Cancel(_LINK_ID)
                 self.transfer.send(cancel)
-                await asyncio.wait_for(self.sock.send(cancel), 1.0)
+                async with asyncio.timeout(1.0):
+                    await self.sock.send(cancel)
         self.abandon()
 
 
