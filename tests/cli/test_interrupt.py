@@ -31,6 +31,14 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, what: str) -
         time.sleep(0.01)
 
 
+def default_sigint() -> None:
+    """In the CLI's child before exec: SIGINT as a terminal's foreground job has
+    it.  A shell without job control starts a background job (``./scripts/test &``)
+    with SIGINT ignored, children inherit that, and a CLI started so rightly
+    ignores Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(args: list[str], ready: Callable[[], bool], daemon) -> subprocess.CompletedProcess:
     """Run the CLI, hold the daemon once ``ready()``, press Ctrl-C, and return how the CLI ended."""
     proc = subprocess.Popen(
@@ -39,6 +47,7 @@ def interrupt(args: list[str], ready: Callable[[], bool], daemon) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=default_sigint,
     )
     try:
         wait_for(ready, proc, "transfer under way")
@@ -119,6 +128,7 @@ def test_ctrl_c_during_send_stdin_exits_130_and_stores_nothing(d):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     os.close(r)
     try:
