@@ -5,8 +5,10 @@ byte is written, and the rest of the store goes on."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +20,26 @@ from zfile.store import LocalStore, unnamed
 from .test_local import MTIME_NS, b3, begin, tmp_files, upload
 
 
-@pytest.fixture
-def mounted(store: LocalStore):
-    """A tmpfs mounted at ``<root>/mnt`` for this test (root is needed)."""
-    mnt = store.root / "mnt"
-    mnt.mkdir()
+@contextlib.contextmanager
+def tmpfs_at(mnt: Path) -> Iterator[Path]:
+    """A tmpfs mounted at the new directory ``mnt`` while the block runs;
+    the test is skipped where it cannot be mounted (root is needed)."""
+    mnt.mkdir(parents=True)
     res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (root is needed): {res.stderr.decode(errors='replace').strip()}")
     try:
-        assert os.stat(mnt).st_dev != os.stat(store.root).st_dev
+        assert os.stat(mnt).st_dev != os.stat(mnt.parent).st_dev
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def mounted(store: LocalStore) -> Iterator[Path]:
+    """A tmpfs mounted at ``<root>/mnt`` for this test."""
+    with tmpfs_at(store.root / "mnt") as mnt:
+        yield mnt
 
 
 def whole(name: str, data: bytes) -> PutFile:
@@ -87,24 +96,20 @@ def test_send_into_a_mount_says_why_and_the_rest_of_the_run_lands(tmp_path: Path
     from ..conftest import start_daemon, zfile_cli
 
     root = tmp_path / "store"
-    (root / "mnt").mkdir(parents=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root / "mnt")], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root is needed): {res.stderr.decode(errors='replace').strip()}")
     src = tmp_path / "src"
     src.mkdir()
     (src / "small.txt").write_bytes(b"small")
     (src / "large.bin").write_bytes(os.urandom(3 << 20))  # past the inline size: a streamed upload
-    d = start_daemon(root, tmp_path / "daemon.log")
-    try:
-        run = zfile_cli("send", str(src), "--to", d.endpoint, "--prefix", "mnt/", check=False)
-        assert run.returncode == 1, run.stderr
-        for name in ("mnt/src/small.txt", "mnt/src/large.bin"):
-            assert f"{name}: '{name}' would be stored on another file system than the store's" in run.stderr
-        assert "sent 0 file(s)" in run.stdout and "; 2 failed" in run.stdout
-        assert mounted_files(root / "mnt") == []
-        zfile_cli("send", str(src), "--to", d.endpoint, "--prefix", "beside/")
-        assert (root / "beside" / "src" / "large.bin").read_bytes() == (src / "large.bin").read_bytes()
-    finally:
-        assert d.stop() == 0
-        subprocess.run(["umount", "-l", str(root / "mnt")], check=False)
+    with tmpfs_at(root / "mnt") as mnt:
+        d = start_daemon(root, tmp_path / "daemon.log")
+        try:
+            run = zfile_cli("send", str(src), "--to", d.endpoint, "--prefix", "mnt/", check=False)
+            assert run.returncode == 1, run.stderr
+            for name in ("mnt/src/small.txt", "mnt/src/large.bin"):
+                assert f"{name}: '{name}' would be stored on another file system than the store's" in run.stderr
+            assert "sent 0 file(s)" in run.stdout and "; 2 failed" in run.stdout
+            assert mounted_files(mnt) == []
+            zfile_cli("send", str(src), "--to", d.endpoint, "--prefix", "beside/")
+            assert (root / "beside" / "src" / "large.bin").read_bytes() == (src / "large.bin").read_bytes()
+        finally:
+            assert d.stop() == 0
