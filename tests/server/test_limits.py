@@ -4,6 +4,7 @@ free space, and a disk that fills mid-transfer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
@@ -16,7 +17,7 @@ import blake3
 import pytest
 import zmq
 
-from zfile.client.client import Client
+from zfile.client.client import Client, Result
 from zfile.client.config import ClientConfig
 from zfile.errors import ErrorCode, RemoteError
 from zfile.fileio.direct import DirectAppender
@@ -24,6 +25,8 @@ from zfile.protocol.codec import decode, encode
 from zfile.protocol.events import Cancel, Error, Event, Put, PutOk, PutReady
 from zfile.server.config import ServerConfig
 from zfile.server.server import Server
+from zfile.store.catalog import Catalog
+from zfile.store.reserve import Reserve
 
 from ..conftest import free_port, start_daemon, zfile_cli
 from ..rawpeer import MTIME_NS, MiB, RawPeer, digest_of, make_file, partials, restart
@@ -336,3 +339,123 @@ def test_a_full_daemon_disk_stops_the_run_with_one_line(tmp_path, small_fs):
         assert refused <= 40 < int(failed), (refused, failed)
     finally:
         assert d.stop() == 0
+
+
+def _fill_after_intents(monkeypatch, filler: Path) -> None:
+    """From now on, the first batch whose commit intents are written fills
+    the disk of ``filler`` to its last byte, before its files are installed."""
+    real = Catalog.add_intents
+
+    async def then_full(catalog, intents):
+        batch = await real(catalog, intents)
+        if not filler.exists():
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:  # unbuffered: nothing is left to flush at the close
+                for size in (1 << 20, 4096, 1):
+                    with contextlib.suppress(OSError):
+                        while os.write(fd, b"\0" * size):
+                            pass
+            finally:
+                os.close(fd)
+        return batch
+
+    monkeypatch.setattr(Catalog, "add_intents", then_full)
+
+
+async def _put_when_room(client: Client, src: Path, name: str) -> None:
+    """Upload ``src`` as ``name`` once the store takes uploads again (it
+    tries its catalog again every few seconds)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            await client.put(src, name)
+            return
+        except RemoteError as exc:
+            assert exc.code is ErrorCode.NO_SPACE and time.monotonic() < deadline, exc
+            await asyncio.sleep(0.5)
+
+
+async def _stored_tree(root: Path, client: Client) -> tuple[list[str], list[str]]:
+    """The names the daemon lists, and the files its root holds, sorted."""
+    listed = sorted([e.name async for e in client.list("")])
+    return listed, sorted(p.name for p in root.iterdir() if p.is_file())
+
+
+@pytest.mark.slow
+async def test_a_disk_that_fills_between_a_batchs_install_and_its_rows_still_records_them(
+    tmp_path, small_fs, monkeypatch, caplog
+):
+    """The disk fills to its last byte after a PUT-MANY's commit intents are
+    written: the files are installed, the catalog frees its reserve to
+    record them (a new file and a replaced one), so what it lists is what
+    the disk holds and a get of the replaced file gives its new bytes; then
+    it refuses uploads until there is room for the reserve again."""
+    if small_fs is None:
+        pytest.skip("cannot mount a tmpfs here (root is needed)")
+    root = small_fs / "store"
+    server = Server(ServerConfig(bind=f"tcp://127.0.0.1:{free_port()}", root=str(root)))
+    await server.startup()
+    reserve = root / ".zfile" / "catalog.reserve"
+    filler = small_fs / "filler"
+    old = make_file(tmp_path / "old" / "a.bin", 4096)
+    files = [make_file(tmp_path / "new" / f"f{i}.bin", 4096) for i in range(20)] + [
+        make_file(tmp_path / "new" / "a.bin", 4096)
+    ]
+    try:
+        assert reserve.stat().st_blocks * 512 >= 256 << 10
+        async with Client(server.endpoint) as client:
+            await client.put(old, "a.bin")
+            _fill_after_intents(monkeypatch, filler)
+            results = await client.put_many([(f, f.name) for f in files])
+            monkeypatch.undo()
+            assert all(isinstance(r, Result) for r in results), results
+            assert [r.message for r in caplog.records if "freed its reserve" in r.message] != []
+            assert not reserve.exists()
+            listed, on_disk = await _stored_tree(root, client)
+            assert listed == on_disk == sorted(f.name for f in files)
+            got = await client.get("a.bin", tmp_path / "back" / "a.bin")
+            assert got.path.read_bytes() == files[-1].read_bytes() != old.read_bytes()
+            with pytest.raises(RemoteError) as info:
+                await client.put(old, "later.bin")
+            assert info.value.code is ErrorCode.NO_SPACE
+            filler.unlink()
+            await _put_when_room(client, old, "later.bin")
+            assert reserve.stat().st_blocks * 512 >= 256 << 10
+    finally:
+        filler.unlink(missing_ok=True)
+        await server.shutdown()
+
+
+@pytest.mark.slow
+async def test_rows_the_reserve_could_not_save_are_recorded_once_there_is_room(tmp_path, small_fs, monkeypatch):
+    """Without a reserve to free, the rows of a batch installed as the disk
+    filled cannot be written: its files are refused no-space, and recorded
+    from their commit intents as soon as the catalog is writable again, not
+    at the next start."""
+    if small_fs is None:
+        pytest.skip("cannot mount a tmpfs here (root is needed)")
+    root = small_fs / "store"
+    server = Server(ServerConfig(bind=f"tcp://127.0.0.1:{free_port()}", root=str(root)))
+    await server.startup()
+    filler = small_fs / "filler"
+    old = make_file(tmp_path / "old" / "a.bin", 4096)
+    files = [make_file(tmp_path / "new" / f"f{i}.bin", 4096) for i in range(5)] + [
+        make_file(tmp_path / "new" / "a.bin", 4096)
+    ]
+    try:
+        async with Client(server.endpoint) as client:
+            await client.put(old, "a.bin")
+            monkeypatch.setattr(Reserve, "release", lambda self: False)  # as if spent already
+            _fill_after_intents(monkeypatch, filler)
+            results = await client.put_many([(f, f.name) for f in files])
+            monkeypatch.undo()
+            assert all(isinstance(r, RemoteError) and r.code is ErrorCode.NO_SPACE for r in results), results
+            filler.unlink()
+            await _put_when_room(client, old, "later.bin")
+            listed, on_disk = await _stored_tree(root, client)
+            assert listed == on_disk == sorted([f.name for f in files] + ["later.bin"])
+            got = await client.get("a.bin", tmp_path / "back" / "a.bin")
+            assert got.path.read_bytes() == files[-1].read_bytes()
+    finally:
+        filler.unlink(missing_ok=True)
+        await server.shutdown()

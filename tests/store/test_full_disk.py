@@ -1,5 +1,6 @@
 """A catalog on a full disk: opened read-only, reads served, writes refused
-no-space in zfile's words, writable again once there is room.  The disk is
+no-space in zfile's words, writable again once there is room; its reserve
+spent to record what is already on the disk.  The disk is
 faked here; tests/server/test_limits.py fills a real tmpfs when it can."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 from zfile.errors import NoSpace
 from zfile.protocol.events import Entry
 from zfile.store.catalog import Catalog
+from zfile.store.reserve import Reserve, size_for
 
 ENTRY = Entry("kept.bin", 3, 1, 0o644, "blake3", b"d" * 32, 1.0, "u-1", "peer")
 NEW = Entry("new.bin", 3, 1, 0o644, "blake3", b"e" * 32, 2.0, "u-2", "peer")
@@ -75,3 +77,108 @@ async def test_a_full_disk_met_by_a_write_is_no_space_and_makes_the_catalog_read
     finally:
         monkeypatch.undo()
         await catalog.close()
+
+
+class _FullOnce:
+    """A connection whose next ``calls`` statements fail SQLITE_FULL."""
+
+    def __init__(self, conn: sqlite3.Connection, calls: int = 1) -> None:
+        self._conn = conn
+        self.calls = calls
+
+    def execute(self, *args):
+        if self.calls:
+            self.calls -= 1
+            full = sqlite3.OperationalError("database or disk is full")
+            full.sqlite_errorcode = sqlite3.SQLITE_FULL
+            raise full
+        return self._conn.execute(*args)
+
+
+def _full_next(monkeypatch, catalog: Catalog, calls: int = 1) -> _FullOnce:
+    conn = _FullOnce(catalog._conn, calls)
+    monkeypatch.setattr(catalog, "_db", lambda: conn)
+    return conn
+
+
+async def test_a_row_of_a_change_made_on_a_full_disk_is_written_by_freeing_the_reserve(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    catalog = Catalog(tmp_path / "catalog.db")
+    reserve = tmp_path / "catalog.reserve"
+    await catalog.open()
+    try:
+        assert reserve.stat().st_blocks * 512 >= 256 << 10 and not catalog.read_only
+        _full_next(monkeypatch, catalog)
+        await catalog.put(NEW)  # written at the second try
+        monkeypatch.undo()
+        assert await catalog.get("new.bin") == NEW
+        assert not reserve.exists()
+        assert [r.message for r in caplog.records if "freed its reserve to record 'new.bin'" in r.message] != []
+        assert catalog.read_only  # no room is left for the next one
+        with pytest.raises(NoSpace):
+            await catalog.put(ENTRY)
+        assert await catalog.try_writable()  # this disk has room: the reserve is held again
+        assert reserve.stat().st_blocks * 512 >= 256 << 10
+        await catalog.put(ENTRY)
+    finally:
+        monkeypatch.undo()
+        await catalog.close()
+
+
+async def test_with_its_reserve_spent_a_full_disk_is_no_space(tmp_path: Path, monkeypatch) -> None:
+    catalog = Catalog(tmp_path / "catalog.db")
+    await catalog.open()
+    try:
+        _full_next(monkeypatch, catalog, calls=2)
+        with pytest.raises(NoSpace):
+            await catalog.delete_many(["kept.bin"])
+        assert catalog.read_only
+        assert not (tmp_path / "catalog.reserve").exists()
+    finally:
+        monkeypatch.undo()
+        await catalog.close()
+
+
+async def test_commit_intents_on_a_full_disk_keep_the_reserve(tmp_path: Path, monkeypatch) -> None:
+    """Nothing is on the disk yet when intents are written: they fail, and
+    the reserve stays for the rows of what is."""
+    catalog = Catalog(tmp_path / "catalog.db")
+    await catalog.open()
+    try:
+        _full_next(monkeypatch, catalog)
+        with pytest.raises(NoSpace):
+            await catalog.add_intents([("t-1", NEW)])
+        assert (tmp_path / "catalog.reserve").exists()
+        assert catalog.read_only
+    finally:
+        monkeypatch.undo()
+        await catalog.close()
+
+
+async def test_a_disk_with_no_room_for_the_reserve_opens_the_catalog_read_only(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    def no_room(self: Reserve) -> bool:
+        self.size = 256 << 10
+        return False
+
+    monkeypatch.setattr(Reserve, "hold", no_room)
+    catalog = Catalog(tmp_path / "catalog.db")
+    await catalog.open()
+    try:
+        assert catalog.read_only
+        assert [r.message for r in caplog.records if "no room for its reserve of 262144 bytes" in r.message] != []
+        assert await catalog.get("kept.bin") is None  # reads are served
+        assert not await catalog.try_writable()
+        monkeypatch.undo()
+        assert await catalog.try_writable()
+        await catalog.put(NEW)
+    finally:
+        await catalog.close()
+
+
+def test_the_reserve_is_a_64th_of_the_disk_within_bounds() -> None:
+    assert size_for(16 << 20) == 256 << 10
+    assert size_for(512 << 20) == 8 << 20
+    assert size_for(1 << 40) == 16 << 20

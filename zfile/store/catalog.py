@@ -15,7 +15,10 @@ index need room), so :meth:`Catalog.open` then opens it read-only and sets
 :attr:`Catalog.read_only`: the store still serves downloads and listings,
 and every write raises :class:`~zfile.errors.NoSpace` until
 :meth:`Catalog.try_writable` succeeds once space is freed.  SQLite's own
-wording is logged, never put in an error a client would see.
+wording is logged, never put in an error a client would see.  A write that
+records what is already on the disk (a file installed, renamed, removed)
+may spend the catalog's reserve (:mod:`zfile.store.reserve`) when the disk
+is full, so that the catalog still says what the disk holds.
 """
 
 from __future__ import annotations
@@ -36,6 +39,17 @@ from zfile.errors import NoSpace, StoreError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import quote_name
 from zfile.protocol.quickcheck import Held
+from zfile.store.catalog_rows import (
+    COLUMNS,
+    INSERT,
+    INTENT_BATCHES,
+    INTENTS,
+    SCHEMA,
+    entry_of,
+    prefix_end,
+    row_of,
+)
+from zfile.store.reserve import Reserve
 
 T = TypeVar("T")
 
@@ -44,90 +58,20 @@ log = logging.getLogger("zfile.store")
 # Free bytes under which a catalog that fails to open is taken to be on a full disk.
 _FULL_BYTES = 1 << 20
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    id TEXT PRIMARY KEY,
-    name TEXT UNIQUE NOT NULL,
-    size INTEGER,
-    mtime_ns INTEGER,
-    mode INTEGER,
-    algo TEXT,
-    digest BLOB,
-    received REAL,
-    peer TEXT
-)
-"""
-_INTENTS = """
-CREATE TABLE IF NOT EXISTS intents (
-    transfer TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    size INTEGER,
-    mtime_ns INTEGER,
-    mode INTEGER,
-    algo TEXT,
-    digest BLOB,
-    received REAL,
-    id TEXT,
-    peer TEXT
-)
-"""
-# One row per group-commit batch: its intents packed (msgpack) into one blob,
-# so that a batch of small files costs one row here, not one per file.
-_INTENT_BATCHES = """
-CREATE TABLE IF NOT EXISTS intent_batches (
-    batch INTEGER PRIMARY KEY,
-    intents BLOB NOT NULL
-)
-"""
-_COLUMNS = "name, size, mtime_ns, mode, algo, digest, received, id, peer"
-_INSERT = f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-
-def _row(e: Entry) -> tuple[Any, ...]:
-    return (e.name, e.size, e.mtime_ns, e.mode, e.algo, bytes(e.digest), e.received, e.id, e.peer)
-
-
-def _entry(row: tuple[Any, ...]) -> Entry:
-    name, size, mtime_ns, mode, algo, digest, received, id_, peer = row
-    return Entry(
-        name=name,
-        size=size,
-        mtime_ns=mtime_ns,
-        mode=mode,
-        algo=algo,
-        digest=bytes(digest),
-        received=received,
-        id=id_,
-        peer=peer or "",
-    )
-
-
-def _prefix_end(prefix: str) -> str | None:
-    """Smallest string greater than every string starting with ``prefix``
-    (code point order, which is also SQLite's BINARY order on UTF-8), or None
-    when no such bound exists.  A range query uses the name index; LIKE would
-    need ``%`` and ``_`` escaped and would not."""
-    chars = list(prefix)
-    while chars:
-        last = ord(chars.pop()) + 1
-        if last == 0xD800:
-            # Surrogates cannot be encoded as UTF-8, and nothing sorts between them in UTF-8 anyway.
-            last = 0xE000
-        if last <= 0x10FFFF:
-            return "".join(chars) + chr(last)
-    return None
-
 
 class Catalog:
     """SQLite catalog of committed files at ``path``.
 
     Methods raise :class:`~zfile.errors.StoreError` (code ``internal``) when
     SQLite fails, and when the catalog is used before :meth:`open` or after
-    :meth:`close`.
+    :meth:`close`.  While writable it holds a reserve at ``catalog.reserve``
+    beside ``path`` (None once it could not be allocated for a reason other
+    than room: the catalog then runs without).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._reserve: Reserve | None = Reserve(self.path.with_suffix(".reserve"))
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         #: True while the catalog is open read-only because its disk is full.
@@ -147,10 +91,48 @@ class Catalog:
                 raise NoSpace(f"the store's disk is full: its catalog could not {doing}") from exc
             raise StoreError(f"the catalog {self.path} could not {doing} (the daemon's log has why)") from exc
 
-    async def _write(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
+    async def _write(self, doing: str, fn: Callable[..., T], *args: Any, settles: bool = True) -> T:
+        """Run the write ``fn``; ``settles``: it records a change already
+        made on the disk, and may spend the reserve."""
         if self.read_only:
             raise NoSpace(f"the store's disk is full: its catalog cannot be written, so it could not {doing}")
-        return await self._run(doing, fn, *args)
+        if not settles or self._reserve is None:
+            return await self._run(doing, fn, *args)
+        spent: list[bool] = []
+        try:
+            return await self._run(doing, self._spending_reserve, spent, doing, fn, *args)
+        finally:
+            if spent:  # no room is left for another write of the kind
+                self._go_read_only("its reserve was spent")
+
+    def _spending_reserve(self, spent: list[bool], doing: str, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            # Every write below is one statement or one transaction rolled back on failure: safe to run again.
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL or not self._reserve.release():
+                raise
+        spent.append(True)
+        log.warning("catalog %s: the disk is full; freed its reserve to %s", self.path, doing)
+        return fn(*args)
+
+    def _hold_reserve(self) -> bool:
+        """Blocking.  True when the reserve is held, or the catalog runs
+        without one; False when the disk has no room for it."""
+        if self._reserve is None:
+            return True
+        try:
+            return self._reserve.hold()
+        except OSError as exc:
+            log.warning(
+                "catalog %s: runs without a reserve, %s could not be allocated (%s): a disk that fills "
+                "between a change and its row leaves the catalog behind the disk until the next start",
+                self.path,
+                self._reserve.path,
+                exc.strerror or exc,
+            )
+            self._reserve = None
+            return True
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -167,9 +149,9 @@ class Catalog:
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode!r}, WAL could not be enabled")
             conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(_SCHEMA)
-            conn.execute(_INTENTS)
-            conn.execute(_INTENT_BATCHES)
+            conn.execute(SCHEMA)
+            conn.execute(INTENTS)
+            conn.execute(INTENT_BATCHES)
         except BaseException:
             conn.close()
             raise
@@ -220,13 +202,14 @@ class Catalog:
             fs = os.statvfs(self.path.parent)
         except OSError:
             return False
-        return fs.f_bavail * fs.f_frsize < _FULL_BYTES
+        return fs.f_bavail * fs.f_frsize < _FULL_BYTES + (self._reserve.size if self._reserve else 0)
 
     async def open(self) -> None:
         """Create or open the database; a no-op when already open.
 
         On a full disk (under 1 MiB free) a catalog that cannot be opened for
-        writing is opened read-only instead, and :attr:`read_only` is set.
+        writing is opened read-only instead, and :attr:`read_only` is set;
+        so it is when the disk has no room for the reserve.
         Raises StoreError when the file cannot be created or opened, or WAL
         mode cannot be enabled.
         """
@@ -250,6 +233,9 @@ class Catalog:
                         log.error("catalog %s: could not be written: %s", self.path, exc.__cause__)
                         raise
                     self._go_read_only(str(exc.__cause__))
+                else:
+                    if not await self._run("hold its reserve", self._hold_reserve):
+                        self._go_read_only(self._no_room())
         except OSError as exc:
             self._executor.shutdown(wait=False)
             self._executor = None
@@ -268,7 +254,7 @@ class Catalog:
         if await asyncio.to_thread(self._disk_full):
             return False
 
-        def reopen() -> None:
+        def reopen() -> bool:
             old, self._conn = self._conn, None
             if old is not None:
                 old.close()
@@ -277,13 +263,20 @@ class Catalog:
             except BaseException:
                 self._connect_read_only()
                 raise
+            return self._hold_reserve()
 
         try:
-            await self._run("be reopened for writing", reopen, quiet=True)
+            if not await self._run("be reopened for writing", reopen, quiet=True):
+                log.info("catalog %s: stays read-only: %s", self.path, self._no_room())
+                return False
         except StoreError:
             return False
         self.read_only = False
         return True
+
+    def _no_room(self) -> str:
+        size = self._reserve.size if self._reserve else 0
+        return f"no room for its reserve of {size} bytes"
 
     async def close(self) -> None:
         """Close the database and stop its thread; a no-op when not open."""
@@ -305,7 +298,7 @@ class Catalog:
         """Insert ``entry``, atomically replacing any row with the same name."""
 
         def put() -> None:
-            self._db().execute(_INSERT, _row(entry))
+            self._db().execute(INSERT, row_of(entry))
 
         await self._write(f"record {quote_name(entry.name)}", put)
 
@@ -322,7 +315,7 @@ class Catalog:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(_INSERT, [_row(e) for e in entries])
+                db.executemany(INSERT, [row_of(e) for e in entries])
                 db.executemany("DELETE FROM intents WHERE transfer = ?", [(t,) for t in done])
                 if done_batch is not None:
                     db.execute("DELETE FROM intent_batches WHERE batch = ?", (done_batch,))
@@ -341,21 +334,22 @@ class Catalog:
         or None when there were none."""
 
         def add() -> int | None:
-            packed = msgpack.packb([(t, *_row(e)) for t, e in intents], use_bin_type=True)
+            packed = msgpack.packb([(t, *row_of(e)) for t, e in intents], use_bin_type=True)
             return self._db().execute("INSERT INTO intent_batches (intents) VALUES (?)", (packed,)).lastrowid
 
         if not intents:
             return None
-        return await self._write(f"record {len(intents)} commit intents", add)
+        # Nothing is on the disk yet: an intent that cannot be written stops the batch, and the reserve is kept.
+        return await self._write(f"record {len(intents)} commit intents", add, settles=False)
 
     async def intents(self) -> list[tuple[str, Entry]]:
         """Every recorded commit intent as ``(transfer, entry)``, batched or not."""
 
         def intents() -> list[tuple[str, Entry]]:
             db = self._db()
-            found = [(row[0], _entry(row[1:])) for row in db.execute(f"SELECT transfer, {_COLUMNS} FROM intents")]
+            found = [(row[0], entry_of(row[1:])) for row in db.execute(f"SELECT transfer, {COLUMNS} FROM intents")]
             for (packed,) in db.execute("SELECT intents FROM intent_batches ORDER BY batch"):
-                found.extend((item[0], _entry(tuple(item[1:]))) for item in msgpack.unpackb(packed, raw=False))
+                found.extend((item[0], entry_of(tuple(item[1:]))) for item in msgpack.unpackb(packed, raw=False))
             return sorted(found, key=lambda intent: intent[0])
 
         return await self._run("list commit intents", intents)
@@ -385,16 +379,16 @@ class Catalog:
         """Return the entry named ``name``, or None when there is none."""
 
         def get() -> Entry | None:
-            row = self._db().execute(f"SELECT {_COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
-            return None if row is None else _entry(row)
+            row = self._db().execute(f"SELECT {COLUMNS} FROM files WHERE name = ?", (name,)).fetchone()
+            return None if row is None else entry_of(row)
 
         return await self._run(f"look up {quote_name(name)}", get)
 
     async def get_many(self, names: Sequence[str]) -> dict[str, Entry]:
         """The entries of those of ``names`` the catalog holds, by name, in one
         worker-thread hop (a batched download's lookups)."""
-        rows = await self._run(f"look up {len(names)} names", self._rows_of, _COLUMNS, names)
-        return {row[0]: _entry(row) for row in rows}
+        rows = await self._run(f"look up {len(names)} names", self._rows_of, COLUMNS, names)
+        return {row[0]: entry_of(row) for row in rows}
 
     async def held(self, names: Sequence[str]) -> dict[str, Held]:
         """(size, mtime_ns, algo, digest) of those of ``names`` the catalog
@@ -453,7 +447,7 @@ class Catalog:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.execute("DELETE FROM files WHERE name = ?", (old,))
-                db.execute(_INSERT, _row(entry))
+                db.execute(INSERT, row_of(entry))
                 db.execute("DELETE FROM intents WHERE transfer = ?", (done,))
                 if done_batch is not None:
                     db.execute("DELETE FROM intent_batches WHERE batch = ?", (done_batch,))
@@ -471,14 +465,14 @@ class Catalog:
         if limit < 1:
             return []
         clauses, params = ["name >= ?", "name > ?"], [prefix, after]
-        end = _prefix_end(prefix)
+        end = prefix_end(prefix)
         if end is not None:
             clauses.append("name < ?")
             params.append(end)
-        sql = f"SELECT {_COLUMNS} FROM files WHERE {' AND '.join(clauses)} ORDER BY name LIMIT ?"
+        sql = f"SELECT {COLUMNS} FROM files WHERE {' AND '.join(clauses)} ORDER BY name LIMIT ?"
 
         def list_() -> list[Entry]:
-            return [_entry(row) for row in self._db().execute(sql, (*params, limit))]
+            return [entry_of(row) for row in self._db().execute(sql, (*params, limit))]
 
         return await self._run(f"list names starting with {quote_name(prefix)}", list_)
 
@@ -486,6 +480,6 @@ class Catalog:
         """Return every entry, ordered by name."""
 
         def all_() -> list[Entry]:
-            return [_entry(row) for row in self._db().execute(f"SELECT {_COLUMNS} FROM files ORDER BY name")]
+            return [entry_of(row) for row in self._db().execute(f"SELECT {COLUMNS} FROM files ORDER BY name")]
 
         return await self._run("list all entries", all_)

@@ -69,7 +69,7 @@ from zfile.store.litter import Limits, PartialBounds
 from zfile.store.partial import StreamUpload, Upload, probe_partial, transfer_id
 from zfile.store.reader import Download
 from zfile.store.reclaim import PartialKeeper
-from zfile.store.recovery import Reconciled, reconcile
+from zfile.store.recovery import Reconciled, finish_catalog_intents, reconcile
 from zfile.store.wholes import Staged, store_batch
 
 __all__ = ["Download", "LocalStore", "StreamUpload", "Upload", "transfer_id"]
@@ -235,6 +235,8 @@ class LocalStore(Store):
             self._retry_writable_at = now + _RETRY_WRITABLE_S
             if await self.catalog.try_writable():
                 log.info("the store's catalog %s is writable again: accepting uploads", self.catalog.path)
+                async with self.publisher.lock:  # no commit is under way: every intent left is one cut short
+                    await finish_catalog_intents(self.layout, self.catalog, self.max_name_bytes)
                 return
         raise NoSpace("the store's disk is full: no upload is accepted until space is freed on the daemon")
 

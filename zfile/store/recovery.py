@@ -159,6 +159,31 @@ async def _finish_commits(layout: Layout, catalog: Catalog, max_name_bytes: int)
         intents = await asyncio.to_thread(_read_intents, layout.tmp)
     except OSError as exc:
         raise StoreError(f"could not list partial uploads in {layout.tmp}: {exc.strerror or exc}") from exc
+    recorded = await finish_catalog_intents(layout, catalog, max_name_bytes)
+    for state_path, state in intents:
+        entry = await asyncio.to_thread(_published, layout, max_name_bytes, state_path, state)
+        if entry is not None:
+            old = await catalog.get(entry.name)
+            if old is not None and old.digest == entry.digest:
+                entry = None  # the row was written; only the state file's removal was cut short
+        if entry is not None:
+            await catalog.put(entry)
+            recorded += 1
+            log.warning("catalog: recorded %s, whose commit was cut short", quote_name(entry.name))
+        if not state_path.with_suffix(".part").exists():
+            with contextlib.suppress(OSError):
+                state_path.unlink()
+    return recorded
+
+
+async def finish_catalog_intents(layout: Layout, catalog: Catalog, max_name_bytes: int) -> int:
+    """Record the file of each commit intent the catalog holds (a batch's,
+    a ``mv``'s) that reached its final name with the intent's bytes
+    (re-hashed), drop the others' partials, and remove the intents; return
+    how many rows were recorded.  At start, and while the store runs once a
+    catalog the disk filled is writable again, under the group commit's
+    lock (then every intent left is one whose rows could not be written).
+    Raises StoreError (NoSpace) when the catalog cannot be written."""
     recorded = 0
     listed = await catalog.intents()
     for transfer, intent in listed:
@@ -183,19 +208,6 @@ async def _finish_commits(layout: Layout, catalog: Catalog, max_name_bytes: int)
                 recorded += 1
                 log.warning("catalog: recorded %s, whose commit was cut short", quote_name(entry.name))
     await catalog.drop_intents([transfer for transfer, _ in listed])
-    for state_path, state in intents:
-        entry = await asyncio.to_thread(_published, layout, max_name_bytes, state_path, state)
-        if entry is not None:
-            old = await catalog.get(entry.name)
-            if old is not None and old.digest == entry.digest:
-                entry = None  # the row was written; only the state file's removal was cut short
-        if entry is not None:
-            await catalog.put(entry)
-            recorded += 1
-            log.warning("catalog: recorded %s, whose commit was cut short", quote_name(entry.name))
-        if not state_path.with_suffix(".part").exists():
-            with contextlib.suppress(OSError):
-                state_path.unlink()
     return recorded
 
 
