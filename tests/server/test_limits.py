@@ -292,6 +292,14 @@ async def test_a_daemon_whose_catalog_cannot_be_written_starts_and_serves_reads(
             assert [e.name async for e in client.list("")] == ["kept.bin"]
             got = await client.get("kept.bin", tmp_path / "back" / "kept.bin")
             assert got.path.read_bytes() == kept.read_bytes()
+            # Removed with its row, or refused with its file kept: never a row without its file.
+            [removal] = await client.remove(["kept.bin"])
+            listed = [e.name async for e in client.list("")]
+            if removal.error is None:
+                assert listed == [] and not (d.root / "kept.bin").exists()
+            else:
+                assert removal.error.code is ErrorCode.NO_SPACE and "nothing was removed" in str(removal.error)
+                assert listed == ["kept.bin"] and (d.root / "kept.bin").exists()
         with RawPeer(d.endpoint) as peer:
             for tid, data in enumerate((b"", b"small"), 1):
                 err = _inline_put(peer, tid, f"new-{tid}.txt", data)
@@ -418,6 +426,11 @@ async def test_a_disk_that_fills_between_a_batchs_install_and_its_rows_still_rec
             with pytest.raises(RemoteError) as info:
                 await client.put(old, "later.bin")
             assert info.value.code is ErrorCode.NO_SPACE
+            # A removal is what frees room: it is not refused, and its row goes with its file.
+            [removal] = await client.remove(["f0.bin"])
+            assert removal.error is None, removal
+            listed, on_disk = await _stored_tree(root, client)
+            assert listed == on_disk == sorted(f.name for f in files[1:])
             filler.unlink()
             await _put_when_room(client, old, "later.bin")
             assert reserve.stat().st_blocks * 512 >= 256 << 10

@@ -44,6 +44,7 @@ async def test_a_catalog_that_cannot_be_opened_for_writing_on_a_full_disk_serves
             await catalog.put(NEW)
         assert "disk I/O" not in str(info.value) and "database" not in str(info.value)
         assert not await catalog.try_writable()  # still full
+        assert not await catalog.deletable()  # opened read-only: a removal would leave its row
         monkeypatch.undo()
         assert await catalog.try_writable()
         await catalog.put(NEW)
@@ -182,3 +183,26 @@ def test_the_reserve_is_a_64th_of_the_disk_within_bounds() -> None:
     assert size_for(16 << 20) == 256 << 10
     assert size_for(512 << 20) == 8 << 20
     assert size_for(1 << 40) == 16 << 20
+
+
+async def test_a_removal_is_tried_on_a_catalog_a_full_disk_made_read_only(tmp_path: Path, monkeypatch) -> None:
+    """The files a removal unlinks free blocks: its rows' deletion is
+    tried, where an upload would be refused."""
+    catalog = Catalog(tmp_path / "catalog.db")
+    await catalog.open()
+    try:
+        await catalog.put(ENTRY)
+        _full_next(monkeypatch, catalog, calls=2)
+        with pytest.raises(NoSpace):
+            await catalog.put(NEW)
+        monkeypatch.undo()
+        monkeypatch.setattr(Catalog, "_disk_full", lambda self: True)
+        assert catalog.read_only and not await catalog.try_writable()
+        assert await catalog.deletable()
+        await catalog.delete_many(["kept.bin"])
+        assert await catalog.get("kept.bin") is None
+        with pytest.raises(NoSpace):
+            await catalog.put(NEW)
+    finally:
+        monkeypatch.undo()
+        await catalog.close()

@@ -76,6 +76,8 @@ class Catalog:
         self._conn: sqlite3.Connection | None = None
         #: True while the catalog is open read-only because its disk is full.
         self.read_only = False
+        #: False while its connection was opened read-only (it cannot write at all).
+        self._can_write = False
 
     async def _run(self, doing: str, fn: Callable[..., T], *args: Any, quiet: bool = False) -> T:
         if self._executor is None:
@@ -91,10 +93,13 @@ class Catalog:
                 raise NoSpace(f"the store's disk is full: its catalog could not {doing}") from exc
             raise StoreError(f"the catalog {self.path} could not {doing} (the daemon's log has why)") from exc
 
-    async def _write(self, doing: str, fn: Callable[..., T], *args: Any, settles: bool = True) -> T:
+    async def _write(
+        self, doing: str, fn: Callable[..., T], *args: Any, settles: bool = True, frees: bool = False
+    ) -> T:
         """Run the write ``fn``; ``settles``: it records a change already
-        made on the disk, and may spend the reserve."""
-        if self.read_only:
+        made on the disk, and may spend the reserve; ``frees``: it records
+        a removal, tried even while read-only (:meth:`deletable`)."""
+        if self.read_only and not (frees and self._can_write):
             raise NoSpace(f"the store's disk is full: its catalog cannot be written, so it could not {doing}")
         if not settles or self._reserve is None:
             return await self._run(doing, fn, *args)
@@ -156,6 +161,7 @@ class Catalog:
             conn.close()
             raise
         self._conn = conn
+        self._can_write = True
 
     def _connect_read_only(self) -> None:
         # mode=ro reads the WAL too, but needs room for its index; immutable
@@ -171,6 +177,7 @@ class Catalog:
                     raise
                 continue
             self._conn = conn
+            self._can_write = False
             return
 
     def _go_read_only(self, why: str) -> None:
@@ -273,6 +280,15 @@ class Catalog:
             return False
         self.read_only = False
         return True
+
+    async def deletable(self) -> bool:
+        """Whether a removal can be recorded: the catalog is writable or
+        becomes so (:meth:`try_writable`), or it turned read-only when a
+        write met a full disk and its connection can still write (the
+        removed files' blocks may make room for the rows' deletion).  A
+        removal asks before it unlinks anything, so that one the catalog
+        could not record removes nothing."""
+        return not self.read_only or await self.try_writable() or self._can_write
 
     def _no_room(self) -> str:
         size = self._reserve.size if self._reserve else 0
@@ -416,7 +432,9 @@ class Catalog:
     async def delete(self, name: str) -> None:
         """Remove the entry named ``name``; a no-op when there is none."""
         await self._write(
-            f"delete {quote_name(name)}", lambda: self._db().execute("DELETE FROM files WHERE name = ?", (name,))
+            f"delete {quote_name(name)}",
+            lambda: self._db().execute("DELETE FROM files WHERE name = ?", (name,)),
+            frees=True,
         )
 
     async def delete_many(self, names: Sequence[str]) -> None:
@@ -434,7 +452,7 @@ class Catalog:
             db.execute("COMMIT")
 
         if names:
-            await self._write(f"delete {len(names)} entries", delete_many)
+            await self._write(f"delete {len(names)} entries", delete_many, frees=True)
 
     async def rename(self, old: str, entry: Entry, done: str, done_batch: int | None = None) -> None:
         """In one transaction: remove the row ``old``, insert ``entry``

@@ -404,8 +404,9 @@ class LocalStore(Store):
         file) and return the entry.  A crash between the two leaves a row
         without a file, which :meth:`open` forgets.  BadName for a bad name
         or a path leaving the root, NotFound when there is no entry (a row
-        whose file is already gone is dropped all the same), StoreError when
-        the file cannot be removed.
+        whose file is already gone is dropped all the same), NoSpace before
+        anything is unlinked when the catalog, its disk full, could not
+        record the removal, StoreError when the file cannot be removed.
         """
         self.layout.check_open()
         check_name(name, self.max_name_bytes)
@@ -414,6 +415,8 @@ class LocalStore(Store):
             if entry is None:
                 raise NotFound(f"{quote_name(name)} is not in the store")
             path = await self.layout.resolve(name, False)
+            if not await self.catalog.deletable():
+                raise moves.no_room_to_remove()
             try:
                 await asyncio.to_thread(_unlink_durably, path)
             except OSError as exc:

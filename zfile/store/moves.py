@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from zfile.errors import ErrorCode, NotFound, ZfileError
+from zfile.errors import ErrorCode, NoSpace, NotFound, ZfileError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import check_name, quote_name
 from zfile.store.catalog import Catalog
@@ -83,6 +83,15 @@ async def rename(
     return moved
 
 
+def no_room_to_remove() -> NoSpace:
+    """The error of a removal refused before it unlinks anything, as its
+    catalog cannot record it."""
+    return NoSpace(
+        "the store's disk is full and its catalog cannot record a removal, so nothing was removed: "
+        "free space on the daemon's disk by other means, then try again"
+    )
+
+
 def _unlink_all(paths: list[Path]) -> list[OSError | None]:
     """Unlink each path (already gone is no error), then fsync each
     directory once; the error of each path, None when it went."""
@@ -118,10 +127,12 @@ async def delete_many(
     """Remove the stored files ``names`` (module docstring) and return, for
     each in order, the entry it had or the error Store.delete would have
     raised for it (BadName, NotFound, StoreError); one file's error never
-    stops the others.  StoreError (raised) when the directories cannot be
-    fsynced or the catalog cannot be written: then nothing is reported
-    removed, though files may be gone (their rows are forgotten at the next
-    open)."""
+    stops the others.  NoSpace (raised) before anything is unlinked when
+    the catalog, its disk full, could not record a removal
+    (:meth:`Catalog.deletable`).  StoreError (raised) when the directories
+    cannot be fsynced or the catalog cannot be written: then nothing is
+    reported removed, though files may be gone (their rows are forgotten at
+    the next open)."""
     layout.check_open()
     results: list[Entry | ZfileError] = []
     async with publisher.lock:
@@ -149,6 +160,8 @@ async def delete_many(
             else:
                 results[k] = found[name]
                 todo.append((k, found[name], path))
+        if todo and not await catalog.deletable():
+            raise no_room_to_remove()
         try:
             errors = await asyncio.to_thread(_unlink_all, [path for _, _, path in todo])
         except OSError as exc:
