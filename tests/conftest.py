@@ -1,13 +1,15 @@
-"""Shared fixtures: a real ``zfile serve`` subprocess on a free loopback port, and an open store."""
+"""Shared fixtures: a real ``zfile serve`` subprocess on a free loopback port, an open store, a small tmpfs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,3 +124,19 @@ def s3(seaweedfs, monkeypatch):
     for key, value in aws_env().items():
         monkeypatch.setenv(key, value)
     return seaweedfs
+
+
+@contextlib.contextmanager
+def tmpfs_at(mnt: Path, size: str = "4m") -> Iterator[Path]:
+    """A tmpfs of ``size`` (mount(8)'s units) mounted at the new directory
+    ``mnt`` while the block runs; the test is skipped where it cannot be
+    mounted (root is needed)."""
+    mnt.mkdir(parents=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root is needed): {res.stderr.decode(errors='replace').strip()}")
+    try:
+        assert os.stat(mnt).st_dev != os.stat(mnt.parent).st_dev
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -13,6 +13,8 @@ show a person.
 
 from __future__ import annotations
 
+import errno
+import os
 from enum import StrEnum
 
 
@@ -165,6 +167,14 @@ class RemoteError(ZfileError):
 
 class LocalFileError(ZfileError):
     """A local file or directory (the client's side) could not be read or written."""
+
+    @classmethod
+    def writing(cls, path: str | os.PathLike[str], exc: OSError) -> LocalFileError:
+        """The error of ``exc`` met writing ``path``; its code is
+        ``no-space`` when the local disk or quota is full (ENOSPC, EDQUOT),
+        which ends a tree's download as a full daemon disk ends an upload."""
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        return cls(f"cannot write {path}: {exc.strerror}", code=ErrorCode.NO_SPACE if full else None)
 
 
 class Skipped(LocalFileError):

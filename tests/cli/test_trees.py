@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from zfile.client.plan import plan_upload
 from zfile.errors import NameCollision, Skipped
 
-from ..conftest import free_port, zfile_cli
+from ..conftest import free_port, tmpfs_at, zfile_cli
 
 
 def stored(daemon) -> set[str]:
@@ -207,3 +208,29 @@ def test_the_same_file_named_twice_is_sent_once(tmp_path):
     f = write(tmp_path / "x.txt")
     plan = plan_upload([f, tmp_path / "." / "x.txt"])
     assert [name for _, name, _ in plan.files] == ["x.txt"]
+
+
+@pytest.mark.slow
+def test_a_full_local_disk_stops_a_download_with_one_line(daemon, tmp_path):
+    """`get` of a tree into a 4 MiB tmpfs: one line says the disk is full
+    and how many files were not fetched; every file under its final name is
+    whole, and the large file cut short keeps its partial to resume from."""
+    tree = tmp_path / "src" / "tree"
+    for i in range(4):  # streamed: over the client's inline size
+        write(tree / f"big{i}.bin", os.urandom(1536 << 10))
+    for i in range(300):  # fetched many to a message
+        write(tree / "small" / f"s{i:03}.bin", os.urandom(4096))
+    zfile_cli("send", str(tree), "--to", daemon.endpoint)
+    with tmpfs_at(tmp_path / "out") as out:
+        res = zfile_cli("get", "tree/", "--from", daemon.endpoint, "-o", str(out), check=False)
+        assert res.returncode == 1, res.stderr
+        errors = [line for line in res.stderr.splitlines() if line.startswith("zfile: error:")]
+        assert len(errors) == 1, res.stderr  # one line, not one per file
+        assert "No space left on device" in errors[0] and "not fetched" in errors[0], errors
+        fetched, failed = map(int, re.search(r"fetched (\d+) file\(s\).*; (\d+) failed", res.stdout).groups())
+        assert fetched + failed == 304 and 0 < fetched < 304, res.stdout
+        finals = [p for p in out.rglob("*") if p.is_file() and "zfile-part" not in p.name]
+        assert len(finals) == fetched
+        for path in finals:
+            assert path.read_bytes() == (tree / path.relative_to(out / "tree")).read_bytes(), path
+        assert [p for p in out.rglob("*.zfile-part")] != []  # cut short, kept for a resume

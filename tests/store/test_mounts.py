@@ -5,9 +5,7 @@ byte is written, and the rest of the store goes on."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,22 +15,8 @@ from zfile.errors import BadName
 from zfile.protocol.events import Entry, PutFile
 from zfile.store import LocalStore, unnamed
 
+from ..conftest import tmpfs_at
 from .test_local import MTIME_NS, b3, begin, tmp_files, upload
-
-
-@contextlib.contextmanager
-def tmpfs_at(mnt: Path) -> Iterator[Path]:
-    """A tmpfs mounted at the new directory ``mnt`` while the block runs;
-    the test is skipped where it cannot be mounted (root is needed)."""
-    mnt.mkdir(parents=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (root is needed): {res.stderr.decode(errors='replace').strip()}")
-    try:
-        assert os.stat(mnt).st_dev != os.stat(mnt.parent).st_dev
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.fixture

@@ -166,10 +166,11 @@ def report(
         click.echo(f"zfile: skipped '{outcome.name}': {outcome.error}", err=True)
     # A connection that failed fails every file the same way: say it once, not once a file.
     link_down: dict[str, int] = {}
-    # So does a full disk on the daemon, which ends the run (zfile.client.tree.Halt).
+    # So does a full disk, the daemon's or (a download) this side's, which ends the run (zfile.client.tree.Halt).
     full = [o for o in failed if o.error is not None and o.error.code is ErrorCode.NO_SPACE]
     if full:
-        click.echo(f"zfile: error: {full[0].error}; stopped there: {len(full)} file(s) not stored", err=True)
+        not_done = "not fetched" if verb == "fetched" else "not stored"
+        click.echo(f"zfile: error: {full[0].error}; stopped there: {len(full)} file(s) {not_done}", err=True)
     for outcome in failed:
         if outcome.error is not None and outcome.error.code is ErrorCode.NO_SPACE:
             continue

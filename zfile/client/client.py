@@ -376,7 +376,7 @@ class Client(FileOps):
             dest.parent.mkdir(parents=True, exist_ok=True)
             offset, digest = _resume_point(part, state, name)
         except OSError as exc:
-            raise LocalFileError(f"cannot write {dest}: {exc.strerror}") from None
+            raise LocalFileError.writing(dest, exc) from None
         return await self._retry_busy(lambda: self._get_once(name, dest, part, state, offset, digest, progress))
 
     async def _get_once(self, name: str, dest: Path, part: Path, state: Path, offset: int, digest, progress):
@@ -387,7 +387,7 @@ class Client(FileOps):
                 assert isinstance(meta, GetMeta)
                 return await self._receive_file(channel, meta, dest, part, state, progress)
             except OSError as exc:
-                raise LocalFileError(f"cannot write {dest}: {exc.strerror}") from None
+                raise LocalFileError.writing(dest, exc) from None
 
     async def _receive_file(self, channel: Channel, meta: GetMeta, dest, part: Path, state: Path, progress):
         if meta.offset:

@@ -56,7 +56,7 @@ def write_wholes(files: Sequence[tuple[GotFile, Path, Path, Path]]) -> list[Zfil
                     made.add(dest.parent)
                 fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             except OSError as exc:
-                results[k] = LocalFileError(f"cannot write {dest}: {exc.strerror}")
+                results[k] = LocalFileError.writing(dest, exc)
                 continue
             written.append((k, fd))
             try:
@@ -66,14 +66,14 @@ def write_wholes(files: Sequence[tuple[GotFile, Path, Path, Path]]) -> list[Zfil
                 os.fchmod(fd, got.mode)
                 os.utime(fd, ns=(got.mtime_ns, got.mtime_ns))
             except OSError as exc:
-                results[k] = LocalFileError(f"cannot write {dest}: {exc.strerror}")
+                results[k] = LocalFileError.writing(dest, exc)
         start_all([fd for k, fd in written if results[k] is None])
         for k, fd in written:
             if results[k] is None:
                 try:
                     os.fsync(fd)
                 except OSError as exc:
-                    results[k] = LocalFileError(f"cannot write {files[k][1]}: {exc.strerror}")
+                    results[k] = LocalFileError.writing(files[k][1], exc)
     finally:
         for _, fd in written:
             os.close(fd)
@@ -85,7 +85,7 @@ def write_wholes(files: Sequence[tuple[GotFile, Path, Path, Path]]) -> list[Zfil
                 if os.path.lexists(state):
                     os.unlink(state)
             except OSError as exc:
-                results[k] = LocalFileError(f"cannot write {dest}: {exc.strerror}")
+                results[k] = LocalFileError.writing(dest, exc)
         if results[k] is not None:
             try:
                 os.unlink(part)

@@ -33,9 +33,10 @@ def _no_file_done(_: Outcome) -> None:
 
 
 class Halt:
-    """Ends a run at the first ``no-space`` answer: the daemon's disk is
-    full, and every file after it would fail the same way.  Files not yet
-    started then fail at once with that first error, without a request."""
+    """Ends a run at the first ``no-space`` error: the daemon's disk is full
+    (an upload), or this side's (a download), and every file after it would
+    fail the same way.  Files not yet started then fail at once with that
+    first error, without a request."""
 
     def __init__(self) -> None:
         #: The first no-space error seen, or None.
@@ -173,8 +174,12 @@ async def fetch(
     Files listed at most ``inline_max`` bytes come many to a message
     (:meth:`Client.get_many`, up to ``many_bytes`` and :data:`MANY_FILES`
     files each, :data:`MANY_IN_FLIGHT` messages at once), as uploads do;
-    larger ones stream on their own, ``concurrency`` at once."""
+    larger ones stream on their own, ``concurrency`` at once.  The first
+    file that cannot be written for a full local disk ends the run: files
+    not yet fetched fail with that error, unrequested (:class:`Halt`); a
+    large file cut short keeps its partial, to resume from."""
     files = plan.files
+    halt = Halt()
     outcomes: list[Outcome | None] = [None] * len(files)
     sizes = [(entry, dest, entry.size) for entry, dest in files]
     small = [k for k, (_, _, size) in enumerate(sizes) if size <= client.config.inline_max]
@@ -184,7 +189,8 @@ async def fetch(
         return lambda: client.get(entry.name, dest, progress=progress)
 
     async def singles() -> None:
-        done = await run_all(((files[k][0].name, job(*files[k])) for k in large), client.config.concurrency, on_file)
+        jobs = ((files[k][0].name, job(*files[k])) for k in large)
+        done = await run_all(jobs, client.config.concurrency, on_file, halt)
         for k, outcome in zip(large, done, strict=True):
             outcomes[k] = outcome
 
@@ -193,13 +199,17 @@ async def fetch(
     async def getter() -> None:
         for ks in batches:
             results: list[Result | ZfileError]
-            try:
-                results = await client.get_many([(files[k][0].name, files[k][1]) for k in ks], progress=progress)
-            except ZfileError as exc:
-                results = [exc] * len(ks)
+            if halt.error is not None:
+                results = [halt.error] * len(ks)
+            else:
+                try:
+                    results = await client.get_many([(files[k][0].name, files[k][1]) for k in ks], progress=progress)
+                except ZfileError as exc:
+                    results = [exc] * len(ks)
             for k, r in zip(ks, results, strict=True):
                 name = files[k][0].name
                 outcomes[k] = Outcome(name, error=r) if isinstance(r, ZfileError) else Outcome(name, result=r)
+                halt.note(outcomes[k])
                 on_file(outcomes[k])
 
     await asyncio.gather(singles(), *(getter() for _ in range(MANY_IN_FLIGHT)))
