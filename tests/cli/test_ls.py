@@ -154,3 +154,23 @@ def test_sizes_are_human_on_a_terminal_and_exact_bytes_in_a_pipe(daemon, tmp_pat
     assert line.split()[0] == "3.0M" and line.endswith("big.bin")
     assert zfile_cli("ls", "--from", daemon.endpoint).stdout.split()[0] == "3,145,728"
     assert zfile_cli("ls", "--bytes", "--from", daemon.endpoint).stdout.split()[0] == "3,145,728"
+
+
+@pytest.mark.slow
+def test_ls_whose_reader_leaves_early_exits_141_quietly(daemon, tmp_path):
+    """`zfile ls -R | head -n 1` as `ls | head`: exit 141 (128 + SIGPIPE), nothing on stderr."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(2000):  # a listing larger than a pipe's buffer (64 KiB)
+        (tree / f"file-with-a-longish-name-{i:05}.txt").write_bytes(b"x")
+    zfile_cli("send", "-q", str(tree), "--to", daemon.endpoint)
+    for flags in ("-R", "-R --json"):
+        piped = subprocess.run(
+            f"{sys.executable} -m zfile ls {flags} --from {daemon.endpoint} | head -n 1; exit ${{PIPESTATUS[0]}}",
+            shell=True,
+            executable="/bin/bash",
+            capture_output=True,
+            timeout=120,
+        )
+        assert (piped.returncode, piped.stderr) == (141, b""), (flags, piped.stderr)
+        assert len(piped.stdout.splitlines()) == 1

@@ -4,13 +4,16 @@
 Exit codes: 0 done; 1 a transfer failed, or the daemon could not be reached;
 2 usage: a bad flag or argument (click's own errors too), a bad endpoint, an
 invalid configuration or key file, two paths that would be stored as one;
-130 interrupted (Ctrl-C: the shell's 128 + SIGINT).  :class:`Group` applies
+130 interrupted (Ctrl-C: the shell's 128 + SIGINT); 141, silently, when
+the reader of the output left early (``| head``: the shell's 128 + SIGPIPE,
+what it reports for ls or cat that SIGPIPE ended).  :class:`Group` applies
 this to every command, so commands raise zfile errors and never catch them
 to print.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -23,6 +26,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 # What the running command has to say when interrupted; see on_interrupt.
 _interrupt_note: Callable[[], str] | None = None
@@ -51,6 +55,15 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 class Group(click.Group):
     """A click group whose commands' errors all pass through :func:`fail`."""
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # Python ignores SIGPIPE, so a write raised; keep the exit's flush quiet too.
+            # (Caught here, as click's main would make it exit 1.)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_BROKEN_PIPE)
+
     def main(
         self,
         args: Any = None,
@@ -75,4 +88,14 @@ class Group(click.Group):
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "Group", "exit_code", "fail", "on_interrupt"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Group",
+    "exit_code",
+    "fail",
+    "on_interrupt",
+]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import posixpath
 import sys
 import time
@@ -271,11 +270,6 @@ def send_stdin(
         click.echo(f"sent {shown(sent.name)}, {sent.size / 1e6:.1f} MB in {seconds:.2f} s")
 
 
-#: cat's exit status when the reader of its output went away: what a shell
-#: reports for a cat that SIGPIPE ended, 128 + SIGPIPE (13).
-EXIT_BROKEN_PIPE = 141
-
-
 @click.command(name="cat", short_help="Write a stored file to stdout.")
 @click.argument("name")
 @endpoint_option
@@ -307,12 +301,7 @@ def cat(name: str, conn: Connection, timeout: float) -> None:
             except IntegrityError as exc:
                 raise IntegrityError(f"{exc}; the bytes already written to stdout cannot be taken back") from None
 
-    try:
-        run(go)
-    except BrokenPipeError:
-        # Python ignores SIGPIPE, so the write raised; keep its exit flush quiet too.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(EXIT_BROKEN_PIPE)
+    run(go)  # a reader gone early ends it with 141 (zfile.cli.boundary)
 
 
 def ping_json(endpoint: str, status: Status) -> dict[str, object]:
@@ -375,4 +364,4 @@ def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) 
         click.echo(f"{label:>9}: {value}")
 
 
-__all__ = ["EXIT_BROKEN_PIPE", "cat", "iso_ns", "mv", "ping", "ping_json", "rm", "stat", "stat_lines"]
+__all__ = ["cat", "iso_ns", "mv", "ping", "ping_json", "rm", "stat", "stat_lines"]
