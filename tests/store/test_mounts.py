@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from zfile.errors import BadName
+from zfile.errors import BadName, StoreError
 from zfile.protocol.events import Entry, PutFile
 from zfile.store import LocalStore, unnamed
 
@@ -97,3 +97,14 @@ def test_send_into_a_mount_says_why_and_the_rest_of_the_run_lands(tmp_path: Path
             assert (root / "beside" / "src" / "large.bin").read_bytes() == (src / "large.bin").read_bytes()
         finally:
             assert d.stop() == 0
+
+
+async def test_a_store_whose_private_directory_is_a_mount_of_its_own_does_not_open(tmp_path: Path) -> None:
+    """No file could be committed there: said at the open, not at each upload."""
+    root = tmp_path / "root"
+    with tmpfs_at(root / ".zfile"):
+        store = LocalStore(root)
+        with pytest.raises(StoreError, match="another file system than its root") as info:
+            await store.open()
+        assert str(root / ".zfile") in str(info.value)
+        assert list(root.iterdir()) == [root / ".zfile"]

@@ -67,16 +67,26 @@ class Layout:
 
     async def open(self) -> None:
         """Create the root and the partials' directory and learn the root's
-        real path and NAME_MAX.  StoreError when that fails."""
+        real path and NAME_MAX.  StoreError when that fails, and when the
+        partials' directory is on another file system than the root (a
+        mount at ``.zfile`` or below): no file could be committed."""
         try:
             await aiofiles.os.makedirs(self.tmp, exist_ok=True)
-            self.real_root = await asyncio.to_thread(os.path.realpath, self.root)
-            self.real_root_bytes = len(os.fsencode(self.real_root))
-            self.name_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_NAME_MAX")
-            self.path_max = await asyncio.to_thread(os.pathconf, self.real_root, "PC_PATH_MAX")
+            real_root = await asyncio.to_thread(os.path.realpath, self.root)
+            self.real_root_bytes = len(os.fsencode(real_root))
+            self.name_max = await asyncio.to_thread(os.pathconf, real_root, "PC_NAME_MAX")
+            self.path_max = await asyncio.to_thread(os.pathconf, real_root, "PC_PATH_MAX")
             self.device = (await asyncio.to_thread(os.stat, self.tmp)).st_dev
+            root_device = (await asyncio.to_thread(os.stat, real_root)).st_dev
         except OSError as exc:
             raise StoreError(f"could not create the store at {self.root}: {exc.strerror or exc}") from exc
+        if root_device != self.device:
+            raise StoreError(
+                f"the store's partials directory {self.tmp} is on another file system than its root "
+                f"{self.root}: a file is committed by a rename from there, which cannot cross file systems; "
+                f"unmount what is mounted at {self.tmp.parent} or below"
+            )
+        self.real_root = real_root  # open only now (check_open)
 
     def close(self) -> None:
         self.real_root = ""
