@@ -78,6 +78,9 @@ class Catalog:
         self.read_only = False
         #: False while its connection was opened read-only (it cannot write at all).
         self._can_write = False
+        #: True once a write recording a change already on the disk failed:
+        #: commit intents may be left to finish (the store's to clear).
+        self.behind = False
 
     async def _run(self, doing: str, fn: Callable[..., T], *args: Any, quiet: bool = False) -> T:
         if self._executor is None:
@@ -106,6 +109,9 @@ class Catalog:
         spent: list[bool] = []
         try:
             return await self._run(doing, self._spending_reserve, spent, doing, fn, *args)
+        except StoreError:
+            self.behind = True
+            raise
         finally:
             if spent:  # no room is left for another write of the kind
                 self._go_read_only("its reserve was spent")

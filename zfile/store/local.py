@@ -227,18 +227,23 @@ class LocalStore(Store):
 
     async def _writable(self) -> None:
         """NoSpace while the catalog is read-only (its disk full); tries to
-        make it writable again at most every few seconds."""
-        if not self.catalog.read_only:
-            return
-        now = time.monotonic()
-        if now >= self._retry_writable_at:
-            self._retry_writable_at = now + _RETRY_WRITABLE_S
-            if await self.catalog.try_writable():
-                log.info("the store's catalog %s is writable again: accepting uploads", self.catalog.path)
-                async with self.publisher.lock:  # no commit is under way: every intent left is one cut short
-                    await finish_catalog_intents(self.layout, self.catalog, self.max_name_bytes)
-                return
-        raise NoSpace("the store's disk is full: no upload is accepted until space is freed on the daemon")
+        make it writable again at most every few seconds, and then records
+        what a full disk kept it from recording (commit intents)."""
+        if self.catalog.read_only:
+            now = time.monotonic()
+            if now < self._retry_writable_at or not await self._retry_writable(now):
+                raise NoSpace("the store's disk is full: no upload is accepted until space is freed on the daemon")
+        if self.catalog.behind:
+            async with self.publisher.lock:  # no commit is under way: every intent left is one cut short
+                await finish_catalog_intents(self.layout, self.catalog, self.max_name_bytes)
+            self.catalog.behind = False
+
+    async def _retry_writable(self, now: float) -> bool:
+        self._retry_writable_at = now + _RETRY_WRITABLE_S
+        if not await self.catalog.try_writable():
+            return False
+        log.info("the store's catalog %s is writable again: accepting uploads", self.catalog.path)
+        return True
 
     async def _begin(
         self,
