@@ -126,6 +126,19 @@ def s3(seaweedfs, monkeypatch):
     return seaweedfs
 
 
+def zfile_into(args: str, reader: str) -> subprocess.CompletedProcess:
+    """Run ``zfile ARGS | READER`` in bash (both shell words, already
+    quoted); the result's return code is zfile's (``PIPESTATUS``), its
+    stdout and stderr the pipeline's, as bytes."""
+    return subprocess.run(
+        f"{sys.executable} -m zfile {args} | {reader}; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        timeout=120,
+    )
+
+
 @contextlib.contextmanager
 def tmpfs_at(mnt: Path, size: str = "4m") -> Iterator[Path]:
     """A tmpfs of ``size`` (mount(8)'s units) mounted at the new directory

@@ -13,7 +13,7 @@ import pytest
 
 from zfile.cli.listing import Directory, human_size, list_prefix, ls_json, ls_line, one_level
 
-from ..conftest import zfile_cli
+from ..conftest import zfile_cli, zfile_into
 
 
 def test_human_sizes_are_powers_of_1024_as_ls_shows_them():
@@ -165,12 +165,6 @@ def test_ls_whose_reader_leaves_early_exits_141_quietly(daemon, tmp_path):
         (tree / f"file-with-a-longish-name-{i:05}.txt").write_bytes(b"x")
     zfile_cli("send", "-q", str(tree), "--to", daemon.endpoint)
     for flags in ("-R", "-R --json"):
-        piped = subprocess.run(
-            f"{sys.executable} -m zfile ls {flags} --from {daemon.endpoint} | head -n 1; exit ${{PIPESTATUS[0]}}",
-            shell=True,
-            executable="/bin/bash",
-            capture_output=True,
-            timeout=120,
-        )
+        piped = zfile_into(f"ls {flags} --from {daemon.endpoint}", "head -n 1")
         assert (piped.returncode, piped.stderr) == (141, b""), (flags, piped.stderr)
         assert len(piped.stdout.splitlines()) == 1

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import start_daemon, zfile_cli
+from ..conftest import start_daemon, zfile_cli, zfile_into
 from ..rawpeer import MiB, digest_of, make_file
 
 pytestmark = pytest.mark.slow
@@ -135,13 +135,7 @@ def test_cat_streams_the_file_and_stops_quietly_when_the_pipe_closes(node, tmp_p
     assert whole.returncode == 0 and whole.stderr == b"", whole.stderr
     assert whole.stdout == src.read_bytes()
     # The reader leaves after 10 bytes: exit 141 (128 + SIGPIPE) as cat's, and nothing on stderr.
-    piped = subprocess.run(
-        f"{sys.executable} -m zfile cat big.bin --from {node.endpoint} | head -c 10; exit ${{PIPESTATUS[0]}}",
-        shell=True,
-        executable="/bin/bash",
-        capture_output=True,
-        timeout=120,
-    )
+    piped = zfile_into(f"cat big.bin --from {node.endpoint}", "head -c 10")
     assert (piped.returncode, piped.stdout, piped.stderr) == (141, src.read_bytes()[:10], b"")
     proc = zfile_cli("cat", "missing.bin", "--from", node.endpoint, check=False)
     assert proc.returncode == 1 and proc.stderr == "zfile: error: 'missing.bin' is not in the store\n"
