@@ -12,7 +12,7 @@ import pytest
 
 from zfile.client.client import Client, part_paths
 from zfile.client.config import ClientConfig
-from zfile.errors import ErrorCode, PeerUnreachable, RemoteError
+from zfile.errors import ErrorCode, LocalFileError, PeerUnreachable, RemoteError
 
 from ..conftest import start_daemon, zfile_cli
 from ..rawpeer import MTIME_NS, MiB, digest_of, make_file, partials, restart
@@ -226,3 +226,24 @@ async def test_a_daemon_that_dies_mid_get_fails_the_get_at_once(tmp_path):
     # What arrived is kept for the next run to resume from.
     part, _ = part_paths(tmp_path / "out" / "big.bin")
     assert part.exists()
+
+
+async def test_a_get_onto_a_directory_fails_before_a_byte_moves(d, tmp_path):
+    """A directory at the destination's name is found before the download,
+    not by the final rename once the whole file sits in its temp file."""
+    src = make_file(tmp_path / "g.bin", 4 * MiB)
+    dest = tmp_path / "out" / "g.bin"
+    dest.mkdir(parents=True)
+    part, state = part_paths(dest)
+    async with Client(d.endpoint) as client:
+        await client.put(src, "g.bin")
+        with pytest.raises(LocalFileError, match="Is a directory"):
+            await client.get("g.bin", dest)
+    assert dest.is_dir() and not part.exists() and not state.exists()
+    assert "dir=out name='g.bin'" not in d.log_text()  # never asked for
+    # A symbolic link to a directory is replaced, as rename(2) replaces the link.
+    dest.rmdir()
+    dest.symlink_to(tmp_path)
+    async with Client(d.endpoint) as client:
+        await client.get("g.bin", dest)
+    assert not dest.is_symlink() and digest_of(dest) == digest_of(src)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import json
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,6 +376,7 @@ class Client(FileOps):
         part, state = part_paths(dest)
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
+            _not_a_directory(dest)
             offset, digest = _resume_point(part, state, name)
         except OSError as exc:
             raise LocalFileError.writing(dest, exc) from None
@@ -479,6 +482,15 @@ def _read_at_most(path: Path, limit: int) -> bytes:
     """Up to ``limit`` bytes from the start of the file at ``path``; OSError."""
     with open(path, "rb", buffering=0) as f:
         return f.read(limit)
+
+
+def _not_a_directory(dest: Path) -> None:
+    """IsADirectoryError when ``dest`` is a directory (not a symbolic link
+    to one, which the final rename replaces): found before a byte moves,
+    not by that rename once the whole file has."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(dest).st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(dest))
 
 
 def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None]:
