@@ -234,3 +234,22 @@ def test_a_full_local_disk_stops_a_download_with_one_line(daemon, tmp_path):
         for path in finals:
             assert path.read_bytes() == (tree / path.relative_to(out / "tree")).read_bytes(), path
         assert [p for p in out.rglob("*.zfile-part")] != []  # cut short, kept for a resume
+
+
+@pytest.mark.slow
+def test_a_file_whose_mtime_zfile_cannot_keep_is_skipped_and_the_tree_goes_on(daemon, tmp_path):
+    write(tmp_path / "t" / "old.txt", b"old")
+    os.utime(tmp_path / "t" / "old.txt", ns=(0, -305_121_599_876_543_211))  # 1960, to the nanosecond
+    late = write(tmp_path / "t" / "late.txt", b"late")
+    os.utime(late, (15_032_385_535, 15_032_385_535))  # 2446, the latest ext4 keeps
+    if late.stat().st_mtime_ns <= (1 << 63) - 1:
+        pytest.skip("this file system cannot hold an mtime past 2262")
+    res = zfile_cli("send", "t", "--to", daemon.endpoint, check=False, cwd=tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.splitlines() == [
+        "zfile: skipped 't/late.txt': its mtime, 2446-05-10T22:38:55Z, is after 2262-04-11T23:47:16Z, "
+        "the latest zfile keeps (nanoseconds in 64 bits); set it with touch(1) to send it"
+    ]
+    assert "sent 1 file(s)" in res.stdout and "1 skipped" in res.stdout
+    [entry] = json.loads(zfile_cli("ls", "-R", "--json", "--from", daemon.endpoint).stdout)
+    assert (entry["name"], entry["mtime_ns"]) == ("t/old.txt", -305_121_599_876_543_211)

@@ -177,6 +177,29 @@ async def test_put_many_reports_each_file(daemon, tmp_path: Path) -> None:
     assert not (daemon.root.parent / "escape.txt").exists()
 
 
+async def test_a_file_whose_mtime_no_message_can_carry_fails_alone(daemon, tmp_path: Path) -> None:
+    """put and put_many refuse such a file by itself, saying why, where its
+    PUT-MANY would have been refused whole."""
+    good = tmp_path / "good.txt"
+    good.write_bytes(b"good")
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"late")
+    os.utime(late, (15_032_385_535, 15_032_385_535))  # 2446, the latest ext4 keeps
+    if late.stat().st_mtime_ns <= (1 << 63) - 1:
+        pytest.skip("this file system cannot hold an mtime past 2262")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(300 << 10))
+    os.utime(big, (15_032_385_535, 15_032_385_535))
+    async with Client(daemon.endpoint) as client:
+        results = await client.put_many([(good, "good.txt"), (late, "late.txt"), (big, "big.bin")])
+        assert isinstance(results[0], Result)
+        for r in results[1:]:
+            assert isinstance(r, LocalFileError) and "is after 2262-04-11" in str(r), r
+        with pytest.raises(LocalFileError, match="late.txt: its mtime, 2446-05-10T22:38:55Z"):
+            await client.put(late, "late.txt")
+        assert [e.name async for e in client.list("")] == ["good.txt"]
+
+
 @pytest.mark.slow
 async def test_a_file_answered_busy_is_sent_again_on_its_own(daemon, tmp_path: Path) -> None:
     src = tmp_path / "same.txt"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from zfile.client.plan import plan_upload
 
 
@@ -33,3 +35,18 @@ def test_the_current_directory_walked_names_its_files_without_a_dot(tmp_path, mo
             ("a.txt", "t/a.txt"),
             (os.path.join("sub", "b.txt"), "t/sub/b.txt"),
         ]
+
+
+def test_a_file_whose_mtime_no_message_can_carry_is_skipped_saying_so(tmp_path):
+    tree(tmp_path / "t")
+    late = tmp_path / "t" / "sub" / "late.txt"
+    late.write_bytes(b"from the future")
+    os.utime(late, (15_032_385_535, 15_032_385_535))  # 2446, the latest ext4 keeps
+    if late.stat().st_mtime_ns <= (1 << 63) - 1:
+        pytest.skip("this file system cannot hold an mtime past 2262")
+    for paths, sent in (([tmp_path / "t"], ["t/a.txt", "t/sub/b.txt"]), ([late], [])):
+        plan = plan_upload(paths)
+        assert [name for _, name, _ in plan.files] == sent
+        [skipped] = plan.skipped
+        assert skipped.name == str(late) and "after 2262-04-11" in str(skipped.error), skipped
+        assert "touch(1)" in str(skipped.error)

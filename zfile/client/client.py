@@ -63,6 +63,7 @@ from zfile.protocol.events import (
     PutOk,
     PutReady,
 )
+from zfile.protocol.limits import mtime_outside
 from zfile.protocol.machine import MAX_MANY_BYTES
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
 from zfile.transport.sockets import ClientSocket
@@ -262,6 +263,8 @@ class Client(FileOps):
             raise LocalFileError(f"cannot read {path}: {exc.strerror}") from None
         if not path.is_file():
             raise LocalFileError(f"{path} is not a regular file")
+        if (why := mtime_outside(st.st_mtime_ns)) is not None:
+            raise LocalFileError(f"cannot send {path}: {why}")
         return await self._retry_busy(lambda: self._put_once(path, name, st, clobber, progress))
 
     async def _put_once(self, path: Path, name: str, st: os.stat_result, clobber: bool, progress: Progress):

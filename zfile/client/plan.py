@@ -20,6 +20,7 @@ from zfile.client.filters import NO_FILTER, Filter
 from zfile.errors import BadName, ErrorCode, LocalFileError, NameCollision, RemoteError, Skipped, ZfileError
 from zfile.protocol.codec import MAX_LIST_PAGE
 from zfile.protocol.events import Entry
+from zfile.protocol.limits import MTIME_MAX_NS, MTIME_MIN_NS, mtime_outside
 from zfile.protocol.names import check_name
 
 
@@ -73,6 +74,10 @@ def shown(path: str | os.PathLike[str]) -> str:
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
+def _mtime_skip(mtime_ns: int) -> str:
+    return f"{mtime_outside(mtime_ns)}; set it with touch(1) to send it"
+
+
 def plan_upload(
     paths: Sequence[str | os.PathLike[str]],
     *,
@@ -104,7 +109,10 @@ def plan_upload(
     Raises :class:`NameCollision` when two paths would be stored under one
     name, :class:`BadName` for a ``prefix`` that is not a valid stored name,
     and :class:`LocalFileError` for a path that does not exist or that
-    ``relative`` cannot store (one that climbs out with ``..``).
+    ``relative`` cannot store (one that climbs out with ``..``).  A file
+    whose mtime a message cannot carry (before 1677 or after 2262, see
+    :func:`~zfile.protocol.limits.mtime_outside`) is skipped, saying so:
+    zfile keeps mtimes to the nanosecond and never stores another one.
     """
     files: list[tuple[str, str, int]] = []
     mtimes: dict[str, int] = {}
@@ -166,13 +174,18 @@ def plan_upload(
                 if base[0] == "." and is_part_name(base):
                     skip(path, "an unfinished download's temp file, kept for `zfile get` to resume")
                     continue
+                if not MTIME_MIN_NS <= st.st_mtime_ns <= MTIME_MAX_NS:
+                    skip(path, _mtime_skip(st.st_mtime_ns))
+                    continue
                 files.append((path, name, st.st_size))
                 mtimes[name] = st.st_mtime_ns
                 continue
             visit(path, name, st, ancestors, f"{rel}/{base}" if rel else base)
 
     def visit(path: str, name: str, st: os.stat_result, ancestors: frozenset[tuple[int, int]], rel: str) -> None:
-        if stat.S_ISREG(st.st_mode):
+        if stat.S_ISREG(st.st_mode) and not MTIME_MIN_NS <= st.st_mtime_ns <= MTIME_MAX_NS:
+            skip(path, _mtime_skip(st.st_mtime_ns))
+        elif stat.S_ISREG(st.st_mode):
             files.append((path, name, st.st_size))
             mtimes[name] = st.st_mtime_ns
         elif stat.S_ISDIR(st.st_mode):

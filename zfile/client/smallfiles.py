@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from zfile.errors import LocalFileError
 from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
 from zfile.protocol.events import PutFile
+from zfile.protocol.limits import MTIME_MAX_NS, MTIME_MIN_NS, mtime_outside
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -57,6 +58,9 @@ def read_wholes(
             os.close(fd)
         if len(data) != size:
             out.append(LocalFileError(f"{path} changed while being sent"))
+            continue
+        if not MTIME_MIN_NS <= st.st_mtime_ns <= MTIME_MAX_NS:  # one such file would void the whole message
+            out.append(LocalFileError(f"cannot send {path}: {mtime_outside(st.st_mtime_ns)}"))
             continue
         hasher = hasher_of(DEFAULT_ALGO)
         hasher.update(data)

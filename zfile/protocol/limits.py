@@ -3,6 +3,8 @@ defaults"): sizes in bytes, counts in items.  Pure."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 PROTOCOL_VERSION = 4
 
 #: Largest frame 0 accepted, in bytes; a page of 1,000 entries fits easily.
@@ -31,6 +33,28 @@ MAX_CHAIN = 1024
 # Slack for msgpack's own bytes around the limits above.
 _FRAME_MARGIN = 64 << 10
 U63 = (1 << 63) - 1
+#: The mtimes a message can carry: nanoseconds since the epoch in a signed
+#: 64-bit integer, 1677-09-21T00:12:43Z to 2262-04-11T23:47:16Z.
+MTIME_MIN_NS = -(1 << 63)
+MTIME_MAX_NS = U63
+
+
+def mtime_outside(mtime_ns: int) -> str | None:
+    """None when ``mtime_ns`` (nanoseconds since the epoch) is within
+    :data:`MTIME_MIN_NS` and :data:`MTIME_MAX_NS`, else why not, as a
+    clause: ``its mtime, 2446-05-10T22:38:55Z, is after
+    2262-04-11T23:47:16Z, the latest zfile keeps (nanoseconds in 64
+    bits)``."""
+    if MTIME_MIN_NS <= mtime_ns <= MTIME_MAX_NS:
+        return None
+    seconds = mtime_ns // 1_000_000_000
+    try:
+        when = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        when = f"{seconds} s from the epoch"
+    if mtime_ns > MTIME_MAX_NS:
+        return f"its mtime, {when}, is after 2262-04-11T23:47:16Z, the latest zfile keeps (nanoseconds in 64 bits)"
+    return f"its mtime, {when}, is before 1677-09-21T00:12:43Z, the earliest zfile keeps (nanoseconds in 64 bits)"
 
 
 def max_frame_bytes(chunk_bytes: int) -> int:
