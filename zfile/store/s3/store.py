@@ -12,6 +12,7 @@ parts it delegates:
 - :mod:`~zfile.store.s3.upload`: an upload in progress, multipart and resume;
 - :mod:`~zfile.store.s3.download`: ranged GETs and the chunk stream;
 - :mod:`~zfile.store.s3.meta`: an entry as object metadata;
+- :mod:`~zfile.store.s3.listing`: ListObjectsV2 pages made entries;
 - :mod:`~zfile.store.s3.client`: aiobotocore, retries and the error mapping;
 - :mod:`~zfile.store.s3.sweep`: uploads nobody came back for.
 
@@ -35,12 +36,11 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-from zfile.errors import BadName, Busy, ErrorCode, Exists, IntegrityError, NotFound, StoreError, TooLarge, ZfileError
+from zfile.errors import Busy, ErrorCode, Exists, IntegrityError, NotFound, StoreError, TooLarge, ZfileError
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry, PutFile
-from zfile.protocol.names import PRIVATE_DIR, check_name, check_prefix, quote_name
+from zfile.protocol.names import PRIVATE_DIR, check_name, quote_name
 from zfile.protocol.quickcheck import Held
 from zfile.store.base import Store, StoreUsage
 from zfile.store.held import held_by_listing
@@ -48,6 +48,7 @@ from zfile.store.partial import transfer_id
 from zfile.store.s3.client import Bucket, request_body
 from zfile.store.s3.copy import ONE_COPY_LIMIT, copy_in_parts, copy_object
 from zfile.store.s3.download import S3Download
+from zfile.store.s3.listing import HEADS_IN_FLIGHT, Listing
 from zfile.store.s3.meta import from_metadata, to_metadata
 from zfile.store.s3.sweep import sweep
 from zfile.store.s3.upload import S3Upload
@@ -61,10 +62,6 @@ _COPY_REFUSED = frozenset({"InvalidRequest", "EntityTooLarge", "InvalidArgument"
 #: (four of 256 files of 4 KiB), and a limit per message let 128 requests
 #: wait on the 64 connections (docs/s3.md, "Where the time goes").
 PUTS_IN_FLIGHT = 32
-#: HeadObject requests of one list in flight at once.
-HEADS_IN_FLIGHT = 32
-#: Entries the list cache keeps (by key, valid while the ETag, time and size match).
-CACHE_ENTRIES = 100_000
 
 
 def parse_location(location: str) -> tuple[str, str]:
@@ -110,7 +107,7 @@ class S3Store(Store):
         self.bucket = Bucket(bucket, endpoint)
         self._live: dict[str, object] = {}  # transfer -> the upload (or put) holding it
         self._put_slots = asyncio.Semaphore(PUTS_IN_FLIGHT)
-        self._cache: dict[str, tuple[tuple, Entry]] = {}
+        self._listing = Listing(self.bucket, self.prefix, max_name_bytes, self._head)
 
     @property
     def location(self) -> str:
@@ -381,7 +378,7 @@ class S3Store(Store):
         NotFound, StoreError."""
         entry = await self.lookup(name)
         await self.bucket.call(f"delete {quote_name(name)}", "delete_object", Key=self.key(name))
-        self._cache.pop(name, None)
+        self._listing.forget(name)
         return entry
 
     async def delete_many(self, names: Sequence[str]) -> list[Entry | ZfileError]:
@@ -419,8 +416,8 @@ class S3Store(Store):
         moved = dataclasses.replace(entry, name=new)
         await copy_object(self.bucket, self.key(old), self.key(new), moved)
         await self.bucket.call(f"remove {quote_name(old)} after copying it", "delete_object", Key=self.key(old))
-        self._cache.pop(old, None)
-        self._cache.pop(new, None)
+        self._listing.forget(old)
+        self._listing.forget(new)
         return moved
 
     def usage(self) -> StoreUsage:
@@ -445,60 +442,10 @@ class S3Store(Store):
 
     async def list(self, prefix: str = "", after: str = "", limit: int = 1000) -> list[Entry]:
         """Up to ``limit`` entries whose names start with ``prefix`` and sort
-        after ``after``, in UTF-8 byte order (ListObjectsV2's own order).
-        Objects that are not zfile's (no entry in their metadata) and the
-        private ``.zfile/`` keys are left out.  BadName for a bad prefix or cursor."""
+        after ``after``, in UTF-8 byte order (:meth:`Listing.page
+        <zfile.store.s3.listing.Listing.page>`).  BadName for a bad prefix or cursor."""
         self._check_open()
-        check_prefix(prefix, self.max_name_bytes)
-        try:
-            after.encode()
-        except UnicodeEncodeError:
-            raise BadName(f"the cursor {quote_name(after)} cannot be encoded as UTF-8")
-        entries: list[Entry] = []
-        private = f"{PRIVATE_DIR}/"
-        token: str | None = None
-        slots = asyncio.Semaphore(HEADS_IN_FLIGHT)
-
-        async def entry_of(obj: dict) -> Entry | None:
-            name = obj["Key"][len(self.prefix) :]
-            seen = (obj.get("ETag"), obj.get("LastModified"), obj.get("Size"))
-            cached = self._cache.get(obj["Key"])
-            if cached is not None and cached[0] == seen:
-                return cached[1]
-            async with slots:
-                found = await self._head(name)
-            if found is None:
-                return None
-            if len(self._cache) >= CACHE_ENTRIES:
-                self._cache.clear()
-            self._cache[obj["Key"]] = (seen, found[0])
-            return found[0]
-
-        while len(entries) < limit:
-            kw: dict[str, Any] = {"Prefix": self.prefix + prefix, "MaxKeys": 1000}
-            if token:
-                kw["ContinuationToken"] = token
-            elif after:
-                kw["StartAfter"] = self.prefix + after
-            page = await self.bucket.call("list the store", "list_objects_v2", **kw)
-            objs = []
-            for obj in page.get("Contents", []):
-                name = obj["Key"][len(self.prefix) :]
-                if name.startswith(private):
-                    continue
-                try:
-                    check_name(name, self.max_name_bytes)
-                except BadName:
-                    continue
-                objs.append(obj)
-            while objs and len(entries) < limit:
-                batch, objs = objs[: limit - len(entries)], objs[limit - len(entries) :]
-                found = await asyncio.gather(*(entry_of(o) for o in batch))
-                entries.extend(e for e in found if e is not None)
-            if not page.get("IsTruncated"):
-                break
-            token = page["NextContinuationToken"]
-        return entries
+        return await self._listing.page(prefix, after, limit)
 
     async def sweep_partials(self, now: float | None = None) -> int:
         """Abort the multipart uploads under the prefix that have gone
