@@ -126,6 +126,16 @@ def s3(seaweedfs, monkeypatch):
     return seaweedfs
 
 
+def make_late(path: Path) -> Path:
+    """Give ``path`` the mtime 2446-05-10T22:38:55Z (the latest ext4 keeps),
+    past what zfile's 64-bit nanoseconds hold; the test is skipped on a
+    file system that cannot keep it."""
+    os.utime(path, (15_032_385_535, 15_032_385_535))
+    if path.stat().st_mtime_ns <= (1 << 63) - 1:
+        pytest.skip("this file system cannot hold an mtime past 2262")
+    return path
+
+
 def zfile_into(args: str, reader: str) -> subprocess.CompletedProcess:
     """Run ``zfile ARGS | READER`` in bash (both shell words, already
     quoted); the result's return code is zfile's (``PIPESTATUS``), its
