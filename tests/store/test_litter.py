@@ -11,7 +11,7 @@ from pathlib import Path
 from zfile.store import LocalStore
 from zfile.store.litter import Limits, PartialBounds
 
-from .test_local import begin
+from .test_local import b3, begin, upload
 
 BIG = 1 << 60
 
@@ -99,5 +99,76 @@ async def test_a_store_opened_over_the_bounds_reclaims_the_oldest(tmp_path: Path
         assert sorted(os.listdir(store.root / ".zfile" / "tmp")) == sorted(
             f"{t}.{ext}" for t in transfers[3:] for ext in ("json", "part")
         )
+    finally:
+        await store.close()
+
+
+def test_partials_are_found_by_the_name_of_their_file() -> None:
+    b = bounds()
+    b.note("t1", "p", 1, 1.0, "a.bin")
+    b.note("t2", "p", 1, 2.0, "a.bin")
+    b.note("t3", "p", 1, 3.0, "b.bin")
+    b.note("t4", "p", 1, 4.0)  # a partial whose state file gave no name
+    assert sorted(b.of_name("a.bin")) == ["t1", "t2"]
+    b.forget("t1")
+    b.note("t2", "p", 5, 5.0, "c.bin")  # noted again under another name
+    assert b.of_name("a.bin") == []
+    assert b.of_name("c.bin") == ["t2"]
+    assert b.of_name("") == []
+
+
+def _files(store: LocalStore) -> list[str]:
+    return sorted(os.listdir(store.root / ".zfile" / "tmp"))
+
+
+async def test_storing_a_file_drops_its_older_partials_only(tmp_path: Path) -> None:
+    """A partial begun for an older version of a file goes once the file is
+    stored anew, by a streamed upload or in a batch; a partial of another
+    file stays, and so does one a live upload of the same file holds."""
+    store = LocalStore(tmp_path / "root")
+    await store.open()
+    try:
+        old = await begin(store, "a.bin", 10, mtime_ns=1)
+        await old.write(0, b"12345")
+        await old.suspend()
+        other = await begin(store, "b.bin", 10)
+        await other.write(0, b"123")
+        await other.suspend()
+        live = await begin(store, "a.bin", 20, mtime_ns=3)
+        await live.write(0, b"x")
+        assert len(_files(store)) == 6
+        await upload(store, "a.bin", b"new bytes", mtime_ns=2)
+        await _settled(store)
+        assert _files(store) == sorted(
+            f"{t}.{ext}" for t in (other.transfer, live.transfer) for ext in ("json", "part")
+        )
+        await live.suspend()
+        # The batch path (an inline PUT is a batch of one) drops the one just suspended.
+        await store.put_inline(
+            name="a.bin", size=3, mtime_ns=4, mode=0o600, algo="blake3", clobber=True, peer="p",
+            data=b"abc", digest=b3(b"abc"),
+        )  # fmt: skip
+        await _settled(store)
+        assert _files(store) == sorted(f"{other.transfer}.{ext}" for ext in ("json", "part"))
+        assert (await begin(store, "b.bin", 10)).offset == 3
+    finally:
+        await store.close()
+
+
+async def test_a_partial_left_by_an_earlier_run_is_dropped_too(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "root")
+    await store.open()
+    up = await begin(store, "d/a.bin", 10, mtime_ns=1)
+    await up.write(0, b"12345")
+    await up.suspend()
+    await store.close()
+    store = LocalStore(tmp_path / "root")
+    await store.open()
+    try:
+        assert len(_files(store)) == 2
+        entry = await upload(store, "d/a.bin", b"v2", mtime_ns=2)
+        await _settled(store)
+        assert _files(store) == []
+        assert (await store.lookup("d/a.bin")).digest == entry.digest
     finally:
         await store.close()

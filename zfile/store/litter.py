@@ -36,14 +36,17 @@ class _Partial:
     peer: str
     size: int
     touched: float
+    name: str
 
 
 class PartialBounds:
-    """The partials on disk (transfer id -> peer, bytes, last touched)."""
+    """The partials on disk (transfer id -> peer, bytes, last touched, and
+    the name its file is to have)."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self._held: dict[str, _Partial] = {}
+        self._of_name: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._held)
@@ -56,14 +59,33 @@ class PartialBounds:
         """Bytes all the partials hold."""
         return sum(p.size for p in self._held.values())
 
-    def note(self, transfer: str, peer: str, size: int, touched: float) -> None:
-        """Record that ``transfer``'s partial exists, holds ``size`` bytes and
-        was last touched at ``touched``."""
-        self._held[transfer] = _Partial(peer, size, touched)
+    def note(self, transfer: str, peer: str, size: int, touched: float, name: str = "") -> None:
+        """Record that ``transfer``'s partial exists, holds ``size`` bytes,
+        was last touched at ``touched`` and is of the file ``name`` ("" when
+        unknown)."""
+        old = self._held.get(transfer)
+        if old is not None and old.name != name:
+            self._unindex(transfer, old.name)
+        self._held[transfer] = _Partial(peer, size, touched, name)
+        if name:
+            self._of_name.setdefault(name, set()).add(transfer)
 
     def forget(self, transfer: str) -> None:
         """Record that ``transfer``'s partial is gone; a no-op if unknown."""
-        self._held.pop(transfer, None)
+        old = self._held.pop(transfer, None)
+        if old is not None:
+            self._unindex(transfer, old.name)
+
+    def _unindex(self, transfer: str, name: str) -> None:
+        others = self._of_name.get(name)
+        if others is not None:
+            others.discard(transfer)
+            if not others:
+                del self._of_name[name]
+
+    def of_name(self, name: str) -> list[str]:
+        """The transfers whose partials are of the file ``name``."""
+        return list(self._of_name.get(name, ()))
 
     def over(self, live: Callable[[str], bool]) -> list[str]:
         """The partials to reclaim, oldest first, so that the rest are within

@@ -268,7 +268,7 @@ class LocalStore(Store):
         await asyncio.to_thread(self._check_begin, name, size, clobber, listed, transfer, state, resume)
         upload = self._claim(transfer, state, clobber, hasher)
         await upload.prepare(resume)
-        self.keeper.kept(transfer, peer, upload.offset)
+        self.keeper.kept(transfer, peer, upload.offset, name)
         return upload
 
     async def put_inline(
@@ -347,6 +347,10 @@ class LocalStore(Store):
         stored = await store_batch(self.layout, self.claims, self.publisher, batch, algo)
         for k, result in zip(at, stored, strict=True):
             results[k] = result
+        if len(self.partials):
+            self.keeper.superseded(
+                [(s.name, s.transfer) for s, r in zip(batch, stored, strict=True) if isinstance(r, Entry)]
+            )
         return results  # type: ignore[return-value]
 
     def _admit_known_algo(self, name: str, size: int, algo: str) -> None:
@@ -390,9 +394,11 @@ class LocalStore(Store):
 
     def _released(self, upload: Upload) -> None:
         if upload.kept:
-            self.keeper.kept(upload.transfer, upload.peer, upload.offset)
+            self.keeper.kept(upload.transfer, upload.peer, upload.offset, upload.name)
         else:
             self.partials.forget(upload.transfer)
+            if upload.published:
+                self.keeper.superseded([(upload.name, upload.transfer)])
 
     async def lookup(self, name: str) -> Entry:
         """Return the catalog entry of ``name``; BadName or NotFound."""

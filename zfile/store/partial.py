@@ -117,6 +117,8 @@ class Upload(UploadHandle):
         self._live = True
         #: Whether the partial stayed on disk when the upload finished.
         self.kept = False
+        #: Whether the upload ended published under its final name.
+        self.published = False
         # Set while bytes may be on disk that the hasher has not seen (a write
         # was cancelled mid-flight); committing then could publish unverified bytes.
         self._torn = False
@@ -395,6 +397,7 @@ class Upload(UploadHandle):
         # Best effort: whatever cannot be closed or removed here, sweep_partials removes later.
         self._live = False
         self.kept = keep
+        self.published = published
         self._writeback.close()
         try:
             if self._fd is not None:

@@ -5,10 +5,13 @@ resume.
 :class:`PartialKeeper` deletes them when they expire (the sweep, after
 ``partial_ttl`` seconds untouched) and as soon as they exceed their bounds
 (reclaiming the oldest first, :class:`~zfile.store.litter.PartialBounds`),
-and finds them again when the store opens.  A partial a live upload holds
-(:class:`~zfile.store.claims.Claims`) is never deleted, and a deletion
-holds the partial's claim so that a ``begin_upload`` racing it gets Busy.
-Times are seconds since the epoch, sizes bytes.
+and as soon as a file of the same name is stored anew: such a partial could
+only resume the version of the file it was begun with, which is no longer
+the one stored (rsync's ``--partial`` likewise keeps one partial per
+destination file).  It finds them again when the store opens.  A partial a
+live upload holds (:class:`~zfile.store.claims.Claims`) is never deleted,
+and a deletion holds the partial's claim so that a ``begin_upload`` racing
+it gets Busy.  Times are seconds since the epoch, sizes bytes.
 """
 
 from __future__ import annotations
@@ -42,29 +45,61 @@ class PartialKeeper:
         self.ttl = ttl
         self._reclaimer: asyncio.Task[None] | None = None
         self._again = False
+        self._dropping: set[asyncio.Task[None]] = set()
 
     async def open(self) -> None:
         """At the store's open, before any upload: sweep what expired, count
         what is left, and reclaim past the bounds.  StoreError when the
         partials' directory cannot be listed."""
         await self.sweep()
-        for transfer, peer, size, touched in await asyncio.to_thread(scan, self.layout.tmp):
-            self.bounds.note(transfer, peer, size, touched)
+        for transfer, peer, size, touched, name in await asyncio.to_thread(scan, self.layout.tmp):
+            self.bounds.note(transfer, peer, size, touched, name)
         await self._reclaim()
 
     async def settled(self) -> None:
-        """Wait for a reclaim in progress (the store's close)."""
+        """Wait for a reclaim or a drop in progress (the store's close)."""
         if self._reclaimer is not None:
             await asyncio.gather(self._reclaimer, return_exceptions=True)
+        if self._dropping:
+            await asyncio.gather(*self._dropping, return_exceptions=True)
 
-    def kept(self, transfer: str, peer: str, size: int) -> None:
-        """An upload left its partial of ``size`` bytes: count it, and start
-        reclaiming when that takes the partials past their bounds."""
-        self.bounds.note(transfer, peer, size, time.time())
+    def kept(self, transfer: str, peer: str, size: int, name: str) -> None:
+        """An upload of ``name`` left its partial of ``size`` bytes: count it,
+        and start reclaiming when that takes the partials past their bounds."""
+        self.bounds.note(transfer, peer, size, time.time(), name)
         if self._reclaimer is not None and not self._reclaimer.done():
             self._again = True  # the running pass may have chosen before this partial came
         elif self.bounds.over(self.claims.__contains__):
             self._reclaimer = asyncio.get_running_loop().create_task(self._reclaim(), name="zfile-reclaim")
+
+    def superseded(self, stored: list[tuple[str, str]]) -> None:
+        """Each ``(name, transfer)`` of ``stored`` was just stored by that
+        transfer: start deleting the other partials of the same names that
+        no live upload holds.  Returns at once; :meth:`settled` waits."""
+        doomed = [
+            other
+            for name, transfer in stored
+            for other in self.bounds.of_name(name)
+            if other != transfer and other not in self.claims
+        ]
+        if doomed:
+            task = asyncio.get_running_loop().create_task(self._drop(doomed, stored[0][0]), name="zfile-drop")
+            self._dropping.add(task)
+            task.add_done_callback(self._dropping.discard)
+
+    async def _drop(self, doomed: list[str], first: str) -> None:
+        dropped = 0
+        for transfer in doomed:
+            if transfer in self.claims:
+                continue  # claimed since it was chosen
+            try:
+                await self._delete(transfer)
+            except OSError as exc:
+                log.warning("could not delete superseded partial upload %s: %s", transfer, exc.strerror or exc)
+                continue
+            dropped += 1
+        if dropped:
+            log.info("deleted %d partial upload(s) of files stored anew since (%r among them)", dropped, first)
 
     async def _reclaim(self) -> None:
         """Delete the oldest partials no live upload holds until the rest are within the bounds."""
@@ -137,10 +172,10 @@ def _touched_before(tmp: Path, cutoff: float) -> list[str]:
     return [transfer for transfer, mtime in touched.items() if mtime < cutoff]
 
 
-def scan(tmp: Path) -> list[tuple[str, str, int, float]]:
-    """(transfer, peer, bytes, last touched) of each partial in ``tmp``, read
-    from its state file (peer "" when unreadable) and its ``.part``.  OSError
-    when ``tmp`` cannot be listed."""
+def scan(tmp: Path) -> list[tuple[str, str, int, float, str]]:
+    """(transfer, peer, bytes, last touched, name) of each partial in
+    ``tmp``, read from its state file (peer and name "" when unreadable) and
+    its ``.part``.  OSError when ``tmp`` cannot be listed."""
     found = []
     with os.scandir(tmp) as items:
         names = [item.name for item in items]
@@ -155,11 +190,14 @@ def scan(tmp: Path) -> list[tuple[str, str, int, float]]:
         except (OSError, ValueError):
             continue
         peer = saved.get("peer") if isinstance(saved, dict) else None
+        of = saved.get("name") if isinstance(saved, dict) else None
         try:
             size = (tmp / f"{transfer}.part").stat().st_size
         except OSError:
             size = 0
-        found.append((transfer, peer if isinstance(peer, str) else "", size, touched))
+        found.append(
+            (transfer, peer if isinstance(peer, str) else "", size, touched, of if isinstance(of, str) else "")
+        )
     return found
 
 

@@ -116,6 +116,8 @@ class Staged:
     intent_in_catalog = True
     #: A whole file leaves nothing to resume: its partial is never kept.
     kept = False
+    #: The store's put_many, not the claim's release, tells of its publication.
+    published = False
     offset = 0
 
     def __init__(
