@@ -228,6 +228,17 @@ async def test_a_daemon_that_dies_mid_get_fails_the_get_at_once(tmp_path):
     assert part.exists()
 
 
+async def test_a_get_below_a_file_names_the_file_in_the_way(d, tmp_path):
+    src = make_file(tmp_path / "g.bin", 4 * MiB)
+    (tmp_path / "out").write_text("mine")
+    async with Client(d.endpoint) as client:
+        await client.put(src, "g.bin")
+        with pytest.raises(LocalFileError, match=f"cannot write .*: {tmp_path / 'out'} is not a directory$"):
+            await client.get("g.bin", tmp_path / "out" / "sub" / "g.bin")
+    assert (tmp_path / "out").read_text() == "mine"
+    assert "dir=out name='g.bin'" not in d.log_text()
+
+
 async def test_a_get_onto_a_directory_fails_before_a_byte_moves(d, tmp_path):
     """A directory at the destination's name is found before the download,
     not by the final rename once the whole file sits in its temp file."""

@@ -125,3 +125,16 @@ def test_cli_get_of_a_tree_batches_small_files_and_streams_large(daemon, tmp_pat
     log = daemon.log_text()
     assert "result=ok 256 of 256" in log  # whole batches, not one GET per file
     assert log.count("dir=out") < 20
+
+
+def test_a_file_where_a_directory_must_go_is_named_and_the_others_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "t").write_text("mine")
+    files = [job(got(b"a"), out / "t" / "a"), job(got(b"b"), out / "t" / "sub" / "b"), job(got(b"c"), out / "c")]
+    results = write_wholes(files)
+    for bad in results[:2]:
+        assert isinstance(bad, LocalFileError)
+        assert str(bad).endswith(f": {out / 't'} is not a directory"), str(bad)
+    assert results[2] is None
+    assert (out / "t").read_text() == "mine" and (out / "c").read_bytes() == b"c"

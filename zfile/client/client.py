@@ -44,6 +44,7 @@ from zfile.errors import (
     TransportError,
     ZfileError,
 )
+from zfile.fileio.dirs import make_parents
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.protocol.digest import DEFAULT_ALGO, new_hasher
 from zfile.protocol.events import (
@@ -378,7 +379,7 @@ class Client(FileOps):
         dest = Path(dest)
         part, state = part_paths(dest)
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            make_parents(dest)
             _not_a_directory(dest)
             offset, digest = _resume_point(part, state, name)
         except OSError as exc:

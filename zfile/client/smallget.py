@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from zfile.errors import IntegrityError, LocalFileError, ZfileError
+from zfile.fileio.dirs import make_parents
 from zfile.fileio.writeback import start_all
 from zfile.protocol.digest import new_hasher
 from zfile.protocol.events import GotFile
@@ -52,7 +53,7 @@ def write_wholes(files: Sequence[tuple[GotFile, Path, Path, Path]]) -> list[Zfil
                 continue
             try:
                 if dest.parent not in made:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    make_parents(dest)
                     made.add(dest.parent)
                 fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             except OSError as exc:
