@@ -104,6 +104,19 @@ def test_mv_refuses_hostile_names_and_missing_files(node, tmp_path):
     assert names_on(node) == ["k"]
 
 
+def test_mv_of_a_directory_says_so(node, tmp_path):
+    send_tree(node, tmp_path, ["d/a", "d/e/b"])
+    proc = zfile_cli("mv", "d/", "x/", "--from", node.endpoint, check=False)
+    assert proc.returncode == 2 and "'d/' names a directory; mv renames one stored file at a time" in proc.stderr
+    for old in ("d", "d/e"):
+        proc = zfile_cli("mv", old, "x", "--from", node.endpoint, check=False)
+        assert proc.returncode == 1, proc
+        assert proc.stderr.strip() == (
+            f"zfile: error: '{old}' is a directory in the store; mv renames one stored file at a time"
+        )
+    assert names_on(node) == ["d/a", "d/e/b"]
+
+
 def test_stat_shows_each_field_and_json(node, tmp_path):
     send_tree(node, tmp_path, ["s/a.bin"])
     src = tmp_path / "src" / "s" / "a.bin"

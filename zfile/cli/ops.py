@@ -15,6 +15,7 @@ import posixpath
 import sys
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,7 +26,11 @@ from zfile.client.plan import shown
 from zfile.errors import ErrorCode, IntegrityError, RemoteError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
+from zfile.protocol.names import quote_name
 from zfile.transport.endpoint import parse_endpoint
+
+if TYPE_CHECKING:
+    from zfile.client.client import Client
 
 
 def _one_daemon(conn: Connection, command: str) -> None:
@@ -143,7 +148,8 @@ def rm(
 @timeout_option
 def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout: float) -> None:
     """Rename the stored file OLD to NEW on the daemon; NEW ending in / means
-    NEW/<basename of OLD>.
+    NEW/<basename of OLD>.  OLD is one file: a directory is refused (exit 2
+    when OLD ends in /, else 1), as mv does not move trees.
 
     On a local store the file and its catalog entry move in one step: a
     reader finds the file under OLD or under NEW, never under both or
@@ -158,6 +164,8 @@ def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout
       zfile mv -f staging/model.ckpt model.ckpt --from node7
     """
     _one_daemon(conn, "mv")
+    if old.endswith("/"):
+        raise click.UsageError(f"{quote_name(old)} names a directory; mv renames one stored file at a time")
     if new.endswith("/"):
         new += posixpath.basename(old)
 
@@ -168,11 +176,26 @@ def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout
             except RemoteError as exc:
                 if exc.code is ErrorCode.EXISTS:
                     raise RemoteError(f"{exc}; -f/--force replaces it", code=exc.code) from None
+                if exc.code is ErrorCode.NOT_FOUND and await _is_directory(client, old):
+                    # Said apart from a missing name: mv(1) would move a directory.
+                    raise RemoteError(
+                        f"{quote_name(old)} is a directory in the store; mv renames one stored file at a time",
+                        code=exc.code,
+                    ) from None
                 raise
 
     entry = run(go)
     if verbose:
         click.echo(f"renamed {shown(old)} -> {shown(entry.name)}")
+
+
+async def _is_directory(client: Client, name: str) -> bool:
+    """Whether the store holds a file below ``name/``."""
+    listing = client.list(f"{name}/", page_size=1)
+    try:
+        return await anext(listing, None) is not None
+    finally:
+        await listing.aclose()
 
 
 def iso_ns(ns: int) -> str:
