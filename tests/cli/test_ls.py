@@ -119,6 +119,22 @@ def test_ls_lists_one_level_and_R_everything(daemon, tmp_path):
     assert listed[1]["size"] == 2000 and len(listed[1]["digest"]) == 64
     everything = json.loads(zfile_cli("ls", "-R", "--json", *ep).stdout)
     assert {e["type"] for e in everything} == {"file"} and len(everything) == 5
+    # A prefix with nothing under it fails as ls(1) fails on a missing path; "ds" and "ds2" are no "d".
+    for args, sentence in (
+        (("nope",), "'nope' is not in the store, nor is anything under it"),
+        (("--json", "nope/"), "'nope' is not in the store, nor is anything under it"),
+        (("d",), "'d' is not in the store, nor is anything under it"),
+        (("-R", "dz"), "no stored name starts with 'dz'"),
+    ):
+        proc = zfile_cli("ls", *args, *ep, check=False)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", f"zfile: error: {sentence}\n"), args
+    assert names("-R", "d") == names("-R")[:-1]
+
+
+def test_ls_of_an_empty_store_is_empty_not_an_error(daemon):
+    assert zfile_cli("ls", "--from", daemon.endpoint).stdout == ""
+    assert zfile_cli("ls", "/", "--from", daemon.endpoint).stdout == ""
+    assert json.loads(zfile_cli("ls", "-R", "--json", "--from", daemon.endpoint).stdout) == []
 
 
 @pytest.mark.slow

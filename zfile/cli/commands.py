@@ -33,6 +33,7 @@ from zfile.cli.serve import keygen, serve
 from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
 from zfile.client.filters import Filter
 from zfile.client.plan import plan_upload
+from zfile.errors import ErrorCode, RemoteError
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -305,7 +306,8 @@ def ls(prefix: str, conn: Connection, recursive: bool, as_json: bool, human: boo
     subdirectory once, with a trailing / (its size blank, its newest mtime,
     the number of files below it).  PREFIX datasets and datasets/ both list
     inside datasets/.  -R lists every file whose name starts with PREFIX, at
-    any depth.  Columns: size, mtime, the digest's first 12 hex digits, name.
+    any depth; a PREFIX under which nothing is stored is an error (exit 1),
+    as for ls.  Columns: size, mtime, the digest's first 12 hex digits, name.
     --json follows the same depth (as rclone lsjson does): one object per
     file ("type": "file", the fields of stat --json) or directory ("type":
     "dir", files, size, mtime); no header, one array.
@@ -324,16 +326,17 @@ def ls(prefix: str, conn: Connection, recursive: bool, as_json: bool, human: boo
     async def go() -> None:
         first = True
         async with conn.client(timeout) as client:
-            if as_json:
-                click.echo("[", nl=False)
             items = client.list(listing.list_prefix(prefix, recursive))
             async for item in items if recursive else listing.one_level(items, prefix):
                 if as_json:
-                    click.echo(("\n" if first else ",\n") + json.dumps(listing.ls_json(item)), nl=False)
+                    click.echo(("[\n" if first else ",\n") + json.dumps(listing.ls_json(item)), nl=False)
                 else:
                     click.echo(listing.ls_line(item, human))
                 first = False
-            if as_json:
-                click.echo("\n]" if not first else "]")
+        if first and prefix.strip("/"):
+            # As ls(1) fails on a path that is not there; an empty store lists as nothing.
+            raise RemoteError(listing.nothing_at(prefix, recursive), code=ErrorCode.NOT_FOUND)
+        if as_json:
+            click.echo("\n]" if not first else "[]")
 
     run(go)

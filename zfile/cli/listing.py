@@ -20,6 +20,7 @@ from typing import Any
 from zfile.client.plan import shown
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
+from zfile.protocol.names import quote_name
 
 
 @dataclass(slots=True)
@@ -81,6 +82,13 @@ async def one_level(entries: AsyncIterator[Entry], prefix: str) -> AsyncIterator
         yield current
 
 
+def nothing_at(prefix: str, recursive: bool) -> str:
+    """The sentence of ``ls PREFIX`` (``-R`` when ``recursive``) that found nothing."""
+    if recursive:
+        return f"no stored name starts with {quote_name(prefix)}"
+    return f"{quote_name(prefix.rstrip('/'))} is not in the store, nor is anything under it"
+
+
 def human_size(size: int) -> str:
     """``size`` bytes as ``ls -h`` shows it: powers of 1024 with K, M, G, T, P
     and one decimal below 10 (``1.5K``, ``20M``), plain bytes below 1024."""
@@ -127,4 +135,4 @@ def ls_json(item: Entry | Directory) -> dict[str, Any]:
     return {**entry_json(item), "type": "file"}
 
 
-__all__ = ["Directory", "human_size", "list_prefix", "ls_json", "ls_line", "one_level"]
+__all__ = ["Directory", "human_size", "list_prefix", "ls_json", "ls_line", "nothing_at", "one_level"]
