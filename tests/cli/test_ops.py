@@ -104,8 +104,17 @@ def test_mv_refuses_hostile_names_and_missing_files(node, tmp_path):
     assert names_on(node) == ["k"]
 
 
-def test_mv_of_a_directory_says_so(node, tmp_path):
+def test_mv_cat_and_stat_of_a_directory_say_so(node, tmp_path):
     send_tree(node, tmp_path, ["d/a", "d/e/b"])
+    proc = zfile_cli("cat", "d/e", "--from", node.endpoint, check=False)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "zfile: error: 'd/e' is a directory in the store; cat prints one stored file\n"
+    proc = zfile_cli("stat", "d", "d/a", "nope", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and "name: d/a" in proc.stdout
+    assert proc.stderr.splitlines() == [
+        "zfile: error: d: 'd' is a directory in the store; ls lists what is under it",
+        "zfile: error: nope: 'nope' is not in the store",
+    ]
     proc = zfile_cli("mv", "d/", "x/", "--from", node.endpoint, check=False)
     assert proc.returncode == 2 and "'d/' names a directory; mv renames one stored file at a time" in proc.stderr
     for old in ("d", "d/e"):

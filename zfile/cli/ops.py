@@ -176,26 +176,27 @@ def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout
             except RemoteError as exc:
                 if exc.code is ErrorCode.EXISTS:
                     raise RemoteError(f"{exc}; -f/--force replaces it", code=exc.code) from None
-                if exc.code is ErrorCode.NOT_FOUND and await _is_directory(client, old):
-                    # Said apart from a missing name: mv(1) would move a directory.
-                    raise RemoteError(
-                        f"{quote_name(old)} is a directory in the store; mv renames one stored file at a time",
-                        code=exc.code,
-                    ) from None
-                raise
+                raise await _directory_error(client, old, exc, "mv renames one stored file at a time") from None
 
     entry = run(go)
     if verbose:
         click.echo(f"renamed {shown(old)} -> {shown(entry.name)}")
 
 
-async def _is_directory(client: Client, name: str) -> bool:
-    """Whether the store holds a file below ``name/``."""
+async def _directory_error(client: Client, name: str, exc: RemoteError, hint: str) -> RemoteError:
+    """``exc``, or, when it says ``name`` is not stored while files are
+    stored below ``name/``, the error saying ``name`` is a directory, then
+    ``hint`` (mv(1) and cat(1) tell a directory from a missing path too)."""
+    if exc.code is not ErrorCode.NOT_FOUND:
+        return exc
     listing = client.list(f"{name}/", page_size=1)
     try:
-        return await anext(listing, None) is not None
+        below = await anext(listing, None)
     finally:
         await listing.aclose()
+    if below is None:
+        return exc
+    return RemoteError(f"{quote_name(name)} is a directory in the store; {hint}", code=exc.code)
 
 
 def iso_ns(ns: int) -> str:
@@ -237,9 +238,13 @@ def stat(names: tuple[str, ...], conn: Connection, as_json: bool, timeout: float
     """
     _one_daemon(conn, "stat")
 
-    async def go() -> list[Entry | RemoteError]:
+    async def go() -> list[Entry | BaseException]:
         async with conn.client(timeout) as client:
-            return await asyncio.gather(*(client.stat(n) for n in names), return_exceptions=True)
+            results = await asyncio.gather(*(client.stat(n) for n in names), return_exceptions=True)
+            for k, (name, result) in enumerate(zip(names, results, strict=True)):
+                if isinstance(result, RemoteError):
+                    results[k] = await _directory_error(client, name, result, "ls lists what is under it")
+            return results
 
     results = run(go)
     found: list[Entry] = []
@@ -323,6 +328,8 @@ def cat(name: str, conn: Connection, timeout: float) -> None:
                 return await client.cat(name, out)
             except IntegrityError as exc:
                 raise IntegrityError(f"{exc}; the bytes already written to stdout cannot be taken back") from None
+            except RemoteError as exc:
+                raise await _directory_error(client, name, exc, "cat prints one stored file") from None
 
     run(go)  # a reader gone early ends it with 141 (zfile.cli.boundary)
 
