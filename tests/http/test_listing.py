@@ -57,6 +57,25 @@ async def test_html_directory_page(front, http):
     assert 'id="next"' in page
 
 
+async def test_a_directory_named_without_its_slash_is_redirected(front, http):
+    for name in ["d/one.txt", "sp ace/x.txt", "dx"]:
+        await put(http, front, name, b"0123456789")
+    for method in ("GET", "HEAD"):
+        for path, location in (
+            ("/files/d", "/files/d/"),
+            ("/files/d?limit=2", "/files/d/?limit=2"),
+            ("/files/sp%20ace", "/files/sp%20ace/"),
+        ):
+            async with http.request(method, URL(front.url + path, encoded=True), allow_redirects=False) as r:
+                assert (r.status, r.headers.get("Location")) == (301, location), (method, path)
+    async with http.get(f"{front.url}/files/d") as r:  # followed: the directory's page
+        assert r.status == 200 and r.content_type == "text/html" and "one.txt" in await r.text()
+    async with http.get(f"{front.url}/files/dx") as r:  # a file of that name is served, not redirected
+        assert r.status == 200 and await r.read() == b"0123456789"
+    async with http.get(f"{front.url}/files/d/one", allow_redirects=False) as r:
+        assert r.status == 404  # "one.txt" below is no directory "one/"
+
+
 async def test_form_upload_of_several_files(front, http, big_store):
     one, two = os.urandom(3 << 20), b"small"
     form = aiohttp.FormData()

@@ -278,7 +278,15 @@ class HttpFront:
             if request.method == "DELETE":
                 await self.store.delete(value)
                 return web.Response(status=204)
-            return await get_file(self.store, request, value, self.idle_timeout)
+            try:
+                return await get_file(self.store, request, value, self.idle_timeout)
+            except NotFound:
+                if not await self.store.list(f"{value}/", "", 1):
+                    raise
+            # A directory named without its slash: redirected as a web server does (nginx, Apache).
+            url = request.rel_url
+            query = f"?{url.raw_query_string}" if url.raw_query_string else ""
+            raise web.HTTPMovedPermanently(location=f"{url.raw_path}/{query}")
         if kind == "dir" and wants_json(request):
             return await list_json(self.store, request, value)
         return await list_html(self.store, request, value)
