@@ -160,6 +160,10 @@ def test_get_delete_removes_only_what_it_should(daemon, tmp_path):
         assert (tree / kept).is_file(), kept
     assert (tree / "link").is_symlink() and (tree / "linkdir").is_symlink() and precious.is_file()
     assert (out / "beside.jpg").is_file()
+    # What the source lacks but --delete leaves is said, not skipped in silence.
+    said = [line for line in res.stderr.splitlines() if "--delete left" in line]
+    why = "a symbolic link, which zfile never writes"
+    assert said == [f"zfile: --delete left '{tree / n}': {why}" for n in ("link", "linkdir")]
 
 
 def test_a_failed_run_deletes_nothing_and_says_so(daemon, tmp_path):

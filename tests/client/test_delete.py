@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zfile.client.delete import delete_local, local_deletions
+from zfile.client.delete import LocalDeletions, delete_local, local_deletions
 from zfile.client.filters import Filter
 from zfile.client.plan import DownloadPlan
 from zfile.protocol.events import Entry
@@ -43,8 +43,17 @@ def test_only_what_the_daemon_lacks_and_zfile_would_write_is_deleted(tmp_path):
     write(Path(os.fsdecode(bytes(tree) + b"/caf\xe9.jpg")))  # not UTF-8: zfile cannot have written it
     write(out / "beside.jpg")  # outside the tree: not looked at
 
-    doomed = local_deletions(plan_for(out, ["kept.jpg"]))
-    assert doomed == sorted([old, deep_old])
+    found = local_deletions(plan_for(out, ["kept.jpg"]))
+    assert found.doomed == sorted([old, deep_old])
+    # What is left is said, with why.
+    assert found.kept == sorted(
+        [
+            (tree / "link", "a symbolic link"),
+            (tree / "linkdir", "a symbolic link"),
+            (tree / "fifo", "a FIFO"),
+            (Path(os.fsdecode(bytes(tree) + b"/caf\xe9.jpg")), "a file whose name is not UTF-8"),
+        ]
+    )
 
 
 def test_excluded_files_and_directories_are_never_deleted(tmp_path):
@@ -52,8 +61,10 @@ def test_excluded_files_and_directories_are_never_deleted(tmp_path):
     write(out / "photos" / "a.raw")
     write(out / "photos" / "cache" / "c.jpg")
     gone = write(out / "photos" / "b.jpg")
-    f = Filter.from_rules(exclude=["*.raw", "cache/"])
-    assert local_deletions(plan_for(out, []), f) == [gone]
+    (out / "photos" / "link.raw").symlink_to(gone)
+    (out / "photos" / "cachelink").symlink_to(out / "photos" / "cache")
+    f = Filter.from_rules(exclude=["*.raw", "cache/", "cachelink/"])
+    assert local_deletions(plan_for(out, []), f) == LocalDeletions([gone], [])  # excluded: not even said
 
 
 def test_a_tree_that_is_a_link_is_not_entered(tmp_path):
@@ -62,7 +73,7 @@ def test_a_tree_that_is_a_link_is_not_entered(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "photos").symlink_to(elsewhere)
-    assert local_deletions(plan_for(out, [])) == []
+    assert local_deletions(plan_for(out, [])) == LocalDeletions([], [])
 
 
 def test_directories_this_run_emptied_go_and_no_others(tmp_path):

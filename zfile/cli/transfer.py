@@ -40,6 +40,7 @@ from zfile.cli.fanout import report_json
 from zfile.client.client import Client
 from zfile.client.delete import (
     Deleted,
+    LocalDeletions,
     delete_local,
     delete_remote,
     local_deletions,
@@ -68,6 +69,8 @@ class Run:
     outcomes: list[Outcome] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     deleted: list[Deleted] = field(default_factory=list)
+    #: (local path, why) of each entry ``get --delete`` left although the source lacks it.
+    kept: list[tuple[str, str]] = field(default_factory=list)
     #: Why --delete deleted nothing, when it was asked for and did not run.
     no_delete: str = ""
     began: float = field(default_factory=time.monotonic)
@@ -208,7 +211,9 @@ def get(
                 if delete:
                     result.no_delete = _delete_refused(result)
                 if delete and not result.no_delete:
-                    result.deleted = [Deleted(shown(p)) for p in await _local_deletions(plan, filters)]
+                    found = await _local_deletions(plan, filters)
+                    result.deleted = [Deleted(shown(p)) for p in found.doomed]
+                    result.kept = [(shown(p), why) for p, why in found.kept]
                 return result
             with progress_bar(sum(e.size for e, _ in todo), quiet or as_json, "get") as bar, notes(bar, quiet):
                 tally = Tally("get", len(todo), bar)
@@ -218,14 +223,16 @@ def get(
         if delete:
             result.no_delete = _delete_refused(result)
             if not result.no_delete:
-                paths = await _local_deletions(plan, filters)
-                result.deleted = await asyncio.to_thread(delete_local, paths, [root for _, root in plan.trees])
+                found = await _local_deletions(plan, filters)
+                roots = [root for _, root in plan.trees]
+                result.deleted = await asyncio.to_thread(delete_local, found.doomed, roots)
+                result.kept = [(shown(p), why) for p, why in found.kept]
         return result
 
     finish(run(go), quiet, as_json)
 
 
-async def _local_deletions(plan: DownloadPlan, filters: Filter) -> list[Path]:
+async def _local_deletions(plan: DownloadPlan, filters: Filter) -> LocalDeletions:
     return await asyncio.to_thread(local_deletions, plan, filters)
 
 
@@ -235,6 +242,8 @@ def finish(result: Run, quiet: bool, as_json: bool) -> None:
     delete_failed = [d for d in result.deleted if d.error is not None]
     if result.no_delete:
         click.echo(f"zfile: --delete: {_nothing_deleted(result)}", err=True)
+    for path, why in result.kept:
+        click.echo(f"zfile: --delete left '{path}': {why}, which zfile never writes", err=True)
     if as_json:
         click.echo(json.dumps([json_summary(result)], indent=1))
         failed = result.transfer_failed() or delete_failed
@@ -327,6 +336,7 @@ def json_summary(result: Run) -> dict[str, Any]:
     results += [_file(n, p, "unchanged", s, d) for n, p, s, d in result.unchanged]
     results += [_file(d.name, None, "deleted" if d.error is None else "failed", error=d.error) for d in result.deleted]
     results += [_file(n, None, "excluded") for n in result.excluded]
+    results += [_file(p, p, "kept", error=f"{why}, which zfile never writes") for p, why in result.kept]
     results += [_file(o.name, None, "skipped", error=o.error) for o in skipped]
     results += [_file(o.name, paths.get(o.name), "failed", error=o.error) for o in failed]
     digests = [(o.result.name, DEFAULT_ALGO, o.result.digest) for o in done] + [

@@ -11,8 +11,10 @@ every transfer of the run succeeded: a run with a failure deletes nothing.
   tree's local directory that the daemon no longer holds.  Only what zfile
   would have written is a candidate: a regular file with a UTF-8 name that
   is not a download's temp file (``.NAME.zfile-part``, kept for resume);
-  symbolic links, special files and whatever lies below a symbolic link
-  stay, and nothing outside the output directory is ever looked at.
+  symbolic links (never followed), special files and names that are not
+  UTF-8 stay, each named with its reason (rsync would delete them, but
+  zfile never writes one), and nothing outside the output directory is
+  ever looked at.
   :func:`delete_local` then removes the directories that this run emptied
   (rsync removes a directory the source does not have; zfile has no
   directories, so a directory goes when its last file went), never one that
@@ -55,12 +57,31 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
-def local_deletions(plan: DownloadPlan, filters: Filter = NO_FILTER) -> list[Path]:
+@dataclass(frozen=True, slots=True)
+class LocalDeletions:
+    """What ``--delete`` finds in a download's local trees: the files to
+    delete, and the entries the source lacks that it leaves, each with why
+    (``"a symbolic link"``...), both sorted by path."""
+
+    doomed: list[Path]
+    kept: list[tuple[Path, str]]
+
+
+def _not_deleted(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+    return f"a {kind}"
+
+
+def local_deletions(plan: DownloadPlan, filters: Filter = NO_FILTER) -> LocalDeletions:
     """The local files under ``plan.trees`` that the plan does not write and
-    that are zfile's to delete (module docstring), sorted.  Blocking (a
-    directory walk): run it in a worker thread."""
+    that are zfile's to delete, and the entries there that are not zfile's
+    (module docstring).  Blocking (a directory walk): run it in a worker
+    thread."""
     keep = {os.path.abspath(dest) for _, dest in plan.files}
     found: set[Path] = set()
+    kept: dict[Path, str] = {}
     for _, root in plan.trees:
         # A tree's directory that is a link leads out of the output directory: not entered.
         if root.is_symlink() or not root.is_dir():
@@ -73,21 +94,34 @@ def local_deletions(plan: DownloadPlan, filters: Filter = NO_FILTER) -> list[Pat
             def rel(name: str, rel_dir: str = rel_dir) -> str:
                 return f"{rel_dir}/{name}" if rel_dir else name
 
-            dirnames[:] = [
-                d for d in dirnames if _is_utf8(d) and not filters.matches(rel(d), is_dir=True)
-            ]  # pruned: an excluded directory is left whole, as is one whose name zfile cannot store
+            entered = []
+            for d in dirnames:
+                if not _is_utf8(d):
+                    kept[here / d] = "a directory whose name is not UTF-8"
+                elif filters.matches(rel(d), is_dir=True):
+                    continue
+                elif os.path.islink(here / d):  # os.walk lists a link to a directory with the directories
+                    kept[here / d] = "a symbolic link"
+                else:
+                    entered.append(d)
+            dirnames[:] = entered  # pruned: an excluded directory is left whole
             for name in filenames:
                 path = here / name
-                if not _is_utf8(name) or is_part_name(name) or filters.matches(rel(name)):
+                if is_part_name(name) or (_is_utf8(name) and filters.matches(rel(name))):
                     continue
                 try:
-                    if not stat.S_ISREG(path.lstat().st_mode):
-                        continue
+                    mode = path.lstat().st_mode
                 except OSError:
                     continue
-                if os.path.abspath(path) not in keep:
+                if os.path.abspath(path) in keep:
+                    continue
+                if not _is_utf8(name):
+                    kept[path] = "a file whose name is not UTF-8"
+                elif not stat.S_ISREG(mode):
+                    kept[path] = _not_deleted(mode)
+                else:
                     found.add(path)
-    return sorted(found)
+    return LocalDeletions(sorted(found), sorted(kept.items()))
 
 
 def delete_local(paths: Sequence[Path], roots: Sequence[Path]) -> list[Deleted]:
@@ -167,4 +201,4 @@ async def delete_remote(client: Client, names: Sequence[str]) -> list[Deleted]:
     return done
 
 
-__all__ = ["Deleted", "delete_local", "delete_remote", "local_deletions", "remote_deletions"]
+__all__ = ["Deleted", "LocalDeletions", "delete_local", "delete_remote", "local_deletions", "remote_deletions"]
