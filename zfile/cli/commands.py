@@ -152,7 +152,9 @@ def send(
       tar c build/ | zfile send - --name builds/build.tar --to node7
 
     The path - reads stdin to its end and stores it under --name (mode 0644, mtime now),
-    verified and committed atomically like any file; it cannot resume.
+    verified and committed atomically like any file; it cannot resume.  A writer
+    that dies ends the pipe as one that finished does, so what came is stored:
+    use set -o pipefail and check the pipeline's status.
     """
     if "-" in paths or name is not None:
         extra = checksum or ignore_times or relative or copy_links or as_json or bool(prefix) or dry_run or delete
