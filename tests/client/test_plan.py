@@ -48,3 +48,20 @@ def test_a_file_whose_mtime_no_message_can_carry_is_skipped_saying_so(tmp_path):
         [skipped] = plan.skipped
         assert skipped.name == str(late) and "after 2262-04-11" in str(skipped.error), skipped
         assert "touch(1)" in str(skipped.error)
+
+
+def test_a_link_that_leads_back_to_itself_is_a_loop_not_dangling(tmp_path):
+    tree(tmp_path / "t")
+    (tmp_path / "t" / "ping").symlink_to("pong")
+    (tmp_path / "t" / "pong").symlink_to("ping")
+    (tmp_path / "t" / "gone").symlink_to("nowhere")
+    for copy_links in (False, True):
+        plan = plan_upload([tmp_path / "t"], copy_links=copy_links)
+        why = {Path(o.name).name: str(o.error) for o in plan.skipped}
+        assert why == {
+            "ping": "symbolic link loop (it leads back to itself)",
+            "pong": "symbolic link loop (it leads back to itself)",
+            "gone": "dangling symbolic link",
+        }
+        assert [name for _, name, _ in plan.files] == ["t/a.txt", "t/sub/b.txt"]
+        assert not plan.unread  # neither is a read error that would stop a --delete

@@ -9,6 +9,7 @@ a/b.bin`` writes ``OUT/b.bin``.  The transfers themselves run in
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -153,13 +154,19 @@ def plan_upload(
                 continue
             try:
                 if entry.is_symlink():
-                    if not os.path.exists(path):
-                        skip(path, "dangling symbolic link")
+                    try:
+                        st = os.stat(path)
+                    except OSError as exc:
+                        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                            skip(path, "dangling symbolic link")
+                        elif exc.errno == errno.ELOOP:
+                            skip(path, "symbolic link loop (it leads back to itself)")
+                        else:  # only an error where the link was to be followed
+                            skip(path, f"cannot follow the symbolic link: {exc.strerror}", io_error=copy_links)
                         continue
                     if not copy_links:
                         skip(path, "symbolic link (-L/--copy-links sends what it points to)")
                         continue
-                    st = os.stat(path)
                 else:
                     st = entry.stat(follow_symlinks=False)
             except OSError as exc:
