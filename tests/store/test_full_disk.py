@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from zfile.errors import NoSpace
+from zfile.errors import NoSpace, NotFound
 from zfile.protocol.events import Entry
+from zfile.store import LocalStore
 from zfile.store.catalog import Catalog
 from zfile.store.reserve import Reserve, size_for
+
+from .test_local import b3, begin, upload
 
 ENTRY = Entry("kept.bin", 3, 1, 0o644, "blake3", b"d" * 32, 1.0, "u-1", "peer")
 NEW = Entry("new.bin", 3, 1, 0o644, "blake3", b"e" * 32, 2.0, "u-2", "peer")
@@ -206,3 +209,33 @@ async def test_a_removal_is_tried_on_a_catalog_a_full_disk_made_read_only(tmp_pa
     finally:
         monkeypatch.undo()
         await catalog.close()
+
+
+async def test_a_streamed_upload_the_full_disk_left_unrecorded_is_recorded_once_writable(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Its file reached its final name but neither its row nor, with the
+    reserve spent, a second try could be written: it is recorded from its
+    state file as soon as the catalog can be written again, not at the
+    next start."""
+    store = LocalStore(tmp_path / "root")
+    await store.open()
+    try:
+        data = b"streamed bytes"
+        up = await begin(store, "s.bin", len(data))
+        await up.write(0, data)
+        _full_next(monkeypatch, store.catalog, calls=2)
+        with pytest.raises(NoSpace):
+            await up.commit(b3(data))
+        monkeypatch.undo()
+        assert (store.root / "s.bin").read_bytes() == data
+        with pytest.raises(NotFound):
+            await store.lookup("s.bin")
+        store._retry_writable_at = 0.0  # the next upload tries the catalog again now, not in a few seconds
+        await upload(store, "next.bin", b"n")
+        assert (await store.lookup("s.bin")).digest == b3(data)
+        assert sorted(e.name for e in await store.list("", "", 10)) == ["next.bin", "s.bin"]
+        assert [p for p in (store.root / ".zfile" / "tmp").iterdir()] == [] and len(store.partials) == 0
+    finally:
+        monkeypatch.undo()
+        await store.close()

@@ -69,7 +69,7 @@ from zfile.store.litter import Limits, PartialBounds
 from zfile.store.partial import StreamUpload, Upload, probe_partial, transfer_id
 from zfile.store.reader import Download
 from zfile.store.reclaim import PartialKeeper
-from zfile.store.recovery import Reconciled, finish_catalog_intents, reconcile
+from zfile.store.recovery import Reconciled, finish_commits, reconcile
 from zfile.store.wholes import Staged, store_batch
 
 __all__ = ["Download", "LocalStore", "StreamUpload", "Upload", "transfer_id"]
@@ -235,7 +235,7 @@ class LocalStore(Store):
                 raise NoSpace("the store's disk is full: no upload is accepted until space is freed on the daemon")
         if self.catalog.behind:
             async with self.publisher.lock:  # no commit is under way: every intent left is one cut short
-                await finish_catalog_intents(self.layout, self.catalog, self.max_name_bytes)
+                await finish_commits(self.layout, self.catalog, self.max_name_bytes, self.partials.forget)
             self.catalog.behind = False
 
     async def _retry_writable(self, now: float) -> bool:

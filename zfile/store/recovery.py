@@ -50,6 +50,7 @@ import os
 import stat
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,7 +86,7 @@ async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Re
     (``lstat`` fails other than "not there") is logged and its row left as
     it was; a replaced file that cannot be re-hashed is logged and dropped,
     since its row's digest would fail every download."""
-    recorded = await _finish_commits(layout, catalog, max_name_bytes)
+    recorded = await finish_commits(layout, catalog, max_name_bytes)
     with contextlib.suppress(OSError):
         if orphans := await asyncio.to_thread(_drop_stateless_partials, layout.tmp):
             log.info("removed %d partial file(s) without a state file, left by a crash mid-write", orphans)
@@ -154,7 +155,18 @@ def _examine(layout: Layout, entry: Entry, realpaths: dict[str, str]) -> str | E
     )
 
 
-async def _finish_commits(layout: Layout, catalog: Catalog, max_name_bytes: int) -> int:
+async def finish_commits(
+    layout: Layout, catalog: Catalog, max_name_bytes: int, cleared: Callable[[str], None] | None = None
+) -> int:
+    """Finish every commit a crash or a full disk cut short: the catalog's
+    intents (:func:`finish_catalog_intents`), then the streamed uploads'
+    state files holding a verified digest whose file reached its final name
+    with the intent's size and mtime; return how many rows were recorded.
+    ``cleared(transfer)`` is told of each state file removed, its partial
+    being gone.  At start, and while the store runs under the group
+    commit's lock (a live upload's intent is then one whose partial has not
+    been renamed yet, which is left alone).  StoreError when the partials'
+    directory cannot be listed or the catalog written."""
     try:
         intents = await asyncio.to_thread(_read_intents, layout.tmp)
     except OSError as exc:
@@ -173,6 +185,8 @@ async def _finish_commits(layout: Layout, catalog: Catalog, max_name_bytes: int)
         if not state_path.with_suffix(".part").exists():
             with contextlib.suppress(OSError):
                 state_path.unlink()
+                if cleared is not None:
+                    cleared(state_path.stem)
     return recorded
 
 
