@@ -36,7 +36,7 @@ _EXPORTS = {
     "fetch": "zfile.client.tree",
     "Filter": "zfile.client.filters",
     "Entry": "zfile.protocol.events",
-    "ClientCurve": "zfile.transport.sockets",
+    "ClientCurve": "zfile.transport.dealer",
     "load_keypair": "zfile.transport.curve",
     "load_public_key": "zfile.transport.curve",
     "Server": "zfile.server.server",

@@ -234,7 +234,41 @@ def test_a_daemon_that_is_up_but_silent_gets_the_whole_timeout(tmp_path):
         daemon.proc.send_signal(signal.SIGCONT)
         assert daemon.stop() == 0
     assert res.returncode == 1 and waited >= 1.5
-    assert "no answer" in res.stderr and "Traceback" not in res.stderr
+    # The kernel still takes the TCP connection, so that much is said.
+    assert res.stderr == (
+        f"zfile: error: {parse_endpoint(daemon.endpoint)} took the connection but completed no ZeroMQ "
+        "handshake within 1.5 s: a daemon there is stopped or hung, or another service has the port\n"
+    )
+
+
+def test_another_service_on_the_port_is_told_apart_from_silence(tmp_path):
+    """A peer that takes the connection and speaks something else (here an
+    SSH-like banner) is named as such when the timeout ends the command."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    held = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+            held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        res = zfile_cli("ping", f"127.0.0.1:{port}", "--timeout", "1", check=False)
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert res.returncode == 1
+    assert "took the connection but completed no ZeroMQ handshake within 1 s" in res.stderr, res.stderr
 
 
 @pytest.mark.slow

@@ -15,13 +15,17 @@ from zfile.protocol.machine import State
 class FakeSocket:
     endpoint = "tcp://127.0.0.1:1"
 
-    def __init__(self, refused: AuthFailed | None = None, stall: bool = False) -> None:
+    def __init__(self, refused: AuthFailed | None = None, stall: bool = False, no_zmtp: bool = False) -> None:
         self.sent: list[object] = []
         self.refused = refused
         self.stall = stall
+        self.no_zmtp = no_zmtp
 
     def link_failure(self) -> AuthFailed | None:
         return self.refused
+
+    def speaks_no_zmtp(self) -> bool:
+        return self.no_zmtp
 
     async def send(self, event, *, track=False, timeout=None):
         if self.stall:
@@ -77,6 +81,13 @@ async def test_silence_is_a_peer_timeout():
     ch, _ = channel(FakeSocket(), timeout=0.05)
     await ch.send(ListRequest(7, "", "", 10))
     with pytest.raises(PeerTimeout, match="no answer from tcp://127.0.0.1:1 within 0.05 s"):
+        await ch.next()
+
+
+async def test_a_peer_that_took_the_connection_but_no_handshake_is_said_so():
+    ch, _ = channel(FakeSocket(no_zmtp=True), timeout=0.05)
+    await ch.send(ListRequest(7, "", "", 10))
+    with pytest.raises(PeerTimeout, match="took the connection but completed no ZeroMQ handshake within 0.05 s"):
         await ch.next()
 
 

@@ -20,7 +20,7 @@ from zfile.client.plan import plan_upload
 from zfile.errors import ErrorCode, RemoteError
 from zfile.transport import curve as auth
 from zfile.transport.curve import load_keypair, load_public_key
-from zfile.transport.sockets import ClientCurve
+from zfile.transport.dealer import ClientCurve
 
 from ..conftest import Daemon, free_port, start_daemon, zfile_cli
 

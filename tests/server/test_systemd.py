@@ -18,7 +18,7 @@ import pytest
 
 from zfile.protocol.events import Cancel, Chunk, Put, PutReady
 from zfile.server import notify
-from zfile.transport.sockets import ClientSocket
+from zfile.transport.dealer import ClientSocket
 
 from ..conftest import start_daemon, zfile_cli
 

@@ -23,7 +23,7 @@ from zfile.client.config import ClientConfig
 from zfile.errors import AuthFailed
 from zfile.protocol.events import Chunk, Error, Put, PutEnd, PutOk, PutReady
 from zfile.transport import curve as auth
-from zfile.transport.sockets import ClientCurve, ClientSocket
+from zfile.transport.dealer import ClientCurve, ClientSocket
 
 from ..conftest import Daemon, free_port, start_daemon, zfile_cli
 

@@ -27,8 +27,8 @@ from zfile.client.fanout import read_targets
 from zfile.client.plan import Outcome, shown
 from zfile.client.quickcheck import Compare
 from zfile.errors import EndpointError, ErrorCode, LocalFileError, Skipped, TransportError
+from zfile.transport.dealer import ClientCurve
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
-from zfile.transport.sockets import ClientCurve
 
 if TYPE_CHECKING:
     from tqdm import tqdm

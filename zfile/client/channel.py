@@ -18,7 +18,7 @@ from zfile.errors import ErrorCode, PeerTimeout, RemoteError, TransportError, Zf
 from zfile.fileio.chunks import Tracker
 from zfile.protocol.events import Cancel, Credit, Error, Event
 from zfile.protocol.machine import Role, Transfer
-from zfile.transport.sockets import ClientSocket
+from zfile.transport.dealer import ClientSocket
 
 #: Called with the number of bytes newly transferred.
 Progress = Callable[[int], None]
@@ -149,6 +149,11 @@ class Channel:
         down = self._sock.link_failure()
         if down is not None:
             return down
+        if self._sock.speaks_no_zmtp():
+            return PeerTimeout(
+                f"{self._sock.endpoint} took the connection but completed no ZeroMQ handshake within "
+                f"{self._timeout:g} s: a daemon there is stopped or hung, or another service has the port"
+            )
         return PeerTimeout(
             f"no answer from {self._sock.endpoint} within {self._timeout:g} s (is `zfile serve` running there?)"
         )

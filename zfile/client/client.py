@@ -66,8 +66,8 @@ from zfile.protocol.events import (
 )
 from zfile.protocol.limits import mtime_outside
 from zfile.protocol.machine import MAX_MANY_BYTES
+from zfile.transport.dealer import ClientSocket
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
-from zfile.transport.sockets import ClientSocket
 
 PART_SUFFIX = ".zfile-part"
 

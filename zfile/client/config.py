@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zfile.protocol.machine import DEFAULT_CHUNK_SIZE
+from zfile.transport.dealer import ClientCurve
 from zfile.transport.endpoint import DEFAULT_ENDPOINT
-from zfile.transport.sockets import ClientCurve
 
 MiB = 1 << 20
 

@@ -52,8 +52,8 @@ from zfile.protocol.events import (
 from zfile.server.session import Session, Table
 from zfile.server.successor import Successor
 from zfile.transport.curve import load_keypair
+from zfile.transport.dealer import ClientCurve
 from zfile.transport.endpoint import parse_endpoint
-from zfile.transport.sockets import ClientCurve
 
 log = logging.getLogger("zfile.server")
 

@@ -1,6 +1,6 @@
 """A forwarding hop's link to the next node of a chain (zfile.server.forward).
 
-One DEALER of the hop's own (:class:`~zfile.transport.sockets.ClientSocket`)
+One DEALER of the hop's own (:class:`~zfile.transport.dealer.ClientSocket`)
 and one upload on it, run by a client-role
 :class:`~zfile.protocol.machine.Transfer`.  CHAIN-RESULTs the node sends
 about the nodes after it are handed to a callback, so the hop can relay them
@@ -25,7 +25,7 @@ from zfile.errors import (
 from zfile.protocol.credit import next_piece
 from zfile.protocol.events import Buffer, Cancel, ChainResult, Chunk, Credit, Error, Event, Put, PutEnd, PutOk, PutReady
 from zfile.protocol.machine import Role, Transfer
-from zfile.transport.sockets import ClientCurve, ClientSocket
+from zfile.transport.dealer import ClientCurve, ClientSocket
 
 # The one transfer id of a successor link: each link is its own DEALER.
 _LINK_ID = 1

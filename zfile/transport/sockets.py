@@ -1,9 +1,11 @@
-"""The transport boundary: the only module that touches ZeroMQ.
+"""The transport boundary, the daemon's side: the package :mod:`zfile.transport`
+is the only one that touches ZeroMQ.
 
-It binds a ROUTER socket for the daemon and connects a DEALER socket for the
-client, turns frames into protocol events and back, and maps foreign
-exceptions (``zmq.ZMQError``) to zfile's own (:mod:`zfile.errors`) so callers
-see only zfile errors.
+This module binds a ROUTER socket for the daemon (the client's DEALER is
+:mod:`zfile.transport.dealer`, which shares the heartbeat and high-water
+settings and :func:`transport_error` from here), turns frames into protocol
+events and back, and maps foreign exceptions (``zmq.ZMQError``) to zfile's
+own (:mod:`zfile.errors`) so callers see only zfile errors.
 
 Two traps are designed out here (ZeroMQ Guide chapter 7; libzmq #2037):
 
@@ -12,7 +14,7 @@ Two traps are designed out here (ZeroMQ Guide chapter 7; libzmq #2037):
   full pipe is reported (``send`` returns False) and an unknown or vanished
   peer raises :class:`PeerGone`; one slow peer never stalls the server;
 - ``zmq.asyncio`` sockets must be created inside the running event loop
-  (pyzmq #1760): both sockets are made by async factory functions.
+  (pyzmq #1760): both sides' sockets are made by async factory functions.
 
 With CurveZMQ (RFC 26) the server socket sets ``CURVE_SERVER`` before it
 binds and runs a ZAP handler (RFC 27, pyzmq's ``AsyncioAuthenticator``) on its
@@ -25,18 +27,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import zmq
 import zmq.asyncio
-from zmq.utils.monitor import parse_monitor_message
 
 from zfile import protocol
-from zfile.errors import AuthFailed, PeerGone, PeerUnreachable, RemoteProtocolError, TransportError
+from zfile.errors import PeerGone, RemoteProtocolError, TransportError
 from zfile.protocol.events import Event
-from zfile.transport.context import client_context
 
 if TYPE_CHECKING:
     # CURVE support is imported when a socket uses it: a plain client's start-up skips it.
@@ -44,37 +43,29 @@ if TYPE_CHECKING:
 
     from zfile.transport.curve import AuthorizedKeys, KeyPair
 
-__all__ = ["ClientCurve", "ClientSocket", "Incoming", "LinkDown", "ServerCurve", "ServerSocket"]
+__all__ = [
+    "HEARTBEAT_IVL_MS",
+    "HEARTBEAT_TIMEOUT_MS",
+    "HWM",
+    "Incoming",
+    "ServerCurve",
+    "ServerSocket",
+    "transport_error",
+]
 
 # ZMTP heartbeats (libzmq 4.2+) let a connection notice a dead peer; the
 # application keeps its own idle timeout per transfer as well.
-_HEARTBEAT_IVL_MS = 5_000
-_HEARTBEAT_TIMEOUT_MS = 15_000
+HEARTBEAT_IVL_MS = 5_000
+HEARTBEAT_TIMEOUT_MS = 15_000
 # High-water marks in messages.  Credit bounds what is in flight per
 # transfer, so these only need to exceed (transfers x window / chunk).
-_HWM = 100_000
+HWM = 100_000
 # The daemon's send pipe to one peer, in messages.  A client that grants a
 # large credit and then stops reading (its receive pipe full) leaves the
 # daemon's messages queued here; this bounds that memory to about
 # _SERVER_SNDHWM x chunk size per peer.  An honest client's own receive
-# pipe (_HWM) absorbs what credit lets through, so this pipe stays near empty.
+# pipe (HWM) absorbs what credit lets through, so this pipe stays near empty.
 _SERVER_SNDHWM = 32
-# Monitor events that mean the daemon will not talk to this client as it is.
-_HANDSHAKE_FAILED = (
-    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
-)
-# ... and those that tell a link that is up from one that is not.  libzmq
-# reports a refused TCP connect or a missing ipc socket as CLOSED then
-# CONNECT_RETRIED (about every 100-200 ms), long before any timeout; a SYN that
-# goes unanswered shows no event at all, so a silent host keeps the timeout.
-_LINK_EVENTS = _HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
-
-#: Called by a :class:`ClientSocket` with the error that ends every transfer
-#: in flight: the daemon refused the handshake, cannot be reached, or the
-#: connection to it was lost.
-LinkDown = Callable[[TransportError], None]
-
-
 # Frames of an over-long message dropped between two turns of the event loop.
 _DISCARD_BATCH = 4096
 
@@ -89,7 +80,8 @@ def _peer_address(frame: zmq.Frame) -> str:
         return ""
 
 
-def _transport_error(what: str, exc: zmq.ZMQError) -> TransportError:
+def transport_error(what: str, exc: zmq.ZMQError) -> TransportError:
+    """``exc`` as the TransportError of ``what`` failing."""
     return TransportError(f"{what}: {exc.strerror}")
 
 
@@ -117,14 +109,6 @@ class ServerCurve:
 
     keypair: KeyPair
     authorized: AuthorizedKeys
-
-
-@dataclass(frozen=True, slots=True)
-class ClientCurve:
-    """CURVE for a client: the daemon's Z85 public key and the client's key pair."""
-
-    server_key: bytes
-    keypair: KeyPair
 
 
 class ServerSocket:
@@ -177,9 +161,9 @@ class ServerSocket:
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
             sock.setsockopt(zmq.MAXMSGSIZE, max_frame_bytes)
             sock.setsockopt(zmq.SNDHWM, _SERVER_SNDHWM)
-            sock.setsockopt(zmq.RCVHWM, _HWM)
-            sock.setsockopt(zmq.HEARTBEAT_IVL, _HEARTBEAT_IVL_MS)
-            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _HEARTBEAT_TIMEOUT_MS)
+            sock.setsockopt(zmq.RCVHWM, HWM)
+            sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
             sock.bind(endpoint)
             bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         except zmq.ZMQError as exc:
@@ -187,7 +171,7 @@ class ServerSocket:
             if authenticator is not None:
                 authenticator.stop()
             ctx.term()
-            raise _transport_error(f"cannot bind {endpoint}", exc) from None
+            raise transport_error(f"cannot bind {endpoint}", exc) from None
         return cls(ctx, sock, bound, authenticator)
 
     async def recv(self) -> Incoming:
@@ -221,7 +205,7 @@ class ServerSocket:
                 else:
                     copied.append(recv(zmq.NOBLOCK))
         except zmq.ZMQError as exc:
-            raise _transport_error("receive failed", exc) from None
+            raise transport_error("receive failed", exc) from None
         identity = frames[0].bytes
         peer = _peer_address(frames[0])
         peer_key = ""
@@ -284,7 +268,7 @@ class ServerSocket:
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:
                 raise PeerGone(f"peer {identity.hex()} is gone") from None
-            raise _transport_error("send failed", exc) from None
+            raise transport_error("send failed", exc) from None
         return sent.result()
 
     def close(self, linger_s: float = 1.0) -> None:
@@ -293,214 +277,3 @@ class ServerSocket:
         if self._authenticator is not None:
             self._authenticator.stop()
         self._ctx.term()
-
-
-class ClientSocket:
-    """A DEALER socket connected to a zfile daemon.  Make with :meth:`connect`."""
-
-    def __init__(
-        self,
-        ctx: zmq.asyncio.Context,
-        sock: zmq.asyncio.Socket,
-        endpoint: str,
-        monitor: zmq.asyncio.Socket | None = None,
-        curve: bool = False,
-        on_down: LinkDown | None = None,
-    ) -> None:
-        self._ctx = ctx
-        self._sock = sock
-        self._monitor = monitor
-        self._curve = curve
-        self._on_down = on_down
-        self.endpoint = endpoint
-        self._refused: AuthFailed | None = None
-        self._up = False
-        # Done, with the error, while the link is down; replaced once it is up again.
-        self._down: asyncio.Future[TransportError] = asyncio.get_running_loop().create_future()
-        self._watcher = asyncio.create_task(self._watch(), name="zfile-link") if monitor is not None else None
-
-    @classmethod
-    async def connect(
-        cls, endpoint: str, *, curve: ClientCurve | None = None, on_down: LinkDown | None = None
-    ) -> ClientSocket:
-        """Connect a DEALER to ``endpoint`` (the connection completes in the
-        background).  A send that waits for the connection raises
-        :class:`AuthFailed` as soon as the daemon refuses the handshake and
-        :class:`PeerUnreachable` as soon as nothing accepts the connection
-        (refused, no such ipc socket); a host that does not answer at all
-        shows as a :class:`PeerTimeout` on the first answer awaited.
-        ``on_down`` is called with the same errors, and with
-        :class:`PeerUnreachable` when an established connection is lost, so
-        the transfers waiting on it can end at once.  With ``curve`` the
-        connection is CurveZMQ-encrypted and authenticated with
-        ``curve.keypair``; the daemon must hold ``curve.server_key``.  Raises
-        :class:`TransportError`."""
-        ctx = client_context()
-        sock = ctx.socket(zmq.DEALER)
-        monitor = None
-        try:
-            if curve is not None:
-                sock.curve_serverkey = curve.server_key
-                sock.curve_publickey = curve.keypair.public
-                sock.curve_secretkey = curve.keypair.secret
-            monitor = sock.get_monitor_socket(_LINK_EVENTS)
-            # Queue nothing on a pipe that is not connected: messages sent
-            # into a half-made connection can be lost (docs/protocol.md).
-            sock.setsockopt(zmq.IMMEDIATE, 1)
-            sock.setsockopt(zmq.SNDHWM, _HWM)
-            sock.setsockopt(zmq.RCVHWM, _HWM)
-            sock.setsockopt(zmq.HEARTBEAT_IVL, _HEARTBEAT_IVL_MS)
-            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _HEARTBEAT_TIMEOUT_MS)
-            sock.connect(endpoint)
-        except zmq.ZMQError as exc:
-            if monitor is not None:
-                monitor.close(linger=0)
-            sock.close(linger=0)
-            raise _transport_error(f"cannot connect to {endpoint}", exc) from None
-        return cls(ctx, sock, endpoint, monitor, curve is not None, on_down)
-
-    async def _watch(self) -> None:
-        """Follow the link's state from the socket monitor's events.
-
-        libzmq reports a refused CURVE key as ``HANDSHAKE_FAILED_AUTH`` and a
-        mechanism mismatch (CURVE on one side only) or a wrong server key as
-        ``HANDSHAKE_FAILED_PROTOCOL`` / ``_NO_DETAIL`` (zmq_socket_monitor(3)).
-        The DEALER itself only goes on retrying, so the monitor is the way to
-        tell a refusal, or nobody there, from a daemon that is slow.
-        """
-        assert self._monitor is not None
-        while True:
-            try:
-                event = parse_monitor_message(await self._monitor.recv_multipart())["event"]
-            except zmq.ZMQError:
-                return
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self._up = True
-                if self._down.done():
-                    self._down = asyncio.get_running_loop().create_future()
-            elif event & _HANDSHAKE_FAILED:
-                if self._refused is None:
-                    self._refused = self._refusal(event)
-                self._fail(self._refused)
-            elif event == zmq.EVENT_DISCONNECTED and self._up:
-                self._up = False
-                self._fail(PeerUnreachable(f"lost the connection to {self.endpoint} (did the daemon stop or restart?)"))
-            elif event == zmq.EVENT_CONNECT_RETRIED and not self._up and self._refused is None:
-                self._fail(
-                    PeerUnreachable(f"nothing accepts connections at {self.endpoint} (is `zfile serve` running there?)")
-                )
-
-    def _refusal(self, event: int) -> AuthFailed:
-        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            return AuthFailed(
-                f"{self.endpoint} refused this client's CURVE key (not among the daemon's authorized keys)"
-            )
-        if self._curve:
-            return AuthFailed(
-                f"the CURVE handshake with {self.endpoint} failed: check the daemon's public key "
-                "(--server-key), and that the daemon uses CURVE"
-            )
-        return AuthFailed(
-            f"the ZMTP handshake with {self.endpoint} failed: the daemon requires CURVE "
-            "(--server-key and --client-key), or this is not a zfile daemon"
-        )
-
-    def _fail(self, exc: TransportError) -> None:
-        # Retries repeat every ~150 ms: report a down link once, not each time.
-        if self._down.done():
-            return
-        self._down.set_result(exc)
-        if self._on_down is not None:
-            self._on_down(exc)
-
-    def link_failure(self) -> TransportError | None:
-        """Why the link is down (refused handshake, nothing listening, lost
-        connection), or None while it is up or not yet known."""
-        if self._refused is not None:
-            return self._refused
-        return self._down.result() if self._down.done() else None
-
-    def handshake_failure(self) -> AuthFailed | None:
-        """Why the daemon refused the handshake, or None if it has not."""
-        return self._refused
-
-    async def send(
-        self, event: Event, *, track: bool = False, timeout: float | None = None
-    ) -> zmq.MessageTracker | None:
-        """Send ``event``; a data frame goes zero-copy (do not mutate it after).
-
-        With ``track`` returns the send's tracker, whose ``done`` turns true
-        once libzmq has released the data frame (then it may be reused).
-        Waits while the pipe is full or not yet connected, at most
-        ``timeout`` seconds (then TimeoutError; None: no limit).  Raises
-        :class:`AuthFailed` as soon as the daemon refuses the handshake,
-        :class:`PeerUnreachable` as soon as nothing accepts the connection,
-        and :class:`TransportError` when the socket fails.
-        """
-        frames = protocol.encode(event)
-        deadline: float | None = None  # set at the first wait: most sends never wait
-        while True:
-            # pyzmq tries the send at once and returns a finished future when
-            # it went; only a send that must wait (no connection yet, or a full
-            # pipe) also watches for the link going down, which would block it
-            # for good, and only then is a timer set up.
-            sending = self._sock.send_multipart(frames, copy=len(frames) == 1, track=track)
-            waited = not sending.done()
-            if waited:
-                left = None
-                if timeout is not None:
-                    now = asyncio.get_running_loop().time()
-                    deadline = now + timeout if deadline is None else deadline
-                    left = max(0.0, deadline - now)
-                down = self._down
-                try:
-                    await asyncio.wait((sending, down), timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not sending.done():
-                        sending.cancel()
-                if sending.cancelled():
-                    failure = self.link_failure()
-                    if failure is not None:
-                        raise failure
-                    raise TimeoutError(f"send to {self.endpoint} waited over {timeout} s")
-            try:
-                tracker = sending.result()
-            except zmq.Again as exc:
-                if not waited:  # not pyzmq's way for a blocking send: no loop on it
-                    raise _transport_error(f"send to {self.endpoint} failed", exc) from None
-                # A waiting send wakes when the socket turns writable and then
-                # tries once: a pipe that came up and went at once (a refused
-                # handshake) leaves it EAGAIN, with nothing sent.  Wait again,
-                # now for the link's failure, which the monitor reports next.
-                failure = self.link_failure()
-                if failure is not None:
-                    raise failure from None
-                continue
-            except zmq.ZMQError as exc:
-                raise _transport_error(f"send to {self.endpoint} failed", exc) from None
-            return tracker if track else None
-
-    async def recv(self) -> Event:
-        """Wait for the next event from the daemon.
-
-        Raises :class:`RemoteProtocolError` for a malformed message and
-        :class:`TransportError` when the socket fails.
-        """
-        try:
-            frames = await self._sock.recv_multipart(copy=False)
-        except zmq.ZMQError as exc:
-            raise _transport_error(f"receive from {self.endpoint} failed", exc) from None
-        body = [f.bytes if len(f) < zmq.COPY_THRESHOLD else f.buffer for f in frames]
-        return protocol.decode(body)
-
-    def close(self, linger_s: float = 1.0) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None
-        if self._monitor is not None:
-            self._sock.disable_monitor()
-            self._monitor.close(linger=0)
-            self._monitor = None
-        # The context is the process's (zfile.transport.context): the queued
-        # messages leave within the linger after this returns.
-        self._sock.close(linger=int(linger_s * 1000))
