@@ -77,19 +77,19 @@ class PartialKeeper:
         transfer: start deleting the other partials of the same names that
         no live upload holds.  Returns at once; :meth:`settled` waits."""
         doomed = [
-            other
+            (other, name)
             for name, transfer in stored
             for other in self.bounds.of_name(name)
             if other != transfer and other not in self.claims
         ]
         if doomed:
-            task = asyncio.get_running_loop().create_task(self._drop(doomed, stored[0][0]), name="zfile-drop")
+            task = asyncio.get_running_loop().create_task(self._drop(doomed), name="zfile-drop")
             self._dropping.add(task)
             task.add_done_callback(self._dropping.discard)
 
-    async def _drop(self, doomed: list[str], first: str) -> None:
-        dropped = 0
-        for transfer in doomed:
+    async def _drop(self, doomed: list[tuple[str, str]]) -> None:
+        dropped: list[str] = []
+        for transfer, name in doomed:
             if transfer in self.claims:
                 continue  # claimed since it was chosen
             try:
@@ -97,9 +97,13 @@ class PartialKeeper:
             except OSError as exc:
                 log.warning("could not delete superseded partial upload %s: %s", transfer, exc.strerror or exc)
                 continue
-            dropped += 1
+            dropped.append(name)
         if dropped:
-            log.info("deleted %d partial upload(s) of files stored anew since (%r among them)", dropped, first)
+            log.info(
+                "deleted %d partial upload(s) of files stored anew since (%r among them)",
+                len(dropped),
+                dropped[0],
+            )
 
     async def _reclaim(self) -> None:
         """Delete the oldest partials no live upload holds until the rest are within the bounds."""
