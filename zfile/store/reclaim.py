@@ -88,37 +88,37 @@ class PartialKeeper:
             task.add_done_callback(self._dropping.discard)
 
     async def _drop(self, doomed: list[tuple[str, str]]) -> None:
-        dropped: list[str] = []
-        for transfer, name in doomed:
-            if transfer in self.claims:
-                continue  # claimed since it was chosen
-            try:
-                await self._delete(transfer)
-            except OSError as exc:
-                log.warning("could not delete superseded partial upload %s: %s", transfer, exc.strerror or exc)
-                continue
-            dropped.append(name)
+        names = dict(doomed)
+        dropped = await self._delete_unclaimed(list(names), "delete superseded")
         if dropped:
             log.info(
                 "deleted %d partial upload(s) of files stored anew since (%r among them)",
                 len(dropped),
-                dropped[0],
+                names[dropped[0]],
             )
+
+    async def _delete_unclaimed(self, transfers: list[str], doing: str) -> list[str]:
+        """Delete the partials of ``transfers`` that no live upload holds
+        (one claimed since it was chosen stays) and return those deleted; one
+        that cannot be deleted is logged, saying what the deletion was for
+        (``doing``), and stays."""
+        deleted = []
+        for transfer in transfers:
+            if transfer in self.claims:
+                continue
+            try:
+                await self._delete(transfer)
+            except OSError as exc:
+                log.warning("could not %s partial upload %s: %s", doing, transfer, exc.strerror or exc)
+                continue
+            deleted.append(transfer)
+        return deleted
 
     async def _reclaim(self) -> None:
         """Delete the oldest partials no live upload holds until the rest are within the bounds."""
         while True:
             self._again = False
-            reclaimed = 0
-            for transfer in self.bounds.over(self.claims.__contains__):
-                if transfer in self.claims:
-                    continue  # claimed since it was chosen
-                try:
-                    await self._delete(transfer)
-                except OSError as exc:
-                    log.warning("could not reclaim partial upload %s: %s", transfer, exc.strerror or exc)
-                    continue
-                reclaimed += 1
+            reclaimed = len(await self._delete_unclaimed(self.bounds.over(self.claims.__contains__), "reclaim"))
             if reclaimed:
                 lim = self.bounds.limits
                 log.info(
