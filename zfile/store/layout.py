@@ -2,8 +2,9 @@
 
 A stored file lives at ``<root>/<name>``; an upload in progress at
 ``<root>/.zfile/tmp/<transfer>.part``, its parameters beside it in
-``<transfer>.json``; the catalog at ``<root>/.zfile/catalog.db``.
-:class:`Layout` knows these paths and checks a name's path against the tree
+``<transfer>.json``; the catalog at ``<root>/.zfile/catalog.db``; and
+``<root>/.zfile/lock``, which the open store holds locked (flock(2)) so
+that only one daemon uses a root at a time.  :class:`Layout` knows these paths and checks a name's path against the tree
 (symlinks leaving the root, directories or files in the way, components over
 the file system's NAME_MAX, paths over PATH_MAX, a directory on another file
 system than the partials' directory) and the free space for an upload.  The checks
@@ -14,6 +15,9 @@ which makes that hop itself.  Sizes are bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -58,6 +62,9 @@ class Layout:
         self.root = Path(root)
         self.tmp = self.root / PRIVATE_DIR / "tmp"
         self.catalog_path = self.root / PRIVATE_DIR / "catalog.db"
+        #: Held locked (flock(2)) while open: one daemon per store.
+        self.lock_path = self.root / PRIVATE_DIR / "lock"
+        self._lock_fd = -1
         self.real_root = ""
         #: len(os.fsencode(real_root)), for the PATH_MAX check of every name.
         self.real_root_bytes = 0
@@ -86,10 +93,41 @@ class Layout:
                 f"{self.root}: a file is committed by a rename from there, which cannot cross file systems; "
                 f"unmount what is mounted at {self.tmp.parent} or below"
             )
+        self._lock_fd = await asyncio.to_thread(self._hold)
         self.real_root = real_root  # open only now (check_open)
+
+    def _hold(self) -> int:
+        """Lock :attr:`lock_path` for this process, and write its pid there.
+        StoreError when another process holds it: two daemons on one store
+        would each take the other's uploads in progress for litter (a
+        partial without its state file, an intent cut short) and delete them."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"could not open the store's lock {self.lock_path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = f" (pid {int(os.pread(fd, 32, 0).split()[0])})"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StoreError(f"could not lock the store's lock {self.lock_path}: {exc.strerror}") from exc
+            raise StoreError(
+                f"the store at {self.root} is in use by another zfile daemon{holder}: stop it, "
+                "or give this one a --root of its own"
+            ) from None
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
 
     def close(self) -> None:
         self.real_root = ""
+        if self._lock_fd >= 0:
+            fd, self._lock_fd = self._lock_fd, -1
+            os.close(fd)  # which releases the lock
 
     def check_open(self) -> None:
         """StoreError unless :meth:`open` has run and :meth:`close` has not."""

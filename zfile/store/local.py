@@ -160,11 +160,15 @@ class LocalStore(Store):
         what changed is left in :attr:`reconciled`) and sweep expired
         partials.  Raises StoreError when any of that fails."""
         await self.layout.open()
-        await self.catalog.open()
-        if not self.catalog.read_only:  # (it logged why it is)
-            # Before any transfer: settle what a crash or a hand edit left behind.
-            self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
-        await self.keeper.open()
+        try:
+            await self.catalog.open()
+            if not self.catalog.read_only:  # (it logged why it is)
+                # Before any transfer: settle what a crash or a hand edit left behind.
+                self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
+            await self.keeper.open()
+        except BaseException:
+            self.layout.close()  # the store's lock with it
+            raise
 
     async def close(self) -> None:
         """Suspend live uploads (their partials stay resumable) and close the catalog."""

@@ -1,0 +1,65 @@
+"""The store's layout: one process at a time holds a store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zfile.errors import StoreError
+from zfile.store import LocalStore
+
+from ..conftest import free_port, start_daemon
+
+
+async def test_a_store_is_held_by_one_opener_at_a_time(tmp_path: Path) -> None:
+    first = LocalStore(tmp_path / "root")
+    await first.open()
+    try:
+        assert (tmp_path / "root" / ".zfile" / "lock").read_text() == f"{os.getpid()}\n"
+        second = LocalStore(tmp_path / "root")
+        with pytest.raises(StoreError) as info:
+            await second.open()
+        assert str(info.value) == (
+            f"the store at {tmp_path / 'root'} is in use by another zfile daemon (pid {os.getpid()}): "
+            "stop it, or give this one a --root of its own"
+        )
+    finally:
+        await first.close()
+    await second.open()  # released by the close
+    await second.close()
+
+
+async def test_a_store_whose_open_fails_later_lets_go_of_its_lock(tmp_path: Path, monkeypatch) -> None:
+    from zfile.store.catalog import Catalog
+
+    async def broken(self: Catalog) -> None:
+        raise StoreError("the catalog could not be opened")
+
+    monkeypatch.setattr(Catalog, "open", broken)
+    with pytest.raises(StoreError, match="could not be opened"):
+        await LocalStore(tmp_path / "root").open()
+    monkeypatch.undo()
+    store = LocalStore(tmp_path / "root")
+    await store.open()
+    await store.close()
+
+
+@pytest.mark.slow
+def test_a_second_daemon_on_a_store_in_use_refuses_to_start(tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    try:
+        cmd = [sys.executable, "-m", "zfile", "serve", "--root", str(tmp_path / "store")]
+        second = subprocess.run(
+            [*cmd, "--bind", f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode != 0
+        assert f"is in use by another zfile daemon (pid {daemon.proc.pid})" in second.stderr, second.stderr
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()
+    # Stopped, it holds nothing: a new daemon starts on the same store.
+    again = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    assert again.stop() == 0
