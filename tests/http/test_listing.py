@@ -74,6 +74,10 @@ async def test_a_directory_named_without_its_slash_is_redirected(front, http):
         assert r.status == 200 and await r.read() == b"0123456789"
     async with http.get(f"{front.url}/files/d/one", allow_redirects=False) as r:
         assert r.status == 404  # "one.txt" below is no directory "one/"
+    async with http.delete(f"{front.url}/files/d") as r:  # DELETE removes one file, never a tree
+        assert (r.status, await r.text()) == (409, "'d' is a directory in the store; DELETE removes one file\n")
+    async with http.get(f"{front.url}/files/d/one.txt") as r:
+        assert r.status == 200
 
 
 async def test_form_upload_of_several_files(front, http, big_store):

@@ -50,7 +50,7 @@ from zfile.http.files import BYTES, STARTED, get_file, put_file
 from zfile.http.form import post_form
 from zfile.http.listing import list_html, list_json, wants_json
 from zfile.http.metrics import CONTENT_TYPE, Metrics
-from zfile.protocol.names import check_name, check_prefix
+from zfile.protocol.names import check_name, check_prefix, quote_name
 from zfile.store import Store
 
 log = logging.getLogger("zfile.http")
@@ -275,14 +275,18 @@ class HttpFront:
         if request.method in ("PUT", "POST"):
             return await self._upload(request, kind, value)
         if kind == "file":
-            if request.method == "DELETE":
-                await self.store.delete(value)
-                return web.Response(status=204)
             try:
+                if request.method == "DELETE":
+                    await self.store.delete(value)
+                    return web.Response(status=204)
                 return await get_file(self.store, request, value, self.idle_timeout)
             except NotFound:
                 if not await self.store.list(f"{value}/", "", 1):
                     raise
+            if request.method == "DELETE":
+                raise web.HTTPConflict(
+                    text=f"{quote_name(value)} is a directory in the store; DELETE removes one file\n"
+                )
             # A directory named without its slash: redirected as a web server does (nginx, Apache).
             url = request.rel_url
             query = f"?{url.raw_query_string}" if url.raw_query_string else ""
