@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from _bench_tools import Bench
-from _benchlib import ROOT, ZFILE, Run, Timed, Usage, check_copy, med, parse_time_v, sync
+from _benchlib import ROOT, ZFILE, Run, Timed, Usage, check_copy, med, parse_time_v, sync, wait_exit
 
 
 class BenchCluster:
@@ -162,7 +162,7 @@ def case_fanout(b: Bench, src: Path, n: int, runs: int, results: list[Run]) -> N
             try:
                 time.sleep(at)
                 cluster.kill(victim)
-                proc.proc.wait(timeout=600)
+                wait_exit(proc.proc, 600)
             finally:
                 proc.kill()
             wall = time.monotonic() - began
