@@ -33,6 +33,21 @@ async def test_a_store_is_held_by_one_opener_at_a_time(tmp_path: Path) -> None:
     await second.close()
 
 
+async def test_a_lock_held_before_its_pid_is_written_is_refused_without_one(tmp_path: Path) -> None:
+    import fcntl
+
+    lock = tmp_path / "root" / ".zfile" / "lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as held:  # locked, still empty
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(StoreError) as info:
+            await LocalStore(tmp_path / "root").open()
+    assert str(info.value) == (
+        f"the store at {tmp_path / 'root'} is in use by another zfile daemon: stop it, "
+        "or give this one a --root of its own"
+    )
+
+
 async def test_a_store_whose_open_fails_later_lets_go_of_its_lock(tmp_path: Path, monkeypatch) -> None:
     from zfile.store.catalog import Catalog
 

@@ -109,8 +109,10 @@ class Layout:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             holder = ""
-            with contextlib.suppress(OSError, ValueError):
-                holder = f" (pid {int(os.pread(fd, 32, 0).split()[0])})"
+            with contextlib.suppress(OSError):
+                # Empty while the holder has locked it but not yet written its pid.
+                pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                holder = f" (pid {pid})" if pid.isdigit() else ""
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise StoreError(f"could not lock the store's lock {self.lock_path}: {exc.strerror}") from exc
