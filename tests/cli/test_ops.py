@@ -92,6 +92,10 @@ def test_mv_renames_refuses_to_replace_without_force(node, tmp_path):
     back = tmp_path / "back"
     zfile_cli("get", "taken.bin", "--from", node.endpoint, "-o", str(back))
     assert (back / "taken.bin").read_bytes() == (tmp_path / "src" / "old.bin").read_bytes()
+    # As for mv(1), a NEW that is a directory in the store takes the file in, slash or not.
+    send_tree(node, tmp_path, ["old.bin", "d/e/f.bin"])
+    assert zfile_cli("mv", "-v", "old.bin", "d/e", "--from", node.endpoint).stdout == "renamed old.bin -> d/e/old.bin\n"
+    assert names_on(node) == ["d/e/f.bin", "d/e/old.bin", "taken.bin"]
 
 
 def test_mv_refuses_hostile_names_and_missing_files(node, tmp_path):

@@ -147,9 +147,10 @@ def rm(
 @click.option("-v", "--verbose", is_flag=True, help="Print the rename done.")
 @timeout_option
 def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout: float) -> None:
-    """Rename the stored file OLD to NEW on the daemon; NEW ending in / means
-    NEW/<basename of OLD>.  OLD is one file: a directory is refused (exit 2
-    when OLD ends in /, else 1), as mv does not move trees.
+    """Rename the stored file OLD to NEW on the daemon; NEW ending in /, or
+    naming a directory in the store, means NEW/<basename of OLD>, as for
+    mv(1).  OLD is one file: a directory is refused (exit 2 when OLD ends in
+    /, else 1), as mv does not move trees.
 
     On a local store the file and its catalog entry move in one step: a
     reader finds the file under OLD or under NEW, never under both or
@@ -171,8 +172,11 @@ def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout
 
     async def go() -> Entry:
         async with conn.client(timeout) as client:
+            target = new
+            if not new.endswith("/") and await _has_below(client, new):
+                target = f"{new}/{posixpath.basename(old)}"
             try:
-                return await client.move(old, new, clobber=force)
+                return await client.move(old, target, clobber=force)
             except RemoteError as exc:
                 if exc.code is ErrorCode.EXISTS:
                     raise RemoteError(f"{exc}; -f/--force replaces it", code=exc.code) from None
@@ -183,18 +187,24 @@ def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout
         click.echo(f"renamed {shown(old)} -> {shown(entry.name)}")
 
 
+async def _has_below(client: Client, name: str) -> bool:
+    """Whether the daemon stores a file under ``name/`` (one LIST of one
+    entry); a prefix it refuses is no directory, and the request that
+    follows says why."""
+    listing = client.list(f"{name}/", page_size=1)
+    try:
+        return await anext(listing, None) is not None
+    except RemoteError:
+        return False
+    finally:
+        await listing.aclose()
+
+
 async def _directory_error(client: Client, name: str, exc: RemoteError, hint: str) -> RemoteError:
     """``exc``, or, when it says ``name`` is not stored while files are
     stored below ``name/``, the error saying ``name`` is a directory, then
     ``hint`` (mv(1) and cat(1) tell a directory from a missing path too)."""
-    if exc.code is not ErrorCode.NOT_FOUND:
-        return exc
-    listing = client.list(f"{name}/", page_size=1)
-    try:
-        below = await anext(listing, None)
-    finally:
-        await listing.aclose()
-    if below is None:
+    if exc.code is not ErrorCode.NOT_FOUND or not await _has_below(client, name):
         return exc
     return RemoteError(f"{quote_name(name)} is a directory in the store; {hint}", code=exc.code)
 
