@@ -61,6 +61,7 @@ _EXPORTS = {
             "ConfigError",
             "StoreError",
             "BadName",
+            "NameConflict",
             "NotFound",
             "Exists",
             "TooLarge",

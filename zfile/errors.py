@@ -128,6 +128,13 @@ class BadName(StoreError):
     code = ErrorCode.BAD_REQUEST
 
 
+class NameConflict(BadName):
+    """A name clashes with the store's tree: a directory is stored at it, or
+    a file is stored where it needs a directory (``d/e`` while ``d/e/f``
+    exists, or ``d/e/f`` while ``d/e`` is a file).  The wire code is
+    BadName's; HTTP answers 409 Conflict (RFC 9110, 15.5.10)."""
+
+
 class NotFound(StoreError):
     code = ErrorCode.NOT_FOUND
 

@@ -190,6 +190,16 @@ async def test_delete(front, http, big_store):
     assert await big_store.list() == []
 
 
+async def test_put_that_clashes_with_the_tree_is_a_conflict(front, http, big_store):
+    # A directory where the file would go, or a file where a directory must be: 409, nothing stored.
+    assert (await put(http, front, "d/e/f.bin", b"f"))[0] == 201
+    status, body = await put(http, front, "d/e", b"x")
+    assert (status, body["text"]) == (409, "'d/e' is a directory in the store\n")
+    status, body = await put(http, front, "d/e/f.bin/g", b"x")
+    assert (status, body["text"]) == (409, "'d/e/f.bin/g' needs a directory where the store holds a file\n")
+    assert [e.name for e in await big_store.list()] == ["d/e/f.bin"]
+
+
 async def test_metrics_count_requests_and_bytes(front, http):
     await put(http, front, "m.bin", b"m" * 1000)
     async with http.get(f"{front.url}/files/m.bin") as r:

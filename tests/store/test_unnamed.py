@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from zfile.errors import BadName, Exists, NoSpace
+from zfile.errors import BadName, Exists, NameConflict, NoSpace
 from zfile.protocol.events import Entry, PutFile
 from zfile.store import LocalStore, unnamed, wholes
 
@@ -93,7 +93,7 @@ async def test_a_link_or_directory_found_by_the_link_is_refused(store: LocalStor
     before = open_descriptors()
     files = [whole("ln", b"mine", clobber=clobber), whole("dir", b"mine", clobber=clobber), whole("ok", b"ok")]
     results = await store.put_many(files, algo="blake3", peer="")
-    assert [type(r) for r in results] == [BadName, BadName, Entry]
+    assert [type(r) for r in results] == [BadName, NameConflict, Entry]
     assert "symbolic link" in str(results[0]) and "directory" in str(results[1])
     assert (store.root / "ln").is_symlink() and outside.read_bytes() == b"not the store's"
     assert (store.root / "dir").is_dir() and list((store.root / "dir").iterdir()) == []

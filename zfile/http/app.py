@@ -39,6 +39,7 @@ from zfile.errors import (
     ErrorCode,
     Exists,
     IntegrityError,
+    NameConflict,
     NoSpace,
     NotFound,
     StoreError,
@@ -61,6 +62,7 @@ _MAX_BUFFERED_BODY = 1 << 20
 
 # Most specific first: BadName and the others subclass StoreError.
 _STATUS: tuple[tuple[type[ZfileError], int], ...] = (
+    (NameConflict, 409),
     (BadName, 400),
     (NotFound, 404),
     (Exists, 409),
@@ -74,7 +76,7 @@ _STATUS: tuple[tuple[type[ZfileError], int], ...] = (
 
 def status_of(exc: ZfileError) -> int:
     """The HTTP status of a zfile error: 400 bad name or request, 404, 409
-    exists, 413 too large, 422 integrity, 503 busy, 507 no space, else 500."""
+    exists or a name that clashes with the tree, 413 too large, 422 integrity, 503 busy, 507 no space, else 500."""
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             return status

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiofiles.os
 
-from zfile.errors import BadName, Exists, NoSpace, StoreError
+from zfile.errors import BadName, Exists, NameConflict, NoSpace, StoreError
 from zfile.protocol.names import PRIVATE_DIR, quote_name
 from zfile.store.fs import store_error
 
@@ -188,11 +188,11 @@ class Layout:
         except FileNotFoundError:
             mode = 0
         except NotADirectoryError:
-            raise BadName(f"{quote_name(name)} needs a directory where the store holds a file") from None
+            raise NameConflict(f"{quote_name(name)} needs a directory where the store holds a file") from None
         if stat.S_ISLNK(mode):
             raise BadName(f"{quote_name(name)} is a symbolic link in the store")
         if stat.S_ISDIR(mode):
-            raise BadName(f"{quote_name(name)} is a directory in the store")
+            raise NameConflict(f"{quote_name(name)} is a directory in the store")
         ancestor = parent
         while True:
             try:
@@ -201,7 +201,7 @@ class Layout:
             except FileNotFoundError:
                 ancestor = os.path.dirname(ancestor)
         if not stat.S_ISDIR(st.st_mode):
-            raise BadName(f"{quote_name(name)} needs a directory where the store holds a file")
+            raise NameConflict(f"{quote_name(name)} needs a directory where the store holds a file")
         # A directory made later inside a mount is on the mount's file system, as its nearest ancestor is.
         if st.st_dev != self.device:
             raise other_fs_error(name, self.real_root)

@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from zfile.errors import BadName, IntegrityError, StoreError, ZfileError
+from zfile.errors import BadName, IntegrityError, NameConflict, StoreError, ZfileError
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
@@ -233,7 +233,7 @@ def _look(f: Staged) -> None:
     if stat.S_ISLNK(mode):
         raise BadName(f"{quote_name(f.name)} is a symbolic link in the store")
     if stat.S_ISDIR(mode):
-        raise BadName(f"{quote_name(f.name)} is a directory in the store")
+        raise NameConflict(f"{quote_name(f.name)} is a directory in the store")
     if not f.clobber and mode:
         raise exists_error(f.name)
     f.found = mode != 0
