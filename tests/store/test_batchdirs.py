@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from zfile.errors import Exists
+from zfile.errors import Exists, StoreError
 from zfile.protocol.events import Entry, PutFile
 from zfile.store import LocalStore, unnamed
 
@@ -54,3 +54,15 @@ async def test_a_name_taken_twice_in_a_new_directory(store: LocalStore) -> None:
     assert (store.root / "n" / "x").read_bytes() == b"first"
     assert (store.root / "n" / "y").read_bytes() == b"two"
     assert tmp_files(store) == []
+
+
+async def test_a_root_gone_fails_the_batch_naming_the_root_not_a_file(store: LocalStore) -> None:
+    # The operator removed the partials' directory (or the whole root) under a running daemon.
+    os.rmdir(store.root / ".zfile" / "tmp")
+    results = await store.put_many([whole("a/x", b"x"), whole("y", b"y")], algo="blake3", peer="")
+    assert [type(r) for r in results] == [StoreError, StoreError]
+    assert str(results[1]) == (
+        f"could not open the store's root {os.path.realpath(store.root)} or its partials' directory: "
+        "No such file or directory"
+    )
+    assert not (store.root / "y").exists()

@@ -326,7 +326,10 @@ def write_batch(layout: Layout, dirs: Directories, batch: Sequence[Staged], algo
     try:
         dirs.open()
     except OSError as exc:
-        err = store_error(exc, batch[0].name, "open the store's directory for")
+        # Nothing of the batch's own is at fault: say which directory, not one file's name.
+        err = StoreError(
+            f"could not open the store's root {layout.real_root} or its partials' directory: {exc.strerror or exc}"
+        )
         return [err] * len(batch)
     checked: list[bool] = []
     for f in batch:
