@@ -1,8 +1,10 @@
-"""The store's layout: one process at a time holds a store."""
+"""The store's layout: one process at a time holds a store, and a root
+deleted or moved under it is seen to be gone."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +80,41 @@ def test_a_second_daemon_on_a_store_in_use_refuses_to_start(tmp_path: Path) -> N
     # Stopped, it holds nothing: a new daemon starts on the same store.
     again = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
     assert again.stop() == 0
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved", "replaced"])
+async def test_a_root_taken_away_is_lost(tmp_path: Path, how: str) -> None:
+    root = tmp_path / "root"
+    store = LocalStore(root)
+    await store.open()
+    try:
+        assert store.lost() is None
+        if how == "deleted":
+            shutil.rmtree(root)
+        else:
+            root.rename(tmp_path / "elsewhere")
+            if how == "replaced":
+                (root / ".zfile").mkdir(parents=True)
+                (root / ".zfile" / "lock").write_text("")
+        verb = "deleted" if how == "deleted" else "moved or replaced"
+        assert store.lost() == f"the store's root {root} was {verb} while the daemon ran" + (
+            " (its lock file is gone)" if how == "deleted" else ""
+        )
+    finally:
+        await store.close()
+    assert store.lost() is None  # closed: nothing held to judge
+
+
+@pytest.mark.slow
+def test_a_daemon_whose_root_is_deleted_stops_with_status_1(tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    try:
+        shutil.rmtree(tmp_path / "store")
+        assert daemon.proc.wait(timeout=60) == 1
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+    assert (
+        f"ERROR zfile.server: the store's root {tmp_path / 'store'} was deleted while the daemon ran "
+        "(its lock file is gone): stopping"
+    ) in daemon.log_text()

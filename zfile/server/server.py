@@ -62,8 +62,13 @@ log = logging.getLogger("zfile.server")
 _IO_THREADS = 32
 
 
+#: Seconds between looks at whether the store is still there (Store.lost).
+STORE_WATCH_PERIOD = 2.0
+
+
 class Server:
-    """The zfile daemon.  ``run()`` blocks until shutdown and returns 0."""
+    """The zfile daemon.  ``run()`` blocks until shutdown and returns its
+    exit status: 0, or 1 when it stopped because its store was lost."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -83,6 +88,7 @@ class Server:
         self.endpoint: str | None = None
         self._sock: ServerSocket | None = None
         self._draining = False
+        self._exit_status = 0
         # Transfers the idle sweep ended whose ERROR waits for their work to
         # stop, by (identity, transfer id): their late frames are dropped, so
         # that the ERROR saying why is the peer's first answer.
@@ -128,9 +134,10 @@ class Server:
     # -- lifecycle -------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve until stopped by a signal; return the process exit status."""
+        """Serve until stopped by a signal, or by the loss of the store;
+        return the process exit status (0, or 1 for the loss)."""
         asyncio.run(self.serve())
-        return 0
+        return self._exit_status
 
     async def serve(self) -> None:
         await self.startup()
@@ -186,6 +193,7 @@ class Server:
             asyncio.create_task(self._receive_loop(), name="zfile-receive"),
             asyncio.create_task(self._sweep_idle(), name="zfile-idle"),
             asyncio.create_task(self._sweep_partials(), name="zfile-partials"),
+            asyncio.create_task(self._watch_store(), name="zfile-store-watch"),
             asyncio.create_task(self._notifier.report_status(self._status), name="zfile-status"),
         ]
         if self._notifier.watchdog_interval is not None:
@@ -443,6 +451,21 @@ class Server:
             for session, why in ended:
                 self._ending.discard((session.identity, session.transfer.id))
                 self.transfers.reply(session.identity, Error(session.transfer.id, ErrorCode.BAD_REQUEST.value, why))
+
+    async def _watch_store(self) -> None:
+        """Stop, exit status 1, once the store is lost (Store.lost: a local
+        root deleted or moved under the daemon): serving on would list files
+        that are gone and fail every write, and under systemd the restart
+        (Restart=on-failure) opens the store afresh at its path."""
+        while True:
+            await asyncio.sleep(STORE_WATCH_PERIOD)
+            why = await asyncio.to_thread(self.store.lost)
+            if why is not None:
+                log.error("%s: stopping", why)
+                self._exit_status = 1
+                if not self._draining:  # a drain under way goes on: a second call would cut it short
+                    self.handle_exit()
+                return
 
     async def _sweep_partials(self) -> None:
         """Delete partials unused for ``partial_ttl`` seconds, checking every

@@ -227,6 +227,14 @@ class Store(Protocol):
         for monitoring; cheap enough to call at every metrics scrape."""
         ...
 
+    def lost(self) -> str | None:
+        """Why the store can no longer be served at all, for a person (a
+        local root deleted or moved while the daemon ran), or None; the
+        daemon stops when it is not None.  Cheap and blocking: a few
+        system calls.  An object store says None: its failures are each
+        request's."""
+        return None
+
     async def open(self) -> None:
         """Make the store ready, settling what a crash left half done (so
         that every entry listed can be served); StoreError when it cannot."""

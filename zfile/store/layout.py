@@ -125,6 +125,32 @@ class Layout:
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd
 
+    def lost(self) -> str | None:
+        """Why the root this layout opened can no longer be served, or None:
+        the lock file held open since :meth:`open` was unlinked (the root
+        deleted, as by ``rm -rf``), or :attr:`lock_path` now names another
+        file or nothing (the root moved or replaced).  Either way the lock
+        is no longer where a second daemon would look, and the catalog
+        describes files that are not there.  Two system calls, no error:
+        what cannot be looked at is not judged lost."""
+        if self._lock_fd < 0:
+            return None
+        try:
+            held = os.fstat(self._lock_fd)
+        except OSError:
+            return None
+        if held.st_nlink == 0:
+            return f"the store's root {self.root} was deleted while the daemon ran (its lock file is gone)"
+        try:
+            now = os.stat(self.lock_path)
+        except FileNotFoundError:
+            now = None
+        except OSError:
+            return None
+        if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            return f"the store's root {self.root} was moved or replaced while the daemon ran"
+        return None
+
     def close(self) -> None:
         self.real_root = ""
         if self._lock_fd >= 0:

@@ -154,6 +154,10 @@ class LocalStore(Store):
             free = None
         return StoreUsage(len(self.partials), self.partials.bytes, free)
 
+    def lost(self) -> str | None:
+        """Store.lost: :meth:`Layout.lost <zfile.store.layout.Layout.lost>`."""
+        return self.layout.lost()
+
     async def open(self) -> None:
         """Create ``root`` and its private directory, open the catalog,
         reconcile it with the files on disk (:func:`zfile.store.recovery.reconcile`;
