@@ -1,7 +1,12 @@
-"""The CLI's one error boundary: click's usage errors, configuration errors and
-failed transfers all end as one ``zfile: error:`` line and an exit code."""
+"""The CLI's one error boundary: click's usage errors, configuration errors,
+failed transfers and an output that cannot be written all end as one
+``zfile: error:`` line and an exit code."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -53,3 +58,32 @@ def test_help_and_version_exit_0():
 def test_exit_code_by_error_class():
     assert exit_code(ConfigError("x")) == exit_code(EndpointError("x")) == EXIT_USAGE
     assert exit_code(RemoteError("x")) == exit_code(StoreError("x")) == EXIT_FAILED
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_an_output_that_cannot_be_written_is_one_line_exit_1(daemon, tmp_path, unbuffered):
+    # `> /dev/full` stands for a redirect onto a full disk, as `cat f > /dev/full` says "write error".
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(300_000))
+    zfile_cli("send", "-q", str(src), "--to", daemon.endpoint)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    for args in (["ls"], ["ls", "--json"], ["stat", "f.bin"], ["cat", "f.bin"], ["ping"]):
+        with open("/dev/full", "wb") as full:
+            proc = subprocess.run(
+                [sys.executable, "-m", "zfile", *args, "--from", daemon.endpoint],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                env=env,
+                timeout=60,
+            )
+        assert (proc.returncode, proc.stderr.decode()) == (
+            EXIT_FAILED,
+            "zfile: error: cannot write the output: No space left on device\n",
+        ), args
+    # Written whole where the output has room, through the same guard.
+    cat = subprocess.run(
+        [sys.executable, "-m", "zfile", "cat", "f.bin", "--from", daemon.endpoint], capture_output=True, env=env
+    )
+    assert (cat.returncode, cat.stdout, cat.stderr) == (0, src.read_bytes(), b"")

@@ -6,13 +6,16 @@ Exit codes: 0 done; 1 a transfer failed, or the daemon could not be reached;
 invalid configuration or key file, two paths that would be stored as one;
 130 interrupted (Ctrl-C: the shell's 128 + SIGINT); 141, silently, when
 the reader of the output left early (``| head``: the shell's 128 + SIGPIPE,
-what it reports for ls or cat that SIGPIPE ended).  :class:`Group` applies
-this to every command, so commands raise zfile errors and never catch them
-to print.
+what it reports for ls or cat that SIGPIPE ended).  An output that cannot
+be written (``> file`` on a full disk, ``> /dev/full``) is exit 1 with
+``zfile: error: cannot write the output: <reason>``, as cat(1) reports a
+write error (:func:`guard_output`).  :class:`Group` applies this to every
+command, so commands raise zfile errors and never catch them to print.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -52,6 +55,72 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     sys.exit(code)
 
 
+class OutputError(ZfileError):
+    """Standard output could not be written (other than a reader gone early)."""
+
+
+class _Stdout(io.RawIOBase):
+    """File descriptor 1, its write errors made :class:`OutputError`: the
+    system's error says only what went wrong ("No space left on device"),
+    not that the output is what it went wrong with.  A closed pipe stays
+    BrokenPipeError (exit 141)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        # All of it: unbuffered (python -u), callers such as cat's get this raw
+        # stream itself, and a short write(2) (a signal mid-pipe) would lose bytes.
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write the output: {exc.strerror or exc}") from exc
+        return size
+
+
+def guard_output() -> None:
+    """Put :data:`sys.stdout` (and its ``buffer``, which binary output such
+    as ``zfile cat`` writes) over :class:`_Stdout`, with the same encoding
+    and buffering; a stdout without a descriptor (a test's capture) is left
+    as it is."""
+    old = sys.stdout
+    try:
+        fd = old.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    raw = _Stdout(fd)
+    # Unbuffered (python -u) stdout writes through to the descriptor: keep it so.
+    buffered = io.BufferedWriter(raw) if isinstance(old.buffer, io.BufferedWriter) else raw
+    sys.stdout = io.TextIOWrapper(
+        buffered,  # type: ignore[arg-type]
+        encoding=old.encoding,
+        errors=old.errors,
+        line_buffering=old.line_buffering,
+        write_through=old.write_through,
+    )
+
+
+def _discard_output() -> None:
+    # What stdout still buffers goes nowhere, so that the interpreter's last
+    # flush at exit neither fails again nor prints "Exception ignored".
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 class Group(click.Group):
     """A click group whose commands' errors all pass through :func:`fail`."""
 
@@ -61,8 +130,11 @@ class Group(click.Group):
         except BrokenPipeError:
             # Python ignores SIGPIPE, so a write raised; keep the exit's flush quiet too.
             # (Caught here, as click's main would make it exit 1.)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _discard_output()
             sys.exit(EXIT_BROKEN_PIPE)
+        except OutputError as exc:
+            _discard_output()
+            fail(str(exc))
 
     def main(
         self,
@@ -95,7 +167,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "Group",
+    "OutputError",
     "exit_code",
     "fail",
+    "guard_output",
     "on_interrupt",
 ]
