@@ -270,3 +270,14 @@ def test_send_stdin_stores_a_stream_of_unknown_size(node, tmp_path):
     for args in (["-"], ["-", str(tmp_path)], ["--name", "x", str(tmp_path)]):
         usage = zfile_cli("send", *args, "--to", node.endpoint, check=False)
         assert usage.returncode == 2 and "needs --name NAME" in usage.stderr, usage.stderr
+    # Started with stdin closed (`<&-`): a sentence, exit 1, nothing stored.
+    closed = subprocess.run(
+        f"exec {sys.executable} -m zfile send - --name closed.bin --to {node.endpoint} <&-",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (closed.returncode, closed.stderr) == (1, "zfile: error: - (stdin) is closed: there is nothing to send\n")
+    assert "closed.bin" not in names_on(node)

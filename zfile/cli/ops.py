@@ -23,7 +23,7 @@ from zfile.cli.boundary import EXIT_FAILED
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
 from zfile.client.ops import Removal, Status
 from zfile.client.plan import shown
-from zfile.errors import ErrorCode, IntegrityError, RemoteError
+from zfile.errors import ErrorCode, IntegrityError, LocalFileError, RemoteError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
 from zfile.protocol.names import quote_name
@@ -293,6 +293,8 @@ def send_stdin(
         raise click.UsageError(
             "- (stdin) goes to one daemon, without -c, -I, -R, -L, --prefix, filters, -n, --delete, --bwlimit or --json"
         )
+    if sys.stdin is None:  # started with stdin closed (<&-): Python gives no stream
+        raise LocalFileError("- (stdin) is closed: there is nothing to send")
     began = time.monotonic()
 
     async def go():
