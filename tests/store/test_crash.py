@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import re
 import subprocess
@@ -17,11 +18,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import blake3
 import pytest
 
 from zfile.client.client import Client
 from zfile.client.config import ClientConfig
 from zfile.errors import ErrorCode, RemoteError, ZfileError
+from zfile.store import LocalStore
 
 from ..conftest import Daemon, free_port
 from ..rawpeer import MiB, all_logs, digest_of, make_file, partials, restart
@@ -284,8 +287,47 @@ async def test_reconcile_missing_and_replaced_files(tmp_path):
             assert info.value.code is ErrorCode.NOT_FOUND
         text = all_logs(logs)
         assert "'dir/gone.bin' is missing from the disk" in text and "'dir/changed.bin' was changed on disk" in text
+        # "moved" lost its one file: left alone, not served, and said so.
+        assert (
+            f"1 entry at the top of {root} holds nothing the catalog lists ('moved'): not served, as the "
+            "catalog, not the directory, says what the store holds; send the files to serve them"
+        ) in text
     finally:
         assert d.stop() == 0
+
+
+async def test_files_the_catalog_does_not_list_are_said_not_served(tmp_path):
+    """A tree copied into the root by hand, or a catalog lost: what it holds
+    is not served, and the start-up says so."""
+    store = LocalStore(tmp_path / "root")
+    await store.open()
+    await store.put_inline(
+        name="kept/a", size=1, mtime_ns=0, mode=0o644, algo="blake3", clobber=True, peer="", data=b"a",
+        digest=blake3.blake3(b"a").digest(),
+    )  # fmt: skip
+    await store.close()
+    (tmp_path / "root" / "kept" / "by-hand").write_bytes(b"deeper down: not looked for")
+    (tmp_path / "root" / "copied").mkdir()
+    (tmp_path / "root" / "copied" / "x").write_bytes(b"x")
+    (tmp_path / "root" / "loose.txt").write_bytes(b"y")
+    (tmp_path / "root" / "lost+found").mkdir()  # a file system's own, where the root is its top
+    os.mkdir(os.path.join(os.fsencode(tmp_path / "root"), b"\xff"))
+    store = LocalStore(tmp_path / "root")
+    await store.open()
+    try:
+        assert store.reconciled.unlisted == ("copied", "loose.txt", os.fsdecode(b"\xff"))
+        assert [e.name for e in await store.list()] == ["kept/a"]
+    finally:
+        await store.close()
+    (tmp_path / "root" / "catalog-lost").mkdir()
+    for lost in (tmp_path / "root" / ".zfile").glob("catalog.db*"):
+        lost.unlink()
+    store = LocalStore(tmp_path / "root")
+    await store.open()
+    try:
+        assert store.reconciled.unlisted == ("catalog-lost", "copied", "kept", "loose.txt", os.fsdecode(b"\xff"))
+    finally:
+        await store.close()
 
 
 CLIENT_SCRIPT = textwrap.dedent(

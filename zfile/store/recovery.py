@@ -35,9 +35,14 @@ settles every way the two can disagree:
 
 Files under the root that no row names and no intent explains are left alone
 and not served: the catalog, not the directory, says what the store holds.
+So that this is never silent where it matters most (a catalog lost or
+reset, a tree copied into the root by hand), the entries at the top of the
+root that hold nothing the catalog lists are logged, as a warning
+(:attr:`Reconciled.unlisted`); a stray file deeper down is not looked for.
 
 Cost: one ``lstat`` per row (read in pages of 1000), plus a hash of each
-replaced file.
+replaced file, plus a listing of the root's top level and a lookup per
+entry there.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from pathlib import Path
 from zfile.errors import StoreError, ZfileError
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.protocol.events import Entry
-from zfile.protocol.names import check_name, quote_name
+from zfile.protocol.names import PRIVATE_DIR, check_name, quote_name
 from zfile.store.catalog import Catalog
 from zfile.store.layout import Layout
 
@@ -70,11 +75,14 @@ _PAGE = 1000
 class Reconciled:
     """What :func:`reconcile` changed: rows ``recorded`` from commit intents,
     rows ``dropped`` (file missing or not a regular file), rows ``rehashed``
-    (file replaced behind the catalog's back)."""
+    (file replaced behind the catalog's back), and the names at the top of
+    the root, in order, that hold nothing the catalog lists (``unlisted``:
+    not served)."""
 
     recorded: int = 0
     dropped: int = 0
     rehashed: int = 0
+    unlisted: tuple[str, ...] = ()
 
 
 async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Reconciled:
@@ -112,7 +120,45 @@ async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Re
         if len(page) < _PAGE:
             break
         after = page[-1].name
-    return Reconciled(recorded, dropped, rehashed)
+    unlisted = await _unlisted_at_top(layout, catalog)
+    if unlisted:
+        shown = ", ".join(quote_name(n) for n in unlisted[:5]) + (" and more" if len(unlisted) > 5 else "")
+        log.warning(
+            "%d entr%s at the top of %s hold%s nothing the catalog lists (%s): not served, as the catalog, "
+            "not the directory, says what the store holds; send the files to serve them",
+            len(unlisted),
+            "y" if len(unlisted) == 1 else "ies",
+            layout.root,
+            "s" if len(unlisted) == 1 else "",
+            shown,
+        )
+    return Reconciled(recorded, dropped, rehashed, unlisted)
+
+
+async def _unlisted_at_top(layout: Layout, catalog: Catalog) -> tuple[str, ...]:
+    """The names at the top of the root (the private directory aside) under
+    which, or as which, the catalog lists no file; an unreadable root gives none."""
+    try:
+        tops = sorted(await asyncio.to_thread(os.listdir, layout.real_root))
+    except OSError:
+        return ()
+    # lost+found: a root that is a file system's own top (a disk for the store) has one, empty.
+    tops = [n for n in tops if n not in (PRIVATE_DIR, "lost+found")]
+    storable = [n for n in tops if _is_utf8(n)]  # no stored name is anything else
+    as_files = await catalog.listed(storable) if storable else set()
+    unlisted = []
+    for name in tops:
+        if name not in as_files and not (name in storable and await catalog.list(f"{name}/", "", 1)):
+            unlisted.append(name)
+    return tuple(unlisted)
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _examine_page(layout: Layout, page: list[Entry]) -> list[str | Entry | None]:
