@@ -1,16 +1,21 @@
 """A catalog on a full disk: opened read-only, reads served, writes refused
 no-space in zfile's words, writable again once there is room; its reserve
 spent to record what is already on the disk.  The disk is
-faked here; tests/server/test_limits.py fills a real tmpfs when it can."""
+faked here; tests/server/test_limits.py fills a real tmpfs when it can.
+And a process out of file descriptors (really spent): busy, then served."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import resource
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from zfile.errors import NoSpace, NotFound
+from zfile.errors import Busy, NoSpace, NotFound
 from zfile.protocol.events import Entry
 from zfile.store import LocalStore
 from zfile.store.catalog import Catalog
@@ -239,3 +244,33 @@ async def test_a_streamed_upload_the_full_disk_left_unrecorded_is_recorded_once_
     finally:
         monkeypatch.undo()
         await store.close()
+
+
+@contextlib.contextmanager
+def descriptors_spent() -> Iterator[None]:
+    """This process out of file descriptors: the soft limit brought down to
+    a few over what is open now, those few filled, all given back after."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    held: list[int] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_out_of_descriptors_is_busy_and_passes(store: LocalStore) -> None:
+    # EMFILE says other transfers hold the descriptors: busy, which clients retry, not a failure.
+    with descriptors_spent(), pytest.raises(Busy) as info:
+        await begin(store, "late.bin", 10)
+    assert str(info.value) == (
+        "could not prepare the partial file of 'late.bin': Too many open files (the daemon holds as many "
+        "files open as its limit allows; try again shortly)"
+    )
+    # Once descriptors are free again the same upload goes through.
+    assert (await upload(store, "late.bin", b"0123456789")).size == 10

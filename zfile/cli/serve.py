@@ -7,6 +7,7 @@ env > config file > defaults) and calls :meth:`Server.run`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
 import sys
 from typing import Any
@@ -211,6 +212,10 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
       zfile serve --config /etc/zfile/zfile.toml --check-config
     """
     from zfile.server.logs import setup_logging
+    from zfile.server.process import raise_open_file_limit
+
+    # Before the store's modules are imported: they size a descriptor budget from the limit.
+    raised = None if check_config else raise_open_file_limit()
     from zfile.server.server import Server, check_bind
 
     ctx = click.get_current_context()
@@ -237,6 +242,8 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
         click.echo(settings.dump("server", config), nl=False)
         return
     setup_logging(config.log_level, config.log_format)
+    if raised is not None:
+        logging.getLogger("zfile.server").info("raised the open-file limit from %d to %d", *raised)
     sys.exit(Server(config).run())
 
 

@@ -1,8 +1,9 @@
 """File-system helpers shared by the store and its uploads and downloads.
 
 :func:`store_error` is the one place an ``OSError`` becomes a zfile error:
-ENOSPC, EDQUOT and EFBIG become :class:`~zfile.errors.NoSpace`, anything else
-a :class:`~zfile.errors.StoreError` naming the file.  The rest are the
+ENOSPC, EDQUOT and EFBIG become :class:`~zfile.errors.NoSpace`, EMFILE and
+ENFILE :class:`~zfile.errors.Busy`, anything else a
+:class:`~zfile.errors.StoreError` naming the file.  The rest are the
 blocking system calls that make a rename durable (:func:`fsync_dir`) and
 clean up partials (:func:`unlink_all`), and :func:`syncfs`, which makes a
 whole batch of small files durable at once; run them in a worker thread.
@@ -16,14 +17,22 @@ import errno
 import os
 from pathlib import Path
 
-from zfile.errors import BadName, NoSpace, StoreError
+from zfile.errors import BadName, Busy, NoSpace, StoreError
 from zfile.protocol.names import quote_name
 
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_NO_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE})
 
 
-def store_error(exc: OSError, name: str, doing: str) -> StoreError:
-    """The error to raise for ``exc``, met while trying to ``doing`` ``name``."""
+def store_error(exc: OSError, name: str, doing: str) -> StoreError | Busy:
+    """The error to raise for ``exc``, met while trying to ``doing`` ``name``.
+    Out of descriptors (EMFILE, ENFILE: other transfers hold them) is Busy,
+    which clients retry after a backoff, as for every slot taken."""
+    if exc.errno in _NO_DESCRIPTORS:
+        return Busy(
+            f"could not {doing} {quote_name(name)}: {exc.strerror} (the daemon holds as many files open as its "
+            "limit allows; try again shortly)"
+        )
     if exc.errno in _NO_SPACE:
         return NoSpace(f"no space left on the store's disk while writing {quote_name(name)}")
     if exc.errno == errno.ENAMETOOLONG:
