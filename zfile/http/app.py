@@ -76,7 +76,8 @@ _STATUS: tuple[tuple[type[ZfileError], int], ...] = (
 
 def status_of(exc: ZfileError) -> int:
     """The HTTP status of a zfile error: 400 bad name or request, 404, 409
-    exists or a name that clashes with the tree, 413 too large, 422 integrity, 503 busy, 507 no space, else 500."""
+    exists or a name that clashes with the store's tree, 413 too large, 422
+    integrity, 503 busy, 507 no space, else 500."""
     for kind, status in _STATUS:
         if isinstance(exc, kind):
             return status

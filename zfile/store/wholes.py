@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from zfile.errors import BadName, IntegrityError, NameConflict, StoreError, ZfileError
+from zfile.errors import BadName, Busy, IntegrityError, NameConflict, StoreError, ZfileError
 from zfile.protocol import digest as digests
 from zfile.protocol.events import Buffer, Entry
 from zfile.protocol.names import quote_name
@@ -326,10 +326,12 @@ def write_batch(layout: Layout, dirs: Directories, batch: Sequence[Staged], algo
     try:
         dirs.open()
     except OSError as exc:
-        # Nothing of the batch's own is at fault: say which directory, not one file's name.
-        err = StoreError(
-            f"could not open the store's root {layout.real_root} or its partials' directory: {exc.strerror or exc}"
-        )
+        err = store_error(exc, batch[0].name, "open the store's directories for")
+        if not isinstance(err, Busy):  # nothing of the batch's own is at fault: name the directories
+            err = StoreError(
+                f"could not open the store's root {layout.real_root} or its partials' directory: "
+                f"{exc.strerror or exc}"
+            )
         return [err] * len(batch)
     checked: list[bool] = []
     for f in batch:
