@@ -329,8 +329,7 @@ def write_batch(layout: Layout, dirs: Directories, batch: Sequence[Staged], algo
         err = store_error(exc, batch[0].name, "open the store's directories for")
         if not isinstance(err, Busy):  # nothing of the batch's own is at fault: name the directories
             err = StoreError(
-                f"could not open the store's root {layout.real_root} or its partials' directory: "
-                f"{exc.strerror or exc}"
+                f"could not open the store's root {layout.real_root} or its partials' directory: {exc.strerror or exc}"
             )
         return [err] * len(batch)
     checked: list[bool] = []
