@@ -20,6 +20,7 @@ from zfile.errors import (
     Exists,
     IntegrityError,
     LocalFileError,
+    NameConflict,
     NoSpace,
     RemoteError,
     TooLarge,
@@ -92,7 +93,7 @@ async def test_a_batch_follows_links_inside_the_store_and_refuses_the_rest(store
         whole("new/deep/e.txt", b"e"),
     ]
     results = await store.put_many(files, algo="blake3", peer="")
-    assert [type(r) for r in results] == [Entry, BadName, BadName, BadName, BadName, Entry]
+    assert [type(r) for r in results] == [Entry, BadName, NameConflict, BadName, NameConflict, Entry]
     assert (store.root / "real" / "a.txt").read_bytes() == b"a"
     assert (store.root / "new" / "deep" / "e.txt").read_bytes() == b"e"
     assert list(outside.iterdir()) == []
