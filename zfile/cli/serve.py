@@ -187,6 +187,13 @@ _DEFAULTS = ServerConfig()
     help="Serve the store read-only: refuse every upload, remove and move (ZeroMQ and HTTP).",
 )
 @click.option(
+    "--adopt",
+    is_flag=True,
+    default=None,
+    help="At start, hash and record the files under ROOT the catalog does not list (a catalog lost, "
+    "a tree copied in by hand), so that they are served; logged, one line per file skipped.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,

@@ -85,3 +85,7 @@ class ServerConfig:
     #: (PUT, PUT-MANY, PUT-STREAM, REMOVE, MOVE, a chain upload; HTTP PUT and
     #: DELETE) is refused with ``read-only`` before any byte is stored.
     read_only: bool = False
+    #: At start, record the files under the root that the catalog does not
+    #: list, so that they are served (a catalog lost, a tree copied in by
+    #: hand; :mod:`zfile.store.adopt`).  A local store only.
+    adopt: bool = False

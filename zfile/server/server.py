@@ -84,6 +84,7 @@ class Server:
                 config.max_partial_bytes_per_peer,
             ),
             s3_endpoint=config.s3_endpoint,
+            adopt=config.adopt,
         )
         self.endpoint: str | None = None
         self._sock: ServerSocket | None = None

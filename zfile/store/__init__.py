@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from zfile.errors import ConfigError
 from zfile.store.base import ChunkStream, DownloadHandle, Store, StoreUsage, StreamHandle, UploadHandle
 from zfile.store.litter import Limits
 from zfile.store.local import LocalStore
@@ -25,6 +26,7 @@ def make_store(
     partial_ttl: float,
     partial_limits: Limits | None = None,
     s3_endpoint: str | None = None,
+    adopt: bool = False,
 ) -> Store:
     """The store at ``location``, not yet open (await its ``open``).
 
@@ -35,11 +37,17 @@ def make_store(
     longest name (UTF-8) accepted, in bytes; what suspended uploads left is
     dropped after ``partial_ttl`` seconds unused, and in a local store also,
     oldest first, once it exceeds ``partial_limits`` (counts and bytes;
-    default :class:`~zfile.store.litter.Limits`).  Raises nothing: a
-    location that cannot be used fails in ``open`` (StoreError).
+    default :class:`~zfile.store.litter.Limits`).  ``adopt``: a local store
+    records, as it opens, the files its catalog does not list
+    (:mod:`zfile.store.adopt`); ConfigError for an S3 location, whose
+    objects are listed as they are.  A location that cannot be used fails
+    in ``open`` (StoreError).
     """
     if isinstance(location, str) and location.startswith("s3://"):
         from zfile.store.s3 import S3Store
+
+        if adopt:
+            raise ConfigError(f"adopt is for a local store, not {location}: an object store lists what it holds")
 
         return S3Store(
             location,
@@ -54,6 +62,7 @@ def make_store(
         max_name_bytes=max_name_bytes,
         partial_ttl=partial_ttl,
         partial_limits=partial_limits,
+        adopt=adopt,
     )
 
 

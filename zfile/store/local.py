@@ -106,8 +106,9 @@ class LocalStore(Store):
     ``max_file_size`` and ``max_name_bytes`` are in bytes; partials untouched
     for ``partial_ttl`` seconds are deleted by :meth:`sweep_partials`, and
     the oldest are reclaimed as soon as the partials kept exceed
-    ``partial_limits`` (:class:`~zfile.store.litter.Limits`).  Its
-    parts are public for tools and tests that know this backend:
+    ``partial_limits`` (:class:`~zfile.store.litter.Limits`).  With
+    ``adopt``, opening records the files under the root that the catalog
+    does not list (:mod:`zfile.store.adopt`).  Its parts are public for tools and tests that know this backend:
     :attr:`layout` (paths and checks), :attr:`catalog`, :attr:`claims` (the
     live uploads) and :attr:`publisher` (the group commit).
     """
@@ -120,8 +121,10 @@ class LocalStore(Store):
         max_name_bytes: int = 4096,
         partial_ttl: float = 86400.0,
         partial_limits: Limits | None = None,
+        adopt: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.adopt = adopt
         self.max_file_size = max_file_size
         self.max_name_bytes = max_name_bytes
         self.partial_ttl = partial_ttl
@@ -168,7 +171,7 @@ class LocalStore(Store):
             await self.catalog.open()
             if not self.catalog.read_only:  # (it logged why it is)
                 # Before any transfer: settle what a crash or a hand edit left behind.
-                self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes)
+                self.reconciled = await reconcile(self.layout, self.catalog, self.max_name_bytes, adopting=self.adopt)
             await self.keeper.open()
         except BaseException:
             self.layout.close()  # the store's lock with it

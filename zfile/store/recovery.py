@@ -59,10 +59,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zfile.errors import StoreError, ZfileError
+from zfile.errors import BadName, StoreError, ZfileError
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.protocol.events import Entry
 from zfile.protocol.names import PRIVATE_DIR, check_name, quote_name
+from zfile.store.adopt import adopt
 from zfile.store.catalog import Catalog
 from zfile.store.layout import Layout
 
@@ -77,19 +78,21 @@ class Reconciled:
     rows ``dropped`` (file missing or not a regular file), rows ``rehashed``
     (file replaced behind the catalog's back), and the names at the top of
     the root, in order, that hold nothing the catalog lists (``unlisted``:
-    not served)."""
+    not served), and the files ``adopted`` (:mod:`zfile.store.adopt`)."""
 
     recorded: int = 0
     dropped: int = 0
     rehashed: int = 0
     unlisted: tuple[str, ...] = ()
+    adopted: int = 0
 
 
-async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Reconciled:
+async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int, *, adopting: bool = False) -> Reconciled:
     """Settle the open ``catalog`` against the files of the open ``layout``
     (module docstring); a commit intent whose name is over
-    ``max_name_bytes`` bytes is not finished.  Call only while no upload is
-    live.  Raises StoreError when
+    ``max_name_bytes`` bytes is not finished.  With ``adopting``, then
+    record the files no row names (:func:`zfile.store.adopt.adopt`).  Call
+    only while no upload is live.  Raises StoreError when
     the catalog cannot be read or written.  A file that cannot be inspected
     (``lstat`` fails other than "not there") is logged and its row left as
     it was; a replaced file that cannot be re-hashed is logged and dropped,
@@ -120,19 +123,20 @@ async def reconcile(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Re
         if len(page) < _PAGE:
             break
         after = page[-1].name
+    adopted = (await adopt(layout, catalog, max_name_bytes)).files if adopting else 0
     unlisted = await _unlisted_at_top(layout, catalog)
-    if unlisted:
+    if unlisted and not adopting:  # (adopting said why of each entry it left)
         shown = ", ".join(quote_name(n) for n in unlisted[:5]) + (" and more" if len(unlisted) > 5 else "")
         log.warning(
             "%d entr%s at the top of %s hold%s nothing the catalog lists (%s): not served, as the catalog, "
-            "not the directory, says what the store holds; send the files to serve them",
+            "not the directory, says what the store holds; send the files, or start with --adopt, to serve them",
             len(unlisted),
             "y" if len(unlisted) == 1 else "ies",
             layout.root,
             "s" if len(unlisted) == 1 else "",
             shown,
         )
-    return Reconciled(recorded, dropped, rehashed, unlisted)
+    return Reconciled(recorded, dropped, rehashed, unlisted, adopted)
 
 
 async def _unlisted_at_top(layout: Layout, catalog: Catalog) -> tuple[str, ...]:
@@ -144,7 +148,7 @@ async def _unlisted_at_top(layout: Layout, catalog: Catalog) -> tuple[str, ...]:
         return ()
     # lost+found: a root that is a file system's own top (a disk for the store) has one, empty.
     tops = [n for n in tops if n not in (PRIVATE_DIR, "lost+found")]
-    storable = [n for n in tops if _is_utf8(n)]  # no stored name is anything else
+    storable = [n for n in tops if _storable(n)]
     as_files = await catalog.listed(storable) if storable else set()
     unlisted = []
     for name in tops:
@@ -153,10 +157,10 @@ async def _unlisted_at_top(layout: Layout, catalog: Catalog) -> tuple[str, ...]:
     return tuple(unlisted)
 
 
-def _is_utf8(name: str) -> bool:
+def _storable(name: str) -> bool:
     try:
-        name.encode()
-    except UnicodeEncodeError:
+        check_name(name)
+    except BadName:
         return False
     return True
 
