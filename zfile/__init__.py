@@ -34,6 +34,8 @@ _EXPORTS = {
     "DownloadPlan": "zfile.client.plan",
     "plan_download": "zfile.client.plan",
     "fetch": "zfile.client.tree",
+    "move_tree": "zfile.client.moves",
+    "Moved": "zfile.client.moves",
     "Filter": "zfile.client.filters",
     "Entry": "zfile.protocol.events",
     "ClientCurve": "zfile.transport.dealer",

@@ -36,6 +36,10 @@ def send_tree(node, tmp_path: Path, names: list[str]) -> None:
     zfile_cli("send", "-q", "-R", *names, "--to", node.endpoint, cwd=src)
 
 
+def ls_json(node, prefix: str = "") -> list[dict]:
+    return json.loads(zfile_cli("ls", "-R", prefix, "--from", node.endpoint, "--json").stdout)
+
+
 def names_on(node, prefix: str = "") -> list[str]:
     return [e["name"] for e in json.loads(zfile_cli("ls", "-R", prefix, "--from", node.endpoint, "--json").stdout)]
 
@@ -108,7 +112,7 @@ def test_mv_refuses_hostile_names_and_missing_files(node, tmp_path):
     assert names_on(node) == ["k"]
 
 
-def test_mv_cat_and_stat_of_a_directory_say_so(node, tmp_path):
+def test_cat_and_stat_of_a_directory_say_so(node, tmp_path):
     send_tree(node, tmp_path, ["d/a", "d/e/b"])
     proc = zfile_cli("cat", "d/e", "--from", node.endpoint, check=False)
     assert (proc.returncode, proc.stdout) == (1, "")
@@ -119,15 +123,55 @@ def test_mv_cat_and_stat_of_a_directory_say_so(node, tmp_path):
         "zfile: error: d: 'd' is a directory in the store; ls lists what is under it",
         "zfile: error: nope: 'nope' is not in the store",
     ]
-    proc = zfile_cli("mv", "d/", "x/", "--from", node.endpoint, check=False)
-    assert proc.returncode == 2 and "'d/' names a directory; mv renames one stored file at a time" in proc.stderr
-    for old in ("d", "d/e"):
-        proc = zfile_cli("mv", old, "x", "--from", node.endpoint, check=False)
-        assert proc.returncode == 1, proc
-        assert proc.stderr.strip() == (
-            f"zfile: error: '{old}' is a directory in the store; mv renames one stored file at a time"
-        )
-    assert names_on(node) == ["d/a", "d/e/b"]
+
+
+def test_mv_of_a_directory_moves_its_files_as_mv_does(node, tmp_path):
+    send_tree(node, tmp_path, ["d/a", "d/e/b", "keep/k"])
+    digests = {e["name"]: e["digest"] for e in ls_json(node)}
+    # To a new name: d/... becomes x/...; with or without the slash.
+    assert zfile_cli("mv", "d", "x", "--from", node.endpoint).stdout == "moved 2 file(s)\n"
+    assert names_on(node) == ["keep/k", "x/a", "x/e/b"]
+    # Into a directory that holds files: x/... becomes keep/x/..., as mv(1) moves into a directory.
+    out = zfile_cli("mv", "-v", "x/", "keep", "--from", node.endpoint).stdout
+    assert out.splitlines() == ["renamed x/a -> keep/x/a", "renamed x/e/b -> keep/x/e/b", "moved 2 file(s)"]
+    moved = {e["name"]: e["digest"] for e in ls_json(node)}
+    assert moved == {"keep/k": digests["keep/k"], "keep/x/a": digests["d/a"], "keep/x/e/b": digests["d/e/b"]}
+    # Refusals: nothing moves.
+    send_tree(node, tmp_path, ["y/a"])
+    for args, says in (
+        (["keep/x/", "keep/x/deeper"], "cannot move 'keep/x/' into itself, 'keep/x/deeper/'"),
+        (["nope/", "z/"], "nothing is stored under 'nope/'"),
+        (["y", "keep/k"], "cannot move the directory 'y/' onto the stored file 'keep/k'"),
+    ):
+        proc = zfile_cli("mv", *args, "--from", node.endpoint, check=False)
+        assert (proc.returncode, proc.stderr) == (1, f"zfile: error: {says}\n"), args
+    send_tree(node, tmp_path, ["z/x/a"])
+    proc = zfile_cli("mv", "y/", "z/x/", "--from", node.endpoint, check=False)  # z/x/ holds files: into it, as z/x/y/
+    assert proc.returncode == 0 and names_on(node, "z/") == ["z/x/a", "z/x/y/a"]
+    send_tree(node, tmp_path, ["y/a", "w/y/a"])
+    proc = zfile_cli("mv", "y", "w", "--from", node.endpoint, check=False)
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        "zfile: error: 'w/y/' already holds files; -f/--force moves into it, replacing files of the same names\n",
+    )
+    assert "y/a" in names_on(node)
+    # -f merges, replacing the file of the same name.
+    assert zfile_cli("mv", "-f", "y", "w", "--from", node.endpoint).stdout == "moved 1 file(s)\n"
+    assert "y/a" not in names_on(node) and "w/y/a" in names_on(node)
+
+
+def test_mv_of_a_directory_reports_each_file_it_could_not_move(tmp_path):
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    try:
+        send_tree(d, tmp_path, ["s/a", "s/b", "s/c"])
+        send_tree(d, tmp_path, ["t/s/b/deeper"])  # where s/b would go (into t/, as t/s/b), a directory holds files
+        proc = zfile_cli("mv", "-f", "s/", "t/", "--from", d.endpoint, check=False)
+        assert proc.returncode == 1
+        assert proc.stdout == "moved 2 file(s); 1 failed\n"
+        assert proc.stderr == "zfile: error: s/b: 't/s/b' is a directory in the store\n"
+        assert names_on(d) == ["s/b", "t/s/a", "t/s/b/deeper", "t/s/c"]  # the one refused stays where it was
+    finally:
+        assert d.stop() == 0
 
 
 def test_stat_shows_each_field_and_json(node, tmp_path):

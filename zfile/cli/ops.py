@@ -21,9 +21,10 @@ import click
 
 from zfile.cli.boundary import EXIT_FAILED
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
+from zfile.client.moves import Moved, holds_files, move_tree
 from zfile.client.ops import Removal, Status
 from zfile.client.plan import shown
-from zfile.errors import ErrorCode, IntegrityError, LocalFileError, RemoteError
+from zfile.errors import ErrorCode, IntegrityError, LocalFileError, RemoteError, ZfileError
 from zfile.protocol.entries import entry_json
 from zfile.protocol.events import Entry
 from zfile.protocol.names import quote_name
@@ -139,65 +140,118 @@ def rm(
         sys.exit(EXIT_FAILED)
 
 
-@click.command(name="mv", short_help="Rename a stored file.")
+@click.command(name="mv", short_help="Rename a stored file or directory.")
 @click.argument("old")
 @click.argument("new")
 @endpoint_option
-@click.option("-f", "--force", is_flag=True, help="Replace NEW when it is a stored file.")
-@click.option("-v", "--verbose", is_flag=True, help="Print the rename done.")
+@click.option("-f", "--force", is_flag=True, help="Replace stored files of the new names (into a directory: merge).")
+@click.option("-v", "--verbose", is_flag=True, help="Print each rename done.")
 @timeout_option
 def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout: float) -> None:
-    """Rename the stored file OLD to NEW on the daemon; NEW ending in /, or
-    naming a directory in the store, means NEW/<basename of OLD>, as for
-    mv(1).  OLD is one file: a directory is refused (exit 2 when OLD ends in
-    /, else 1), as mv does not move trees.
+    """Rename the stored file or directory OLD to NEW on the daemon, as mv(1)
+    does: a NEW ending in /, or naming a directory in the store, means
+    NEW/<basename of OLD>.
 
-    On a local store the file and its catalog entry move in one step: a
-    reader finds the file under OLD or under NEW, never under both or
-    neither, and a download already running goes on.  On S3 it is a copy then
-    a delete (docs/s3.md).  A stored NEW is refused (exit 1) unless -f; a
-    NEW the daemon would refuse for an upload (.., absolute, control
-    characters, .zfile/...) is refused the same way.
+    A file moves in one step on a local store: a reader finds it under OLD
+    or under NEW, never under both or neither, and a download already
+    running goes on.  On S3 it is a copy then a delete (docs/s3.md).  A
+    stored NEW is refused (exit 1) unless -f; a NEW the daemon would refuse
+    for an upload (.., absolute, control characters, .zfile/...) is refused
+    the same way.
+
+    A directory (OLD/, or an OLD with files under it) moves file by file,
+    each in one step as above; the tree as a whole does not: while it runs a
+    reader finds some files under each name, and a failure leaves the rest
+    where they were (run it again, with -f, to move them).  A NEW directory
+    that already holds files is refused unless -f, which merges into it.
+    Prints how many files moved; exit 1 if any could not be.
 
     \b
     Examples:
       zfile mv build.tar builds/2026-12-01.tar --from node7
       zfile mv -f staging/model.ckpt model.ckpt --from node7
+      zfile mv datasets/2025/ archive/ --from node7   # archive/2025/...
     """
     _one_daemon(conn, "mv")
-    if old.endswith("/"):
-        raise click.UsageError(f"{quote_name(old)} names a directory; mv renames one stored file at a time")
-    if new.endswith("/"):
-        new += posixpath.basename(old)
 
-    async def go() -> Entry:
+    async def go() -> Entry | list[Moved]:
         async with conn.client(timeout) as client:
-            target = new
-            if not new.endswith("/") and await _has_below(client, new):
-                target = f"{new}/{posixpath.basename(old)}"
-            try:
-                return await client.move(old, target, clobber=force)
-            except RemoteError as exc:
-                if exc.code is ErrorCode.EXISTS:
-                    raise RemoteError(f"{exc}; -f/--force replaces it", code=exc.code) from None
-                raise await _directory_error(client, old, exc, "mv renames one stored file at a time") from None
+            if not old.endswith("/"):
+                try:
+                    return await _move_file(client, old, new, force)
+                except RemoteError as exc:
+                    if exc.code is not ErrorCode.NOT_FOUND or not await _has_below(client, old):
+                        raise
+            return await _move_dir(client, old.rstrip("/") + "/", new, force)
 
-    entry = run(go)
-    if verbose:
-        click.echo(f"renamed {shown(old)} -> {shown(entry.name)}")
+    done = run(go)
+    if isinstance(done, Entry):
+        if verbose:
+            click.echo(f"renamed {shown(old)} -> {shown(done.name)}")
+        return
+    failed = [m for m in done if m.error is not None]
+    for m in done:
+        if m.error is not None:
+            click.echo(f"zfile: error: {shown(m.name)}: {m.error}", err=True)
+        elif verbose and m.entry is not None:
+            click.echo(f"renamed {shown(m.name)} -> {shown(m.entry.name)}")
+    click.echo(f"moved {len(done) - len(failed)} file(s)" + (f"; {len(failed)} failed" if failed else ""))
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
+async def _move_file(client: Client, old: str, new: str, force: bool) -> Entry:
+    target = new + posixpath.basename(old) if new.endswith("/") else new
+    if not new.endswith("/") and await _has_below(client, new):
+        target = f"{new}/{posixpath.basename(old)}"
+    try:
+        return await client.move(old, target, clobber=force)
+    except RemoteError as exc:
+        if exc.code is ErrorCode.EXISTS:
+            raise RemoteError(f"{exc}; -f/--force replaces it", code=exc.code) from None
+        raise
+
+
+async def _move_dir(client: Client, src: str, new: str, force: bool) -> list[Moved]:
+    """``src`` (ending in /) moved as mv(1) moves a directory: to NEW, or
+    into NEW when NEW already holds files."""
+    base = posixpath.basename(src.rstrip("/"))
+    where = new.strip("/")
+    if where and not new.endswith("/") and await _is_stored(client, where):
+        raise ZfileError(
+            f"cannot move the directory {quote_name(src)} onto the stored file {quote_name(where)}",
+            code=ErrorCode.EXISTS,
+        )
+    into = not where or await _has_below(client, where)
+    target = (f"{where}/{base}/" if where else f"{base}/") if into else f"{where}/"
+    if target.startswith(src):
+        raise ZfileError(f"cannot move {quote_name(src)} into itself, {quote_name(target)}", code=ErrorCode.BAD_REQUEST)
+    if not force and await holds_files(client, target):
+        raise ZfileError(
+            f"{quote_name(target)} already holds files; -f/--force moves into it, replacing files of the same names",
+            code=ErrorCode.EXISTS,
+        )
+    return await move_tree(client, src, target, clobber=force)
+
+
+async def _is_stored(client: Client, name: str) -> bool:
+    try:
+        await client.stat(name)
+    except RemoteError as exc:
+        if exc.code is ErrorCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def _has_below(client: Client, name: str) -> bool:
     """Whether the daemon stores a file under ``name/`` (one LIST of one
     entry); a prefix it refuses is no directory, and the request that
     follows says why."""
-    listing = client.list(f"{name}/", page_size=1)
     try:
-        return await anext(listing, None) is not None
+        return await holds_files(client, f"{name}/")
     except RemoteError:
         return False
-    finally:
-        await listing.aclose()
 
 
 async def _directory_error(client: Client, name: str, exc: RemoteError, hint: str) -> RemoteError:
