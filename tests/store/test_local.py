@@ -207,11 +207,25 @@ async def test_symlink_into_private_dir_refused(store: LocalStore) -> None:
 
 async def test_directory_and_file_in_the_way(store: LocalStore) -> None:
     (store.root / "d").mkdir()
+    (store.root / "d" / "held").write_bytes(b"")
     with pytest.raises(BadName, match="directory"):
         await begin(store, "d", 1)
     await upload(store, "file", b"x")
     with pytest.raises(BadName, match="file"):
         await begin(store, "file/child", 1)
+
+
+async def test_an_empty_directory_left_by_removals_does_not_keep_a_file_out(store: LocalStore) -> None:
+    # zfile keeps files, not directories: e/ once held e/f, removed since; a file "e" may now be stored.
+    await upload(store, "e/f", b"f")
+    await store.delete("e/f")
+    assert (store.root / "e").is_dir()
+    assert (await upload(store, "e", b"now a file")).name == "e"
+    assert (store.root / "e").read_bytes() == b"now a file"
+    await upload(store, "g/h", b"h")
+    await store.delete("g/h")
+    assert (await store.rename("e", "g")).name == "g"  # a rename too
+    assert (store.root / "g").read_bytes() == b"now a file"
 
 
 # -- uploads -------------------------------------------------------------------

@@ -90,13 +90,16 @@ async def test_a_link_or_directory_found_by_the_link_is_refused(store: LocalStor
     outside.write_bytes(b"not the store's")
     (store.root / "ln").symlink_to(outside)
     (store.root / "dir").mkdir()
+    (store.root / "dir" / "held").write_bytes(b"")
+    (store.root / "empty").mkdir()  # what removals leave: it keeps no file out
     before = open_descriptors()
-    files = [whole("ln", b"mine", clobber=clobber), whole("dir", b"mine", clobber=clobber), whole("ok", b"ok")]
+    files = [whole(n, b"mine", clobber=clobber) for n in ("ln", "dir", "empty")] + [whole("ok", b"ok")]
     results = await store.put_many(files, algo="blake3", peer="")
-    assert [type(r) for r in results] == [BadName, NameConflict, Entry]
+    assert [type(r) for r in results] == [BadName, NameConflict, Entry, Entry]
     assert "symbolic link" in str(results[0]) and "directory" in str(results[1])
     assert (store.root / "ln").is_symlink() and outside.read_bytes() == b"not the store's"
-    assert (store.root / "dir").is_dir() and list((store.root / "dir").iterdir()) == []
+    assert (store.root / "dir").is_dir() and list((store.root / "dir").iterdir()) == [store.root / "dir" / "held"]
+    assert (store.root / "empty").read_bytes() == b"mine"
     assert tmp_files(store) == []
     assert open_descriptors() == before
 

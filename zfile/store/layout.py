@@ -34,6 +34,19 @@ def exists_error(name: str) -> Exists:
     return Exists(f"{quote_name(name)} already exists in the store")
 
 
+def remove_empty_dir(path: str | Path, dir_fd: int | None = None) -> bool:
+    """Remove the directory ``path`` (relative to ``dir_fd`` when given) if
+    it is empty, and say whether it went.  The store keeps files, not
+    directories: one its files have left (``rm``, ``mv``) must not keep a
+    file of its name out.  rmdir(2) refuses a directory that holds anything,
+    so an upload filling it meanwhile keeps it."""
+    try:
+        os.rmdir(path, dir_fd=dir_fd)
+    except OSError:
+        return False
+    return True
+
+
 def other_fs_error(name: str, root: str) -> BadName:
     """The error for a name whose directory is on another file system than
     the store's partials directory (a mount inside the root): a file is
@@ -217,7 +230,7 @@ class Layout:
             raise NameConflict(f"{quote_name(name)} needs a directory where the store holds a file") from None
         if stat.S_ISLNK(mode):
             raise BadName(f"{quote_name(name)} is a symbolic link in the store")
-        if stat.S_ISDIR(mode):
+        if stat.S_ISDIR(mode) and not remove_empty_dir(path):
             raise NameConflict(f"{quote_name(name)} is a directory in the store")
         ancestor = parent
         while True:

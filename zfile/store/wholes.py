@@ -15,7 +15,8 @@ both as the checks and the crash guarantees allow:
    system has none, to ``<root>/.zfile/tmp/<transfer>.part`` (closed once
    written).  A file written unnamed needs no ``lstat`` of its final name:
    its ``linkat`` refuses a taken name atomically, and only then is the
-   name looked at (a symbolic link or a directory there is refused, a
+   name looked at (a symbolic link or a directory holding anything there
+   is refused, an empty directory removed, a
    file replaced or, without clobber, refused as it exists); a named
    partial's final name is looked at before its write, as its rename
    would replace a symbolic link.  Then one ``syncfs(2)`` makes every file of the batch durable
@@ -60,7 +61,7 @@ from zfile.store.claims import Claims
 from zfile.store.cleanup import uninterrupted
 from zfile.store.fs import store_error, syncfs
 from zfile.store.group_commit import Publisher, SyncFs
-from zfile.store.layout import Layout, exists_error
+from zfile.store.layout import Layout, exists_error, remove_empty_dir
 
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK})
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
@@ -190,6 +191,9 @@ class Staged:
                 except FileExistsError:
                     if self.found is None:
                         _look(self)  # what holds the name decides: BadName, or Exists without clobber
+                        if not self.found:  # an empty directory was in the way, and is gone
+                            unnamed.link(fd, self.base, self.dir_fd)
+                            return {SyncFs(self.dir_fd)}
                     if not self.clobber:
                         raise exists_error(self.name) from None
             elif not self.clobber:
@@ -224,7 +228,8 @@ def _lexists(name: str, dir_fd: int) -> bool:
 def _look(f: Staged) -> None:
     """Look at what holds ``f``'s final name (one ``lstat`` relative to its
     directory's descriptor) and set :attr:`Staged.found`.  BadName for a
-    symbolic link or a directory; Exists when the name is taken and ``f``
+    symbolic link or a directory that holds anything (an empty one is
+    removed: the name is free); Exists when the name is taken and ``f``
     must not clobber; OSError."""
     try:
         mode = os.stat(f.base, dir_fd=f.dir_fd, follow_symlinks=False).st_mode
@@ -233,7 +238,9 @@ def _look(f: Staged) -> None:
     if stat.S_ISLNK(mode):
         raise BadName(f"{quote_name(f.name)} is a symbolic link in the store")
     if stat.S_ISDIR(mode):
-        raise NameConflict(f"{quote_name(f.name)} is a directory in the store")
+        if not remove_empty_dir(f.base, f.dir_fd):
+            raise NameConflict(f"{quote_name(f.name)} is a directory in the store")
+        mode = 0
     if not f.clobber and mode:
         raise exists_error(f.name)
     f.found = mode != 0
