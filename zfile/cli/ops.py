@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import posixpath
+import shlex
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from zfile.cli.boundary import EXIT_FAILED
+from zfile.cli.boundary import EXIT_FAILED, on_interrupt
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
 from zfile.client.moves import Moved, holds_files, move_tree
 from zfile.client.ops import Removal, Status
@@ -145,12 +146,19 @@ def rm(
 @click.argument("new")
 @endpoint_option
 @click.option("-f", "--force", is_flag=True, help="Replace stored files of the new names (into a directory: merge).")
+@click.option(
+    "-T",
+    "--no-target-directory",
+    "exact",
+    is_flag=True,
+    help="NEW is the new name itself, never a directory to move into (as GNU mv -T).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print each rename done.")
 @timeout_option
-def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout: float) -> None:
+def mv(old: str, new: str, conn: Connection, force: bool, exact: bool, verbose: bool, timeout: float) -> None:
     """Rename the stored file or directory OLD to NEW on the daemon, as mv(1)
     does: a NEW ending in /, or naming a directory in the store, means
-    NEW/<basename of OLD>.
+    NEW/<basename of OLD>, unless -T.
 
     A file moves in one step on a local store: a reader finds it under OLD
     or under NEW, never under both or neither, and a download already
@@ -161,10 +169,11 @@ def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout
 
     A directory (OLD/, or an OLD with files under it) moves file by file,
     each in one step as above; the tree as a whole does not: while it runs a
-    reader finds some files under each name, and a failure leaves the rest
-    where they were (run it again, with -f, to move them).  A NEW directory
-    that already holds files is refused unless -f, which merges into it.
-    Prints how many files moved; exit 1 if any could not be.
+    reader finds some files under each name, and a failure or Ctrl-C
+    leaves the rest where they were (the message gives the command, with -f
+    and -T, that moves them).  A NEW directory that already holds files is
+    refused unless -f, which merges into it.  Prints how many files moved;
+    exit 1 if any could not be.
 
     \b
     Examples:
@@ -174,36 +183,50 @@ def mv(old: str, new: str, conn: Connection, force: bool, verbose: bool, timeout
     """
     _one_daemon(conn, "mv")
 
-    async def go() -> Entry | list[Moved]:
+    async def go() -> Entry | tuple[str, str, list[Moved]]:
         async with conn.client(timeout) as client:
             if not old.endswith("/"):
                 try:
-                    return await _move_file(client, old, new, force)
+                    return await _move_file(client, old, new, force, exact)
                 except RemoteError as exc:
                     if exc.code is not ErrorCode.NOT_FOUND or not await _has_below(client, old):
                         raise
-            return await _move_dir(client, old.rstrip("/") + "/", new, force)
+            src = old.rstrip("/") + "/"
+            target = await _dir_target(client, src, new, force, exact)
+            return src, target, await _move_dir(client, src, target, force)
 
     done = run(go)
     if isinstance(done, Entry):
         if verbose:
             click.echo(f"renamed {shown(old)} -> {shown(done.name)}")
         return
-    failed = [m for m in done if m.error is not None]
-    for m in done:
+    src, target, moved = done
+    failed = [m for m in moved if m.error is not None]
+    for m in moved:
         if m.error is not None:
             click.echo(f"zfile: error: {shown(m.name)}: {m.error}", err=True)
         elif verbose and m.entry is not None:
             click.echo(f"renamed {shown(m.name)} -> {shown(m.entry.name)}")
-    click.echo(f"moved {len(done) - len(failed)} file(s)" + (f"; {len(failed)} failed" if failed else ""))
+    click.echo(f"moved {len(moved) - len(failed)} file(s)" + (f"; {len(failed)} failed" if failed else ""))
     if failed:
+        click.echo(f"zfile: once the files refused can move, {_finish(src, target)} moves them", err=True)
         sys.exit(EXIT_FAILED)
 
 
-async def _move_file(client: Client, old: str, new: str, force: bool) -> Entry:
-    target = new + posixpath.basename(old) if new.endswith("/") else new
-    if not new.endswith("/") and await _has_below(client, new):
+def _finish(src: str, target: str) -> str:
+    # -T: run again, the new tree now holds files, and without it the rest would go into it.
+    return f"zfile mv -f -T {shlex.quote(src)} {shlex.quote(target)}"
+
+
+async def _move_file(client: Client, old: str, new: str, force: bool, exact: bool) -> Entry:
+    if exact:
+        target = new.rstrip("/")
+    elif new.endswith("/"):
+        target = new + posixpath.basename(old)
+    elif await _has_below(client, new):
         target = f"{new}/{posixpath.basename(old)}"
+    else:
+        target = new
     try:
         return await client.move(old, target, clobber=force)
     except RemoteError as exc:
@@ -212,9 +235,10 @@ async def _move_file(client: Client, old: str, new: str, force: bool) -> Entry:
         raise
 
 
-async def _move_dir(client: Client, src: str, new: str, force: bool) -> list[Moved]:
-    """``src`` (ending in /) moved as mv(1) moves a directory: to NEW, or
-    into NEW when NEW already holds files."""
+async def _dir_target(client: Client, src: str, new: str, force: bool, exact: bool) -> str:
+    """Where ``src`` (ending in /) goes as mv(1) moves a directory: to NEW,
+    or into NEW when NEW already holds files (not with ``exact``, -T); the
+    refusals before anything moves."""
     base = posixpath.basename(src.rstrip("/"))
     where = new.strip("/")
     if where and not new.endswith("/") and await _is_stored(client, where):
@@ -222,7 +246,9 @@ async def _move_dir(client: Client, src: str, new: str, force: bool) -> list[Mov
             f"cannot move the directory {quote_name(src)} onto the stored file {quote_name(where)}",
             code=ErrorCode.EXISTS,
         )
-    into = not where or await _has_below(client, where)
+    if exact and not where:
+        raise ZfileError("-T needs a NEW directory name, not the store's root", code=ErrorCode.BAD_REQUEST)
+    into = not exact and (not where or await _has_below(client, where))
     target = (f"{where}/{base}/" if where else f"{base}/") if into else f"{where}/"
     if target.startswith(src):
         raise ZfileError(f"cannot move {quote_name(src)} into itself, {quote_name(target)}", code=ErrorCode.BAD_REQUEST)
@@ -231,7 +257,18 @@ async def _move_dir(client: Client, src: str, new: str, force: bool) -> list[Mov
             f"{quote_name(target)} already holds files; -f/--force moves into it, replacing files of the same names",
             code=ErrorCode.EXISTS,
         )
-    return await move_tree(client, src, target, clobber=force)
+    return target
+
+
+async def _move_dir(client: Client, src: str, target: str, force: bool) -> list[Moved]:
+    count = 0
+
+    def one_more(moved: Moved) -> None:
+        nonlocal count
+        count += moved.error is None
+
+    on_interrupt(lambda: f"{count} file(s) of {src} moved to {target}; {_finish(src, target)} moves the rest")
+    return await move_tree(client, src, target, clobber=force, on_file=one_more)
 
 
 async def _is_stored(client: Client, name: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,13 +39,16 @@ class Moved:
     error: ZfileError | None = None
 
 
-async def move_tree(client: Client, prefix: str, to: str, *, clobber: bool = False) -> list[Moved]:
+async def move_tree(
+    client: Client, prefix: str, to: str, *, clobber: bool = False, on_file: Callable[[Moved], object] | None = None
+) -> list[Moved]:
     """Rename every file stored under ``prefix`` to the same relative path
     under ``to`` (both directories: ``"logs/2025/"``, ``"archive/2025/"``),
     in name order (module docstring for what is, and is not, one step).
     Returns one :class:`Moved` per file found, by name; a file whose move
     is refused (``exists`` without ``clobber``, a bad new name) is a Moved
-    with its error and never stops the others.  Raises ValueError for a
+    with its error and never stops the others.  ``on_file`` sees each Moved
+    as soon as it is known.  Raises ValueError for a
     prefix without its trailing slash or a ``to`` inside ``prefix``;
     RemoteError (``not-found`` when nothing is stored under ``prefix``) and
     TransportError."""
@@ -61,9 +65,12 @@ async def move_tree(client: Client, prefix: str, to: str, *, clobber: bool = Fal
     async def worker() -> None:
         for name in queue:
             try:
-                moved.append(Moved(name, entry=await client.move(name, to + name[len(prefix) :], clobber=clobber)))
+                done = Moved(name, entry=await client.move(name, to + name[len(prefix) :], clobber=clobber))
             except RemoteError as exc:
-                moved.append(Moved(name, error=exc))
+                done = Moved(name, error=exc)
+            moved.append(done)
+            if on_file is not None:
+                on_file(done)
 
     workers = [asyncio.ensure_future(worker()) for _ in range(min(IN_FLIGHT, len(names)))]
     try:
