@@ -290,7 +290,8 @@ async def test_reconcile_missing_and_replaced_files(tmp_path):
         # "moved" lost its one file: left alone, not served, and said so.
         assert (
             f"1 entry at the top of {root} holds nothing the catalog lists ('moved'): not served, as the "
-            "catalog, not the directory, says what the store holds; send the files to serve them"
+            "catalog, not the directory, says what the store holds; send the files, or start with --adopt, "
+            "to serve them"
         ) in text
     finally:
         assert d.stop() == 0
