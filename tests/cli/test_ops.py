@@ -170,7 +170,7 @@ def test_mv_of_a_directory_reports_each_file_it_could_not_move(tmp_path):
         assert proc.stdout == "moved 2 file(s); 1 failed\n"
         assert proc.stderr.splitlines() == [
             "zfile: error: s/b: 't/s/b' is a directory in the store",
-            "zfile: once the files refused can move, zfile mv -f -T s/ t/s/ moves them",
+            f"zfile: once the files refused can move, zfile mv -f -T s/ t/s/ --from {d.endpoint} moves them",
         ]
         assert names_on(d) == ["s/b", "t/s/a", "t/s/b/deeper", "t/s/c"]  # the one refused stays where it was
         # That command, once the way is clear, finishes the move where it began, not into t/s/.

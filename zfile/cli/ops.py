@@ -193,7 +193,7 @@ def mv(old: str, new: str, conn: Connection, force: bool, exact: bool, verbose: 
                         raise
             src = old.rstrip("/") + "/"
             target = await _dir_target(client, src, new, force, exact)
-            return src, target, await _move_dir(client, src, target, force)
+            return src, target, await _move_dir(client, src, target, force, conn.endpoint)
 
     done = run(go)
     if isinstance(done, Entry):
@@ -209,13 +209,14 @@ def mv(old: str, new: str, conn: Connection, force: bool, exact: bool, verbose: 
             click.echo(f"renamed {shown(m.name)} -> {shown(m.entry.name)}")
     click.echo(f"moved {len(moved) - len(failed)} file(s)" + (f"; {len(failed)} failed" if failed else ""))
     if failed:
-        click.echo(f"zfile: once the files refused can move, {_finish(src, target)} moves them", err=True)
+        finish = _finish(src, target, conn.endpoint)
+        click.echo(f"zfile: once the files refused can move, {finish} moves them", err=True)
         sys.exit(EXIT_FAILED)
 
 
-def _finish(src: str, target: str) -> str:
+def _finish(src: str, target: str, endpoint: str) -> str:
     # -T: run again, the new tree now holds files, and without it the rest would go into it.
-    return f"zfile mv -f -T {shlex.quote(src)} {shlex.quote(target)}"
+    return f"zfile mv -f -T {shlex.quote(src)} {shlex.quote(target)} --from {shlex.quote(endpoint)}"
 
 
 async def _move_file(client: Client, old: str, new: str, force: bool, exact: bool) -> Entry:
@@ -260,14 +261,14 @@ async def _dir_target(client: Client, src: str, new: str, force: bool, exact: bo
     return target
 
 
-async def _move_dir(client: Client, src: str, target: str, force: bool) -> list[Moved]:
+async def _move_dir(client: Client, src: str, target: str, force: bool, endpoint: str) -> list[Moved]:
     count = 0
 
     def one_more(moved: Moved) -> None:
         nonlocal count
         count += moved.error is None
 
-    on_interrupt(lambda: f"{count} file(s) of {src} moved to {target}; {_finish(src, target)} moves the rest")
+    on_interrupt(lambda: f"{count} file(s) of {src} moved to {target}; {_finish(src, target, endpoint)} moves the rest")
     return await move_tree(client, src, target, clobber=force, on_file=one_more)
 
 
