@@ -43,8 +43,9 @@ log = logging.getLogger("zfile.store")
 
 #: Rows recorded in one catalog transaction.
 _BATCH = 500
-#: What the walk never enters at the top of the root.
-_NOT_WALKED = frozenset({PRIVATE_DIR, "lost+found"})
+#: What is never the store's at the top of the root: its private directory,
+#: and the lost+found of a root that is a file system's own top (a disk for the store).
+NOT_STORED_AT_TOP = frozenset({PRIVATE_DIR, "lost+found"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ def _walk(root: str, max_name_bytes: int) -> Iterator[tuple[list[tuple[str, str,
         skipped, unread[:] = unread[:], []
         kept = []
         for d in sorted(dirs):
-            if not prefix and d in _NOT_WALKED:
+            if not prefix and d in NOT_STORED_AT_TOP:
                 continue
             if os.path.islink(os.path.join(here, d)):
                 skipped.append(f"{quote_name(prefix + d)}: a symbolic link (never followed)")
@@ -167,4 +168,4 @@ async def adopt(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Adopte
     return Adopted(files, size, skipped)
 
 
-__all__ = ["Adopted", "adopt"]
+__all__ = ["NOT_STORED_AT_TOP", "Adopted", "adopt"]

@@ -62,8 +62,8 @@ from pathlib import Path
 from zfile.errors import BadName, StoreError, ZfileError
 from zfile.fileio.hashing import hash_file_prefix
 from zfile.protocol.events import Entry
-from zfile.protocol.names import PRIVATE_DIR, check_name, quote_name
-from zfile.store.adopt import adopt
+from zfile.protocol.names import check_name, quote_name
+from zfile.store.adopt import NOT_STORED_AT_TOP, adopt
 from zfile.store.catalog import Catalog
 from zfile.store.layout import Layout
 
@@ -146,8 +146,7 @@ async def _unlisted_at_top(layout: Layout, catalog: Catalog) -> tuple[str, ...]:
         tops = sorted(await asyncio.to_thread(os.listdir, layout.real_root))
     except OSError:
         return ()
-    # lost+found: a root that is a file system's own top (a disk for the store) has one, empty.
-    tops = [n for n in tops if n not in (PRIVATE_DIR, "lost+found")]
+    tops = [n for n in tops if n not in NOT_STORED_AT_TOP]
     storable = [n for n in tops if _storable(n)]
     as_files = await catalog.listed(storable) if storable else set()
     unlisted = []
