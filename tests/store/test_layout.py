@@ -1,5 +1,5 @@
-"""The store's layout: one process at a time holds a store, and a root
-deleted or moved under it is seen to be gone."""
+"""The store's layout: one process at a time holds a store, and a root,
+or its catalog, deleted or moved under it is seen to be gone."""
 
 from __future__ import annotations
 
@@ -117,4 +117,58 @@ def test_a_daemon_whose_root_is_deleted_stops_with_status_1(tmp_path: Path) -> N
     assert (
         f"ERROR zfile.server: the store's root {tmp_path / 'store'} was deleted while the daemon ran "
         "(its lock file is gone): stopping"
+    ) in daemon.log_text()
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_catalog_taken_away_is_lost(tmp_path: Path, how: str) -> None:
+    root = tmp_path / "root"
+    store = LocalStore(root)
+    await store.open()
+    catalog = root / ".zfile" / "catalog.db"
+    try:
+        assert store.lost() is None
+        if how == "deleted":
+            catalog.unlink()
+        else:
+            shutil.copyfile(catalog, tmp_path / "copy.db")
+            os.replace(tmp_path / "copy.db", catalog)
+        verb = "deleted" if how == "deleted" else "replaced by another file"
+        assert store.lost() == (
+            f"the catalog {catalog} was {verb} while the daemon ran; "
+            "the files stay under the root, and a start with --adopt lists them again"
+        )
+    finally:
+        await store.close()
+    assert store.lost() is None
+
+
+async def test_a_catalog_reopened_in_place_is_not_lost(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    store = LocalStore(root)
+    await store.open()
+    await store.close()
+    (root / ".zfile" / "catalog.db").unlink()  # between two opens: a new catalog, not a lost one
+    await store.open()
+    try:
+        assert store.lost() is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+def test_a_daemon_whose_catalog_is_deleted_stops_with_status_1(tmp_path: Path) -> None:
+    """Before, the daemon went on recording uploads in the deleted file, and
+    the next start listed none of them."""
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    catalog = tmp_path / "store" / ".zfile" / "catalog.db"
+    try:
+        catalog.unlink()
+        assert daemon.proc.wait(timeout=60) == 1
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.proc.kill()
+    assert (
+        f"ERROR zfile.server: the catalog {catalog} was deleted while the daemon ran; the files stay under "
+        "the root, and a start with --adopt lists them again: stopping"
     ) in daemon.log_text()

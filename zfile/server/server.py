@@ -455,8 +455,9 @@ class Server:
 
     async def _watch_store(self) -> None:
         """Stop, exit status 1, once the store is lost (Store.lost: a local
-        root deleted or moved under the daemon): serving on would list files
-        that are gone and fail every write, and under systemd the restart
+        root, or its catalog, deleted or moved under the daemon): serving on
+        would list files that are gone, or record new ones where no start
+        would find them, and under systemd the restart
         (Restart=on-failure) opens the store afresh at its path."""
         while True:
             await asyncio.sleep(STORE_WATCH_PERIOD)

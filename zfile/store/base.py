@@ -229,7 +229,7 @@ class Store(Protocol):
 
     def lost(self) -> str | None:
         """Why the store can no longer be served at all, for a person (a
-        local root deleted or moved while the daemon ran), or None; the
+        local root, or its catalog, deleted or moved while the daemon ran), or None; the
         daemon stops when it is not None.  Cheap and blocking: a few
         system calls.  An object store says None: its failures are each
         request's."""

@@ -81,6 +81,8 @@ class Catalog:
         #: True once a write recording a change already on the disk failed:
         #: commit intents may be left to finish (the store's to clear).
         self.behind = False
+        #: (st_dev, st_ino) of the file the open connection reads, for lost().
+        self._identity: tuple[int, int] | None = None
 
     async def _run(self, doing: str, fn: Callable[..., T], *args: Any, quiet: bool = False) -> T:
         if self._executor is None:
@@ -168,6 +170,7 @@ class Catalog:
             raise
         self._conn = conn
         self._can_write = True
+        self._note_identity()
 
     def _connect_read_only(self) -> None:
         # mode=ro reads the WAL too, but needs room for its index; immutable
@@ -184,7 +187,30 @@ class Catalog:
                 continue
             self._conn = conn
             self._can_write = False
+            self._note_identity()
             return
+
+    def _note_identity(self) -> None:
+        st = os.stat(self.path)  # just opened: the file the connection holds
+        self._identity = (st.st_dev, st.st_ino)
+
+    def lost(self) -> str | None:
+        """Why the file at :attr:`path` is no longer the catalog that is
+        open, or None: it was deleted, or another file put in its place,
+        while open.  SQLite goes on with the file it opened, which no later
+        start would read, so what is recorded from then on would be lost.
+        One ``stat(2)``; what cannot be looked at is not judged lost."""
+        if self._identity is None:
+            return None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the catalog {self.path} was deleted while the daemon ran"
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != self._identity:
+            return f"the catalog {self.path} was replaced by another file while the daemon ran"
+        return None
 
     def _go_read_only(self, why: str) -> None:
         if self.read_only:
@@ -306,6 +332,7 @@ class Catalog:
             return
 
         def close() -> None:
+            self._identity = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

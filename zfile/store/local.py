@@ -158,8 +158,14 @@ class LocalStore(Store):
         return StoreUsage(len(self.partials), self.partials.bytes, free)
 
     def lost(self) -> str | None:
-        """Store.lost: :meth:`Layout.lost <zfile.store.layout.Layout.lost>`."""
-        return self.layout.lost()
+        """Store.lost: :meth:`Layout.lost <zfile.store.layout.Layout.lost>`,
+        then :meth:`Catalog.lost <zfile.store.catalog.Catalog.lost>` (the
+        files it listed stay under the root: ``--adopt`` lists them again)."""
+        if (why := self.layout.lost()) is not None:
+            return why
+        if (why := self.catalog.lost()) is not None:
+            return f"{why}; the files stay under the root, and a start with --adopt lists them again"
+        return None
 
     async def open(self) -> None:
         """Create ``root`` and its private directory, open the catalog,
