@@ -1,5 +1,6 @@
-"""The store's layout: one process at a time holds a store, and a root,
-or its catalog, deleted or moved under it is seen to be gone."""
+"""The store's layout: one process at a time holds a store, a root, or its
+catalog, deleted or moved under it is seen to be gone, and a partials'
+directory deleted is made again."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from zfile.errors import StoreError
 from zfile.store import LocalStore
 
-from ..conftest import free_port, start_daemon
+from ..conftest import free_port, start_daemon, zfile_cli
 
 
 async def test_a_store_is_held_by_one_opener_at_a_time(tmp_path: Path) -> None:
@@ -172,3 +174,47 @@ def test_a_daemon_whose_catalog_is_deleted_stops_with_status_1(tmp_path: Path) -
         f"ERROR zfile.server: the catalog {catalog} was deleted while the daemon ran; the files stay under "
         "the root, and a start with --adopt lists them again: stopping"
     ) in daemon.log_text()
+
+
+async def test_a_partials_directory_deleted_is_made_again(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    store = LocalStore(root)
+    await store.open()
+    try:
+        assert store.mend() is None  # nothing missing
+        shutil.rmtree(root / ".zfile" / "tmp")
+        assert store.mend() == (
+            f"the store's partials directory {root / '.zfile' / 'tmp'} was deleted while the daemon ran: "
+            "made it again (uploads that had a partial there fail and start over)"
+        )
+        assert (root / ".zfile" / "tmp").is_dir()
+        assert store.mend() is None
+        assert store.lost() is None
+    finally:
+        await store.close()
+    shutil.rmtree(root / ".zfile" / "tmp")
+    assert store.mend() is None  # closed: nothing is made
+    assert not (root / ".zfile" / "tmp").exists()
+
+
+@pytest.mark.slow
+def test_a_daemon_whose_partials_directory_is_deleted_stores_again(tmp_path: Path) -> None:
+    """Before, every upload failed (could not open the store's root or its
+    partials' directory) until the daemon was restarted."""
+    daemon = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    try:
+        shutil.rmtree(tmp_path / "store" / ".zfile" / "tmp")
+        small, large = tmp_path / "small.txt", tmp_path / "large.bin"
+        small.write_bytes(b"small")
+        large.write_bytes(os.urandom(3 << 20))  # beyond an inline PUT: a named partial
+        line = f"WARNING zfile.server: the store's partials directory {tmp_path / 'store' / '.zfile' / 'tmp'}"
+        for _ in range(300):
+            if line in daemon.log_text():
+                break
+            time.sleep(0.1)
+        assert line in daemon.log_text()
+        zfile_cli("send", str(small), str(large), "--to", daemon.endpoint, "--quiet")
+        assert (tmp_path / "store" / "small.txt").read_bytes() == b"small"
+        assert (tmp_path / "store" / "large.bin").read_bytes() == large.read_bytes()
+    finally:
+        assert daemon.stop() == 0, daemon.log_text()

@@ -458,9 +458,12 @@ class Server:
         root, or its catalog, deleted or moved under the daemon): serving on
         would list files that are gone, or record new ones where no start
         would find them, and under systemd the restart
-        (Restart=on-failure) opens the store afresh at its path."""
+        (Restart=on-failure) opens the store afresh at its path.  What can
+        be put back (Store.mend: a partials' directory deleted) is, first."""
         while True:
             await asyncio.sleep(STORE_WATCH_PERIOD)
+            if (mended := await asyncio.to_thread(self.store.mend)) is not None:
+                log.warning("%s", mended)
             why = await asyncio.to_thread(self.store.lost)
             if why is not None:
                 log.error("%s: stopping", why)

@@ -235,6 +235,13 @@ class Store(Protocol):
         request's."""
         return None
 
+    def mend(self) -> str | None:
+        """Put back what the store needs and someone removed while it was
+        open (a local store's partials' directory), saying what for the log,
+        or None.  Cheap and blocking; the daemon calls it beside
+        :meth:`lost`."""
+        return None
+
     async def open(self) -> None:
         """Make the store ready, settling what a crash left half done (so
         that every entry listed can be served); StoreError when it cannot."""

@@ -164,6 +164,24 @@ class Layout:
             return f"the store's root {self.root} was moved or replaced while the daemon ran"
         return None
 
+    def mend(self) -> str | None:
+        """Make the partials' directory again when it was deleted while
+        open (as by ``rm -rf ROOT/.zfile/tmp``), so that uploads start again;
+        what it was made again for, for the log, or None when nothing was
+        missing.  Uploads whose partials went with it fail at their commit
+        and start over.  Blocking; an error other than "missing" is left for
+        the uploads to report."""
+        if self._lock_fd < 0 or os.path.lexists(self.tmp):
+            return None
+        try:
+            os.mkdir(self.tmp)
+        except OSError:
+            return None
+        return (
+            f"the store's partials directory {self.tmp} was deleted while the daemon ran: made it again "
+            "(uploads that had a partial there fail and start over)"
+        )
+
     def close(self) -> None:
         self.real_root = ""
         if self._lock_fd >= 0:

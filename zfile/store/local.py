@@ -157,6 +157,10 @@ class LocalStore(Store):
             free = None
         return StoreUsage(len(self.partials), self.partials.bytes, free)
 
+    def mend(self) -> str | None:
+        """Store.mend: :meth:`Layout.mend <zfile.store.layout.Layout.mend>`."""
+        return self.layout.mend()
+
     def lost(self) -> str | None:
         """Store.lost: :meth:`Layout.lost <zfile.store.layout.Layout.lost>`,
         then :meth:`Catalog.lost <zfile.store.catalog.Catalog.lost>` (the
