@@ -223,7 +223,8 @@ def serve(config_path: str | None, check_config: bool, **flags: Any) -> None:
 
     # Before the store's modules are imported: they size a descriptor budget from the limit.
     raised = None if check_config else raise_open_file_limit()
-    from zfile.server.server import Server, check_bind
+    from zfile.server.config import check_bind
+    from zfile.server.server import Server
 
     ctx = click.get_current_context()
     fields = {f.name for f in dataclasses.fields(ServerConfig)}

@@ -2,17 +2,22 @@
 
 :mod:`zfile.settings` builds a :class:`ServerConfig` from flags, ``ZFILE_*``
 environment variables and the TOML config file; :class:`zfile.server.Server`
-only reads it.
+only reads it; :func:`check_bind` refuses one that would serve the store
+in clear beyond this machine.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from zfile.errors import ConfigError
 from zfile.protocol.machine import DEFAULT_CHUNK_SIZE
-from zfile.transport.endpoint import DEFAULT_ENDPOINT
+from zfile.transport.endpoint import DEFAULT_ENDPOINT, is_loopback
 
 MiB = 1 << 20
+
+log = logging.getLogger("zfile.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +94,24 @@ class ServerConfig:
     #: list, so that they are served (a catalog lost, a tree copied in by
     #: hand; :mod:`zfile.store.adopt`).  A local store only.
     adopt: bool = False
+
+
+def check_bind(config: ServerConfig) -> None:
+    """Refuse to serve a non-loopback address unauthenticated and in clear.
+
+    Without CURVE only loopback (127.0.0.0/8, ``localhost``, ``[::1]``) and
+    ``ipc://`` endpoints may be bound; ``config.insecure`` overrides that with
+    a warning.  Raises :class:`ConfigError`.
+    """
+    if config.secret_key is not None or is_loopback(config.bind):
+        return
+    if not config.insecure:
+        raise ConfigError(
+            f"refusing to bind {config.bind} without CURVE: anyone who can reach it could read and write the "
+            "store. Set secret_key and authorized_keys (see `zfile keygen`), or pass --insecure"
+        )
+    log.warning(
+        "INSECURE: serving %s without CURVE: no authentication and no encryption; "
+        "anyone who can reach this address can read, replace and add files",
+        config.bind,
+    )

@@ -43,14 +43,13 @@ from zfile.protocol.events import (
     Ping,
 )
 from zfile.server import readonly
-from zfile.server.config import ServerConfig
+from zfile.server.config import ServerConfig, check_bind
 from zfile.server.notify import Notifier
 from zfile.server.session import Session
 from zfile.server.sessions import Transfers
 from zfile.store import Store, make_store
 from zfile.store.litter import Limits
 from zfile.transport.curve import AuthorizedKeys, load_keypair
-from zfile.transport.endpoint import is_loopback
 from zfile.transport.sockets import Incoming, ServerCurve, ServerSocket
 
 if TYPE_CHECKING:
@@ -484,27 +483,6 @@ class Server:
                     log.info("swept %d partial upload(s) unused for %.0f s", swept, self.config.partial_ttl)
             except StoreError as exc:
                 log.error("could not sweep partial uploads: %s", exc)
-
-
-def check_bind(config: ServerConfig) -> None:
-    """Refuse to serve a non-loopback address unauthenticated and in clear.
-
-    Without CURVE only loopback (127.0.0.0/8, ``localhost``, ``[::1]``) and
-    ``ipc://`` endpoints may be bound; ``config.insecure`` overrides that with
-    a warning.  Raises :class:`ConfigError`.
-    """
-    if config.secret_key is not None or is_loopback(config.bind):
-        return
-    if not config.insecure:
-        raise ConfigError(
-            f"refusing to bind {config.bind} without CURVE: anyone who can reach it could read and write the "
-            "store. Set secret_key and authorized_keys (see `zfile keygen`), or pass --insecure"
-        )
-    log.warning(
-        "INSECURE: serving %s without CURVE: no authentication and no encryption; "
-        "anyone who can reach this address can read, replace and add files",
-        config.bind,
-    )
 
 
 __all__ = ["Server", "ServerConfig", "check_bind"]
