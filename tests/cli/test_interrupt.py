@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from zfile.client.client import part_paths
+from zfile.client.partfiles import part_paths
 
 from ..conftest import start_daemon, zfile_cli
 from ..rawpeer import MiB, make_file, partials

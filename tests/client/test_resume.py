@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from zfile.client.client import Client, part_paths
+from zfile.client.client import Client
 from zfile.client.config import ClientConfig
+from zfile.client.partfiles import part_paths
 from zfile.errors import ErrorCode, LocalFileError, PeerUnreachable, RemoteError
 
 from ..conftest import start_daemon, zfile_cli

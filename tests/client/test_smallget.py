@@ -10,8 +10,9 @@ from pathlib import Path
 import blake3
 import pytest
 
-from zfile.client.client import Client, Result, part_paths
+from zfile.client.client import Client, Result
 from zfile.client.config import ClientConfig
+from zfile.client.partfiles import part_paths
 from zfile.client.smallget import write_wholes
 from zfile.errors import ErrorCode, IntegrityError, LocalFileError, RemoteError
 from zfile.protocol.events import GotFile

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import errno
 import itertools
-import json
 import logging
 import os
 import stat
@@ -33,6 +32,7 @@ from zfile.client.channel import Channel, Progress, error_code, no_progress
 from zfile.client.config import ClientConfig
 from zfile.client.ops import FileOps, Removal
 from zfile.client.pacing import TokenBucket
+from zfile.client.partfiles import part_paths, resume_point, write_state
 from zfile.client.smallfiles import read_wholes
 from zfile.client.smallget import write_wholes
 from zfile.errors import (
@@ -69,8 +69,6 @@ from zfile.protocol.machine import MAX_MANY_BYTES
 from zfile.transport.dealer import ClientSocket
 from zfile.transport.endpoint import DEFAULT_ENDPOINT, parse_endpoint
 
-PART_SUFFIX = ".zfile-part"
-
 # A resumed transfer is logged at INFO on this logger (the CLI shows it on stderr).
 log = logging.getLogger("zfile.client")
 
@@ -84,18 +82,6 @@ class Result:
     size: int
     digest: bytes
     path: Path | None = None
-
-
-def part_paths(dest: Path) -> tuple[Path, Path]:
-    """The temp file and its state file for a download to ``dest``."""
-    part = dest.with_name(f".{dest.name}{PART_SUFFIX}")
-    return part, part.with_name(part.name + ".json")
-
-
-def is_part_name(basename: str) -> bool:
-    """True for a name :func:`part_paths` makes: a download's temp file or its
-    state file, which are kept for resume and are never a user's file."""
-    return basename.startswith(".") and basename.endswith((PART_SUFFIX, PART_SUFFIX + ".json"))
 
 
 class Client(FileOps):
@@ -381,7 +367,7 @@ class Client(FileOps):
         try:
             make_parents(dest)
             _not_a_directory(dest)
-            offset, digest = _resume_point(part, state, name)
+            offset, digest = resume_point(part, state, name)
         except OSError as exc:
             raise LocalFileError.writing(dest, exc) from None
         return await self._retry_busy(lambda: self._get_once(name, dest, part, state, offset, digest, progress))
@@ -403,7 +389,7 @@ class Client(FileOps):
             progress(meta.offset)
         else:
             hasher = new_hasher(meta.algo)
-            state.write_text(json.dumps({"name": meta.name, "size": meta.size, "digest": meta.digest.hex()}))
+            write_state(state, meta.name, meta.size, meta.digest)
         config = self.config
         chunk = config.chunk_size if self.pacer is None else min(config.chunk_size, self._window // 4)
         await streams.receive_file(channel, meta, part, self._window, chunk, hasher, progress, self.pacer)
@@ -497,19 +483,4 @@ def _not_a_directory(dest: Path) -> None:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(dest))
 
 
-def _resume_point(part: Path, state: Path, name: str) -> tuple[int, bytes | None]:
-    """Offset and source digest of a resumable temp file, or (0, None)."""
-    try:
-        info = json.loads(state.read_text())
-        size = part.stat().st_size
-    except (OSError, ValueError):
-        return 0, None
-    if not isinstance(info, dict) or info.get("name") != name or size > info.get("size", -1):
-        return 0, None
-    try:
-        return size, bytes.fromhex(info["digest"])
-    except (KeyError, TypeError, ValueError):
-        return 0, None
-
-
-__all__ = ["Client", "ClientConfig", "Progress", "Removal", "Result", "is_part_name", "part_paths"]
+__all__ = ["Client", "ClientConfig", "Progress", "Removal", "Result"]

@@ -34,8 +34,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from zfile.client.client import Client, is_part_name
+from zfile.client.client import Client
 from zfile.client.filters import NO_FILTER, Filter
+from zfile.client.partfiles import is_part_name
 from zfile.client.plan import DownloadPlan, UploadPlan, shown
 from zfile.errors import ErrorCode, LocalFileError, ZfileError
 

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from zfile.client.client import Client, Result, is_part_name
+from zfile.client.client import Client, Result
 from zfile.client.filters import NO_FILTER, Filter
+from zfile.client.partfiles import is_part_name
 from zfile.errors import BadName, ErrorCode, LocalFileError, NameCollision, RemoteError, Skipped, ZfileError
 from zfile.protocol.codec import MAX_LIST_PAGE
 from zfile.protocol.events import Entry
@@ -317,7 +318,7 @@ class DownloadPlan:
     ``error`` a :class:`RemoteError`, code not-found); ``skipped`` one per
     stored file that will not be fetched (its ``error`` a
     :class:`~zfile.errors.Skipped`): one named like a download's temp file
-    (:func:`~zfile.client.client.is_part_name`), whose local name would be
+    (:func:`~zfile.client.partfiles.is_part_name`), whose local name would be
     taken for a partial.  ``excluded`` holds the stored names the filters
     left out; ``trees`` one ``(stored prefix, local directory)`` per spec
     that named a directory (``""`` for the whole store), the trees

@@ -31,7 +31,7 @@ def write_wholes(files: Sequence[tuple[GotFile, Path, Path, Path]]) -> list[Zfil
     """Write each ``(file, dest, part, state)``: ``file`` is a GET-MANY
     result that came whole, ``dest`` its destination, ``part`` and
     ``state`` the temp file and resume state file of a download to ``dest``
-    (:func:`zfile.client.client.part_paths`; a state file left by an
+    (:func:`zfile.client.partfiles.part_paths`; a state file left by an
     interrupted streamed download of it is removed once ``dest`` is in
     place).  Returns, per file, None when ``dest`` now holds it, else
     IntegrityError (digest mismatch: nothing written) or LocalFileError.
