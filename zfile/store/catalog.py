@@ -27,7 +27,6 @@ import asyncio
 import logging
 import os
 import sqlite3
-import urllib.parse
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,12 +38,10 @@ from zfile.errors import NoSpace, StoreError
 from zfile.protocol.events import Entry
 from zfile.protocol.names import quote_name
 from zfile.protocol.quickcheck import Held
+from zfile.store import catalog_file
 from zfile.store.catalog_rows import (
     COLUMNS,
     INSERT,
-    INTENT_BATCHES,
-    INTENTS,
-    SCHEMA,
     entry_of,
     prefix_end,
     row_of,
@@ -153,46 +150,14 @@ class Catalog:
         return self._conn
 
     def _connect(self) -> None:
-        os.makedirs(self.path.parent, exist_ok=True)
-        # isolation_level=None: every statement below is atomic on its own, so
-        # the module's implicit transactions would only add a commit to forget.
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"journal_mode is {mode!r}, WAL could not be enabled")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute(SCHEMA)
-            conn.execute(INTENTS)
-            conn.execute(INTENT_BATCHES)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
+        self._conn = catalog_file.connect(self.path)
         self._can_write = True
-        self._note_identity()
+        self._identity = catalog_file.identity(self.path)
 
     def _connect_read_only(self) -> None:
-        # mode=ro reads the WAL too, but needs room for its index; immutable
-        # needs none, and nothing writes the file while this daemon cannot.
-        where = urllib.parse.quote(str(self.path.resolve()))
-        for query in ("mode=ro", "mode=ro&immutable=1"):
-            conn = sqlite3.connect(f"file:{where}?{query}", uri=True, check_same_thread=False, isolation_level=None)
-            try:
-                conn.execute("SELECT count(*) FROM files").fetchone()
-            except sqlite3.Error:
-                conn.close()
-                if query.endswith("immutable=1"):
-                    raise
-                continue
-            self._conn = conn
-            self._can_write = False
-            self._note_identity()
-            return
-
-    def _note_identity(self) -> None:
-        st = os.stat(self.path)  # just opened: the file the connection holds
-        self._identity = (st.st_dev, st.st_ino)
+        self._conn = catalog_file.connect_read_only(self.path)
+        self._can_write = False
+        self._identity = catalog_file.identity(self.path)
 
     def lost(self) -> str | None:
         """Why the file at :attr:`path` is no longer the catalog that is
@@ -203,12 +168,12 @@ class Catalog:
         if self._identity is None:
             return None
         try:
-            st = os.stat(self.path)
+            now = catalog_file.identity(self.path)
         except FileNotFoundError:
             return f"the catalog {self.path} was deleted while the daemon ran"
         except OSError:
             return None
-        if (st.st_dev, st.st_ino) != self._identity:
+        if now != self._identity:
             return f"the catalog {self.path} was replaced by another file while the daemon ran"
         return None
 
@@ -224,17 +189,7 @@ class Catalog:
         )
 
     def _probe(self) -> None:
-        # A catalog opened on a full disk may still read, with its WAL already
-        # there, and fail only at the first write: find out now, not mid-upload.
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("INSERT OR REPLACE INTO intents (transfer, name) VALUES ('', '')")
-            db.execute("DELETE FROM intents WHERE transfer = ''")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        catalog_file.probe_write(self._db())
 
     def _disk_full(self) -> bool:
         try:

@@ -62,7 +62,7 @@ from zfile.store import moves
 from zfile.store.base import Store, StoreUsage
 from zfile.store.catalog import Catalog
 from zfile.store.claims import Claims
-from zfile.store.fs import fsync_dir, store_error
+from zfile.store.fs import store_error
 from zfile.store.group_commit import Publisher
 from zfile.store.layout import Layout, exists_error
 from zfile.store.litter import Limits, PartialBounds
@@ -85,14 +85,6 @@ _RETRY_WRITABLE_S = 5.0
 def _open_nofollow(path: str, flags: int) -> int:
     # O_NONBLOCK: opening a FIFO planted under a stored name must not hang a thread.
     return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-
-
-def _unlink_durably(path: Path) -> None:
-    """Unlink ``path`` (already gone is no error) and fsync its directory, so
-    that a crash cannot bring back a file whose row is gone (it would block
-    a no-clobber upload of the name while listed nowhere)."""
-    path.unlink(missing_ok=True)
-    fsync_dir(path.parent)
 
 
 def _state(name: str, size: int, mtime_ns: int, mode: int, algo: str, peer: str) -> dict:
@@ -431,30 +423,8 @@ class LocalStore(Store):
         return entry
 
     async def delete(self, name: str) -> Entry:
-        """Unlink ``name``'s file, then drop its catalog row, both under the
-        group commit's lock (so no download pairs the row with a missing
-        file) and return the entry.  A crash between the two leaves a row
-        without a file, which :meth:`open` forgets.  BadName for a bad name
-        or a path leaving the root, NotFound when there is no entry (a row
-        whose file is already gone is dropped all the same), NoSpace before
-        anything is unlinked when the catalog, its disk full, could not
-        record the removal, StoreError when the file cannot be removed.
-        """
-        self.layout.check_open()
-        check_name(name, self.max_name_bytes)
-        async with self.publisher.lock:
-            entry = await self.catalog.get(name)
-            if entry is None:
-                raise NotFound(f"{quote_name(name)} is not in the store")
-            path = await self.layout.resolve(name, False)
-            if not await self.catalog.deletable():
-                raise moves.no_room_to_remove()
-            try:
-                await asyncio.to_thread(_unlink_durably, path)
-            except OSError as exc:
-                raise store_error(exc, name, "delete") from exc
-            await self.catalog.delete(name)
-        return entry
+        """Remove ``name``'s file and catalog row (:func:`zfile.store.moves.delete`)."""
+        return await moves.delete(self.layout, self.catalog, self.publisher, name, max_name_bytes=self.max_name_bytes)
 
     async def delete_many(self, names: Sequence[str]) -> list[Entry | ZfileError]:
         """Remove many files at once (:func:`zfile.store.moves.delete_many`)."""

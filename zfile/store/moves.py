@@ -1,5 +1,6 @@
-"""Renaming and removing stored files in the local backend: :func:`rename`
-and :func:`delete_many`, behind the LocalStore methods of those names.
+"""Renaming and removing stored files in the local backend: :func:`rename`,
+:func:`delete` and :func:`delete_many`, behind the LocalStore methods of
+those names.
 
 Removing many files at once costs one fsync per directory and one catalog
 transaction for the lot, not one of each per file: the files are unlinked,
@@ -121,6 +122,41 @@ def _paths(layout: Layout, names: list[str]) -> dict[str, Path | ZfileError]:
     return out
 
 
+def _unlink_durably(path: Path) -> None:
+    """Unlink ``path`` (already gone is no error) and fsync its directory, so
+    that a crash cannot bring back a file whose row is gone (it would block
+    a no-clobber upload of the name while listed nowhere)."""
+    path.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+async def delete(layout: Layout, catalog: Catalog, publisher: Publisher, name: str, *, max_name_bytes: int) -> Entry:
+    """Unlink ``name``'s file, then drop its catalog row, both under the
+    group commit's lock (so no download pairs the row with a missing
+    file) and return the entry.  A crash between the two leaves a row
+    without a file, which the next open forgets.  BadName for a bad name
+    or a path leaving the root, NotFound when there is no entry (a row
+    whose file is already gone is dropped all the same), NoSpace before
+    anything is unlinked when the catalog, its disk full, could not
+    record the removal, StoreError when the file cannot be removed.
+    """
+    layout.check_open()
+    check_name(name, max_name_bytes)
+    async with publisher.lock:
+        entry = await catalog.get(name)
+        if entry is None:
+            raise NotFound(f"{quote_name(name)} is not in the store")
+        path = await layout.resolve(name, False)
+        if not await catalog.deletable():
+            raise no_room_to_remove()
+        try:
+            await asyncio.to_thread(_unlink_durably, path)
+        except OSError as exc:
+            raise store_error(exc, name, "delete") from exc
+        await catalog.delete(name)
+    return entry
+
+
 async def delete_many(
     layout: Layout, catalog: Catalog, publisher: Publisher, names: Sequence[str], *, max_name_bytes: int
 ) -> list[Entry | ZfileError]:
@@ -173,4 +209,4 @@ async def delete_many(
     return results
 
 
-__all__ = ["delete_many", "rename"]
+__all__ = ["delete", "delete_many", "rename"]
