@@ -218,3 +218,17 @@ def test_a_daemon_whose_partials_directory_is_deleted_stores_again(tmp_path: Pat
         assert (tmp_path / "store" / "large.bin").read_bytes() == large.read_bytes()
     finally:
         assert daemon.stop() == 0, daemon.log_text()
+
+
+async def test_a_lock_file_deleted_alone_is_lost(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    store = LocalStore(root)
+    await store.open()
+    try:
+        (root / ".zfile" / "lock").unlink()
+        assert store.lost() == (
+            f"the store's lock file {root / '.zfile' / 'lock'} was deleted while the daemon ran, so that a "
+            "second daemon could open the store beside this one"
+        )
+    finally:
+        await store.close()

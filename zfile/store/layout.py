@@ -141,7 +141,7 @@ class Layout:
     def lost(self) -> str | None:
         """Why the root this layout opened can no longer be served, or None:
         the lock file held open since :meth:`open` was unlinked (the root
-        deleted, as by ``rm -rf``), or :attr:`lock_path` now names another
+        deleted, as by ``rm -rf``, or the lock file alone), or :attr:`lock_path` now names another
         file or nothing (the root moved or replaced).  Either way the lock
         is no longer where a second daemon would look, and the catalog
         describes files that are not there.  Two system calls, no error:
@@ -153,6 +153,11 @@ class Layout:
         except OSError:
             return None
         if held.st_nlink == 0:
+            if os.path.isdir(self.root / PRIVATE_DIR):
+                return (
+                    f"the store's lock file {self.lock_path} was deleted while the daemon ran, so that a second "
+                    "daemon could open the store beside this one"
+                )
             return f"the store's root {self.root} was deleted while the daemon ran (its lock file is gone)"
         try:
             now = os.stat(self.lock_path)
