@@ -1,9 +1,11 @@
 """LocalStore.rename: file and catalog row move in one step for readers,
-refusals leave both names as they were, and a crash between the rename and
-the catalog is settled at the next open."""
+renames asked together commit together and in their order, refusals leave
+both names as they were, and a crash between the rename and the catalog is
+settled at the next open."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from pathlib import Path
@@ -145,3 +147,86 @@ async def test_delete_many_keeps_reading_what_a_download_opened(store: LocalStor
         assert await download.read(0, len(data) + 1) == data
     finally:
         await download.close()
+
+
+async def test_renames_asked_together_commit_as_one_group(store: LocalStore, monkeypatch) -> None:
+    entries = [await upload(store, f"t/f{i:02d}", b"x%d" % i) for i in range(20)]
+    groups: list[int] = []
+    add_intents = store.catalog.add_intents
+
+    async def counted(intents):
+        groups.append(len(intents))
+        return await add_intents(intents)
+
+    monkeypatch.setattr(store.catalog, "add_intents", counted)
+    moved = await asyncio.gather(*(store.rename(e.name, f"u/f{i:02d}") for i, e in enumerate(entries)))
+    assert moved == [dataclasses.replace(e, name=f"u/f{i:02d}") for i, e in enumerate(entries)]
+    assert sum(groups) == 20 and len(groups) < 20 and max(groups) > 1
+    assert [e.name for e in await store.list()] == [f"u/f{i:02d}" for i in range(20)]
+    assert all((store.root / "u" / f"f{i:02d}").read_bytes() == b"x%d" % i for i in range(20))
+    assert not (store.root / "t").exists() or not any((store.root / "t").iterdir())
+    assert await store.catalog.intents() == []
+
+
+async def test_renames_asked_together_happen_in_their_order(store: LocalStore) -> None:
+    await upload(store, "a", b"from a")
+    await upload(store, "b", b"from b")
+    first, second = await asyncio.gather(store.rename("a", "b", clobber=True), store.rename("b", "c"))
+    assert (first.name, second.name) == ("b", "c")
+    assert [e.name for e in await store.list()] == ["c"]
+    assert (store.root / "c").read_bytes() == b"from a"
+
+
+async def test_each_rename_of_a_group_gets_its_own_answer(store: LocalStore) -> None:
+    await upload(store, "ok", b"ok")
+    await upload(store, "mine", b"mine")
+    await upload(store, "theirs", b"theirs")
+    results = await asyncio.gather(
+        store.rename("ok", "done"),
+        store.rename("missing", "elsewhere"),
+        store.rename("mine", "theirs"),
+        return_exceptions=True,
+    )
+    assert results[0].name == "done"
+    assert isinstance(results[1], NotFound) and isinstance(results[2], Exists)
+    assert [e.name for e in await store.list()] == ["done", "mine", "theirs"]
+    assert (store.root / "theirs").read_bytes() == b"theirs"
+    assert await store.catalog.intents() == []
+
+
+async def test_a_rename_goes_on_when_its_caller_stops_waiting(store: LocalStore) -> None:
+    await upload(store, "slow", b"slow")
+    asked = asyncio.ensure_future(store.rename("slow", "quick"))
+    await asyncio.sleep(0)  # asked, then given up on
+    asked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asked
+    for _ in range(200):
+        if [e.name for e in await store.list()] == ["quick"]:
+            break
+        await asyncio.sleep(0.01)
+    assert [e.name for e in await store.list()] == ["quick"]
+    assert (store.root / "quick").read_bytes() == b"slow"
+
+
+async def test_a_crash_inside_a_group_of_renames_is_settled_at_open(tmp_path: Path) -> None:
+    """The group's intents are one row: files renamed before the crash are
+    recorded under their new names, the others keep their old ones."""
+    root = tmp_path / "root"
+    first = LocalStore(root)
+    await first.open()
+    one = await upload(first, "one", b"1")
+    two = await upload(first, "two", b"2")
+    await first.catalog.add_intents(
+        [("mv-a", dataclasses.replace(one, name="uno")), ("mv-b", dataclasses.replace(two, name="dos"))]
+    )
+    os.replace(root / "one", root / "uno")  # the crash came before "two" moved
+    await first.close()
+
+    second = LocalStore(root)
+    await second.open()
+    try:
+        assert [(e.name, e.digest) for e in await second.list()] == [("two", two.digest), ("uno", one.digest)]
+        assert await second.catalog.intents() == []
+    finally:
+        await second.close()

@@ -442,19 +442,19 @@ class Catalog:
         if names:
             await self._write(f"delete {len(names)} entries", delete_many, frees=True)
 
-    async def rename(self, old: str, entry: Entry, done: str, done_batch: int | None = None) -> None:
-        """In one transaction: remove the row ``old``, insert ``entry``
-        (replacing any row of its name) and remove the commit intent of
-        ``done`` and the batch ``done_batch`` that holds it (from
-        :meth:`add_intents`): a rename is recorded whole or not at all."""
+    async def rename(self, moves: Sequence[tuple[str, Entry]], done_batch: int | None) -> None:
+        """In one transaction, for each ``(old, entry)``: remove the row
+        ``old`` and insert ``entry`` (replacing any row of its name); then
+        remove the batch of commit intents ``done_batch`` (from
+        :meth:`add_intents`): the renames are recorded whole or not at all."""
 
         def rename() -> None:
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("DELETE FROM files WHERE name = ?", (old,))
-                db.execute(INSERT, row_of(entry))
-                db.execute("DELETE FROM intents WHERE transfer = ?", (done,))
+                for old, entry in moves:
+                    db.execute("DELETE FROM files WHERE name = ?", (old,))
+                    db.execute(INSERT, row_of(entry))
                 if done_batch is not None:
                     db.execute("DELETE FROM intent_batches WHERE batch = ?", (done_batch,))
             except BaseException:
@@ -462,7 +462,7 @@ class Catalog:
                 raise
             db.execute("COMMIT")
 
-        await self._write(f"rename {quote_name(old)}", rename)
+        await self._write(f"rename {len(moves)} file(s)", rename)
 
     async def list(self, prefix: str, after: str, limit: int) -> list[Entry]:
         """Return up to ``limit`` entries whose names start with ``prefix``

@@ -132,6 +132,7 @@ class LocalStore(Store):
         # read to open, so a download never pairs one version's entry with
         # another version's bytes.
         self.publisher = Publisher(self.catalog, lambda name: self.layout.check_path(name, True))
+        self.renames = moves.Renames(self.layout, self.catalog, self.publisher, max_name_bytes=max_name_bytes)
         self.reconciled = Reconciled()
 
     @property
@@ -434,10 +435,8 @@ class LocalStore(Store):
 
     async def rename(self, old: str, new: str, *, clobber: bool = False) -> Entry:
         """Rename ``old`` to ``new``, file and row in one step for readers
-        (:func:`zfile.store.moves.rename`, which says what a crash leaves)."""
-        return await moves.rename(
-            self.layout, self.catalog, self.publisher, old, new, clobber=clobber, max_name_bytes=self.max_name_bytes
-        )
+        (:class:`zfile.store.moves.Renames`, which says what a crash leaves)."""
+        return await self.renames.rename(old, new, clobber=clobber)
 
     async def open_download(self, name: str) -> Download:
         """Open ``name`` for reading.
