@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from zfile.client.client import Client
 
 #: MOVE requests in flight at once (each is one round trip and one rename on the daemon).
-IN_FLIGHT = 16
+IN_FLIGHT = 64
 
 
 @dataclass(frozen=True, slots=True)
