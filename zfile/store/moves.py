@@ -112,6 +112,7 @@ class Renames:
         return await asyncio.shield(ask.done)
 
     async def _drain(self) -> None:
+        group: list[_Ask] = []
         try:
             while self._asks:
                 group = self._take_group()
@@ -121,9 +122,10 @@ class Renames:
                     for ask in group:
                         _settle(ask, exc)
         finally:
+            # Cancelled (the loop shutting down): no caller is left waiting forever.
             self._drainer = None
-            for ask in list(self._asks):  # the store closed under them
-                _settle(ask, StoreError(f"the store closed before {quote_name(ask.old)} was renamed"))
+            for ask in [*group, *self._asks]:
+                _settle(ask, StoreError(f"the store stopped before {quote_name(ask.old)} was renamed"))
             self._asks.clear()
 
     def _take_group(self) -> list[_Ask]:
