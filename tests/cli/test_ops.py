@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -312,6 +313,8 @@ def test_ping_reports_the_daemon_and_its_backend(node):
     else:
         assert 0 < status["free_bytes"] <= os.statvfs(node.root).f_blocks * os.statvfs(node.root).f_frsize
     text = zfile_cli("ping", "--from", node.endpoint).stdout
+    if "--store" not in node.proc.args:  # exact bytes, then as ls -h shows them (the figure moves between calls)
+        assert re.search(r"^     free: \d+ bytes \(\d+(\.\d)?[KMGTP]?\)$", text, re.M), text
     assert [line.split(":")[0].strip() for line in text.splitlines()] == [
         "endpoint",
         "version",

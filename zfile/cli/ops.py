@@ -22,6 +22,7 @@ import click
 
 from zfile.cli.boundary import EXIT_FAILED, on_interrupt
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
+from zfile.cli.listing import human_size
 from zfile.client.moves import Moved, holds_files, move_tree
 from zfile.client.ops import Removal, Status
 from zfile.client.plan import shown
@@ -460,8 +461,8 @@ def ping_json(endpoint: str, status: Status) -> dict[str, object]:
 @timeout_option
 def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) -> None:
     """Ask the daemon at ENDPOINT (or --from, $ZFILE_SERVER) for its zfile
-    and protocol versions, uptime (s), free space for new files (bytes; none
-    on an object store), transfers in flight, whether CURVE is on and
+    and protocol versions, uptime (s), free space for new files (bytes, and
+    as ls -h shows them; none on an object store), transfers in flight, whether CURVE is on and
     whether it is read-only (serve --read-only), and
     measure the round trip (ms).  A daemon with every transfer slot taken
     still answers; one that does not answer within --timeout is an error
@@ -484,7 +485,7 @@ def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) 
     if as_json:
         click.echo(json.dumps(ping_json(conn.endpoint, status)))
         return
-    free = "no limit (object store)" if status.free is None else f"{status.free} bytes"
+    free = "no limit (object store)" if status.free is None else f"{status.free} bytes ({human_size(status.free)})"
     for label, value in [
         ("endpoint", conn.endpoint),
         ("version", f"{status.version} (protocol {status.protocol})"),
