@@ -462,9 +462,9 @@ def ping_json(endpoint: str, status: Status) -> dict[str, object]:
 def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) -> None:
     """Ask the daemon at ENDPOINT (or --from, $ZFILE_SERVER) for its zfile
     and protocol versions, uptime (s), free space for new files (bytes, and
-    as ls -h shows them; none on an object store), transfers in flight, whether CURVE is on and
-    whether it is read-only (serve --read-only), and
-    measure the round trip (ms).  A daemon with every transfer slot taken
+    as ls -h shows them; none on an object store), transfers in flight,
+    whether CURVE is on and whether it is read-only (serve --read-only),
+    and measure the round trip (ms).  A daemon with every transfer slot taken
     still answers; one that does not answer within --timeout is an error
     (exit 1).
 

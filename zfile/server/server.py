@@ -458,11 +458,10 @@ class Server:
         would list files that are gone, or record new ones where no start
         would find them, and under systemd the restart
         (Restart=on-failure) opens the store afresh at its path.  What can
-        be put back (Store.mend: a partials' directory deleted) is, first."""
+        be put back in a store that is not lost (Store.mend: a partials'
+        directory deleted) is."""
         while True:
             await asyncio.sleep(STORE_WATCH_PERIOD)
-            if (mended := await asyncio.to_thread(self.store.mend)) is not None:
-                log.warning("%s", mended)
             why = await asyncio.to_thread(self.store.lost)
             if why is not None:
                 log.error("%s: stopping", why)
@@ -470,6 +469,9 @@ class Server:
                 if not self._draining:  # a drain under way goes on: a second call would cut it short
                     self.handle_exit()
                 return
+            # Only in a store still there: never a directory made inside a root that replaced it.
+            if (mended := await asyncio.to_thread(self.store.mend)) is not None:
+                log.warning("%s", mended)
 
     async def _sweep_partials(self) -> None:
         """Delete partials unused for ``partial_ttl`` seconds, checking every

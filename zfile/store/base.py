@@ -229,8 +229,8 @@ class Store(Protocol):
 
     def lost(self) -> str | None:
         """Why the store can no longer be served at all, for a person (a
-        local root, or its catalog, deleted or moved while the daemon ran), or None; the
-        daemon stops when it is not None.  Cheap and blocking: a few
+        local root, or its catalog, deleted or moved while the daemon ran),
+        or None; the daemon stops when it is not None.  Cheap and blocking: a few
         system calls.  An object store says None: its failures are each
         request's."""
         return None
@@ -238,8 +238,8 @@ class Store(Protocol):
     def mend(self) -> str | None:
         """Put back what the store needs and someone removed while it was
         open (a local store's partials' directory), saying what for the log,
-        or None.  Cheap and blocking; the daemon calls it beside
-        :meth:`lost`."""
+        or None.  Cheap and blocking; the daemon calls it when :meth:`lost`
+        says None."""
         return None
 
     async def open(self) -> None:

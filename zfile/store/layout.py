@@ -141,8 +141,9 @@ class Layout:
     def lost(self) -> str | None:
         """Why the root this layout opened can no longer be served, or None:
         the lock file held open since :meth:`open` was unlinked (the root
-        deleted, as by ``rm -rf``, or the lock file alone), or :attr:`lock_path` now names another
-        file or nothing (the root moved or replaced).  Either way the lock
+        deleted, as by ``rm -rf``, or the lock file alone), or
+        :attr:`lock_path` now names another file or nothing (the root moved
+        or replaced).  Either way the lock
         is no longer where a second daemon would look, and the catalog
         describes files that are not there.  Two system calls, no error:
         what cannot be looked at is not judged lost."""
