@@ -459,7 +459,7 @@ class Server:
         would find them, and under systemd the restart
         (Restart=on-failure) opens the store afresh at its path.  What can
         be put back in a store that is not lost (Store.mend: a partials'
-        directory deleted) is."""
+        directory, or the catalog's write-ahead log, deleted) is."""
         while True:
             await asyncio.sleep(STORE_WATCH_PERIOD)
             why = await asyncio.to_thread(self.store.lost)

@@ -237,9 +237,10 @@ class Store(Protocol):
 
     def mend(self) -> str | None:
         """Put back what the store needs and someone removed while it was
-        open (a local store's partials' directory), saying what for the log,
-        or None.  Cheap and blocking; the daemon calls it when :meth:`lost`
-        says None."""
+        open (a local store's partials' directory, or its catalog's
+        write-ahead log), saying what for the log, or None.  Blocking, and
+        cheap unless something is put back; the daemon calls it when
+        :meth:`lost` says None."""
         return None
 
     async def open(self) -> None:

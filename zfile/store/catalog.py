@@ -78,8 +78,10 @@ class Catalog:
         #: True once a write recording a change already on the disk failed:
         #: commit intents may be left to finish (the store's to clear).
         self.behind = False
-        #: (st_dev, st_ino) of the file the open connection reads, for lost().
-        self._identity: tuple[int, int] | None = None
+        #: The files the open connection holds, for lost() and mend().
+        self._files = catalog_file.CatalogFiles(self.path)
+        #: Why the catalog could not be opened again by mend(), for sides_lost().
+        self._broken: str | None = None
 
     async def _run(self, doing: str, fn: Callable[..., T], *args: Any, quiet: bool = False) -> T:
         if self._executor is None:
@@ -152,30 +154,52 @@ class Catalog:
     def _connect(self) -> None:
         self._conn = catalog_file.connect(self.path)
         self._can_write = True
-        self._identity = catalog_file.identity(self.path)
+        self._files.record(writable=True)
 
     def _connect_read_only(self) -> None:
         self._conn = catalog_file.connect_read_only(self.path)
         self._can_write = False
-        self._identity = catalog_file.identity(self.path)
+        self._files.record(writable=False)
 
     def lost(self) -> str | None:
-        """Why the file at :attr:`path` is no longer the catalog that is
-        open, or None: it was deleted, or another file put in its place,
-        while open.  SQLite goes on with the file it opened, which no later
-        start would read, so what is recorded from then on would be lost.
-        One ``stat(2)``; what cannot be looked at is not judged lost."""
-        if self._identity is None:
+        """Why the file at :attr:`path` is no longer the open catalog, or None
+        (:meth:`zfile.store.catalog_file.CatalogFiles.lost`)."""
+        return self._files.lost()
+
+    def sides_lost(self) -> str | None:
+        """Why the catalog cannot go on, or None: a file SQLite keeps beside it
+        was replaced while open, or :meth:`mend` could not open it again."""
+        return self._broken or self._files.replaced()
+
+    def mend(self) -> str | None:
+        """Open the catalog again when SQLite's write-ahead log or its index
+        was deleted while open, and say so; else None.  SQLite goes on
+        writing a deleted log, which no start reads: a crash before its next
+        checkpoint would lose every row in it.  Closing the connection (on
+        the catalog's thread, between two calls) checkpoints it into the
+        catalog; connecting again makes new files.  Blocking: call it from
+        another thread; a failure is kept for :meth:`sides_lost`."""
+        executor = self._executor
+        if executor is None or not self._files.missing():
             return None
         try:
-            now = catalog_file.identity(self.path)
-        except FileNotFoundError:
-            return f"the catalog {self.path} was deleted while the daemon ran"
-        except OSError:
+            gone = executor.submit(self._reopen_for_sides).result()
+        except RuntimeError:  # the catalog is closing, and its close checkpoints the log
             return None
-        if now != self._identity:
-            return f"the catalog {self.path} was replaced by another file while the daemon ran"
-        return None
+        except (sqlite3.Error, OSError) as exc:
+            log.error("catalog %s: could not be opened again: %s", self.path, exc)
+            self._broken = f"the catalog {self.path} could not be opened again after its log went: {exc}"
+            return None
+        return self._files.deleted(gone) if gone else None
+
+    def _reopen_for_sides(self) -> list[str]:
+        gone = self._files.missing() if self._conn is not None and self._can_write else []
+        if gone:
+            old, self._conn = self._conn, None
+            self._files.forget()
+            old.close()
+            self._connect()
+        return gone
 
     def _go_read_only(self, why: str) -> None:
         if self.read_only:
@@ -287,7 +311,7 @@ class Catalog:
             return
 
         def close() -> None:
-            self._identity = None
+            self._files.forget()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None

@@ -1,7 +1,8 @@
 """Opening the catalog's SQLite file (:mod:`zfile.store.catalog` uses these
 in its one thread): for writing, in WAL mode with ``synchronous=FULL`` and
-its tables made; read-only, for a full disk; a probe write; and the file's
-identity, by which a catalog deleted or replaced while open is noticed.
+its tables made; read-only, for a full disk; a probe write; and the
+identities of the file and of the two SQLite keeps beside it, by which one
+deleted or replaced while open is noticed.
 Each raises ``sqlite3.Error`` or ``OSError``.  SQLite: "Write-Ahead
 Logging", "URI filenames" (``mode=ro``, ``immutable``).
 """
@@ -72,6 +73,88 @@ def probe_write(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+#: What SQLite keeps beside a catalog in WAL mode while it is open: the
+#: write-ahead log, and the log's index in shared memory (SQLite,
+#: "Write-Ahead Logging", "The WAL File", "The WAL-Index File").
+SIDE_FILES = {"-wal": "write-ahead log", "-shm": "write-ahead log's index"}
+
+
+def side_path(path: Path, suffix: str) -> Path:
+    """The file of :data:`SIDE_FILES` ``suffix`` beside the catalog at ``path``."""
+    return path.with_name(path.name + suffix)
+
+
+class CatalogFiles:
+    """The catalog's file at ``path`` and, for a writable connection, those
+    of :data:`SIDE_FILES` beside it, as the connection found them when it
+    opened (:meth:`record`), against what is at their paths now.  Each look
+    is a ``stat(2)``; what cannot be looked at is not judged."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        #: (st_dev, st_ino) of the catalog's file; None while it is not open.
+        self._catalog: tuple[int, int] | None = None
+        #: The same of the side files, by suffix.
+        self._known: dict[str, tuple[int, int]] = {}
+
+    def record(self, writable: bool) -> None:
+        """Take the identities of the files a connection just opened holds
+        (both side files, once :func:`connect` returned)."""
+        self._catalog = identity(self.path)
+        known: dict[str, tuple[int, int]] = {}
+        for suffix in SIDE_FILES if writable else ():
+            try:
+                known[suffix] = identity(side_path(self.path, suffix))
+            except FileNotFoundError:
+                pass
+        self._known = known
+
+    def forget(self) -> None:
+        self._catalog, self._known = None, {}
+
+    def lost(self) -> str | None:
+        """A sentence saying the catalog's file was deleted, or another put
+        in its place, while open; else None.  SQLite goes on with the file
+        it opened, which no start would read."""
+        if self._catalog is None:
+            return None
+        try:
+            now = identity(self.path)
+        except FileNotFoundError:
+            return f"the catalog {self.path} was deleted while the daemon ran"
+        except OSError:
+            return None
+        if now != self._catalog:
+            return f"the catalog {self.path} was replaced by another file while the daemon ran"
+        return None
+
+    def missing(self) -> list[str]:
+        """The suffixes of the recorded files no longer at their paths."""
+        return [s for s in self._known if not os.path.lexists(side_path(self.path, s))]
+
+    def replaced(self) -> str | None:
+        """A sentence naming a recorded file now another at its path, or None."""
+        for suffix, known in self._known.items():
+            side = side_path(self.path, suffix)
+            try:
+                now = identity(side)
+            except OSError:
+                continue  # deleted, or not to be looked at: not another file
+            if now != known:
+                what = SIDE_FILES[suffix]
+                return f"SQLite's {what} {side} of the catalog was replaced by another file while the daemon ran"
+        return None
+
+    def deleted(self, suffixes: list[str]) -> str:
+        """The sentence :meth:`Catalog.mend <zfile.store.catalog.Catalog.mend>`
+        logs once the files of ``suffixes`` were found deleted and made again."""
+        names = " and ".join(f"{SIDE_FILES[s]} {side_path(self.path, s)}" for s in suffixes)
+        return (
+            f"SQLite's {names} of the catalog {'was' if len(suffixes) == 1 else 'were'} deleted while the daemon "
+            "ran: closed the catalog, which wrote what the log held into it, and opened it again with new ones"
+        )
+
+
 def identity(path: Path) -> tuple[int, int]:
     """``(st_dev, st_ino)`` of the file at ``path``: taken just after a
     connect, that of the file the connection holds."""
@@ -79,4 +162,12 @@ def identity(path: Path) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-__all__ = ["connect", "connect_read_only", "identity", "probe_write"]
+__all__ = [
+    "SIDE_FILES",
+    "connect",
+    "connect_read_only",
+    "identity",
+    "CatalogFiles",
+    "probe_write",
+    "side_path",
+]

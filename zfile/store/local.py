@@ -151,8 +151,10 @@ class LocalStore(Store):
         return StoreUsage(len(self.partials), self.partials.bytes, free)
 
     def mend(self) -> str | None:
-        """Store.mend: :meth:`Layout.mend <zfile.store.layout.Layout.mend>`."""
-        return self.layout.mend()
+        """Store.mend: :meth:`Layout.mend <zfile.store.layout.Layout.mend>`,
+        then :meth:`Catalog.mend <zfile.store.catalog.Catalog.mend>`."""
+        mended = [why for why in (self.layout.mend(), self.catalog.mend()) if why is not None]
+        return "; ".join(mended) or None
 
     def lost(self) -> str | None:
         """Store.lost: :meth:`Layout.lost <zfile.store.layout.Layout.lost>`,
@@ -162,6 +164,8 @@ class LocalStore(Store):
             return why
         if (why := self.catalog.lost()) is not None:
             return f"{why}; the files stay under the root, and a start with --adopt lists them again"
+        if (why := self.catalog.sides_lost()) is not None:
+            return f"{why}; closing the catalog writes what its log held into it"
         return None
 
     async def open(self) -> None:
