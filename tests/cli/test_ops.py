@@ -266,6 +266,32 @@ def test_cat_streams_the_file_and_stops_quietly_when_the_pipe_closes(node, tmp_p
     assert proc.returncode == 1 and proc.stderr == "zfile: error: 'missing.bin' is not in the store\n"
 
 
+def test_get_to_dash_writes_one_file_to_stdout_as_cat_does(node, tmp_path):
+    src = make_file(tmp_path / "big.bin", 3 * MiB + 5)
+    send_tree(node, tmp_path, ["d/a"])
+    zfile_cli("send", "-q", str(src), "--to", node.endpoint)
+    whole = subprocess.run(
+        [sys.executable, "-m", "zfile", "get", "big.bin", "--from", node.endpoint, "-o", "-"],
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert (whole.returncode, whole.stderr) == (0, b"") and whole.stdout == src.read_bytes()
+    assert not (tmp_path / "-").exists()  # not a directory named -
+    piped = zfile_into(f"get big.bin --from {node.endpoint} -o -", "head -c 10")
+    assert (piped.returncode, piped.stdout, piped.stderr) == (141, src.read_bytes()[:10], b"")
+    proc = zfile_cli("get", "d", "--from", node.endpoint, "-o", "-", check=False)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == "zfile: error: 'd' is a directory in the store; get -o - prints one stored file\n"
+    for extra in (["d/"], ["big.bin", "d/a"], ["big.bin", "-c"], ["big.bin", "--delete"], ["big.bin", "--json"]):
+        proc = zfile_cli("get", *extra, "--from", node.endpoint, "-o", "-", check=False, cwd=tmp_path)
+        assert (proc.returncode, proc.stdout) == (2, ""), extra
+        assert "-o - (stdout) takes one stored file from one daemon" in proc.stderr
+    # ./- is a directory named -, as with any program that reads - as stdout.
+    zfile_cli("get", "-q", "d/a", "--from", node.endpoint, "-o", "./-", cwd=tmp_path)
+    assert (tmp_path / "-" / "a").is_file()
+
+
 def test_cat_of_a_file_corrupted_on_the_daemons_disk_exits_1(tmp_path):
     d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
     try:

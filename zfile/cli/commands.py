@@ -28,7 +28,7 @@ from zfile.cli.common import (
     run,
     timeout_option,
 )
-from zfile.cli.ops import cat, mv, ping, rm, send_stdin, stat
+from zfile.cli.ops import cat, mv, ping, rm, send_stdin, stat, write_stdout
 from zfile.cli.serve import keygen, serve
 from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
 from zfile.client.filters import Filter
@@ -216,8 +216,8 @@ def _one_daemon_only(dry_run: bool, delete: bool) -> None:
     "out",
     default=".",
     show_default=True,
-    type=click.Path(file_okay=False),
-    help="Directory to write into.",
+    type=click.Path(file_okay=False, allow_dash=True),
+    help="Directory to write into; - writes the one file named to stdout, as zfile cat (./- for a directory named -).",
 )
 @compare_options
 @filter_options
@@ -270,6 +270,15 @@ def get(
       zfile get logs/ --from @nodes.txt -o ./collected   # ./collected/<node>/logs/...
       zfile get photos/ --from node7 -o ./back --delete --exclude '*.raw'
     """
+    if out == "-":  # as curl's and wget's: stdout, for one file
+        extra = checksum or ignore_times or bool(filters) or dry_run or delete or bwlimit is not None or as_json
+        if len(names) != 1 or names[0].endswith("/") or conn.nodes or extra:
+            raise click.UsageError(
+                "-o - (stdout) takes one stored file from one daemon, without -c, -I, filters, -n, --delete, "
+                "--bwlimit or --json, as zfile cat does"
+            )
+        write_stdout(conn, names[0], timeout, "get -o -")
+        return
     compare = compare_mode(checksum, ignore_times)
     if conn.nodes:
         _one_daemon_only(dry_run, delete)

@@ -424,7 +424,13 @@ def cat(name: str, conn: Connection, timeout: float) -> None:
       zfile cat logs/app.log --from node7 | grep ERROR
       zfile cat data.csv --from node7 | head -n 5
     """
-    _one_daemon(conn, "cat")
+    write_stdout(conn, name, timeout)
+
+
+def write_stdout(conn: Connection, name: str, timeout: float, command: str = "cat") -> None:
+    """The stored file ``name`` to stdout, digest checked at the end (zfile
+    cat, zfile get -o -); ``command`` names the one the user ran."""
+    _one_daemon(conn, command)
     out = sys.stdout.buffer
 
     async def go() -> int:
@@ -434,7 +440,7 @@ def cat(name: str, conn: Connection, timeout: float) -> None:
             except IntegrityError as exc:
                 raise IntegrityError(f"{exc}; the bytes already written to stdout cannot be taken back") from None
             except RemoteError as exc:
-                raise await _directory_error(client, name, exc, "cat prints one stored file") from None
+                raise await _directory_error(client, name, exc, f"{command} prints one stored file") from None
 
     run(go)  # a reader gone early ends it with 141 (zfile.cli.boundary)
 
