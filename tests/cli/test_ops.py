@@ -67,6 +67,11 @@ def test_rm_without_r_refuses_a_prefix_and_rm_r_of_nothing_is_an_error(node, tmp
     send_tree(node, tmp_path, ["keep/x"])
     proc = zfile_cli("rm", "keep/", "--from", node.endpoint, check=False)
     assert proc.returncode == 1 and "keep/: is a prefix; use -r" in proc.stderr
+    proc = zfile_cli("rm", "keep", "gone", "--from", node.endpoint, check=False)
+    assert proc.returncode == 1 and proc.stderr.splitlines() == [
+        "zfile: error: keep: 'keep' is a directory in the store; use rm -r keep/ to remove the files under it",
+        "zfile: error: gone: 'gone' is not in the store",
+    ]
     proc = zfile_cli("rm", "-r", "empty/", "--from", node.endpoint, check=False)
     assert proc.returncode == 1 and "empty/: nothing is stored under it" in proc.stderr
     proc = zfile_cli("rm", "-r", "/", "--from", node.endpoint, check=False)

@@ -1,5 +1,6 @@
 """``zfile ls``'s view of a flat listing: one level, as ls(1) shows a
-directory, or every file (``-R``), and the lines and JSON objects it prints.
+directory, or every file (``-R``), and the lines and JSON objects it prints;
+and an entry's lines as ``zfile stat`` prints them.
 
 The protocol's LIST is a flat prefix listing sorted by name (docs/protocol.md,
 "LIST-PAGE"), so the directories of one level are made here: the names
@@ -135,4 +136,34 @@ def ls_json(item: Entry | Directory) -> dict[str, Any]:
     return {**entry_json(item), "type": "file"}
 
 
-__all__ = ["Directory", "human_size", "list_prefix", "ls_json", "ls_line", "nothing_at", "one_level"]
+def iso_ns(ns: int) -> str:
+    """``ns`` nanoseconds since the epoch as ISO 8601 in UTC, to the nanosecond."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
+
+
+def stat_lines(entry: Entry) -> list[str]:
+    """``entry`` as ``zfile stat`` prints it, one field a line."""
+    received = datetime.fromtimestamp(entry.received, UTC).isoformat(timespec="milliseconds")
+    return [
+        f"  name: {shown(entry.name)}",
+        f"  size: {entry.size} bytes",
+        f" mtime: {iso_ns(entry.mtime_ns)} ({entry.mtime_ns} ns)",
+        f"  mode: {entry.mode:04o}",
+        f"digest: {entry.algo} {entry.digest.hex()}",
+        f"  recv: {received.replace('+00:00', 'Z')}",
+        f"  peer: {shown(entry.peer) or '-'}",
+    ]
+
+
+__all__ = [
+    "Directory",
+    "human_size",
+    "iso_ns",
+    "list_prefix",
+    "ls_json",
+    "ls_line",
+    "nothing_at",
+    "one_level",
+    "stat_lines",
+]

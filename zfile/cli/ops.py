@@ -15,14 +15,13 @@ import posixpath
 import shlex
 import sys
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
 
 from zfile.cli.boundary import EXIT_FAILED, on_interrupt
 from zfile.cli.common import Connection, endpoint_option, run, timeout_option
-from zfile.cli.listing import human_size
+from zfile.cli.listing import human_size, stat_lines
 from zfile.client.moves import Moved, holds_files, move_tree
 from zfile.client.ops import Removal, Status
 from zfile.client.plan import shown
@@ -69,7 +68,8 @@ def rm(
     A download already running goes on to its end with the old bytes; one
     that starts after gets not-found.  A NAME that is not stored gets an
     error line on stderr and exit 1, and the other names are still removed.
-    Without -r, a NAME ending in / is refused (as rm refuses a directory);
+    Without -r, a NAME ending in / is refused, and so is one that is a
+    directory of stored files (as rm refuses a directory);
     with -r, NAME and everything under NAME/ go (datasets/2025 removes
     datasets/2025/..., never datasets/2025x).  -n prints "would remove NAME"
     for each file and changes nothing.
@@ -98,6 +98,9 @@ def rm(
             for r in await client.remove(plain, dry_run=dry_run):
                 if r.error is None:
                     removed.append(r)
+                elif isinstance(r.error, RemoteError):  # as rm(1): "Is a directory", not "No such file"
+                    hint = f"use rm -r {shown(r.name)}/ to remove the files under it"
+                    error(r.name, str(await _directory_error(client, r.name, r.error, hint)))
                 else:
                     error(r.name, str(r.error))
             if recursive:
@@ -302,26 +305,6 @@ async def _directory_error(client: Client, name: str, exc: RemoteError, hint: st
     return RemoteError(f"{quote_name(name)} is a directory in the store; {hint}", code=exc.code)
 
 
-def iso_ns(ns: int) -> str:
-    """``ns`` nanoseconds since the epoch as ISO 8601 in UTC, to the nanosecond."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:09d}Z"
-
-
-def stat_lines(entry: Entry) -> list[str]:
-    """``entry`` as ``zfile stat`` prints it, one field a line."""
-    received = datetime.fromtimestamp(entry.received, UTC).isoformat(timespec="milliseconds")
-    return [
-        f"  name: {shown(entry.name)}",
-        f"  size: {entry.size} bytes",
-        f" mtime: {iso_ns(entry.mtime_ns)} ({entry.mtime_ns} ns)",
-        f"  mode: {entry.mode:04o}",
-        f"digest: {entry.algo} {entry.digest.hex()}",
-        f"  recv: {received.replace('+00:00', 'Z')}",
-        f"  peer: {shown(entry.peer) or '-'}",
-    ]
-
-
 @click.command(name="stat", short_help="Show stored files' entries.")
 @click.argument("names", nargs=-1, required=True)
 @endpoint_option
@@ -505,4 +488,4 @@ def ping(endpoint: str | None, conn: Connection, as_json: bool, timeout: float) 
         click.echo(f"{label:>9}: {value}")
 
 
-__all__ = ["cat", "iso_ns", "mv", "ping", "ping_json", "rm", "stat", "stat_lines"]
+__all__ = ["cat", "mv", "ping", "ping_json", "rm", "stat", "write_stdout"]
