@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -122,6 +123,60 @@ async def test_notify_sequence_and_watchdog(tmp_path: Path, monkeypatch):
     assert len(gaps) >= 3
     assert all(0.9 <= g < 2.0 for g in gaps), gaps
     assert "systemd watchdog: pinging every 1.000 s" in d.log_text()
+
+
+async def test_a_long_start_asks_for_more_time_until_ready(tmp_path: Path, monkeypatch):
+    """Before, a start longer than TimeoutStartSec= (--adopt hashing a large
+    tree) was killed, and under Restart=on-failure began again, forever."""
+    from zfile.server.config import ServerConfig
+    from zfile.server.server import Server
+
+    from ..conftest import free_port
+
+    root = tmp_path / "store"
+    for d in range(20):  # a tree copied in by hand: adopted as the store opens
+        (root / f"d{d}").mkdir(parents=True)
+        for i in range(100):
+            (root / f"d{d}" / f"f{i}").write_bytes(os.urandom(64 << 10))
+    listener = NotifyListener(tmp_path / "notify.sock")
+    monkeypatch.setenv("NOTIFY_SOCKET", str(listener.path))
+    monkeypatch.setattr(notify, "EXTEND_PERIOD", 0.01)
+    server = Server(ServerConfig(bind=f"tcp://127.0.0.1:{free_port()}", root=str(root), adopt=True))
+    await server.startup()
+    try:
+        await asyncio.to_thread(listener.wait_for, lambda f: "READY=1" in f)
+        await asyncio.sleep(0.1)  # nothing more to ask for once ready
+    finally:
+        await server.shutdown()
+        listener.close()
+    fields = listener.fields()
+    ready = next(i for i, f in enumerate(fields) if "READY=1" in f)
+    assert ready >= 2, fields
+    for f in fields[:ready]:
+        assert f[0] == "EXTEND_TIMEOUT_USEC=30000", fields
+        assert re.fullmatch(rf"STATUS=opening the store {re.escape(str(root))}: \d+ s so far", f[1]), fields
+    assert not any(x.startswith("EXTEND_TIMEOUT_USEC=") for f in fields[ready:] for x in f), fields
+
+
+def test_extend_start_sends_three_periods_each_period(tmp_path: Path):
+    listener = NotifyListener(tmp_path / "notify.sock")
+    notifier = notify.Notifier({"NOTIFY_SOCKET": str(listener.path)})
+
+    async def run() -> None:
+        task = asyncio.create_task(notifier.extend_start(lambda: "STATUS=opening", period=0.05))
+        await asyncio.sleep(0.32)
+        task.cancel()
+        await asyncio.sleep(0.15)  # nothing once cancelled
+
+    try:
+        asyncio.run(run())
+    finally:
+        notifier.close()
+        listener.close()
+    times = [t for t, f in listener.messages]
+    assert all(f == ["EXTEND_TIMEOUT_USEC=150000", "STATUS=opening"] for f in listener.fields()), listener.fields()
+    assert 2 <= len(times) <= 6, times  # never more often than each period
+    assert all(b - a >= 0.04 for a, b in zip(times, times[1:], strict=False)), times
 
 
 @pytest.mark.slow

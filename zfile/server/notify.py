@@ -3,7 +3,8 @@
 A unit with ``Type=notify`` passes ``$NOTIFY_SOCKET``, an ``AF_UNIX``
 datagram socket (a path, or an abstract name written with a leading ``@``);
 each notification is one datagram of newline-separated ``KEY=VALUE`` lines:
-``READY=1``, ``STATUS=...``, ``RELOADING=1``, ``STOPPING=1``, ``WATCHDOG=1``.
+``READY=1``, ``STATUS=...``, ``RELOADING=1``, ``STOPPING=1``, ``WATCHDOG=1``,
+``EXTEND_TIMEOUT_USEC=...``.
 ``$WATCHDOG_USEC`` (with ``$WATCHDOG_PID``, when set, naming this process)
 asks for ``WATCHDOG=1`` more often than every that many microseconds.
 
@@ -22,6 +23,9 @@ import socket
 from collections.abc import Callable, Mapping
 
 log = logging.getLogger("zfile.notify")
+
+#: Seconds between EXTEND_TIMEOUT_USEC notifications while a start runs long.
+EXTEND_PERIOD = 10.0
 
 
 class Notifier:
@@ -74,6 +78,25 @@ class Notifier:
             if now != last:
                 self.notify(now)
                 last = now
+
+    async def extend_start(self, status: Callable[[], str], period: float | None = None) -> None:
+        """While the start runs, every ``period`` seconds (default
+        :data:`EXTEND_PERIOD`) ask the service manager for three periods
+        more (``EXTEND_TIMEOUT_USEC``, sd_notify(3); systemd 236 and later)
+        with ``status()`` (a ``STATUS=...`` line); runs until cancelled, when
+        READY=1 is due.
+
+        Without it a start longer than ``TimeoutStartSec=`` (90 s by
+        default), such as ``--adopt`` hashing a large tree, is killed and,
+        under ``Restart=on-failure``, begun again, over and over.  A start
+        shorter than one period sends nothing.  The price: a start that
+        hangs while its event loop runs (a store on a dead network file
+        system) is not ended by the manager either; its STATUS says for how
+        long it has been opening."""
+        period = EXTEND_PERIOD if period is None else period
+        while True:
+            await asyncio.sleep(period)
+            self.notify(f"EXTEND_TIMEOUT_USEC={round(3 * period * 1e6)}", status())
 
     async def watchdog(self) -> None:
         """Send ``WATCHDOG=1`` every :attr:`watchdog_interval` seconds until

@@ -148,8 +148,9 @@ class Server:
             await self.shutdown()
 
     async def startup(self) -> None:
-        """Load the CURVE keys, open the store, bind the socket, install signal
-        handlers, then tell systemd READY=1.
+        """Load the CURVE keys, open the store (asking systemd for more time
+        while it takes long: Notifier.extend_start), bind the socket, install
+        signal handlers, then tell systemd READY=1.
 
         Raises :class:`ConfigError` for a key that cannot be loaded or a
         non-loopback bind without CURVE or ``insecure``; :class:`TransportError`
@@ -166,7 +167,16 @@ class Server:
         curve = self._load_curve()
         if self.http is not None:
             self.http.check()  # a refused address or a bad token file fails before the store opens
-        await self.store.open()
+        began = time.monotonic()
+        extending = asyncio.create_task(
+            self._notifier.extend_start(
+                lambda: f"STATUS=opening the store {self.store.location}: {time.monotonic() - began:.0f} s so far"
+            )
+        )
+        try:
+            await self.store.open()
+        finally:
+            extending.cancel()
         try:
             # A client's chunk is at most its credit, which never exceeds the window.
             largest = protocol.max_frame_bytes(max(self.config.chunk_size, self.config.window))
