@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zfile.client.plan import plan_upload
+from zfile.client.plan import plan_upload, shown
 
 from ..conftest import make_late
 
@@ -65,3 +65,15 @@ def test_a_link_that_leads_back_to_itself_is_a_loop_not_dangling(tmp_path):
         }
         assert [name for _, name, _ in plan.files] == ["t/a.txt", "t/sub/b.txt"]
         assert not plan.unread  # neither is a read error that would stop a --delete
+
+
+def test_a_shown_name_escapes_what_cannot_print_and_no_two_names_show_alike():
+    assert shown("plain/name é.txt") == "plain/name é.txt"
+    assert shown("a\nb") == "a\\nb"  # a, a newline, b
+    assert shown("a\\nb") == "a\\\\nb"  # a, a backslash, n, b: not the same line
+    assert shown(os.fsdecode(b"bad\xff.bin")) == "bad\\xff.bin"  # a byte that is not UTF-8
+    assert shown("lit\\xff.bin") == "lit\\\\xff.bin"  # the four characters \xff
+    assert shown(Path("bell\x07")) == "bell\\x07"
+    names = ["a\nb", "a\\nb", os.fsdecode(b"\xff"), "\\xff", "\x1b", "\\x1b"]
+    assert len({shown(n) for n in names}) == len(names)
+    assert all(shown(n).isprintable() for n in names)

@@ -69,11 +69,23 @@ class UploadPlan:
 
 
 def shown(path: str | os.PathLike[str]) -> str:
-    """``path`` fit to print: bytes that are not UTF-8 as ``\\xNN``, and
+    """``path`` fit to print: bytes that are not UTF-8 as ``\\xNN``,
     characters that are not printable (controls, a newline) as backslash
-    escapes, so that no name can garble or split a line."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    escapes, so that no name can garble or split a line, and a backslash
+    itself as ``\\\\``, so that no name shows as another (``a\\nb``, four
+    characters, against ``a``, a newline, ``b``)."""
+    text = os.fsencode(path).decode("utf-8", "surrogateescape")
+    if text.isprintable() and "\\" not in text:  # nearly every name: nothing to escape
+        return text
+    return "".join(map(_shown_char, text))
+
+
+def _shown_char(ch: str) -> str:
+    if ch == "\\":
+        return "\\\\"
+    if "\udc80" <= ch <= "\udcff":  # a byte that is not UTF-8, kept by surrogateescape
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
 
 
 def _mtime_skip(mtime_ns: int) -> str:
