@@ -211,12 +211,15 @@ def test_notifier_abstract_socket_and_watchdog_rules():
 def test_sigterm_sends_stopping_before_the_drain_ends(tmp_path: Path, monkeypatch):
     listener = NotifyListener(tmp_path / "notify.sock")
     monkeypatch.setenv("NOTIFY_SOCKET", str(listener.path))
-    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log")
+    d = start_daemon(tmp_path / "store", tmp_path / "daemon.log", "--grace-period", "75")
     try:
         listener.wait_for(lambda f: "READY=1" in f)
         d.proc.send_signal(signal.SIGTERM)
         stopping = listener.wait_for(lambda f: "STOPPING=1" in f)
         assert any(x.startswith("STATUS=draining") for x in stopping)
+        # The grace period and 15 s to close: longer than the unit's TimeoutStopSec=45, so that
+        # systemd does not SIGKILL a drain the operator allowed 75 s.
+        assert "EXTEND_TIMEOUT_USEC=90000000" in stopping
         assert d.proc.wait(timeout=30) == 0, d.log_text()
     finally:
         d.stop()

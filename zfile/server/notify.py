@@ -17,10 +17,11 @@ is a single ``sendto``, specified in sd_notify(3); this module is that.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 log = logging.getLogger("zfile.notify")
 
@@ -97,6 +98,15 @@ class Notifier:
         while True:
             await asyncio.sleep(period)
             self.notify(f"EXTEND_TIMEOUT_USEC={round(3 * period * 1e6)}", status())
+
+    @contextlib.asynccontextmanager
+    async def extending(self, status: Callable[[], str]) -> AsyncIterator[None]:
+        """:meth:`extend_start` for as long as the ``async with`` body runs."""
+        task = asyncio.create_task(self.extend_start(status))
+        try:
+            yield
+        finally:
+            task.cancel()
 
     async def watchdog(self) -> None:
         """Send ``WATCHDOG=1`` every :attr:`watchdog_interval` seconds until

@@ -6,12 +6,13 @@ finish for ``config.grace_period`` seconds, suspends what is left (uploads
 keep their partials for resume) and exits.  A second signal forces the stop
 at once (uvicorn's shutdown sequence).  SIGHUP re-reads the authorized CURVE
 keys; running transfers go on.  Under systemd (``Type=notify``) it reports
-READY, STATUS, RELOADING, STOPPING and watchdog pings (:mod:`zfile.notify`).
+READY, STATUS, RELOADING, STOPPING and watchdog pings, and asks for more
+time for a long start or drain (:mod:`zfile.server.notify`).
 
 The receive loop here admits requests (refusing them while draining or at
 ``max_transfers``) and hands each message to its transfer; the transfers
 themselves (upload, download, list, and their pacing and logging) run in
-:mod:`zfile.transfers`, as tasks so one slow disk or peer never holds up the
+:mod:`zfile.server.sessions`, as tasks so one slow disk or peer never holds up the
 receive loop.  Idle transfers and stale partials are swept from here.
 """
 
@@ -63,6 +64,9 @@ _IO_THREADS = 32
 
 #: Seconds between looks at whether the store is still there (Store.lost).
 STORE_WATCH_PERIOD = 2.0
+
+#: Seconds a stop may take after its drain (cancel, close the socket and the store).
+_CLOSE_MARGIN = 15.0
 
 
 class Server:
@@ -168,15 +172,10 @@ class Server:
         if self.http is not None:
             self.http.check()  # a refused address or a bad token file fails before the store opens
         began = time.monotonic()
-        extending = asyncio.create_task(
-            self._notifier.extend_start(
-                lambda: f"STATUS=opening the store {self.store.location}: {time.monotonic() - began:.0f} s so far"
-            )
-        )
-        try:
+        async with self._notifier.extending(
+            lambda: f"STATUS=opening the store {self.store.location}: {time.monotonic() - began:.0f} s so far"
+        ):
             await self.store.open()
-        finally:
-            extending.cancel()
         try:
             # A client's chunk is at most its credit, which never exceeds the window.
             largest = protocol.max_frame_bytes(max(self.config.chunk_size, self.config.window))
@@ -258,14 +257,18 @@ class Server:
         return f"STATUS={state} on {self.endpoint}: {self.transfers.active()} transfer(s) in flight"
 
     def handle_exit(self, sig: int | None = None) -> None:
-        """First call: drain for the grace period.  Second call: stop now."""
+        """First call: drain for the grace period (telling systemd the stop
+        may take that long, and a margin).  Second call: stop now."""
         if self._draining:
             log.warning("second signal: stopping now, suspending %d transfer(s)", self.transfers.active())
             self.transfers.cancel_all()
             self._request_stop()
             return
         self._draining = True
-        self._notifier.notify("STOPPING=1", self._status())
+        # A grace period longer than the unit's TimeoutStopSec= must not end in SIGKILL:
+        # systemd extends the stop's timeout, never shortens it (sd_notify(3)).
+        extend = round((self.config.grace_period + _CLOSE_MARGIN) * 1e6)
+        self._notifier.notify("STOPPING=1", f"EXTEND_TIMEOUT_USEC={extend}", self._status())
         log.info(
             "shutting down: no new transfers; %d running get up to %.0f s",
             self.transfers.active(),
