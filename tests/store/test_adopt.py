@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,13 +75,19 @@ async def test_files_not_listed_are_recorded_and_the_rest_skipped_with_why(tmp_p
     ):
         assert said in text, said
     assert (root / "link").is_symlink() and (root / "fifo").exists()  # nothing on disk moved
-    # Once recorded, a second adopting start finds nothing new.
+    # Once recorded, a second adopting start finds nothing new; it says so, and what the walk cost.
+    caplog.clear()
     store = LocalStore(root, adopt=True)
     await store.open()
     try:
         assert store.reconciled.adopted == 0
     finally:
         await store.close()
+    assert re.search(
+        rf"adopt: nothing to record under {re.escape(str(root))} \(3 file\(s\) looked at in \d+\.\d s, 4 skipped\); "
+        "adoption walks the root at every start it is on for: turn it off once a tree is adopted",
+        caplog.text,
+    ), caplog.text
 
 
 def test_adopt_is_refused_for_an_object_store() -> None:

@@ -134,11 +134,13 @@ async def adopt(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Adopte
     open ``catalog`` does not list (module docstring); call only while no
     upload is live.  StoreError when the catalog cannot be written; a file
     that cannot be adopted is logged and skipped."""
-    files = size = skipped = 0
+    files = size = skipped = seen = 0
+    began = time.monotonic()
     pending: list[Entry] = []
     walk = _walk(layout.real_root, max_name_bytes)
     while (step := await asyncio.to_thread(next, walk, None)) is not None:
         found, refused = step
+        seen += len(found)
         for sentence in refused:
             log.warning("adopt: skipped %s", sentence)
         skipped += len(refused)
@@ -158,6 +160,16 @@ async def adopt(layout: Layout, catalog: Catalog, max_name_bytes: int) -> Adopte
             pending = []
     if pending:
         await catalog.put_many(pending)
+    if not files:  # adopt = true left in a config pays this walk at every start
+        log.info(
+            "adopt: nothing to record under %s (%d file(s) looked at in %.1f s, %d skipped); adoption walks "
+            "the root at every start it is on for: turn it off once a tree is adopted",
+            layout.root,
+            seen,
+            time.monotonic() - began,
+            skipped,
+        )
+        return Adopted(0, 0, skipped)
     log.info(
         "adopt: recorded %d file(s) (%d bytes) found under %s that the catalog did not list; %d skipped",
         files,
