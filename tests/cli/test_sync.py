@@ -110,6 +110,38 @@ def test_get_filters_match_relative_to_the_prefix(daemon, tmp_path):
     assert "; 3 excluded" in summary(res)
 
 
+def test_files_from_sends_the_listed_paths_as_listed(daemon, tmp_path):
+    src = tmp_path / "src"
+    for rel in ("a.txt", "sub/b.txt", "sub/deep/c.txt", "left.txt"):
+        write(src / rel, rel.encode())
+    (tmp_path / "list.txt").write_text("# what to send\na.txt\n\n/sub/deep\n; a comment too\n")
+    out = zfile_cli("send", "--files-from", "list.txt", "src", "-n", "--to", daemon.endpoint, cwd=tmp_path).stdout
+    assert "would have sent 2 file(s)" in out and listing(daemon) == {}
+    zfile_cli("send", "-q", "--files-from", "list.txt", "src", "--prefix", "p/", "--to", daemon.endpoint, cwd=tmp_path)
+    assert sorted(listing(daemon)) == ["p/a.txt", "p/sub/deep/c.txt"]
+    assert (daemon.root / "p" / "sub" / "deep" / "c.txt").read_bytes() == b"sub/deep/c.txt"
+    # From stdin, NUL-ended, relative to the current directory, as `find -print0` writes them.
+    listed = "./a.txt\0sub/b.txt\0"
+    zfile_cli("send", "-q", "--files-from", "-", "-0", "--prefix", "q", "--to", daemon.endpoint, cwd=src, input=listed)
+    assert sorted(n for n in listing(daemon) if n.startswith("q/")) == ["q/a.txt", "q/sub/b.txt"]
+    refused = [
+        (["--files-from", "list.txt", "src", "src"], 2, "--files-from takes one PATH at most"),
+        (["--files-from", "list.txt", "src", "--delete"], 2, "without --delete or --name"),
+        (["-0", "src"], 2, "-0/--from0 goes with --files-from"),
+        (["--files-from", "empty.txt", "src"], 2, "empty.txt names no path to send"),
+        (["--files-from", "missing.txt", "src"], 2, "cannot read missing.txt"),
+        (["--files-from", "climb.txt", "src"], 1, "--files-from cannot store '../list.txt': it is not below src"),
+    ]
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    (tmp_path / "climb.txt").write_text("../list.txt\n")
+    before = listing(daemon)
+    for args, code, said in refused:
+        res = zfile_cli("send", *args, "--to", daemon.endpoint, check=False, cwd=tmp_path)
+        assert (res.returncode, res.stdout) == (code, ""), (args, res.stderr)
+        assert said in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
+    assert listing(daemon) == before
+
+
 def test_a_dry_run_changes_nothing_on_either_side(daemon, tmp_path):
     src = photos(tmp_path / "src")
     zfile_cli("send", str(src), "--to", daemon.endpoint)

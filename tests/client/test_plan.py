@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zfile.client.plan import plan_upload, shown
+from zfile.client.plan import listed_paths, plan_upload, shown
 
 from ..conftest import make_late
 
@@ -77,3 +77,18 @@ def test_a_shown_name_escapes_what_cannot_print_and_no_two_names_show_alike():
     names = ["a\nb", "a\\nb", os.fsdecode(b"\xff"), "\\xff", "\x1b", "\\x1b"]
     assert len({shown(n) for n in names}) == len(names)
     assert all(shown(n).isprintable() for n in names)
+
+
+def test_a_files_from_list_reads_as_rsync_reads_one():
+    text = b"# a comment\na.txt\n\n/abs/b.txt\n; another\n sp ace.txt\r\n  \nbad\xff\n"
+    # Blank (or all-space) lines and comments out; a leading / dropped; spaces in a name kept; CRLF ends a line.
+    assert listed_paths(text) == ["a.txt", "abs/b.txt", " sp ace.txt", os.fsdecode(b"bad\xff")]
+    # NUL-ended: every byte but NUL is the name's, comments and newlines included.
+    assert listed_paths(b"#not a comment\0a\nb\0/\0", nul=True) == ["#not a comment", "a\nb", "."]
+
+
+def test_files_from_names_each_path_relative_to_its_directory(tmp_path):
+    tree(tmp_path / "t")
+    base = tmp_path / "t"
+    plan = plan_upload([base / "sub", base / "a.txt", base / "."], base=base)
+    assert sorted(name for _, name, _ in plan.files) == ["a.txt", "sub/b.txt"]  # "." sends the base, once

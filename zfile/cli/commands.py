@@ -30,7 +30,14 @@ from zfile.cli.common import (
 )
 from zfile.cli.ops import cat, mv, ping, rm, send_stdin, stat, write_stdout
 from zfile.cli.serve import keygen, serve
-from zfile.cli.syncopts import bwlimit_option, delete_option, dry_run_option, filter_options, prefix_option
+from zfile.cli.syncopts import (
+    bwlimit_option,
+    delete_option,
+    dry_run_option,
+    files_from_options,
+    filter_options,
+    prefix_option,
+)
 from zfile.client.filters import Filter
 from zfile.client.plan import plan_upload
 from zfile.errors import ErrorCode, RemoteError
@@ -61,7 +68,7 @@ main.add_command(ping)
 
 
 @main.command(short_help="Send files and directories to the daemon.")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
+@click.argument("paths", nargs=-1, metavar="PATHS...", type=click.Path(exists=True, allow_dash=True))
 @endpoint_option
 @click.option("--no-clobber", is_flag=True, help="Fail with 'exists' instead of replacing a stored file.")
 @click.option("--name", default=None, help="With - (stdin): the name to store it under.")
@@ -80,6 +87,7 @@ main.add_command(ping)
 )
 @prefix_option
 @filter_options
+@files_from_options
 @dry_run_option
 @delete_option("on the daemon")
 @bwlimit_option
@@ -106,6 +114,7 @@ def send(
     copy_links: bool,
     prefix: str,
     filters: Filter,
+    base: str | None,
     dry_run: bool,
     delete: bool,
     bwlimit: int | None,
@@ -142,7 +151,10 @@ def send(
     every file was sent; a run with a failure deletes nothing.  With
     several nodes both work per node (a node's lines after its endpoint;
     --delete on each node that got every file).  --bwlimit
-    paces the bytes sent (K = 1024).
+    paces the bytes sent (K = 1024).  --files-from FILE sends the paths
+    FILE lists, relative to the one PATH given (default .), each stored
+    under its listed path (blank lines and lines starting with # or ; are
+    left out; -0 for NUL-ended paths); a listed directory goes whole.
 
     \b
     Examples:
@@ -156,13 +168,15 @@ def send(
     that dies ends the pipe as one that finished does, so what came is stored:
     use set -o pipefail and check the pipeline's status.
     """
+    if base is not None and (delete or name is not None):
+        raise click.UsageError("--files-from names files to send: without --delete or --name")
     if "-" in paths or name is not None:
         extra = checksum or ignore_times or relative or copy_links or as_json or bool(prefix) or dry_run or delete
         extra = extra or bwlimit is not None or bool(filters)
         send_stdin(conn, paths, name, clobber=not no_clobber, quiet=quiet, timeout=timeout, extra=extra)
         return
     planner = functools.partial(
-        plan_upload, paths, relative=relative, copy_links=copy_links, prefix=prefix, filters=filters
+        plan_upload, paths, relative=relative, copy_links=copy_links, prefix=prefix, filters=filters, base=base
     )
     compare = compare_mode(checksum, ignore_times)
     if conn.nodes:

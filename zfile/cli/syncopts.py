@@ -1,11 +1,13 @@
 """The rsync-style options of ``send`` and ``get``: ``--prefix``, the
 filters (``--exclude``, ``--include``, ``--exclude-from``), ``-n/--dry-run``,
-``--delete`` and ``--bwlimit``.  Each decorator adds its options and hands
+``--delete``, ``--bwlimit``, and ``send``'s ``--files-from``.  Each decorator adds its options and hands
 the command one value, checked (a bad one is a usage error, exit 2)."""
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +15,7 @@ import click
 
 from zfile.client.filters import Filter
 from zfile.client.pacing import parse_rate
-from zfile.client.plan import normalize_prefix
+from zfile.client.plan import listed_paths, normalize_prefix
 from zfile.errors import BadName, LocalFileError
 
 
@@ -107,4 +109,57 @@ bwlimit_option = click.option(
     help="Most bytes per second for the whole command: 500K, 50M, 1.5G (K = 1024, as rsync); 0 for no limit.",
 )
 
-__all__ = ["bwlimit_option", "delete_option", "dry_run_option", "filter_options", "prefix_option"]
+
+def files_from_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--files-from FILE`` and ``-0/--from0`` (rsync's): the command gets
+    ``paths`` as the listed paths joined to its one PATH (the directory
+    they are relative to, ``.`` by default) and ``base``, that directory;
+    without ``--files-from``, its paths as given and ``base`` None."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, paths: tuple[str, ...], files_from: str | None, from0: bool, **kw: Any) -> Any:
+        if files_from is None:
+            if from0:
+                raise click.UsageError("-0/--from0 goes with --files-from")
+            if not paths:
+                raise click.UsageError("Missing argument 'PATHS...'.")
+            return command(*args, paths=paths, base=None, **kw)
+        if len(paths) > 1 or "-" in paths:
+            raise click.UsageError("--files-from takes one PATH at most: the directory its paths are relative to")
+        base = paths[0] if paths else "."
+        try:
+            if files_from == "-":
+                data = sys.stdin.buffer.read()
+            else:
+                with open(files_from, "rb") as f:
+                    data = f.read()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {files_from}: {exc.strerror}", param_hint="--files-from") from None
+        listed = listed_paths(data, nul=from0)
+        if not listed:
+            raise click.BadParameter(f"{files_from} names no path to send", param_hint="--files-from")
+        return command(*args, paths=tuple(os.path.join(base, p) for p in listed), base=base, **kw)
+
+    options = (
+        click.option(
+            "--files-from",
+            metavar="FILE",
+            default=None,
+            help="Send the paths FILE lists (- reads stdin), one a line, relative to PATH (default .), "
+            "each stored as listed, as rsync --files-from does.",
+        ),
+        click.option("-0", "--from0", is_flag=True, help="--files-from's paths end with NUL (find -print0)."),
+    )
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+__all__ = [
+    "bwlimit_option",
+    "delete_option",
+    "dry_run_option",
+    "files_from_options",
+    "filter_options",
+    "prefix_option",
+]

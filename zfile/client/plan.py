@@ -99,6 +99,7 @@ def plan_upload(
     copy_links: bool = False,
     prefix: str = "",
     filters: Filter = NO_FILTER,
+    base: str | os.PathLike[str] | None = None,
 ) -> UploadPlan:
     """Expand files and directories into the files to send and the entries skipped.
 
@@ -112,6 +113,10 @@ def plan_upload(
     files (FIFOs, sockets, devices), empty or unreadable directories, names
     that are not valid UTF-8, and the temp files of unfinished downloads
     (``.NAME.zfile-part`` and its ``.json``; see :class:`UploadPlan`).
+
+    With ``base`` (``--files-from``: ``paths`` are its listed paths joined
+    to it) each path is stored by its path relative to ``base``, as rsync's
+    ``--files-from`` does; ``relative`` is then implied.
 
     ``prefix`` (``"datasets"`` or ``"datasets/"``, the same) puts every
     stored name under that directory of the daemon's root.  ``filters``
@@ -223,7 +228,10 @@ def plan_upload(
         if st is None:
             skip(path, "dangling symbolic link")
             continue
-        name = _root_name(path, st, relative)
+        if base is None:
+            name = _root_name(path, st, relative)
+        else:
+            name = _relative_name(Path(os.path.relpath(path, base)), "--files-from", shown(base))
         if not _is_utf8(name):
             skip(path, "the name is not valid UTF-8", io_error=stat.S_ISDIR(st.st_mode))
             continue
@@ -256,6 +264,19 @@ def _root_name(path: Path, st: os.stat_result, relative: bool) -> str:
     if relative:
         return _relative_name(path)
     return path.resolve().name if stat.S_ISDIR(st.st_mode) else path.name
+
+
+def listed_paths(data: bytes, *, nul: bool = False) -> list[str]:
+    """The paths a ``--files-from`` list names, in order, as rsync reads
+    one: one a line (``nul``: each ended by a NUL byte, as ``find -print0``
+    writes them); blank lines, and lines that start with ``#`` or ``;``,
+    are left out unless ``nul``; a leading ``/`` is dropped (a listed path
+    is relative to the directory it is read against).  Bytes that are not
+    UTF-8 are kept as the file system's encoding does (``os.fsdecode``)."""
+    entries = data.split(b"\0") if nul else data.splitlines()
+    if not nul:
+        entries = [e for e in entries if e.strip() and not e.startswith((b"#", b";"))]
+    return [os.fsdecode(e.lstrip(b"/")) or "." for e in entries if e]
 
 
 def normalize_prefix(prefix: str) -> str:
@@ -293,11 +314,11 @@ def _kind(mode: int) -> str:
     return "special file"
 
 
-def _relative_name(path: Path) -> str:
+def _relative_name(path: Path, option: str = "--relative", below: str = "the current directory") -> str:
     # "" for the current directory itself: its contents keep their relative paths.
     parts = [p for p in PurePosixPath(os.path.normpath(path)).parts if p not in ("/", ".")]
     if ".." in parts:
-        raise LocalFileError(f"--relative cannot store '{shown(path)}': it is not below the current directory")
+        raise LocalFileError(f"{option} cannot store '{shown(path)}': it is not below {below}")
     return "/".join(parts)
 
 
@@ -404,6 +425,7 @@ __all__ = [
     "DownloadPlan",
     "Outcome",
     "UploadPlan",
+    "listed_paths",
     "normalize_prefix",
     "plan_download",
     "plan_upload",
