@@ -1,7 +1,8 @@
 """The rsync-style options of ``send`` and ``get``: ``--prefix``, the
 filters (``--exclude``, ``--include``, ``--exclude-from``), ``-n/--dry-run``,
-``--delete``, ``--bwlimit``, and ``send``'s ``--files-from``.  Each decorator adds its options and hands
-the command one value, checked (a bad one is a usage error, exit 2)."""
+``--delete``, ``--bwlimit``, and ``send``'s ``--files-from``.  Each
+decorator adds its options and hands the command its value, checked (a bad
+one is a usage error, exit 2)."""
 
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def files_from_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 raise click.UsageError("Missing argument 'PATHS...'.")
             return command(*args, paths=paths, base=None, **kw)
         if len(paths) > 1 or "-" in paths:
-            raise click.UsageError("--files-from takes one PATH at most: the directory its paths are relative to")
+            raise click.UsageError("--files-from takes one PATH at most, not -: the directory its paths are below")
         base = paths[0] if paths else "."
         try:
             if files_from == "-":
