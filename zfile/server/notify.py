@@ -93,7 +93,9 @@ class Notifier:
         shorter than one period sends nothing.  The price: a start that
         hangs while its event loop runs (a store on a dead network file
         system) is not ended by the manager either; its STATUS says for how
-        long it has been opening."""
+        long it has been opening.  Without ``$NOTIFY_SOCKET`` it returns at once."""
+        if not self.enabled:
+            return
         period = EXTEND_PERIOD if period is None else period
         while True:
             await asyncio.sleep(period)
